@@ -1,0 +1,38 @@
+// Pieces shared by the wq-gpu commands: backend flags, cancellation, progress, exit status.
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "wq/backend.h"
+#include "wq/pipeline.h"
+
+namespace wq::cli {
+
+struct BackendFlags {
+  std::string backend = "auto";
+  unsigned threads = 0;
+  int device = 0;
+};
+
+/// Adds --backend, --threads and --device to a subcommand.
+void add_backend_flags(CLI::App& command, BackendFlags& flags);
+
+/// Creates the backend the flags ask for; prints make_backend()'s notice unless `quiet`.
+BackendSelection select_backend(const BackendFlags& flags, bool quiet);
+
+/// Set by SIGINT/SIGTERM; operations poll it and stop cleanly.
+const std::atomic<bool>* cancel_flag();
+void install_signal_handlers();
+
+/// A progress callback: a self-updating line on a terminal, nothing otherwise.
+std::function<void(const Progress&)> progress_printer(const std::string& label, bool quiet);
+/// Ends the progress line, if one was drawn.
+void finish_progress();
+
+/// "1,047,430"
+std::string with_commas(std::uint64_t value);
+
+}  // namespace wq::cli

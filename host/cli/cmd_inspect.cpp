@@ -1,0 +1,110 @@
+// wq-gpu inspect FILE [--json]
+#include <memory>
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+#include "cli/report_table.h"
+#include "wq/checkpoint.h"
+#include "wq/container.h"
+#include "wq/error.h"
+
+namespace wq::cli {
+namespace {
+
+struct InspectFlags {
+  std::string input;
+  bool json = false;
+};
+
+struct Row {
+  std::string name, dtype, shape, encoding, layout;
+  int bits = 0;
+  std::uint64_t groups = 0, bytes = 0;
+};
+
+std::string shape_text(const Shape& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+int run_inspect(const InspectFlags& f) {
+  std::vector<Row> rows;
+  nlohmann::ordered_json j;
+  j["file"] = f.input;
+  if (is_wq_container(f.input)) {
+    const std::unique_ptr<ContainerReader> c = ContainerReader::open(f.input);
+    j["format"] = "wq";
+    j["bytes"] = c->file_bytes();
+    j["producer"] = c->producer();
+    j["source"] = {{"file", c->source().file}, {"format", c->source().format}, {"bytes", c->source().bytes}};
+    for (const ContainerTensor& t : c->tensors()) {
+      Row r{t.name, std::string(dtype_name(t.dtype)), shape_text(t.shape), std::string(encoding_name(t.encoding)), "", t.bits, 0, t.stored_bytes};
+      if (t.encoding == Encoding::kAffine) {
+        r.groups = stored_group_geometry(t.shape, t.group_size, t.bits).groups;
+        r.layout = granularity_text(t.group_size, t.shape) + (t.scale_dtype == ScaleDType::kF16 ? ", f16 scales" : "");
+      } else if (t.encoding == Encoding::kCast) {
+        r.layout = std::string(dtype_name(t.data_dtype));
+      }
+      rows.push_back(std::move(r));
+    }
+  } else {
+    const std::unique_ptr<CheckpointReader> c = open_checkpoint(f.input);
+    j["format"] = c->format();
+    j["bytes"] = c->file_bytes();
+    for (const TensorInfo& t : c->tensors()) {
+      rows.push_back(Row{t.name, std::string(dtype_name(t.dtype)), shape_text(t.shape), "raw", "", 0, 0,
+                         element_count(t.shape) * dtype_size(t.dtype)});
+    }
+  }
+  if (f.json) {
+    nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
+    for (const Row& r : rows) {
+      nlohmann::ordered_json e = {{"name", r.name}, {"dtype", r.dtype}, {"shape", nlohmann::ordered_json::parse(r.shape)},
+                                  {"encoding", r.encoding}};
+      if (r.encoding == "affine") {
+        e["bits"] = r.bits;
+        e["groups"] = r.groups;
+        e["layout"] = r.layout;
+      }
+      if (r.encoding == "cast") e["stored_dtype"] = r.layout;
+      e["bytes"] = r.bytes;
+      tensors.push_back(std::move(e));
+    }
+    j["tensors"] = std::move(tensors);
+    fmt::print("{}\n", j.dump(2));
+    return 0;
+  }
+  fmt::print("{}: {}, {} bytes", f.input, j["format"].get<std::string>(), with_commas(j["bytes"].get<std::uint64_t>()));
+  if (j.contains("source")) {
+    fmt::print(", from {} ({}, {} bytes) by {}", j["source"]["file"].get<std::string>(),
+               j["source"]["format"].get<std::string>(), with_commas(j["source"]["bytes"].get<std::uint64_t>()),
+               j["producer"].get<std::string>());
+  }
+  fmt::print("\n\n  {:<44} {:>5} {:>18} {:>8} {:>4} {:>8} {:>12}  {}\n", "tensor", "dtype", "shape", "encoding",
+             "bits", "groups", "bytes", "layout");
+  std::uint64_t total = 0;
+  for (const Row& r : rows) {
+    fmt::print("  {:<44} {:>5} {:>18} {:>8} {:>4} {:>8} {:>12}  {}\n", r.name, r.dtype, r.shape, r.encoding,
+               r.bits ? std::to_string(r.bits) : "-", r.groups ? std::to_string(r.groups) : "-",
+               with_commas(r.bytes), r.layout);
+    total += r.bytes;
+  }
+  fmt::print("\n  {} tensors, {} bytes of tensor data\n", rows.size(), with_commas(total));
+  return 0;
+}
+
+}  // namespace
+
+CommandRunner add_inspect_command(CLI::App& app) {
+  auto flags = std::make_shared<InspectFlags>();
+  CLI::App* cmd = app.add_subcommand("inspect", "List the tensors of a WQ container or checkpoint");
+  cmd->add_option("file", flags->input, "WQ container or checkpoint")->required();
+  cmd->add_flag("--json", flags->json, "Print JSON instead of a table");
+  return [flags] { return run_inspect(*flags); };
+}
+
+}  // namespace wq::cli

@@ -1,0 +1,53 @@
+// wq-gpu: quantize, decode and inspect neural-network checkpoints.
+//
+// Exit status: 0 success; 1 internal error; 2 usage (bad flags or values); 3 input missing or
+// unreadable; 4 input not a valid checkpoint/container; 5 tensor values cannot be encoded
+// (NaN/Inf, overflow); 6 output cannot be written; 7 checksum/integrity failure;
+// 8 unsupported (e.g. --backend cuda without a device); 130 interrupted.
+#include <cstdio>
+#include <exception>
+#include <map>
+
+#include <fmt/core.h>
+
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+#include "wq/error.h"
+#include "wq/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"wq-gpu: shrink neural-network checkpoints by weight quantization", "wq-gpu"};
+  app.set_version_flag("--version", std::string("wq-gpu ") + wq::kVersion);
+  app.require_subcommand(1);
+  app.footer(
+      "\nExit status: 0 ok, 2 usage, 3 input missing, 4 invalid input, 5 tensor cannot be\n"
+      "encoded (NaN/Inf/overflow), 6 output not writable, 7 checksum mismatch, 8 unsupported,\n"
+      "130 interrupted, 1 internal error. Run 'wq-gpu COMMAND --help' for each command.");
+  const wq::cli::CommandRunner quantize = wq::cli::add_quantize_command(app);
+  const wq::cli::CommandRunner decode = wq::cli::add_decode_command(app);
+  const wq::cli::CommandRunner inspect = wq::cli::add_inspect_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return static_cast<int>(wq::ErrorCode::kUsage);
+  }
+  wq::cli::install_signal_handlers();
+  try {
+    if (app.got_subcommand("quantize")) return quantize();
+    if (app.got_subcommand("decode")) return decode();
+    if (app.got_subcommand("inspect")) return inspect();
+  } catch (const wq::Error& e) {
+    fmt::print(stderr, "wq-gpu: error: {}\n", e.what());
+    return static_cast<int>(e.code());
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "wq-gpu: error: out of memory\n");
+    return static_cast<int>(wq::ErrorCode::kInternal);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "wq-gpu: internal error: {}\n", e.what());
+    return static_cast<int>(wq::ErrorCode::kInternal);
+  }
+  return static_cast<int>(wq::ErrorCode::kUsage);
+}

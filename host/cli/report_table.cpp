@@ -1,0 +1,143 @@
+#include "cli/report_table.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "cli/cli_common.h"
+
+namespace wq::cli {
+namespace {
+
+nlohmann::ordered_json finite_or_null(double v) {
+  return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr);
+}
+
+std::string spec_text(const QuantSpec& spec) {
+  if (!spec.is_affine()) return std::string(method_name(spec.method)) + " cast";
+  std::string g = spec.granularity == Granularity::kTensor ? "per-tensor"
+                : spec.granularity == Granularity::kChannel ? "per-channel"
+                : "per-group " + std::to_string(spec.group_size);
+  return fmt::format("{} {} bits, {}, {} scales", method_name(spec.method), spec.bits, g,
+                     scale_dtype_name(spec.scale_dtype));
+}
+
+std::string sqnr_text(double db) { return std::isfinite(db) ? fmt::format("{:.1f}", db) : "inf"; }
+
+std::string shape_text(const Shape& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+std::string granularity_text(std::uint64_t stored_group_size, const Shape& shape) {
+  if (stored_group_size == 0) return "per-tensor";
+  const std::uint64_t n = element_count(shape);
+  const std::uint64_t rows = shape.size() >= 2 ? shape[0] : 1;
+  if (rows != 0 && stored_group_size == n / rows) return "per-channel";
+  return "per-group " + std::to_string(stored_group_size);
+}
+
+ErrorSummary summarise_errors(const QuantizeReport& report) {
+  std::vector<double> sqnr;
+  ErrorSummary s;
+  for (const TensorReport& t : report.tensors) {
+    if (t.error.count == 0) continue;
+    sqnr.push_back(t.error.sqnr_db());
+    s.max_abs_error = std::max(s.max_abs_error, t.error.max_abs_error);
+  }
+  s.encoded = sqnr.size();
+  if (!sqnr.empty()) {
+    std::sort(sqnr.begin(), sqnr.end());
+    s.sqnr_min_db = sqnr.front();
+    const std::size_t m = sqnr.size() / 2;
+    s.sqnr_median_db = sqnr.size() % 2 ? sqnr[m] : (sqnr[m - 1] + sqnr[m]) / 2;
+  }
+  return s;
+}
+
+std::string report_text(const QuantizeReport& r, const QuantSpec& spec, bool per_tensor) {
+  const ErrorSummary s = summarise_errors(r);
+  std::size_t affine = 0, cast = 0, raw = 0;
+  for (const TensorReport& t : r.tensors) {
+    (t.encoding == Encoding::kAffine ? affine : t.encoding == Encoding::kCast ? cast : raw)++;
+  }
+  std::string out;
+  out += fmt::format("{} -> {}\n", r.input, r.output);
+  out += fmt::format("{}; backend {}\n\n", spec_text(spec), r.backend);
+  if (per_tensor) {
+    out += fmt::format("  {:<40} {:>5} {:>16} {:>8} {:>12} {:>10} {:>8} {:>10}\n", "tensor", "dtype",
+                       "shape", "encoding", "bytes in", "bytes out", "SQNR dB", "max|err|");
+    for (const TensorReport& t : r.tensors) {
+      const std::string enc = t.encoding == Encoding::kAffine ? fmt::format("{}b", t.bits)
+                              : std::string(encoding_name(t.encoding));
+      out += fmt::format("  {:<40} {:>5} {:>16} {:>8} {:>12} {:>10} {:>8} {:>10}{}\n", t.name,
+                         dtype_name(t.dtype), shape_text(t.shape), enc, with_commas(t.input_bytes),
+                         with_commas(t.output_bytes), t.error.count ? sqnr_text(t.error.sqnr_db()) : "-",
+                         t.error.count ? fmt::format("{:.3g}", t.error.max_abs_error) : "-",
+                         t.note.empty() ? "" : "  (" + t.note + ")");
+    }
+    out += "\n";
+  }
+  const double ratio = r.output_bytes ? static_cast<double>(r.input_bytes) / static_cast<double>(r.output_bytes) : 0.0;
+  out += fmt::format("  {:<32} {:>14} {:>14} {:>7} {:>18} {:>10} {:>8}\n", "file", "original bytes",
+                     "output bytes", "ratio", "SQNR min/median", "max|err|", "time");
+  out += fmt::format("  {:<32} {:>14} {:>14} {:>6.2f}x {:>18} {:>10} {:>7.2f}s\n",
+                     std::filesystem::path(r.input).filename().string(), with_commas(r.input_bytes),
+                     with_commas(r.output_bytes), ratio,
+                     s.encoded ? sqnr_text(s.sqnr_min_db) + " / " + sqnr_text(s.sqnr_median_db) + " dB" : "-",
+                     s.encoded ? fmt::format("{:.3g}", s.max_abs_error) : "-", r.seconds);
+  out += fmt::format("\n  tensors: {} quantized, {} cast, {} kept raw\n", affine, cast, raw);
+  for (const TensorReport& t : r.tensors) {
+    if (!t.note.empty()) out += fmt::format("  note: {}: {}\n", t.name, t.note);
+  }
+  return out;
+}
+
+nlohmann::ordered_json report_json(const QuantizeReport& r, const QuantSpec& spec) {
+  const ErrorSummary s = summarise_errors(r);
+  nlohmann::ordered_json j;
+  j["input"] = r.input;
+  j["output"] = r.output;
+  j["format"] = r.format;
+  j["backend"] = r.backend;
+  j["spec"] = {{"method", std::string(method_name(spec.method))}, {"bits", spec.bits},
+               {"granularity", std::string(granularity_name(spec.granularity))},
+               {"group_size", spec.group_size}, {"scale_dtype", std::string(scale_dtype_name(spec.scale_dtype))}};
+  j["input_bytes"] = r.input_bytes;
+  j["output_bytes"] = r.output_bytes;
+  j["ratio"] = r.output_bytes ? static_cast<double>(r.input_bytes) / static_cast<double>(r.output_bytes) : 0.0;
+  j["seconds"] = r.seconds;
+  j["summary"] = {{"encoded_tensors", s.encoded}, {"sqnr_db_min", finite_or_null(s.sqnr_min_db)},
+                  {"sqnr_db_median", finite_or_null(s.sqnr_median_db)}, {"max_abs_error", s.max_abs_error}};
+  nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
+  for (const TensorReport& t : r.tensors) {
+    nlohmann::ordered_json e;
+    e["name"] = t.name;
+    e["dtype"] = std::string(dtype_name(t.dtype));
+    e["shape"] = t.shape;
+    e["encoding"] = std::string(encoding_name(t.encoding));
+    if (t.encoding == Encoding::kAffine) {
+      e["bits"] = t.bits;
+      e["group_size"] = t.group_size;
+      e["groups"] = t.groups;
+    }
+    e["input_bytes"] = t.input_bytes;
+    e["output_bytes"] = t.output_bytes;
+    if (t.error.count) {
+      e["sqnr_db"] = finite_or_null(t.error.sqnr_db());
+      e["max_abs_error"] = t.error.max_abs_error;
+    }
+    if (!t.note.empty()) e["note"] = t.note;
+    tensors.push_back(std::move(e));
+  }
+  j["tensors"] = std::move(tensors);
+  return j;
+}
+
+}  // namespace wq::cli

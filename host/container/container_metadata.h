@@ -1,0 +1,32 @@
+// The `wq` metadata of a container (docs/container-format.md): building and parsing the JSON.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "formats/safetensors_writer.h"
+#include "wq/container.h"
+
+namespace wq::detail {
+
+struct ContainerMetadata {
+  int version = 1;
+  std::string producer;
+  SourceInfo source;
+  std::vector<ContainerTensor> tensors;
+};
+
+/// The metadata as compact JSON text, tensors in their order.
+std::string metadata_json(const ContainerMetadata& metadata);
+
+/// Parses and checks the JSON's own structure (not yet against the parts). Throws
+/// Error(kBadFormat) naming `path` and the tensor.
+ContainerMetadata parse_metadata_json(const std::string& json, const std::string& path);
+
+/// The safetensors parts (name, dtype, shape) that store `tensor`, in the checksum's order.
+std::vector<PartLayout> parts_of(const ContainerTensor& tensor);
+
+/// The parts' names for a tensor called `name` with `encoding`.
+std::vector<std::string> part_names(const std::string& name, Encoding encoding);
+
+}  // namespace wq::detail

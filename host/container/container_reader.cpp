@@ -1,0 +1,174 @@
+#include <cstring>
+#include <set>
+
+#include "container/checksum.h"
+#include "container/container_metadata.h"
+#include "formats/safetensors_file.h"
+#include "wq/container.h"
+#include "wq/error.h"
+
+namespace wq {
+namespace {
+
+using detail::SafetensorsEntry;
+using detail::SafetensorsFile;
+
+[[noreturn]] void bad(const std::string& path, const std::string& what) {
+  throw Error(ErrorCode::kBadFormat, path + ": invalid WQ container: " + what);
+}
+
+std::string shape_text(const Shape& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+class ContainerReaderImpl final : public ContainerReader {
+ public:
+  explicit ContainerReaderImpl(const std::string& path) : file_(path) {
+    const auto it = file_.metadata().find("wq");
+    if (it == file_.metadata().end()) {
+      bad(path, "a safetensors file without WQ metadata (__metadata__[\"wq\"]); nothing to decode");
+    }
+    detail::ContainerMetadata m = detail::parse_metadata_json(it->second, path);
+    producer_ = std::move(m.producer);
+    source_ = std::move(m.source);
+    tensors_ = std::move(m.tensors);
+    bind_parts();
+  }
+
+  const std::string& path() const noexcept override { return file_.path(); }
+  std::uint64_t file_bytes() const noexcept override { return file_.file().size(); }
+  const std::string& producer() const noexcept override { return producer_; }
+  const SourceInfo& source() const noexcept override { return source_; }
+  const std::vector<ContainerTensor>& tensors() const noexcept override { return tensors_; }
+
+  void verify(std::size_t index) const override {
+    const ContainerTensor& t = tensors_.at(index);
+    detail::Xxh3 hash;
+    for (std::size_t p : part_entries_.at(index)) {
+      const SafetensorsEntry& e = file_.entries()[p];
+      hash.update(file_.data(e), e.bytes());
+    }
+    const std::string actual = hash.hex();
+    if (actual != t.xxh3) {
+      throw Error(ErrorCode::kIntegrity, path() + ": tensor '" + t.name + "' is corrupt: checksum " +
+                                             actual + " does not match the recorded " + t.xxh3);
+    }
+  }
+
+  void decode(std::size_t index, Backend& backend, const MutableTensorView& out) override {
+    const ContainerTensor& t = tensors_.at(index);
+    if (out.dtype != t.dtype || out.shape != t.shape) {
+      throw Error(ErrorCode::kUsage, path() + ": tensor '" + t.name + "': decode target must be " +
+                                         std::string(dtype_name(t.dtype)) + " " + shape_text(t.shape));
+    }
+    verify(index);
+    const std::vector<std::size_t>& parts = part_entries_.at(index);
+    const auto part = [&](std::size_t k) { return file_.data(file_.entries()[parts[k]]); };
+    switch (t.encoding) {
+      case Encoding::kAffine: {
+        AffineTensor a;
+        a.codes = reinterpret_cast<const std::uint8_t*>(part(0));
+        a.scales = part(1);
+        a.mins = part(2);
+        a.bits = t.bits;
+        a.stored_group_size = t.group_size;
+        a.scale_dtype = t.scale_dtype;
+        backend.dequantize(a, out);
+        return;
+      }
+      case Encoding::kCast:
+        backend.cast(TensorView{t.name, t.data_dtype, t.shape, part(0)}, out, false);
+        return;
+      case Encoding::kRaw:
+        std::memcpy(out.data, part(0), file_.entries()[parts[0]].bytes());
+        return;
+    }
+  }
+
+  void release(std::size_t index) override {
+    for (std::size_t p : part_entries_.at(index)) file_.release(file_.entries()[p]);
+  }
+
+ private:
+  // Checks that metadata and parts agree: every part exists with the dtype and shape the
+  // encoding implies, and every part belongs to exactly one tensor.
+  void bind_parts() {
+    const std::string& p = path();
+    std::set<std::size_t> used;
+    for (ContainerTensor& t : tensors_) {
+      const std::string where = "tensor '" + t.name + "'";
+      std::vector<std::size_t> entries;
+      for (const std::string& name : t.parts) {
+        const auto found = file_.find(name);
+        if (!found) bad(p, where + ": part '" + name + "' is missing");
+        if (!used.insert(*found).second) bad(p, where + ": part '" + name + "' is used twice");
+        entries.push_back(*found);
+      }
+      const SafetensorsEntry& first = file_.entries()[entries[0]];
+      if (t.encoding == Encoding::kAffine) {
+        const SafetensorsEntry& scale = file_.entries()[entries[1]];
+        const SafetensorsEntry& min = file_.entries()[entries[2]];
+        if (scale.dtype != DType::kF32 && scale.dtype != DType::kF16) {
+          bad(p, where + ": scale part has dtype " + std::string(dtype_name(scale.dtype)) + ", not F32 or F16");
+        }
+        if (min.dtype != scale.dtype) bad(p, where + ": scale and min parts have different dtypes");
+        t.scale_dtype = scale.dtype == DType::kF32 ? ScaleDType::kF32 : ScaleDType::kF16;
+      } else if (t.encoding == Encoding::kCast) {
+        if (!is_floating(t.dtype) || (first.dtype != DType::kF16 && first.dtype != DType::kBF16)) {
+          bad(p, where + ": cast data must be F16 or BF16 of a floating tensor");
+        }
+        t.data_dtype = first.dtype;
+      } else {
+        t.data_dtype = t.dtype;
+      }
+      const std::vector<detail::PartLayout> expected = detail::parts_of(t);
+      for (std::size_t k = 0; k < expected.size(); ++k) {
+        const SafetensorsEntry& e = file_.entries()[entries[k]];
+        if (e.dtype != expected[k].dtype || e.shape != expected[k].shape) {
+          bad(p, where + ": part '" + e.name + "' is " + std::string(dtype_name(e.dtype)) + " " +
+                     shape_text(e.shape) + ", expected " + std::string(dtype_name(expected[k].dtype)) +
+                     " " + shape_text(expected[k].shape));
+        }
+        t.stored_bytes += e.bytes();
+      }
+      part_entries_.push_back(std::move(entries));
+    }
+    if (used.size() != file_.entries().size()) {
+      for (std::size_t i = 0; i < file_.entries().size(); ++i) {
+        if (!used.count(i)) bad(p, "part '" + file_.entries()[i].name + "' belongs to no tensor");
+      }
+    }
+  }
+
+  SafetensorsFile file_;
+  std::string producer_;
+  SourceInfo source_;
+  std::vector<ContainerTensor> tensors_;
+  std::vector<std::vector<std::size_t>> part_entries_;
+};
+
+}  // namespace
+
+std::unique_ptr<ContainerReader> ContainerReader::open(const std::string& path) {
+  {
+    const detail::MappedFile probe(path);
+    if (!SafetensorsFile::sniff(probe.data(), probe.size())) {
+      bad(path, "not a safetensors file, so not a WQ container");
+    }
+  }
+  return std::make_unique<ContainerReaderImpl>(path);
+}
+
+bool is_wq_container(const std::string& path) {
+  try {
+    const detail::MappedFile probe(path);
+    if (!SafetensorsFile::sniff(probe.data(), probe.size())) return false;
+    return SafetensorsFile(path).metadata().count("wq") != 0;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+}  // namespace wq

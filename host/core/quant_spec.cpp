@@ -1,0 +1,121 @@
+#include "wq/quant_spec.h"
+
+#include <array>
+#include <limits>
+#include <string>
+
+#include "wq/codec/pack.h"
+#include "wq/error.h"
+
+namespace wq {
+namespace {
+
+template <typename Enum, std::size_t N>
+using NameTable = std::array<std::pair<Enum, std::string_view>, N>;
+
+constexpr NameTable<Method, 5> kMethods{{{Method::kMinMax, "minmax"},
+                                         {Method::kSymmetric, "symmetric"},
+                                         {Method::kMse, "mse"},
+                                         {Method::kFp16, "fp16"},
+                                         {Method::kBf16, "bf16"}}};
+constexpr NameTable<Granularity, 3> kGranularities{{{Granularity::kTensor, "tensor"},
+                                                    {Granularity::kChannel, "channel"},
+                                                    {Granularity::kGroup, "group"}}};
+constexpr NameTable<ScaleDType, 2> kScaleDTypes{{{ScaleDType::kF32, "f32"},
+                                                 {ScaleDType::kF16, "f16"}}};
+
+template <typename Enum, std::size_t N>
+std::string_view name_of(const NameTable<Enum, N>& table, Enum value) noexcept {
+  for (const auto& [v, name] : table) {
+    if (v == value) return name;
+  }
+  return "?";
+}
+
+template <typename Enum, std::size_t N>
+std::optional<Enum> parse_name(const NameTable<Enum, N>& table, std::string_view name) noexcept {
+  for (const auto& [v, n] : table) {
+    if (n == name) return v;
+  }
+  return std::nullopt;
+}
+
+std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0); }
+
+GroupGeometry geometry(const Shape& shape, std::uint64_t arithmetic_group,
+                       std::uint64_t stored_group, int bits) {
+  GroupGeometry g;
+  const std::uint64_t n = element_count(shape);
+  g.stored_group_size = stored_group;
+  g.code_bytes = codec::packed_bytes(n, bits);
+  if (n == 0) return g;
+  g.rows = shape.size() >= 2 ? shape[0] : 1;
+  g.cols = n / g.rows;
+  g.group_size = arithmetic_group == 0 ? g.cols : arithmetic_group;
+  if (stored_group == 0) {  // per-tensor: one group of every element, whatever the rows
+    g.rows = 1;
+    g.cols = n;
+    g.group_size = n;
+  }
+  g.groups_per_row = ceil_div(g.cols, g.group_size);
+  g.groups = g.rows * g.groups_per_row;
+  return g;
+}
+
+}  // namespace
+
+void QuantSpec::validate() const {
+  if (method == Method::kSymmetric || method == Method::kMse) {
+    throw Error(ErrorCode::kUnsupported,
+                "method '" + std::string(method_name(method)) +
+                    "' is reserved and not implemented yet; use minmax, fp16 or bf16");
+  }
+  if (!is_affine()) return;
+  if (bits < 1 || bits > 8) {
+    throw Error(ErrorCode::kUsage, "bits must be between 1 and 8, got " + std::to_string(bits));
+  }
+  if (granularity == Granularity::kGroup && group_size == 0) {
+    throw Error(ErrorCode::kUsage, "group size must be at least 1, got 0");
+  }
+}
+
+std::string_view method_name(Method m) noexcept { return name_of(kMethods, m); }
+std::string_view granularity_name(Granularity g) noexcept { return name_of(kGranularities, g); }
+std::string_view scale_dtype_name(ScaleDType s) noexcept { return name_of(kScaleDTypes, s); }
+std::optional<Method> parse_method(std::string_view n) noexcept { return parse_name(kMethods, n); }
+std::optional<Granularity> parse_granularity(std::string_view n) noexcept {
+  return parse_name(kGranularities, n);
+}
+std::optional<ScaleDType> parse_scale_dtype(std::string_view n) noexcept {
+  return parse_name(kScaleDTypes, n);
+}
+
+GroupGeometry group_geometry(const Shape& shape, const QuantSpec& spec) {
+  const std::uint64_t n = element_count(shape);
+  const std::uint64_t rows = shape.size() >= 2 ? shape[0] : 1;
+  const std::uint64_t cols = (n == 0 || rows == 0) ? 0 : n / rows;
+  switch (spec.granularity) {
+    case Granularity::kTensor: return geometry(shape, 0, 0, spec.bits);
+    case Granularity::kChannel: return geometry(shape, cols, cols, spec.bits);
+    case Granularity::kGroup: return geometry(shape, spec.group_size, spec.group_size, spec.bits);
+  }
+  return geometry(shape, 0, 0, spec.bits);
+}
+
+GroupGeometry stored_group_geometry(const Shape& shape, std::uint64_t stored_group_size,
+                                    int bits) {
+  return geometry(shape, stored_group_size, stored_group_size, bits);
+}
+
+std::uint64_t element_count(const Shape& shape) {
+  std::uint64_t n = 1;
+  for (std::uint64_t d : shape) {
+    if (d != 0 && n > std::numeric_limits<std::uint64_t>::max() / d) {
+      throw Error(ErrorCode::kBadFormat, "tensor shape overflows 64-bit element count");
+    }
+    n *= d;
+  }
+  return n;
+}
+
+}  // namespace wq

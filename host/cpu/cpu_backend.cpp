@@ -1,0 +1,279 @@
+#include "cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cpu/affine_kernels.h"
+#include "cpu/thread_pool.h"
+#include "wq/codec/half.h"
+#include "wq/error.h"
+
+namespace wq::detail {
+namespace {
+
+using codec::AffineParams;
+
+// Ranges handed to one task: large enough to amortise scheduling, small enough to balance.
+std::uint64_t task_elements(std::uint64_t n, unsigned threads) {
+  return std::clamp<std::uint64_t>(n / (8ull * threads), 1ull << 15, 1ull << 20) / 8 * 8;
+}
+
+std::string tensor_label(std::string_view name) { return "tensor '" + std::string(name) + "'"; }
+
+/// Even split of [0, n) into 8-aligned ranges.
+std::vector<std::uint64_t> split_elements(std::uint64_t n, std::uint64_t per_task) {
+  std::vector<std::uint64_t> bounds{0};
+  while (bounds.back() < n) bounds.push_back(std::min(n, bounds.back() + per_task));
+  return bounds;
+}
+
+struct GroupChunk {
+  std::uint64_t first_group, last_group;  // [first, last)
+  std::uint64_t begin, end;               // elements
+};
+
+std::uint64_t group_start(const GroupGeometry& g, std::uint64_t k) {
+  return (k / g.groups_per_row) * g.cols + (k % g.groups_per_row) * g.group_size;
+}
+
+std::uint64_t group_length(const GroupGeometry& g, std::uint64_t k) {
+  const std::uint64_t offset = (k % g.groups_per_row) * g.group_size;
+  return std::min(g.group_size, g.cols - offset);
+}
+
+/// Cuts the groups into chunks of about `per_task` elements. A chunk may only start at an
+/// element index that is a multiple of 8, so that its codes start on a byte boundary and no
+/// two tasks write the same byte.
+std::vector<GroupChunk> chunk_groups(const GroupGeometry& g, std::uint64_t n,
+                                     std::uint64_t per_task) {
+  std::vector<GroupChunk> chunks;
+  GroupChunk current{0, 0, 0, 0};
+  for (std::uint64_t k = 0; k < g.groups; ++k) {
+    const std::uint64_t start = group_start(g, k);
+    if (start - current.begin >= per_task && start % 8 == 0) {
+      current.last_group = k;
+      current.end = start;
+      chunks.push_back(current);
+      current = GroupChunk{k, 0, start, 0};
+    }
+  }
+  current.last_group = g.groups;
+  current.end = n;
+  chunks.push_back(current);
+  return chunks;
+}
+
+[[noreturn]] void throw_nonfinite(const TensorView& t, std::uint64_t begin, std::uint64_t end) {
+  ErrorStats ignored;
+  // Re-running the quantize check over the range names the first bad element.
+  const GroupGeometry whole{1, end, end, 1, 1, 0, 0};
+  const AffineParams unit{1.0f, 0.0f};
+  std::vector<std::uint8_t> scratch(end / 8 + 2);
+  quantize_elements(t.dtype, t.data, whole, &unit, 1, begin / 8 * 8, end, scratch.data(), &ignored,
+                    t.name);
+  throw Error(ErrorCode::kBadData, tensor_label(t.name) + ": contains a non-finite value");
+}
+
+AffineParams params_of_group(const TensorView& t, const QuantSpec& spec, std::uint64_t group,
+                             std::uint64_t begin, std::uint64_t end, float lo, float hi) {
+  if (!codec::is_finite(lo) || !codec::is_finite(hi)) throw_nonfinite(t, begin, end);
+  AffineParams p{};
+  switch (codec::affine_params(lo, hi, spec.bits, spec.scale_dtype == ScaleDType::kF16, &p)) {
+    case codec::ParamsStatus::kOk: return p;
+    case codec::ParamsStatus::kRangeOverflow:
+      throw Error(ErrorCode::kBadData,
+                  tensor_label(t.name) + ": group " + std::to_string(group) + " spans [" +
+                      std::to_string(lo) + ", " + std::to_string(hi) +
+                      "], wider than binary32 can represent");
+    case codec::ParamsStatus::kF16Overflow:
+      throw Error(ErrorCode::kBadData,
+                  tensor_label(t.name) + ": group " + std::to_string(group) +
+                      " has a scale or min outside the F16 range (use --scale-dtype f32)");
+  }
+  throw Error(ErrorCode::kInternal, "unknown parameter status");
+}
+
+void store_params(const std::vector<AffineParams>& params, ScaleDType dtype,
+                  const AffineBuffers& out) {
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    if (dtype == ScaleDType::kF32) {
+      std::memcpy(out.scales + 4 * k, &params[k].scale, 4);
+      std::memcpy(out.mins + 4 * k, &params[k].min, 4);
+    } else {
+      const std::uint16_t s = codec::f32_to_f16_bits(params[k].scale);
+      const std::uint16_t m = codec::f32_to_f16_bits(params[k].min);
+      std::memcpy(out.scales + 2 * k, &s, 2);
+      std::memcpy(out.mins + 2 * k, &m, 2);
+    }
+  }
+}
+
+std::vector<AffineParams> load_params(const AffineTensor& in, std::uint64_t groups) {
+  std::vector<AffineParams> params(groups);
+  for (std::uint64_t k = 0; k < groups; ++k) {
+    if (in.scale_dtype == ScaleDType::kF32) {
+      std::memcpy(&params[k].scale, in.scales + 4 * k, 4);
+      std::memcpy(&params[k].min, in.mins + 4 * k, 4);
+    } else {
+      std::uint16_t s, m;
+      std::memcpy(&s, in.scales + 2 * k, 2);
+      std::memcpy(&m, in.mins + 2 * k, 2);
+      params[k] = {codec::f16_bits_to_f32(s), codec::f16_bits_to_f32(m)};
+    }
+  }
+  return params;
+}
+
+ErrorStats merge_in_order(const std::vector<ErrorStats>& parts) {
+  ErrorStats total;
+  for (const ErrorStats& s : parts) total.merge(s);  // fixed order: reproducible sums
+  return total;
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(unsigned threads) : pool_(threads) {}
+
+  std::string_view name() const noexcept override { return "cpu"; }
+  std::string description() const override {
+    return "cpu, " + std::to_string(pool_.size()) + (pool_.size() == 1 ? " thread" : " threads");
+  }
+
+  using Backend::cast;
+  using Backend::dequantize;
+  using Backend::quantize;
+
+  void quantize(std::span<QuantizeJob> jobs) override {
+    run_batch(jobs, [this](QuantizeJob& job) { job.stats = quantize_one(job.input, job.spec, job.out); });
+  }
+
+  void dequantize(std::span<DequantizeJob> jobs) override {
+    run_batch(jobs, [this](DequantizeJob& job) { dequantize_one(job.input, job.out); });
+  }
+
+  void cast(std::span<CastJob> jobs) override {
+    run_batch(jobs, [this](CastJob& job) { job.stats = cast_one(job.input, job.out, job.check_overflow); });
+  }
+
+ private:
+  // Jobs run in parallel, each on one thread (nested loops run inline); a single job spreads
+  // over the whole pool instead. The error reported is that of the first failing job in batch
+  // order, whatever order the threads finished in.
+  template <typename Job, typename Fn>
+  void run_batch(std::span<Job> jobs, Fn&& run) {
+    if (jobs.size() == 1) {
+      run(jobs[0]);
+      return;
+    }
+    std::vector<std::exception_ptr> errors(jobs.size());
+    pool_.parallel_for(jobs.size(), [&](std::size_t i) {
+      try {
+        run(jobs[i]);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    });
+    for (const std::exception_ptr& e : errors) {
+      if (e) std::rethrow_exception(e);
+    }
+  }
+
+  ErrorStats quantize_one(const TensorView& t, const QuantSpec& spec, const AffineBuffers& out) {
+    spec.validate();
+    if (!spec.is_affine()) throw Error(ErrorCode::kUsage, "quantize() needs an affine method");
+    if (!is_floating(t.dtype)) {
+      throw Error(ErrorCode::kUsage, tensor_label(t.name) + ": dtype " +
+                                         std::string(dtype_name(t.dtype)) + " cannot be quantized");
+    }
+    const GroupGeometry g = group_geometry(t.shape, spec);
+    const std::uint64_t n = t.numel();
+    if (g.groups == 0) return {};
+    const std::uint64_t per_task = task_elements(n, pool_.size());
+    std::vector<AffineParams> params(g.groups);
+    std::vector<ErrorStats> stats;
+
+    if (g.groups == 1) {
+      // One range over everything: reduce in parallel first, then quantize in parallel.
+      const std::vector<std::uint64_t> bounds = split_elements(n, per_task);
+      const std::size_t tasks = bounds.size() - 1;
+      std::vector<float> lo(tasks, std::numeric_limits<float>::infinity());
+      std::vector<float> hi(tasks, -std::numeric_limits<float>::infinity());
+      pool_.parallel_for(tasks, [&](std::size_t i) {
+        minmax_elements(t.dtype, t.data, bounds[i], bounds[i + 1], &lo[i], &hi[i]);
+      });
+      const float tensor_lo = *std::min_element(lo.begin(), lo.end());
+      const float tensor_hi = *std::max_element(hi.begin(), hi.end());
+      params[0] = params_of_group(t, spec, 0, 0, n, tensor_lo, tensor_hi);
+      stats.resize(tasks);
+      pool_.parallel_for(tasks, [&](std::size_t i) {
+        quantize_elements(t.dtype, t.data, g, params.data(), spec.bits, bounds[i], bounds[i + 1],
+                          out.codes, &stats[i], t.name);
+      });
+    } else {
+      // Many groups: each task owns whole groups, reduces and quantizes them while they are
+      // still in cache.
+      const std::vector<GroupChunk> chunks = chunk_groups(g, n, per_task);
+      stats.resize(chunks.size());
+      pool_.parallel_for(chunks.size(), [&](std::size_t c) {
+        const GroupChunk& chunk = chunks[c];
+        for (std::uint64_t k = chunk.first_group; k < chunk.last_group; ++k) {
+          const std::uint64_t begin = group_start(g, k);
+          const std::uint64_t end = begin + group_length(g, k);
+          float lo = std::numeric_limits<float>::infinity();
+          float hi = -std::numeric_limits<float>::infinity();
+          minmax_elements(t.dtype, t.data, begin, end, &lo, &hi);
+          params[k] = params_of_group(t, spec, k, begin, end, lo, hi);
+        }
+        quantize_elements(t.dtype, t.data, g, params.data(), spec.bits, chunk.begin, chunk.end,
+                          out.codes, &stats[c], t.name);
+      });
+    }
+    store_params(params, spec.scale_dtype, out);
+    return merge_in_order(stats);
+  }
+
+  void dequantize_one(const AffineTensor& in, const MutableTensorView& out) {
+    if (!is_floating(out.dtype)) {
+      throw Error(ErrorCode::kUsage, tensor_label(out.name) + ": cannot decode into dtype " +
+                                         std::string(dtype_name(out.dtype)));
+    }
+    const GroupGeometry g = stored_group_geometry(out.shape, in.stored_group_size, in.bits);
+    const std::uint64_t n = out.numel();
+    if (g.groups == 0) return;
+    const std::vector<AffineParams> params = load_params(in, g.groups);
+    const std::vector<std::uint64_t> bounds = split_elements(n, task_elements(n, pool_.size()));
+    pool_.parallel_for(bounds.size() - 1, [&](std::size_t i) {
+      dequantize_elements(out.dtype, out.data, g, params.data(), in.bits, bounds[i], bounds[i + 1],
+                          in.codes);
+    });
+  }
+
+  ErrorStats cast_one(const TensorView& in, const MutableTensorView& out, bool check_overflow) {
+    if (!is_floating(in.dtype) || !is_floating(out.dtype)) {
+      throw Error(ErrorCode::kUsage, tensor_label(in.name) + ": cast needs floating dtypes");
+    }
+    const std::uint64_t n = in.numel();
+    const std::vector<std::uint64_t> bounds = split_elements(n, task_elements(n, pool_.size()));
+    std::vector<ErrorStats> stats(bounds.size() - 1);
+    pool_.parallel_for(stats.size(), [&](std::size_t i) {
+      cast_elements(in.dtype, in.data, out.dtype, out.data, bounds[i], bounds[i + 1],
+                    check_overflow, &stats[i], in.name);
+    });
+    return merge_in_order(stats);
+  }
+
+  ThreadPool pool_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(unsigned threads) {
+  return std::make_unique<CpuBackend>(threads);
+}
+
+}  // namespace wq::detail

@@ -1,0 +1,53 @@
+// open_checkpoint(): recognises a checkpoint by its content and returns a reader for it.
+#include <memory>
+
+#include "formats/safetensors_file.h"
+#include "wq/checkpoint.h"
+#include "wq/error.h"
+
+namespace wq {
+namespace {
+
+constexpr const char* kSupported = "supported: safetensors (.safetensors, including WQ containers)";
+
+class SafetensorsCheckpoint final : public CheckpointReader {
+ public:
+  explicit SafetensorsCheckpoint(const std::string& path) : file_(path) {
+    format_ = file_.metadata().count("wq") != 0 ? "wq" : "safetensors";
+    for (const detail::SafetensorsEntry& e : file_.entries()) {
+      tensors_.push_back(TensorInfo{e.name, e.dtype, e.shape});
+    }
+  }
+
+  const std::string& path() const noexcept override { return file_.path(); }
+  const std::string& format() const noexcept override { return format_; }
+  std::uint64_t file_bytes() const noexcept override { return file_.file().size(); }
+  const std::vector<TensorInfo>& tensors() const noexcept override { return tensors_; }
+
+  TensorView tensor(std::size_t index) override {
+    const detail::SafetensorsEntry& e = file_.entries().at(index);
+    return TensorView{e.name, e.dtype, e.shape, file_.data(e)};
+  }
+
+  void release(std::size_t index) override { file_.release(file_.entries().at(index)); }
+
+ private:
+  detail::SafetensorsFile file_;
+  std::string format_;
+  std::vector<TensorInfo> tensors_;
+};
+
+}  // namespace
+
+std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path) {
+  // Sniff the first bytes through a mapping; a file of another format never gets parsed as
+  // safetensors (and gets an error that says what is supported).
+  const detail::MappedFile probe(path);
+  if (!detail::SafetensorsFile::sniff(probe.data(), probe.size())) {
+    throw Error(ErrorCode::kBadFormat,
+                path + ": not a recognised checkpoint (" + std::string(kSupported) + ")");
+  }
+  return std::make_unique<SafetensorsCheckpoint>(path);
+}
+
+}  // namespace wq

@@ -1,0 +1,68 @@
+// safetensors: a validating, memory-mapped, zero-copy reader.
+//
+// Stricter than the reference reader (formats.md §1): besides its rules (header length bounds,
+// contiguous data offsets from 0, sizes equal to shape x dtype, no trailing bytes) it rejects
+// duplicate tensor names and a header that does not start with '{'.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/mapped_file.h"
+#include "wq/tensor.h"
+
+namespace wq::detail {
+
+struct SafetensorsEntry {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+  std::uint64_t begin = 0;  ///< offset in the data buffer
+  std::uint64_t end = 0;
+  std::uint64_t bytes() const { return end - begin; }
+};
+
+class SafetensorsFile {
+ public:
+  /// Largest header the reference reader accepts (100,000,000 bytes).
+  static constexpr std::uint64_t kMaxHeaderBytes = 100000000;
+
+  /// Maps and validates `path`. Throws Error(kInputMissing) or Error(kBadFormat) naming the
+  /// file and, where it applies, the tensor.
+  explicit SafetensorsFile(const std::string& path);
+
+  /// Whether the bytes look like the start of a safetensors file (a plausible header length
+  /// followed by '{'); says nothing about validity.
+  static bool sniff(const std::byte* data, std::uint64_t size);
+
+  const MappedFile& file() const noexcept { return file_; }
+  const std::string& path() const noexcept { return file_.path(); }
+  /// Entries in the order of their data in the file.
+  const std::vector<SafetensorsEntry>& entries() const noexcept { return entries_; }
+  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
+  std::optional<std::size_t> find(const std::string& name) const;
+
+  std::uint64_t data_start() const noexcept { return data_start_; }
+  const std::byte* data(const SafetensorsEntry& entry) const {
+    return file_.data() + data_start_ + entry.begin;
+  }
+  /// Lets an entry's pages leave the resident set.
+  void release(const SafetensorsEntry& entry) const {
+    file_.release(data_start_ + entry.begin, entry.bytes());
+  }
+
+ private:
+  void parse_header(const std::string& header);
+  void check_layout();
+
+  MappedFile file_;
+  std::uint64_t data_start_ = 0;
+  std::vector<SafetensorsEntry> entries_;
+  std::map<std::string, std::size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+}  // namespace wq::detail

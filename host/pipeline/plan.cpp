@@ -1,0 +1,50 @@
+#include <filesystem>
+#include <system_error>
+
+#include "pipeline/output_path.h"
+#include "wq/error.h"
+#include "wq/pipeline.h"
+
+namespace wq {
+
+Encoding planned_encoding(const TensorInfo& tensor, const QuantizeOptions& options) {
+  if (!is_floating(tensor.dtype)) return Encoding::kRaw;
+  const std::uint64_t n = element_count(tensor.shape);
+  // Default: weights (>= 2 dimensions). --all: every floating tensor with >= 2 elements, as
+  // the assignment did. Tensors with no elements have nothing to encode.
+  const bool weight = tensor.shape.size() >= 2 && n > 0;
+  const bool wanted = weight || (options.all && n >= 2);
+  if (!wanted) return Encoding::kRaw;
+  return options.spec.is_affine() ? Encoding::kAffine : Encoding::kCast;
+}
+
+namespace detail {
+
+void check_output_path(const std::string& input, const std::string& output) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path out(output);
+  if (output.empty()) throw Error(ErrorCode::kOutput, "no output path given");
+  if (fs::is_directory(out, ec)) {
+    throw Error(ErrorCode::kOutput, output + ": is a folder; give the output file's path");
+  }
+  if (fs::exists(out, ec) && fs::equivalent(fs::path(input), out, ec)) {
+    throw Error(ErrorCode::kOutput, output + ": is the input file; refusing to overwrite it");
+  }
+  if (fs::weakly_canonical(fs::path(input), ec) == fs::weakly_canonical(out, ec)) {
+    throw Error(ErrorCode::kOutput, output + ": is the input file; refusing to overwrite it");
+  }
+  const fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+  if (!fs::is_directory(parent, ec)) {
+    throw Error(ErrorCode::kOutput, output + ": folder '" + parent.string() + "' does not exist");
+  }
+}
+
+void check_cancel(const std::atomic<bool>* cancel) {
+  if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+    throw Error(ErrorCode::kInterrupted, "interrupted; no output was written");
+  }
+}
+
+}  // namespace detail
+}  // namespace wq

@@ -1,0 +1,209 @@
+// quantize_file(): a checkpoint in, a WQ container out, one bounded batch of tensors at a time.
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+
+#include "container/checksum.h"
+#include "container/container_metadata.h"
+#include "formats/safetensors_writer.h"
+#include "io/atomic_file.h"
+#include "pipeline/output_path.h"
+#include "wq/checkpoint.h"
+#include "wq/codec/config.h"
+#include "wq/error.h"
+#include "wq/pipeline.h"
+#include "wq/version.h"
+
+namespace wq {
+namespace {
+
+using detail::PartLayout;
+
+// Small tensors are encoded together (in parallel on the CPU, one launch on a GPU) up to this
+// much input; a tensor at least this large runs alone, split inside the backend. Memory is
+// then bounded by the largest tensor's output plus this budget.
+constexpr std::uint64_t kBatchInputBytes = 64ull << 20;
+
+bool has_nonfinite(const TensorView& view) {
+  const std::uint64_t n = view.numel();
+  for (std::uint64_t i = 0; i < n; ++i) {
+    float x;
+    switch (view.dtype) {
+      case DType::kF64: {
+        double d;
+        std::memcpy(&d, view.data + 8 * i, 8);
+        if (!std::isfinite(d)) return true;
+        continue;
+      }
+      case DType::kF32: std::memcpy(&x, view.data + 4 * i, 4); break;
+      default: {  // F16 and BF16: exponent all ones
+        std::uint16_t h;
+        std::memcpy(&h, view.data + 2 * i, 2);
+        const bool f16 = view.dtype == DType::kF16;
+        if (f16 ? (h & 0x7c00u) == 0x7c00u : (h & 0x7f80u) == 0x7f80u) return true;
+        continue;
+      }
+    }
+    if (!codec::is_finite(x)) return true;
+  }
+  return false;
+}
+
+ContainerTensor plan_tensor(const TensorInfo& info, Encoding encoding, const QuantSpec& spec) {
+  ContainerTensor t;
+  t.name = info.name;
+  t.dtype = info.dtype;
+  t.shape = info.shape;
+  t.encoding = encoding;
+  t.xxh3 = detail::kPendingChecksum;
+  t.parts = detail::part_names(info.name, encoding);
+  if (encoding == Encoding::kAffine) {
+    const GroupGeometry g = group_geometry(info.shape, spec);
+    t.bits = spec.bits;
+    t.group_size = g.stored_group_size;
+    t.range = std::string(method_name(spec.method));
+    t.scale_dtype = spec.scale_dtype;
+  } else if (encoding == Encoding::kCast) {
+    t.data_dtype = spec.method == Method::kBf16 ? DType::kBF16 : DType::kF16;
+  } else {
+    t.data_dtype = info.dtype;
+  }
+  for (const PartLayout& p : detail::parts_of(t)) {
+    t.stored_bytes += element_count(p.shape) * dtype_size(p.dtype);
+  }
+  return t;
+}
+
+Error in_file(const std::string& path, const Error& e) {
+  const std::string what = e.what();
+  if (what.rfind(path, 0) == 0) return e;  // already names the file
+  return Error(e.code(), path + ": " + what);
+}
+
+}  // namespace
+
+QuantizeReport quantize_file(const std::string& input, const std::string& output, Backend& backend,
+                             const QuantizeOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  options.spec.validate();
+  detail::check_output_path(input, output);
+  std::unique_ptr<CheckpointReader> reader = open_checkpoint(input);
+  if (reader->format() == "wq") {
+    throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it with 'wq-gpu decode')");
+  }
+  const std::vector<TensorInfo>& infos = reader->tensors();
+
+  // Plan every tensor first: the header (with placeholder checksums) is written up front.
+  detail::ContainerMetadata metadata;
+  metadata.producer = std::string("wq-gpu ") + kVersion;
+  metadata.source = {std::filesystem::path(input).filename().string(), reader->format(), reader->file_bytes()};
+  QuantizeReport report;
+  report.input = input;
+  report.output = output;
+  report.format = reader->format();
+  report.input_bytes = reader->file_bytes();
+  report.backend = backend.description();
+  std::vector<PartLayout> parts;
+  std::uint64_t total_input = 0;
+  for (std::size_t i = 0; i < infos.size(); ++i) {
+    Encoding encoding = planned_encoding(infos[i], options);
+    TensorReport r;
+    if (encoding != Encoding::kRaw && options.keep_nonfinite && has_nonfinite(reader->tensor(i))) {
+      encoding = Encoding::kRaw;
+      r.note = "contains NaN or infinity: kept raw";
+    }
+    metadata.tensors.push_back(plan_tensor(infos[i], encoding, options.spec));
+    const ContainerTensor& t = metadata.tensors.back();
+    for (PartLayout& p : detail::parts_of(t)) parts.push_back(std::move(p));
+    r.name = t.name;
+    r.dtype = t.dtype;
+    r.shape = t.shape;
+    r.encoding = encoding;
+    r.bits = t.bits;
+    r.group_size = t.group_size;
+    if (encoding == Encoding::kAffine) r.groups = group_geometry(t.shape, options.spec).groups;
+    r.input_bytes = element_count(t.shape) * dtype_size(t.dtype);
+    r.output_bytes = t.stored_bytes;
+    total_input += r.input_bytes;
+    report.tensors.push_back(std::move(r));
+  }
+
+  detail::AtomicFile out(output);
+  const detail::Metadata header_meta = {{"format", "pt"}, {"wq", detail::metadata_json(metadata)}};
+  detail::SafetensorsWriter writer(out, parts, header_meta);
+
+  std::vector<std::byte> arena;  // outputs of one batch; grows to the largest batch
+  Progress progress;
+  progress.bytes_total = total_input;
+  std::size_t next = 0;
+  try {
+    while (next < infos.size()) {
+      detail::check_cancel(options.cancel);
+      // Gather a batch of consecutive tensors.
+      std::size_t end = next;
+      std::uint64_t batch_input = 0, batch_output = 0;
+      while (end < infos.size() && (end == next || batch_input + report.tensors[end].input_bytes <= kBatchInputBytes)) {
+        batch_input += report.tensors[end].input_bytes;
+        if (metadata.tensors[end].encoding != Encoding::kRaw) batch_output += metadata.tensors[end].stored_bytes;
+        ++end;
+      }
+      if (arena.size() < batch_output) arena.resize(batch_output);
+
+      std::vector<QuantizeJob> quantize_jobs;
+      std::vector<CastJob> cast_jobs;
+      std::vector<std::size_t> quantize_index, cast_index;
+      std::vector<std::byte*> output_of(end - next, nullptr);
+      std::uint64_t offset = 0;
+      for (std::size_t i = next; i < end; ++i) {
+        const ContainerTensor& t = metadata.tensors[i];
+        if (t.encoding == Encoding::kRaw) continue;
+        std::byte* base = arena.data() + offset;
+        output_of[i - next] = base;
+        offset += t.stored_bytes;
+        const TensorView view = reader->tensor(i);
+        if (t.encoding == Encoding::kAffine) {
+          const GroupGeometry g = group_geometry(t.shape, options.spec);
+          const std::size_t scale_bytes = options.spec.scale_dtype == ScaleDType::kF32 ? 4 : 2;
+          AffineBuffers buffers{reinterpret_cast<std::uint8_t*>(base), base + g.code_bytes,
+                                base + g.code_bytes + g.groups * scale_bytes};
+          quantize_jobs.push_back(QuantizeJob{view, options.spec, buffers, {}});
+          quantize_index.push_back(i);
+        } else {
+          cast_jobs.push_back(CastJob{view, MutableTensorView{t.name, t.data_dtype, t.shape, base}, true, {}});
+          cast_index.push_back(i);
+        }
+      }
+      if (!quantize_jobs.empty()) backend.quantize(std::span<QuantizeJob>(quantize_jobs));
+      if (!cast_jobs.empty()) backend.cast(std::span<CastJob>(cast_jobs));
+      for (std::size_t k = 0; k < quantize_jobs.size(); ++k) report.tensors[quantize_index[k]].error = quantize_jobs[k].stats;
+      for (std::size_t k = 0; k < cast_jobs.size(); ++k) report.tensors[cast_index[k]].error = cast_jobs[k].stats;
+
+      // Write the batch in order, checksumming each tensor's parts as they go out.
+      for (std::size_t i = next; i < end; ++i) {
+        ContainerTensor& t = metadata.tensors[i];
+        const std::byte* data = t.encoding == Encoding::kRaw ? reader->tensor(i).data : output_of[i - next];
+        detail::Xxh3 hash;
+        hash.update(data, t.stored_bytes);
+        writer.append(data, t.stored_bytes);
+        t.xxh3 = hash.hex();
+        reader->release(i);
+        progress.bytes_done += report.tensors[i].input_bytes;
+        progress.current_tensor = t.name;
+        if (options.on_progress) options.on_progress(progress);
+      }
+      next = end;
+    }
+    detail::check_cancel(options.cancel);
+  } catch (const Error& e) {
+    throw in_file(input, e);
+  }
+
+  writer.rewrite_metadata({{"format", "pt"}, {"wq", detail::metadata_json(metadata)}});
+  writer.finish();
+  out.commit();
+  report.output_bytes = writer.total_bytes();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return report;
+}
+
+}  // namespace wq

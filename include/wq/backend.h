@@ -1,0 +1,132 @@
+// The compute backend: one interface, a CPU implementation and a CUDA one.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "wq/quant_spec.h"
+#include "wq/tensor.h"
+
+namespace wq {
+
+/// How far a decoded tensor is from the original, accumulated in binary64.
+struct ErrorStats {
+  std::uint64_t count = 0;        ///< elements compared
+  double signal_energy = 0.0;     ///< sum of x^2
+  double error_energy = 0.0;      ///< sum of (x - decoded)^2
+  double max_abs_error = 0.0;     ///< max |x - decoded|
+
+  /// Signal-to-quantization-noise ratio in dB; +infinity for a lossless encoding.
+  double sqnr_db() const;
+  /// Adds another partial result (same tensor, other elements).
+  void merge(const ErrorStats& other);
+};
+
+/// Caller-owned output buffers of an affine quantization, sized by group_geometry():
+/// `codes` holds geometry.code_bytes bytes, `scales` and `mins` geometry.groups values of the
+/// spec's scale dtype (little-endian F32 or F16 bits).
+struct AffineBuffers {
+  std::uint8_t* codes = nullptr;
+  std::byte* scales = nullptr;
+  std::byte* mins = nullptr;
+};
+
+/// A stored affine tensor, as read from a container (read-only, caller-owned).
+struct AffineTensor {
+  const std::uint8_t* codes = nullptr;
+  const std::byte* scales = nullptr;
+  const std::byte* mins = nullptr;
+  int bits = 8;
+  std::uint64_t stored_group_size = 0;  ///< 0 = per-tensor
+  ScaleDType scale_dtype = ScaleDType::kF32;
+};
+
+/// One tensor to quantize in a batch: input, spec, caller-owned outputs; `stats` is filled.
+struct QuantizeJob {
+  TensorView input;
+  QuantSpec spec;
+  AffineBuffers out;
+  ErrorStats stats;
+};
+
+/// One stored affine tensor to decode in a batch into `out` (original dtype and shape).
+struct DequantizeJob {
+  AffineTensor input;
+  MutableTensorView out;
+};
+
+/// One floating-point conversion in a batch; see Backend::cast. `stats` is filled.
+struct CastJob {
+  TensorView input;
+  MutableTensorView out;
+  bool check_overflow = true;
+  ErrorStats stats;
+};
+
+/// A compute backend. Each method takes a batch so that many small tensors can run at once
+/// (over CPU threads, or in one device launch); large tensors are split internally. Calls are
+/// safe from one thread at a time. On failure a method throws the wq::Error of the first
+/// failing job in batch order (naming its tensor via TensorView::name); the outputs of the
+/// batch are then unspecified.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  /// "cpu" or "cuda".
+  virtual std::string_view name() const noexcept = 0;
+  /// One line for humans: "cpu, 2 threads", "cuda, NVIDIA H100 (device 0)".
+  virtual std::string description() const = 0;
+
+  /// Affine-quantizes floating tensors (F64/F32/F16/BF16) per design.md §3-4 and measures the
+  /// error of the decoded values (in binary64 against binary32 decodes). Throws
+  /// Error(kBadData) for NaN/Inf, a range that overflows binary32, or F16 parameters that
+  /// overflow; Error(kUsage) for a non-floating input or an invalid spec.
+  virtual void quantize(std::span<QuantizeJob> jobs) = 0;
+
+  /// Decodes stored affine tensors.
+  virtual void dequantize(std::span<DequantizeJob> jobs) = 0;
+
+  /// Converts between floating dtypes (F64/F32/F16/BF16), rounding to nearest even through
+  /// binary32. With `check_overflow`, NaN/Inf inputs and finite values that become infinite
+  /// (F16 beyond 65504) throw Error(kBadData).
+  virtual void cast(std::span<CastJob> jobs) = 0;
+
+  /// Single-tensor conveniences over the batch calls.
+  ErrorStats quantize(const TensorView& input, const QuantSpec& spec, const AffineBuffers& out);
+  void dequantize(const AffineTensor& input, const MutableTensorView& out);
+  ErrorStats cast(const TensorView& input, const MutableTensorView& out, bool check_overflow);
+};
+
+enum class BackendKind { kAuto, kCpu, kCuda };
+
+std::string_view backend_kind_name(BackendKind kind) noexcept;
+
+struct BackendOptions {
+  BackendKind kind = BackendKind::kAuto;
+  unsigned threads = 0;  ///< CPU worker threads; 0 = every core
+  int device = 0;        ///< CUDA device ordinal
+};
+
+/// The backend make_backend() chose, and a one-line notice for the user when `auto` had to
+/// fall back (empty otherwise). The library never prints it itself.
+struct BackendSelection {
+  std::unique_ptr<Backend> backend;
+  std::string notice;
+};
+
+/// Creates a backend. `auto` takes CUDA when this build has it and a device is present, else
+/// the CPU with a notice saying why. `cuda` without CUDA support or a device throws
+/// Error(kUnsupported).
+BackendSelection make_backend(const BackendOptions& options);
+
+/// Whether this build of libwqcuda contains the CUDA backend.
+bool cuda_compiled() noexcept;
+
+/// Number of CUDA devices visible (0 without CUDA or without a driver); `reason`, when not
+/// null, receives why there are none.
+int cuda_device_count(std::string* reason = nullptr) noexcept;
+
+}  // namespace wq

@@ -1,0 +1,44 @@
+// Reading checkpoints: one tensor at a time, as views into a memory-mapped file.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "wq/tensor.h"
+
+namespace wq {
+
+/// Name, dtype and shape of a tensor of a checkpoint.
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+};
+
+/// A checkpoint opened for reading. Tensors are listed in the file's own order. Views stay
+/// valid until release() of that tensor or destruction. Not thread-safe for release(); views
+/// may be read from several threads at once.
+class CheckpointReader {
+ public:
+  virtual ~CheckpointReader() = default;
+
+  virtual const std::string& path() const noexcept = 0;
+  /// "safetensors", "wq" (a WQ container), ...
+  virtual const std::string& format() const noexcept = 0;
+  virtual std::uint64_t file_bytes() const noexcept = 0;
+  virtual const std::vector<TensorInfo>& tensors() const noexcept = 0;
+
+  /// A view of tensor `index`'s data (dense, row-major, possibly unaligned).
+  virtual TensorView tensor(std::size_t index) = 0;
+  /// Tells the reader tensor `index` will not be read again, so its pages can leave memory.
+  virtual void release(std::size_t index) = 0;
+};
+
+/// Opens a checkpoint, recognising its format by content (never by name). Throws
+/// Error(kInputMissing) when it cannot be opened, Error(kBadFormat) when it is not a valid
+/// checkpoint of a supported format (the message lists the supported formats).
+std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path);
+
+}  // namespace wq

@@ -1,0 +1,71 @@
+// Affine quantization of design.md §3: range -> (scale, min), value -> code, code -> value.
+//
+// Every backend calls these functions; they are the only definition of the arithmetic.
+#pragma once
+
+#include <cstdint>
+
+#include "wq/codec/config.h"
+#include "wq/codec/half.h"
+
+namespace wq::codec {
+
+/// Largest code of a b-bit quantizer: 2^b - 1.
+WQ_HD inline std::uint32_t max_code(int bits) { return (1u << bits) - 1u; }
+
+/// The stored parameters of one group, already rounded to the stored scale dtype (S in §3).
+struct AffineParams {
+  float scale;
+  float min;
+};
+
+enum class ParamsStatus : int {
+  kOk = 0,
+  kRangeOverflow = 1,  ///< hi - lo is not finite in binary32
+  kF16Overflow = 2,    ///< scale or min has no finite binary16 value
+};
+
+/// Computes a group's (scale, min) from its finite range [lo, hi]:
+/// scale = S((hi - lo) / (2^b - 1)), min = S(lo), S = rounding to F16 when `f16_params`.
+WQ_HD inline ParamsStatus affine_params(float lo, float hi, int bits, bool f16_params,
+                                        AffineParams* out) {
+  // -0.0 and +0.0 compare equal, so which one a min/max reduction returns depends on its
+  // order; adding +0.0 maps -0.0 to +0.0 (and nothing else changes) so every backend stores
+  // the same bits.
+  lo = add_rn(lo, 0.0f);
+  hi = add_rn(hi, 0.0f);
+  const float range = sub_rn(hi, lo);
+  if (!is_finite(range)) return ParamsStatus::kRangeOverflow;
+  float scale = div_rn(range, static_cast<float>(max_code(bits)));
+  float min = lo;
+  if (f16_params) {
+    if (f16_overflows(scale) || f16_overflows(min)) return ParamsStatus::kF16Overflow;
+    scale = round_through_f16(scale);
+    min = round_through_f16(min);
+  }
+  out->scale = scale;
+  out->min = min;
+  return ParamsStatus::kOk;
+}
+
+/// Code of a finite value: 0 when scale == 0, else clamp(rint((x - min) / scale), 0, 2^b - 1)
+/// with rint rounding half to even. Clamping first and rounding after gives the same integer
+/// (the bounds are integers and rint is monotonic), and lets rint be the exact
+/// add-and-subtract of 1.5 * 2^23, which needs no rounding-mode instruction on any target.
+WQ_HD inline std::uint32_t affine_code(float x, AffineParams params, float max_code_f) {
+  if (params.scale == 0.0f) return 0;
+  float v = div_rn(sub_rn(x, params.min), params.scale);
+  v = v > 0.0f ? v : 0.0f;
+  v = v < max_code_f ? v : max_code_f;
+  constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23: ulp 1 across [2^23, 2^24)
+  v = sub_rn(add_rn(v, kRoundMagic), kRoundMagic);
+  // v is an integer in [0, 255]: the int32 conversion is exact and vectorises everywhere.
+  return static_cast<std::uint32_t>(static_cast<std::int32_t>(v));
+}
+
+/// Decoded binary32 value of a code: fma(scale, q, min), one rounding.
+WQ_HD inline float affine_value(std::uint32_t code, AffineParams params) {
+  return fma_rn(params.scale, static_cast<float>(code), params.min);
+}
+
+}  // namespace wq::codec

@@ -1,0 +1,73 @@
+// Portability layer of the codec: one spelling of every rounding-sensitive operation for host
+// and device code.
+//
+// Bit-exact agreement between backends needs more than shared source: nvcc contracts a*b+c into
+// FMA by default and host compilers may too. Every operation below names its rounding
+// explicitly: device code uses the _rn intrinsics, host code plain IEEE binary32 operators
+// (the project builds host code with -ffp-contract=off and never with -ffast-math).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__)
+#define WQ_HD __host__ __device__
+#else
+#define WQ_HD
+#endif
+
+#if !defined(__CUDA_ARCH__)
+#include <cmath>
+#endif
+
+namespace wq::codec {
+
+WQ_HD inline float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+WQ_HD inline float sub_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+
+WQ_HD inline float div_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
+/// a*b+c with a single rounding (IEEE fusedMultiplyAdd).
+WQ_HD inline float fma_rn(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+
+WQ_HD inline std::uint32_t float_bits(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+WQ_HD inline float bits_float(std::uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/// True for every value but NaN and ±infinity.
+WQ_HD inline bool is_finite(float f) { return (float_bits(f) & 0x7f800000u) != 0x7f800000u; }
+
+}  // namespace wq::codec

@@ -1,0 +1,72 @@
+// The WQ container, version 1 (docs/container-format.md): a valid safetensors file whose
+// `__metadata__["wq"]` describes how each logical tensor was encoded.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "wq/backend.h"
+#include "wq/quant_spec.h"
+#include "wq/tensor.h"
+
+namespace wq {
+
+enum class Encoding { kAffine, kCast, kRaw };
+
+std::string_view encoding_name(Encoding encoding) noexcept;
+
+/// Where a container's tensors came from (metadata "source").
+struct SourceInfo {
+  std::string file;    ///< base name of the input file
+  std::string format;  ///< "safetensors", "torch", ...
+  std::uint64_t bytes = 0;
+};
+
+/// A logical tensor of a container, with the parts that store it.
+struct ContainerTensor {
+  std::string name;
+  DType dtype = DType::kF32;  ///< original dtype
+  Shape shape;                ///< original shape
+  Encoding encoding = Encoding::kRaw;
+  int bits = 0;                       ///< affine only
+  std::uint64_t group_size = 0;       ///< affine only; 0 = per-tensor
+  std::string range;                  ///< affine only: "minmax"
+  ScaleDType scale_dtype = ScaleDType::kF32;  ///< affine only
+  DType data_dtype = DType::kF32;     ///< cast/raw: dtype of the data part
+  std::vector<std::string> parts;     ///< part names: codes, scale, min (affine) or data
+  std::string xxh3;                   ///< 16 lowercase hex digits
+  std::uint64_t stored_bytes = 0;     ///< bytes of all parts
+};
+
+/// A container opened for reading. Opening validates the safetensors layout and that the
+/// metadata and parts agree (names, dtypes, sizes, encodings, bits); checksums are checked by
+/// verify() and before every decode. Views stay valid while the reader lives.
+class ContainerReader {
+ public:
+  /// Throws Error(kInputMissing), Error(kBadFormat) (not a container, or inconsistent).
+  static std::unique_ptr<ContainerReader> open(const std::string& path);
+  virtual ~ContainerReader() = default;
+
+  virtual const std::string& path() const noexcept = 0;
+  virtual std::uint64_t file_bytes() const noexcept = 0;
+  virtual const std::string& producer() const noexcept = 0;
+  virtual const SourceInfo& source() const noexcept = 0;
+  virtual const std::vector<ContainerTensor>& tensors() const noexcept = 0;
+
+  /// Recomputes tensor `index`'s XXH3-64; throws Error(kIntegrity) naming file and tensor on a
+  /// mismatch.
+  virtual void verify(std::size_t index) const = 0;
+
+  /// Verifies then decodes tensor `index` into `out` (shape and dtype must be the original).
+  virtual void decode(std::size_t index, Backend& backend, const MutableTensorView& out) = 0;
+
+  /// Lets the pages of tensor `index` leave memory (it may still be read again).
+  virtual void release(std::size_t index) = 0;
+};
+
+/// True when the file at `path` is a safetensors file carrying WQ metadata.
+bool is_wq_container(const std::string& path);
+
+}  // namespace wq

@@ -1,0 +1,85 @@
+// Whole-file operations: quantize a checkpoint into a WQ container, decode one back.
+//
+// Outputs appear only complete: they are written to a temporary file beside the output,
+// flushed with fsync and renamed into place; on any error nothing is left behind and the
+// input is never modified.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "wq/backend.h"
+#include "wq/checkpoint.h"
+#include "wq/container.h"
+#include "wq/quant_spec.h"
+
+namespace wq {
+
+/// Progress of a long operation, reported between tensors and chunks.
+struct Progress {
+  std::uint64_t bytes_done = 0;   ///< input bytes processed
+  std::uint64_t bytes_total = 0;
+  std::string current_tensor;
+};
+
+struct QuantizeOptions {
+  QuantSpec spec;
+  /// false (default): quantize floating tensors with >= 2 dimensions; keep 0-d and 1-d ones
+  /// (biases, norms, scalars) raw. true: quantize every floating tensor of >= 2 elements.
+  bool all = false;
+  /// Keep tensors that contain NaN/Inf raw (with a note) instead of failing.
+  bool keep_nonfinite = false;
+  /// Called from the calling thread; may be empty.
+  std::function<void(const Progress&)> on_progress;
+  /// When set and it becomes true, the operation stops with Error(kInterrupted).
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+/// What happened to one tensor.
+struct TensorReport {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+  Encoding encoding = Encoding::kRaw;
+  int bits = 0;
+  std::uint64_t group_size = 0;
+  std::uint64_t groups = 0;
+  std::uint64_t input_bytes = 0;
+  std::uint64_t output_bytes = 0;
+  ErrorStats error;      ///< empty (count 0) for raw tensors
+  std::string note;      ///< why a tensor was kept raw, when it was not by policy
+};
+
+struct QuantizeReport {
+  std::string input;
+  std::string output;
+  std::string format;
+  std::uint64_t input_bytes = 0;   ///< size of the input file
+  std::uint64_t output_bytes = 0;  ///< size of the output file
+  double seconds = 0.0;
+  std::string backend;
+  std::vector<TensorReport> tensors;
+};
+
+/// Quantizes the checkpoint at `input` into a WQ container at `output`. Throws wq::Error; on
+/// error no output exists. `output` must differ from `input`.
+QuantizeReport quantize_file(const std::string& input, const std::string& output,
+                             Backend& backend, const QuantizeOptions& options);
+
+struct DecodeOptions {
+  std::function<void(const Progress&)> on_progress;
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+/// Decodes the WQ container at `input` into a safetensors file at `output` holding every
+/// tensor with its original name, dtype and shape. Checksums are verified first.
+void decode_file(const std::string& input, const std::string& output, Backend& backend,
+                 const DecodeOptions& options);
+
+/// The encoding the default policy chooses for a tensor (see QuantizeOptions::all).
+Encoding planned_encoding(const TensorInfo& tensor, const QuantizeOptions& options);
+
+}  // namespace wq

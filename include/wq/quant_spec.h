@@ -1,0 +1,66 @@
+// How a tensor is to be encoded: the quantization spec.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "wq/tensor.h"
+
+namespace wq {
+
+/// How values are encoded. `minmax` is design.md §3's affine quantization with the group's
+/// min and max as its range. `symmetric` and `mse` are reserved range choices (not yet
+/// implemented: selecting them throws Error(kUnsupported)). `fp16`/`bf16` cast to 16 bits.
+enum class Method { kMinMax, kSymmetric, kMse, kFp16, kBf16 };
+
+/// Which elements share one (scale, min) pair. Groups never cross rows (design.md §3).
+enum class Granularity { kTensor, kChannel, kGroup };
+
+/// Stored type of the per-group scale and min.
+enum class ScaleDType { kF32, kF16 };
+
+/// A complete encoding request for one tensor. Validate with validate() before use.
+struct QuantSpec {
+  Method method = Method::kMinMax;
+  int bits = 8;                              ///< 1..8, affine methods only
+  Granularity granularity = Granularity::kGroup;
+  std::uint64_t group_size = 64;             ///< > 0; used with Granularity::kGroup
+  ScaleDType scale_dtype = ScaleDType::kF32;
+
+  bool is_affine() const { return method == Method::kMinMax || method == Method::kSymmetric ||
+                                  method == Method::kMse; }
+
+  /// Throws Error(kUsage) for bits outside 1..8 or group_size 0, and Error(kUnsupported) for
+  /// the reserved methods.
+  void validate() const;
+};
+
+/// Names as the CLI spells them ("minmax", "channel", "f16", ...).
+std::string_view method_name(Method method) noexcept;
+std::string_view granularity_name(Granularity granularity) noexcept;
+std::string_view scale_dtype_name(ScaleDType scale_dtype) noexcept;
+std::optional<Method> parse_method(std::string_view name) noexcept;
+std::optional<Granularity> parse_granularity(std::string_view name) noexcept;
+std::optional<ScaleDType> parse_scale_dtype(std::string_view name) noexcept;
+
+/// The group geometry of a tensor under a spec (design.md §3): `rows = shape[0]` (1 for 0-d
+/// and 1-d tensors), `cols = n / rows`, groups of `group_size` consecutive elements of a row.
+struct GroupGeometry {
+  std::uint64_t rows = 0;
+  std::uint64_t cols = 0;
+  std::uint64_t group_size = 0;      ///< G as the arithmetic uses it (cols for per-channel)
+  std::uint64_t groups_per_row = 0;  ///< ceil(cols / G)
+  std::uint64_t groups = 0;          ///< rows * groups_per_row
+  std::uint64_t stored_group_size = 0;  ///< as written to the container: 0 for per-tensor
+  std::uint64_t code_bytes = 0;      ///< ceil(n * bits / 8)
+};
+
+/// Geometry of `shape` under `spec` (an affine spec). Tensors with no elements have 0 groups.
+GroupGeometry group_geometry(const Shape& shape, const QuantSpec& spec);
+
+/// Geometry of a stored tensor from the container's `group_size` (0 = per-tensor) and bits.
+GroupGeometry stored_group_geometry(const Shape& shape, std::uint64_t stored_group_size, int bits);
+
+}  // namespace wq
