@@ -4,6 +4,7 @@
 // unreadable; 4 input not a valid checkpoint/container; 5 tensor values cannot be encoded
 // (NaN/Inf, overflow); 6 output cannot be written; 7 checksum/integrity failure;
 // 8 unsupported (e.g. --backend cuda without a device); 130 interrupted.
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <map>
@@ -35,6 +36,9 @@ int main(int argc, char** argv) {
     return static_cast<int>(wq::ErrorCode::kUsage);
   }
   wq::cli::install_signal_handlers();
+  // A file-size limit (ulimit -f) must surface as a write error (EFBIG) that removes the
+  // temporary output, not as a signal that kills the process mid-write.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     if (app.got_subcommand("quantize")) return quantize();
     if (app.got_subcommand("decode")) return decode();

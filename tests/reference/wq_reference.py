@@ -231,6 +231,10 @@ def quantize(x32, starts, lens, bits, scale_dtype):
         raise CannotQuantize(f"non-finite value {x32[i]} at element {i}")
     lo = np.minimum.reduceat(x32, starts)
     hi = np.maximum.reduceat(x32, starts)
+    # design: -0.0 and +0.0 compare equal, so a reduction may return either; the stored range
+    # is canonical (+0.0), which adding +0.0 gives in binary32.
+    lo = lo + np.float32(0)
+    hi = hi + np.float32(0)
     levels = np.float32((1 << bits) - 1)
     with np.errstate(over="ignore"):
         span = hi - lo  # float32 subtraction
@@ -375,9 +379,8 @@ def expected_encoding(dtype, shape, all_floats):
     n = math.prod(shape)
     if dtype not in FLOAT_DTYPES:
         return "raw"
-    if all_floats:
-        return "affine" if n >= 2 else "raw"
-    return "affine" if len(shape) >= 2 and n > 0 else "raw"
+    weight = len(shape) >= 2 and n > 0
+    return "affine" if weight or (all_floats and n >= 2) else "raw"
 
 
 def load_wq_meta(cont):

@@ -1,0 +1,378 @@
+// The same cases on every backend present: byte-identical to a plain scalar loop over the
+// codec (the definition), and close to a float64 reference (the intent). Backends that cannot
+// run here are skipped with their reason.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "test_support.h"
+#include "wq/backend.h"
+#include "wq/codec/affine.h"
+#include "wq/codec/half.h"
+#include "wq/codec/pack.h"
+#include "wq/error.h"
+
+namespace wq {
+namespace {
+
+struct BackendCase {
+  const char* name;
+  BackendKind kind;
+  unsigned threads;
+};
+
+struct Encoded {
+  std::vector<std::uint8_t> codes;
+  std::vector<std::byte> scales, mins;
+};
+
+std::size_t scale_size(const QuantSpec& s) { return s.scale_dtype == ScaleDType::kF32 ? 4 : 2; }
+
+// The definition: the codec's functions in the plainest loop, group by group.
+Encoded reference_quantize(const std::vector<float>& x, const Shape& shape, const QuantSpec& spec) {
+  const GroupGeometry g = group_geometry(shape, spec);
+  Encoded e;
+  e.codes.assign(g.code_bytes, 0);
+  e.scales.resize(g.groups * scale_size(spec));
+  e.mins.resize(g.groups * scale_size(spec));
+  std::vector<std::uint8_t> codes(x.size());
+  for (std::uint64_t k = 0; k < g.groups; ++k) {
+    const std::uint64_t begin = (k / g.groups_per_row) * g.cols + (k % g.groups_per_row) * g.group_size;
+    const std::uint64_t end = begin + std::min(g.group_size, g.cols - (k % g.groups_per_row) * g.group_size);
+    float lo = x[begin], hi = x[begin];
+    for (std::uint64_t i = begin; i < end; ++i) {
+      lo = x[i] < lo ? x[i] : lo;
+      hi = x[i] > hi ? x[i] : hi;
+    }
+    codec::AffineParams p{};
+    EXPECT_EQ(codec::affine_params(lo, hi, spec.bits, spec.scale_dtype == ScaleDType::kF16, &p),
+              codec::ParamsStatus::kOk);
+    if (spec.scale_dtype == ScaleDType::kF32) {
+      std::memcpy(&e.scales[4 * k], &p.scale, 4);
+      std::memcpy(&e.mins[4 * k], &p.min, 4);
+    } else {
+      const std::uint16_t s = codec::f32_to_f16_bits(p.scale), m = codec::f32_to_f16_bits(p.min);
+      std::memcpy(&e.scales[2 * k], &s, 2);
+      std::memcpy(&e.mins[2 * k], &m, 2);
+    }
+    for (std::uint64_t i = begin; i < end; ++i) {
+      codes[i] = static_cast<std::uint8_t>(codec::affine_code(x[i], p, static_cast<float>(codec::max_code(spec.bits))));
+    }
+  }
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    for (int j = 0; j < spec.bits; ++j) {
+      const std::size_t bit = i * spec.bits + j;
+      e.codes[bit / 8] |= static_cast<std::uint8_t>(((codes[i] >> j) & 1) << (bit % 8));
+    }
+  }
+  return e;
+}
+
+class BackendSuite : public ::testing::TestWithParam<BackendCase> {
+ protected:
+  void SetUp() override {
+    try {
+      backend_ = make_backend({GetParam().kind, GetParam().threads, 0}).backend;
+    } catch (const Error& e) {
+      GTEST_SKIP() << GetParam().name << " backend not available here: " << e.what();
+    }
+  }
+
+  Encoded quantize(const std::vector<float>& x, const Shape& shape, const QuantSpec& spec,
+                   ErrorStats* stats = nullptr) {
+    const GroupGeometry g = group_geometry(shape, spec);
+    Encoded e;
+    e.codes.assign(g.code_bytes, 0xa5);  // poisoned: every byte must be written
+    e.scales.assign(g.groups * scale_size(spec), std::byte{0xa5});
+    e.mins.assign(g.groups * scale_size(spec), std::byte{0xa5});
+    const TensorView view{"t", DType::kF32, shape, reinterpret_cast<const std::byte*>(x.data())};
+    const ErrorStats s = backend_->quantize(view, spec, AffineBuffers{e.codes.data(), e.scales.data(), e.mins.data()});
+    if (stats != nullptr) *stats = s;
+    return e;
+  }
+
+  std::vector<float> dequantize(const Encoded& e, const Shape& shape, const QuantSpec& spec) {
+    const GroupGeometry g = group_geometry(shape, spec);
+    std::vector<float> out(element_count(shape), std::numeric_limits<float>::quiet_NaN());
+    AffineTensor a{e.codes.data(), e.scales.data(), e.mins.data(), spec.bits, g.stored_group_size, spec.scale_dtype};
+    backend_->dequantize(a, MutableTensorView{"t", DType::kF32, shape, reinterpret_cast<std::byte*>(out.data())});
+    return out;
+  }
+
+  void expect_matches_reference(const std::vector<float>& x, const Shape& shape, const QuantSpec& spec) {
+    SCOPED_TRACE(::testing::Message() << "bits " << spec.bits << " " << granularity_name(spec.granularity)
+                                      << " G " << spec.group_size << " n " << x.size());
+    const Encoded got = quantize(x, shape, spec);
+    const Encoded want = reference_quantize(x, shape, spec);
+    ASSERT_EQ(got.codes, want.codes);
+    ASSERT_EQ(got.scales, want.scales);
+    ASSERT_EQ(got.mins, want.mins);
+    // Decode: exactly fma(scale, q, min) per element.
+    const std::vector<float> decoded = dequantize(got, shape, spec);
+    const GroupGeometry g = group_geometry(shape, spec);
+    for (std::size_t i = 0; i < x.size(); i += 1 + x.size() / 4096) {
+      const std::uint64_t row = i / g.cols, k = row * g.groups_per_row + (i - row * g.cols) / g.group_size;
+      float scale, min;
+      if (spec.scale_dtype == ScaleDType::kF32) {
+        std::memcpy(&scale, &got.scales[4 * k], 4);
+        std::memcpy(&min, &got.mins[4 * k], 4);
+      } else {
+        std::uint16_t s, m;
+        std::memcpy(&s, &got.scales[2 * k], 2);
+        std::memcpy(&m, &got.mins[2 * k], 2);
+        scale = codec::f16_bits_to_f32(s);
+        min = codec::f16_bits_to_f32(m);
+      }
+      std::uint32_t q = 0;
+      for (int j = 0; j < spec.bits; ++j) {
+        const std::size_t bit = i * spec.bits + j;
+        q |= static_cast<std::uint32_t>((got.codes[bit / 8] >> (bit % 8)) & 1) << j;
+      }
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(decoded[i]), std::bit_cast<std::uint32_t>(std::fma(scale, static_cast<float>(q), min))) << i;
+      // float64 reference: the decoded value is within half a step (plus rounding) of x.
+      if (spec.scale_dtype == ScaleDType::kF32) {
+        ASSERT_LE(std::fabs(static_cast<double>(decoded[i]) - x[i]), 0.5 * scale * (1 + 1e-5) + 1e-30 + std::fabs(x[i]) * 1e-6) << i;
+      }
+    }
+  }
+
+  std::unique_ptr<Backend> backend_;
+};
+
+QuantSpec spec_of(int bits, Granularity g, std::uint64_t group = 64, ScaleDType s = ScaleDType::kF32) {
+  QuantSpec spec;
+  spec.bits = bits;
+  spec.granularity = g;
+  spec.group_size = group;
+  spec.scale_dtype = s;
+  return spec;
+}
+
+constexpr Granularity kAllGranularities[] = {Granularity::kTensor, Granularity::kChannel, Granularity::kGroup};
+
+TEST_P(BackendSuite, OddLengthsEveryWidthEveryGranularity) {
+  for (std::uint64_t n : {1ull, 7ull, 8ull, 9ull, 1023ull, (1ull << 20) + 3}) {
+    const std::vector<float> x = test::random_normal(n, static_cast<std::uint32_t>(n));
+    for (int bits = 1; bits <= 8; ++bits) {
+      for (Granularity g : kAllGranularities) {
+        if (n > 4096 && bits != 1 && bits != 3 && bits != 8) continue;  // keep the big size quick
+        expect_matches_reference(x, {n}, spec_of(bits, g, 7));
+      }
+    }
+  }
+}
+
+TEST_P(BackendSuite, MatricesWithShortLastGroups) {
+  for (const Shape& shape : {Shape{13, 77}, Shape{1023, 9}, Shape{64, 128}, Shape{3, 5, 7}, Shape{257, 1000}}) {
+    const std::vector<float> x = test::random_normal(element_count(shape), 42, 0.05f, 0.01f);
+    for (int bits : {2, 4, 5, 8}) {
+      for (Granularity g : kAllGranularities) {
+        for (std::uint64_t group : {1ull, 8ull, 27ull, 64ull, 5000ull}) {
+          if (g != Granularity::kGroup && group != 64) continue;
+          expect_matches_reference(x, shape, spec_of(bits, g, group));
+        }
+      }
+      expect_matches_reference(x, shape, spec_of(bits, Granularity::kGroup, 32, ScaleDType::kF16));
+    }
+  }
+}
+
+TEST_P(BackendSuite, ConstantTensorsHugeRangesAndSubnormals) {
+  expect_matches_reference(std::vector<float>(1000, 3.25f), {10, 100}, spec_of(4, Granularity::kGroup, 16));
+  expect_matches_reference(std::vector<float>(17, 0.0f), {17}, spec_of(8, Granularity::kTensor));
+  std::vector<float> huge = test::random_normal(4099, 5, 1e37f);
+  huge[0] = 1.6e38f;
+  huge[1] = -1.6e38f;
+  expect_matches_reference(huge, {4099}, spec_of(6, Granularity::kTensor));
+  std::vector<float> tiny(2048);
+  for (std::size_t i = 0; i < tiny.size(); ++i) tiny[i] = std::bit_cast<float>(static_cast<std::uint32_t>(i * 2654435761u % 0x7fffff));
+  expect_matches_reference(tiny, {16, 128}, spec_of(4, Granularity::kChannel));  // all subnormal
+  std::vector<float> zeros_signed{-0.0f, 0.0f, -0.0f, 1.0f, -0.0f, 0.0f, 0.0f, -0.0f};
+  const Encoded e = quantize(zeros_signed, {8}, spec_of(8, Granularity::kGroup, 3));
+  EXPECT_EQ(e.mins, reference_quantize(zeros_signed, {8}, spec_of(8, Granularity::kGroup, 3)).mins);
+  float first_min;
+  std::memcpy(&first_min, e.mins.data(), 4);
+  EXPECT_FALSE(std::signbit(first_min)) << "-0.0 ranges are stored as +0.0";
+}
+
+TEST_P(BackendSuite, NonFiniteValuesAreErrorsNamingTheTensor) {
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    for (Granularity g : kAllGranularities) {
+      std::vector<float> x = test::random_normal(5000, 1);
+      x[4321] = bad;
+      try {
+        quantize(x, {50, 100}, spec_of(4, g, 64));
+        ADD_FAILURE() << "no error for " << bad;
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kBadData);
+        EXPECT_NE(std::string(e.what()).find("tensor 't'"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("4321"), std::string::npos) << e.what();
+      }
+    }
+  }
+  std::vector<float> all_nan(9, std::numeric_limits<float>::quiet_NaN());
+  EXPECT_THROW(quantize(all_nan, {9}, spec_of(8, Granularity::kTensor)), Error);
+}
+
+TEST_P(BackendSuite, RangeOverflowAndF16ScaleOverflowAreErrors) {
+  std::vector<float> x = test::random_normal(64, 2);
+  x[3] = 3e38f;
+  x[9] = -3e38f;
+  try {
+    quantize(x, {64}, spec_of(8, Granularity::kTensor));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadData);
+    EXPECT_NE(std::string(e.what()).find("binary32"), std::string::npos) << e.what();
+  }
+  std::vector<float> big = test::random_normal(64, 2, 1.0f, 1e6f);
+  EXPECT_THROW(quantize(big, {64}, spec_of(8, Granularity::kTensor, 64, ScaleDType::kF16)), Error);
+}
+
+TEST_P(BackendSuite, InvalidSpecsAreUsageErrors) {
+  const std::vector<float> x = test::random_normal(16, 2);
+  std::vector<std::uint8_t> codes(64);
+  std::vector<std::byte> scales(64), mins(64);
+  const TensorView view{"t", DType::kF32, {16}, reinterpret_cast<const std::byte*>(x.data())};
+  const AffineBuffers out{codes.data(), scales.data(), mins.data()};
+  for (const QuantSpec& spec : {spec_of(0, Granularity::kTensor), spec_of(9, Granularity::kTensor),
+                                spec_of(-1, Granularity::kTensor), spec_of(4, Granularity::kGroup, 0)}) {
+    try {
+      backend_->quantize(view, spec, out);
+      ADD_FAILURE() << "bits " << spec.bits << " group " << spec.group_size;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kUsage) << e.what();
+    }
+  }
+  const std::vector<std::int32_t> ints(16, 3);
+  EXPECT_THROW(backend_->quantize(TensorView{"i", DType::kI32, {16}, reinterpret_cast<const std::byte*>(ints.data())},
+                                  spec_of(4, Granularity::kTensor), out),
+               Error);
+}
+
+TEST_P(BackendSuite, HalfAndDoubleInputsQuantizeThroughBinary32) {
+  const Shape shape{37, 50};
+  const std::vector<float> x = test::random_normal(element_count(shape), 9, 2.0f);
+  std::vector<std::uint16_t> f16(x.size()), bf16(x.size());
+  std::vector<double> f64(x.size());
+  std::vector<float> via16(x.size()), viab16(x.size()), via64(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    f16[i] = codec::f32_to_f16_bits(x[i]);
+    bf16[i] = codec::f32_to_bf16_bits(x[i]);
+    f64[i] = static_cast<double>(x[i]) * (1 + 1e-12);
+    via16[i] = codec::f16_bits_to_f32(f16[i]);
+    viab16[i] = codec::bf16_bits_to_f32(bf16[i]);
+    via64[i] = static_cast<float>(f64[i]);
+  }
+  const QuantSpec spec = spec_of(5, Granularity::kGroup, 16);
+  const GroupGeometry g = group_geometry(shape, spec);
+  struct Input { DType dtype; const void* data; const std::vector<float>* as_f32; };
+  for (const Input& in : {Input{DType::kF16, f16.data(), &via16}, Input{DType::kBF16, bf16.data(), &viab16},
+                          Input{DType::kF64, f64.data(), &via64}}) {
+    Encoded e;
+    e.codes.resize(g.code_bytes);
+    e.scales.resize(g.groups * 4);
+    e.mins.resize(g.groups * 4);
+    backend_->quantize(TensorView{"t", in.dtype, shape, static_cast<const std::byte*>(in.data)}, spec,
+                       AffineBuffers{e.codes.data(), e.scales.data(), e.mins.data()});
+    const Encoded want = reference_quantize(*in.as_f32, shape, spec);
+    EXPECT_EQ(e.codes, want.codes) << dtype_name(in.dtype);
+    EXPECT_EQ(e.scales, want.scales) << dtype_name(in.dtype);
+    // And decoding into the original dtype rounds the binary32 decode once.
+    std::vector<std::byte> out(element_count(shape) * dtype_size(in.dtype));
+    backend_->dequantize(AffineTensor{e.codes.data(), e.scales.data(), e.mins.data(), 5, 16, ScaleDType::kF32},
+                         MutableTensorView{"t", in.dtype, shape, out.data()});
+    const std::vector<float> as_f32 = dequantize(e, shape, spec);
+    for (std::size_t i = 0; i < as_f32.size(); ++i) {
+      if (in.dtype == DType::kF16) {
+        std::uint16_t h;
+        std::memcpy(&h, &out[2 * i], 2);
+        ASSERT_EQ(h, codec::f32_to_f16_bits(as_f32[i]));
+      } else if (in.dtype == DType::kF64) {
+        double d;
+        std::memcpy(&d, &out[8 * i], 8);
+        ASSERT_EQ(d, static_cast<double>(as_f32[i]));
+      }
+    }
+  }
+}
+
+TEST_P(BackendSuite, CastsRoundToNearestEvenAndRefuseF16Overflow) {
+  std::vector<float> x = test::random_normal(10007, 4, 1000.0f);
+  x[5] = 1e-6f;  // an F16 subnormal
+  std::vector<std::uint16_t> out(x.size());
+  const TensorView in{"w", DType::kF32, {x.size()}, reinterpret_cast<const std::byte*>(x.data())};
+  const ErrorStats stats = backend_->cast(in, MutableTensorView{"w", DType::kF16, {x.size()}, reinterpret_cast<std::byte*>(out.data())}, true);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(out[i], std::bit_cast<std::uint16_t>(static_cast<_Float16>(x[i]))) << i;
+  }
+  EXPECT_EQ(stats.count, x.size());
+  EXPECT_GT(stats.sqnr_db(), 50.0);
+  x[777] = 70000.0f;
+  try {
+    backend_->cast(in, MutableTensorView{"w", DType::kF16, {x.size()}, reinterpret_cast<std::byte*>(out.data())}, true);
+    ADD_FAILURE() << "no overflow error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadData);
+    EXPECT_NE(std::string(e.what()).find("777"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bf16"), std::string::npos) << e.what();
+  }
+  // BF16 takes it.
+  backend_->cast(in, MutableTensorView{"w", DType::kBF16, {x.size()}, reinterpret_cast<std::byte*>(out.data())}, true);
+  EXPECT_EQ(out[777], codec::f32_to_bf16_bits(70000.0f));
+}
+
+TEST_P(BackendSuite, BatchesGiveTheSameBytesAndTheFirstErrorInOrder) {
+  std::vector<std::vector<float>> inputs;
+  std::vector<Shape> shapes{{3, 7}, {100, 33}, {1}, {16, 16}, {2000, 3}};
+  for (std::size_t i = 0; i < shapes.size(); ++i) inputs.push_back(test::random_normal(element_count(shapes[i]), static_cast<std::uint32_t>(100 + i)));
+  const QuantSpec spec = spec_of(3, Granularity::kGroup, 10);
+  std::vector<Encoded> outs(shapes.size());
+  std::vector<QuantizeJob> jobs;
+  for (std::size_t i = 0; i < shapes.size(); ++i) {
+    const GroupGeometry g = group_geometry(shapes[i], spec);
+    outs[i].codes.resize(g.code_bytes);
+    outs[i].scales.resize(g.groups * 4);
+    outs[i].mins.resize(g.groups * 4);
+    jobs.push_back(QuantizeJob{TensorView{"t", DType::kF32, shapes[i], reinterpret_cast<const std::byte*>(inputs[i].data())},
+                               spec, AffineBuffers{outs[i].codes.data(), outs[i].scales.data(), outs[i].mins.data()}, {}});
+  }
+  backend_->quantize(std::span<QuantizeJob>(jobs));
+  for (std::size_t i = 0; i < shapes.size(); ++i) {
+    EXPECT_EQ(outs[i].codes, reference_quantize(inputs[i], shapes[i], spec).codes) << i;
+    EXPECT_EQ(jobs[i].stats.count, element_count(shapes[i]));
+  }
+  inputs[1][5] = std::numeric_limits<float>::quiet_NaN();
+  inputs[3][5] = std::numeric_limits<float>::quiet_NaN();
+  jobs[1].input.name = "second";
+  jobs[3].input.name = "fourth";
+  try {
+    backend_->quantize(std::span<QuantizeJob>(jobs));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'second'"), std::string::npos) << e.what();
+  }
+}
+
+TEST_P(BackendSuite, ErrorStatisticsAreMeaningful) {
+  const std::vector<float> x = test::random_normal(4096, 8);
+  ErrorStats s8, s4;
+  quantize(x, {64, 64}, spec_of(8, Granularity::kChannel), &s8);
+  quantize(x, {64, 64}, spec_of(4, Granularity::kChannel), &s4);
+  EXPECT_EQ(s8.count, 4096u);
+  EXPECT_GT(s8.sqnr_db(), 35.0);
+  EXPECT_NEAR(s8.sqnr_db() - s4.sqnr_db(), 4 * 6.02, 3.0);  // ~6 dB per bit
+  EXPECT_GT(s8.max_abs_error, 0.0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BackendSuite,
+                         ::testing::Values(BackendCase{"cpu_1thread", BackendKind::kCpu, 1},
+                                           BackendCase{"cpu_all_threads", BackendKind::kCpu, 0},
+                                           BackendCase{"cuda", BackendKind::kCuda, 0}),
+                         [](const auto& param_info) { return std::string(param_info.param.name); });
+
+}  // namespace
+}  // namespace wq
