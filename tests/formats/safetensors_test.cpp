@@ -1,1 +1,139 @@
+// The safetensors reader's validation (formats.md §1, stricter than the reference) and the
+// streaming writer.
 #include <gtest/gtest.h>
+
+#include "formats/file_support.h"
+#include "formats/safetensors_file.h"
+#include "formats/safetensors_writer.h"
+#include "wq/error.h"
+
+namespace wq {
+namespace {
+
+using test::safetensors_bytes;
+using test::TempDir;
+
+void expect_bad_format(const std::string& path, const std::string& needle) {
+  try {
+    detail::SafetensorsFile file(path);
+    ADD_FAILURE() << "accepted a bad file; expected an error mentioning '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadFormat) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << "error does not name the file: " << e.what();
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+const std::string kTwoTensors =
+    R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"I16","shape":[1,2],"data_offsets":[8,12]}})";
+
+TEST(SafetensorsReader, ReadsAValidFile) {
+  TempDir dir;
+  const std::string data = std::string("\x00\x00\x80\x3f\x00\x00\x00\x40\x01\x00\x02\x00", 12);
+  test::write_bytes(dir.file("ok.safetensors"), safetensors_bytes(kTwoTensors + "   ", data));
+  detail::SafetensorsFile f(dir.file("ok.safetensors"));
+  ASSERT_EQ(f.entries().size(), 2u);
+  EXPECT_EQ(f.entries()[0].name, "a");
+  EXPECT_EQ(f.entries()[1].dtype, DType::kI16);
+  EXPECT_EQ(f.entries()[1].shape, (Shape{1, 2}));
+  float first;
+  std::memcpy(&first, f.data(f.entries()[0]), 4);
+  EXPECT_EQ(first, 1.0f);
+  f.release(f.entries()[0]);  // must be harmless
+}
+
+TEST(SafetensorsReader, ZeroSizedAndScalarTensorsAreFine) {
+  TempDir dir;
+  test::write_bytes(dir.file("z.safetensors"),
+                    safetensors_bytes(R"({"e":{"dtype":"F32","shape":[0,4],"data_offsets":[0,0]},)"
+                                      R"("s":{"dtype":"I64","shape":[],"data_offsets":[0,8]}})",
+                                      std::string(8, '\x07')));
+  detail::SafetensorsFile f(dir.file("z.safetensors"));
+  EXPECT_EQ(f.entries().size(), 2u);
+}
+
+TEST(SafetensorsReader, RejectsEveryMalformedLayout) {
+  TempDir dir;
+  const std::string data(12, '\x01');
+  struct Case { const char* name; std::string bytes; const char* needle; };
+  std::string too_long = safetensors_bytes(kTwoTensors, data);
+  too_long[0] = '\xff';
+  too_long[1] = '\xff';
+  std::string huge_header(8, '\0');
+  huge_header[4] = '\x01';  // 2^32 > 100 MB limit
+  const std::vector<Case> cases = {
+      {"short", "abc", "shorter than the 8-byte"},
+      {"length_past_end", too_long, "past the end"},
+      {"header_limit", huge_header + "{}", "limit"},
+      {"not_object_start", safetensors_bytes(" " + kTwoTensors, data), "start with '{'"},
+      {"bad_json", safetensors_bytes("{\"a\":", ""), "not valid JSON"},
+      {"truncated_data", safetensors_bytes(kTwoTensors, data.substr(0, 7)), "truncated"},
+      {"trailing", safetensors_bytes(kTwoTensors, data + "xx"), "trailing"},
+      {"overlap", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", std::string(8, 'x')), "overlaps"},
+      {"gap", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", std::string(12, 'x')), "gap"},
+      {"not_from_zero", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", std::string(8, 'x')), "gap"},
+      {"size_mismatch", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, 'x')), "need"},
+      {"unknown_dtype", safetensors_bytes(R"({"a":{"dtype":"Q9","shape":[1],"data_offsets":[0,1]}})", "x"), "'Q9'"},
+      {"fp8_dtype", safetensors_bytes(R"({"a":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}})", "x"), "F8_E4M3"},
+      {"end_before_begin", safetensors_bytes(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}})", ""), "ends before"},
+      {"duplicate", safetensors_bytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})", "x"), "more than once"},
+      {"metadata_not_string", safetensors_bytes(R"({"__metadata__":{"x":1}})", ""), "not a string"},
+      {"negative_shape", safetensors_bytes(R"({"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}})", "x"), "non-negative"},
+      {"missing_offsets", safetensors_bytes(R"({"a":{"dtype":"U8","shape":[1]}})", "x"), "data_offsets"},
+      {"not_an_object", safetensors_bytes("[1,2]", ""), "start with '{'"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string path = dir.file(std::string(c.name) + ".safetensors");
+    test::write_bytes(path, c.bytes);
+    expect_bad_format(path, c.needle);
+  }
+}
+
+TEST(SafetensorsReader, MissingFileIsInputMissing) {
+  try {
+    detail::SafetensorsFile f("/nonexistent/x.safetensors");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInputMissing);
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/x.safetensors"), std::string::npos);
+  }
+}
+
+TEST(SafetensorsWriter, StreamsPartsThatTheReaderAccepts) {
+  TempDir dir;
+  const std::string path = dir.file("w.safetensors");
+  {
+    detail::AtomicFile out(path);
+    detail::SafetensorsWriter w(out, {{"x", DType::kF32, {3}}, {"y", DType::kU8, {5}}, {"z", DType::kBF16, {0}}},
+                                {{"format", "pt"}, {"note", "0000"}});
+    const float x[3] = {1, 2, 3};
+    w.append(x, sizeof x);
+    w.append("abc", 3);
+    w.append("de", 2);
+    w.rewrite_metadata({{"format", "pt"}, {"note", "1234"}});
+    w.finish();
+    EXPECT_FALSE(std::filesystem::exists(path)) << "output visible before commit";
+    out.commit();
+  }
+  detail::SafetensorsFile f(path);
+  EXPECT_EQ(f.metadata().at("format"), "pt");
+  EXPECT_EQ(f.metadata().at("note"), "1234");
+  EXPECT_EQ(f.data_start() % 8, 0u) << "data buffer starts 8-aligned";
+  ASSERT_EQ(f.entries().size(), 3u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.data(f.entries()[1])), 5), "abcde");
+  EXPECT_EQ(dir.listing().size(), 1u);
+}
+
+TEST(SafetensorsWriter, AnUncommittedFileLeavesNothing) {
+  TempDir dir;
+  {
+    detail::AtomicFile out(dir.file("never.safetensors"));
+    detail::SafetensorsWriter w(out, {{"x", DType::kU8, {4}}}, {});
+    w.append("ab", 2);
+  }
+  EXPECT_TRUE(dir.listing().empty());
+}
+
+}  // namespace
+}  // namespace wq

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Configures and builds wq into ./build. WQ_ENABLE_CUDA=AUTO|ON|OFF (default AUTO: the CUDA
+# backend is compiled when nvcc is found).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWQ_ENABLE_CUDA="${WQ_ENABLE_CUDA:-AUTO}" \
+      -DWQ_WERROR=ON ${WQ_CMAKE_ARGS:-}
+cmake --build build -j "$(nproc)"

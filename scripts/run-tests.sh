@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One command from a fresh clone: install dependencies, build (warnings are errors), run every
+# test, then install the package and build the example consumer against it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/build.sh
+(cd build && ctest --output-on-failure -j "$(nproc)")
+
+# The installed package must work for another project: find_package(wqcuda) + wq::wqcuda.
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install build --prefix "$prefix" >/dev/null
+cmake -S examples/consumer -B "$prefix/consumer-build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$prefix/consumer-build" >/dev/null
+"$prefix/consumer-build/wq_consumer"
+"$prefix/bin/wq-gpu" --version
+echo "1 passed, 0 failed: installed package consumer"
