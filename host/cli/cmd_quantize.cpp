@@ -94,7 +94,15 @@ CommandRunner add_quantize_command(CLI::App& app) {
                   "--group-size elements of a row")
       ->check(CLI::IsMember({"tensor", "channel", "group"}))->capture_default_str();
   cmd->add_option("--group-size", flags->group_size, "Elements per group with --granularity group (>= 1)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::Validator(
+          [](std::string& value) {
+            const bool digits = !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
+            return digits && value.find_first_not_of('0') != std::string::npos
+                       ? std::string()
+                       : "must be a whole number of at least 1, got '" + value + "'";
+          },
+          "N>=1"))
+      ->capture_default_str();
   cmd->add_option("--scale-dtype", flags->scale_dtype, "Stored type of scales and mins")
       ->check(CLI::IsMember({"f32", "f16"}))->capture_default_str();
   cmd->add_flag("--all", flags->all, "Also quantize 0-d/1-d floating tensors with >= 2 elements");

@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::Success& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
+    fmt::print(stderr, "wq-gpu: error: {}\nRun 'wq-gpu --help' or 'wq-gpu COMMAND --help' for usage.\n", e.what());
     return static_cast<int>(wq::ErrorCode::kUsage);
   }
   wq::cli::install_signal_handlers();

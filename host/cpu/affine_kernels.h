@@ -24,6 +24,28 @@ void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& g
                        std::uint64_t end, std::uint8_t* codes, ErrorStats* stats,
                        std::string_view tensor);
 
+/// Why quantize_groups() stopped early, for the caller to turn into an error message.
+struct GroupFailure {
+  bool failed = false;
+  bool nonfinite = false;  ///< lo or hi is NaN/Inf (else: affine_params() refused the range)
+  codec::ParamsStatus status = codec::ParamsStatus::kOk;
+  std::uint64_t group = 0, begin = 0, end = 0;
+  float lo = 0, hi = 0;
+};
+
+/// Quantizes whole groups [first_group, last_group), whose elements are [begin, end) (begin a
+/// multiple of 8): each group's range, its parameters (into params[group]) and its codes in
+/// one pass while the group is in cache, then the chunk's codes are packed.
+GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeometry& geometry,
+                             int bits, bool f16_params, std::uint64_t first_group,
+                             std::uint64_t last_group, std::uint64_t begin, std::uint64_t end,
+                             codec::AffineParams* params, std::uint8_t* codes, ErrorStats* stats,
+                             std::string_view tensor);
+
+/// Throws Error(kBadData) naming `tensor` and the first NaN/Inf element of [begin, end).
+[[noreturn]] void throw_first_nonfinite(DType dtype, const std::byte* src, std::uint64_t begin,
+                                        std::uint64_t end, std::string_view tensor);
+
 /// Decodes elements [begin, end) (begin a multiple of 8) of a packed stream into `dst`.
 void dequantize_elements(DType dtype, std::byte* dst, const GroupGeometry& geometry,
                          const codec::AffineParams* params, int bits, std::uint64_t begin,

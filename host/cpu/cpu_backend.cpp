@@ -41,10 +41,6 @@ std::uint64_t group_start(const GroupGeometry& g, std::uint64_t k) {
   return (k / g.groups_per_row) * g.cols + (k % g.groups_per_row) * g.group_size;
 }
 
-std::uint64_t group_length(const GroupGeometry& g, std::uint64_t k) {
-  const std::uint64_t offset = (k % g.groups_per_row) * g.group_size;
-  return std::min(g.group_size, g.cols - offset);
-}
 
 /// Cuts the groups into chunks of about `per_task` elements. A chunk may only start at an
 /// element index that is a multiple of 8, so that its codes start on a byte boundary and no
@@ -68,20 +64,9 @@ std::vector<GroupChunk> chunk_groups(const GroupGeometry& g, std::uint64_t n,
   return chunks;
 }
 
-[[noreturn]] void throw_nonfinite(const TensorView& t, std::uint64_t begin, std::uint64_t end) {
-  ErrorStats ignored;
-  // Re-running the quantize check over the range names the first bad element.
-  const GroupGeometry whole{1, end, end, 1, 1, 0, 0};
-  const AffineParams unit{1.0f, 0.0f};
-  std::vector<std::uint8_t> scratch(end / 8 + 2);
-  quantize_elements(t.dtype, t.data, whole, &unit, 1, begin / 8 * 8, end, scratch.data(), &ignored,
-                    t.name);
-  throw Error(ErrorCode::kBadData, tensor_label(t.name) + ": contains a non-finite value");
-}
-
 AffineParams params_of_group(const TensorView& t, const QuantSpec& spec, std::uint64_t group,
                              std::uint64_t begin, std::uint64_t end, float lo, float hi) {
-  if (!codec::is_finite(lo) || !codec::is_finite(hi)) throw_nonfinite(t, begin, end);
+  if (!codec::is_finite(lo) || !codec::is_finite(hi)) throw_first_nonfinite(t.dtype, t.data, begin, end, t.name);
   AffineParams p{};
   switch (codec::affine_params(lo, hi, spec.bits, spec.scale_dtype == ScaleDType::kF16, &p)) {
     case codec::ParamsStatus::kOk: return p;
@@ -96,6 +81,11 @@ AffineParams params_of_group(const TensorView& t, const QuantSpec& spec, std::ui
                       " has a scale or min outside the F16 range (use --scale-dtype f32)");
   }
   throw Error(ErrorCode::kInternal, "unknown parameter status");
+}
+
+void throw_group_failure(const TensorView& t, const QuantSpec& spec, const GroupFailure& f) {
+  params_of_group(t, spec, f.group, f.begin, f.end, f.lo, f.hi);  // throws the right error
+  throw Error(ErrorCode::kInternal, tensor_label(t.name) + ": group failure without an error");
 }
 
 void store_params(const std::vector<AffineParams>& params, ScaleDType dtype,
@@ -217,20 +207,15 @@ class CpuBackend final : public Backend {
     } else {
       // Many groups: each task owns whole groups, reduces and quantizes them while they are
       // still in cache.
-      const std::vector<GroupChunk> chunks = chunk_groups(g, n, per_task);
+      // Chunks of whole groups sized to keep their codes in L2.
+      const std::vector<GroupChunk> chunks = chunk_groups(g, n, std::min<std::uint64_t>(per_task, 1u << 17));
       stats.resize(chunks.size());
       pool_.parallel_for(chunks.size(), [&](std::size_t c) {
         const GroupChunk& chunk = chunks[c];
-        for (std::uint64_t k = chunk.first_group; k < chunk.last_group; ++k) {
-          const std::uint64_t begin = group_start(g, k);
-          const std::uint64_t end = begin + group_length(g, k);
-          float lo = std::numeric_limits<float>::infinity();
-          float hi = -std::numeric_limits<float>::infinity();
-          minmax_elements(t.dtype, t.data, begin, end, &lo, &hi);
-          params[k] = params_of_group(t, spec, k, begin, end, lo, hi);
-        }
-        quantize_elements(t.dtype, t.data, g, params.data(), spec.bits, chunk.begin, chunk.end,
-                          out.codes, &stats[c], t.name);
+        const GroupFailure failure = quantize_groups(
+            t.dtype, t.data, g, spec.bits, spec.scale_dtype == ScaleDType::kF16, chunk.first_group,
+            chunk.last_group, chunk.begin, chunk.end, params.data(), out.codes, &stats[c], t.name);
+        if (failure.failed) throw_group_failure(t, spec, failure);
       });
     }
     store_params(params, spec.scale_dtype, out);

@@ -48,18 +48,27 @@ WQ_HD inline ParamsStatus affine_params(float lo, float hi, int bits, bool f16_p
   return ParamsStatus::kOk;
 }
 
-/// Code of a finite value: 0 when scale == 0, else clamp(rint((x - min) / scale), 0, 2^b - 1)
-/// with rint rounding half to even. Clamping first and rounding after gives the same integer
-/// (the bounds are integers and rint is monotonic), and lets rint be the exact
-/// add-and-subtract of 1.5 * 2^23, which needs no rounding-mode instruction on any target.
+/// The code of a finite value as an integer-valued binary32, for scale != 0:
+/// clamp(rint((x - min) / scale), 0, 2^b - 1), rint rounding half to even. Clamping first and
+/// rounding after gives the same integer (the bounds are integers and rint is monotonic), and
+/// lets rint be the exact add-and-subtract of 1.5 * 2^23, which needs no rounding-mode
+/// instruction on any target. T is float, or on the host a SIMD vector of floats with every
+/// argument broadcast: the CPU backend evaluates this same expression lane-wise.
+template <typename T>
+WQ_HD inline T affine_code_value(T x, T scale, T min, T max_code) {
+  const T zero = scale - scale;              // 0 in every lane (scale is finite); NaN x -> 0
+  const T round_magic = zero + 12582912.0f;  // 1.5 * 2^23: ulp 1 across [2^23, 2^24)
+  T v = div_rn(sub_rn(x, min), scale);
+  v = v > zero ? v : zero;
+  v = v < max_code ? v : max_code;
+  return sub_rn(add_rn(v, round_magic), round_magic);
+}
+
+/// Code of a finite value: 0 when scale == 0, else affine_code_value().
 WQ_HD inline std::uint32_t affine_code(float x, AffineParams params, float max_code_f) {
   if (params.scale == 0.0f) return 0;
-  float v = div_rn(sub_rn(x, params.min), params.scale);
-  v = v > 0.0f ? v : 0.0f;
-  v = v < max_code_f ? v : max_code_f;
-  constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23: ulp 1 across [2^23, 2^24)
-  v = sub_rn(add_rn(v, kRoundMagic), kRoundMagic);
-  // v is an integer in [0, 255]: the int32 conversion is exact and vectorises everywhere.
+  // An integer in [0, 255]: the int32 conversion is exact and vectorises everywhere.
+  const float v = affine_code_value(x, params.scale, params.min, max_code_f);
   return static_cast<std::uint32_t>(static_cast<std::int32_t>(v));
 }
 

@@ -55,6 +55,17 @@ WQ_HD inline float fma_rn(float a, float b, float c) {
 #endif
 }
 
+#if !defined(__CUDA_ARCH__)
+// The host versions of the operations also accept SIMD vectors of floats (GCC/Clang vector
+// extensions), so the CPU backend runs the very same expressions four or eight lanes at a time.
+template <typename V>
+inline V add_rn(V a, V b) { return a + b; }
+template <typename V>
+inline V sub_rn(V a, V b) { return a - b; }
+template <typename V>
+inline V div_rn(V a, V b) { return a / b; }
+#endif
+
 WQ_HD inline std::uint32_t float_bits(float f) {
   std::uint32_t u;
   std::memcpy(&u, &f, sizeof u);
