@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <vector>
@@ -367,8 +368,10 @@ __attribute__((target("avx2,fma"))) void dequantize_run_fma(std::byte* dst, std:
   dequantize_run<D>(dst, s, t, codes, p);
 }
 
+// WQ_CPU_BASELINE=1 forces the baseline paths, so the tests can run both on one machine.
 bool cpu_has_fma() {
-  static const bool has = __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
+  static const bool has = std::getenv("WQ_CPU_BASELINE") == nullptr &&
+                          __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
   return has;
 }
 
