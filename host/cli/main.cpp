@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <string>
 #include <map>
 
 #include <fmt/core.h>
@@ -32,6 +33,12 @@ int main(int argc, char** argv) {
   } catch (const CLI::Success& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    if (argc > 1 && argv[1][0] != '-' && app.get_subcommands({}).empty() &&
+        std::string(argv[1]) != "quantize" && std::string(argv[1]) != "decode" &&
+        std::string(argv[1]) != "inspect") {
+      fmt::print(stderr, "wq-gpu: error: unknown command '{}' (commands: quantize, decode, inspect)\n", argv[1]);
+      return static_cast<int>(wq::ErrorCode::kUsage);
+    }
     fmt::print(stderr, "wq-gpu: error: {}\nRun 'wq-gpu --help' or 'wq-gpu COMMAND --help' for usage.\n", e.what());
     return static_cast<int>(wq::ErrorCode::kUsage);
   }

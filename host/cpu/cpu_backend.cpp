@@ -1,6 +1,7 @@
 #include "cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -71,10 +72,12 @@ AffineParams params_of_group(const TensorView& t, const QuantSpec& spec, std::ui
   switch (codec::affine_params(lo, hi, spec.bits, spec.scale_dtype == ScaleDType::kF16, &p)) {
     case codec::ParamsStatus::kOk: return p;
     case codec::ParamsStatus::kRangeOverflow:
-      throw Error(ErrorCode::kBadData,
-                  tensor_label(t.name) + ": group " + std::to_string(group) + " spans [" +
-                      std::to_string(lo) + ", " + std::to_string(hi) +
-                      "], wider than binary32 can represent");
+    {
+      char range[96];
+      std::snprintf(range, sizeof range, "[%.9g, %.9g]", static_cast<double>(lo), static_cast<double>(hi));
+      throw Error(ErrorCode::kBadData, tensor_label(t.name) + ": group " + std::to_string(group) +
+                                           " spans " + range + ", wider than binary32 can represent");
+    }
     case codec::ParamsStatus::kF16Overflow:
       throw Error(ErrorCode::kBadData,
                   tensor_label(t.name) + ": group " + std::to_string(group) +

@@ -21,16 +21,22 @@ std::uint64_t page_size() {
 }  // namespace
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // stat first: opening a FIFO or a device could block or have side effects.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    throw Error(ErrorCode::kInputMissing, path + ": cannot open: " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    throw Error(ErrorCode::kInputMissing,
+                path + (S_ISDIR(st.st_mode) ? ": is a folder, not a file" : ": not a regular file"));
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     throw Error(ErrorCode::kInputMissing, path + ": cannot open: " + std::strerror(errno));
   }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    const int err = errno;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {  // replaced between stat and open
     ::close(fd);
-    throw Error(ErrorCode::kInputMissing,
-                path + ": not a regular file" + (err ? std::string(": ") + std::strerror(err) : ""));
+    throw Error(ErrorCode::kInputMissing, path + ": not a regular file");
   }
   size_ = static_cast<std::uint64_t>(st.st_size);
   device_ = static_cast<std::uint64_t>(st.st_dev);

@@ -24,7 +24,7 @@ void check_output_path(const std::string& input, const std::string& output) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path out(output);
-  if (output.empty()) throw Error(ErrorCode::kOutput, "no output path given");
+  if (output.empty()) throw Error(ErrorCode::kUsage, "no output path given (-o is empty)");
   if (fs::is_directory(out, ec)) {
     throw Error(ErrorCode::kOutput, output + ": is a folder; give the output file's path");
   }

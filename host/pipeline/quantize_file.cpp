@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <map>
 
 #include "container/checksum.h"
 #include "container/container_metadata.h"
@@ -126,6 +127,21 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
     r.output_bytes = t.stored_bytes;
     total_input += r.input_bytes;
     report.tensors.push_back(std::move(r));
+  }
+
+  // A tensor named like another tensor's part ('w.__codes' next to a quantized 'w') cannot
+  // share the container's namespace: say so before anything is written.
+  std::map<std::string, std::string> owner_of_part;
+  for (const ContainerTensor& t : metadata.tensors) {
+    for (const std::string& part : t.parts) {
+      const auto [it, inserted] = owner_of_part.emplace(part, t.name);
+      if (!inserted) {
+        throw Error(ErrorCode::kBadData, input + ": tensor '" + (part == t.name ? t.name : it->second) +
+                                             "' has the name of a part of tensor '" +
+                                             (part == t.name ? it->second : t.name) +
+                                             "' in the container; rename one of them");
+      }
+    }
   }
 
   detail::AtomicFile out(output);

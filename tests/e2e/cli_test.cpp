@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <csignal>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -25,8 +27,10 @@
 #include <iterator>
 #include <limits>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -196,6 +200,7 @@ class TempDir {
 
 struct RunResult {
   int status = -1;  ///< exit status; 128 + signal when killed by a signal
+  bool timed_out = false;
   std::string out;
   std::string err;
 };
@@ -203,10 +208,11 @@ struct RunResult {
 struct RunOptions {
   std::string cwd;                             ///< empty: the test's working folder
   std::optional<std::uint64_t> file_size_limit;  ///< RLIMIT_FSIZE in bytes (like `ulimit -f`)
+  int timeout_s = 30;                          ///< then the child is killed (SIGKILL)
 };
 
 std::ostream& operator<<(std::ostream& os, const RunResult& r) {
-  return os << "exit status " << r.status << "\n--- stdout ---\n" << r.out << "--- stderr ---\n" << r.err;
+  return os << "exit status " << r.status << (r.timed_out ? " (timed out, killed)" : "") << "\n--- stdout ---\n" << r.out << "--- stderr ---\n" << r.err;
 }
 
 /// Runs the real wq-gpu with `args`; stdout and stderr go to files in `log_folder`.
@@ -240,10 +246,18 @@ RunResult run_wq(const std::vector<std::string>& args, const std::string& log_fo
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
-  int wstatus = 0;
-  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
-  }
   RunResult r;
+  int wstatus = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_s);
+  for (;;) {
+    const pid_t done = ::waitpid(pid, &wstatus, WNOHANG);
+    if (done == pid || (done < 0 && errno != EINTR)) break;
+    if (std::chrono::steady_clock::now() > deadline && !r.timed_out) {
+      r.timed_out = true;
+      ::kill(pid, SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
   r.status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
   r.out = read_file(out_path);
   r.err = read_file(err_path);
@@ -252,8 +266,9 @@ RunResult run_wq(const std::vector<std::string>& args, const std::string& log_fo
 
 // ---------------------------------------------------------------------------------------------
 // The fixture: a fresh folder per test with the input beside an `out` folder for outputs.
+// Suite names start with "cli" so that `ctest -R cli` selects exactly these tests.
 
-class CliTest : public ::testing::Test {
+class cli : public ::testing::Test {
  protected:
   void SetUp() override {
     fs::create_directory(dir_ / "logs");
@@ -317,7 +332,7 @@ void expect_clean_failure(const RunResult& r, int status, const std::vector<std:
 // ---------------------------------------------------------------------------------------------
 // Bad checkpoints: quantize, inspect and decode must all reject them with status 4.
 
-class BadCheckpointTest : public CliTest {
+class cliBadInput : public cli {
  protected:
   /// Writes `bytes` as an input and runs quantize, inspect and decode on it: each must fail
   /// with `status`, naming the file and `mentions`.
@@ -355,14 +370,14 @@ class BadCheckpointTest : public CliTest {
   }
 };
 
-TEST_F(BadCheckpointTest, TruncatedInTheMiddleOfTheData) {
+TEST_F(cliBadInput, TruncatedInTheMiddleOfTheData) {
   const Bytes full = read_file(kExample);
   const Safetensors st = parse_safetensors(full);
   const std::uint64_t cut = st.data_start + (full.size() - st.data_start) / 2;
   expect_rejected(full.substr(0, cut), {"truncated"});
 }
 
-TEST_F(BadCheckpointTest, HeaderLengthPastTheEndOfTheFile) {
+TEST_F(cliBadInput, HeaderLengthPastTheEndOfTheFile) {
   const std::string header = two_tensor_header("[0,32]", "[32,48]");
   const Bytes data(48, '\0');
   Bytes bytes = safetensors_bytes(header, data);
@@ -371,73 +386,92 @@ TEST_F(BadCheckpointTest, HeaderLengthPastTheEndOfTheFile) {
   expect_rejected(bytes, {});
 }
 
-TEST_F(BadCheckpointTest, HeaderCutShort) {
+TEST_F(cliBadInput, HeaderCutShort) {
   const std::string header = two_tensor_header("[0,32]", "[32,48]");
   expect_rejected(safetensors_bytes(header, Bytes(48, '\0')).substr(0, 8 + header.size() / 2), {});
 }
 
-TEST_F(BadCheckpointTest, OverlappingDataOffsets) {
+TEST_F(cliBadInput, OverlappingDataOffsets) {
   // "a" is 32 bytes at [0,32); "b" (16 bytes) claims [16,32), inside "a".
   expect_rejected(safetensors_bytes(two_tensor_header("[0,32]", "[16,32]"), Bytes(32, '\0')),
                   {"'b'", "overlap"});
 }
 
-TEST_F(BadCheckpointTest, GapBetweenTensors) {
+TEST_F(cliBadInput, GapBetweenTensors) {
   expect_rejected(safetensors_bytes(two_tensor_header("[0,32]", "[40,56]"), Bytes(56, '\0')), {"'b'", "gap"});
 }
 
-TEST_F(BadCheckpointTest, TrailingBytesAfterTheLastTensor) {
+TEST_F(cliBadInput, TrailingBytesAfterTheLastTensor) {
   expect_rejected(safetensors_bytes(two_tensor_header("[0,32]", "[32,48]"), Bytes(64, '\0')), {"trailing"});
 }
 
-TEST_F(BadCheckpointTest, UnknownDtypeF8) {
+TEST_F(cliBadInput, UnknownDtypeF8) {
   // F8_E4M3 is 1 byte per element: 8 elements = 8 bytes.
   expect_rejected(safetensors_bytes(two_tensor_header("[0,8]", "[8,24]", "F8_E4M3"), Bytes(24, '\0')),
                   {"'a'", "F8_E4M3"});
 }
 
-TEST_F(BadCheckpointTest, UnknownDtypeQ9) {
+TEST_F(cliBadInput, UnknownDtypeQ9) {
   expect_rejected(safetensors_bytes(two_tensor_header("[0,32]", "[32,48]", "Q9"), Bytes(48, '\0')), {"'a'", "Q9"});
 }
 
-TEST_F(BadCheckpointTest, SizeDisagreesWithShapeAndDtype) {
+TEST_F(cliBadInput, SizeDisagreesWithShapeAndDtype) {
   // "a" is F32 [2,4] = 32 bytes, but its offsets give it 36.
   expect_rejected(safetensors_bytes(two_tensor_header("[0,36]", "[36,52]"), Bytes(52, '\0')), {"'a'", "36", "32"});
 }
 
-TEST_F(BadCheckpointTest, DuplicateTensorNames) {
+TEST_F(cliBadInput, DuplicateTensorNames) {
   const std::string header =
       R"({"a":{"dtype":"F32","shape":[2,4],"data_offsets":[0,32]},)"
       R"("a":{"dtype":"F32","shape":[4],"data_offsets":[32,48]}})";
   expect_rejected(safetensors_bytes(header, Bytes(48, '\0')), {"'a'", "more than once"});
 }
 
-TEST_F(BadCheckpointTest, HeaderIsNotJson) {
+TEST_F(cliBadInput, HeaderIsNotJson) {
   expect_rejected(safetensors_bytes("{\"a\": [1, 2,", Bytes(8, '\0')), {"JSON"});
 }
 
-TEST_F(BadCheckpointTest, TextFile) {
+TEST_F(cliBadInput, TextFile) {
   expect_rejected("This is not a checkpoint; it is a plain text file.\nSecond line.\n", {}, kBadFormat,
                   "notes.txt");
 }
 
-TEST_F(BadCheckpointTest, EmptyFile) {
+TEST_F(cliBadInput, EmptyFile) {
   // An existing but empty file is present and readable, so it is invalid input (4), not a
   // missing one (3): open_checkpoint's content sniff rejects it.
   expect_rejected("", {}, kBadFormat, "empty.safetensors");
 }
 
-TEST_F(BadCheckpointTest, PngLikeBinary) {
+TEST_F(cliBadInput, PngLikeBinary) {
   Bytes png("\x89PNG\r\n\x1a\n", 8);
   png += Bytes("\0\0\0\x0dIHDR\0\0\0\x10\0\0\0\x10\x08\x06\0\0\0", 25);
   for (int i = 0; i < 200; ++i) png.push_back(static_cast<char>((i * 37 + 11) & 0xff));
   expect_rejected(png, {}, kBadFormat, "picture.safetensors");
 }
 
+TEST_F(cliBadInput, TensorNameCollidesWithAPartName) {
+  // "w" is quantized into parts "w.__codes", "w.__scale", "w.__min"; the input already has a
+  // tensor named "w.__codes". The container cannot hold both: the run must fail and say which
+  // input and which tensor, like every other refusal of an input.
+  const std::string header = R"({"w":{"dtype":"F32","shape":[2,4],"data_offsets":[0,32]},)"
+                             R"("w.__codes":{"dtype":"F32","shape":[2],"data_offsets":[32,40]}})";
+  std::vector<float> values(10);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+  const std::string input = dir_ / "collide.safetensors";
+  write_safetensors(input, header, f32_bytes(values));
+  const Bytes before = read_file(input);
+  const std::string output = out("collide.wq.safetensors");
+  const RunResult r = run({"quantize", input, "-o", output, "--backend", "cpu"});
+  expect_clean_failure(r, kBadData, {input, "w.__codes"}, output, input, &before);
+  // A cast keeps the name "w", so there is no collision.
+  const RunResult cast = run({"quantize", input, "-o", output, "--backend", "cpu", "--method", "fp16"});
+  EXPECT_EQ(cast.status, kOk) << cast;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tensor values that cannot be encoded
 
-class NonFiniteTest : public CliTest {
+class cliNonFinite : public cli {
  protected:
   /// "w": F32 [4,8] with `bad` at flat element `index`; "b": F32 [4].
   std::string write_input(float bad, std::size_t index) {
@@ -454,7 +488,7 @@ class NonFiniteTest : public CliTest {
   }
 };
 
-TEST_F(NonFiniteTest, NaNFailsNamingTensorAndElement) {
+TEST_F(cliNonFinite, NaNFailsNamingTensorAndElement) {
   const std::string input = write_input(std::numeric_limits<float>::quiet_NaN(), 13);
   const Bytes before = read_file(input);
   for (const std::string granularity : {"channel", "tensor", "group"}) {
@@ -466,7 +500,7 @@ TEST_F(NonFiniteTest, NaNFailsNamingTensorAndElement) {
   }
 }
 
-TEST_F(NonFiniteTest, InfinityFails) {
+TEST_F(cliNonFinite, InfinityFails) {
   const std::string input = write_input(std::numeric_limits<float>::infinity(), 30);
   const Bytes before = read_file(input);
   const std::string output = out("inf.wq.safetensors");
@@ -474,7 +508,7 @@ TEST_F(NonFiniteTest, InfinityFails) {
   expect_clean_failure(r, kBadData, {input, "'w'", "element 30", "infinity"}, output, input, &before);
 }
 
-TEST_F(NonFiniteTest, KeepNonfiniteStoresTheTensorRaw) {
+TEST_F(cliNonFinite, KeepNonfiniteStoresTheTensorRaw) {
   const std::string input = write_input(std::numeric_limits<float>::quiet_NaN(), 13);
   const std::string output = out("kept.wq.safetensors");
   const RunResult r = run({"quantize", input, "-o", output, "--backend", "cpu", "--keep-nonfinite"});
@@ -493,14 +527,71 @@ TEST_F(NonFiniteTest, KeepNonfiniteStoresTheTensorRaw) {
               parse_safetensors(read_file(input)).tensor_data("w"));
 }
 
+TEST_F(cliNonFinite, FailureKeepsAnExistingOutput) {
+  // The output is replaced atomically: a failed run leaves the previous file as it was.
+  const std::string input = write_input(std::numeric_limits<float>::quiet_NaN(), 0);
+  const std::string output = out("model.wq.safetensors");
+  write_file(output, "previous contents");
+  const RunResult r = run({"quantize", input, "-o", output, "--backend", "cpu"});
+  expect_clean_failure(r, kBadData, {input, "'w'", "element 0"}, "");
+  EXPECT_EQ(read_file(output), "previous contents");
+  EXPECT_EQ(temp_leftovers(dir_ / "out"), std::vector<std::string>{});
+}
+
+TEST_F(cliNonFinite, HalfPrecisionNaN) {
+  // F16 "w" [2,2] = {1, NaN, 0, 0}.
+  const std::string input = dir_ / "half.safetensors";
+  const std::uint16_t halves[4] = {0x3c00, 0x7e00, 0x0000, 0x0000};
+  write_safetensors(input, R"({"w":{"dtype":"F16","shape":[2,2],"data_offsets":[0,8]}})",
+                    Bytes(reinterpret_cast<const char*>(halves), 8));
+  const Bytes before = read_file(input);
+  for (const std::string method : {"minmax", "fp16", "bf16"}) {
+    SCOPED_TRACE(method);
+    const std::string output = out("half.wq.safetensors");
+    const RunResult r = run({"quantize", input, "-o", output, "--backend", "cpu", "--method", method});
+    expect_clean_failure(r, kBadData, {input, "'w'", "NaN"}, output, input, &before);
+  }
+}
+
+TEST_F(cli, ValuesOutsideTheEncodableRange) {
+  struct Case {
+    std::string label;
+    std::vector<float> values;  // "w" F32 [2,2]
+    std::vector<std::string> flags;
+    int status;
+  };
+  const std::vector<Case> cases = {
+      {"range wider than binary32", {-3e38f, 3e38f, 1.0f, 2.0f}, {}, kBadData},
+      {"F16 scales overflow", {-1e6f, 1e6f, 1.0f, 2.0f}, {"--scale-dtype", "f16"}, kBadData},
+      {"F16 cast overflows", {1e6f, 1.0f, 1.0f, 2.0f}, {"--method", "fp16"}, kBadData},
+      {"BF16 cast is wide enough", {1e6f, 1.0f, 1.0f, 2.0f}, {"--method", "bf16"}, kOk},
+      {"F32 scales are wide enough", {-1e6f, 1e6f, 1.0f, 2.0f}, {}, kOk},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.label);
+    const std::string input = dir_ / "range.safetensors";
+    write_safetensors(input, R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})", f32_bytes(c.values));
+    const Bytes before = read_file(input);
+    const std::string output = out("range.wq.safetensors");
+    std::vector<std::string> args{"quantize", input, "-o", output, "--backend", "cpu"};
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    const RunResult r = run(args);
+    if (c.status == kOk) {
+      EXPECT_EQ(r.status, kOk) << r;
+      fs::remove(output);
+    } else {
+      expect_clean_failure(r, c.status, {input, "'w'"}, output, input, &before);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Usage errors: status 2, before anything is read or written
 
-TEST_F(CliTest, BadFlagsAreUsageErrors) {
-  const std::string input = copy_example();
-  const Bytes before = read_file(input);
-  const std::string output = out("model.wq.safetensors");
-  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+/// Command lines that must be refused with status 2, each with a word its message must contain.
+std::vector<std::pair<std::vector<std::string>, std::string>> usage_error_cases(const std::string& input,
+                                                                               const std::string& output) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> flag_cases = {
       {{"--bits", "0"}, "--bits"},
       {{"--bits", "9"}, "--bits"},
       {{"--bits", "four"}, "--bits"},
@@ -512,18 +603,28 @@ TEST_F(CliTest, BadFlagsAreUsageErrors) {
       {{"--scale-dtype", "f64"}, "--scale-dtype"},
       {{"--no-such-flag"}, "--no-such-flag"},
   };
-  for (const auto& [flags, mention] : cases) {
+  std::vector<std::pair<std::vector<std::string>, std::string>> cases;
+  for (const auto& [flags, mention] : flag_cases) {
     std::vector<std::string> args{"quantize", input, "-o", output};
     args.insert(args.end(), flags.begin(), flags.end());
-    SCOPED_TRACE(testing::PrintToString(args));
-    const RunResult r = run(args);
-    expect_clean_failure(r, kUsage, {mention}, output, input, &before);
+    cases.emplace_back(args, mention);
   }
+  cases.push_back({{"quantize", input}, "--output"});              // no -o
+  cases.push_back({{"quantize", "-o", output}, "input"});          // no input
+  cases.push_back({{"quantize", input, "-o"}, "--output"});        // -o without a value
+  cases.push_back({{"decode", input}, "--output"});                // no -o
+  cases.push_back({{"decode", input, "-o", output, "--to", "npz"}, "--to"});
+  cases.push_back({{"inspect"}, "file"});                          // no file
+  cases.push_back({{}, "subcommand"});                             // no command
+  cases.push_back({{"frobnicate", input}, ""});                    // unknown command
+  return cases;
 }
 
-TEST_F(CliTest, MissingOutputAndOtherUsageErrors) {
+TEST_F(cli, BadFlagsAreUsageErrors) {
+  // Status 2 before anything is read or written, with a short message that names the flag.
   const std::string input = copy_example();
   const Bytes before = read_file(input);
+  const std::string output = out("model.wq.safetensors");
   const std::vector<std::string> expected_files = {"logs", "out", "student_net.safetensors"};
   const auto files_here = [&] {
     std::vector<std::string> names;
@@ -531,25 +632,23 @@ TEST_F(CliTest, MissingOutputAndOtherUsageErrors) {
     std::sort(names.begin(), names.end());
     return names;
   };
-  const std::vector<std::vector<std::string>> cases = {
-      {"quantize", input},                                   // no -o
-      {"quantize", "-o", out("x.wq.safetensors")},           // no input
-      {"quantize", input, "-o"},                             // -o without a value
-      {"decode", input},                                     // no -o
-      {"inspect"},                                           // no file
-      {},                                                    // no command
-      {"frobnicate", input},                                 // unknown command
-  };
-  for (const auto& args : cases) {
+  for (const auto& [args, mention] : usage_error_cases(input, output)) {
     SCOPED_TRACE(testing::PrintToString(args));
     const RunResult r = run(args);
-    expect_clean_failure(r, kUsage, {}, out("x.wq.safetensors"), input, &before);
+    std::vector<std::string> mentions;
+    if (!mention.empty()) mentions.push_back(mention);
+    expect_clean_failure(r, kUsage, mentions, output, input, &before);
+    EXPECT_EQ(r.out, "") << r;
+    std::istringstream lines(r.err);
+    for (std::string line; std::getline(lines, line);) {
+      EXPECT_LT(line.size(), 200u) << "unreadably long line on stderr\n" << r;
+    }
     EXPECT_EQ(files_here(), expected_files);
     EXPECT_TRUE(fs::is_empty(dir_ / "out"));
   }
 }
 
-TEST_F(CliTest, ReservedMethodIsUnsupported) {
+TEST_F(cli, ReservedMethodIsUnsupported) {
   const std::string input = copy_example();
   const Bytes before = read_file(input);
   const std::string output = out("model.wq.safetensors");
@@ -560,7 +659,7 @@ TEST_F(CliTest, ReservedMethodIsUnsupported) {
 // ---------------------------------------------------------------------------------------------
 // Missing input, unwritable output
 
-TEST_F(CliTest, MissingInputFile) {
+TEST_F(cli, MissingInputFile) {
   const std::string input = dir_ / "no-such-model.safetensors";
   for (const std::string command : {"quantize", "decode"}) {
     SCOPED_TRACE(command);
@@ -572,7 +671,23 @@ TEST_F(CliTest, MissingInputFile) {
   expect_clean_failure(r, kInputMissing, {input}, "");
 }
 
-TEST_F(CliTest, InputIsAFolder) {
+TEST_F(cli, InputIsNotARegularFile) {
+  // /dev/null and a FIFO are not checkpoints; wq-gpu must say so, not wait for a writer.
+  const std::string fifo = dir_ / "pipe.safetensors";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0) << std::strerror(errno);
+  for (const std::string& input : {std::string("/dev/null"), fifo}) {
+    SCOPED_TRACE(input);
+    const std::string output = out("model.wq.safetensors");
+    const RunResult r = run({"quantize", input, "-o", output, "--backend", "cpu"}, RunOptions{"", {}, 3});
+    EXPECT_FALSE(r.timed_out) << "wq-gpu blocked on " << input << "\n" << r;
+    expect_clean_failure(r, kInputMissing, {input}, output);
+    const RunResult i = run({"inspect", input}, RunOptions{"", {}, 3});
+    EXPECT_FALSE(i.timed_out) << "wq-gpu inspect blocked on " << input << "\n" << i;
+    expect_clean_failure(i, kInputMissing, {input}, "");
+  }
+}
+
+TEST_F(cli, InputIsAFolder) {
   const std::string folder = dir_ / "model-folder";
   fs::create_directory(folder);
   const std::string output = out("model.wq.safetensors");
@@ -581,10 +696,11 @@ TEST_F(CliTest, InputIsAFolder) {
   expect_clean_failure(r, kUsage, {folder}, output);
 }
 
-TEST_F(CliTest, OutputIsTheInput) {
+TEST_F(cli, OutputIsTheInput) {
   const std::string input = copy_example("model.safetensors");
   const Bytes before = read_file(input);
   fs::create_symlink("model.safetensors", dir_ / "link.safetensors");
+  fs::create_hard_link(input, dir_ / "hardlink.safetensors");
   const std::string folder_name = fs::path(dir_.path()).filename().string();
   const std::vector<std::string> spellings = {
       input,
@@ -593,6 +709,7 @@ TEST_F(CliTest, OutputIsTheInput) {
       dir_.path() + "/out/../model.safetensors",
       dir_.path() + "/../" + folder_name + "/model.safetensors",
       dir_ / "link.safetensors",
+      dir_ / "hardlink.safetensors",
   };
   for (const std::string& output : spellings) {
     SCOPED_TRACE(output);
@@ -618,7 +735,7 @@ TEST_F(CliTest, OutputIsTheInput) {
   EXPECT_EQ(temp_leftovers(dir_ / "out"), std::vector<std::string>{});
 }
 
-TEST_F(CliTest, OutputFolderDoesNotExist) {
+TEST_F(cli, OutputFolderDoesNotExist) {
   const std::string input = copy_example();
   const Bytes before = read_file(input);
   const std::string output = dir_ / "no-such-folder/model.wq.safetensors";
@@ -627,7 +744,7 @@ TEST_F(CliTest, OutputFolderDoesNotExist) {
   EXPECT_FALSE(fs::exists(dir_ / "no-such-folder"));
 }
 
-TEST_F(CliTest, OutputIsAFolder) {
+TEST_F(cli, OutputIsAFolder) {
   const std::string input = copy_example();
   const Bytes before = read_file(input);
   const std::string output = dir_ / "out";
@@ -636,7 +753,7 @@ TEST_F(CliTest, OutputIsAFolder) {
   EXPECT_TRUE(fs::is_empty(output));
 }
 
-TEST_F(CliTest, OutputFolderNotWritable) {
+TEST_F(cli, OutputFolderNotWritable) {
   const std::string input = copy_example();
   const Bytes before = read_file(input);
   std::string output;
@@ -654,7 +771,7 @@ TEST_F(CliTest, OutputFolderNotWritable) {
   expect_clean_failure(r, kOutput, {output}, output, input, &before);
 }
 
-TEST_F(CliTest, FileSizeLimitFailsTheWriteCleanly) {
+TEST_F(cli, FileSizeLimitFailsTheWriteCleanly) {
   // `ulimit -f 64`: writes past 64 KiB fail with EFBIG (wq-gpu ignores SIGXFSZ). The 8-bit
   // container of the example is about 260 KB.
   const std::string input = copy_example();
@@ -674,7 +791,7 @@ TEST_F(CliTest, FileSizeLimitFailsTheWriteCleanly) {
   EXPECT_TRUE(read_file(input) == before);
 }
 
-TEST_F(CliTest, DiskFullFailsTheWriteCleanly) {
+TEST_F(cli, DiskFullFailsTheWriteCleanly) {
   const std::string input = copy_example();
   const Bytes before = read_file(input);
   const std::string small = dir_ / "small";
@@ -697,7 +814,7 @@ TEST_F(CliTest, DiskFullFailsTheWriteCleanly) {
 // ---------------------------------------------------------------------------------------------
 // Backends
 
-TEST_F(CliTest, CudaBackendIsUnsupportedHere) {
+TEST_F(cli, CudaBackendIsUnsupportedHere) {
   const std::string input = copy_example();
   const Bytes before = read_file(input);
   const std::string output = out("model.wq.safetensors");
@@ -712,7 +829,7 @@ TEST_F(CliTest, CudaBackendIsUnsupportedHere) {
   expect_clean_failure(d, kUnsupported, {"--backend cuda"}, decoded);
 }
 
-TEST_F(CliTest, AutoBackendFallsBackToCpuWithOneNotice) {
+TEST_F(cli, AutoBackendFallsBackToCpuWithOneNotice) {
   const std::string input = copy_example();
   const std::string with_auto = out("auto.wq.safetensors");
   const std::string with_cpu = out("cpu.wq.safetensors");
@@ -736,7 +853,7 @@ TEST_F(CliTest, AutoBackendFallsBackToCpuWithOneNotice) {
 // ---------------------------------------------------------------------------------------------
 // decode of bad containers
 
-TEST_F(CliTest, DecodeOfPlainSafetensorsIsRejected) {
+TEST_F(cli, DecodeOfPlainSafetensorsIsRejected) {
   const std::string input = copy_example();
   const Bytes before = read_file(input);
   const std::string output = out("decoded.safetensors");
@@ -744,7 +861,7 @@ TEST_F(CliTest, DecodeOfPlainSafetensorsIsRejected) {
   expect_clean_failure(r, kBadFormat, {input, "WQ"}, output, input, &before);
 }
 
-TEST_F(CliTest, DecodeDetectsAFlippedByte) {
+TEST_F(cli, DecodeDetectsAFlippedByte) {
   const std::string input = copy_example();
   const std::string container = dir_ / "model.wq.safetensors";
   quantize_ok(input, container);
@@ -765,7 +882,7 @@ TEST_F(CliTest, DecodeDetectsAFlippedByte) {
   }
 }
 
-TEST_F(CliTest, DecodeRejectsMetadataThatDisagreesWithTheParts) {
+TEST_F(cli, DecodeRejectsMetadataThatDisagreesWithTheParts) {
   const std::string input = copy_example();
   const std::string container = dir_ / "model.wq.safetensors";
   quantize_ok(input, container);
@@ -806,7 +923,7 @@ TEST_F(CliTest, DecodeRejectsMetadataThatDisagreesWithTheParts) {
 // ---------------------------------------------------------------------------------------------
 // Successful runs
 
-TEST_F(CliTest, QuantizeThenInspect) {
+TEST_F(cli, QuantizeThenInspect) {
   const std::string input = copy_example();
   const Safetensors source = parse_safetensors(read_file(input));
   const std::vector<std::string> names = names_in_data_order(source);
@@ -862,7 +979,7 @@ TEST_F(CliTest, QuantizeThenInspect) {
   EXPECT_EQ(plain["tensors"].size(), names.size());
 }
 
-TEST_F(CliTest, DecodeRoundTrip) {
+TEST_F(cli, DecodeRoundTrip) {
   const std::string input = copy_example();
   const Safetensors source = parse_safetensors(read_file(input));
   const std::string container = out("model.wq.safetensors");
@@ -906,7 +1023,7 @@ TEST_F(CliTest, DecodeRoundTrip) {
   EXPECT_EQ(j["tensors"].size(), source.tensor_names().size());
 }
 
-TEST_F(CliTest, QuantizeJsonReport) {
+TEST_F(cli, QuantizeJsonReport) {
   const std::string input = copy_example();
   const std::string container = out("model.wq.safetensors");
   const RunResult r = run({"quantize", input, "-o", container, "--backend", "cpu", "--json"});
@@ -929,7 +1046,21 @@ TEST_F(CliTest, QuantizeJsonReport) {
   EXPECT_EQ(j["tensors"].size(), source.tensor_names().size());
 }
 
-TEST_F(CliTest, HelpMentionsDefaults) {
+/// The default a --help text shows for `option` ("--bits INT:INT in [1 - 8]=8" gives "8").
+std::string help_default(const std::string& help, const std::string& option) {
+  static const std::regex kDefault(R"(=([^\s=]+)(\s|$))");
+  std::istringstream lines(help);
+  for (std::string line; std::getline(lines, line);) {
+    const std::size_t at = line.find(option + " ");
+    if (at == std::string::npos || line.find_first_not_of(" ,-o") < at) continue;  // not the option's own line
+    std::smatch m;
+    const std::string rest = line.substr(at);
+    return std::regex_search(rest, m, kDefault) ? m[1].str() : "";
+  }
+  return "(option not listed)";
+}
+
+TEST_F(cli, HelpMentionsDefaults) {
   {
     const RunResult r = run({"--help"});
     EXPECT_EQ(r.status, kOk) << r;
@@ -938,15 +1069,23 @@ TEST_F(CliTest, HelpMentionsDefaults) {
   {
     const RunResult r = run({"quantize", "--help"});
     EXPECT_EQ(r.status, kOk) << r;
-    for (const char* m : {"--bits", "[8]", "--method", "[minmax]", "--granularity", "[channel]", "--group-size",
-                          "[128]", "--backend", "[auto]", "--scale-dtype", "[f32]", "--threads", "[0]", "-o"}) {
+    EXPECT_EQ(help_default(r.out, "--bits"), "8") << r;
+    EXPECT_EQ(help_default(r.out, "--method"), "minmax") << r;
+    EXPECT_EQ(help_default(r.out, "--granularity"), "channel") << r;
+    EXPECT_EQ(help_default(r.out, "--group-size"), "128") << r;
+    EXPECT_EQ(help_default(r.out, "--scale-dtype"), "f32") << r;
+    EXPECT_EQ(help_default(r.out, "--backend"), "auto") << r;
+    EXPECT_EQ(help_default(r.out, "--threads"), "0") << r;
+    for (const char* m : {"-o,--output", "--all", "--keep-nonfinite", "--json", "8 bits, per channel"}) {
       EXPECT_TRUE(contains(r.out, m)) << m << "\n" << r;
     }
   }
   {
     const RunResult r = run({"decode", "--help"});
     EXPECT_EQ(r.status, kOk) << r;
-    for (const char* m : {"--to", "[safetensors]", "--backend", "[auto]", "-o"}) EXPECT_TRUE(contains(r.out, m)) << m << "\n" << r;
+    EXPECT_EQ(help_default(r.out, "--to"), "safetensors") << r;
+    EXPECT_EQ(help_default(r.out, "--backend"), "auto") << r;
+    EXPECT_TRUE(contains(r.out, "-o,--output")) << r;
   }
   {
     const RunResult r = run({"inspect", "--help"});
@@ -955,13 +1094,13 @@ TEST_F(CliTest, HelpMentionsDefaults) {
   }
 }
 
-TEST_F(CliTest, Version) {
+TEST_F(cli, Version) {
   const RunResult r = run({"--version"});
   EXPECT_EQ(r.status, kOk) << r;
   EXPECT_EQ(r.out, "wq-gpu 0.1.0\n") << r;
 }
 
-TEST_F(CliTest, OutputIsDeterministic) {
+TEST_F(cli, OutputIsDeterministic) {
   const std::string input = copy_example();
   const std::vector<std::string> settings = {"--bits", "4", "--granularity", "group", "--group-size", "32"};
   quantize_ok(input, out("a.wq.safetensors"), settings);
@@ -981,7 +1120,7 @@ TEST_F(CliTest, OutputIsDeterministic) {
   EXPECT_EQ(temp_leftovers(dir_ / "out"), std::vector<std::string>{});
 }
 
-TEST_F(CliTest, FewerBitsGiveSmallerOutput) {
+TEST_F(cli, FewerBitsGiveSmallerOutput) {
   const std::string input = copy_example();
   const std::vector<std::string> group = {"--granularity", "group", "--group-size", "64"};
   auto with_bits = [&](const std::string& bits) {
@@ -999,7 +1138,7 @@ TEST_F(CliTest, FewerBitsGiveSmallerOutput) {
   EXPECT_GT(b8 - b4, 100000u);
 }
 
-TEST_F(CliTest, QuantizingAContainerAgainIsRefused) {
+TEST_F(cli, QuantizingAContainerAgainIsRefused) {
   const std::string input = copy_example();
   const std::string container = dir_ / "model.wq.safetensors";
   quantize_ok(input, container);
