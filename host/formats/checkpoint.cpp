@@ -1,14 +1,18 @@
 // open_checkpoint(): recognises a checkpoint by its content and returns a reader for it.
 #include <memory>
 
+#include <cstring>
+
 #include "formats/safetensors_file.h"
+#include "formats/torch_reader.h"
 #include "wq/checkpoint.h"
 #include "wq/error.h"
 
 namespace wq {
 namespace {
 
-constexpr const char* kSupported = "supported: safetensors (.safetensors, including WQ containers)";
+constexpr const char* kSupported =
+    "supported: safetensors (including WQ containers), PyTorch .pt/.pth (zip and legacy)";
 
 class SafetensorsCheckpoint final : public CheckpointReader {
  public:
@@ -43,11 +47,12 @@ std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path) {
   // Sniff the first bytes through a mapping; a file of another format never gets parsed as
   // safetensors (and gets an error that says what is supported).
   const detail::MappedFile probe(path);
-  if (!detail::SafetensorsFile::sniff(probe.data(), probe.size())) {
-    throw Error(ErrorCode::kBadFormat,
-                path + ": not a recognised checkpoint (" + std::string(kSupported) + ")");
-  }
-  return std::make_unique<SafetensorsCheckpoint>(path);
+  const std::byte* head = probe.data();
+  const std::size_t size = probe.size();
+  if (detail::SafetensorsFile::sniff(head, size)) return std::make_unique<SafetensorsCheckpoint>(path);
+  if (size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) return detail::open_torch_zip(path);
+  if (detail::is_torch_legacy(head, size)) return detail::open_torch_legacy(path);
+  throw Error(ErrorCode::kBadFormat, path + ": not a recognised checkpoint (" + std::string(kSupported) + ")");
 }
 
 }  // namespace wq
