@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   cmake g++ make pkg-config
   libcli11-dev nlohmann-json3-dev libxxhash-dev libfmt-dev   # library and CLI
+  libzip-dev                                                 # .pt and .npz archives
   libgtest-dev libgmock-dev libbenchmark-dev                 # tests and benchmarks
   python3 python3-numpy                                      # independent reference checks
 )
