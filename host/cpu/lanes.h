@@ -1,0 +1,103 @@
+// SIMD lanes for the CPU kernels: GCC/Clang vector extensions, so one source serves the
+// baseline target (4 lanes, SSE) and an AVX2 clone (8 lanes) chosen at run time.
+//
+// Floating-point sums are never reassociated by the compiler (no fast-math), so loops keep
+// L independent partial results by hand; that is what lets them vectorise. Everything here
+// is always_inline: inlined into a target("avx2") caller it is compiled for AVX2.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "cpu/element_io.h"
+#include "wq/backend.h"
+#include "wq/codec/affine.h"
+
+#define WQ_INLINE inline __attribute__((always_inline))
+
+namespace wq::detail {
+
+// Spelled out per width: GCC drops vector_size attributes whose size depends on a template
+// parameter in an alias template.
+template <int L>
+struct Lanes;
+template <>
+struct Lanes<4> {
+  typedef float Float __attribute__((vector_size(16)));
+  typedef std::int32_t Int __attribute__((vector_size(16)));
+  typedef std::uint8_t Byte __attribute__((vector_size(4)));
+};
+template <>
+struct Lanes<8> {
+  typedef float Float __attribute__((vector_size(32)));
+  typedef std::int32_t Int __attribute__((vector_size(32)));
+  typedef std::uint8_t Byte __attribute__((vector_size(8)));
+};
+template <int L>
+using FloatLanes = typename Lanes<L>::Float;
+template <int L>
+using IntLanes = typename Lanes<L>::Int;
+template <int L>
+using ByteLanes = typename Lanes<L>::Byte;
+
+/// Error statistics: L binary32 partial sums over at most one block of elements (rounding far
+/// below what a report shows), folded into binary64 by fold_into().
+template <int L>
+struct LaneStats {
+  FloatLanes<L> signal{};
+  FloatLanes<L> error{};
+  FloatLanes<L> max_error{};
+
+  WQ_INLINE void add(FloatLanes<L> x, FloatLanes<L> decoded) {
+    const FloatLanes<L> e = x - decoded;
+    signal += x * x;
+    error += e * e;
+    const FloatLanes<L> a = e < 0 ? -e : e;
+    max_error = a > max_error ? a : max_error;
+  }
+
+  WQ_INLINE void add_one(float x, float decoded) {
+    FloatLanes<L> xv{}, dv{};
+    xv[0] = x;
+    dv[0] = decoded;
+    add(xv, dv);
+  }
+
+  WQ_INLINE void merge(const LaneStats& other) {
+    signal += other.signal;
+    error += other.error;
+    max_error = other.max_error > max_error ? other.max_error : max_error;
+  }
+
+  void fold_into(ErrorStats* stats, std::uint64_t count) {
+    ErrorStats s;
+    s.count = count;
+    for (int l = 0; l < L; ++l) {
+      s.signal_energy += signal[l];
+      s.error_energy += error[l];
+      s.max_abs_error = std::max(s.max_abs_error, static_cast<double>(max_error[l]));
+    }
+    signal = error = max_error = FloatLanes<L>{};
+    stats->merge(s);
+  }
+};
+
+/// L consecutive elements as binary32.
+template <DType D, int L>
+WQ_INLINE FloatLanes<L> load_lanes(const std::byte* src, std::uint64_t i) {
+  FloatLanes<L> x;
+  if constexpr (D == DType::kF32) {
+    std::memcpy(&x, src + 4 * i, sizeof x);
+  } else {
+    for (int l = 0; l < L; ++l) x[l] = load_f32<D>(src, i + l);
+  }
+  return x;
+}
+
+/// The decoded value, for error statistics only: scale * q + min with two roundings instead
+/// of the decoder's single fma. The difference (at most one binary32 ulp of the value) is far
+/// below the error being measured.
+WQ_INLINE float approx_decoded(float code, codec::AffineParams p) { return p.scale * code + p.min; }
+
+}  // namespace wq::detail
