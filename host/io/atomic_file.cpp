@@ -77,6 +77,10 @@ void AtomicFile::write_at(std::uint64_t offset, const void* data, std::size_t si
   }
 }
 
+void AtomicFile::start_writeback() noexcept {
+  if (fd_ >= 0) ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 void AtomicFile::commit() {
   if (::fsync(fd_) != 0) fail("fsync failed", errno);
   if (::close(fd_) != 0) {

@@ -28,6 +28,10 @@ class AtomicFile {
   void write_at(std::uint64_t offset, const void* data, std::size_t size);
   std::uint64_t size() const noexcept { return size_; }
 
+  /// Starts writing what was written so far to disk without waiting (sync_file_range), so
+  /// that commit()'s fsync finds little left to do. A hint: errors surface at commit().
+  void start_writeback() noexcept;
+
   /// fsyncs the data, renames the file to its destination and fsyncs the folder.
   void commit();
 

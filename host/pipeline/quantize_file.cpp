@@ -1,5 +1,7 @@
 // quantize_file(): a checkpoint in, a WQ container out, one bounded batch of tensors at a time.
+#include <array>
 #include <chrono>
+#include <future>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -81,6 +83,63 @@ Error in_file(const std::string& path, const Error& e) {
   return Error(e.code(), path + ": " + what);
 }
 
+// Small tensors are encoded together up to kBatchInputBytes of input; a larger tensor runs
+// alone (and is split inside the backend).
+std::size_t batch_end(const std::vector<TensorReport>& tensors, std::size_t first) {
+  std::size_t end = first;
+  std::uint64_t input = 0;
+  while (end < tensors.size() && (end == first || input + tensors[end].input_bytes <= kBatchInputBytes)) {
+    input += tensors[end].input_bytes;
+    ++end;
+  }
+  return end;
+}
+
+// Encodes tensors [first, end) into `arena` with one batched call per encoding; returns each
+// tensor's stored bytes (in the arena, or the input itself for raw tensors) and fills in the
+// reports' error statistics.
+std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& backend, const QuantSpec& spec,
+                                           const std::vector<ContainerTensor>& plan, std::vector<TensorReport>& reports,
+                                           std::size_t first, std::size_t end, std::vector<std::byte>* arena) {
+  std::uint64_t bytes = 0;
+  for (std::size_t i = first; i < end; ++i) {
+    if (plan[i].encoding != Encoding::kRaw) bytes += plan[i].stored_bytes;
+  }
+  if (arena->size() < bytes) arena->resize(bytes);
+  std::vector<QuantizeJob> quantize_jobs;
+  std::vector<CastJob> cast_jobs;
+  std::vector<std::size_t> quantize_index, cast_index;
+  std::vector<const std::byte*> data(end - first, nullptr);
+  std::uint64_t offset = 0;
+  for (std::size_t i = first; i < end; ++i) {
+    const ContainerTensor& t = plan[i];
+    const TensorView view = reader.tensor(i);
+    if (t.encoding == Encoding::kRaw) {
+      data[i - first] = view.data;
+      continue;
+    }
+    std::byte* base = arena->data() + offset;
+    data[i - first] = base;
+    offset += t.stored_bytes;
+    if (t.encoding == Encoding::kAffine) {
+      const GroupGeometry g = group_geometry(t.shape, spec);
+      const std::size_t scale_bytes = spec.scale_dtype == ScaleDType::kF32 ? 4 : 2;
+      AffineBuffers buffers{reinterpret_cast<std::uint8_t*>(base), base + g.code_bytes,
+                            base + g.code_bytes + g.groups * scale_bytes};
+      quantize_jobs.push_back(QuantizeJob{view, spec, buffers, {}});
+      quantize_index.push_back(i);
+    } else {
+      cast_jobs.push_back(CastJob{view, MutableTensorView{t.name, t.data_dtype, t.shape, base}, true, {}});
+      cast_index.push_back(i);
+    }
+  }
+  if (!quantize_jobs.empty()) backend.quantize(std::span<QuantizeJob>(quantize_jobs));
+  if (!cast_jobs.empty()) backend.cast(std::span<CastJob>(cast_jobs));
+  for (std::size_t k = 0; k < quantize_jobs.size(); ++k) reports[quantize_index[k]].error = quantize_jobs[k].stats;
+  for (std::size_t k = 0; k < cast_jobs.size(); ++k) reports[cast_index[k]].error = cast_jobs[k].stats;
+  return data;
+}
+
 }  // namespace
 
 QuantizeReport quantize_file(const std::string& input, const std::string& output, Backend& backend,
@@ -148,69 +207,47 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
   const detail::Metadata header_meta = {{"format", "pt"}, {"wq", detail::metadata_json(metadata)}};
   detail::SafetensorsWriter writer(out, parts, header_meta);
 
-  std::vector<std::byte> arena;  // outputs of one batch; grows to the largest batch
+  // Batches alternate between two arenas: while one batch is checksummed and written on a
+  // second thread, the next one is encoded. Memory: two batches of outputs.
+  std::array<std::vector<std::byte>, 2> arenas;
+  std::future<void> writing;
+  std::pair<std::size_t, std::size_t> written{0, 0};  // the batch being written: [first, end)
   Progress progress;
   progress.bytes_total = total_input;
-  std::size_t next = 0;
+  const auto finish_writing = [&] {
+    if (!writing.valid()) return;
+    writing.get();  // rethrows a write error
+    for (std::size_t i = written.first; i < written.second; ++i) {
+      reader->release(i);  // on this thread: readers need not be thread-safe
+      progress.bytes_done += report.tensors[i].input_bytes;
+      progress.current_tensor = metadata.tensors[i].name;
+    }
+    out.start_writeback();  // so that the final fsync has little left to wait for
+    if (options.on_progress && written.second > written.first) options.on_progress(progress);
+  };
   try {
-    while (next < infos.size()) {
+    for (std::size_t next = 0, which = 0; next < infos.size(); which ^= 1) {
       detail::check_cancel(options.cancel);
-      // Gather a batch of consecutive tensors.
-      std::size_t end = next;
-      std::uint64_t batch_input = 0, batch_output = 0;
-      while (end < infos.size() && (end == next || batch_input + report.tensors[end].input_bytes <= kBatchInputBytes)) {
-        batch_input += report.tensors[end].input_bytes;
-        if (metadata.tensors[end].encoding != Encoding::kRaw) batch_output += metadata.tensors[end].stored_bytes;
-        ++end;
-      }
-      if (arena.size() < batch_output) arena.resize(batch_output);
-
-      std::vector<QuantizeJob> quantize_jobs;
-      std::vector<CastJob> cast_jobs;
-      std::vector<std::size_t> quantize_index, cast_index;
-      std::vector<std::byte*> output_of(end - next, nullptr);
-      std::uint64_t offset = 0;
-      for (std::size_t i = next; i < end; ++i) {
-        const ContainerTensor& t = metadata.tensors[i];
-        if (t.encoding == Encoding::kRaw) continue;
-        std::byte* base = arena.data() + offset;
-        output_of[i - next] = base;
-        offset += t.stored_bytes;
-        const TensorView view = reader->tensor(i);
-        if (t.encoding == Encoding::kAffine) {
-          const GroupGeometry g = group_geometry(t.shape, options.spec);
-          const std::size_t scale_bytes = options.spec.scale_dtype == ScaleDType::kF32 ? 4 : 2;
-          AffineBuffers buffers{reinterpret_cast<std::uint8_t*>(base), base + g.code_bytes,
-                                base + g.code_bytes + g.groups * scale_bytes};
-          quantize_jobs.push_back(QuantizeJob{view, options.spec, buffers, {}});
-          quantize_index.push_back(i);
-        } else {
-          cast_jobs.push_back(CastJob{view, MutableTensorView{t.name, t.data_dtype, t.shape, base}, true, {}});
-          cast_index.push_back(i);
+      const std::size_t end = batch_end(report.tensors, next);
+      std::vector<const std::byte*> data = encode_batch(*reader, backend, options.spec, metadata.tensors, report.tensors,
+                                                        next, end, &arenas[which]);
+      finish_writing();
+      written = {next, end};
+      writing = std::async(std::launch::async, [&metadata, &writer, data = std::move(data), first = next, end] {
+        for (std::size_t i = first; i < end; ++i) {
+          ContainerTensor& t = metadata.tensors[i];
+          detail::Xxh3 hash;
+          hash.update(data[i - first], t.stored_bytes);
+          writer.append(data[i - first], t.stored_bytes);
+          t.xxh3 = hash.hex();
         }
-      }
-      if (!quantize_jobs.empty()) backend.quantize(std::span<QuantizeJob>(quantize_jobs));
-      if (!cast_jobs.empty()) backend.cast(std::span<CastJob>(cast_jobs));
-      for (std::size_t k = 0; k < quantize_jobs.size(); ++k) report.tensors[quantize_index[k]].error = quantize_jobs[k].stats;
-      for (std::size_t k = 0; k < cast_jobs.size(); ++k) report.tensors[cast_index[k]].error = cast_jobs[k].stats;
-
-      // Write the batch in order, checksumming each tensor's parts as they go out.
-      for (std::size_t i = next; i < end; ++i) {
-        ContainerTensor& t = metadata.tensors[i];
-        const std::byte* data = t.encoding == Encoding::kRaw ? reader->tensor(i).data : output_of[i - next];
-        detail::Xxh3 hash;
-        hash.update(data, t.stored_bytes);
-        writer.append(data, t.stored_bytes);
-        t.xxh3 = hash.hex();
-        reader->release(i);
-        progress.bytes_done += report.tensors[i].input_bytes;
-        progress.current_tensor = t.name;
-        if (options.on_progress) options.on_progress(progress);
-      }
+      });
       next = end;
     }
+    finish_writing();
     detail::check_cancel(options.cancel);
   } catch (const Error& e) {
+    if (writing.valid()) writing.wait();  // never leave the writer running on freed buffers
     throw in_file(input, e);
   }
 
