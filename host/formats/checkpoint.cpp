@@ -5,6 +5,7 @@
 
 #include "formats/safetensors_file.h"
 #include "formats/paddle_reader.h"
+#include "formats/sharded_safetensors.h"
 #include "formats/torch_reader.h"
 #include "wq/checkpoint.h"
 #include "wq/error.h"
@@ -13,7 +14,7 @@ namespace wq {
 namespace {
 
 constexpr const char* kSupported =
-    "supported: safetensors (including WQ containers), PyTorch .pt/.pth (zip and legacy), Paddle .pdparams";
+    "supported: safetensors (including WQ containers), PyTorch .pt/.pth (zip and legacy), Paddle .pdparams, sharded safetensors (*.index.json)";
 
 class SafetensorsCheckpoint final : public CheckpointReader {
  public:
@@ -54,6 +55,7 @@ std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path) {
   if (size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) return detail::open_torch_zip(path);
   if (detail::is_torch_legacy(head, size)) return detail::open_torch_legacy(path);
   if (detail::looks_like_pickle(head, size)) return detail::open_paddle(path);
+  if (detail::looks_like_shard_index(head, size)) return detail::open_sharded_safetensors(path);
   throw Error(ErrorCode::kBadFormat, path + ": not a recognised checkpoint (" + std::string(kSupported) + ")");
 }
 

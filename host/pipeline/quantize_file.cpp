@@ -148,6 +148,10 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
   options.spec.validate();
   detail::check_output_path(input, output);
   std::unique_ptr<CheckpointReader> reader = open_checkpoint(input);
+  if (reader->format() == "safetensors-sharded") {
+    reader.reset();
+    return quantize_sharded(input, output, backend, options);
+  }
   if (reader->format() == "wq") {
     throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it with 'wq-gpu decode')");
   }

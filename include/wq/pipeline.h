@@ -69,6 +69,13 @@ struct QuantizeReport {
 QuantizeReport quantize_file(const std::string& input, const std::string& output,
                              Backend& backend, const QuantizeOptions& options);
 
+/// Quantizes a sharded safetensors checkpoint (its *.index.json) into one container per shard,
+/// named NAME.wq.safetensors beside `output`, and a new index at `output` (which must end in
+/// .index.json). quantize_file() calls this for index inputs. All or nothing: containers
+/// already written are removed when a later shard fails.
+QuantizeReport quantize_sharded(const std::string& index, const std::string& output, Backend& backend,
+                                const QuantizeOptions& options);
+
 struct DecodeOptions {
   std::function<void(const Progress&)> on_progress;
   const std::atomic<bool>* cancel = nullptr;

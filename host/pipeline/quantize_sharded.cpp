@@ -1,0 +1,75 @@
+// A sharded safetensors checkpoint gives one container per shard and a rewritten index
+// (design.md §5) whose weight_map names each tensor's container.
+#include <filesystem>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "formats/sharded_safetensors.h"
+#include "io/atomic_file.h"
+#include "pipeline/output_path.h"
+#include "wq/error.h"
+#include "wq/pipeline.h"
+
+namespace wq {
+namespace {
+
+namespace fs = std::filesystem;
+
+// model-00001-of-00002.safetensors -> model-00001-of-00002.wq.safetensors
+std::string container_name(const std::string& shard) {
+  const std::string suffix = ".safetensors";
+  const bool has = shard.size() > suffix.size() && shard.compare(shard.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return (has ? shard.substr(0, shard.size() - suffix.size()) : shard) + ".wq.safetensors";
+}
+
+}  // namespace
+
+QuantizeReport quantize_sharded(const std::string& index_path, const std::string& output, Backend& backend,
+                                const QuantizeOptions& options) {
+  const std::string suffix = ".index.json";
+  if (output.size() <= suffix.size() || output.compare(output.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    throw Error(ErrorCode::kUsage, index_path + ": a sharded checkpoint is quantized into one container per shard; "
+                                                "give -o the new index's path, e.g. out/model.wq.safetensors.index.json");
+  }
+  detail::check_output_path(index_path, output);
+  const detail::ShardIndex index = detail::read_shard_index(index_path);
+  const fs::path in_folder = fs::path(index_path).parent_path().empty() ? "." : fs::path(index_path).parent_path();
+  const fs::path out_folder = fs::path(output).parent_path().empty() ? "." : fs::path(output).parent_path();
+
+  QuantizeReport total;
+  total.input = index_path;
+  total.output = output;
+  total.format = "safetensors-sharded";
+  total.backend = backend.description();
+  std::vector<std::string> written;  // removed again if a later shard fails: all or nothing
+  std::map<std::string, std::string> container_of_shard;
+  try {
+    for (const std::string& shard : index.shards) {
+      const std::string out = (out_folder / container_name(shard)).string();
+      const QuantizeReport r = quantize_file((in_folder / shard).string(), out, backend, options);
+      written.push_back(out);
+      container_of_shard[shard] = container_name(shard);
+      total.input_bytes += r.input_bytes;
+      total.output_bytes += r.output_bytes;
+      total.seconds += r.seconds;
+      total.tensors.insert(total.tensors.end(), r.tensors.begin(), r.tensors.end());
+    }
+    nlohmann::ordered_json json;
+    json["metadata"] = {{"total_size", total.output_bytes}, {"format", "wq"}};
+    nlohmann::ordered_json map = nlohmann::ordered_json::object();
+    for (const auto& [tensor, shard] : index.weight_map) map[tensor] = container_of_shard.at(shard);
+    json["weight_map"] = std::move(map);
+    const std::string text = json.dump(2) + "\n";
+    detail::AtomicFile file(output);
+    file.write(text.data(), text.size());
+    file.commit();
+    total.output_bytes += text.size();
+  } catch (...) {
+    for (const std::string& path : written) fs::remove(path);
+    throw;
+  }
+  return total;
+}
+
+}  // namespace wq
