@@ -14,7 +14,7 @@ namespace {
 struct DecodeFlags {
   std::string input;
   std::string output;
-  std::string to = "safetensors";
+  std::string to;
   bool quiet = false;
   BackendFlags backend;
 };
@@ -23,6 +23,7 @@ int run_decode(const DecodeFlags& f) {
   BackendSelection selection = select_backend(f.backend, f.quiet);
   DecodeOptions options;
   options.cancel = cancel_flag();
+  options.format = f.to;
   options.on_progress = progress_printer("decoding", f.quiet);
   try {
     decode_file(f.input, f.output, *selection.backend, options);
@@ -46,8 +47,10 @@ CommandRunner add_decode_command(CLI::App& app) {
       "Example:\n  wq-gpu decode model.wq.safetensors -o model.decoded.safetensors\n");
   cmd->add_option("input", flags->input, "WQ container (*.wq.safetensors)")->required();
   cmd->add_option("-o,--output", flags->output, "Output file; replaced atomically if it exists")->required();
-  cmd->add_option("--to", flags->to, "Output format (this version writes safetensors)")
-      ->check(CLI::IsMember({"safetensors"}))->capture_default_str();
+  cmd->add_option("--to", flags->to,
+                  "Output format: safetensors, pt (torch.load, weights_only=True), pdparams (paddle.load / "
+                  "pickle.load), npz (numpy.load). Default: the format the container was made from")
+      ->check(CLI::IsMember({"safetensors", "pt", "pdparams", "npz"}));
   cmd->add_flag("-q,--quiet", flags->quiet, "Print nothing but errors");
   add_backend_flags(*cmd, flags->backend);
   return [flags] { return run_decode(*flags); };

@@ -74,6 +74,11 @@ std::string metadata_json(const ContainerMetadata& m) {
     tensors[t.name] = std::move(entry);
   }
   root["tensors"] = std::move(tensors);
+  if (!m.paddle_name_table.empty()) {
+    ojson table = ojson::object();
+    for (const auto& [structured, parameter] : m.paddle_name_table) table[structured] = parameter;
+    root["paddle_name_table"] = std::move(table);
+  }
   return root.dump();
 }
 
@@ -140,6 +145,11 @@ ContainerMetadata parse_metadata_json(const std::string& text, const std::string
       t.xxh3 = e.value("xxh3", "");
       if (!is_checksum_text(t.xxh3)) bad(path, where + " has no valid xxh3 (16 lowercase hex digits)");
       m.tensors.push_back(std::move(t));
+    }
+    if (root.contains("paddle_name_table") && root["paddle_name_table"].is_object()) {
+      for (auto it = root["paddle_name_table"].begin(); it != root["paddle_name_table"].end(); ++it) {
+        if (it.value().is_string()) m.paddle_name_table.emplace_back(it.key(), it.value().get<std::string>());
+      }
     }
   } catch (const ojson::exception& e) {
     bad(path, std::string("malformed metadata: ") + e.what());

@@ -14,6 +14,8 @@ struct ContainerMetadata {
   std::string producer;
   SourceInfo source;
   std::vector<ContainerTensor> tensors;
+  /// Paddle's StructuredToParameterName@@ table of the source, for writing a .pdparams back.
+  std::vector<std::pair<std::string, std::string>> paddle_name_table;
 };
 
 /// The metadata as compact JSON text, tensors in their order.

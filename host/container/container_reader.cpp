@@ -34,6 +34,7 @@ class ContainerReaderImpl final : public ContainerReader {
     producer_ = std::move(m.producer);
     source_ = std::move(m.source);
     tensors_ = std::move(m.tensors);
+    paddle_name_table_ = std::move(m.paddle_name_table);
     bind_parts();
   }
 
@@ -42,6 +43,9 @@ class ContainerReaderImpl final : public ContainerReader {
   const std::string& producer() const noexcept override { return producer_; }
   const SourceInfo& source() const noexcept override { return source_; }
   const std::vector<ContainerTensor>& tensors() const noexcept override { return tensors_; }
+  const std::vector<std::pair<std::string, std::string>>& paddle_name_table() const noexcept override {
+    return paddle_name_table_;
+  }
 
   void verify(std::size_t index) const override {
     const ContainerTensor& t = tensors_.at(index);
@@ -146,6 +150,7 @@ class ContainerReaderImpl final : public ContainerReader {
   std::string producer_;
   SourceInfo source_;
   std::vector<ContainerTensor> tensors_;
+  std::vector<std::pair<std::string, std::string>> paddle_name_table_;
   std::vector<std::vector<std::size_t>> part_entries_;
 };
 

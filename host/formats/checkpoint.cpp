@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "formats/safetensors_file.h"
+#include "formats/numpy_reader.h"
 #include "formats/paddle_reader.h"
 #include "formats/sharded_safetensors.h"
 #include "formats/torch_reader.h"
@@ -14,7 +15,7 @@ namespace wq {
 namespace {
 
 constexpr const char* kSupported =
-    "supported: safetensors (including WQ containers), PyTorch .pt/.pth (zip and legacy), Paddle .pdparams, sharded safetensors (*.index.json)";
+    "supported: safetensors (including WQ containers), PyTorch .pt/.pth (zip and legacy), Paddle .pdparams, numpy .npy/.npz, sharded safetensors (*.index.json)";
 
 class SafetensorsCheckpoint final : public CheckpointReader {
  public:
@@ -52,7 +53,10 @@ std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path) {
   const std::byte* head = probe.data();
   const std::size_t size = probe.size();
   if (detail::SafetensorsFile::sniff(head, size)) return std::make_unique<SafetensorsCheckpoint>(path);
-  if (size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) return detail::open_torch_zip(path);
+  if (detail::sniff_npy(head, size)) return detail::open_npy(path);
+  if (size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) {
+    return detail::sniff_npz(path) ? detail::open_npz(path) : detail::open_torch_zip(path);
+  }
   if (detail::is_torch_legacy(head, size)) return detail::open_torch_legacy(path);
   if (detail::looks_like_pickle(head, size)) return detail::open_paddle(path);
   if (detail::looks_like_shard_index(head, size)) return detail::open_sharded_safetensors(path);

@@ -1,8 +1,7 @@
 // decode_file(): a WQ container in, a safetensors file with the original tensors out.
 #include <vector>
 
-#include "formats/safetensors_writer.h"
-#include "io/atomic_file.h"
+#include "formats/checkpoint_writer.h"
 #include "pipeline/output_path.h"
 #include "wq/error.h"
 #include "wq/pipeline.h"
@@ -15,14 +14,16 @@ void decode_file(const std::string& input, const std::string& output, Backend& b
   std::unique_ptr<ContainerReader> reader = ContainerReader::open(input);
   const std::vector<ContainerTensor>& tensors = reader->tensors();
 
-  std::vector<detail::PartLayout> parts;
+  std::vector<TensorInfo> infos;
   Progress progress;
   for (const ContainerTensor& t : tensors) {
-    parts.push_back(detail::PartLayout{t.name, t.dtype, t.shape});
+    infos.push_back(TensorInfo{t.name, t.dtype, t.shape});
     progress.bytes_total += t.stored_bytes;
   }
-  detail::AtomicFile out(output);
-  detail::SafetensorsWriter writer(out, parts, {{"format", "pt"}});
+  const std::string format = options.format.empty() ? output_format_of_source(reader->source().format) : options.format;
+  detail::WriterExtras extras;
+  extras.paddle_name_table = reader->paddle_name_table();
+  std::unique_ptr<detail::CheckpointWriter> writer = detail::make_checkpoint_writer(format, output, infos, extras);
   std::vector<std::byte> buffer;  // one decoded tensor at a time: memory is the largest tensor
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     detail::check_cancel(options.cancel);
@@ -30,14 +31,20 @@ void decode_file(const std::string& input, const std::string& output, Backend& b
     const std::uint64_t bytes = element_count(t.shape) * dtype_size(t.dtype);
     if (buffer.size() < bytes) buffer.resize(bytes);
     reader->decode(i, backend, MutableTensorView{t.name, t.dtype, t.shape, buffer.data()});
-    writer.append(buffer.data(), bytes);
+    writer->add(buffer.data());
     reader->release(i);
     progress.bytes_done += t.stored_bytes;
     progress.current_tensor = t.name;
     if (options.on_progress) options.on_progress(progress);
   }
-  writer.finish();
-  out.commit();
+  writer->finish();
+}
+
+std::string output_format_of_source(const std::string& source_format) {
+  if (source_format == "torch" || source_format == "torch-legacy") return "pt";
+  if (source_format == "paddle") return "pdparams";
+  if (source_format == "npz" || source_format == "npy") return "npz";
+  return "safetensors";
 }
 
 }  // namespace wq

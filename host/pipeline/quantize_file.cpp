@@ -8,6 +8,7 @@
 
 #include "container/checksum.h"
 #include "container/container_metadata.h"
+#include "formats/paddle_reader.h"
 #include "formats/safetensors_writer.h"
 #include "io/atomic_file.h"
 #include "pipeline/output_path.h"
@@ -161,6 +162,7 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
   detail::ContainerMetadata metadata;
   metadata.producer = std::string("wq-gpu ") + kVersion;
   metadata.source = {std::filesystem::path(input).filename().string(), reader->format(), reader->file_bytes()};
+  metadata.paddle_name_table = detail::paddle_name_table(*reader);
   QuantizeReport report;
   report.input = input;
   report.output = output;

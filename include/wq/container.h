@@ -54,6 +54,8 @@ class ContainerReader {
   virtual const std::string& producer() const noexcept = 0;
   virtual const SourceInfo& source() const noexcept = 0;
   virtual const std::vector<ContainerTensor>& tensors() const noexcept = 0;
+  /// Paddle's StructuredToParameterName@@ table of the source (empty for other formats).
+  virtual const std::vector<std::pair<std::string, std::string>>& paddle_name_table() const noexcept = 0;
 
   /// Recomputes tensor `index`'s XXH3-64; throws Error(kIntegrity) naming file and tensor on a
   /// mismatch.

@@ -77,14 +77,20 @@ QuantizeReport quantize_sharded(const std::string& index, const std::string& out
                                 const QuantizeOptions& options);
 
 struct DecodeOptions {
+  /// "safetensors", "pt", "pdparams" or "npz"; empty: the source's own format, as the
+  /// container records it (safetensors when it was safetensors or unknown).
+  std::string format;
   std::function<void(const Progress&)> on_progress;
   const std::atomic<bool>* cancel = nullptr;
 };
 
-/// Decodes the WQ container at `input` into a safetensors file at `output` holding every
-/// tensor with its original name, dtype and shape. Checksums are verified first.
+/// Decodes the WQ container at `input` into a checkpoint at `output` holding every tensor with
+/// its original name, dtype and shape, in options.format. Checksums are verified first.
 void decode_file(const std::string& input, const std::string& output, Backend& backend,
                  const DecodeOptions& options);
+
+/// The decode format that gives back the source's kind of file ("pt" for "torch", ...).
+std::string output_format_of_source(const std::string& source_format);
 
 /// The encoding the default policy chooses for a tensor (see QuantizeOptions::all).
 Encoding planned_encoding(const TensorInfo& tensor, const QuantizeOptions& options);
