@@ -7,6 +7,9 @@ bash scripts/install-deps.sh
 bash scripts/build.sh
 (cd build && ctest --output-on-failure -j "$(nproc)")
 
+# Every reader again under AddressSanitizer and UndefinedBehaviorSanitizer.
+bash scripts/run-sanitizers.sh
+
 # The installed package must work for another project: find_package(wqcuda) + wq::wqcuda.
 prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT

@@ -128,7 +128,6 @@ class TorchCheckpoint : public CheckpointReader {
     consumed_ = unpickler.consumed();
     const auto is_tensor = [](const Value* v) { return v->is_object("torch.tensor") || v->is_object("torch.tensor_v3"); };
     walk_state_dict(root, label, is_tensor, [&](const std::string& name, const Value* v) { add_tensor(name, v, label); });
-    if (infos_.empty()) throw Error(ErrorCode::kBadFormat, label + ": holds no tensors");
   }
 
   std::size_t consumed_ = 0;
