@@ -224,7 +224,9 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
     if (!writing.valid()) return;
     writing.get();  // rethrows a write error
     for (std::size_t i = written.first; i < written.second; ++i) {
-      reader->release(i);  // on this thread: readers need not be thread-safe
+      // Raw tensors were written straight from the input; their pages can go now. (Releases
+      // happen on this thread: readers need not be thread-safe.)
+      if (metadata.tensors[i].encoding == Encoding::kRaw) reader->release(i);
       progress.bytes_done += report.tensors[i].input_bytes;
       progress.current_tensor = metadata.tensors[i].name;
     }
@@ -237,6 +239,10 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
       const std::size_t end = batch_end(report.tensors, next);
       std::vector<const std::byte*> data = encode_batch(*reader, backend, options.spec, metadata.tensors, report.tensors,
                                                         next, end, &arenas[which]);
+      // An encoded tensor's input is not needed any more: drop its pages before the next batch.
+      for (std::size_t i = next; i < end; ++i) {
+        if (metadata.tensors[i].encoding != Encoding::kRaw) reader->release(i);
+      }
       finish_writing();
       written = {next, end};
       writing = std::async(std::launch::async, [&metadata, &writer, data = std::move(data), first = next, end] {
