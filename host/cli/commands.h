@@ -12,5 +12,6 @@ using CommandRunner = std::function<int()>;
 CommandRunner add_quantize_command(CLI::App& app);
 CommandRunner add_decode_command(CLI::App& app);
 CommandRunner add_inspect_command(CLI::App& app);
+CommandRunner add_verify_command(CLI::App& app);
 
 }  // namespace wq::cli

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   const wq::cli::CommandRunner quantize = wq::cli::add_quantize_command(app);
   const wq::cli::CommandRunner decode = wq::cli::add_decode_command(app);
   const wq::cli::CommandRunner inspect = wq::cli::add_inspect_command(app);
+  const wq::cli::CommandRunner verify = wq::cli::add_verify_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -35,8 +36,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     if (argc > 1 && argv[1][0] != '-' && app.get_subcommands({}).empty() &&
         std::string(argv[1]) != "quantize" && std::string(argv[1]) != "decode" &&
-        std::string(argv[1]) != "inspect") {
-      fmt::print(stderr, "wq-gpu: error: unknown command '{}' (commands: quantize, decode, inspect)\n", argv[1]);
+        std::string(argv[1]) != "inspect" && std::string(argv[1]) != "verify") {
+      fmt::print(stderr, "wq-gpu: error: unknown command '{}' (commands: quantize, decode, inspect, verify)\n", argv[1]);
       return static_cast<int>(wq::ErrorCode::kUsage);
     }
     fmt::print(stderr, "wq-gpu: error: {}\nRun 'wq-gpu --help' or 'wq-gpu COMMAND --help' for usage.\n", e.what());
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("quantize")) return quantize();
     if (app.got_subcommand("decode")) return decode();
     if (app.got_subcommand("inspect")) return inspect();
+    if (app.got_subcommand("verify")) return verify();
   } catch (const wq::Error& e) {
     fmt::print(stderr, "wq-gpu: error: {}\n", e.what());
     return static_cast<int>(e.code());

@@ -1150,3 +1150,40 @@ TEST_F(cli, QuantizingAContainerAgainIsRefused) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// verify
+
+TEST_F(cli, VerifyPassesGoodContainersAndNamesEveryBadFileAndTensor) {
+  const std::string input = copy_example();
+  const std::string tree = dir_ / "tree";
+  fs::create_directories(fs::path(tree) / "nested");
+  const std::string good = (fs::path(tree) / "good.wq.safetensors").string();
+  const std::string bad = (fs::path(tree) / "nested" / "bad.wq.safetensors").string();
+  quantize_ok(input, good);
+  quantize_ok(input, bad, {"--bits", "4"});
+  fs::copy_file(input, fs::path(tree) / "plain.safetensors");  // not a container: skipped
+
+  RunResult r = run({"verify", good});
+  EXPECT_EQ(r.status, kOk) << r;
+  EXPECT_TRUE(contains(r.out, "ok")) << r;
+  r = run({"verify", tree});
+  EXPECT_EQ(r.status, kOk) << r;
+  EXPECT_TRUE(contains(r.out, "2 containers checked, 0 bad")) << r;
+
+  Bytes corrupt = read_file(bad);
+  const Safetensors st = parse_safetensors(corrupt);
+  const std::uint64_t at = st.data_start + st.header["fc.weight.__codes"]["data_offsets"][0].get<std::uint64_t>() + 1;
+  corrupt[at] = static_cast<char>(corrupt[at] ^ 0x01);
+  write_file(bad, corrupt);
+  r = run({"verify", tree});
+  EXPECT_EQ(r.status, kIntegrity) << r;
+  EXPECT_TRUE(contains(r.err, bad)) << r;
+  EXPECT_TRUE(contains(r.err, "'fc.weight'")) << r;
+  EXPECT_TRUE(contains(r.out, "2 containers checked, 1 bad")) << r;
+
+  r = run({"verify", (fs::path(tree) / "plain.safetensors").string()});
+  EXPECT_EQ(r.status, kBadFormat) << r;
+  r = run({"verify", dir_ / "missing.wq.safetensors"});
+  EXPECT_EQ(r.status, kInputMissing) << r;
+}
