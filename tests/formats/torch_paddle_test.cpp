@@ -133,7 +133,9 @@ TEST_P(FrameworkFiles, EveryTensorMatchesWhatTheFrameworkSaved) {
     const TensorView view = reader->tensor(index);
     const std::string expected = test::read_bytes(path + ".ref/" + std::to_string(index) + ".bin");
     ASSERT_EQ(view.nbytes(), expected.size());
-    EXPECT_EQ(std::memcmp(view.data, expected.data(), expected.size()), 0);
+    if (!expected.empty()) {  // an empty tensor may have no data pointer at all
+      EXPECT_EQ(std::memcmp(view.data, expected.data(), expected.size()), 0);
+    }
     ++index;
   }
   EXPECT_EQ(index, reader->tensors().size());
