@@ -65,7 +65,7 @@ WQ_INLINE void quantize_lanes(const std::byte* src, std::uint64_t i, FloatLanes<
                               FloatLanes<L> top, std::uint8_t* codes, LaneStats<L>& stats) {
   const FloatLanes<L> x = load_lanes<D, L>(src, i);
   const FloatLanes<L> q = codec::affine_code_value(x, scale, min, top);
-  const ByteLanes<L> bytes = __builtin_convertvector(__builtin_convertvector(q, IntLanes<L>), ByteLanes<L>);
+  const ByteLanes<L> bytes = low_bytes(__builtin_convertvector(q, IntLanes<L>));
   std::memcpy(codes, &bytes, L);
   stats.add(x, scale * q + min);
 }

@@ -36,6 +36,21 @@ struct Lanes<8> {
 };
 template <int L>
 using FloatLanes = typename Lanes<L>::Float;
+
+/// The low byte of each int32 lane (values 0..255), as a byte shuffle: converting element by
+/// element would be scalarised by the compiler.
+WQ_INLINE Lanes<4>::Byte low_bytes(Lanes<4>::Int v) {
+  typedef std::uint8_t Bytes16 __attribute__((vector_size(16)));
+  Bytes16 b;
+  std::memcpy(&b, &v, sizeof b);
+  return __builtin_shufflevector(b, b, 0, 4, 8, 12);
+}
+WQ_INLINE Lanes<8>::Byte low_bytes(Lanes<8>::Int v) {
+  typedef std::uint8_t Bytes32 __attribute__((vector_size(32)));
+  Bytes32 b;
+  std::memcpy(&b, &v, sizeof b);
+  return __builtin_shufflevector(b, b, 0, 4, 8, 12, 16, 20, 24, 28);
+}
 template <int L>
 using IntLanes = typename Lanes<L>::Int;
 template <int L>
