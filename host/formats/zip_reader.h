@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "io/mapped_file.h"
+
 struct zip;
 
 namespace wq::detail {
@@ -28,11 +30,19 @@ class ZipReader {
   /// Reads member `index` whole into `out` (resized). Stored members are read raw, without a
   /// CRC check (torch may write CRC 0); compressed ones are inflated and CRC-checked.
   void read(std::size_t index, std::vector<std::byte>* out) const;
+  /// The bytes of a stored (uncompressed) member in place in the mapped file, or nullptr for
+  /// a compressed one. Located through the central directory and the member's local header,
+  /// as torch's own reader does; no copy, no CRC check (torch may write CRC 0).
+  const std::byte* stored_data(std::size_t index) const;
+  /// Lets the pages of a stored member leave the resident set (after stored_data()).
+  void release_stored(std::size_t index) const;
 
  private:
   std::string path_;
+  MappedFile file_;  // libzip reads from the mapping: a member read is a copy, not syscalls
   struct zip* archive_ = nullptr;
   std::vector<std::string> names_;
+  std::vector<std::uint64_t> local_header_;  // offset of each member's local header
 };
 
 }  // namespace wq::detail
