@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <random>
 
 #include "test_support.h"
 #include "wq/backend.h"
@@ -323,6 +324,29 @@ TEST_P(BackendSuite, CastsRoundToNearestEvenAndRefuseF16Overflow) {
   // BF16 takes it.
   backend_->cast(in, MutableTensorView{"w", DType::kBF16, {x.size()}, reinterpret_cast<std::byte*>(out.data())}, true);
   EXPECT_EQ(out[777], codec::f32_to_bf16_bits(70000.0f));
+}
+
+TEST_P(BackendSuite, F16CastsEqualTheCodecOnRandomBitPatterns) {
+  // Every finite binary32 that fits F16 (subnormal results, ties, values just below 65520):
+  // whatever instruction a backend uses, the bits must be the codec's.
+  std::mt19937 rng(21);
+  std::uniform_int_distribution<std::uint32_t> bits;
+  std::vector<float> x;
+  while (x.size() < (1u << 20) + 3) {
+    std::uint32_t u = bits(rng);
+    u = (u & 0x807fffffu) | ((96u + (u >> 23) % 48u) << 23);  // exponents around F16's range
+    const float f = std::bit_cast<float>(u);
+    if (std::fabs(f) < 65504.0f) x.push_back(f);
+  }
+  x[0] = 65504.0f;
+  x[1] = -65519.99f;
+  x[2] = std::bit_cast<float>(0x33000001u);  // just above half the smallest subnormal
+  std::vector<std::uint16_t> out(x.size());
+  backend_->cast(TensorView{"w", DType::kF32, {x.size()}, reinterpret_cast<const std::byte*>(x.data())},
+                 MutableTensorView{"w", DType::kF16, {x.size()}, reinterpret_cast<std::byte*>(out.data())}, true);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(out[i], codec::f32_to_f16_bits(x[i])) << i << " " << std::hexfloat << x[i];
+  }
 }
 
 TEST_P(BackendSuite, BatchesGiveTheSameBytesAndTheFirstErrorInOrder) {
