@@ -74,12 +74,4 @@ void MappedFile::release(std::uint64_t offset, std::uint64_t length) const noexc
   ::madvise(data_ + begin, end - begin, MADV_DONTNEED);
 }
 
-void MappedFile::prefetch(std::uint64_t offset, std::uint64_t length) const noexcept {
-  if (data_ == nullptr || length == 0 || offset >= size_) return;
-  const std::uint64_t page = page_size();
-  const std::uint64_t begin = offset / page * page;
-  const std::uint64_t end = std::min(offset + length, size_);
-  ::madvise(data_ + begin, end - begin, MADV_WILLNEED);
-}
-
 }  // namespace wq::detail

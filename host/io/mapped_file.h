@@ -27,8 +27,6 @@ class MappedFile {
   /// Drops the resident pages wholly inside [offset, offset + length) from this process (the
   /// page cache keeps them), so reading a large file does not grow the resident set.
   void release(std::uint64_t offset, std::uint64_t length) const noexcept;
-  /// Hints that [offset, offset + length) will be read soon, sequentially.
-  void prefetch(std::uint64_t offset, std::uint64_t length) const noexcept;
 
  private:
   std::string path_;
