@@ -6,6 +6,7 @@
 #include "wq/error.h"
 
 #if WQ_HAVE_CUDA
+#include "cuda_backend.h"
 #include "device_probe.h"
 #endif
 
@@ -33,17 +34,14 @@ std::string_view backend_kind_name(BackendKind kind) noexcept {
 
 namespace {
 
-// Why the CUDA backend cannot run here, or an empty string when it can.
-std::string cuda_unavailable_reason(int device) {
-  std::string reason;
-  const int count = cuda_device_count(&reason);
-  if (count == 0) return reason;
-  if (device < 0 || device >= count) {
-    return "CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(count) +
-           " present)";
-  }
-  // The device is real, but this version has no CUDA kernels yet: say so rather than pretend.
-  return "the CUDA backend's kernels are not part of this version of wq yet";
+// The CUDA backend on the requested device, or Error(kUnsupported) saying why there is none.
+std::unique_ptr<Backend> make_cuda(const BackendOptions& options) {
+#if WQ_HAVE_CUDA
+  return cuda::make_cuda_backend(options.device, options.gpu_memory, options.threads);
+#else
+  (void)options;
+  throw Error(ErrorCode::kUnsupported, "this build of libwqcuda has no CUDA support");
+#endif
 }
 
 }  // namespace
@@ -55,11 +53,23 @@ BackendSelection make_backend(const BackendOptions& options) {
       selection.backend = detail::make_cpu_backend(options.threads);
       return selection;
     case BackendKind::kCuda:
-      throw Error(ErrorCode::kUnsupported,
-                  "--backend cuda: " + cuda_unavailable_reason(options.device) +
-                      " (use --backend cpu or auto)");
+      try {
+        selection.backend = make_cuda(options);
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::kUnsupported) throw;
+        throw Error(ErrorCode::kUnsupported,
+                    std::string("--backend cuda: ") + e.what() + " (use --backend cpu or auto)");
+      }
+      return selection;
     case BackendKind::kAuto:
-      selection.notice = "using the CPU backend: " + cuda_unavailable_reason(options.device);
+      try {
+        selection.backend = make_cuda(options);
+        return selection;
+      } catch (const Error& e) {
+        // No device, no CUDA in this build, or the device refused: the CPU does the work.
+        if (e.code() == ErrorCode::kUsage) throw;  // a bad --gpu-memory is the user's to fix
+        selection.notice = std::string("using the CPU backend: ") + e.what();
+      }
       selection.backend = detail::make_cpu_backend(options.threads);
       return selection;
   }

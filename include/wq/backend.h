@@ -108,6 +108,9 @@ struct BackendOptions {
   BackendKind kind = BackendKind::kAuto;
   unsigned threads = 0;  ///< CPU worker threads; 0 = every core
   int device = 0;        ///< CUDA device ordinal
+  /// Device memory the CUDA backend may take for its buffers (and as much pinned host
+  /// memory); 0 = a quarter of the device's free memory, at most 1.5 GiB.
+  std::uint64_t gpu_memory = 0;
 };
 
 /// The backend make_backend() chose, and a one-line notice for the user when `auto` had to

@@ -1,0 +1,531 @@
+#include "cuda_backend.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "cpu/cpu_backend.h"
+#include "cuda_check.h"
+#include "device_probe.h"
+#include "kernels.h"
+#include "slot_ring.h"
+#include "work_plan.h"
+#include "wq/codec/pack.h"
+#include "wq/error.h"
+
+namespace wq::cuda {
+namespace {
+
+constexpr std::uint64_t kMiB = 1ull << 20;
+constexpr std::uint64_t kMaxSlotBytes = 256 * kMiB;
+constexpr std::uint64_t kMinSlotBytes = 64 * 1024;
+
+ElementType element_type(DType dtype) {
+  switch (dtype) {
+    case DType::kF64: return ElementType::kF64;
+    case DType::kF16: return ElementType::kF16;
+    case DType::kBF16: return ElementType::kBF16;
+    default: return ElementType::kF32;
+  }
+}
+
+ErrorStats sum_blocks(const BlockStats* blocks, std::uint64_t first, std::uint64_t count,
+                      std::uint64_t elements) {
+  ErrorStats s;
+  s.count = elements;
+  for (std::uint64_t b = first; b < first + count; ++b) {  // fixed order: reproducible sums
+    s.signal_energy += blocks[b].signal;
+    s.error_energy += blocks[b].error;
+    s.max_abs_error = std::max(s.max_abs_error, blocks[b].max_abs);
+  }
+  return s;
+}
+
+/// The largest slot (a multiple of 64 KiB) of which SlotRing::kSlots fit the budget.
+SlotCapacity capacity_for_budget(std::uint64_t budget) {
+  std::uint64_t lo = kMinSlotBytes, hi = kMaxSlotBytes;
+  while (hi - lo > kMinSlotBytes) {
+    const std::uint64_t mid = (lo + hi) / 2 / kMinSlotBytes * kMinSlotBytes;
+    if (SlotRing::kSlots * SlotCapacity::for_bytes(mid).device_bytes() <= budget) lo = mid; else hi = mid;
+  }
+  return SlotCapacity::for_bytes(lo);
+}
+
+/// Groups' ranges of a tensor too large for one slot, found by the first pass.
+struct GroupRanges {
+  std::vector<float> lo, hi;
+};
+
+struct DequantSlot {
+  std::vector<std::size_t> jobs;
+  std::vector<DequantPiece> pieces;
+  std::uint64_t input_bytes = 0, output_bytes = 0, blocks = 0;
+};
+
+struct CastSlot {
+  std::vector<std::size_t> jobs;
+  std::vector<CastPiece> pieces;
+  std::vector<std::uint64_t> firsts;  ///< first element of each piece within its tensor
+  std::uint64_t input_bytes = 0, output_bytes = 0, blocks = 0;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(int ordinal, std::uint64_t budget, unsigned host_threads)
+      : ordinal_(ordinal), cpu_(detail::make_cpu_backend(1)) {
+    WQ_CUDA_CHECK(cudaSetDevice(ordinal));
+    std::size_t free_bytes = 0, total_bytes = 0;
+    WQ_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    if (budget == 0) budget = std::min<std::uint64_t>(free_bytes / 4, 1536 * kMiB);
+    if (budget > free_bytes) {
+      throw Error(ErrorCode::kUsage, "--gpu-memory " + std::to_string(budget >> 20) +
+                                         " MiB is more than the " + std::to_string(free_bytes >> 20) +
+                                         " MiB free on CUDA device " + std::to_string(ordinal));
+    }
+    if (host_threads == 0) host_threads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+    ring_ = std::make_unique<SlotRing>(capacity_for_budget(budget), host_threads);
+    description_ = "cuda, " + device_name(ordinal) + " (device " + std::to_string(ordinal) + "), " +
+                   std::to_string(SlotRing::kSlots) + " slots of " +
+                   std::to_string(ring_->capacity().bytes / 1024) + " KiB";
+  }
+
+  std::string_view name() const noexcept override { return "cuda"; }
+  std::string description() const override { return description_; }
+
+  using Backend::cast;
+  using Backend::dequantize;
+  using Backend::quantize;
+
+  void quantize(std::span<QuantizeJob> jobs) override {
+    WQ_CUDA_CHECK(cudaSetDevice(ordinal_));
+    const SlotCapacity& capacity = ring_->capacity();
+    std::vector<bool> failed(jobs.size(), false);
+    std::vector<QuantTensor> tensors, giants;
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      QuantizeJob& job = jobs[i];
+      job.stats = {};
+      try {
+        job.spec.validate();
+      } catch (const Error&) {
+        failed[i] = true;  // the CPU backend reports it, below, in batch order
+        continue;
+      }
+      if (!job.spec.is_affine() || !is_floating(job.input.dtype)) {
+        failed[i] = true;
+        continue;
+      }
+      QuantTensor t;
+      t.job = i;
+      t.geometry = group_geometry(job.input.shape, job.spec);
+      if (t.geometry.groups == 0) continue;
+      t.type = element_type(job.input.dtype);
+      t.bits = job.spec.bits;
+      t.f16_params = job.spec.scale_dtype == ScaleDType::kF16;
+      t.cut = cut_tensor(t.geometry, job.input.numel(), static_cast<unsigned>(dtype_size(job.input.dtype)), capacity);
+      if (t.cut.kind == PieceKind::kHostRanges) giants.push_back(t);
+      tensors.push_back(std::move(t));
+    }
+
+    // First pass: the ranges of groups larger than a slot.
+    std::unordered_map<std::size_t, GroupRanges> ranges;
+    if (!giants.empty()) {
+      for (const QuantTensor& t : giants) {
+        GroupRanges& r = ranges[t.job];
+        r.lo.assign(t.geometry.groups, std::numeric_limits<float>::infinity());
+        r.hi.assign(t.geometry.groups, -std::numeric_limits<float>::infinity());
+      }
+      const std::vector<QuantSlot> plans = pack_quant_slots(giants, capacity, true);
+      ring_->run(
+          plans.size(), [&](std::size_t i, Slot& slot) { enqueue_quantize(plans[i], jobs, ranges, slot, true); },
+          [&](std::size_t i, Slot& slot) { harvest_ranges(plans[i], slot, ranges); });
+    }
+
+    const std::vector<QuantSlot> plans = pack_quant_slots(tensors, capacity, false);
+    ring_->run(
+        plans.size(), [&](std::size_t i, Slot& slot) { enqueue_quantize(plans[i], jobs, ranges, slot, false); },
+        [&](std::size_t i, Slot& slot) { harvest_quantize(plans[i], slot, jobs, failed); });
+
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      if (failed[i]) report_failure(jobs.subspan(i, 1), [this](auto one) { cpu_->quantize(one); });
+    }
+  }
+
+  void dequantize(std::span<DequantizeJob> jobs) override {
+    WQ_CUDA_CHECK(cudaSetDevice(ordinal_));
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      if (!is_floating(jobs[i].out.dtype)) {
+        report_failure(jobs.subspan(i, 1), [this](auto one) { cpu_->dequantize(one); });
+      }
+    }
+    const std::vector<DequantSlot> plans = plan_dequantize(jobs);
+    ring_->run(
+        plans.size(), [&](std::size_t i, Slot& slot) { enqueue_dequantize(plans[i], jobs, slot); },
+        [&](std::size_t i, Slot& slot) {
+          const DequantSlot& plan = plans[i];
+          std::vector<SlotRing::Copy> copies;
+          for (std::size_t k = 0; k < plan.pieces.size(); ++k) {
+            const DequantPiece& p = plan.pieces[k];
+            const MutableTensorView& out = jobs[plan.jobs[k]].out;
+            const std::size_t size = dtype_size(out.dtype);
+            copies.push_back({out.data + p.elem_begin * size, slot.host_output.get() + p.dst_offset,
+                              (p.elem_end - p.elem_begin) * size});
+          }
+          ring_->copy_all(copies);
+        });
+  }
+
+  void cast(std::span<CastJob> jobs) override {
+    WQ_CUDA_CHECK(cudaSetDevice(ordinal_));
+    std::vector<bool> failed(jobs.size(), false);
+    std::vector<ErrorStats> stats(jobs.size());
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      failed[i] = !is_floating(jobs[i].input.dtype) || !is_floating(jobs[i].out.dtype);
+    }
+    const std::vector<CastSlot> plans = plan_cast(jobs, failed);
+    ring_->run(
+        plans.size(), [&](std::size_t i, Slot& slot) { enqueue_cast(plans[i], jobs, slot); },
+        [&](std::size_t i, Slot& slot) {
+          const CastSlot& plan = plans[i];
+          std::vector<SlotRing::Copy> copies;
+          for (std::size_t k = 0; k < plan.pieces.size(); ++k) {
+            const CastPiece& p = plan.pieces[k];
+            CastJob& job = jobs[plan.jobs[k]];
+            if (slot.host_status.get<std::uint32_t>()[p.piece_index] != 0 && job.check_overflow) {
+              failed[plan.jobs[k]] = true;
+            }
+            const std::size_t size = dtype_size(job.out.dtype);
+            copies.push_back({job.out.data + plan.firsts[k] * size,
+                              slot.host_output.get() + p.dst_offset, p.count * size});
+            stats[plan.jobs[k]].merge(sum_blocks(slot.host_stats.get<BlockStats>(), p.block_begin,
+                                                 blocks_for(p.count), p.count));
+          }
+          ring_->copy_all(copies);
+        });
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      if (failed[i]) report_failure(jobs.subspan(i, 1), [this](auto one) { cpu_->cast(one); });
+      jobs[i].stats = stats[i];
+    }
+  }
+
+ private:
+  // A job the device flagged (or that is invalid) is run again on the CPU backend, which
+  // throws the very error the CPU would have given: messages do not depend on the backend.
+  template <typename Job, typename Run>
+  void report_failure(std::span<Job> one, Run&& run_on_cpu) {
+    run_on_cpu(one);
+    throw Error(ErrorCode::kInternal, "the CUDA backend flagged a tensor in which the CPU backend finds no fault");
+  }
+
+  // --- quantize --------------------------------------------------------------------------
+
+  void enqueue_quantize(const QuantSlot& plan, std::span<QuantizeJob> jobs,
+                        const std::unordered_map<std::size_t, GroupRanges>& ranges, Slot& slot,
+                        bool range_pass) {
+    auto* general = slot.host_table.get<QuantPiece>();
+    auto* small = slot.host_small_table.get<QuantPiece>();
+    unsigned general_count = 0, small_count = 0;
+    std::vector<SlotRing::Copy> copies;
+    for (const PlacedQuantPiece& placed : plan.pieces) {
+      const QuantPiece& d = placed.desc;
+      if (placed.kind == PieceKind::kSmallGroups) {
+        small[small_count++] = d;
+      } else {
+        general[general_count++] = d;
+      }
+      const TensorView& in = jobs[placed.job].input;
+      const std::size_t size = dtype_size(in.dtype);
+      copies.push_back({slot.host_input.get() + d.src_offset, in.data + d.elem_begin * size,
+                        (d.elem_end - d.elem_begin) * size});
+      if (d.host_ranges) {
+        const GroupRanges& r = ranges.at(placed.job);
+        for (std::uint64_t g = d.first_group; g < d.last_group; ++g) {
+          slot.host_tile_lo.get<float>()[d.tile_begin + (g - d.first_group)] = r.lo[g];
+          slot.host_tile_hi.get<float>()[d.tile_begin + (g - d.first_group)] = r.hi[g];
+        }
+      }
+    }
+    ring_->copy_all(copies);
+
+    const cudaStream_t stream = slot.stream.get();
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.table.get(), general, general_count * sizeof(QuantPiece),
+                                  cudaMemcpyHostToDevice, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.small_table.get(), small, small_count * sizeof(QuantPiece),
+                                  cudaMemcpyHostToDevice, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.input.get(), slot.host_input.get(), plan.input_bytes,
+                                  cudaMemcpyHostToDevice, stream));
+    const auto* table = slot.table.get<QuantPiece>();
+    if (range_pass) {
+      launch_tile_ranges(table, general_count, plan.tiles, slot.input.get(),
+                         slot.tile_lo.get<float>(), slot.tile_hi.get<float>(), stream);
+      WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_tile_lo.get(), slot.tile_lo.get(), plan.tiles * 4,
+                                    cudaMemcpyDeviceToHost, stream));
+      WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_tile_hi.get(), slot.tile_hi.get(), plan.tiles * 4,
+                                    cudaMemcpyDeviceToHost, stream));
+      return;
+    }
+    if (plan.host_ranges) {
+      WQ_CUDA_CHECK(cudaMemcpyAsync(slot.tile_lo.get(), slot.host_tile_lo.get(), plan.tiles * 4,
+                                    cudaMemcpyHostToDevice, stream));
+      WQ_CUDA_CHECK(cudaMemcpyAsync(slot.tile_hi.get(), slot.host_tile_hi.get(), plan.tiles * 4,
+                                    cudaMemcpyHostToDevice, stream));
+    }
+    auto* status = slot.status.get<std::uint32_t>();
+    auto* stats = slot.stats.get<BlockStats>();
+    WQ_CUDA_CHECK(cudaMemsetAsync(status, 0, plan.piece_count() * 4, stream));
+    launch_tile_ranges(table, general_count, plan.tiles, slot.input.get(), slot.tile_lo.get<float>(),
+                       slot.tile_hi.get<float>(), stream);
+    launch_group_params(table, general_count, plan.groups, slot.tile_lo.get<float>(),
+                        slot.tile_hi.get<float>(), slot.scales.get<float>(), slot.mins.get<float>(),
+                        slot.stored_scales.get<std::uint32_t>(), slot.stored_mins.get<std::uint32_t>(),
+                        status, stream);
+    launch_quantize_pack(table, general_count, plan.general_blocks, slot.input.get(),
+                         slot.scales.get<float>(), slot.mins.get<float>(), slot.output.get(), status,
+                         stats, stream);
+    launch_quantize_small_groups(slot.small_table.get<QuantPiece>(), small_count, plan.small_blocks,
+                                 slot.input.get(), slot.stored_scales.get<std::uint32_t>(),
+                                 slot.stored_mins.get<std::uint32_t>(), slot.output.get(), status,
+                                 stats + plan.general_blocks, stream);
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_output.get(), slot.output.get(), plan.code_bytes,
+                                  cudaMemcpyDeviceToHost, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_stored_scales.get(), slot.stored_scales.get(), plan.groups * 4,
+                                  cudaMemcpyDeviceToHost, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_stored_mins.get(), slot.stored_mins.get(), plan.groups * 4,
+                                  cudaMemcpyDeviceToHost, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_status.get(), status, plan.piece_count() * 4,
+                                  cudaMemcpyDeviceToHost, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_stats.get(), stats,
+                                  (plan.general_blocks + plan.small_blocks) * sizeof(BlockStats),
+                                  cudaMemcpyDeviceToHost, stream));
+  }
+
+  static void harvest_ranges(const QuantSlot& plan, Slot& slot,
+                             std::unordered_map<std::size_t, GroupRanges>& ranges) {
+    const auto* lo = slot.host_tile_lo.get<float>();
+    const auto* hi = slot.host_tile_hi.get<float>();
+    for (const PlacedQuantPiece& placed : plan.pieces) {
+      const QuantPiece& d = placed.desc;
+      GroupRanges& r = ranges.at(placed.job);
+      const std::uint64_t tiles = (d.last_group - d.first_group) * d.tiles_per_group;
+      for (std::uint64_t t = 0; t < tiles; ++t) {
+        const std::uint64_t g = d.first_group + t / d.tiles_per_group;
+        r.lo[g] = std::fmin(r.lo[g], lo[d.tile_begin + t]);
+        r.hi[g] = std::fmax(r.hi[g], hi[d.tile_begin + t]);
+      }
+    }
+  }
+
+  void harvest_quantize(const QuantSlot& plan, Slot& slot, std::span<QuantizeJob> jobs,
+                        std::vector<bool>& failed) {
+    const auto* status = slot.host_status.get<std::uint32_t>();
+    const auto* stored_scales = slot.host_stored_scales.get<std::uint32_t>();
+    const auto* stored_mins = slot.host_stored_mins.get<std::uint32_t>();
+    std::vector<SlotRing::Copy> copies;
+    for (const PlacedQuantPiece& placed : plan.pieces) {
+      const QuantPiece& d = placed.desc;
+      if (status[d.piece_index] != 0) failed[placed.job] = true;
+      if (failed[placed.job]) continue;
+      QuantizeJob& job = jobs[placed.job];
+      const std::uint64_t n = d.elem_end - d.elem_begin;
+      copies.push_back({job.out.codes + d.elem_begin / 8 * static_cast<std::uint64_t>(d.bits),
+                        slot.host_output.get() + d.code_offset, codec::packed_bytes(n, d.bits)});
+      const std::uint64_t groups = d.last_group - d.first_group;
+      if (d.f16_params) {
+        for (std::uint64_t g = 0; g < groups; ++g) {
+          const auto s = static_cast<std::uint16_t>(stored_scales[d.param_index + g]);
+          const auto m = static_cast<std::uint16_t>(stored_mins[d.param_index + g]);
+          std::memcpy(job.out.scales + 2 * (d.first_group + g), &s, 2);
+          std::memcpy(job.out.mins + 2 * (d.first_group + g), &m, 2);
+        }
+      } else {  // the stored words are the binary32 bits, little-endian like the container
+        std::memcpy(job.out.scales + 4 * d.first_group, stored_scales + d.param_index, 4 * groups);
+        std::memcpy(job.out.mins + 4 * d.first_group, stored_mins + d.param_index, 4 * groups);
+      }
+      const std::uint64_t first_block =
+          d.block_begin + (placed.kind == PieceKind::kSmallGroups ? plan.general_blocks : 0);
+      job.stats.merge(sum_blocks(slot.host_stats.get<BlockStats>(), first_block, blocks_for(n), n));
+    }
+    ring_->copy_all(copies);
+  }
+
+  // --- dequantize ------------------------------------------------------------------------
+
+  std::vector<DequantSlot> plan_dequantize(std::span<DequantizeJob> jobs) const {
+    const SlotCapacity& capacity = ring_->capacity();
+    std::vector<DequantSlot> slots(1);
+    for (std::size_t j = 0; j < jobs.size(); ++j) {
+      const AffineTensor& in = jobs[j].input;
+      const MutableTensorView& out = jobs[j].out;
+      const GroupGeometry g = stored_group_geometry(out.shape, in.stored_group_size, in.bits);
+      const std::uint64_t n = out.numel();
+      if (g.groups == 0) continue;
+      const std::uint64_t out_size = dtype_size(out.dtype);
+      const std::uint64_t param_size = in.scale_dtype == ScaleDType::kF16 ? 2 : 4;
+      for (std::uint64_t begin = 0; begin < n;) {
+        std::uint64_t end = std::min(n, begin + capacity.bytes / out_size / 8 * 8);
+        std::uint64_t first = 0, last = 0, in_bytes = 0;
+        for (;;) {
+          overlapping_groups(g, begin, end, &first, &last);
+          in_bytes = aligned_size(codec::packed_bytes(end - begin, in.bits)) +
+                     2 * aligned_size((last - first) * param_size);
+          if ((in_bytes <= capacity.bytes && last - first <= capacity.groups) || end - begin <= 8) break;
+          end = begin + std::max<std::uint64_t>(8, (end - begin) / 2 / 8 * 8);
+        }
+        const std::uint64_t out_bytes = aligned_size((end - begin) * out_size);
+        const std::uint64_t blocks = blocks_for(end - begin);
+        DequantSlot* slot = &slots.back();
+        if (slot->input_bytes + in_bytes > capacity.bytes || slot->output_bytes + out_bytes > capacity.bytes ||
+            slot->blocks + blocks > capacity.blocks || slot->pieces.size() >= capacity.pieces) {
+          slot = &slots.emplace_back();
+        }
+        DequantPiece p;
+        p.layout = layout_of(g);
+        p.elem_begin = begin;
+        p.elem_end = end;
+        p.first_group = first;
+        p.code_offset = slot->input_bytes;
+        p.scale_offset = p.code_offset + aligned_size(codec::packed_bytes(end - begin, in.bits));
+        p.min_offset = p.scale_offset + aligned_size((last - first) * param_size);
+        p.dst_offset = slot->output_bytes;
+        p.block_begin = slot->blocks;
+        p.type = element_type(out.dtype);
+        p.bits = in.bits;
+        p.f16_params = in.scale_dtype == ScaleDType::kF16 ? 1 : 0;
+        p.piece_index = static_cast<std::uint32_t>(slot->pieces.size());
+        slot->input_bytes += in_bytes;
+        slot->output_bytes += out_bytes;
+        slot->blocks += blocks;
+        slot->pieces.push_back(p);
+        slot->jobs.push_back(j);
+        begin = end;
+      }
+    }
+    if (slots.back().pieces.empty()) slots.pop_back();
+    return slots;
+  }
+
+  void enqueue_dequantize(const DequantSlot& plan, std::span<DequantizeJob> jobs, Slot& slot) {
+    std::vector<SlotRing::Copy> copies;
+    for (std::size_t k = 0; k < plan.pieces.size(); ++k) {
+      const DequantPiece& p = plan.pieces[k];
+      const AffineTensor& in = jobs[plan.jobs[k]].input;
+      const std::uint64_t param_size = p.f16_params ? 2 : 4;
+      const GroupGeometry g = stored_group_geometry(jobs[plan.jobs[k]].out.shape, in.stored_group_size, in.bits);
+      std::uint64_t first = 0, last = 0;
+      overlapping_groups(g, p.elem_begin, p.elem_end, &first, &last);
+      copies.push_back({slot.host_input.get() + p.code_offset, in.codes + p.elem_begin / 8 * in.bits,
+                        codec::packed_bytes(p.elem_end - p.elem_begin, in.bits)});
+      copies.push_back({slot.host_input.get() + p.scale_offset, in.scales + first * param_size,
+                        (last - first) * param_size});
+      copies.push_back({slot.host_input.get() + p.min_offset, in.mins + first * param_size,
+                        (last - first) * param_size});
+    }
+    ring_->copy_all(copies);
+    std::memcpy(slot.host_table.get(), plan.pieces.data(), plan.pieces.size() * sizeof(DequantPiece));
+    const cudaStream_t stream = slot.stream.get();
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.table.get(), slot.host_table.get(),
+                                  plan.pieces.size() * sizeof(DequantPiece), cudaMemcpyHostToDevice, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.input.get(), slot.host_input.get(), plan.input_bytes,
+                                  cudaMemcpyHostToDevice, stream));
+    launch_dequantize(slot.table.get<DequantPiece>(), static_cast<unsigned>(plan.pieces.size()), plan.blocks,
+                      slot.input.get(), slot.output.get(), stream);
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_output.get(), slot.output.get(), plan.output_bytes,
+                                  cudaMemcpyDeviceToHost, stream));
+  }
+
+  // --- cast ------------------------------------------------------------------------------
+
+  std::vector<CastSlot> plan_cast(std::span<CastJob> jobs, const std::vector<bool>& skip) const {
+    const SlotCapacity& capacity = ring_->capacity();
+    std::vector<CastSlot> slots(1);
+    for (std::size_t j = 0; j < jobs.size(); ++j) {
+      if (skip[j]) continue;
+      const std::uint64_t n = jobs[j].input.numel();
+      const std::uint64_t in_size = dtype_size(jobs[j].input.dtype);
+      const std::uint64_t out_size = dtype_size(jobs[j].out.dtype);
+      const std::uint64_t step = capacity.bytes / std::max(in_size, out_size) / 8 * 8;
+      for (std::uint64_t begin = 0; begin < n; begin += step) {
+        const std::uint64_t count = std::min(step, n - begin);
+        const std::uint64_t in_bytes = aligned_size(count * in_size);
+        const std::uint64_t out_bytes = aligned_size(count * out_size);
+        const std::uint64_t blocks = blocks_for(count);
+        CastSlot* slot = &slots.back();
+        if (slot->input_bytes + in_bytes > capacity.bytes || slot->output_bytes + out_bytes > capacity.bytes ||
+            slot->blocks + blocks > capacity.blocks || slot->pieces.size() >= capacity.pieces) {
+          slot = &slots.emplace_back();
+        }
+        CastPiece p;
+        p.count = count;
+        p.src_offset = slot->input_bytes;
+        p.dst_offset = slot->output_bytes;
+        p.block_begin = slot->blocks;
+        p.from = element_type(jobs[j].input.dtype);
+        p.to = element_type(jobs[j].out.dtype);
+        p.piece_index = static_cast<std::uint32_t>(slot->pieces.size());
+        slot->input_bytes += in_bytes;
+        slot->output_bytes += out_bytes;
+        slot->blocks += blocks;
+        slot->pieces.push_back(p);
+        slot->jobs.push_back(j);
+        slot->firsts.push_back(begin);
+      }
+    }
+    if (slots.back().pieces.empty()) slots.pop_back();
+    return slots;
+  }
+
+  void enqueue_cast(const CastSlot& plan, std::span<CastJob> jobs, Slot& slot) {
+    std::vector<SlotRing::Copy> copies;
+    for (std::size_t k = 0; k < plan.pieces.size(); ++k) {
+      const CastPiece& p = plan.pieces[k];
+      const TensorView& in = jobs[plan.jobs[k]].input;
+      const std::size_t size = dtype_size(in.dtype);
+      copies.push_back({slot.host_input.get() + p.src_offset, in.data + plan.firsts[k] * size, p.count * size});
+    }
+    ring_->copy_all(copies);
+    std::memcpy(slot.host_table.get(), plan.pieces.data(), plan.pieces.size() * sizeof(CastPiece));
+    const cudaStream_t stream = slot.stream.get();
+    auto* status = slot.status.get<std::uint32_t>();
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.table.get(), slot.host_table.get(),
+                                  plan.pieces.size() * sizeof(CastPiece), cudaMemcpyHostToDevice, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.input.get(), slot.host_input.get(), plan.input_bytes,
+                                  cudaMemcpyHostToDevice, stream));
+    WQ_CUDA_CHECK(cudaMemsetAsync(status, 0, plan.pieces.size() * 4, stream));
+    launch_cast(slot.table.get<CastPiece>(), static_cast<unsigned>(plan.pieces.size()), plan.blocks,
+                slot.input.get(), slot.output.get(), status, slot.stats.get<BlockStats>(), stream);
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_output.get(), slot.output.get(), plan.output_bytes,
+                                  cudaMemcpyDeviceToHost, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_status.get(), status, plan.pieces.size() * 4,
+                                  cudaMemcpyDeviceToHost, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_stats.get(), slot.stats.get(), plan.blocks * sizeof(BlockStats),
+                                  cudaMemcpyDeviceToHost, stream));
+  }
+
+  int ordinal_;
+  std::unique_ptr<Backend> cpu_;
+  std::unique_ptr<SlotRing> ring_;
+  std::string description_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(int ordinal, std::uint64_t memory_budget,
+                                           unsigned host_threads) {
+  std::string reason;
+  const int count = device_count(&reason);
+  if (count == 0) throw Error(ErrorCode::kUnsupported, reason);
+  if (ordinal < 0 || ordinal >= count) {
+    throw Error(ErrorCode::kUnsupported, "CUDA device " + std::to_string(ordinal) +
+                                             " does not exist (" + std::to_string(count) + " present)");
+  }
+  return std::make_unique<CudaBackend>(ordinal, memory_budget, host_threads);
+}
+
+}  // namespace wq::cuda

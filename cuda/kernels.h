@@ -1,0 +1,53 @@
+// Launchers of the CUDA backend's kernels. Each takes a slot's device buffers and piece table
+// (see work_items.h) and enqueues its work on `stream`; none synchronises.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "work_items.h"
+
+namespace wq::cuda {
+
+/// Ranges of the general (two-pass) pieces: one warp per tile of up to kRangeTile elements of
+/// a group; tile_lo/hi[t] get the tile's smallest and largest value, NaN skipped (empty: +inf,
+/// -inf). Pieces with host_ranges are left alone.
+void launch_tile_ranges(const QuantPiece* pieces, unsigned piece_count, std::uint64_t tiles,
+                        const std::uint8_t* input, float* tile_lo, float* tile_hi,
+                        cudaStream_t stream);
+
+/// One thread per group of the general pieces: folds its tiles into a range, computes the
+/// codec's parameters into scales/mins (binary32) and stored_scales/stored_mins (the stored
+/// bits: binary32, or binary16 in the low half), and flags failures in status[piece].
+void launch_group_params(const QuantPiece* pieces, unsigned piece_count, std::uint64_t groups,
+                         const float* tile_lo, const float* tile_hi, float* scales, float* mins,
+                         std::uint32_t* stored_scales, std::uint32_t* stored_mins,
+                         std::uint32_t* status, cudaStream_t stream);
+
+/// Codes of the general pieces from their groups' parameters: one thread per 8 elements
+/// writes exactly `bits` bytes. stats[b] gets block b's error sums.
+void launch_quantize_pack(const QuantPiece* pieces, unsigned piece_count, std::uint64_t blocks,
+                          const std::uint8_t* input, const float* scales, const float* mins,
+                          std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
+                          cudaStream_t stream);
+
+/// Single-pass quantization of pieces whose groups are 8, 16, ..., 256 elements that tile
+/// every row: the 8-element owners of a group reduce its range through warp shuffles, then
+/// quantize and pack while the values are still in registers.
+void launch_quantize_small_groups(const QuantPiece* pieces, unsigned piece_count,
+                                  std::uint64_t blocks, const std::uint8_t* input,
+                                  std::uint32_t* stored_scales, std::uint32_t* stored_mins,
+                                  std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
+                                  cudaStream_t stream);
+
+/// Decodes pieces: one thread per 8 codes.
+void launch_dequantize(const DequantPiece* pieces, unsigned piece_count, std::uint64_t blocks,
+                       const std::uint8_t* input, std::uint8_t* output, cudaStream_t stream);
+
+/// Casts pieces between floating dtypes; a non-finite result sets kStatusCastOverflow.
+void launch_cast(const CastPiece* pieces, unsigned piece_count, std::uint64_t blocks,
+                 const std::uint8_t* input, std::uint8_t* output, std::uint32_t* status,
+                 BlockStats* stats, cudaStream_t stream);
+
+}  // namespace wq::cuda

@@ -1,0 +1,125 @@
+// Group ranges in two passes: warps reduce tiles of a group, then one thread per group folds
+// its tiles and turns the range into the codec's parameters. Per-tensor and long per-channel
+// groups split into many tiles (a device-wide two-pass reduction); short groups are one tile.
+#include <cuda_runtime.h>
+
+#include <cub/warp/warp_reduce.cuh>
+
+#include "cuda_check.h"
+#include "device_elements.cuh"
+#include "kernels.h"
+#include "wq/codec/affine.h"
+
+namespace wq::cuda {
+namespace {
+
+constexpr unsigned kWarpsPerBlock = 8;
+
+struct FloatMin {
+  __device__ float operator()(float a, float b) const { return fminf(a, b); }
+};
+struct FloatMax {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+__global__ void tile_range_kernel(const QuantPiece* pieces, unsigned piece_count,
+                                  std::uint64_t tiles, const std::uint8_t* input, float* tile_lo,
+                                  float* tile_hi) {
+  using WarpReduce = cub::WarpReduce<float>;
+  __shared__ typename WarpReduce::TempStorage storage[kWarpsPerBlock];
+  const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const std::uint64_t tile = static_cast<std::uint64_t>(blockIdx.x) * kWarpsPerBlock + warp;
+  if (tile >= tiles) return;  // whole warps leave together
+  const QuantPiece& p = pieces[find_piece(pieces, piece_count, tile,
+                                          [](const QuantPiece& q) { return q.tile_begin; })];
+  if (p.host_ranges) return;
+  const std::uint64_t local = tile - p.tile_begin;
+  const std::uint64_t group = p.first_group + local / p.tiles_per_group;
+  const std::uint64_t part = local % p.tiles_per_group;
+  std::uint64_t start, length;
+  group_extent(p.layout, group, &start, &length);
+  std::uint64_t end = start + length;
+  start = start > p.elem_begin ? start : p.elem_begin;  // the group's part inside the piece
+  end = end < p.elem_end ? end : p.elem_end;
+  const std::uint64_t tile_start = start + part * kRangeTile;
+  const std::uint64_t tile_end = tile_start + kRangeTile < end ? tile_start + kRangeTile : end;
+  const std::uint8_t* base = input + p.src_offset;
+  float lo = __int_as_float(0x7f800000), hi = -lo;  // +inf, -inf: fminf/fmaxf skip NaN
+  for (std::uint64_t i = tile_start + lane; i < tile_end; i += 32) {
+    const float x = load_element(p.type, base, i - p.elem_begin);
+    lo = fminf(lo, x);
+    hi = fmaxf(hi, x);
+  }
+  lo = WarpReduce(storage[warp]).Reduce(lo, FloatMin{});
+  __syncwarp();
+  hi = WarpReduce(storage[warp]).Reduce(hi, FloatMax{});
+  if (lane == 0) {
+    tile_lo[tile] = lo;
+    tile_hi[tile] = hi;
+  }
+}
+
+__global__ void group_params_kernel(const QuantPiece* pieces, unsigned piece_count,
+                                    std::uint64_t groups, const float* tile_lo,
+                                    const float* tile_hi, float* scales, float* mins,
+                                    std::uint32_t* stored_scales, std::uint32_t* stored_mins,
+                                    std::uint32_t* status) {
+  const std::uint64_t index = static_cast<std::uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (index >= groups) return;
+  const QuantPiece& p = pieces[find_piece(pieces, piece_count, index,
+                                          [](const QuantPiece& q) { return q.param_index; })];
+  // Single-pass pieces own parameter entries too but are not in this table: skip theirs.
+  if (index < p.param_index || index - p.param_index >= p.last_group - p.first_group) return;
+  const std::uint64_t first_tile = p.tile_begin + (index - p.param_index) * p.tiles_per_group;
+  float lo = tile_lo[first_tile], hi = tile_hi[first_tile];
+  for (std::uint32_t t = 1; t < p.tiles_per_group; ++t) {
+    lo = fminf(lo, tile_lo[first_tile + t]);
+    hi = fmaxf(hi, tile_hi[first_tile + t]);
+  }
+  codec::AffineParams params{0.0f, 0.0f};
+  std::uint32_t failure = 0;
+  if (!codec::is_finite(lo) || !codec::is_finite(hi)) {
+    failure = kStatusNonFinite;
+  } else {
+    switch (codec::affine_params(lo, hi, p.bits, p.f16_params != 0, &params)) {
+      case codec::ParamsStatus::kOk: break;
+      case codec::ParamsStatus::kRangeOverflow: failure = kStatusRangeOverflow; break;
+      case codec::ParamsStatus::kF16Overflow: failure = kStatusF16Overflow; break;
+    }
+  }
+  if (failure != 0) {
+    atomicOr(&status[p.piece_index], failure);
+    params = {0.0f, 0.0f};
+  }
+  scales[index] = params.scale;
+  mins[index] = params.min;
+  stored_scales[index] = p.f16_params ? codec::f32_to_f16_bits(params.scale) : codec::float_bits(params.scale);
+  stored_mins[index] = p.f16_params ? codec::f32_to_f16_bits(params.min) : codec::float_bits(params.min);
+}
+
+unsigned grid_of(std::uint64_t items, std::uint64_t per_block) {
+  return static_cast<unsigned>((items + per_block - 1) / per_block);
+}
+
+}  // namespace
+
+void launch_tile_ranges(const QuantPiece* pieces, unsigned piece_count, std::uint64_t tiles,
+                        const std::uint8_t* input, float* tile_lo, float* tile_hi,
+                        cudaStream_t stream) {
+  if (tiles == 0) return;
+  tile_range_kernel<<<grid_of(tiles, kWarpsPerBlock), kWarpsPerBlock * 32, 0, stream>>>(
+      pieces, piece_count, tiles, input, tile_lo, tile_hi);
+  WQ_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_group_params(const QuantPiece* pieces, unsigned piece_count, std::uint64_t groups,
+                         const float* tile_lo, const float* tile_hi, float* scales, float* mins,
+                         std::uint32_t* stored_scales, std::uint32_t* stored_mins,
+                         std::uint32_t* status, cudaStream_t stream) {
+  if (groups == 0) return;
+  group_params_kernel<<<grid_of(groups, 256), 256, 0, stream>>>(
+      pieces, piece_count, groups, tile_lo, tile_hi, scales, mins, stored_scales, stored_mins, status);
+  WQ_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace wq::cuda
