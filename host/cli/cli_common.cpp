@@ -31,6 +31,12 @@ void add_backend_flags(CLI::App& command, BackendFlags& flags) {
   command.add_option("--threads", flags.threads, "CPU worker threads; 0 = every core")
       ->capture_default_str();
   command.add_option("--device", flags.device, "CUDA device ordinal")->capture_default_str();
+  command.add_option("--gpu-memory", flags.gpu_memory,
+                     "device memory (and as much pinned host memory) the CUDA backend may use, "
+                     "e.g. 512M or 2G; 0 = a quarter of the free device memory, at most 1.5G. "
+                     "Larger tensors stream through in pieces")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
 }
 
 BackendSelection select_backend(const BackendFlags& flags, bool quiet) {
@@ -39,6 +45,7 @@ BackendSelection select_backend(const BackendFlags& flags, bool quiet) {
                : flags.backend == "cuda" ? BackendKind::kCuda : BackendKind::kAuto;
   options.threads = flags.threads;
   options.device = flags.device;
+  options.gpu_memory = flags.gpu_memory;
   BackendSelection selection = make_backend(options);
   if (!selection.notice.empty() && !quiet) fmt::print(stderr, "wq-gpu: {}\n", selection.notice);
   return selection;

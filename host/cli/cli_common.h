@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -15,9 +16,10 @@ struct BackendFlags {
   std::string backend = "auto";
   unsigned threads = 0;
   int device = 0;
+  std::uint64_t gpu_memory = 0;
 };
 
-/// Adds --backend, --threads and --device to a subcommand.
+/// Adds --backend, --threads, --device and --gpu-memory to a subcommand.
 void add_backend_flags(CLI::App& command, BackendFlags& flags);
 
 /// Creates the backend the flags ask for; prints make_backend()'s notice unless `quiet`.

@@ -22,6 +22,7 @@ struct BackendCase {
   const char* name;
   BackendKind kind;
   unsigned threads;
+  std::uint64_t gpu_memory = 0;  ///< CUDA: a small budget forces tensors through many slots
 };
 
 struct Encoded {
@@ -75,7 +76,7 @@ class BackendSuite : public ::testing::TestWithParam<BackendCase> {
  protected:
   void SetUp() override {
     try {
-      backend_ = make_backend({GetParam().kind, GetParam().threads, 0}).backend;
+      backend_ = make_backend({GetParam().kind, GetParam().threads, 0, GetParam().gpu_memory}).backend;
     } catch (const Error& e) {
       GTEST_SKIP() << GetParam().name << " backend not available here: " << e.what();
     }
@@ -381,6 +382,39 @@ TEST_P(BackendSuite, BatchesGiveTheSameBytesAndTheFirstErrorInOrder) {
   }
 }
 
+TEST_P(BackendSuite, ManySmallTensorsAndOneLargeInOneBatch) {
+  // Hundreds of tensors share a device round trip; the large one spans several on small slots.
+  std::vector<Shape> shapes;
+  for (std::uint64_t i = 0; i < 300; ++i) shapes.push_back({1 + i % 7, 1 + (i * 37) % 129});
+  shapes.push_back({512, 1031});
+  const QuantSpec specs[] = {spec_of(4, Granularity::kGroup, 64), spec_of(5, Granularity::kChannel),
+                             spec_of(8, Granularity::kTensor), spec_of(2, Granularity::kGroup, 32, ScaleDType::kF16)};
+  for (const QuantSpec& spec : specs) {
+    std::vector<std::vector<float>> inputs;
+    std::vector<Encoded> outs(shapes.size());
+    std::vector<QuantizeJob> jobs;
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+      inputs.push_back(test::random_normal(element_count(shapes[i]), static_cast<std::uint32_t>(7 * i + 1)));
+      const GroupGeometry g = group_geometry(shapes[i], spec);
+      outs[i].codes.assign(g.code_bytes, 0xa5);
+      outs[i].scales.assign(g.groups * scale_size(spec), std::byte{0xa5});
+      outs[i].mins.assign(g.groups * scale_size(spec), std::byte{0xa5});
+    }
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+      jobs.push_back(QuantizeJob{TensorView{"t", DType::kF32, shapes[i], reinterpret_cast<const std::byte*>(inputs[i].data())},
+                                 spec, AffineBuffers{outs[i].codes.data(), outs[i].scales.data(), outs[i].mins.data()}, {}});
+    }
+    backend_->quantize(std::span<QuantizeJob>(jobs));
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+      const Encoded want = reference_quantize(inputs[i], shapes[i], spec);
+      ASSERT_EQ(outs[i].codes, want.codes) << i;
+      ASSERT_EQ(outs[i].scales, want.scales) << i;
+      ASSERT_EQ(outs[i].mins, want.mins) << i;
+      ASSERT_EQ(jobs[i].stats.count, element_count(shapes[i]));
+    }
+  }
+}
+
 TEST_P(BackendSuite, ErrorStatisticsAreMeaningful) {
   const std::vector<float> x = test::random_normal(4096, 8);
   ErrorStats s8, s4;
@@ -395,7 +429,10 @@ TEST_P(BackendSuite, ErrorStatisticsAreMeaningful) {
 INSTANTIATE_TEST_SUITE_P(Backends, BackendSuite,
                          ::testing::Values(BackendCase{"cpu_1thread", BackendKind::kCpu, 1},
                                            BackendCase{"cpu_all_threads", BackendKind::kCpu, 0},
-                                           BackendCase{"cuda", BackendKind::kCuda, 0}),
+                                           BackendCase{"cuda", BackendKind::kCuda, 0},
+                                           // ~200 KiB slots: large tensors split into pieces and
+                                           // per-tensor ranges take the first pass.
+                                           BackendCase{"cuda_small_slots", BackendKind::kCuda, 0, 4u << 20}),
                          [](const auto& param_info) { return std::string(param_info.param.name); });
 
 }  // namespace

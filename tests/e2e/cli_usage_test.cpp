@@ -1,5 +1,8 @@
 // End-to-end: flags, paths, outputs that cannot be written, backends.
+#include <random>
+
 #include "e2e/cli_support.h"
+#include "wq/backend.h"
 
 namespace wq::e2e {
 namespace {
@@ -234,6 +237,7 @@ TEST_F(cli, DiskFullFailsTheWriteCleanly) {
 // Backends
 
 TEST_F(cli, CudaBackendIsUnsupportedHere) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present: see CudaBackendMatchesCpuByteForByte";
   const std::string input = copy_example();
   const Bytes before = read_file(input);
   const std::string output = out("model.wq.safetensors");
@@ -254,9 +258,13 @@ TEST_F(cli, AutoBackendFallsBackToCpuWithOneNotice) {
   const std::string with_cpu = out("cpu.wq.safetensors");
   const RunResult a = run({"quantize", input, "-o", with_auto, "--backend", "auto"});
   ASSERT_EQ(a.status, kOk) << a;
-  EXPECT_EQ(std::count(a.err.begin(), a.err.end(), '\n'), 1) << "expected one line of notice\n" << a;
-  EXPECT_TRUE(contains(a.err, "CPU")) << a;
-  EXPECT_FALSE(contains(lower(a.err), "error")) << a;
+  if (cuda_device_count() > 0) {
+    EXPECT_EQ(a.err, "") << "auto takes the CUDA device silently\n" << a;
+  } else {
+    EXPECT_EQ(std::count(a.err.begin(), a.err.end(), '\n'), 1) << "expected one line of notice\n" << a;
+    EXPECT_TRUE(contains(a.err, "CPU")) << a;
+    EXPECT_FALSE(contains(lower(a.err), "error")) << a;
+  }
   // The default is auto.
   const RunResult d = run({"quantize", input, "-o", out("default.wq.safetensors")});
   ASSERT_EQ(d.status, kOk) << d;
@@ -267,6 +275,72 @@ TEST_F(cli, AutoBackendFallsBackToCpuWithOneNotice) {
   EXPECT_EQ(c.err, "") << c;
   EXPECT_TRUE(read_file(with_auto) == read_file(with_cpu));
   EXPECT_TRUE(read_file(out("default.wq.safetensors")) == read_file(with_cpu));
+}
+
+// Every bits x granularity x scale dtype, the casts and the decode: the CUDA backend writes the
+// CPU's files byte for byte, also when a small --gpu-memory streams tensors through in pieces.
+TEST_F(cli, CudaBackendMatchesCpuByteForByte) {
+  std::string reason;
+  if (cuda_device_count(&reason) == 0) GTEST_SKIP() << "no CUDA device: " << reason;
+  const std::string input = copy_example();
+  // A second input with a 4 MiB tensor, larger than the slots of --gpu-memory 4M.
+  std::vector<float> big(1u << 20);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  for (float& v : big) v = normal(rng);
+  const std::string large = dir_.path() + "/large.safetensors";
+  write_safetensors(large, R"({"w":{"dtype":"F32","shape":[1024,1024],"data_offsets":[0,4194304]},"v":{"dtype":"F32","shape":[2,524288],"data_offsets":[4194304,8388608]}})",
+                    f32_bytes(big) + f32_bytes(big));
+  std::vector<std::vector<std::string>> settings;
+  for (int bits = 1; bits <= 8; ++bits) {
+    for (const char* granularity : {"tensor", "channel", "group"}) {
+      for (const char* scale : {"f32", "f16"}) {
+        settings.push_back({"--bits", std::to_string(bits), "--granularity", granularity, "--scale-dtype", scale});
+      }
+    }
+  }
+  settings.push_back({"--granularity", "group", "--group-size", "27"});
+  settings.push_back({"--method", "fp16"});
+  settings.push_back({"--method", "bf16"});
+  int case_number = 0;
+  for (const std::string& source : {input, large}) {
+    for (const std::vector<std::string>& flags : settings) {
+      const std::string tag = std::to_string(case_number++);
+      std::vector<std::string> cpu_args{"quantize", source, "-o", out(tag + ".cpu.wq.safetensors"), "--backend", "cpu", "-q"};
+      std::vector<std::string> cuda_args{"quantize", source, "-o", out(tag + ".cuda.wq.safetensors"), "--backend", "cuda", "-q"};
+      if (source == large) cuda_args.insert(cuda_args.end(), {"--gpu-memory", "4M"});
+      cpu_args.insert(cpu_args.end(), flags.begin(), flags.end());
+      cuda_args.insert(cuda_args.end(), flags.begin(), flags.end());
+      const RunResult c = run(cpu_args), g = run(cuda_args);
+      ASSERT_EQ(c.status, kOk) << c;
+      ASSERT_EQ(g.status, kOk) << g;
+      ASSERT_TRUE(read_file(out(tag + ".cpu.wq.safetensors")) == read_file(out(tag + ".cuda.wq.safetensors")))
+          << source << " " << ::testing::PrintToString(flags);
+      if (flags[0] == "--bits" && (flags[1] == "3" || flags[1] == "8")) {
+        std::vector<std::string> cpu_decode{"decode", out(tag + ".cpu.wq.safetensors"), "-o", out(tag + ".cpu.safetensors"), "--backend", "cpu", "-q"};
+        std::vector<std::string> cuda_decode{"decode", out(tag + ".cpu.wq.safetensors"), "-o", out(tag + ".cuda.safetensors"), "--backend", "cuda", "-q"};
+        if (source == large) cuda_decode.insert(cuda_decode.end(), {"--gpu-memory", "4M"});
+        ASSERT_EQ(run(cpu_decode).status, kOk);
+        ASSERT_EQ(run(cuda_decode).status, kOk);
+        ASSERT_TRUE(read_file(out(tag + ".cpu.safetensors")) == read_file(out(tag + ".cuda.safetensors")))
+            << "decode " << source << " " << ::testing::PrintToString(flags);
+      }
+    }
+  }
+}
+
+TEST_F(cli, CudaBackendReportsBadDataLikeTheCpu) {
+  std::string reason;
+  if (cuda_device_count(&reason) == 0) GTEST_SKIP() << "no CUDA device: " << reason;
+  std::vector<float> x(4096, 0.5f);
+  x[1234] = std::numeric_limits<float>::quiet_NaN();
+  const std::string input = dir_.path() + "/nan.safetensors";
+  write_safetensors(input, R"({"layer.w":{"dtype":"F32","shape":[64,64],"data_offsets":[0,16384]}})", f32_bytes(x));
+  const RunResult c = run({"quantize", input, "-o", out("c.wq.safetensors"), "--backend", "cpu"});
+  const RunResult g = run({"quantize", input, "-o", out("g.wq.safetensors"), "--backend", "cuda"});
+  expect_clean_failure(g, kBadData, {"layer.w", "1234", "NaN"}, out("g.wq.safetensors"));
+  EXPECT_EQ(c.status, g.status);
+  EXPECT_EQ(c.err, g.err);
 }
 
 }  // namespace
