@@ -18,7 +18,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernel_benchmark.h"
@@ -79,12 +81,24 @@ void write_checkpoint(const std::string& path, int tensors, std::uint64_t rows, 
   std::fclose(f);
 }
 
-double plain_read_seconds(const std::string& path) {
+// Reads the file with `threads` threads, each pread()ing its share in 64 MiB chunks.
+double read_seconds(const std::string& path, unsigned threads) {
+  const std::uint64_t size = fs::file_size(path);
   return median_seconds(3, [&] {
     const int fd = ::open(path.c_str(), O_RDONLY);
-    std::vector<char> buffer(64 << 20);
-    while (::read(fd, buffer.data(), buffer.size()) > 0) {
+    std::vector<std::thread> workers;
+    for (unsigned t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        std::vector<char> buffer(64 << 20);
+        const std::uint64_t begin = size * t / threads, end = size * (t + 1) / threads;
+        for (std::uint64_t at = begin; at < end;) {
+          const ssize_t n = ::pread(fd, buffer.data(), std::min<std::uint64_t>(buffer.size(), end - at), static_cast<off_t>(at));
+          if (n <= 0) break;
+          at += static_cast<std::uint64_t>(n);
+        }
+      });
     }
+    for (std::thread& w : workers) w.join();
     ::close(fd);
   });
 }
@@ -125,6 +139,7 @@ int main(int argc, char** argv) {
         {"8-bit group 64", spec_of(8, wq::Granularity::kGroup, 64)},
         {"4-bit group 128", spec_of(4, wq::Granularity::kGroup, 128)},
         {"3-bit group 32", spec_of(3, wq::Granularity::kGroup, 32)},
+        {"4-bit group 512", spec_of(4, wq::Granularity::kGroup, 512)},
         {"4-bit group 100 (general)", spec_of(4, wq::Granularity::kGroup, 100)},
         {"8-bit per-channel", spec_of(8, wq::Granularity::kChannel)},
         {"4-bit per-channel", spec_of(4, wq::Granularity::kChannel)},
@@ -142,10 +157,12 @@ int main(int argc, char** argv) {
     const std::string out = dir + "/wq_bench_big.wq.safetensors";
     write_checkpoint(big, tensors, 4096, 4096);
     const double file_bytes = static_cast<double>(fs::file_size(big));
-    const double read_gbps = file_bytes / plain_read_seconds(big) / 1e9;
+    const double read_gbps = file_bytes / read_seconds(big, 1) / 1e9;
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    const double parallel_read_gbps = file_bytes / read_seconds(big, cores) / 1e9;
     std::printf("\npipeline: %s, %.2f GB (%d tensors [4096, 4096] f32)\n", big.c_str(), file_bytes / 1e9, tensors);
-    std::printf("plain read %.1f GB/s, pinned H2D %.1f GB/s: limit %.1f GB/s\n", read_gbps, limits.host_to_device,
-                std::min(read_gbps, limits.host_to_device));
+    std::printf("plain read %.1f GB/s (one stream; %.1f GB/s with %u threads), pinned H2D %.1f GB/s: limit %.1f GB/s\n",
+                read_gbps, parallel_read_gbps, cores, limits.host_to_device, std::min(read_gbps, limits.host_to_device));
     wq::BackendOptions cuda_options;
     cuda_options.kind = wq::BackendKind::kCuda;
     cuda_options.device = device;
@@ -166,8 +183,8 @@ int main(int argc, char** argv) {
       const double s = median_seconds(3, [&] { wq::quantize_file(big, out, *c.backend, options); });
       const double rate = file_bytes / s / 1e9;
       if (large_rate == 0) large_rate = rate;
-      std::printf("  %-32s %6.2f s  %6.1f GB/s  %4.0f%% of the limit\n", c.name, s, rate,
-                  100 * rate / std::min(read_gbps, limits.host_to_device));
+      std::printf("  %-32s %6.2f s  %6.1f GB/s  %4.0f%% of the limit, %4.0f%% of the %u-thread read\n", c.name, s,
+                  rate, 100 * rate / std::min(read_gbps, limits.host_to_device), 100 * rate / parallel_read_gbps, cores);
     }
     fs::remove(big);
     fs::remove(out);
@@ -176,18 +193,34 @@ int main(int argc, char** argv) {
     const std::string small_dir = dir + "/wq_bench_small";
     fs::create_directories(small_dir);
     for (int i = 0; i < small_files; ++i) write_checkpoint(small_dir + "/m" + std::to_string(i) + ".safetensors", 1, 512, 512);
-    wq::QuantizeOptions options;
-    options.spec = spec_of(4, wq::Granularity::kGroup, 64);
-    const auto t0 = std::chrono::steady_clock::now();
-    double small_bytes = 0;
-    for (int i = 0; i < small_files; ++i) {
-      const std::string in = small_dir + "/m" + std::to_string(i) + ".safetensors";
-      wq::quantize_file(in, small_dir + "/m" + std::to_string(i) + ".wq.safetensors", *cuda, options);
-      small_bytes += static_cast<double>(fs::file_size(in));
+    std::printf("\n");
+    // One process, W workers, each with its own backend (as a tree run with --jobs W would).
+    for (unsigned workers : {1u, 4u}) {
+      std::vector<std::unique_ptr<wq::Backend>> backends;
+      for (unsigned w = 0; w < workers; ++w) {
+        wq::BackendOptions o = cuda_options;
+        o.gpu_memory = 256ull << 20;
+        backends.push_back(wq::make_backend(o).backend);
+      }
+      std::atomic<int> next{0};
+      const auto t0 = std::chrono::steady_clock::now();
+      std::vector<std::thread> threads;
+      for (unsigned w = 0; w < workers; ++w) {
+        threads.emplace_back([&, w] {
+          wq::QuantizeOptions options;
+          options.spec = spec_of(4, wq::Granularity::kGroup, 64);
+          for (int i; (i = next++) < small_files;) {
+            const std::string in = small_dir + "/m" + std::to_string(i) + ".safetensors";
+            wq::quantize_file(in, small_dir + "/m" + std::to_string(i) + ".wq.safetensors", *backends[w], options);
+          }
+        });
+      }
+      for (std::thread& t : threads) t.join();
+      const double small_bytes = static_cast<double>(small_files) * static_cast<double>(fs::file_size(small_dir + "/m0.safetensors"));
+      const double small_rate = small_bytes / seconds_since(t0) / 1e9;
+      std::printf("%d files of 1 MiB, cuda 4-bit group 64, %u worker%s: %.2f GB/s, %.0f%% of the large-file rate\n",
+                  small_files, workers, workers == 1 ? "" : "s", small_rate, 100 * small_rate / large_rate);
     }
-    const double small_rate = small_bytes / seconds_since(t0) / 1e9;
-    std::printf("\n%d files of 1 MiB, cuda 4-bit group 64: %.2f GB/s, %.0f%% of the large-file rate\n",
-                small_files, small_rate, 100 * small_rate / large_rate);
     fs::remove_all(small_dir);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda: %s\n", e.what());

@@ -90,7 +90,7 @@ class CudaBackend final : public Backend {
                                          " MiB is more than the " + std::to_string(free_bytes >> 20) +
                                          " MiB free on CUDA device " + std::to_string(ordinal));
     }
-    if (host_threads == 0) host_threads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+    if (host_threads == 0) host_threads = std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
     ring_ = std::make_unique<SlotRing>(capacity_for_budget(budget), host_threads);
     description_ = "cuda, " + device_name(ordinal) + " (device " + std::to_string(ordinal) + "), " +
                    std::to_string(SlotRing::kSlots) + " slots of " +
@@ -231,12 +231,15 @@ class CudaBackend final : public Backend {
                         bool range_pass) {
     auto* general = slot.host_table.get<QuantPiece>();
     auto* small = slot.host_small_table.get<QuantPiece>();
-    unsigned general_count = 0, small_count = 0;
+    auto* block = slot.host_group_table.get<QuantPiece>();
+    unsigned general_count = 0, small_count = 0, block_count = 0;
     std::vector<SlotRing::Copy> copies;
     for (const PlacedQuantPiece& placed : plan.pieces) {
       const QuantPiece& d = placed.desc;
       if (placed.kind == PieceKind::kSmallGroups) {
         small[small_count++] = d;
+      } else if (placed.kind == PieceKind::kBlockGroups) {
+        block[block_count++] = d;
       } else {
         general[general_count++] = d;
       }
@@ -258,6 +261,8 @@ class CudaBackend final : public Backend {
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.table.get(), general, general_count * sizeof(QuantPiece),
                                   cudaMemcpyHostToDevice, stream));
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.small_table.get(), small, small_count * sizeof(QuantPiece),
+                                  cudaMemcpyHostToDevice, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.group_table.get(), block, block_count * sizeof(QuantPiece),
                                   cudaMemcpyHostToDevice, stream));
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.input.get(), slot.host_input.get(), plan.input_bytes,
                                   cudaMemcpyHostToDevice, stream));
@@ -292,7 +297,11 @@ class CudaBackend final : public Backend {
     launch_quantize_small_groups(slot.small_table.get<QuantPiece>(), small_count, plan.small_blocks,
                                  slot.input.get(), slot.stored_scales.get<std::uint32_t>(),
                                  slot.stored_mins.get<std::uint32_t>(), slot.output.get(), status,
-                                 stats + plan.general_blocks, stream);
+                                 stats + plan.first_block(PieceKind::kSmallGroups), stream);
+    launch_quantize_block_groups(slot.group_table.get<QuantPiece>(), block_count, plan.group_blocks,
+                                 slot.input.get(), slot.stored_scales.get<std::uint32_t>(),
+                                 slot.stored_mins.get<std::uint32_t>(), slot.output.get(), status,
+                                 stats + plan.first_block(PieceKind::kBlockGroups), stream);
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_output.get(), slot.output.get(), plan.code_bytes,
                                   cudaMemcpyDeviceToHost, stream));
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_stored_scales.get(), slot.stored_scales.get(), plan.groups * 4,
@@ -302,7 +311,7 @@ class CudaBackend final : public Backend {
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_status.get(), status, plan.piece_count() * 4,
                                   cudaMemcpyDeviceToHost, stream));
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_stats.get(), stats,
-                                  (plan.general_blocks + plan.small_blocks) * sizeof(BlockStats),
+                                  plan.blocks() * sizeof(BlockStats),
                                   cudaMemcpyDeviceToHost, stream));
   }
 
@@ -348,9 +357,9 @@ class CudaBackend final : public Backend {
         std::memcpy(job.out.scales + 4 * d.first_group, stored_scales + d.param_index, 4 * groups);
         std::memcpy(job.out.mins + 4 * d.first_group, stored_mins + d.param_index, 4 * groups);
       }
-      const std::uint64_t first_block =
-          d.block_begin + (placed.kind == PieceKind::kSmallGroups ? plan.general_blocks : 0);
-      job.stats.merge(sum_blocks(slot.host_stats.get<BlockStats>(), first_block, blocks_for(n), n));
+      const std::uint64_t blocks = placed.kind == PieceKind::kBlockGroups ? groups : blocks_for(n);
+      job.stats.merge(sum_blocks(slot.host_stats.get<BlockStats>(),
+                                 plan.first_block(placed.kind) + d.block_begin, blocks, n));
     }
     ring_->copy_all(copies);
   }

@@ -70,13 +70,28 @@ __device__ inline void store_element(ElementType type, std::uint8_t* base, std::
   }
 }
 
+/// The binary32 value that store_element() stores for v (what reading it back gives).
+__device__ inline float stored_value(ElementType type, float v) {
+  switch (type) {
+    case ElementType::kF16: return codec::f16_bits_to_f32(codec::f32_to_f16_bits(v));
+    case ElementType::kBF16: return codec::bf16_bits_to_f32(codec::f32_to_bf16_bits(v));
+    default: return v;  // binary32 and binary64 hold every binary32 value
+  }
+}
+
 /// Bytes per element of `type`.
 __host__ __device__ inline unsigned element_size(ElementType type) {
   return type == ElementType::kF64 ? 8u : type == ElementType::kF32 ? 4u : 2u;
 }
 
-/// The tensor-wide group of element e.
+/// The tensor-wide group of element e. 32-bit division when the numbers allow it: 64-bit
+/// division is a long software sequence on the GPU.
 __device__ inline std::uint64_t group_of(const GroupLayout& g, std::uint64_t e) {
+  if (((e | g.cols | g.group_size) >> 32) == 0) {
+    const auto e32 = static_cast<std::uint32_t>(e), cols = static_cast<std::uint32_t>(g.cols);
+    const std::uint32_t row = e32 / cols;
+    return row * g.groups_per_row + (e32 - row * cols) / static_cast<std::uint32_t>(g.group_size);
+  }
   const std::uint64_t row = e / g.cols;
   return row * g.groups_per_row + (e - row * g.cols) / g.group_size;
 }
@@ -114,17 +129,56 @@ __device__ inline const Piece& block_piece(const Piece* pieces, unsigned count) 
   return pieces[index];
 }
 
-/// Per-thread error sums in binary64 (no overflow for any binary32 input), reduced per block.
+/// Error sums of one octet in binary32 (cheap), folded into a thread's binary64 sums; an octet
+/// whose binary32 sums overflow (|x| beyond ~1e19) is summed again in binary64.
 struct ThreadStats {
   double signal = 0.0, error = 0.0, max_abs = 0.0;
 
-  __device__ void add(float x, float decoded) {
-    const double e = static_cast<double>(x) - static_cast<double>(decoded);
-    signal = __fma_rn(static_cast<double>(x), static_cast<double>(x), signal);
-    error = __fma_rn(e, e, error);
-    max_abs = fmax(max_abs, fabs(e));
+  __device__ void add_octet(const float (&x)[8], const float (&decoded)[8], int count) {
+    float s = 0.0f, e2 = 0.0f, m = 0.0f;
+    for (int k = 0; k < 8; ++k) {
+      if (k >= count) break;
+      const float e = __fsub_rn(x[k], decoded[k]);
+      s = __fmaf_rn(x[k], x[k], s);
+      e2 = __fmaf_rn(e, e, e2);
+      m = fmaxf(m, fabsf(e));
+    }
+    if (codec::is_finite(s) && codec::is_finite(e2)) {
+      signal += s;
+      error += e2;
+      max_abs = fmax(max_abs, static_cast<double>(m));
+      return;
+    }
+    for (int k = 0; k < count; ++k) {
+      const double xd = x[k], e = xd - static_cast<double>(decoded[k]);
+      signal = __fma_rn(xd, xd, signal);
+      error = __fma_rn(e, e, error);
+      max_abs = fmax(max_abs, fabs(e));
+    }
   }
 };
+
+/// Stores the `bits` bytes of a packed octet (codec::pack8_word) at `out`, which is aligned
+/// to the largest power of two dividing 8 * bits / 8 (code runs start 256-byte aligned): one
+/// store for 2-, 4- and 8-bit codes instead of one per byte.
+__device__ inline void store_packed(std::uint64_t word, int bits, std::uint8_t* out) {
+  switch (bits) {
+    case 8: *reinterpret_cast<std::uint64_t*>(out) = word; return;
+    case 4: *reinterpret_cast<std::uint32_t*>(out) = static_cast<std::uint32_t>(word); return;
+    case 2: *reinterpret_cast<std::uint16_t*>(out) = static_cast<std::uint16_t>(word); return;
+    case 6:
+      for (int j = 0; j < 3; ++j) reinterpret_cast<std::uint16_t*>(out)[j] = static_cast<std::uint16_t>(word >> (16 * j));
+      return;
+    default:
+      for (int j = 0; j < bits; ++j) out[j] = static_cast<std::uint8_t>(word >> (8 * j));
+  }
+}
+
+/// The octets a thread of an element-wise kernel owns: kOctetsPerThread of them, a block's
+/// width apart, counted from the start of the block's piece.
+__device__ inline std::uint64_t thread_octet(std::uint64_t piece_block_begin, unsigned r) {
+  return (blockIdx.x - piece_block_begin) * (kBlockThreads * kOctetsPerThread) + r * kBlockThreads + threadIdx.x;
+}
 
 struct StatsSum {
   __device__ BlockStats operator()(const BlockStats& a, const BlockStats& b) const {

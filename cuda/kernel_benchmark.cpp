@@ -77,9 +77,9 @@ KernelTiming time_quantize_kernels(int device, std::uint64_t rows, std::uint64_t
   const std::vector<QuantSlot> slots = pack_quant_slots({t}, capacity, false);
   if (slots.size() != 1) throw Error(ErrorCode::kInternal, "kernel benchmark: tensor does not fit one slot");
   const QuantSlot& slot = slots[0];
-  std::vector<QuantPiece> general, small;
+  std::vector<QuantPiece> general, small, block;
   for (const PlacedQuantPiece& p : slot.pieces) {
-    (p.kind == PieceKind::kSmallGroups ? small : general).push_back(p.desc);
+    (p.kind == PieceKind::kSmallGroups ? small : p.kind == PieceKind::kBlockGroups ? block : general).push_back(p.desc);
   }
 
   std::vector<float> host(n);
@@ -88,9 +88,11 @@ KernelTiming time_quantize_kernels(int device, std::uint64_t rows, std::uint64_t
   for (float& v : host) v = normal(rng);
   DeviceBuffer input(n * 4), codes(capacity.bytes), tile_lo(capacity.tiles * 4), tile_hi(capacity.tiles * 4);
   DeviceBuffer scales(capacity.groups * 4), mins(capacity.groups * 4), stored_scales(capacity.groups * 4),
-      stored_mins(capacity.groups * 4), status(capacity.pieces * 4), stats(2 * capacity.blocks * sizeof(BlockStats));
+      stored_mins(capacity.groups * 4), status(capacity.pieces * 4), stats(capacity.blocks * sizeof(BlockStats));
   DeviceBuffer general_table(std::max<std::size_t>(1, general.size()) * sizeof(QuantPiece));
   DeviceBuffer small_table(std::max<std::size_t>(1, small.size()) * sizeof(QuantPiece));
+  DeviceBuffer block_table(std::max<std::size_t>(1, block.size()) * sizeof(QuantPiece));
+  WQ_CUDA_CHECK(cudaMemcpy(block_table.get(), block.data(), block.size() * sizeof(QuantPiece), cudaMemcpyHostToDevice));
   WQ_CUDA_CHECK(cudaMemcpy(input.get(), host.data(), n * 4, cudaMemcpyHostToDevice));
   WQ_CUDA_CHECK(cudaMemcpy(general_table.get(), general.data(), general.size() * sizeof(QuantPiece), cudaMemcpyHostToDevice));
   WQ_CUDA_CHECK(cudaMemcpy(small_table.get(), small.data(), small.size() * sizeof(QuantPiece), cudaMemcpyHostToDevice));
@@ -109,7 +111,11 @@ KernelTiming time_quantize_kernels(int device, std::uint64_t rows, std::uint64_t
     launch_quantize_small_groups(small_table.get<QuantPiece>(), static_cast<unsigned>(small.size()),
                                  slot.small_blocks, input.get(), stored_scales.get<std::uint32_t>(),
                                  stored_mins.get<std::uint32_t>(), codes.get(), status.get<std::uint32_t>(),
-                                 stats.get<BlockStats>() + slot.general_blocks, s);
+                                 stats.get<BlockStats>() + slot.first_block(PieceKind::kSmallGroups), s);
+    launch_quantize_block_groups(block_table.get<QuantPiece>(), static_cast<unsigned>(block.size()),
+                                 slot.group_blocks, input.get(), stored_scales.get<std::uint32_t>(),
+                                 stored_mins.get<std::uint32_t>(), codes.get(), status.get<std::uint32_t>(),
+                                 stats.get<BlockStats>() + slot.first_block(PieceKind::kBlockGroups), s);
   });
   const double param_bytes = static_cast<double>(g.groups) * (t.f16_params ? 4 : 8);
   timing.input_gbps = static_cast<double>(n * 4) / timing.seconds / 1e9;

@@ -25,8 +25,8 @@ void launch_group_params(const QuantPiece* pieces, unsigned piece_count, std::ui
                          std::uint32_t* stored_scales, std::uint32_t* stored_mins,
                          std::uint32_t* status, cudaStream_t stream);
 
-/// Codes of the general pieces from their groups' parameters: one thread per 8 elements
-/// writes exactly `bits` bytes. stats[b] gets block b's error sums.
+/// Codes of the general pieces from their groups' parameters: a thread writes exactly `bits`
+/// bytes per 8 elements. stats[b] gets block b's error sums.
 void launch_quantize_pack(const QuantPiece* pieces, unsigned piece_count, std::uint64_t blocks,
                           const std::uint8_t* input, const float* scales, const float* mins,
                           std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
@@ -36,6 +36,14 @@ void launch_quantize_pack(const QuantPiece* pieces, unsigned piece_count, std::u
 /// every row: the 8-element owners of a group reduce its range through warp shuffles, then
 /// quantize and pack while the values are still in registers.
 void launch_quantize_small_groups(const QuantPiece* pieces, unsigned piece_count,
+                                  std::uint64_t blocks, const std::uint8_t* input,
+                                  std::uint32_t* stored_scales, std::uint32_t* stored_mins,
+                                  std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
+                                  cudaStream_t stream);
+
+/// Single-pass quantization of pieces whose groups are 264..16384 elements (multiples of 8)
+/// that tile every row: one block per group (blocks = the pieces' groups).
+void launch_quantize_block_groups(const QuantPiece* pieces, unsigned piece_count,
                                   std::uint64_t blocks, const std::uint8_t* input,
                                   std::uint32_t* stored_scales, std::uint32_t* stored_mins,
                                   std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,

@@ -1,7 +1,15 @@
-// Quantize + pack: one thread owns 8 consecutive elements and writes exactly `bits` bytes, so
-// no two threads touch the same byte (no atomics). The code of each element is the codec's
-// (wq/codec/affine.h), compiled with --fmad=false: the CPU's bytes, bit for bit.
+// Quantize + pack: a thread owns octets (8 consecutive elements) and writes exactly `bits`
+// bytes for each, so no two threads touch the same byte (no atomics). The code of each
+// element is the codec's (wq/codec/affine.h), compiled with --fmad=false: the CPU's bytes,
+// bit for bit. Three schedules of the same arithmetic:
+//   - general: parameters from range_kernels.cu, any group layout;
+//   - small groups (8..256 elements tiling rows): one pass, a group's owners are adjacent
+//     lanes of a warp that reduce its range through shuffles;
+//   - block groups (264..16384 elements tiling rows): one pass, one block per group holds it
+//     in registers while a block reduction finds its range.
 #include <cuda_runtime.h>
+
+#include <cub/block/block_reduce.cuh>
 
 #include "cuda_check.h"
 #include "device_elements.cuh"
@@ -12,31 +20,37 @@
 namespace wq::cuda {
 namespace {
 
-// Codes of x[0..count) under params; adds the decoded error to stats and returns whether
-// every element was finite.
-__device__ inline bool encode_octet(const float (&x)[8], int count, codec::AffineParams p,
-                                    float top, std::uint8_t (&codes)[8], ThreadStats& stats) {
+__device__ inline std::uint32_t stored_bits(float value, bool f16) {
+  return f16 ? codec::f32_to_f16_bits(value) : codec::float_bits(value);
+}
+
+// The codec's parameters of a range, or a status bit saying why there are none.
+__device__ inline std::uint32_t params_of_range(float lo, float hi, const QuantPiece& p,
+                                                codec::AffineParams* params) {
+  *params = {0.0f, 0.0f};
+  if (!codec::is_finite(lo) || !codec::is_finite(hi)) return kStatusNonFinite;
+  switch (codec::affine_params(lo, hi, p.bits, p.f16_params != 0, params)) {
+    case codec::ParamsStatus::kOk: return 0;
+    case codec::ParamsStatus::kRangeOverflow: *params = {0.0f, 0.0f}; return kStatusRangeOverflow;
+    case codec::ParamsStatus::kF16Overflow: *params = {0.0f, 0.0f}; return kStatusF16Overflow;
+  }
+  return 0;
+}
+
+// Codes of a whole octet under one group's parameters, its error into `stats`; returns
+// whether every element was finite.
+__device__ inline bool encode_octet(const float (&x)[8], codec::AffineParams p, float top,
+                                    std::uint8_t (&codes)[8], ThreadStats& stats) {
   bool finite = true;
+  float decoded[8];
   for (int k = 0; k < 8; ++k) {
-    if (k >= count) {
-      codes[k] = 0;
-      continue;
-    }
     finite &= codec::is_finite(x[k]);
     const std::uint32_t q = codec::affine_code(x[k], p, top);
     codes[k] = static_cast<std::uint8_t>(q);
-    stats.add(x[k], codec::affine_value(q, p));
+    decoded[k] = codec::affine_value(q, p);
   }
+  stats.add_octet(x, decoded, 8);
   return finite;
-}
-
-__device__ inline void store_codes(const std::uint8_t (&codes)[8], int count, int bits,
-                                   std::uint8_t* out) {
-  if (count == 8) {
-    codec::pack8(codes, bits, out);
-  } else {
-    codec::pack_tail(codes, count, bits, out);
-  }
 }
 
 __global__ void __launch_bounds__(kBlockThreads)
@@ -44,99 +58,173 @@ quantize_pack_kernel(const QuantPiece* pieces, unsigned piece_count, const std::
                      const float* scales, const float* mins, std::uint8_t* codes_out,
                      std::uint32_t* status, BlockStats* block_stats) {
   const QuantPiece& p = block_piece(pieces, piece_count);
-  const std::uint64_t octet = (blockIdx.x - p.block_begin) * kBlockThreads + threadIdx.x;
   const std::uint64_t n = p.elem_end - p.elem_begin;
+  const float top = static_cast<float>(codec::max_code(p.bits));
   ThreadStats stats;
-  if (8 * octet < n) {
+  bool finite = true;
+  for (unsigned r = 0; r < kOctetsPerThread; ++r) {
+    const std::uint64_t octet = thread_octet(p.block_begin, r);
+    if (8 * octet >= n) break;
     const int count = n - 8 * octet < 8 ? static_cast<int>(n - 8 * octet) : 8;
     float x[8];
     load_octet(p.type, input + p.src_offset, octet, count, x);
     const std::uint64_t first = p.elem_begin + 8 * octet;
     const std::uint64_t k0 = group_of(p.layout, first);
-    const std::uint64_t k1 = group_of(p.layout, first + count - 1);
-    const float top = static_cast<float>(codec::max_code(p.bits));
     std::uint8_t codes[8];
-    bool finite;
-    if (k0 == k1) {  // the common case: all 8 in one group
+    float decoded[8];
+    if (k0 == group_of(p.layout, first + count - 1)) {  // the common case: one group
       const std::uint64_t g = p.param_index + (k0 - p.first_group);
-      finite = encode_octet(x, count, {scales[g], mins[g]}, top, codes, stats);
+      const codec::AffineParams params{scales[g], mins[g]};
+      for (int k = 0; k < 8; ++k) {
+        finite &= k >= count || codec::is_finite(x[k]);
+        const std::uint32_t q = k < count ? codec::affine_code(x[k], params, top) : 0;
+        codes[k] = static_cast<std::uint8_t>(q);
+        decoded[k] = codec::affine_value(q, params);
+      }
     } else {
-      finite = true;
-      for (int k = 0; k < count; ++k) {
+      for (int k = 0; k < 8; ++k) {
+        if (k >= count) {
+          codes[k] = 0;
+          decoded[k] = 0.0f;
+          continue;
+        }
         const std::uint64_t g = p.param_index + (group_of(p.layout, first + k) - p.first_group);
         const codec::AffineParams params{scales[g], mins[g]};
         finite &= codec::is_finite(x[k]);
         const std::uint32_t q = codec::affine_code(x[k], params, top);
         codes[k] = static_cast<std::uint8_t>(q);
-        stats.add(x[k], codec::affine_value(q, params));
+        decoded[k] = codec::affine_value(q, params);
       }
-      for (int k = count; k < 8; ++k) codes[k] = 0;
     }
-    if (!finite) atomicOr(&status[p.piece_index], kStatusNonFinite);
-    store_codes(codes, count, p.bits, codes_out + p.code_offset + octet * p.bits);
+    stats.add_octet(x, decoded, count);
+    std::uint8_t* out = codes_out + p.code_offset + octet * p.bits;
+    if (count == 8) {
+      store_packed(codec::pack8_word(codes, p.bits), p.bits, out);
+    } else {
+      codec::pack_tail(codes, count, p.bits, out);
+    }
   }
+  if (!finite) atomicOr(&status[p.piece_index], kStatusNonFinite);
   write_block_stats(stats, block_stats);
 }
 
 // Groups of W = G/8 octets (W a power of two <= 32) that start at octet multiples of W within
-// the piece: a group's owners are W adjacent lanes of one warp.
+// the piece: a group's owners are W adjacent lanes of one warp (blocks start at multiples of
+// 256 octets, which W divides).
 __global__ void __launch_bounds__(kBlockThreads)
 quantize_small_groups_kernel(const QuantPiece* pieces, unsigned piece_count,
                              const std::uint8_t* input, std::uint32_t* stored_scales,
                              std::uint32_t* stored_mins, std::uint8_t* codes_out,
                              std::uint32_t* status, BlockStats* block_stats) {
   const QuantPiece& p = block_piece(pieces, piece_count);
-  const std::uint64_t octet = (blockIdx.x - p.block_begin) * kBlockThreads + threadIdx.x;
   const std::uint64_t octets = (p.elem_end - p.elem_begin) / 8;
-  const bool active = octet < octets;
-  const unsigned width = static_cast<unsigned>(p.layout.group_size / 8);
-  float x[8];
-  float lo = __int_as_float(0x7f800000), hi = -lo;
-  if (active) {
-    load_octet(p.type, input + p.src_offset, octet, 8, x);
-    for (int k = 0; k < 8; ++k) {
-      lo = fminf(lo, x[k]);
-      hi = fmaxf(hi, x[k]);
-    }
-  }
-  for (unsigned offset = width / 2; offset >= 1; offset /= 2) {  // every lane takes part
-    lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, offset));
-    hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, offset));
-  }
+  const auto width = static_cast<unsigned>(p.layout.group_size / 8);
+  const unsigned width_shift = __ffs(width) - 1;  // width is a power of two
+  const float top = static_cast<float>(codec::max_code(p.bits));
   ThreadStats stats;
-  if (active) {
-    const std::uint64_t g = p.param_index + octet / width;
-    codec::AffineParams params{0.0f, 0.0f};
-    std::uint32_t failure = 0;
-    if (!codec::is_finite(lo) || !codec::is_finite(hi)) {
-      failure = kStatusNonFinite;
-    } else {
-      switch (codec::affine_params(lo, hi, p.bits, p.f16_params != 0, &params)) {
-        case codec::ParamsStatus::kOk: break;
-        case codec::ParamsStatus::kRangeOverflow: failure = kStatusRangeOverflow; break;
-        case codec::ParamsStatus::kF16Overflow: failure = kStatusF16Overflow; break;
+  std::uint32_t failure = 0;
+  for (unsigned r = 0; r < kOctetsPerThread; ++r) {
+    const std::uint64_t octet = thread_octet(p.block_begin, r);
+    if ((octet & ~std::uint64_t{31}) >= octets) break;  // whole warps stop together
+    const bool active = octet < octets;
+    float x[8];
+    float lo = __int_as_float(0x7f800000), hi = -lo;
+    if (active) {
+      load_octet(p.type, input + p.src_offset, octet, 8, x);
+      for (int k = 0; k < 8; ++k) {
+        lo = fminf(lo, x[k]);
+        hi = fmaxf(hi, x[k]);
       }
     }
+    for (unsigned offset = width / 2; offset >= 1; offset /= 2) {  // every lane takes part
+      lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, offset));
+      hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, offset));
+    }
+    if (!active) continue;
+    codec::AffineParams params;
+    const std::uint32_t range_failure = params_of_range(lo, hi, p, &params);
     std::uint8_t codes[8];
-    if (failure == 0) {
-      if (!encode_octet(x, 8, params, static_cast<float>(codec::max_code(p.bits)), codes, stats)) {
-        failure = kStatusNonFinite;
-      }
+    if (range_failure == 0) {
+      if (!encode_octet(x, params, top, codes, stats)) failure |= kStatusNonFinite;
     } else {
-      params = {0.0f, 0.0f};
+      failure |= range_failure;
       for (int k = 0; k < 8; ++k) codes[k] = 0;
     }
-    if (failure != 0) atomicOr(&status[p.piece_index], failure);
-    if (octet % width == 0) {
-      stored_scales[g] = p.f16_params ? codec::f32_to_f16_bits(params.scale) : codec::float_bits(params.scale);
-      stored_mins[g] = p.f16_params ? codec::f32_to_f16_bits(params.min) : codec::float_bits(params.min);
+    if ((octet & (width - 1)) == 0) {
+      const std::uint64_t g = p.param_index + (octet >> width_shift);
+      stored_scales[g] = stored_bits(params.scale, p.f16_params != 0);
+      stored_mins[g] = stored_bits(params.min, p.f16_params != 0);
     }
-    codec::pack8(codes, p.bits, codes_out + p.code_offset + octet * p.bits);
+    store_packed(codec::pack8_word(codes, p.bits), p.bits, codes_out + p.code_offset + octet * p.bits);
   }
+  if (failure != 0) atomicOr(&status[p.piece_index], failure);
   write_block_stats(stats, block_stats);
 }
 
-unsigned grid_of(std::uint64_t blocks) { return static_cast<unsigned>(blocks); }
+// One block per group of W octets, 32 < W <= 8 * kBlockThreads: thread t holds octets
+// t, t + 256, ... in registers between the range reduction and the encoding.
+constexpr unsigned kGroupOctetsPerThread = kMaxBlockGroupOctets / kBlockThreads;
+
+__global__ void __launch_bounds__(kBlockThreads)
+quantize_block_groups_kernel(const QuantPiece* pieces, unsigned piece_count,
+                             const std::uint8_t* input, std::uint32_t* stored_scales,
+                             std::uint32_t* stored_mins, std::uint8_t* codes_out,
+                             std::uint32_t* status, BlockStats* block_stats) {
+  using Reduce = cub::BlockReduce<float, kBlockThreads>;
+  __shared__ typename Reduce::TempStorage storage;
+  __shared__ float range[2];
+  const QuantPiece& p = block_piece(pieces, piece_count);
+  const std::uint64_t local_group = blockIdx.x - p.block_begin;
+  const auto width = static_cast<unsigned>(p.layout.group_size / 8);
+  const std::uint64_t first_octet = local_group * width;
+  float x[kGroupOctetsPerThread][8];
+  float lo = __int_as_float(0x7f800000), hi = -lo;
+#pragma unroll
+  for (unsigned r = 0; r < kGroupOctetsPerThread; ++r) {
+    const unsigned o = r * kBlockThreads + threadIdx.x;
+    if (o < width) {
+      load_octet(p.type, input + p.src_offset, first_octet + o, 8, x[r]);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        lo = fminf(lo, x[r][k]);
+        hi = fmaxf(hi, x[r][k]);
+      }
+    }
+  }
+  lo = Reduce(storage).Reduce(lo, [](float a, float b) { return fminf(a, b); });
+  __syncthreads();
+  hi = Reduce(storage).Reduce(hi, [](float a, float b) { return fmaxf(a, b); });
+  if (threadIdx.x == 0) {
+    range[0] = lo;
+    range[1] = hi;
+  }
+  __syncthreads();
+  codec::AffineParams params;
+  std::uint32_t failure = params_of_range(range[0], range[1], p, &params);
+  if (threadIdx.x == 0) {
+    const std::uint64_t g = p.param_index + local_group;
+    stored_scales[g] = stored_bits(params.scale, p.f16_params != 0);
+    stored_mins[g] = stored_bits(params.min, p.f16_params != 0);
+  }
+  const float top = static_cast<float>(codec::max_code(p.bits));
+  ThreadStats stats;
+#pragma unroll
+  for (unsigned r = 0; r < kGroupOctetsPerThread; ++r) {
+    const unsigned o = r * kBlockThreads + threadIdx.x;
+    if (o < width) {
+      std::uint8_t codes[8];
+      if (failure == 0) {
+        if (!encode_octet(x[r], params, top, codes, stats)) failure |= kStatusNonFinite;
+      } else {
+        for (int k = 0; k < 8; ++k) codes[k] = 0;
+      }
+      store_packed(codec::pack8_word(codes, p.bits), p.bits,
+                   codes_out + p.code_offset + (first_octet + o) * p.bits);
+    }
+  }
+  if (failure != 0) atomicOr(&status[p.piece_index], failure);
+  write_block_stats(stats, block_stats);
+}
 
 }  // namespace
 
@@ -144,8 +232,8 @@ void launch_quantize_pack(const QuantPiece* pieces, unsigned piece_count, std::u
                           const std::uint8_t* input, const float* scales, const float* mins,
                           std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
                           cudaStream_t stream) {
-  if (blocks == 0) return;
-  quantize_pack_kernel<<<grid_of(blocks), kBlockThreads, 0, stream>>>(
+  if (blocks == 0 || piece_count == 0) return;
+  quantize_pack_kernel<<<static_cast<unsigned>(blocks), kBlockThreads, 0, stream>>>(
       pieces, piece_count, input, scales, mins, codes, status, stats);
   WQ_CUDA_CHECK(cudaGetLastError());
 }
@@ -155,8 +243,19 @@ void launch_quantize_small_groups(const QuantPiece* pieces, unsigned piece_count
                                   std::uint32_t* stored_scales, std::uint32_t* stored_mins,
                                   std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
                                   cudaStream_t stream) {
-  if (blocks == 0) return;
-  quantize_small_groups_kernel<<<grid_of(blocks), kBlockThreads, 0, stream>>>(
+  if (blocks == 0 || piece_count == 0) return;
+  quantize_small_groups_kernel<<<static_cast<unsigned>(blocks), kBlockThreads, 0, stream>>>(
+      pieces, piece_count, input, stored_scales, stored_mins, codes, status, stats);
+  WQ_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_quantize_block_groups(const QuantPiece* pieces, unsigned piece_count,
+                                  std::uint64_t blocks, const std::uint8_t* input,
+                                  std::uint32_t* stored_scales, std::uint32_t* stored_mins,
+                                  std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
+                                  cudaStream_t stream) {
+  if (blocks == 0 || piece_count == 0) return;
+  quantize_block_groups_kernel<<<static_cast<unsigned>(blocks), kBlockThreads, 0, stream>>>(
       pieces, piece_count, input, stored_scales, stored_mins, codes, status, stats);
   WQ_CUDA_CHECK(cudaGetLastError());
 }

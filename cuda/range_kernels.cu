@@ -22,6 +22,34 @@ struct FloatMax {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
+// Smallest and largest of elements begin, begin + 32, ... < end: four independent loads in
+// flight per step hide memory latency.
+__device__ __forceinline__ void range_of(ElementType type, const std::uint8_t* base,
+                                         std::uint64_t begin, std::uint64_t end, float* lo_out,
+                                         float* hi_out) {
+  float lo[4], hi[4];
+  for (int k = 0; k < 4; ++k) {
+    lo[k] = *lo_out;
+    hi[k] = *hi_out;
+  }
+  std::uint64_t i = begin;
+  for (; i + 96 < end; i += 128) {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float x = load_element(type, base, i + 32 * k);
+      lo[k] = fminf(lo[k], x);
+      hi[k] = fmaxf(hi[k], x);
+    }
+  }
+  for (; i < end; i += 32) {
+    const float x = load_element(type, base, i);
+    lo[0] = fminf(lo[0], x);
+    hi[0] = fmaxf(hi[0], x);
+  }
+  *lo_out = fminf(fminf(lo[0], lo[1]), fminf(lo[2], lo[3]));
+  *hi_out = fmaxf(fmaxf(hi[0], hi[1]), fmaxf(hi[2], hi[3]));
+}
+
 __global__ void tile_range_kernel(const QuantPiece* pieces, unsigned piece_count,
                                   std::uint64_t tiles, const std::uint8_t* input, float* tile_lo,
                                   float* tile_hi) {
@@ -38,17 +66,21 @@ __global__ void tile_range_kernel(const QuantPiece* pieces, unsigned piece_count
   const std::uint64_t part = local % p.tiles_per_group;
   std::uint64_t start, length;
   group_extent(p.layout, group, &start, &length);
-  std::uint64_t end = start + length;
+  std::uint64_t stop = start + length;
   start = start > p.elem_begin ? start : p.elem_begin;  // the group's part inside the piece
-  end = end < p.elem_end ? end : p.elem_end;
+  stop = stop < p.elem_end ? stop : p.elem_end;
   const std::uint64_t tile_start = start + part * kRangeTile;
-  const std::uint64_t tile_end = tile_start + kRangeTile < end ? tile_start + kRangeTile : end;
+  const std::uint64_t tile_end = tile_start + kRangeTile < stop ? tile_start + kRangeTile : stop;
   const std::uint8_t* base = input + p.src_offset;
+  // An empty tile (tile_start >= tile_end) reads nothing and reports +inf, -inf.
+  const std::uint64_t begin = tile_start - p.elem_begin + lane;
+  const std::uint64_t end = tile_end > tile_start ? tile_end - p.elem_begin : 0;
   float lo = __int_as_float(0x7f800000), hi = -lo;  // +inf, -inf: fminf/fmaxf skip NaN
-  for (std::uint64_t i = tile_start + lane; i < tile_end; i += 32) {
-    const float x = load_element(p.type, base, i - p.elem_begin);
-    lo = fminf(lo, x);
-    hi = fmaxf(hi, x);
+  switch (p.type) {  // the dtype decided once per tile, not per element
+    case ElementType::kF32: range_of(ElementType::kF32, base, begin, end, &lo, &hi); break;
+    case ElementType::kF64: range_of(ElementType::kF64, base, begin, end, &lo, &hi); break;
+    case ElementType::kF16: range_of(ElementType::kF16, base, begin, end, &lo, &hi); break;
+    case ElementType::kBF16: range_of(ElementType::kBF16, base, begin, end, &lo, &hi); break;
   }
   lo = WarpReduce(storage[warp]).Reduce(lo, FloatMin{});
   __syncwarp();
@@ -106,7 +138,7 @@ unsigned grid_of(std::uint64_t items, std::uint64_t per_block) {
 void launch_tile_ranges(const QuantPiece* pieces, unsigned piece_count, std::uint64_t tiles,
                         const std::uint8_t* input, float* tile_lo, float* tile_hi,
                         cudaStream_t stream) {
-  if (tiles == 0) return;
+  if (tiles == 0 || piece_count == 0) return;
   tile_range_kernel<<<grid_of(tiles, kWarpsPerBlock), kWarpsPerBlock * 32, 0, stream>>>(
       pieces, piece_count, tiles, input, tile_lo, tile_hi);
   WQ_CUDA_CHECK(cudaGetLastError());
@@ -116,7 +148,7 @@ void launch_group_params(const QuantPiece* pieces, unsigned piece_count, std::ui
                          const float* tile_lo, const float* tile_hi, float* scales, float* mins,
                          std::uint32_t* stored_scales, std::uint32_t* stored_mins,
                          std::uint32_t* status, cudaStream_t stream) {
-  if (groups == 0) return;
+  if (groups == 0 || piece_count == 0) return;
   group_params_kernel<<<grid_of(groups, 256), 256, 0, stream>>>(
       pieces, piece_count, groups, tile_lo, tile_hi, scales, mins, stored_scales, stored_mins, status);
   WQ_CUDA_CHECK(cudaGetLastError());

@@ -22,6 +22,7 @@ Slot::Slot(const SlotCapacity& c)
       output(c.bytes),
       table(c.pieces * kTableBytes),
       small_table(c.pieces * kTableBytes),
+      group_table(c.pieces * kTableBytes),
       tile_lo(c.tiles * 4),
       tile_hi(c.tiles * 4),
       scales(c.groups * 4),
@@ -29,17 +30,18 @@ Slot::Slot(const SlotCapacity& c)
       stored_scales(c.groups * 4),
       stored_mins(c.groups * 4),
       status(c.pieces * 4),
-      stats(2 * c.blocks * sizeof(BlockStats)),
+      stats(c.blocks * sizeof(BlockStats)),
       host_input(c.bytes),
       host_output(c.bytes),
       host_table(c.pieces * kTableBytes),
       host_small_table(c.pieces * kTableBytes),
+      host_group_table(c.pieces * kTableBytes),
       host_tile_lo(c.tiles * 4),
       host_tile_hi(c.tiles * 4),
       host_stored_scales(c.groups * 4),
       host_stored_mins(c.groups * 4),
       host_status(c.pieces * 4),
-      host_stats(2 * c.blocks * sizeof(BlockStats)) {}
+      host_stats(c.blocks * sizeof(BlockStats)) {}
 
 SlotRing::SlotRing(const SlotCapacity& capacity, unsigned staging_threads)
     : capacity_(capacity), staging_(std::make_unique<detail::ThreadPool>(staging_threads)) {

@@ -12,10 +12,16 @@ namespace wq::cuda {
 
 /// Elements one warp reduces in the range kernel.
 inline constexpr std::uint64_t kRangeTile = 8192;
-/// Threads per block of the element-wise kernels; each thread owns 8 elements (an octet).
+/// Threads per block of the element-wise kernels. A thread owns runs of 8 elements (octets):
+/// kOctetsPerThread of them, kBlockThreads octets apart so that a warp's loads stay coalesced;
+/// more than one per thread spreads each block's fixed costs (finding its piece, reducing
+/// its statistics) over more elements.
 inline constexpr unsigned kBlockThreads = 256;
+inline constexpr unsigned kOctetsPerThread = 4;
 /// Elements one block of an element-wise kernel covers.
-inline constexpr std::uint64_t kBlockElements = 8ull * kBlockThreads;
+inline constexpr std::uint64_t kBlockElements = 8ull * kBlockThreads * kOctetsPerThread;
+/// Longest group (in octets) the one-block-per-group kernel holds in registers.
+inline constexpr std::uint64_t kMaxBlockGroupOctets = 8ull * kBlockThreads;
 
 /// Bits of a piece's status word, set by the kernels; the host turns any of them into the
 /// error the CPU backend reports for the same tensor.

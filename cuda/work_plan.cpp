@@ -17,10 +17,22 @@ std::uint64_t group_of(const GroupGeometry& g, std::uint64_t e) {
   return row * g.groups_per_row + (e - row * g.cols) / g.group_size;
 }
 
-bool is_small_group_layout(const GroupGeometry& g) {
+// Groups made of whole octets that tile every row: each group starts at a multiple of 8.
+bool groups_tile_rows(const GroupGeometry& g) {
+  return g.group_size % 8 == 0 && g.cols % g.group_size == 0;
+}
+
+PieceKind kind_of_layout(const GroupGeometry& g) {
+  if (!groups_tile_rows(g)) return PieceKind::kGeneral;
   const std::uint64_t w = g.group_size / 8;
-  return g.group_size % 8 == 0 && g.cols % g.group_size == 0 && w >= 1 && w <= 32 &&
-         (w & (w - 1)) == 0;
+  if (w <= 32 && (w & (w - 1)) == 0) return PieceKind::kSmallGroups;
+  if (w > 32 && w <= kMaxBlockGroupOctets) return PieceKind::kBlockGroups;
+  return PieceKind::kGeneral;
+}
+
+// Blocks of a piece in its kind's launch.
+std::uint64_t blocks_of(PieceKind kind, std::uint64_t elements, std::uint64_t groups) {
+  return kind == PieceKind::kBlockGroups ? groups : blocks_for(elements);
 }
 
 // Pieces of at most max_elems elements that end at multiples of 8 (or at n), ignoring groups.
@@ -51,7 +63,8 @@ SlotCapacity SlotCapacity::for_bytes(std::uint64_t bytes) {
   c.pieces = 4096;
   const std::uint64_t max_elements = bytes / 2;  // F16 inputs have the most elements per byte
   c.tiles = c.groups + max_elements / kRangeTile + 2 * std::uint64_t{c.pieces};
-  c.blocks = max_elements / kBlockElements + c.pieces;
+  // One block per group of >= 264 elements is the most blocks per element of any launch.
+  c.blocks = max_elements / 256 + 2 * std::uint64_t{c.pieces};
   return c;
 }
 
@@ -80,7 +93,7 @@ TensorCut cut_tensor(const GroupGeometry& g, std::uint64_t n, unsigned element_b
   TensorCut cut;
   const std::uint64_t max_elems = capacity.bytes / element_bytes / 8 * 8;
   const std::uint64_t max_groups = capacity.groups;
-  cut.kind = is_small_group_layout(g) ? PieceKind::kSmallGroups : PieceKind::kGeneral;
+  cut.kind = kind_of_layout(g);
   if (n <= max_elems && g.groups <= max_groups) {
     cut.pieces.push_back({0, n});
     return cut;
@@ -138,8 +151,9 @@ class SlotPacker {
     const std::uint64_t in_bytes = aligned_size(n * (t.type == ElementType::kF64 ? 8 : t.type == ElementType::kF32 ? 4 : 2));
     const std::uint64_t code_bytes = range_pass_ ? 0 : aligned_size(codec::packed_bytes(n, t.bits));
     const std::uint64_t groups = d.last_group - d.first_group;
-    const std::uint64_t tiles = kind == PieceKind::kSmallGroups ? 0 : groups * d.tiles_per_group;
-    const std::uint64_t blocks = range_pass_ ? 0 : blocks_for(n);
+    const bool single_pass = kind == PieceKind::kSmallGroups || kind == PieceKind::kBlockGroups;
+    const std::uint64_t tiles = single_pass ? 0 : groups * d.tiles_per_group;
+    const std::uint64_t blocks = range_pass_ ? 0 : blocks_of(kind, n, groups);
     if (in_bytes > capacity_.bytes || code_bytes > capacity_.bytes || groups > capacity_.groups ||
         tiles > capacity_.tiles || blocks > capacity_.blocks) {
       throw Error(ErrorCode::kInternal, "CUDA planner: a piece exceeds an empty slot");
@@ -148,7 +162,7 @@ class SlotPacker {
     if (slot == nullptr || slot->input_bytes + in_bytes > capacity_.bytes ||
         slot->code_bytes + code_bytes > capacity_.bytes || slot->groups + groups > capacity_.groups ||
         slot->tiles + tiles > capacity_.tiles || slot->piece_count() >= capacity_.pieces ||
-        (kind == PieceKind::kSmallGroups ? slot->small_blocks : slot->general_blocks) + blocks > capacity_.blocks) {
+        slot->blocks() + blocks > capacity_.blocks) {
       slots_.emplace_back();
       slot = &slots_.back();
     }
@@ -157,13 +171,11 @@ class SlotPacker {
     d.param_index = slot->groups;
     d.tile_begin = slot->tiles;
     d.piece_index = slot->piece_count();
-    if (kind == PieceKind::kSmallGroups) {
-      d.block_begin = slot->small_blocks;
-      slot->small_blocks += blocks;
-    } else {
-      d.block_begin = slot->general_blocks;
-      slot->general_blocks += blocks;
-    }
+    std::uint64_t& launch_blocks = kind == PieceKind::kSmallGroups   ? slot->small_blocks
+                                   : kind == PieceKind::kBlockGroups ? slot->group_blocks
+                                                                     : slot->general_blocks;
+    d.block_begin = launch_blocks;
+    launch_blocks += blocks;
     slot->input_bytes += in_bytes;
     slot->code_bytes += code_bytes;
     slot->groups += groups;

@@ -17,7 +17,7 @@ struct SlotCapacity {
   std::uint64_t bytes = 0;    ///< input buffer, output buffer (each)
   std::uint64_t groups = 0;   ///< parameter entries
   std::uint64_t tiles = 0;    ///< range tiles
-  std::uint64_t blocks = 0;   ///< blocks of one element-wise launch (statistics entries)
+  std::uint64_t blocks = 0;   ///< blocks of a slot's launches together (statistics entries)
   std::uint32_t pieces = 0;   ///< piece descriptors
 
   /// The capacity of a slot whose input and output buffers hold `bytes` each.
@@ -28,7 +28,8 @@ struct SlotCapacity {
 
 /// How a quantized tensor's pieces are computed.
 enum class PieceKind {
-  kSmallGroups,  ///< single pass: groups of 8..256 elements tile every row
+  kSmallGroups,  ///< single pass: groups of 8..256 elements tile every row, a warp's lanes each
+  kBlockGroups,  ///< single pass: one block per group of 264..16384 elements that tile rows
   kGeneral,      ///< range tiles, parameters, then codes
   kHostRanges,   ///< groups larger than a slot: ranges come from a first pass (range_pass)
 };
@@ -70,12 +71,19 @@ struct PlacedQuantPiece {
   QuantPiece desc;  ///< offsets relative to the slot
 };
 
-/// The content of one quantize slot. `general` and `small` are the two kernels' piece tables
-/// (each sorted by block_begin); `pieces` lists every piece in job order for harvesting.
+/// The content of one quantize slot: every piece in job order. Each kind of piece has its own
+/// launch (and table, sorted by block_begin); their statistics follow one another in the
+/// slot's array: general blocks first, then small-group blocks, then block-group blocks.
 struct QuantSlot {
   std::vector<PlacedQuantPiece> pieces;
   std::uint64_t input_bytes = 0, code_bytes = 0, groups = 0, tiles = 0;
-  std::uint64_t general_blocks = 0, small_blocks = 0;
+  std::uint64_t general_blocks = 0, small_blocks = 0, group_blocks = 0;
+  std::uint64_t blocks() const { return general_blocks + small_blocks + group_blocks; }
+  /// Where a kind's statistics start in the slot's array.
+  std::uint64_t first_block(PieceKind kind) const {
+    return kind == PieceKind::kSmallGroups ? general_blocks
+         : kind == PieceKind::kBlockGroups ? general_blocks + small_blocks : 0;
+  }
   bool host_ranges = false;
   std::uint32_t piece_count() const { return static_cast<std::uint32_t>(pieces.size()); }
 };

@@ -45,13 +45,15 @@ void check_cut(const Shape& shape, const QuantSpec& spec, unsigned element_bytes
     expected_begin = r.end;
   }
   ASSERT_EQ(expected_begin, n);
-  if (cut.kind == PieceKind::kSmallGroups) {
+  if (cut.kind == PieceKind::kSmallGroups || cut.kind == PieceKind::kBlockGroups) {
     EXPECT_EQ(g.group_size % 8, 0u);
     EXPECT_EQ(g.cols % g.group_size, 0u);
-    EXPECT_LE(g.group_size, 256u);
+    EXPECT_EQ(g.group_size <= 256, cut.kind == PieceKind::kSmallGroups);
+    EXPECT_LE(g.group_size, 8 * kMaxBlockGroupOctets);
   }
 
-  // Packing: offsets inside the slot, no overlap, tables within capacity.
+  // Packing: offsets inside the slot, no overlap, tables within capacity; each launch's
+  // blocks follow one another from 0.
   QuantTensor t;
   t.geometry = g;
   t.bits = spec.bits;
@@ -63,8 +65,7 @@ void check_cut(const Shape& shape, const QuantSpec& spec, unsigned element_bytes
       ASSERT_LE(slot.code_bytes, c.bytes);
       ASSERT_LE(slot.groups, c.groups);
       ASSERT_LE(slot.tiles, c.tiles);
-      ASSERT_LE(slot.general_blocks, c.blocks);
-      ASSERT_LE(slot.small_blocks, c.blocks);
+      ASSERT_LE(slot.blocks(), c.blocks);
       std::uint64_t next_input = 0, next_param = 0;
       for (const PlacedQuantPiece& p : slot.pieces) {
         EXPECT_EQ(p.desc.src_offset, next_input);
@@ -84,7 +85,7 @@ TEST(CudaPlan, PiecesCoverEveryElementOnceWithinTheSlot) {
     for (const Shape& shape : {Shape{1}, Shape{7}, Shape{(1u << 20) + 3}, Shape{4096, 4096}, Shape{13, 77},
                                Shape{1023, 9}, Shape{3, 5, 7}, Shape{100000, 3}, Shape{2, 300000}}) {
       for (Granularity gr : {Granularity::kTensor, Granularity::kChannel, Granularity::kGroup}) {
-        for (std::uint64_t group : {1ull, 7ull, 32ull, 64ull, 128ull, 5000ull}) {
+        for (std::uint64_t group : {1ull, 7ull, 32ull, 64ull, 128ull, 512ull, 5000ull}) {
           if (gr != Granularity::kGroup && group != 64) continue;
           check_cut(shape, spec_of(4, gr, group), 4, c);
           check_cut(shape, spec_of(3, gr, group), 2, c);
@@ -102,7 +103,10 @@ TEST(CudaPlan, KindFollowsTheGroupLayout) {
   EXPECT_EQ(kind({64, 128}, spec_of(4, Granularity::kGroup, 64)), PieceKind::kSmallGroups);
   EXPECT_EQ(kind({64, 128}, spec_of(4, Granularity::kChannel)), PieceKind::kSmallGroups);
   EXPECT_EQ(kind({64, 100}, spec_of(4, Granularity::kGroup, 64)), PieceKind::kGeneral);   // short last group
-  EXPECT_EQ(kind({64, 4096}, spec_of(4, Granularity::kChannel)), PieceKind::kGeneral);    // long groups
+  EXPECT_EQ(kind({64, 4096}, spec_of(4, Granularity::kChannel)), PieceKind::kBlockGroups);
+  EXPECT_EQ(kind({64, 4096}, spec_of(4, Granularity::kGroup, 512)), PieceKind::kBlockGroups);
+  EXPECT_EQ(kind({4, 32768}, spec_of(4, Granularity::kChannel)), PieceKind::kGeneral);    // too long
+  EXPECT_EQ(kind({64, 4100}, spec_of(4, Granularity::kChannel)), PieceKind::kGeneral);    // cols % 8
   EXPECT_EQ(kind({64, 128}, spec_of(4, Granularity::kGroup, 48)), PieceKind::kGeneral);   // 6 octets
   EXPECT_EQ(kind({1u << 20}, spec_of(4, Granularity::kTensor)), PieceKind::kHostRanges);  // > 1 MiB slot
   EXPECT_EQ(kind({1u << 16}, spec_of(4, Granularity::kTensor)), PieceKind::kGeneral);

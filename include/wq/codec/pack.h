@@ -16,10 +16,22 @@ WQ_HD inline std::uint64_t packed_bytes(std::uint64_t n, int bits) {
   return (n * static_cast<std::uint64_t>(bits) + 7u) / 8u;
 }
 
-/// Packs 8 codes (each < 2^b) into exactly `bits` bytes at `out`.
-WQ_HD inline void pack8(const std::uint8_t* codes, int bits, std::uint8_t* out) {
+/// The 8*bits-bit little-endian word that 8 codes (each < 2^b) pack into: code i at bits
+/// [i*b, i*b + b). Byte j of the stream is bits [8j, 8j + 8) of the word.
+WQ_HD inline std::uint64_t pack8_word(const std::uint8_t* codes, int bits) {
+  if (bits <= 4) {  // fits 32 bits: cheaper shifts on 32-bit machines and GPUs
+    std::uint32_t word = 0;
+    for (int i = 0; i < 8; ++i) word |= static_cast<std::uint32_t>(codes[i]) << (i * bits);
+    return word;
+  }
   std::uint64_t word = 0;
   for (int i = 0; i < 8; ++i) word |= static_cast<std::uint64_t>(codes[i]) << (i * bits);
+  return word;
+}
+
+/// Packs 8 codes (each < 2^b) into exactly `bits` bytes at `out`.
+WQ_HD inline void pack8(const std::uint8_t* codes, int bits, std::uint8_t* out) {
+  const std::uint64_t word = pack8_word(codes, bits);
   for (int j = 0; j < bits; ++j) out[j] = static_cast<std::uint8_t>(word >> (8 * j));
 }
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The GPU checks of the CUDA backend, in one run on a machine with a CUDA device:
+#   1. the test suites (backend suites on cuda and cuda_small_slots, CLI byte identity of whole
+#      files CPU vs CUDA, auto picking the device), 2. bench_cuda (kernels, pipeline, small
+#      files), 3. compute-sanitizer memcheck, racecheck and synccheck on the CUDA suites.
+# The build is made beforehand (scripts/build.sh with -DCMAKE_CUDA_ARCHITECTURES=90 on a
+# machine with the Debian dependencies) and brought along; LIBS names a folder with any shared
+# libraries the device machine lacks. Logs go to $OUT (default /tmp/wq-device).
+#
+# usage: [STEPS="tests bench sanitize"] scripts/device-check.sh [BUILD_DIR] [LIBS_DIR]
+set -uo pipefail
+steps=${STEPS:-tests bench sanitize}
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-build}
+libs=${2:-}
+out=${OUT:-/tmp/wq-device}
+mkdir -p "$out"
+[ -n "$libs" ] && export LD_LIBRARY_PATH="$root/$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# ctest files name the checkout's path where it was configured: make that path lead here.
+configured=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$root/$build/CMakeCache.txt")
+if [ "$configured" != "$root" ] && [ ! -e "$configured" ]; then
+  mkdir -p "$(dirname "$configured")" && ln -s "$root" "$configured"
+fi
+cd "$configured/$build" || exit 1
+
+step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
+
+step "device"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+
+has() { [[ " $steps " == *" $1 "* ]]; }
+
+if has tests; then
+step "tests on the CUDA backend"
+timeout 150 ctest -j8 --timeout 200 -R 'BackendSuite|CudaPlan|cli\.' >"$out/ctest.log" 2>&1
+echo "ctest status $?"
+grep -E 'tests passed|tests failed|\(Failed\)|\(Timeout\)|Exception' "$out/ctest.log" | head -40
+fi
+
+if has bench; then
+step "bench_cuda"
+timeout 150 ./bench/bench_cuda --dir /dev/shm --gb 8 --small-files 1000 2>&1 | tee "$out/bench_cuda.txt"
+fi
+
+has sanitize && for tool in memcheck racecheck synccheck; do
+  step "compute-sanitizer $tool"
+  timeout 100 compute-sanitizer --tool "$tool" --error-exitcode 9 ./tests/wq_backend_tests \
+    --gtest_filter='*BatchesGive*/cuda_small_slots:*ConstantTensors*/cuda:*Casts*/cuda:*NonFinite*/cuda_small_slots:*ErrorStatistics*/cuda:*HalfAndDouble*/cuda:*MatricesWithShortLastGroups/cuda' \
+    >"$out/sanitizer-$tool.log" 2>&1
+  echo "$tool status $?"
+  grep -E 'ERROR SUMMARY|PASSED|FAILED' "$out/sanitizer-$tool.log" | tail -3
+done
