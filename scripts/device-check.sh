@@ -49,4 +49,5 @@ has sanitize && for tool in memcheck racecheck synccheck; do
     >"$out/sanitizer-$tool.log" 2>&1
   echo "$tool status $?"
   grep -E 'ERROR SUMMARY|PASSED|FAILED' "$out/sanitizer-$tool.log" | tail -3
+  grep -m12 -E '^========= (Invalid|Race|Barrier|Error|Program hit|    at )' "$out/sanitizer-$tool.log"
 done
