@@ -1,0 +1,360 @@
+#include "cli/quantize_tree.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <fmt/core.h>
+
+#include "cli/atomic_copy.h"
+#include "cli/journal.h"
+#include "cli/plan_text.h"
+#include "cli/tree_report.h"
+#include "cli/tree_walk.h"
+#include "cli/work_shard.h"
+#include "container/checksum.h"
+#include "formats/sharded_safetensors.h"
+#include "io/atomic_file.h"
+#include "pipeline/output_path.h"
+#include "pipeline/sharded_output.h"
+#include "wq/error.h"
+
+namespace wq::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+// Crash injection for the tests of resume: WQ_TEST_CRASH=POINT:N kills this process with
+// SIGKILL at the N-th passage through POINT ("temp": a container's temporary file is partly
+// written; "output": an output was renamed into place but not yet journaled; "journal": just
+// after a journal line). Unset, it costs one getenv.
+void crash_point(const char* point) {
+  static const std::string spec = std::getenv("WQ_TEST_CRASH") ? std::getenv("WQ_TEST_CRASH") : "";
+  static std::map<std::string, int> passes;
+  if (spec.empty()) return;
+  const auto colon = spec.find(':');
+  if (spec.substr(0, colon) != point) return;
+  const int n = colon == std::string::npos ? 1 : std::atoi(spec.c_str() + colon + 1);
+  if (++passes[point] == n) ::kill(::getpid(), SIGKILL);
+}
+
+std::string parent_folder(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path();
+  return parent.empty() ? std::string(".") : parent.string();
+}
+
+void make_folder(const std::string& folder) {
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec || !fs::is_directory(folder)) {
+    throw Error(ErrorCode::kOutput, folder + ": cannot create the output folder: " + (ec ? ec.message() : "not a folder"));
+  }
+}
+
+FileIdentity input_identity(const std::string& path, const std::atomic<bool>* cancel) {
+  std::optional<FileIdentity> id = stat_identity(path);
+  if (!id) throw Error(ErrorCode::kInputMissing, path + ": no such file");
+  id->xxh3 = hash_file(path, cancel);
+  return *id;
+}
+
+FileIdentity output_identity(const std::string& path) {
+  const std::optional<FileIdentity> id = stat_identity(path);
+  if (!id) throw Error(ErrorCode::kOutput, path + ": vanished right after it was written");
+  return *id;
+}
+
+// Temporaries of an interrupted run (.NAME.wq-tmp.XXXXXX, see detail::AtomicFile) are removed,
+// but only those of this process's outputs: another --shard may be writing beside us.
+void remove_stale_temps(const std::vector<WorkUnit>& units) {
+  std::map<std::string, std::set<std::string>> prefixes;  // folder -> ".NAME.wq-tmp."
+  const auto note = [&](const TreeFile& f) {
+    prefixes[parent_folder(f.output)].insert("." + fs::path(f.output).filename().string() + ".wq-tmp.");
+  };
+  for (const WorkUnit& u : units) {
+    note(u.file);
+    for (const TreeFile& s : u.shards) note(s);
+  }
+  for (const auto& [folder, names] : prefixes) {
+    std::error_code ec;
+    for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      for (const std::string& prefix : names) {
+        if (name.rfind(prefix, 0) == 0 && name.size() == prefix.size() + 6) fs::remove(it->path(), ec);
+      }
+    }
+  }
+}
+
+std::string journal_name(const std::optional<WorkShard>& shard) {
+  if (!shard) return ".wq-journal.jsonl";
+  return fmt::format(".wq-journal.shard-{}-of-{}.jsonl", shard->index, shard->count);
+}
+
+std::size_t output_count(const std::vector<WorkUnit>& units) {
+  std::size_t n = 0;
+  for (const WorkUnit& u : units) n += 1 + u.shards.size();
+  return n;
+}
+
+// One run over this process's units: skips what the journal says is done, writes the rest,
+// journals each output after it is in place.
+class TreeRun {
+ public:
+  TreeRun(const QuantizeFlags& flags, const QuantizeOptions& options, std::string settings, Journal& journal,
+          Backend* backend, std::size_t total)
+      : flags_(flags), options_(options), settings_(std::move(settings)), journal_(journal), backend_(backend),
+        total_(total), lines_(!flags.quiet && !isatty(STDERR_FILENO)) {}
+
+  void unit(const WorkUnit& u) {
+    detail::check_cancel(options_.cancel);
+    switch (u.kind) {
+      case UnitKind::kQuantize: quantize(u.file); break;
+      case UnitKind::kCopy: copy(u.file); break;
+      case UnitKind::kSharded: sharded(u); break;
+    }
+  }
+
+  const std::vector<FileRow>& rows() const { return rows_; }
+  std::size_t written() const { return written_; }
+
+ private:
+  const JournalEntry* done(const TreeFile& f, const std::string& settings) const {
+    if (flags_.force) return nullptr;
+    return journal_.done(f.rel_output, f.input, settings, f.output, options_.cancel);
+  }
+
+  void finished(FileRow row) {
+    if (row.action != "up to date") ++written_;
+    if (lines_) {
+      fmt::print(stderr, "[{}/{}] {:<10} {}\n", rows_.size() + 1, total_, row.action, row.output);
+      std::fflush(stderr);
+    }
+    rows_.push_back(std::move(row));
+  }
+
+  std::function<void(const Progress&)> progress_for(const TreeFile& f) {
+    std::function<void(const Progress&)> printer =
+        progress_printer(fmt::format("[{}/{}] {}", rows_.size() + 1, total_, f.rel_input), flags_.quiet);
+    return [printer](const Progress& p) {
+      crash_point("temp");
+      if (printer) printer(p);
+    };
+  }
+
+  void journal(const TreeFile& f, const char* kind, const FileIdentity& input, const std::string& settings,
+               const FileRow& row) {
+    crash_point("output");
+    journal_.append(JournalEntry{f.rel_output, kind, output_identity(f.output), f.rel_input, input, settings,
+                                 row_summary(row)});
+    crash_point("journal");
+  }
+
+  // Returns true when the container was (re)written.
+  bool quantize(const TreeFile& f) {
+    if (const JournalEntry* e = done(f, settings_)) {
+      finished(row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
+      return false;
+    }
+    make_folder(parent_folder(f.output));
+    const FileIdentity input = input_identity(f.input, options_.cancel);
+    QuantizeOptions options = options_;
+    options.on_progress = progress_for(f);
+    const QuantizeReport report = quantize_file(f.input, f.output, *backend_, options);
+    finish_progress();
+    const FileRow row = row_of(report, f.rel_input, f.rel_output);
+    journal(f, "container", input, settings_, row);
+    finished(row);
+    return true;
+  }
+
+  void copy(const TreeFile& f) {
+    if (const JournalEntry* e = done(f, "copy")) {
+      finished(row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
+      return;
+    }
+    make_folder(parent_folder(f.output));
+    const auto started = std::chrono::steady_clock::now();
+    std::optional<FileIdentity> input = stat_identity(f.input);
+    if (!input) throw Error(ErrorCode::kInputMissing, f.input + ": no such file");
+    input->xxh3 = copy_file_atomically(f.input, f.output, options_.cancel);
+    FileRow row;
+    row.input = f.rel_input;
+    row.output = f.rel_output;
+    row.action = "copied";
+    row.kind = "copy";
+    row.original_bytes = row.output_bytes = input->size;
+    row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    journal(f, "copy", *input, "copy", row);
+    finished(row);
+  }
+
+  // Shard by shard, each journaled on its own (a long sharded model resumes mid-way); the
+  // index last, when every container is in place.
+  void sharded(const WorkUnit& u) {
+    bool rewritten = false;
+    for (const TreeFile& s : u.shards) {
+      detail::check_cancel(options_.cancel);
+      rewritten = quantize(s) || rewritten;
+    }
+    const TreeFile& f = u.file;
+    if (!rewritten) {
+      if (const JournalEntry* e = done(f, settings_)) {
+        finished(row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
+        return;
+      }
+    }
+    const auto started = std::chrono::steady_clock::now();
+    const FileIdentity input = input_identity(f.input, options_.cancel);
+    const detail::ShardIndex index = detail::read_shard_index(f.input);
+    std::uint64_t containers = 0;
+    for (const TreeFile& s : u.shards) containers += output_identity(s.output).size;
+    FileRow row;
+    row.input = f.rel_input;
+    row.output = f.rel_output;
+    row.action = "indexed";
+    row.kind = "index";
+    row.original_bytes = input.size;
+    row.output_bytes = detail::write_container_index(index, containers, f.output);
+    row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    journal(f, "index", input, settings_, row);
+    finished(row);
+  }
+
+  const QuantizeFlags& flags_;
+  const QuantizeOptions& options_;
+  std::string settings_;
+  Journal& journal_;
+  Backend* backend_;
+  std::size_t total_;
+  bool lines_;  ///< a line per file on stderr (not a terminal, not --quiet)
+  std::vector<FileRow> rows_;
+  std::size_t written_ = 0;
+};
+
+int dry_run(const std::vector<WorkUnit>& units, const QuantizeOptions& options, const std::string& settings,
+            const Journal& journal, const std::optional<WorkShard>& shard) {
+  std::string text;
+  std::uint64_t in_total = 0, out_total = 0;
+  std::size_t files = 0, current = 0;
+  const auto up_to_date = [&](const TreeFile& f, const std::string& s) {
+    return journal.done(f.rel_output, f.input, s, f.output, options.cancel) != nullptr;
+  };
+  const auto quantize_lines = [&](const TreeFile& f) {
+    ++files;
+    if (up_to_date(f, settings)) {
+      ++current;
+      text += fmt::format("  up to date  {}\n", f.rel_output);
+      return;
+    }
+    const QuantizeReport plan = plan_quantize(f.input, options);
+    text += fmt::format("  quantize    {} -> {}  ({} -> ~{} bytes)\n", f.rel_input, f.rel_output,
+                        with_commas(plan.input_bytes), with_commas(plan.output_bytes));
+    text += plan_tensor_lines(plan, options);
+    in_total += plan.input_bytes;
+    out_total += plan.output_bytes;
+  };
+  for (const WorkUnit& u : units) {
+    if (u.kind == UnitKind::kQuantize) quantize_lines(u.file);
+    if (u.kind == UnitKind::kSharded) {
+      for (const TreeFile& s : u.shards) quantize_lines(s);
+      ++files;
+      text += fmt::format("  index       {} -> {}\n", u.file.rel_input, u.file.rel_output);
+    }
+    if (u.kind == UnitKind::kCopy) {
+      ++files;
+      if (up_to_date(u.file, "copy")) {
+        ++current;
+        text += fmt::format("  up to date  {}\n", u.file.rel_output);
+      } else {
+        text += fmt::format("  copy        {}  ({} bytes)\n", u.file.rel_input, with_commas(u.bytes));
+        in_total += u.bytes;
+        out_total += u.bytes;
+      }
+    }
+  }
+  const std::string which = shard ? fmt::format(" (shard {}/{} from {})", shard->index, shard->count, shard->source) : "";
+  fmt::print("Plan{}: {} output files, {} up to date\n{}", which, files, current, text);
+  fmt::print("To write: {} bytes in, about {} bytes out (container headers not counted)\n", with_commas(in_total),
+             with_commas(out_total));
+  fmt::print("Dry run: nothing was written.\n");
+  return 0;
+}
+
+void write_json_report(const std::string& path, const ojson& report) {
+  const std::string text = report.dump(2) + "\n";
+  detail::AtomicFile file(path);
+  file.write(text.data(), text.size());
+  file.commit();
+}
+
+}  // namespace
+
+int run_quantize_tree(const QuantizeFlags& f, const QuantizeOptions& options) {
+  const bool quiet = f.quiet || f.json == "-";
+  const TreePlan plan = walk_tree(f.inputs, f.output);
+  if (!quiet) {
+    for (const std::string& note : plan.notes) fmt::print(stderr, "wq-gpu: note: {}\n", note);
+  }
+  const std::optional<WorkShard> shard = select_work_shard(f.shard);
+  std::vector<WorkUnit> units;
+  if (shard) {
+    const std::vector<std::size_t> owner = assign_shards(plan.units, shard->count);
+    for (std::size_t i = 0; i < plan.units.size(); ++i) {
+      if (owner[i] == shard->index) units.push_back(plan.units[i]);
+    }
+  } else {
+    units = plan.units;
+  }
+  detail::Xxh3 fingerprint;
+  const std::string settings_text = settings_json(options).dump();
+  fingerprint.update(settings_text.data(), settings_text.size());
+  const std::string settings = fingerprint.hex();
+  Journal journal(f.output, journal_name(shard));
+  if (f.dry_run) return dry_run(units, options, settings, journal, shard);
+
+  // Every checkpoint is opened once before anything is written: a file that cannot be read
+  // fails the run up front, not after hours of work.
+  for (const WorkUnit& u : units) {
+    if (u.kind != UnitKind::kCopy) plan_quantize(u.file.input, options);
+  }
+  make_folder(f.output);
+  remove_stale_temps(units);
+  BackendSelection selection = select_backend(f.backend, quiet);
+  const std::size_t total = output_count(units);
+  if (!quiet && shard) {
+    fmt::print(stderr, "wq-gpu: shard {}/{} (from {}): {} of {} files\n", shard->index, shard->count, shard->source,
+               total, output_count(plan.units));
+  }
+  TreeRun run(f, options, settings, journal, selection.backend.get(), total);
+  try {
+    for (const WorkUnit& u : units) run.unit(u);
+  } catch (const Error& e) {
+    finish_progress();
+    const std::string resume = fmt::format("{} of {} files are finished and recorded in {}; run the same command "
+                                           "again to resume",
+                                           run.rows().size(), total, journal.path());
+    if (e.code() == ErrorCode::kInterrupted) {
+      fmt::print(stderr, "wq-gpu: interrupted: {}\n", resume);
+      return static_cast<int>(ErrorCode::kInterrupted);
+    }
+    throw Error(e.code(), std::string(e.what()) + "\n" + resume);
+  }
+  finish_progress();
+  const ojson report = tree_report_json(run.rows(), settings_json(options));
+  if (f.json == "-") {
+    fmt::print("{}\n", report.dump(2));
+  } else if (!f.quiet) {
+    fmt::print("{}", tree_table_text(run.rows()));
+  }
+  if (!f.json.empty() && f.json != "-") write_json_report(f.json, report);
+  return 0;
+}
+
+}  // namespace wq::cli
