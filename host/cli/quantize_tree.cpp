@@ -33,15 +33,16 @@ using ojson = nlohmann::ordered_json;
 // Crash injection for the tests of resume: WQ_TEST_CRASH=POINT:N kills this process with
 // SIGKILL at the N-th passage through POINT ("temp": a container's temporary file is partly
 // written; "output": an output was renamed into place but not yet journaled; "journal": just
-// after a journal line). Unset, it costs one getenv.
+// after a journal line); WQ_TEST_CRASH=POINT:N:int sends SIGINT instead (Ctrl-C). Unset, it
+// costs one getenv.
 void crash_point(const char* point) {
   static const std::string spec = std::getenv("WQ_TEST_CRASH") ? std::getenv("WQ_TEST_CRASH") : "";
-  static std::map<std::string, int> passes;
+  static int passes = 0;
   if (spec.empty()) return;
   const auto colon = spec.find(':');
   if (spec.substr(0, colon) != point) return;
   const int n = colon == std::string::npos ? 1 : std::atoi(spec.c_str() + colon + 1);
-  if (++passes[point] == n) ::kill(::getpid(), SIGKILL);
+  if (++passes == n) ::kill(::getpid(), spec.ends_with(":int") ? SIGINT : SIGKILL);
 }
 
 std::string parent_folder(const std::string& path) {
@@ -298,9 +299,15 @@ void write_json_report(const std::string& path, const ojson& report) {
 
 int run_quantize_tree(const QuantizeFlags& f, const QuantizeOptions& options) {
   const bool quiet = f.quiet || f.json == "-";
+  std::error_code ec;
+  if (fs::exists(f.output, ec) && !fs::is_directory(f.output, ec)) {
+    throw Error(ErrorCode::kOutput, f.output + ": is a file; with a folder (or several inputs) to quantize, -o "
+                                               "names the output folder");
+  }
   const TreePlan plan = walk_tree(f.inputs, f.output);
   if (!quiet) {
     for (const std::string& note : plan.notes) fmt::print(stderr, "wq-gpu: note: {}\n", note);
+    if (plan.units.empty()) fmt::print(stderr, "wq-gpu: note: no files under the inputs: nothing to do\n");
   }
   const std::optional<WorkShard> shard = select_work_shard(f.shard);
   std::vector<WorkUnit> units;
