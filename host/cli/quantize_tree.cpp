@@ -289,6 +289,7 @@ int dry_run(const std::vector<WorkUnit>& units, const QuantizeOptions& options, 
 }
 
 void write_json_report(const std::string& path, const ojson& report) {
+  make_folder(parent_folder(path));  // reports of many shards often go to a folder of their own
   const std::string text = report.dump(2) + "\n";
   detail::AtomicFile file(path);
   file.write(text.data(), text.size());
