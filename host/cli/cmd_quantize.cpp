@@ -161,6 +161,10 @@ CommandRunner add_quantize_command(CLI::App& app) {
   cmd->add_option("--shard", flags->shard,
                   "I/N: do only this process's share of a tree (0 <= I < N), balanced by bytes; default "
                   "from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX + WQ_SHARD_COUNT");
+  cmd->add_option("--jobs", flags->jobs,
+                  "Tree mode: N files at once, each with its own backend (the CPU threads are shared "
+                  "out among them)")
+      ->check(CLI::Range(1u, 256u))->capture_default_str();
   cmd->add_flag("--json{-}", flags->json,
                 "Print the report as JSON on stdout instead of the table; --json=FILE writes it to FILE");
   cmd->add_flag("--tensors", flags->per_tensor, "Add one line per tensor to the report (one file)");

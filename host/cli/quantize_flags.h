@@ -30,6 +30,7 @@ struct QuantizeFlags {
   bool dry_run = false;
   bool force = false;
   std::string shard;  ///< "I/N" or empty
+  unsigned jobs = 1;  ///< tree mode: files worked on at once
   /// --rule and --keep in command-line order, each as ("rule"|"keep", text).
   std::vector<std::pair<std::string, std::string>> rule_args;
   std::vector<std::string> rule_files;

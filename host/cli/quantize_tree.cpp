@@ -4,6 +4,9 @@
 
 #include <chrono>
 #include <csignal>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -37,7 +40,7 @@ using ojson = nlohmann::ordered_json;
 // costs one getenv.
 void crash_point(const char* point) {
   static const std::string spec = std::getenv("WQ_TEST_CRASH") ? std::getenv("WQ_TEST_CRASH") : "";
-  static int passes = 0;
+  static std::atomic<int> passes{0};
   if (spec.empty()) return;
   const auto colon = spec.find(':');
   if (spec.substr(0, colon) != point) return;
@@ -105,44 +108,65 @@ std::size_t output_count(const std::vector<WorkUnit>& units) {
 }
 
 // One run over this process's units: skips what the journal says is done, writes the rest,
-// journals each output after it is in place.
+// journals each output after it is in place. With --jobs N, N threads call unit() at once,
+// each with its own backend (a Backend is used from one thread at a time); the journal, the
+// rows and stderr are shared under one mutex.
 class TreeRun {
  public:
   TreeRun(const QuantizeFlags& flags, const QuantizeOptions& options, std::string settings, Journal& journal,
-          Backend* backend, std::size_t total)
-      : flags_(flags), options_(options), settings_(std::move(settings)), journal_(journal), backend_(backend),
-        total_(total), lines_(!flags.quiet && !isatty(STDERR_FILENO)) {}
+          std::size_t units, std::size_t total)
+      : flags_(flags), options_(options), settings_(std::move(settings)), journal_(journal), total_(total),
+        tty_(!flags.quiet && isatty(STDERR_FILENO)), lines_(!flags.quiet && !tty_), rows_(units) {}
 
-  void unit(const WorkUnit& u) {
+  void unit(std::size_t index, const WorkUnit& u, Backend& backend) {
     detail::check_cancel(options_.cancel);
+    const Job job{index, &backend};
     switch (u.kind) {
-      case UnitKind::kQuantize: quantize(u.file); break;
-      case UnitKind::kCopy: copy(u.file); break;
-      case UnitKind::kSharded: sharded(u); break;
+      case UnitKind::kQuantize: quantize(job, u.file); break;
+      case UnitKind::kCopy: copy(job, u.file); break;
+      case UnitKind::kSharded: sharded(job, u); break;
     }
   }
 
-  const std::vector<FileRow>& rows() const { return rows_; }
-  std::size_t written() const { return written_; }
+  /// Every finished file's row, in the units' order (whatever order the jobs finished in).
+  std::vector<FileRow> rows() const {
+    std::vector<FileRow> all;
+    for (const std::vector<FileRow>& unit_rows : rows_) all.insert(all.end(), unit_rows.begin(), unit_rows.end());
+    return all;
+  }
+  std::size_t finished_count() const { return finished_; }
 
  private:
-  const JournalEntry* done(const TreeFile& f, const std::string& settings) const {
+  struct Job {
+    std::size_t unit;
+    Backend* backend;
+  };
+
+  const JournalEntry* done(const TreeFile& f, const std::string& settings) {
     if (flags_.force) return nullptr;
+    const std::lock_guard<std::mutex> lock(mutex_);
     return journal_.done(f.rel_output, f.input, settings, f.output, options_.cancel);
   }
 
-  void finished(FileRow row) {
-    if (row.action != "up to date") ++written_;
+  void finished(const Job& job, FileRow row) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    ++finished_;
     if (lines_) {
-      fmt::print(stderr, "[{}/{}] {:<10} {}\n", rows_.size() + 1, total_, row.action, row.output);
+      fmt::print(stderr, "[{}/{}] {:<10} {}\n", finished_, total_, row.action, row.output);
+      std::fflush(stderr);
+    } else if (tty_ && flags_.jobs > 1) {  // files finish out of order: one line for all of them
+      fmt::print(stderr, "\r\033[K[{}/{}] {} {}", finished_, total_, row.action, row.output);
       std::fflush(stderr);
     }
-    rows_.push_back(std::move(row));
+    rows_[job.unit].push_back(std::move(row));
   }
 
   std::function<void(const Progress&)> progress_for(const TreeFile& f) {
-    std::function<void(const Progress&)> printer =
-        progress_printer(fmt::format("[{}/{}] {}", rows_.size() + 1, total_, f.rel_input), flags_.quiet);
+    // Per-tensor progress only when one file is worked on at a time.
+    std::function<void(const Progress&)> printer;
+    if (flags_.jobs <= 1) {
+      printer = progress_printer(fmt::format("[{}/{}] {}", finished_ + 1, total_, f.rel_input), flags_.quiet);
+    }
     return [printer](const Progress& p) {
       crash_point("temp");
       if (printer) printer(p);
@@ -152,32 +176,35 @@ class TreeRun {
   void journal(const TreeFile& f, const char* kind, const FileIdentity& input, const std::string& settings,
                const FileRow& row) {
     crash_point("output");
-    journal_.append(JournalEntry{f.rel_output, kind, output_identity(f.output), f.rel_input, input, settings,
-                                 row_summary(row)});
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      journal_.append(JournalEntry{f.rel_output, kind, output_identity(f.output), f.rel_input, input, settings,
+                                   row_summary(row)});
+    }
     crash_point("journal");
   }
 
   // Returns true when the container was (re)written.
-  bool quantize(const TreeFile& f) {
+  bool quantize(const Job& job, const TreeFile& f) {
     if (const JournalEntry* e = done(f, settings_)) {
-      finished(row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
+      finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
       return false;
     }
     make_folder(parent_folder(f.output));
     const FileIdentity input = input_identity(f.input, options_.cancel);
     QuantizeOptions options = options_;
     options.on_progress = progress_for(f);
-    const QuantizeReport report = quantize_file(f.input, f.output, *backend_, options);
-    finish_progress();
+    const QuantizeReport report = quantize_file(f.input, f.output, *job.backend, options);
+    if (flags_.jobs <= 1) finish_progress();
     const FileRow row = row_of(report, f.rel_input, f.rel_output);
     journal(f, "container", input, settings_, row);
-    finished(row);
+    finished(job, row);
     return true;
   }
 
-  void copy(const TreeFile& f) {
+  void copy(const Job& job, const TreeFile& f) {
     if (const JournalEntry* e = done(f, "copy")) {
-      finished(row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
+      finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
       return;
     }
     make_folder(parent_folder(f.output));
@@ -193,21 +220,21 @@ class TreeRun {
     row.original_bytes = row.output_bytes = input->size;
     row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     journal(f, "copy", *input, "copy", row);
-    finished(row);
+    finished(job, row);
   }
 
   // Shard by shard, each journaled on its own (a long sharded model resumes mid-way); the
   // index last, when every container is in place.
-  void sharded(const WorkUnit& u) {
+  void sharded(const Job& job, const WorkUnit& u) {
     bool rewritten = false;
     for (const TreeFile& s : u.shards) {
       detail::check_cancel(options_.cancel);
-      rewritten = quantize(s) || rewritten;
+      rewritten = quantize(job, s) || rewritten;
     }
     const TreeFile& f = u.file;
     if (!rewritten) {
       if (const JournalEntry* e = done(f, settings_)) {
-        finished(row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
+        finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
         return;
       }
     }
@@ -225,19 +252,63 @@ class TreeRun {
     row.output_bytes = detail::write_container_index(index, containers, f.output);
     row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     journal(f, "index", input, settings_, row);
-    finished(row);
+    finished(job, row);
   }
 
   const QuantizeFlags& flags_;
   const QuantizeOptions& options_;
   std::string settings_;
   Journal& journal_;
-  Backend* backend_;
   std::size_t total_;
+  bool tty_;    ///< stderr is a terminal (and not --quiet): updating lines
   bool lines_;  ///< a line per file on stderr (not a terminal, not --quiet)
-  std::vector<FileRow> rows_;
-  std::size_t written_ = 0;
+  std::mutex mutex_;
+  std::vector<std::vector<FileRow>> rows_;  ///< per unit
+  std::size_t finished_ = 0;
 };
+
+// Runs every unit on `jobs` threads (the calling thread when 1); the first error stops the
+// others from starting new units and is rethrown.
+void run_units(TreeRun& run, const std::vector<WorkUnit>& units, std::vector<BackendSelection>& backends) {
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr first_error;
+  std::mutex error_mutex;
+  const auto worker = [&](Backend& backend) {
+    for (;;) {
+      const std::size_t i = next.fetch_add(1);
+      if (failed.load() || i >= units.size()) return;
+      try {
+        run.unit(i, units[i], backend);
+      } catch (...) {
+        const std::lock_guard<std::mutex> lock(error_mutex);
+        if (!first_error) first_error = std::current_exception();
+        failed.store(true);
+        return;
+      }
+    }
+  };
+  if (backends.size() == 1) {
+    worker(*backends[0].backend);
+  } else {
+    std::vector<std::thread> threads;
+    for (BackendSelection& b : backends) threads.emplace_back(worker, std::ref(*b.backend));
+    for (std::thread& t : threads) t.join();
+  }
+  if (first_error) std::rethrow_exception(first_error);
+}
+
+// One backend per job; CPU threads are shared out among the jobs.
+std::vector<BackendSelection> make_backends(const QuantizeFlags& f, bool quiet) {
+  std::vector<BackendSelection> backends;
+  BackendFlags per_job = f.backend;
+  if (f.jobs > 1) {
+    const unsigned cores = f.backend.threads != 0 ? f.backend.threads : std::max(1u, std::thread::hardware_concurrency());
+    per_job.threads = std::max(1u, cores / f.jobs);
+  }
+  for (unsigned j = 0; j < std::max(1u, f.jobs); ++j) backends.push_back(select_backend(per_job, quiet || j > 0));
+  return backends;
+}
 
 int dry_run(const std::vector<WorkUnit>& units, const QuantizeOptions& options, const std::string& settings,
             const Journal& journal, const std::optional<WorkShard>& shard) {
@@ -334,20 +405,21 @@ int run_quantize_tree(const QuantizeFlags& f, const QuantizeOptions& options) {
   }
   make_folder(f.output);
   remove_stale_temps(units);
-  BackendSelection selection = select_backend(f.backend, quiet);
+  std::vector<BackendSelection> backends = make_backends(f, quiet);
   const std::size_t total = output_count(units);
   if (!quiet && shard) {
     fmt::print(stderr, "wq-gpu: shard {}/{} (from {}): {} of {} files\n", shard->index, shard->count, shard->source,
                total, output_count(plan.units));
   }
-  TreeRun run(f, options, settings, journal, selection.backend.get(), total);
+  TreeRun run(f, options, settings, journal, units.size(), total);
   try {
-    for (const WorkUnit& u : units) run.unit(u);
+    run_units(run, units, backends);
   } catch (const Error& e) {
     finish_progress();
+    if (f.jobs > 1 && !f.quiet && isatty(STDERR_FILENO)) fmt::print(stderr, "\n");
     const std::string resume = fmt::format("{} of {} files are finished and recorded in {}; run the same command "
                                            "again to resume",
-                                           run.rows().size(), total, journal.path());
+                                           run.finished_count(), total, journal.path());
     if (e.code() == ErrorCode::kInterrupted) {
       fmt::print(stderr, "wq-gpu: interrupted: {}\n", resume);
       return static_cast<int>(ErrorCode::kInterrupted);
@@ -355,6 +427,7 @@ int run_quantize_tree(const QuantizeFlags& f, const QuantizeOptions& options) {
     throw Error(e.code(), std::string(e.what()) + "\n" + resume);
   }
   finish_progress();
+  if (f.jobs > 1 && !f.quiet && isatty(STDERR_FILENO)) fmt::print(stderr, "\n");
   const ojson report = tree_report_json(run.rows(), settings_json(options));
   if (f.json == "-") {
     fmt::print("{}\n", report.dump(2));

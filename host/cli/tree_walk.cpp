@@ -61,6 +61,13 @@ class Walker {
       const fs::path& p = it->path();
       const std::string rel = join(prefix, fs::relative(p, folder).generic_string());
       if (is_our_bookkeeping(p.filename().string())) continue;
+      // A git clone's history (with LFS, a second copy of every checkpoint) is not part of the
+      // model, and copied beside quantized files it would describe other files.
+      if (p.filename() == ".git" && it->is_directory(ec) && !it->is_symlink(ec)) {
+        plan_->notes.push_back(p.string() + ": git repository data, not copied");
+        it.disable_recursion_pending();
+        continue;
+      }
       if (it->is_symlink(ec)) {
         // Followed only to a file inside the same input folder: never out of the tree, never
         // into folders (no cycles, no file taken twice by two paths).

@@ -45,7 +45,8 @@ struct TreePlan {
 
 /// Walks `inputs` (folders, walked recursively, or single files). One input folder is
 /// mirrored into `output_root` itself; with several inputs each goes to output_root/NAME.
-/// Symbolic links are followed only to files inside the same input folder. Throws
+/// Symbolic links are followed only to files inside the same input folder; .git folders are
+/// skipped. Throws
 /// Error(kInputMissing) for a missing input, Error(kUsage) when the output folder is inside an
 /// input folder (or the reverse), or when two inputs would give the same output,
 /// Error(kBadFormat) for an unreadable shard index.

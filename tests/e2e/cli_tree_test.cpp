@@ -271,6 +271,50 @@ TEST_F(cli_tree, ShardsTogetherMakeTheCleanRunExactlyOnce) {
   EXPECT_FALSE(fs::exists(dir_ / "bad"));
 }
 
+TEST_F(cli_tree, JobsInParallelGiveTheSameTreeAndResume) {
+  const std::map<std::string, Bytes> clean = clean_run(dir_ / "clean");
+  const std::string output = dir_ / "parallel";
+  const RunResult r = run(quantize_args(output, {"--jobs", "3"}));
+  ASSERT_EQ(r.status, kOk) << r;
+  EXPECT_TRUE(tree_bytes(output) == clean);
+  EXPECT_TRUE(contains(r.out, "9 written, 0 up to date")) << r;
+  // Killed with three files in flight, then resumed.
+  const std::string killed_output = dir_ / "parallel-killed";
+  RunOptions kill;
+  kill.env = {"WQ_TEST_CRASH=journal:4"};
+  const RunResult killed = run(quantize_args(killed_output, {"--jobs", "3", "-q"}), kill);
+  EXPECT_EQ(killed.status, 128 + SIGKILL) << killed;
+  const RunResult rerun = run(quantize_args(killed_output, {"--jobs", "3", "-q"}));
+  ASSERT_EQ(rerun.status, kOk) << rerun;
+  EXPECT_TRUE(tree_bytes(killed_output) == clean);
+  EXPECT_EQ(temps_under(killed_output), std::vector<std::string>{});
+}
+
+TEST_F(cli_tree, AnUnreadableCheckpointFailsBeforeAnythingIsWritten) {
+  // Looks like safetensors (by content), but its header runs past the end.
+  write_file(in_ + "/sub/broken.safetensors", u64_le(1000) + "{\"w\":");
+  const std::string output = dir_ / "model-wq";
+  const RunResult r = run(quantize_args(output));
+  expect_clean_failure(r, kBadFormat, {"broken.safetensors"}, "");
+  EXPECT_FALSE(fs::exists(output)) << r;
+}
+
+TEST_F(cli_tree, GitDataAndOurLeftoversAreNotInputs) {
+  fs::create_directories(in_ + "/.git/objects");
+  write_file(in_ + "/.git/objects/blob", "history");
+  write_file(in_ + "/.gitattributes", "*.safetensors filter=lfs\n");
+  write_file(in_ + "/.wq-journal.jsonl", "{}\n");                      // a journal ...
+  write_file(in_ + "/sub/.model.wq.safetensors.wq-tmp.AbC123", "half");  // ... and a temporary
+  const std::string output = dir_ / "model-wq";
+  const RunResult r = run(quantize_args(output));
+  ASSERT_EQ(r.status, kOk) << r;
+  EXPECT_FALSE(fs::exists(output + "/.git")) << r;
+  EXPECT_TRUE(fs::exists(output + "/.gitattributes")) << r;
+  EXPECT_FALSE(fs::exists(output + "/sub/.model.wq.safetensors.wq-tmp.AbC123")) << r;
+  EXPECT_TRUE(contains(r.out, "total: 10 files")) << r;  // the 9 of the tree and .gitattributes
+  EXPECT_TRUE(contains(r.err, ".git: git repository data, not copied")) << r;
+}
+
 TEST_F(cli_tree, DryRunPrintsThePlanAndWritesNothing) {
   const std::string output = dir_ / "model-wq";
   const RunResult r = run(quantize_args(output, {"--dry-run", "--rule", "a.*=bits:4,group:8", "--keep", "b.*"}));
