@@ -165,13 +165,15 @@ CommandRunner add_quantize_command(CLI::App& app) {
                   "Tree mode: N files at once, each with its own backend (the CPU threads are shared "
                   "out among them)")
       ->check(CLI::Range(1u, 256u))->capture_default_str();
-  cmd->add_flag("--json{-}", flags->json,
+  // A flag that takes a value only with '=': `--json FILE` would swallow an input path.
+  cmd->add_flag("--json", flags->json,
                 "Print the report as JSON on stdout instead of the table; --json=FILE writes it to FILE");
   cmd->add_flag("--tensors", flags->per_tensor, "Add one line per tensor to the report (one file)");
   cmd->add_flag("-q,--quiet", flags->quiet, "Print nothing but errors");
   add_backend_flags(*cmd, flags->backend);
   return [flags, rules, keeps, cmd] {
     collect_rule_args(*cmd, *flags, *rules, *keeps);
+    if (flags->json == "true") flags->json = "-";  // CLI11's value for a bare --json
     return run_quantize(*flags);
   };
 }
