@@ -16,7 +16,7 @@
 
 #include "cli/atomic_copy.h"
 #include "cli/journal.h"
-#include "cli/plan_text.h"
+#include "cli/tree_dry_run.h"
 #include "cli/tree_report.h"
 #include "cli/tree_walk.h"
 #include "cli/work_shard.h"
@@ -310,55 +310,6 @@ std::vector<BackendSelection> make_backends(const QuantizeFlags& f, bool quiet) 
   return backends;
 }
 
-int dry_run(const std::vector<WorkUnit>& units, const QuantizeOptions& options, const std::string& settings,
-            const Journal& journal, const std::optional<WorkShard>& shard) {
-  std::string text;
-  std::uint64_t in_total = 0, out_total = 0;
-  std::size_t files = 0, current = 0;
-  const auto up_to_date = [&](const TreeFile& f, const std::string& s) {
-    return journal.done(f.rel_output, f.input, s, f.output, options.cancel) != nullptr;
-  };
-  const auto quantize_lines = [&](const TreeFile& f) {
-    ++files;
-    if (up_to_date(f, settings)) {
-      ++current;
-      text += fmt::format("  up to date  {}\n", f.rel_output);
-      return;
-    }
-    const QuantizeReport plan = plan_quantize(f.input, options);
-    text += fmt::format("  quantize    {} -> {}  ({} -> ~{} bytes)\n", f.rel_input, f.rel_output,
-                        with_commas(plan.input_bytes), with_commas(plan.output_bytes));
-    text += plan_tensor_lines(plan, options);
-    in_total += plan.input_bytes;
-    out_total += plan.output_bytes;
-  };
-  for (const WorkUnit& u : units) {
-    if (u.kind == UnitKind::kQuantize) quantize_lines(u.file);
-    if (u.kind == UnitKind::kSharded) {
-      for (const TreeFile& s : u.shards) quantize_lines(s);
-      ++files;
-      text += fmt::format("  index       {} -> {}\n", u.file.rel_input, u.file.rel_output);
-    }
-    if (u.kind == UnitKind::kCopy) {
-      ++files;
-      if (up_to_date(u.file, "copy")) {
-        ++current;
-        text += fmt::format("  up to date  {}\n", u.file.rel_output);
-      } else {
-        text += fmt::format("  copy        {}  ({} bytes)\n", u.file.rel_input, with_commas(u.bytes));
-        in_total += u.bytes;
-        out_total += u.bytes;
-      }
-    }
-  }
-  const std::string which = shard ? fmt::format(" (shard {}/{} from {})", shard->index, shard->count, shard->source) : "";
-  fmt::print("Plan{}: {} output files, {} up to date\n{}", which, files, current, text);
-  fmt::print("To write: {} bytes in, about {} bytes out (container headers not counted)\n", with_commas(in_total),
-             with_commas(out_total));
-  fmt::print("Dry run: nothing was written.\n");
-  return 0;
-}
-
 void write_json_report(const std::string& path, const ojson& report) {
   make_folder(parent_folder(path));  // reports of many shards often go to a folder of their own
   const std::string text = report.dump(2) + "\n";
@@ -396,7 +347,7 @@ int run_quantize_tree(const QuantizeFlags& f, const QuantizeOptions& options) {
   fingerprint.update(settings_text.data(), settings_text.size());
   const std::string settings = fingerprint.hex();
   Journal journal(f.output, journal_name(shard));
-  if (f.dry_run) return dry_run(units, options, settings, journal, shard);
+  if (f.dry_run) return print_tree_plan(units, options, settings, journal, shard);
 
   // Every checkpoint is opened once before anything is written: a file that cannot be read
   // fails the run up front, not after hours of work.
