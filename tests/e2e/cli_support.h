@@ -232,6 +232,9 @@ inline RunResult run_wq(const std::vector<std::string>& args, const std::string&
   for (std::string& a : argv_storage) argv.push_back(a.data());
   argv.push_back(nullptr);
 
+  // Created here, so that they exist even when the child is killed before it opens them.
+  std::ofstream(out_path, std::ios::trunc);
+  std::ofstream(err_path, std::ios::trunc);
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {  // child: only async-signal-safe calls from here on

@@ -219,6 +219,28 @@ TEST_F(cli_tree, SigkillAnywhereThenRerunGivesTheCleanBytes) {
   expect_input_unchanged();
 }
 
+TEST_F(cli_tree, ATornJournalLineIsIgnored) {
+  // A kill in the middle of an append leaves half a line: it means "not done", and the next
+  // append starts on a line of its own.
+  const std::string output = dir_ / "model-wq";
+  const std::map<std::string, Bytes> clean = clean_run(output);
+  const std::string journal = output + "/.wq-journal.jsonl";
+  std::istringstream lines(read_file(journal));
+  std::string first_line;
+  std::getline(lines, first_line);
+  fs::remove(output + "/config.json");
+  {
+    std::ofstream append(journal, std::ios::app | std::ios::binary);
+    append << first_line.substr(0, first_line.size() / 2);
+  }
+  const RunResult r = run(quantize_args(output));
+  ASSERT_EQ(r.status, kOk) << r;
+  EXPECT_TRUE(contains(r.out, "1 written, 8 up to date")) << r;
+  EXPECT_TRUE(tree_bytes(output) == clean);
+  const RunResult again = run(quantize_args(output));
+  EXPECT_TRUE(contains(again.out, "0 written, 9 up to date")) << again;
+}
+
 TEST_F(cli_tree, CtrlCStopsCleanlyAndTellsHowToResume) {
   const std::map<std::string, Bytes> clean = clean_run(dir_ / "clean");
   const std::string output = dir_ / "model-wq";
