@@ -140,7 +140,7 @@ const JournalEntry* Journal::done(const std::string& output, const std::string& 
 void Journal::append(const JournalEntry& entry) {
   if (fd_ < 0) {
     const bool existed = fs::exists(path_);
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    fd_ = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);  // RDWR: pread below
     if (fd_ < 0) throw Error(ErrorCode::kOutput, path_ + ": cannot open the journal: " + std::strerror(errno));
     // After a kill mid-append the file ends in a torn line: end it so the next line parses.
     struct stat st {};
