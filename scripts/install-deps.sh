@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   cmake g++ make pkg-config
   libcli11-dev nlohmann-json3-dev libxxhash-dev libfmt-dev   # library and CLI
+  libtomlplusplus-dev                                        # TOML rule files (--rules x.toml)
   libzip-dev zlib1g-dev                                      # .pt and .npz archives
   libgtest-dev libgmock-dev libbenchmark-dev                 # tests and benchmarks
   python3 python3-numpy python3-torch                        # reference checks, fixtures

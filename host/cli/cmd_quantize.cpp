@@ -1,4 +1,4 @@
-// wq-gpu quantize FILE -o OUT
+// wq-gpu quantize FILE -o OUT, and tree mode: wq-gpu quantize DIR... -o OUTDIR
 #include <filesystem>
 #include <memory>
 
@@ -6,83 +6,121 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "cli/plan_text.h"
+#include "cli/quantize_flags.h"
+#include "cli/quantize_tree.h"
 #include "cli/report_table.h"
+#include "io/atomic_file.h"
 #include "wq/error.h"
 #include "wq/pipeline.h"
 
 namespace wq::cli {
 namespace {
 
-struct QuantizeFlags {
-  std::vector<std::string> inputs;
-  std::string output;
-  int bits = 8;
-  std::string method = "minmax";
-  std::string granularity = "channel";
-  std::uint64_t group_size = 128;
-  std::string scale_dtype = "f32";
-  bool all = false;
-  bool keep_nonfinite = false;
-  bool json = false;
-  bool per_tensor = false;
-  bool quiet = false;
-  BackendFlags backend;
-};
+namespace fs = std::filesystem;
 
-int run_quantize(const QuantizeFlags& f) {
-  if (f.inputs.size() != 1) {
-    throw Error(ErrorCode::kUsage, "quantize takes exactly one input file in this version");
-  }
+// One checkpoint file in, one container out: the original mode, unchanged.
+int run_quantize_file(const QuantizeFlags& f, const QuantizeOptions& options) {
   const std::string& input = f.inputs[0];
-  if (std::filesystem::is_directory(input)) {
-    throw Error(ErrorCode::kUsage, input + ": is a folder; this version quantizes one file at a time");
+  if (!f.shard.empty()) throw Error(ErrorCode::kUsage, "--shard splits the files of folders; " + input + " is one file");
+  if (f.dry_run) {
+    const QuantizeReport plan = plan_quantize(input, options);
+    fmt::print("Plan: {} -> {}  ({} -> ~{} bytes, container header not counted)\n{}Dry run: nothing was written.\n",
+               input, f.output, with_commas(plan.input_bytes), with_commas(plan.output_bytes),
+               plan_tensor_lines(plan, options));
+    return 0;
   }
-  QuantizeOptions options;
-  options.spec.method = *parse_method(f.method);
-  options.spec.bits = f.bits;
-  options.spec.granularity = *parse_granularity(f.granularity);
-  options.spec.group_size = f.group_size;
-  options.spec.scale_dtype = *parse_scale_dtype(f.scale_dtype);
-  options.spec.validate();  // before any file is touched
-  options.all = f.all;
-  options.keep_nonfinite = f.keep_nonfinite;
-  options.cancel = cancel_flag();
-  options.on_progress = progress_printer("quantizing", f.quiet || f.json);
-
-  BackendSelection selection = select_backend(f.backend, f.quiet || f.json);
+  QuantizeOptions with_progress = options;
+  with_progress.on_progress = progress_printer("quantizing", f.quiet || f.json == "-");
+  BackendSelection selection = select_backend(f.backend, f.quiet || f.json == "-");
   QuantizeReport report;
   try {
-    report = quantize_file(input, f.output, *selection.backend, options);
+    report = quantize_file(input, f.output, *selection.backend, with_progress);
   } catch (...) {
     finish_progress();
     throw;
   }
   finish_progress();
-  if (f.json) {
+  if (f.json == "-") {
     fmt::print("{}\n", report_json(report, options.spec).dump(2));
   } else if (!f.quiet) {
     fmt::print("{}", report_text(report, options.spec, f.per_tensor));
   }
+  if (!f.json.empty() && f.json != "-") {
+    const std::string text = report_json(report, options.spec).dump(2) + "\n";
+    detail::AtomicFile file(f.json);
+    file.write(text.data(), text.size());
+    file.commit();
+  }
   return 0;
+}
+
+int run_quantize(const QuantizeFlags& f) {
+  for (const std::string& input : f.inputs) {
+    std::error_code ec;
+    if (!fs::exists(input, ec) && input.ends_with(".json") && f.json == "-") {
+      throw Error(ErrorCode::kInputMissing, input + ": no such file or folder (to write the report to a file, "
+                                                    "attach it: --json=" + input + ")");
+    }
+  }
+  QuantizeOptions options = options_from_flags(f);
+  options.cancel = cancel_flag();
+  std::error_code ec;
+  // Tree mode: any folder, or several inputs. One file keeps the one-file behaviour (-o is
+  // the output file).
+  const bool tree = f.inputs.size() > 1 || fs::is_directory(f.inputs[0], ec);
+  return tree ? run_quantize_tree(f, options) : run_quantize_file(f, options);
+}
+
+// --rule and --keep keep their command-line order (first match wins), which CLI11 only
+// records in parse_order().
+void collect_rule_args(CLI::App& cmd, QuantizeFlags& flags, const std::vector<std::string>& rules,
+                       const std::vector<std::string>& keeps) {
+  std::size_t next_rule = 0, next_keep = 0;
+  flags.rule_args.clear();
+  for (const CLI::Option* option : cmd.parse_order()) {
+    if (option->get_name() == "--rule" && next_rule < rules.size()) flags.rule_args.emplace_back("rule", rules[next_rule++]);
+    if (option->get_name() == "--keep" && next_keep < keeps.size()) flags.rule_args.emplace_back("keep", keeps[next_keep++]);
+  }
 }
 
 }  // namespace
 
 CommandRunner add_quantize_command(CLI::App& app) {
   auto flags = std::make_shared<QuantizeFlags>();
-  CLI::App* cmd = app.add_subcommand("quantize", "Quantize a checkpoint into a WQ container");
+  auto rules = std::make_shared<std::vector<std::string>>();
+  auto keeps = std::make_shared<std::vector<std::string>>();
+  CLI::App* cmd = app.add_subcommand("quantize", "Quantize a checkpoint, or whole folders of them, into WQ containers");
   cmd->footer(
       "\nDefault policy: floating tensors with >= 2 dimensions (weights) are quantized; 0-d and\n"
       "1-d tensors (biases, norms, scalars) and integer/bool tensors are kept unchanged.\n"
       "--all quantizes every floating tensor with >= 2 elements, as the original assignment did.\n"
       "Groups never cross rows: a tensor is viewed as shape[0] rows of n/shape[0] columns.\n\n"
+      "Tree mode (an input folder, or several inputs; -o is then a folder): every checkpoint\n"
+      "(recognised by content) becomes NAME.wq.safetensors in the mirrored folder, a sharded one\n"
+      "(*.index.json) a container per shard and a new index; other files are copied, so the output\n"
+      "is a complete model folder. Finished files are recorded in OUT/.wq-journal.jsonl: run the\n"
+      "same command again after Ctrl-C or a crash and only what is missing is done (--force redoes\n"
+      "all). --shard I/N (or a Slurm array / Kubernetes Indexed Job, see README) splits the files\n"
+      "among N processes.\n\n"
+      "Rules (first match wins; command line before --rules files): --rule 'GLOB=KEY:VALUE,...'\n"
+      "with keys bits, group (implies per-group), granularity, method, scale (f32|f16);\n"
+      "--keep GLOB leaves matching tensors raw. GLOB matches tensor names (fnmatch; * crosses dots).\n"
+      "Rules change how eligible tensors are encoded, not which are eligible.\n\n"
       "Examples:\n"
       "  wq-gpu quantize model.safetensors -o model.wq.safetensors            # 8 bits, per channel\n"
       "  wq-gpu quantize model.safetensors -o m4.wq.safetensors --bits 4 --granularity group --group-size 64\n"
-      "  wq-gpu quantize model.safetensors -o m16.wq.safetensors --method fp16\n");
-  cmd->add_option("input", flags->inputs, "Checkpoint file (safetensors)")->required();
-  cmd->add_option("-o,--output", flags->output, "Output container (conventionally NAME.wq.safetensors); "
-                  "replaced atomically if it exists")->required();
+      "  wq-gpu quantize model.safetensors -o m16.wq.safetensors --method fp16\n"
+      "  wq-gpu quantize models/ -o models-wq/ --bits 4 --group-size 64 --granularity group\n"
+      "  wq-gpu quantize llama/ -o llama-wq/ --rule '*.mlp.*=bits:4,group:64' --keep '*embed*' --dry-run\n"
+      "  wq-gpu quantize models/ -o models-wq/ --shard 0/4 --json=report-0.json\n");
+  cmd->add_option("input", flags->inputs,
+                  "Checkpoint files or folders (walked recursively); one file gives one container")
+      ->required();
+  cmd->add_option("-o,--output", flags->output,
+                  "One file in: the output container (conventionally NAME.wq.safetensors), replaced "
+                  "atomically. Folders in: the output folder (created; must not be inside an input)")
+      ->required();
   cmd->add_option("--bits", flags->bits, "Bits per code, 1..8 (affine methods)")
       ->check(CLI::Range(1, 8))->capture_default_str();
   cmd->add_option("--method", flags->method,
@@ -108,11 +146,36 @@ CommandRunner add_quantize_command(CLI::App& app) {
   cmd->add_flag("--all", flags->all, "Also quantize 0-d/1-d floating tensors with >= 2 elements");
   cmd->add_flag("--keep-nonfinite", flags->keep_nonfinite,
                 "Store tensors containing NaN/Inf unchanged instead of failing");
-  cmd->add_flag("--json", flags->json, "Print the report as JSON on stdout instead of the table");
-  cmd->add_flag("--tensors", flags->per_tensor, "Add one line per tensor to the report");
+  cmd->add_option("--rule", *rules,
+                  "GLOB=KEY:VALUE,... per-tensor override, e.g. '*.mlp.*=bits:4,group:64' (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--keep", *keeps, "GLOB: leave matching tensors raw (repeatable)")->allow_extra_args(false);
+  cmd->add_option("--rules", flags->rule_files,
+                  "FILE of rules: JSON {\"rules\": [{\"match\": GLOB, \"bits\": 4, ...}, {\"match\": GLOB, "
+                  "\"keep\": true}]}, or the same as TOML [[rules]] tables in *.toml")
+      ->allow_extra_args(false);
+  cmd->add_flag("--dry-run", flags->dry_run,
+                "Print the plan (files, each tensor's encoding and the rule that chose it, estimated "
+                "sizes) and write nothing");
+  cmd->add_flag("--force", flags->force, "Tree mode: redo every file, even those the journal says are up to date");
+  cmd->add_option("--shard", flags->shard,
+                  "I/N: do only this process's share of a tree (0 <= I < N), balanced by bytes; default "
+                  "from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX + WQ_SHARD_COUNT");
+  cmd->add_option("--jobs", flags->jobs,
+                  "Tree mode: N files at once, each with its own backend (the CPU threads are shared "
+                  "out among them)")
+      ->check(CLI::Range(1u, 256u))->capture_default_str();
+  // A flag that takes a value only with '=': `--json FILE` would swallow an input path.
+  cmd->add_flag("--json", flags->json,
+                "Print the report as JSON on stdout instead of the table; --json=FILE writes it to FILE");
+  cmd->add_flag("--tensors", flags->per_tensor, "Add one line per tensor to the report (one file)");
   cmd->add_flag("-q,--quiet", flags->quiet, "Print nothing but errors");
   add_backend_flags(*cmd, flags->backend);
-  return [flags] { return run_quantize(*flags); };
+  return [flags, rules, keeps, cmd] {
+    collect_rule_args(*cmd, *flags, *rules, *keeps);
+    if (flags->json == "true") flags->json = "-";  // CLI11's value for a bare --json
+    return run_quantize(*flags);
+  };
 }
 
 }  // namespace wq::cli

@@ -1,7 +1,11 @@
 // open_checkpoint(): recognises a checkpoint by its content and returns a reader for it.
-#include <memory>
+#include <sys/stat.h>
+#include <zip.h>
 
+#include <cerrno>
 #include <cstring>
+#include <memory>
+#include <string_view>
 
 #include "formats/safetensors_file.h"
 #include "formats/numpy_reader.h"
@@ -9,6 +13,7 @@
 #include "formats/sharded_safetensors.h"
 #include "formats/torch_reader.h"
 #include "wq/checkpoint.h"
+#include "wq/container.h"
 #include "wq/error.h"
 
 namespace wq {
@@ -44,7 +49,44 @@ class SafetensorsCheckpoint final : public CheckpointReader {
   std::vector<TensorInfo> tensors_;
 };
 
+// torch.save's zip format keeps its pickle at TOP/data.pkl; other zips are not checkpoints.
+bool has_torch_pickle(const std::string& path) noexcept {
+  int code = 0;
+  zip_t* archive = zip_open(path.c_str(), ZIP_RDONLY, &code);
+  if (archive == nullptr) return false;
+  bool found = false;
+  const zip_int64_t n = zip_get_num_entries(archive, 0);
+  for (zip_int64_t i = 0; i < n && !found; ++i) {
+    const char* name = zip_get_name(archive, static_cast<zip_uint64_t>(i), 0);
+    const std::string_view entry = name != nullptr ? name : "";
+    found = entry == "data.pkl" || entry.ends_with("/data.pkl");
+  }
+  zip_discard(archive);
+  return found;
+}
+
 }  // namespace
+
+FileKind classify_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    throw Error(ErrorCode::kInputMissing, path + ": cannot read: " + std::strerror(errno));
+  }
+  if (st.st_size == 0) return FileKind::kOther;  // nothing to map, and no format is empty
+  const detail::MappedFile probe(path);
+  const std::byte* head = probe.data();
+  const std::size_t size = probe.size();
+  if (detail::SafetensorsFile::sniff(head, size)) {
+    return is_wq_container(path) ? FileKind::kContainer : FileKind::kCheckpoint;
+  }
+  if (detail::sniff_npy(head, size)) return FileKind::kCheckpoint;
+  if (size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) {
+    return detail::sniff_npz(path) || has_torch_pickle(path) ? FileKind::kCheckpoint : FileKind::kOther;
+  }
+  if (detail::is_torch_legacy(head, size) || detail::looks_like_pickle(head, size)) return FileKind::kCheckpoint;
+  if (detail::looks_like_shard_index(head, size)) return FileKind::kShardIndex;
+  return FileKind::kOther;
+}
 
 std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path) {
   // Sniff the first bytes through a mapping; a file of another format never gets parsed as

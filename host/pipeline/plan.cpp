@@ -1,3 +1,5 @@
+#include <fnmatch.h>
+
 #include <filesystem>
 #include <system_error>
 
@@ -7,15 +9,29 @@
 
 namespace wq {
 
-Encoding planned_encoding(const TensorInfo& tensor, const QuantizeOptions& options) {
-  if (!is_floating(tensor.dtype)) return Encoding::kRaw;
+TensorChoice choose_encoding(const TensorInfo& tensor, const QuantizeOptions& options) {
+  TensorChoice choice;
+  choice.spec = options.spec;
+  if (!is_floating(tensor.dtype)) return choice;
   const std::uint64_t n = element_count(tensor.shape);
   // Default: weights (>= 2 dimensions). --all: every floating tensor with >= 2 elements, as
   // the assignment did. Tensors with no elements have nothing to encode.
   const bool weight = tensor.shape.size() >= 2 && n > 0;
   const bool wanted = weight || (options.all && n >= 2);
-  if (!wanted) return Encoding::kRaw;
-  return options.spec.is_affine() ? Encoding::kAffine : Encoding::kCast;
+  if (!wanted) return choice;
+  for (const TensorRule& rule : options.rules) {
+    if (::fnmatch(rule.pattern.c_str(), tensor.name.c_str(), 0) != 0) continue;
+    choice.rule = &rule;
+    if (rule.keep) return choice;
+    choice.spec = rule.spec;
+    break;
+  }
+  choice.encoding = choice.spec.is_affine() ? Encoding::kAffine : Encoding::kCast;
+  return choice;
+}
+
+Encoding planned_encoding(const TensorInfo& tensor, const QuantizeOptions& options) {
+  return choose_encoding(tensor, options).encoding;
 }
 
 namespace detail {

@@ -101,7 +101,8 @@ std::size_t batch_end(const std::vector<TensorReport>& tensors, std::size_t firs
 // Encodes tensors [first, end) into `arena` with one batched call per encoding; returns each
 // tensor's stored bytes (in the arena, or the input itself for raw tensors) and fills in the
 // reports' error statistics.
-std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& backend, const QuantSpec& spec,
+std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& backend,
+                                           const std::vector<QuantSpec>& specs,
                                            const std::vector<ContainerTensor>& plan, std::vector<TensorReport>& reports,
                                            std::size_t first, std::size_t end, std::vector<std::byte>* arena) {
   std::uint64_t bytes = 0;
@@ -125,6 +126,7 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
     data[i - first] = base;
     offset += t.stored_bytes;
     if (t.encoding == Encoding::kAffine) {
+      const QuantSpec& spec = specs[i];
       const GroupGeometry g = group_geometry(t.shape, spec);
       const std::size_t scale_bytes = spec.scale_dtype == ScaleDType::kF32 ? 4 : 2;
       AffineBuffers buffers{reinterpret_cast<std::uint8_t*>(base), base + g.code_bytes,
@@ -143,12 +145,76 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
   return data;
 }
 
+// Every tensor's encoding, spec and container entry, decided before anything is written (the
+// header, with placeholder checksums, is written up front).
+struct TensorPlans {
+  detail::ContainerMetadata metadata;
+  std::vector<TensorReport> reports;
+  std::vector<QuantSpec> specs;  ///< per tensor: the spec its encoding uses
+  std::vector<PartLayout> parts;
+  std::uint64_t total_input = 0;
+};
+
+TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& options, bool look_for_nonfinite) {
+  TensorPlans plans;
+  const std::vector<TensorInfo>& infos = reader.tensors();
+  for (std::size_t i = 0; i < infos.size(); ++i) {
+    const TensorChoice choice = choose_encoding(infos[i], options);
+    Encoding encoding = choice.encoding;
+    TensorReport r;
+    if (choice.rule != nullptr) r.rule = choice.rule->text;
+    if (encoding != Encoding::kRaw && look_for_nonfinite && options.keep_nonfinite &&
+        has_nonfinite(reader.tensor(i))) {
+      encoding = Encoding::kRaw;
+      r.note = "contains NaN or infinity: kept raw";
+    }
+    plans.metadata.tensors.push_back(plan_tensor(infos[i], encoding, choice.spec));
+    plans.specs.push_back(choice.spec);
+    const ContainerTensor& t = plans.metadata.tensors.back();
+    for (PartLayout& p : detail::parts_of(t)) plans.parts.push_back(std::move(p));
+    r.name = t.name;
+    r.dtype = t.dtype;
+    r.shape = t.shape;
+    r.encoding = encoding;
+    r.bits = t.bits;
+    r.group_size = t.group_size;
+    if (encoding == Encoding::kAffine) r.groups = group_geometry(t.shape, choice.spec).groups;
+    r.input_bytes = element_count(t.shape) * dtype_size(t.dtype);
+    r.output_bytes = t.stored_bytes;
+    plans.total_input += r.input_bytes;
+    plans.reports.push_back(std::move(r));
+  }
+  return plans;
+}
+
 }  // namespace
+
+QuantizeReport plan_quantize(const std::string& input, const QuantizeOptions& options) {
+  options.spec.validate();
+  for (const TensorRule& rule : options.rules) {
+    if (!rule.keep) rule.spec.validate();
+  }
+  std::unique_ptr<CheckpointReader> reader = open_checkpoint(input);
+  if (reader->format() == "wq") {
+    throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it with 'wq-gpu decode')");
+  }
+  TensorPlans plans = plan_tensors(*reader, options, /*look_for_nonfinite=*/false);
+  QuantizeReport report;
+  report.input = input;
+  report.format = reader->format();
+  report.input_bytes = reader->file_bytes();
+  report.tensors = std::move(plans.reports);
+  for (const TensorReport& t : report.tensors) report.output_bytes += t.output_bytes;
+  return report;
+}
 
 QuantizeReport quantize_file(const std::string& input, const std::string& output, Backend& backend,
                              const QuantizeOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   options.spec.validate();
+  for (const TensorRule& rule : options.rules) {
+    if (!rule.keep) rule.spec.validate();
+  }
   detail::check_output_path(input, output);
   std::unique_ptr<CheckpointReader> reader = open_checkpoint(input);
   if (reader->format() == "safetensors-sharded") {
@@ -158,10 +224,8 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
   if (reader->format() == "wq") {
     throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it with 'wq-gpu decode')");
   }
-  const std::vector<TensorInfo>& infos = reader->tensors();
-
-  // Plan every tensor first: the header (with placeholder checksums) is written up front.
-  detail::ContainerMetadata metadata;
+  TensorPlans plans = plan_tensors(*reader, options, /*look_for_nonfinite=*/true);
+  detail::ContainerMetadata& metadata = plans.metadata;
   metadata.producer = std::string("wq-gpu ") + kVersion;
   metadata.source = {std::filesystem::path(input).filename().string(), reader->format(), reader->file_bytes()};
   metadata.paddle_name_table = detail::paddle_name_table(*reader);
@@ -171,30 +235,10 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
   report.format = reader->format();
   report.input_bytes = reader->file_bytes();
   report.backend = backend.description();
-  std::vector<PartLayout> parts;
-  std::uint64_t total_input = 0;
-  for (std::size_t i = 0; i < infos.size(); ++i) {
-    Encoding encoding = planned_encoding(infos[i], options);
-    TensorReport r;
-    if (encoding != Encoding::kRaw && options.keep_nonfinite && has_nonfinite(reader->tensor(i))) {
-      encoding = Encoding::kRaw;
-      r.note = "contains NaN or infinity: kept raw";
-    }
-    metadata.tensors.push_back(plan_tensor(infos[i], encoding, options.spec));
-    const ContainerTensor& t = metadata.tensors.back();
-    for (PartLayout& p : detail::parts_of(t)) parts.push_back(std::move(p));
-    r.name = t.name;
-    r.dtype = t.dtype;
-    r.shape = t.shape;
-    r.encoding = encoding;
-    r.bits = t.bits;
-    r.group_size = t.group_size;
-    if (encoding == Encoding::kAffine) r.groups = group_geometry(t.shape, options.spec).groups;
-    r.input_bytes = element_count(t.shape) * dtype_size(t.dtype);
-    r.output_bytes = t.stored_bytes;
-    total_input += r.input_bytes;
-    report.tensors.push_back(std::move(r));
-  }
+  report.tensors = std::move(plans.reports);
+  const std::vector<PartLayout>& parts = plans.parts;
+  const std::uint64_t total_input = plans.total_input;
+  const std::size_t tensor_count = report.tensors.size();
 
   // A tensor named like another tensor's part ('w.__codes' next to a quantized 'w') cannot
   // share the container's namespace: say so before anything is written.
@@ -236,10 +280,10 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
     if (options.on_progress && written.second > written.first) options.on_progress(progress);
   };
   try {
-    for (std::size_t next = 0, which = 0; next < infos.size(); which ^= 1) {
+    for (std::size_t next = 0, which = 0; next < tensor_count; which ^= 1) {
       detail::check_cancel(options.cancel);
       const std::size_t end = batch_end(report.tensors, next);
-      std::vector<const std::byte*> data = encode_batch(*reader, backend, options.spec, metadata.tensors, report.tensors,
+      std::vector<const std::byte*> data = encode_batch(*reader, backend, plans.specs, metadata.tensors, report.tensors,
                                                         next, end, &arenas[which]);
       // An encoded tensor's input is not needed any more: drop its pages before the next batch.
       for (std::size_t i = next; i < end; ++i) {

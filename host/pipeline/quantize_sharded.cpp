@@ -8,21 +8,38 @@
 #include "formats/sharded_safetensors.h"
 #include "io/atomic_file.h"
 #include "pipeline/output_path.h"
+#include "pipeline/sharded_output.h"
 #include "wq/error.h"
 #include "wq/pipeline.h"
 
 namespace wq {
-namespace {
+namespace detail {
 
-namespace fs = std::filesystem;
-
-// model-00001-of-00002.safetensors -> model-00001-of-00002.wq.safetensors
-std::string container_name(const std::string& shard) {
+std::string shard_container_name(const std::string& shard) {
   const std::string suffix = ".safetensors";
   const bool has = shard.size() > suffix.size() && shard.compare(shard.size() - suffix.size(), suffix.size(), suffix) == 0;
   return (has ? shard.substr(0, shard.size() - suffix.size()) : shard) + ".wq.safetensors";
 }
 
+std::uint64_t write_container_index(const ShardIndex& index, std::uint64_t containers_bytes,
+                                    const std::string& output) {
+  nlohmann::ordered_json json;
+  json["metadata"] = {{"total_size", containers_bytes}, {"format", "wq"}};
+  nlohmann::ordered_json map = nlohmann::ordered_json::object();
+  for (const auto& [tensor, shard] : index.weight_map) map[tensor] = shard_container_name(shard);
+  json["weight_map"] = std::move(map);
+  const std::string text = json.dump(2) + "\n";
+  AtomicFile file(output);
+  file.write(text.data(), text.size());
+  file.commit();
+  return text.size();
+}
+
+}  // namespace detail
+
+namespace {
+namespace fs = std::filesystem;
+using detail::shard_container_name;
 }  // namespace
 
 QuantizeReport quantize_sharded(const std::string& index_path, const std::string& output, Backend& backend,
@@ -43,28 +60,17 @@ QuantizeReport quantize_sharded(const std::string& index_path, const std::string
   total.format = "safetensors-sharded";
   total.backend = backend.description();
   std::vector<std::string> written;  // removed again if a later shard fails: all or nothing
-  std::map<std::string, std::string> container_of_shard;
   try {
     for (const std::string& shard : index.shards) {
-      const std::string out = (out_folder / container_name(shard)).string();
+      const std::string out = (out_folder / shard_container_name(shard)).string();
       const QuantizeReport r = quantize_file((in_folder / shard).string(), out, backend, options);
       written.push_back(out);
-      container_of_shard[shard] = container_name(shard);
       total.input_bytes += r.input_bytes;
       total.output_bytes += r.output_bytes;
       total.seconds += r.seconds;
       total.tensors.insert(total.tensors.end(), r.tensors.begin(), r.tensors.end());
     }
-    nlohmann::ordered_json json;
-    json["metadata"] = {{"total_size", total.output_bytes}, {"format", "wq"}};
-    nlohmann::ordered_json map = nlohmann::ordered_json::object();
-    for (const auto& [tensor, shard] : index.weight_map) map[tensor] = container_of_shard.at(shard);
-    json["weight_map"] = std::move(map);
-    const std::string text = json.dump(2) + "\n";
-    detail::AtomicFile file(output);
-    file.write(text.data(), text.size());
-    file.commit();
-    total.output_bytes += text.size();
+    total.output_bytes += detail::write_container_index(index, total.output_bytes, output);
   } catch (...) {
     for (const std::string& path : written) fs::remove(path);
     throw;

@@ -41,4 +41,17 @@ class CheckpointReader {
 /// checkpoint of a supported format (the message lists the supported formats).
 std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path);
 
+/// What a file is, judged by content with the tests open_checkpoint() makes, but without
+/// parsing it: cheap enough to run on every file of a model folder.
+enum class FileKind {
+  kOther,       ///< not a checkpoint (config.json, tokenizer, README, a zip of something else)
+  kCheckpoint,  ///< safetensors, .pt/.pth (zip with a data.pkl, or legacy), .pdparams, .npy/.npz
+  kShardIndex,  ///< a sharded safetensors checkpoint's *.index.json
+  kContainer,   ///< a WQ container (already quantized)
+};
+
+/// Classifies the file at `path`. Throws Error(kInputMissing) when it cannot be read. A file
+/// classified as a checkpoint may still fail open_checkpoint() (truncated, hostile, ...).
+FileKind classify_file(const std::string& path);
+
 }  // namespace wq

@@ -25,8 +25,22 @@ struct Progress {
   std::string current_tensor;
 };
 
+/// A per-tensor override: tensors whose name matches `pattern` (fnmatch(3) glob, no flags:
+/// `*` also matches dots) are kept raw (`keep`) or encoded with `spec` instead of the default.
+/// Rules choose how an eligible tensor is encoded, not whether: integer tensors, and 0-d/1-d
+/// ones without QuantizeOptions::all, stay raw whatever the rules say.
+struct TensorRule {
+  std::string pattern;
+  bool keep = false;
+  QuantSpec spec;     ///< complete (the defaults with the rule's changes); ignored when keep
+  std::string text;   ///< how the user wrote it, for reports ("*.mlp.*=bits:4,group:64")
+};
+
 struct QuantizeOptions {
   QuantSpec spec;
+  /// Tried in order for each tensor; the first whose pattern matches decides. Empty: every
+  /// tensor gets `spec` (the output is then byte-identical to a run without rules).
+  std::vector<TensorRule> rules;
   /// false (default): quantize floating tensors with >= 2 dimensions; keep 0-d and 1-d ones
   /// (biases, norms, scalars) raw. true: quantize every floating tensor of >= 2 elements.
   bool all = false;
@@ -51,6 +65,7 @@ struct TensorReport {
   std::uint64_t output_bytes = 0;
   ErrorStats error;      ///< empty (count 0) for raw tensors
   std::string note;      ///< why a tensor was kept raw, when it was not by policy
+  std::string rule;      ///< TensorRule::text of the rule that chose the encoding; empty: default
 };
 
 struct QuantizeReport {
@@ -92,7 +107,24 @@ void decode_file(const std::string& input, const std::string& output, Backend& b
 /// The decode format that gives back the source's kind of file ("pt" for "torch", ...).
 std::string output_format_of_source(const std::string& source_format);
 
-/// The encoding the default policy chooses for a tensor (see QuantizeOptions::all).
+/// The encoding the default policy chooses for a tensor (see QuantizeOptions::all), rules
+/// included.
 Encoding planned_encoding(const TensorInfo& tensor, const QuantizeOptions& options);
+
+/// What quantize_file() will do with one tensor: its encoding, the spec used when it is
+/// encoded, and the rule that decided (nullptr: the default policy).
+struct TensorChoice {
+  Encoding encoding = Encoding::kRaw;
+  QuantSpec spec;
+  const TensorRule* rule = nullptr;  ///< points into QuantizeOptions::rules
+};
+TensorChoice choose_encoding(const TensorInfo& tensor, const QuantizeOptions& options);
+
+/// The plan of quantize_file() without writing anything: the report it would give, with each
+/// tensor's encoding, rule and stored bytes; output_bytes is the sum of stored tensor bytes
+/// (the container's JSON header, typically a few KiB, is not counted) and there are no error
+/// statistics. Tensors with NaN/Inf are not looked for (keep_nonfinite is not applied).
+/// Throws wq::Error like quantize_file() for inputs that cannot be read.
+QuantizeReport plan_quantize(const std::string& input, const QuantizeOptions& options);
 
 }  // namespace wq

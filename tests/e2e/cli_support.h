@@ -211,6 +211,8 @@ struct RunOptions {
   std::string cwd;                             ///< empty: the test's working folder
   std::optional<std::uint64_t> file_size_limit;  ///< RLIMIT_FSIZE in bytes (like `ulimit -f`)
   int timeout_s = 30;                          ///< then the child is killed (SIGKILL)
+  std::vector<std::string> env = {};           ///< "NAME=VALUE" added to the child's environment
+  std::optional<int> kill_after_ms = {};       ///< SIGKILL the child this long after it started
 };
 
 inline std::ostream& operator<<(std::ostream& os, const RunResult& r) {
@@ -230,6 +232,9 @@ inline RunResult run_wq(const std::vector<std::string>& args, const std::string&
   for (std::string& a : argv_storage) argv.push_back(a.data());
   argv.push_back(nullptr);
 
+  // Created here, so that they exist even when the child is killed before it opens them.
+  std::ofstream(out_path, std::ios::trunc);
+  std::ofstream(err_path, std::ios::trunc);
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {  // child: only async-signal-safe calls from here on
@@ -241,6 +246,7 @@ inline RunResult run_wq(const std::vector<std::string>& args, const std::string&
     ::dup2(out, 1);
     ::dup2(err, 2);
     if (!options.cwd.empty() && ::chdir(options.cwd.c_str()) != 0) ::_exit(126);
+    for (const std::string& e : options.env) ::putenv(const_cast<char*>(e.c_str()));
     if (options.file_size_limit) {
       const rlimit limit{*options.file_size_limit, *options.file_size_limit};
       if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) ::_exit(126);
@@ -250,15 +256,22 @@ inline RunResult run_wq(const std::vector<std::string>& args, const std::string&
   }
   RunResult r;
   int wstatus = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_s);
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = started + std::chrono::seconds(options.timeout_s);
+  bool killed = false;
   for (;;) {
     const pid_t done = ::waitpid(pid, &wstatus, WNOHANG);
     if (done == pid || (done < 0 && errno != EINTR)) break;
+    if (options.kill_after_ms && !killed &&
+        std::chrono::steady_clock::now() >= started + std::chrono::milliseconds(*options.kill_after_ms)) {
+      killed = true;
+      ::kill(pid, SIGKILL);
+    }
     if (std::chrono::steady_clock::now() > deadline && !r.timed_out) {
       r.timed_out = true;
       ::kill(pid, SIGKILL);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(std::chrono::microseconds(options.kill_after_ms ? 200 : 2000));
   }
   r.status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
   r.out = read_file(out_path);

@@ -110,12 +110,18 @@ TEST_F(cli, InputIsNotARegularFile) {
 }
 
 TEST_F(cli, InputIsAFolder) {
+  // A folder is tree mode (cli_tree_test.cpp): -o names an output folder, never a file.
   const std::string folder = dir_ / "model-folder";
   fs::create_directory(folder);
-  const std::string output = out("model.wq.safetensors");
-  const RunResult r = run({"quantize", folder, "-o", output, "--backend", "cpu"});
-  // Reported as a usage error by this version (one file at a time).
-  expect_clean_failure(r, kUsage, {folder}, output);
+  const std::string existing = copy_example();
+  const Bytes before = read_file(existing);
+  const RunResult r = run({"quantize", folder, "-o", existing, "--backend", "cpu"});
+  expect_clean_failure(r, kOutput, {existing, "folder"}, "", existing, &before);
+  // An empty folder: nothing to do, said so.
+  const std::string output = out("empty-wq");
+  const RunResult e = run({"quantize", folder, "-o", output, "--backend", "cpu"});
+  EXPECT_EQ(e.status, kOk) << e;
+  EXPECT_TRUE(contains(e.err, "nothing to do")) << e;
 }
 
 TEST_F(cli, OutputIsTheInput) {

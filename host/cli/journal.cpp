@@ -1,0 +1,172 @@
+#include "cli/journal.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "container/checksum.h"
+#include "wq/error.h"
+
+namespace wq::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+nlohmann::ordered_json identity_json(const FileIdentity& id) {
+  nlohmann::ordered_json j;
+  j["size"] = id.size;
+  j["mtime_ns"] = id.mtime_ns;
+  if (!id.xxh3.empty()) j["xxh3"] = id.xxh3;
+  return j;
+}
+
+FileIdentity identity_of(const nlohmann::ordered_json& j) {
+  FileIdentity id;
+  id.size = j.at("size").get<std::uint64_t>();
+  id.mtime_ns = j.at("mtime_ns").get<std::int64_t>();
+  if (j.contains("xxh3")) id.xxh3 = j.at("xxh3").get<std::string>();
+  return id;
+}
+
+void write_all(int fd, const std::string& text, const std::string& path) {
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      throw Error(ErrorCode::kOutput, path + ": cannot append to the journal: " + std::strerror(n < 0 ? errno : ENOSPC));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace
+
+std::optional<FileIdentity> stat_identity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  FileIdentity id;
+  id.size = static_cast<std::uint64_t>(st.st_size);
+  id.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return id;
+}
+
+std::string hash_file(const std::string& path, const std::atomic<bool>* cancel) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(ErrorCode::kInputMissing, path + ": cannot read: " + std::strerror(errno));
+  detail::Xxh3 hash;
+  std::vector<char> buffer(1u << 20);
+  for (;;) {
+    if (cancel != nullptr && cancel->load()) {
+      ::close(fd);
+      throw Error(ErrorCode::kInterrupted, "interrupted");
+    }
+    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw Error(ErrorCode::kInputMissing, path + ": read failed: " + std::strerror(err));
+    }
+    if (n == 0) break;
+    hash.update(buffer.data(), static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return hash.hex();
+}
+
+Journal::Journal(std::string output_root, std::string file_name)
+    : root_(std::move(output_root)), path_(root_ + "/" + file_name) {
+  std::error_code ec;
+  std::vector<std::string> journals;
+  for (fs::directory_iterator it(root_, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(".wq-journal", 0) == 0 && name.size() > 6 && name.compare(name.size() - 6, 6, ".jsonl") == 0) {
+      journals.push_back(it->path().string());
+    }
+  }
+  std::sort(journals.begin(), journals.end());
+  for (const std::string& j : journals) read_file(j);
+}
+
+Journal::~Journal() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Journal::read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  for (std::string line; std::getline(in, line);) {
+    // A line that does not parse was torn by a kill mid-append: its file is simply not done.
+    try {
+      const nlohmann::ordered_json j = nlohmann::ordered_json::parse(line);
+      JournalEntry e;
+      e.output = j.at("output").get<std::string>();
+      e.kind = j.at("kind").get<std::string>();
+      e.output_id = identity_of(j.at("output_id"));
+      e.input = j.at("input").get<std::string>();
+      e.input_id = identity_of(j.at("input_id"));
+      e.settings = j.at("settings").get<std::string>();
+      if (j.contains("summary")) e.summary = j.at("summary");
+      entries_[e.output] = std::move(e);  // a later line describes a later write
+    } catch (const nlohmann::json::exception&) {
+      continue;
+    }
+  }
+}
+
+const JournalEntry* Journal::done(const std::string& output, const std::string& input_path,
+                                  const std::string& settings, const std::string& output_path,
+                                  const std::atomic<bool>* cancel) const {
+  const auto it = entries_.find(output);
+  if (it == entries_.end()) return nullptr;
+  const JournalEntry& e = it->second;
+  if (e.settings != settings) return nullptr;
+  const std::optional<FileIdentity> out = stat_identity(output_path);
+  if (!out || out->size != e.output_id.size || out->mtime_ns != e.output_id.mtime_ns) return nullptr;
+  const std::optional<FileIdentity> in = stat_identity(input_path);
+  if (!in || in->size != e.input_id.size) return nullptr;
+  if (in->mtime_ns == e.input_id.mtime_ns) return &e;
+  // Touched but perhaps not changed (a copy that kept the bytes, a checkout): the hash decides.
+  return !e.input_id.xxh3.empty() && hash_file(input_path, cancel) == e.input_id.xxh3 ? &e : nullptr;
+}
+
+void Journal::append(const JournalEntry& entry) {
+  if (fd_ < 0) {
+    const bool existed = fs::exists(path_);
+    fd_ = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);  // RDWR: pread below
+    if (fd_ < 0) throw Error(ErrorCode::kOutput, path_ + ": cannot open the journal: " + std::strerror(errno));
+    // After a kill mid-append the file ends in a torn line: end it so the next line parses.
+    struct stat st {};
+    if (::fstat(fd_, &st) == 0 && st.st_size > 0) {
+      char last = '\n';
+      if (::pread(fd_, &last, 1, st.st_size - 1) == 1 && last != '\n') write_all(fd_, "\n", path_);
+    }
+    if (!existed) {  // make the new file's name durable too
+      const int dir = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dir >= 0) {
+        ::fsync(dir);
+        ::close(dir);
+      }
+    }
+  }
+  nlohmann::ordered_json j;
+  j["output"] = entry.output;
+  j["kind"] = entry.kind;
+  j["output_id"] = identity_json(entry.output_id);
+  j["input"] = entry.input;
+  j["input_id"] = identity_json(entry.input_id);
+  j["settings"] = entry.settings;
+  j["summary"] = entry.summary;
+  write_all(fd_, j.dump() + "\n", path_);  // one write: a line is never interleaved
+  if (::fsync(fd_) != 0) throw Error(ErrorCode::kOutput, path_ + ": fsync of the journal failed: " + std::strerror(errno));
+  entries_[entry.output] = entry;
+}
+
+}  // namespace wq::cli

@@ -1,0 +1,49 @@
+// The flags of `wq-gpu quantize`, shared by the one-file path (cmd_quantize.cpp) and tree mode
+// (quantize_tree.cpp), and how they become QuantizeOptions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_common.h"
+#include "wq/pipeline.h"
+
+namespace wq::cli {
+
+struct QuantizeFlags {
+  std::vector<std::string> inputs;
+  std::string output;
+  int bits = 8;
+  std::string method = "minmax";
+  std::string granularity = "channel";
+  std::uint64_t group_size = 128;
+  std::string scale_dtype = "f32";
+  bool all = false;
+  bool keep_nonfinite = false;
+  /// Empty: no JSON; "-": the report as JSON on stdout (--json); else a file (--json=FILE).
+  std::string json;
+  bool per_tensor = false;
+  bool quiet = false;
+  bool dry_run = false;
+  bool force = false;
+  std::string shard;  ///< "I/N" or empty
+  unsigned jobs = 1;  ///< tree mode: files worked on at once
+  /// --rule and --keep in command-line order, each as ("rule"|"keep", text).
+  std::vector<std::pair<std::string, std::string>> rule_args;
+  std::vector<std::string> rule_files;
+  BackendFlags backend;
+};
+
+/// The options the flags ask for, rules included, validated (throws Error(kUsage) naming the
+/// bad flag, rule or rule file) before any file is touched. cancel/on_progress are left empty.
+QuantizeOptions options_from_flags(const QuantizeFlags& flags);
+
+/// Everything that decides a container's bytes (producer, spec, policy, rules), as canonical
+/// JSON: tree mode's journal stores its hash, so that a file made with other settings is
+/// redone.
+nlohmann::ordered_json settings_json(const QuantizeOptions& options);
+
+}  // namespace wq::cli

@@ -1,0 +1,392 @@
+#include "cli/quantize_tree.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <fmt/core.h>
+
+#include "cli/atomic_copy.h"
+#include "cli/journal.h"
+#include "cli/tree_dry_run.h"
+#include "cli/tree_report.h"
+#include "cli/tree_walk.h"
+#include "cli/work_shard.h"
+#include "container/checksum.h"
+#include "formats/sharded_safetensors.h"
+#include "io/atomic_file.h"
+#include "pipeline/output_path.h"
+#include "pipeline/sharded_output.h"
+#include "wq/error.h"
+
+namespace wq::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+// Crash injection for the tests of resume: WQ_TEST_CRASH=POINT:N kills this process with
+// SIGKILL at the N-th passage through POINT ("temp": a container's temporary file is partly
+// written; "output": an output was renamed into place but not yet journaled; "journal": just
+// after a journal line); WQ_TEST_CRASH=POINT:N:int sends SIGINT instead (Ctrl-C). Unset, it
+// costs one getenv.
+void crash_point(const char* point) {
+  static const std::string spec = std::getenv("WQ_TEST_CRASH") ? std::getenv("WQ_TEST_CRASH") : "";
+  static std::atomic<int> passes{0};
+  if (spec.empty()) return;
+  const auto colon = spec.find(':');
+  if (spec.substr(0, colon) != point) return;
+  const int n = colon == std::string::npos ? 1 : std::atoi(spec.c_str() + colon + 1);
+  if (++passes == n) ::kill(::getpid(), spec.ends_with(":int") ? SIGINT : SIGKILL);
+}
+
+std::string parent_folder(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path();
+  return parent.empty() ? std::string(".") : parent.string();
+}
+
+void make_folder(const std::string& folder) {
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec || !fs::is_directory(folder)) {
+    throw Error(ErrorCode::kOutput, folder + ": cannot create the output folder: " + (ec ? ec.message() : "not a folder"));
+  }
+}
+
+FileIdentity input_identity(const std::string& path, const std::atomic<bool>* cancel) {
+  std::optional<FileIdentity> id = stat_identity(path);
+  if (!id) throw Error(ErrorCode::kInputMissing, path + ": no such file");
+  id->xxh3 = hash_file(path, cancel);
+  return *id;
+}
+
+FileIdentity output_identity(const std::string& path) {
+  const std::optional<FileIdentity> id = stat_identity(path);
+  if (!id) throw Error(ErrorCode::kOutput, path + ": vanished right after it was written");
+  return *id;
+}
+
+// Temporaries of an interrupted run (.NAME.wq-tmp.XXXXXX, see detail::AtomicFile) are removed,
+// but only those of this process's outputs: another --shard may be writing beside us.
+void remove_stale_temps(const std::vector<WorkUnit>& units) {
+  std::map<std::string, std::set<std::string>> prefixes;  // folder -> ".NAME.wq-tmp."
+  const auto note = [&](const TreeFile& f) {
+    prefixes[parent_folder(f.output)].insert("." + fs::path(f.output).filename().string() + ".wq-tmp.");
+  };
+  for (const WorkUnit& u : units) {
+    note(u.file);
+    for (const TreeFile& s : u.shards) note(s);
+  }
+  for (const auto& [folder, names] : prefixes) {
+    std::error_code ec;
+    for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      for (const std::string& prefix : names) {
+        if (name.rfind(prefix, 0) == 0 && name.size() == prefix.size() + 6) fs::remove(it->path(), ec);
+      }
+    }
+  }
+}
+
+std::string journal_name(const std::optional<WorkShard>& shard) {
+  if (!shard) return ".wq-journal.jsonl";
+  return fmt::format(".wq-journal.shard-{}-of-{}.jsonl", shard->index, shard->count);
+}
+
+std::size_t output_count(const std::vector<WorkUnit>& units) {
+  std::size_t n = 0;
+  for (const WorkUnit& u : units) n += 1 + u.shards.size();
+  return n;
+}
+
+// One run over this process's units: skips what the journal says is done, writes the rest,
+// journals each output after it is in place. With --jobs N, N threads call unit() at once,
+// each with its own backend (a Backend is used from one thread at a time); the journal, the
+// rows and stderr are shared under one mutex.
+class TreeRun {
+ public:
+  TreeRun(const QuantizeFlags& flags, const QuantizeOptions& options, std::string settings, Journal& journal,
+          std::size_t units, std::size_t total)
+      : flags_(flags), options_(options), settings_(std::move(settings)), journal_(journal), total_(total),
+        tty_(!flags.quiet && isatty(STDERR_FILENO)), lines_(!flags.quiet && !tty_), rows_(units) {}
+
+  void unit(std::size_t index, const WorkUnit& u, Backend& backend) {
+    detail::check_cancel(options_.cancel);
+    const Job job{index, &backend};
+    switch (u.kind) {
+      case UnitKind::kQuantize: quantize(job, u.file); break;
+      case UnitKind::kCopy: copy(job, u.file); break;
+      case UnitKind::kSharded: sharded(job, u); break;
+    }
+  }
+
+  /// Every finished file's row, in the units' order (whatever order the jobs finished in).
+  std::vector<FileRow> rows() const {
+    std::vector<FileRow> all;
+    for (const std::vector<FileRow>& unit_rows : rows_) all.insert(all.end(), unit_rows.begin(), unit_rows.end());
+    return all;
+  }
+  std::size_t finished_count() const { return finished_; }
+
+ private:
+  struct Job {
+    std::size_t unit;
+    Backend* backend;
+  };
+
+  const JournalEntry* done(const TreeFile& f, const std::string& settings) {
+    if (flags_.force) return nullptr;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return journal_.done(f.rel_output, f.input, settings, f.output, options_.cancel);
+  }
+
+  void finished(const Job& job, FileRow row) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    ++finished_;
+    if (lines_) {
+      fmt::print(stderr, "[{}/{}] {:<10} {}\n", finished_, total_, row.action, row.output);
+      std::fflush(stderr);
+    } else if (tty_ && flags_.jobs > 1) {  // files finish out of order: one line for all of them
+      fmt::print(stderr, "\r\033[K[{}/{}] {} {}", finished_, total_, row.action, row.output);
+      std::fflush(stderr);
+    }
+    rows_[job.unit].push_back(std::move(row));
+  }
+
+  std::function<void(const Progress&)> progress_for(const TreeFile& f) {
+    // Per-tensor progress only when one file is worked on at a time.
+    std::function<void(const Progress&)> printer;
+    if (flags_.jobs <= 1) {
+      printer = progress_printer(fmt::format("[{}/{}] {}", finished_ + 1, total_, f.rel_input), flags_.quiet);
+    }
+    return [printer](const Progress& p) {
+      crash_point("temp");
+      if (printer) printer(p);
+    };
+  }
+
+  void journal(const TreeFile& f, const char* kind, const FileIdentity& input, const std::string& settings,
+               const FileRow& row) {
+    crash_point("output");
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      journal_.append(JournalEntry{f.rel_output, kind, output_identity(f.output), f.rel_input, input, settings,
+                                   row_summary(row)});
+    }
+    crash_point("journal");
+  }
+
+  // Returns true when the container was (re)written.
+  bool quantize(const Job& job, const TreeFile& f) {
+    if (const JournalEntry* e = done(f, settings_)) {
+      finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
+      return false;
+    }
+    make_folder(parent_folder(f.output));
+    const FileIdentity input = input_identity(f.input, options_.cancel);
+    QuantizeOptions options = options_;
+    options.on_progress = progress_for(f);
+    const QuantizeReport report = quantize_file(f.input, f.output, *job.backend, options);
+    if (flags_.jobs <= 1) finish_progress();
+    const FileRow row = row_of(report, f.rel_input, f.rel_output);
+    journal(f, "container", input, settings_, row);
+    finished(job, row);
+    return true;
+  }
+
+  void copy(const Job& job, const TreeFile& f) {
+    if (const JournalEntry* e = done(f, "copy")) {
+      finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
+      return;
+    }
+    make_folder(parent_folder(f.output));
+    const auto started = std::chrono::steady_clock::now();
+    std::optional<FileIdentity> input = stat_identity(f.input);
+    if (!input) throw Error(ErrorCode::kInputMissing, f.input + ": no such file");
+    input->xxh3 = copy_file_atomically(f.input, f.output, options_.cancel);
+    FileRow row;
+    row.input = f.rel_input;
+    row.output = f.rel_output;
+    row.action = "copied";
+    row.kind = "copy";
+    row.original_bytes = row.output_bytes = input->size;
+    row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    journal(f, "copy", *input, "copy", row);
+    finished(job, row);
+  }
+
+  // Shard by shard, each journaled on its own (a long sharded model resumes mid-way); the
+  // index last, when every container is in place.
+  void sharded(const Job& job, const WorkUnit& u) {
+    bool rewritten = false;
+    for (const TreeFile& s : u.shards) {
+      detail::check_cancel(options_.cancel);
+      rewritten = quantize(job, s) || rewritten;
+    }
+    const TreeFile& f = u.file;
+    if (!rewritten) {
+      if (const JournalEntry* e = done(f, settings_)) {
+        finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
+        return;
+      }
+    }
+    const auto started = std::chrono::steady_clock::now();
+    const FileIdentity input = input_identity(f.input, options_.cancel);
+    const detail::ShardIndex index = detail::read_shard_index(f.input);
+    std::uint64_t containers = 0;
+    for (const TreeFile& s : u.shards) containers += output_identity(s.output).size;
+    FileRow row;
+    row.input = f.rel_input;
+    row.output = f.rel_output;
+    row.action = "indexed";
+    row.kind = "index";
+    row.original_bytes = input.size;
+    row.output_bytes = detail::write_container_index(index, containers, f.output);
+    row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    journal(f, "index", input, settings_, row);
+    finished(job, row);
+  }
+
+  const QuantizeFlags& flags_;
+  const QuantizeOptions& options_;
+  std::string settings_;
+  Journal& journal_;
+  std::size_t total_;
+  bool tty_;    ///< stderr is a terminal (and not --quiet): updating lines
+  bool lines_;  ///< a line per file on stderr (not a terminal, not --quiet)
+  std::mutex mutex_;
+  std::vector<std::vector<FileRow>> rows_;  ///< per unit
+  std::size_t finished_ = 0;
+};
+
+// Runs every unit on `jobs` threads (the calling thread when 1); the first error stops the
+// others from starting new units and is rethrown.
+void run_units(TreeRun& run, const std::vector<WorkUnit>& units, std::vector<BackendSelection>& backends) {
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr first_error;
+  std::mutex error_mutex;
+  const auto worker = [&](Backend& backend) {
+    for (;;) {
+      const std::size_t i = next.fetch_add(1);
+      if (failed.load() || i >= units.size()) return;
+      try {
+        run.unit(i, units[i], backend);
+      } catch (...) {
+        const std::lock_guard<std::mutex> lock(error_mutex);
+        if (!first_error) first_error = std::current_exception();
+        failed.store(true);
+        return;
+      }
+    }
+  };
+  if (backends.size() == 1) {
+    worker(*backends[0].backend);
+  } else {
+    std::vector<std::thread> threads;
+    for (BackendSelection& b : backends) threads.emplace_back(worker, std::ref(*b.backend));
+    for (std::thread& t : threads) t.join();
+  }
+  if (first_error) std::rethrow_exception(first_error);
+}
+
+// One backend per job; CPU threads are shared out among the jobs.
+std::vector<BackendSelection> make_backends(const QuantizeFlags& f, bool quiet) {
+  std::vector<BackendSelection> backends;
+  BackendFlags per_job = f.backend;
+  if (f.jobs > 1) {
+    const unsigned cores = f.backend.threads != 0 ? f.backend.threads : std::max(1u, std::thread::hardware_concurrency());
+    per_job.threads = std::max(1u, cores / f.jobs);
+  }
+  for (unsigned j = 0; j < std::max(1u, f.jobs); ++j) backends.push_back(select_backend(per_job, quiet || j > 0));
+  return backends;
+}
+
+void write_json_report(const std::string& path, const ojson& report) {
+  make_folder(parent_folder(path));  // reports of many shards often go to a folder of their own
+  const std::string text = report.dump(2) + "\n";
+  detail::AtomicFile file(path);
+  file.write(text.data(), text.size());
+  file.commit();
+}
+
+}  // namespace
+
+int run_quantize_tree(const QuantizeFlags& f, const QuantizeOptions& options) {
+  const bool quiet = f.quiet || f.json == "-";
+  std::error_code ec;
+  if (fs::exists(f.output, ec) && !fs::is_directory(f.output, ec)) {
+    throw Error(ErrorCode::kOutput, f.output + ": is a file; with a folder (or several inputs) to quantize, -o "
+                                               "names the output folder");
+  }
+  const TreePlan plan = walk_tree(f.inputs, f.output);
+  if (!quiet) {
+    for (const std::string& note : plan.notes) fmt::print(stderr, "wq-gpu: note: {}\n", note);
+    if (plan.units.empty()) fmt::print(stderr, "wq-gpu: note: no files under the inputs: nothing to do\n");
+  }
+  const std::optional<WorkShard> shard = select_work_shard(f.shard);
+  std::vector<WorkUnit> units;
+  if (shard) {
+    const std::vector<std::size_t> owner = assign_shards(plan.units, shard->count);
+    for (std::size_t i = 0; i < plan.units.size(); ++i) {
+      if (owner[i] == shard->index) units.push_back(plan.units[i]);
+    }
+  } else {
+    units = plan.units;
+  }
+  detail::Xxh3 fingerprint;
+  const std::string settings_text = settings_json(options).dump();
+  fingerprint.update(settings_text.data(), settings_text.size());
+  const std::string settings = fingerprint.hex();
+  Journal journal(f.output, journal_name(shard));
+  if (f.dry_run) return print_tree_plan(units, options, settings, journal, shard);
+
+  // Every checkpoint is opened once before anything is written: a file that cannot be read
+  // fails the run up front, not after hours of work.
+  for (const WorkUnit& u : units) {
+    if (u.kind != UnitKind::kCopy) plan_quantize(u.file.input, options);
+  }
+  make_folder(f.output);
+  remove_stale_temps(units);
+  std::vector<BackendSelection> backends = make_backends(f, quiet);
+  const std::size_t total = output_count(units);
+  if (!quiet && shard) {
+    fmt::print(stderr, "wq-gpu: shard {}/{} (from {}): {} of {} files\n", shard->index, shard->count, shard->source,
+               total, output_count(plan.units));
+  }
+  TreeRun run(f, options, settings, journal, units.size(), total);
+  try {
+    run_units(run, units, backends);
+  } catch (const Error& e) {
+    finish_progress();
+    if (f.jobs > 1 && !f.quiet && isatty(STDERR_FILENO)) fmt::print(stderr, "\n");
+    const std::string resume = fmt::format("{} of {} files are finished and recorded in {}; run the same command "
+                                           "again to resume",
+                                           run.finished_count(), total, journal.path());
+    if (e.code() == ErrorCode::kInterrupted) {
+      fmt::print(stderr, "wq-gpu: interrupted: {}\n", resume);
+      return static_cast<int>(ErrorCode::kInterrupted);
+    }
+    throw Error(e.code(), std::string(e.what()) + "\n" + resume);
+  }
+  finish_progress();
+  if (f.jobs > 1 && !f.quiet && isatty(STDERR_FILENO)) fmt::print(stderr, "\n");
+  const ojson report = tree_report_json(run.rows(), settings_json(options));
+  if (f.json == "-") {
+    fmt::print("{}\n", report.dump(2));
+  } else if (!f.quiet) {
+    fmt::print("{}", tree_table_text(run.rows()));
+  }
+  if (!f.json.empty() && f.json != "-") write_json_report(f.json, report);
+  return 0;
+}
+
+}  // namespace wq::cli
