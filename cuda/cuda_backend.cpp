@@ -90,11 +90,11 @@ class CudaBackend final : public Backend {
                                          " MiB is more than the " + std::to_string(free_bytes >> 20) +
                                          " MiB free on CUDA device " + std::to_string(ordinal));
     }
-    if (host_threads == 0) host_threads = std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
-    ring_ = std::make_unique<SlotRing>(capacity_for_budget(budget), host_threads);
+    host_threads_ = host_threads != 0 ? host_threads : std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
+    largest_slot_bytes_ = capacity_for_budget(budget).bytes;
     description_ = "cuda, " + device_name(ordinal) + " (device " + std::to_string(ordinal) + "), " +
-                   std::to_string(SlotRing::kSlots) + " slots of " +
-                   std::to_string(ring_->capacity().bytes / 1024) + " KiB";
+                   std::to_string(SlotRing::kSlots) + " slots of up to " +
+                   std::to_string(largest_slot_bytes_ / 1024) + " KiB";
   }
 
   std::string_view name() const noexcept override { return "cuda"; }
@@ -106,7 +106,9 @@ class CudaBackend final : public Backend {
 
   void quantize(std::span<QuantizeJob> jobs) override {
     WQ_CUDA_CHECK(cudaSetDevice(ordinal_));
-    const SlotCapacity& capacity = ring_->capacity();
+    std::uint64_t batch_bytes = 0;
+    for (const QuantizeJob& job : jobs) batch_bytes += job.input.nbytes();
+    const SlotCapacity& capacity = ring_for(batch_bytes).capacity();
     std::vector<bool> failed(jobs.size(), false);
     std::vector<QuantTensor> tensors, giants;
     for (std::size_t i = 0; i < jobs.size(); ++i) {
@@ -165,6 +167,9 @@ class CudaBackend final : public Backend {
         report_failure(jobs.subspan(i, 1), [this](auto one) { cpu_->dequantize(one); });
       }
     }
+    std::uint64_t batch_bytes = 0;
+    for (const DequantizeJob& job : jobs) batch_bytes += job.out.nbytes();
+    ring_for(batch_bytes);
     const std::vector<DequantSlot> plans = plan_dequantize(jobs);
     ring_->run(
         plans.size(), [&](std::size_t i, Slot& slot) { enqueue_dequantize(plans[i], jobs, slot); },
@@ -189,6 +194,9 @@ class CudaBackend final : public Backend {
     for (std::size_t i = 0; i < jobs.size(); ++i) {
       failed[i] = !is_floating(jobs[i].input.dtype) || !is_floating(jobs[i].out.dtype);
     }
+    std::uint64_t batch_bytes = 0;
+    for (const CastJob& job : jobs) batch_bytes += std::max(job.input.nbytes(), job.out.nbytes());
+    ring_for(batch_bytes);
     const std::vector<CastSlot> plans = plan_cast(jobs, failed);
     ring_->run(
         plans.size(), [&](std::size_t i, Slot& slot) { enqueue_cast(plans[i], jobs, slot); },
@@ -216,6 +224,20 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // Slots grow with the work instead of taking the whole budget at once: a run over small
+  // files never pins (or allocates on the device) more than it uses. The largest batch so far
+  // decides, in powers of two from 4 MiB up to the budget's slot size.
+  SlotRing& ring_for(std::uint64_t batch_bytes) {
+    std::uint64_t want = std::min<std::uint64_t>(4 * kMiB, largest_slot_bytes_);
+    while (want < batch_bytes && want < largest_slot_bytes_) want *= 2;
+    want = std::min(want, largest_slot_bytes_);
+    if (!ring_ || ring_->capacity().bytes < want) {
+      ring_.reset();  // its destructor waits for its streams
+      ring_ = std::make_unique<SlotRing>(SlotCapacity::for_bytes(want), host_threads_);
+    }
+    return *ring_;
+  }
+
   // A job the device flagged (or that is invalid) is run again on the CPU backend, which
   // throws the very error the CPU would have given: messages do not depend on the backend.
   template <typename Job, typename Run>
@@ -229,20 +251,14 @@ class CudaBackend final : public Backend {
   void enqueue_quantize(const QuantSlot& plan, std::span<QuantizeJob> jobs,
                         const std::unordered_map<std::size_t, GroupRanges>& ranges, Slot& slot,
                         bool range_pass) {
-    auto* general = slot.host_table.get<QuantPiece>();
-    auto* small = slot.host_small_table.get<QuantPiece>();
-    auto* block = slot.host_group_table.get<QuantPiece>();
-    unsigned general_count = 0, small_count = 0, block_count = 0;
+    QuantPiece* tables[kQuantLaunches];
+    unsigned counts[kQuantLaunches] = {};
+    for (int l = 0; l < kQuantLaunches; ++l) tables[l] = slot.host_tables[l].get<QuantPiece>();
     std::vector<SlotRing::Copy> copies;
     for (const PlacedQuantPiece& placed : plan.pieces) {
       const QuantPiece& d = placed.desc;
-      if (placed.kind == PieceKind::kSmallGroups) {
-        small[small_count++] = d;
-      } else if (placed.kind == PieceKind::kBlockGroups) {
-        block[block_count++] = d;
-      } else {
-        general[general_count++] = d;
-      }
+      const int l = static_cast<int>(launch_of(placed.kind));
+      tables[l][counts[l]++] = d;
       const TensorView& in = jobs[placed.job].input;
       const std::size_t size = dtype_size(in.dtype);
       copies.push_back({slot.host_input.get() + d.src_offset, in.data + d.elem_begin * size,
@@ -258,15 +274,14 @@ class CudaBackend final : public Backend {
     ring_->copy_all(copies);
 
     const cudaStream_t stream = slot.stream.get();
-    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.table.get(), general, general_count * sizeof(QuantPiece),
-                                  cudaMemcpyHostToDevice, stream));
-    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.small_table.get(), small, small_count * sizeof(QuantPiece),
-                                  cudaMemcpyHostToDevice, stream));
-    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.group_table.get(), block, block_count * sizeof(QuantPiece),
-                                  cudaMemcpyHostToDevice, stream));
+    for (int l = 0; l < kQuantLaunches; ++l) {
+      WQ_CUDA_CHECK(cudaMemcpyAsync(slot.tables[l].get(), tables[l], counts[l] * sizeof(QuantPiece),
+                                    cudaMemcpyHostToDevice, stream));
+    }
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.input.get(), slot.host_input.get(), plan.input_bytes,
                                   cudaMemcpyHostToDevice, stream));
-    const auto* table = slot.table.get<QuantPiece>();
+    const auto* table = slot.tables[0].get<QuantPiece>();
+    const unsigned general_count = counts[0];
     if (range_pass) {
       launch_tile_ranges(table, general_count, plan.tiles, slot.input.get(),
                          slot.tile_lo.get<float>(), slot.tile_hi.get<float>(), stream);
@@ -291,17 +306,18 @@ class CudaBackend final : public Backend {
                         slot.tile_hi.get<float>(), slot.scales.get<float>(), slot.mins.get<float>(),
                         slot.stored_scales.get<std::uint32_t>(), slot.stored_mins.get<std::uint32_t>(),
                         status, stream);
-    launch_quantize_pack(table, general_count, plan.general_blocks, slot.input.get(),
+    launch_quantize_pack(table, general_count, plan.launch_blocks[0], slot.input.get(),
                          slot.scales.get<float>(), slot.mins.get<float>(), slot.output.get(), status,
                          stats, stream);
-    launch_quantize_small_groups(slot.small_table.get<QuantPiece>(), small_count, plan.small_blocks,
-                                 slot.input.get(), slot.stored_scales.get<std::uint32_t>(),
-                                 slot.stored_mins.get<std::uint32_t>(), slot.output.get(), status,
-                                 stats + plan.first_block(PieceKind::kSmallGroups), stream);
-    launch_quantize_block_groups(slot.group_table.get<QuantPiece>(), block_count, plan.group_blocks,
-                                 slot.input.get(), slot.stored_scales.get<std::uint32_t>(),
-                                 slot.stored_mins.get<std::uint32_t>(), slot.output.get(), status,
-                                 stats + plan.first_block(PieceKind::kBlockGroups), stream);
+    const auto single_pass = [&](QuantLaunch launch, auto launcher) {
+      const int l = static_cast<int>(launch);
+      launcher(slot.tables[l].get<QuantPiece>(), counts[l], plan.launch_blocks[l], slot.input.get(),
+               slot.stored_scales.get<std::uint32_t>(), slot.stored_mins.get<std::uint32_t>(),
+               slot.output.get(), status, stats + plan.first_block(launch), stream);
+    };
+    single_pass(QuantLaunch::kSmallGroups, launch_quantize_small_groups);
+    single_pass(QuantLaunch::kWarpGroups, launch_quantize_warp_groups);
+    single_pass(QuantLaunch::kBlockGroups, launch_quantize_block_groups);
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_output.get(), slot.output.get(), plan.code_bytes,
                                   cudaMemcpyDeviceToHost, stream));
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_stored_scales.get(), slot.stored_scales.get(), plan.groups * 4,
@@ -357,9 +373,9 @@ class CudaBackend final : public Backend {
         std::memcpy(job.out.scales + 4 * d.first_group, stored_scales + d.param_index, 4 * groups);
         std::memcpy(job.out.mins + 4 * d.first_group, stored_mins + d.param_index, 4 * groups);
       }
-      const std::uint64_t blocks = placed.kind == PieceKind::kBlockGroups ? groups : blocks_for(n);
       job.stats.merge(sum_blocks(slot.host_stats.get<BlockStats>(),
-                                 plan.first_block(placed.kind) + d.block_begin, blocks, n));
+                                 plan.first_block(launch_of(placed.kind)) + d.block_begin,
+                                 blocks_of(placed.kind, n, groups), n));
     }
     ring_->copy_all(copies);
   }
@@ -437,13 +453,13 @@ class CudaBackend final : public Backend {
                         (last - first) * param_size});
     }
     ring_->copy_all(copies);
-    std::memcpy(slot.host_table.get(), plan.pieces.data(), plan.pieces.size() * sizeof(DequantPiece));
+    std::memcpy(slot.host_tables[0].get(), plan.pieces.data(), plan.pieces.size() * sizeof(DequantPiece));
     const cudaStream_t stream = slot.stream.get();
-    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.table.get(), slot.host_table.get(),
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.tables[0].get(), slot.host_tables[0].get(),
                                   plan.pieces.size() * sizeof(DequantPiece), cudaMemcpyHostToDevice, stream));
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.input.get(), slot.host_input.get(), plan.input_bytes,
                                   cudaMemcpyHostToDevice, stream));
-    launch_dequantize(slot.table.get<DequantPiece>(), static_cast<unsigned>(plan.pieces.size()), plan.blocks,
+    launch_dequantize(slot.tables[0].get<DequantPiece>(), static_cast<unsigned>(plan.pieces.size()), plan.blocks,
                       slot.input.get(), slot.output.get(), stream);
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_output.get(), slot.output.get(), plan.output_bytes,
                                   cudaMemcpyDeviceToHost, stream));
@@ -499,15 +515,15 @@ class CudaBackend final : public Backend {
       copies.push_back({slot.host_input.get() + p.src_offset, in.data + plan.firsts[k] * size, p.count * size});
     }
     ring_->copy_all(copies);
-    std::memcpy(slot.host_table.get(), plan.pieces.data(), plan.pieces.size() * sizeof(CastPiece));
+    std::memcpy(slot.host_tables[0].get(), plan.pieces.data(), plan.pieces.size() * sizeof(CastPiece));
     const cudaStream_t stream = slot.stream.get();
     auto* status = slot.status.get<std::uint32_t>();
-    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.table.get(), slot.host_table.get(),
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.tables[0].get(), slot.host_tables[0].get(),
                                   plan.pieces.size() * sizeof(CastPiece), cudaMemcpyHostToDevice, stream));
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.input.get(), slot.host_input.get(), plan.input_bytes,
                                   cudaMemcpyHostToDevice, stream));
     WQ_CUDA_CHECK(cudaMemsetAsync(status, 0, plan.pieces.size() * 4, stream));
-    launch_cast(slot.table.get<CastPiece>(), static_cast<unsigned>(plan.pieces.size()), plan.blocks,
+    launch_cast(slot.tables[0].get<CastPiece>(), static_cast<unsigned>(plan.pieces.size()), plan.blocks,
                 slot.input.get(), slot.output.get(), status, slot.stats.get<BlockStats>(), stream);
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_output.get(), slot.output.get(), plan.output_bytes,
                                   cudaMemcpyDeviceToHost, stream));
@@ -518,6 +534,8 @@ class CudaBackend final : public Backend {
   }
 
   int ordinal_;
+  unsigned host_threads_ = 1;
+  std::uint64_t largest_slot_bytes_ = 0;
   std::unique_ptr<Backend> cpu_;
   std::unique_ptr<SlotRing> ring_;
   std::string description_;

@@ -77,10 +77,8 @@ KernelTiming time_quantize_kernels(int device, std::uint64_t rows, std::uint64_t
   const std::vector<QuantSlot> slots = pack_quant_slots({t}, capacity, false);
   if (slots.size() != 1) throw Error(ErrorCode::kInternal, "kernel benchmark: tensor does not fit one slot");
   const QuantSlot& slot = slots[0];
-  std::vector<QuantPiece> general, small, block;
-  for (const PlacedQuantPiece& p : slot.pieces) {
-    (p.kind == PieceKind::kSmallGroups ? small : p.kind == PieceKind::kBlockGroups ? block : general).push_back(p.desc);
-  }
+  std::vector<QuantPiece> tables[kQuantLaunches];
+  for (const PlacedQuantPiece& p : slot.pieces) tables[static_cast<int>(launch_of(p.kind))].push_back(p.desc);
 
   std::vector<float> host(n);
   std::mt19937 rng(1);
@@ -89,33 +87,34 @@ KernelTiming time_quantize_kernels(int device, std::uint64_t rows, std::uint64_t
   DeviceBuffer input(n * 4), codes(capacity.bytes), tile_lo(capacity.tiles * 4), tile_hi(capacity.tiles * 4);
   DeviceBuffer scales(capacity.groups * 4), mins(capacity.groups * 4), stored_scales(capacity.groups * 4),
       stored_mins(capacity.groups * 4), status(capacity.pieces * 4), stats(capacity.blocks * sizeof(BlockStats));
-  DeviceBuffer general_table(std::max<std::size_t>(1, general.size()) * sizeof(QuantPiece));
-  DeviceBuffer small_table(std::max<std::size_t>(1, small.size()) * sizeof(QuantPiece));
-  DeviceBuffer block_table(std::max<std::size_t>(1, block.size()) * sizeof(QuantPiece));
-  WQ_CUDA_CHECK(cudaMemcpy(block_table.get(), block.data(), block.size() * sizeof(QuantPiece), cudaMemcpyHostToDevice));
   WQ_CUDA_CHECK(cudaMemcpy(input.get(), host.data(), n * 4, cudaMemcpyHostToDevice));
-  WQ_CUDA_CHECK(cudaMemcpy(general_table.get(), general.data(), general.size() * sizeof(QuantPiece), cudaMemcpyHostToDevice));
-  WQ_CUDA_CHECK(cudaMemcpy(small_table.get(), small.data(), small.size() * sizeof(QuantPiece), cudaMemcpyHostToDevice));
+  DeviceBuffer device_tables[kQuantLaunches];
+  for (int l = 0; l < kQuantLaunches; ++l) {
+    device_tables[l] = DeviceBuffer(std::max<std::size_t>(1, tables[l].size()) * sizeof(QuantPiece));
+    WQ_CUDA_CHECK(cudaMemcpy(device_tables[l].get(), tables[l].data(), tables[l].size() * sizeof(QuantPiece),
+                             cudaMemcpyHostToDevice));
+  }
   Stream stream;
   const cudaStream_t s = stream.get();
-  const auto* gt = general_table.get<QuantPiece>();
-  const auto general_count = static_cast<unsigned>(general.size());
+  const auto* gt = device_tables[0].get<QuantPiece>();
+  const auto general_count = static_cast<unsigned>(tables[0].size());
+  const auto single_pass = [&](QuantLaunch launch, auto launcher) {
+    const int l = static_cast<int>(launch);
+    launcher(device_tables[l].get<QuantPiece>(), static_cast<unsigned>(tables[l].size()), slot.launch_blocks[l],
+             input.get(), stored_scales.get<std::uint32_t>(), stored_mins.get<std::uint32_t>(), codes.get(),
+             status.get<std::uint32_t>(), stats.get<BlockStats>() + slot.first_block(launch), s);
+  };
   KernelTiming timing;
   timing.seconds = median_seconds(s, repeats, [&] {
     launch_tile_ranges(gt, general_count, slot.tiles, input.get(), tile_lo.get<float>(), tile_hi.get<float>(), s);
     launch_group_params(gt, general_count, slot.groups, tile_lo.get<float>(), tile_hi.get<float>(),
                         scales.get<float>(), mins.get<float>(), stored_scales.get<std::uint32_t>(),
                         stored_mins.get<std::uint32_t>(), status.get<std::uint32_t>(), s);
-    launch_quantize_pack(gt, general_count, slot.general_blocks, input.get(), scales.get<float>(),
+    launch_quantize_pack(gt, general_count, slot.launch_blocks[0], input.get(), scales.get<float>(),
                          mins.get<float>(), codes.get(), status.get<std::uint32_t>(), stats.get<BlockStats>(), s);
-    launch_quantize_small_groups(small_table.get<QuantPiece>(), static_cast<unsigned>(small.size()),
-                                 slot.small_blocks, input.get(), stored_scales.get<std::uint32_t>(),
-                                 stored_mins.get<std::uint32_t>(), codes.get(), status.get<std::uint32_t>(),
-                                 stats.get<BlockStats>() + slot.first_block(PieceKind::kSmallGroups), s);
-    launch_quantize_block_groups(block_table.get<QuantPiece>(), static_cast<unsigned>(block.size()),
-                                 slot.group_blocks, input.get(), stored_scales.get<std::uint32_t>(),
-                                 stored_mins.get<std::uint32_t>(), codes.get(), status.get<std::uint32_t>(),
-                                 stats.get<BlockStats>() + slot.first_block(PieceKind::kBlockGroups), s);
+    single_pass(QuantLaunch::kSmallGroups, launch_quantize_small_groups);
+    single_pass(QuantLaunch::kWarpGroups, launch_quantize_warp_groups);
+    single_pass(QuantLaunch::kBlockGroups, launch_quantize_block_groups);
   });
   const double param_bytes = static_cast<double>(g.groups) * (t.f16_params ? 4 : 8);
   timing.input_gbps = static_cast<double>(n * 4) / timing.seconds / 1e9;

@@ -41,8 +41,16 @@ void launch_quantize_small_groups(const QuantPiece* pieces, unsigned piece_count
                                   std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
                                   cudaStream_t stream);
 
-/// Single-pass quantization of pieces whose groups are 264..16384 elements (multiples of 8)
-/// that tile every row: one block per group (blocks = the pieces' groups).
+/// Single-pass quantization of pieces whose groups of up to 2048 elements (multiples of 8)
+/// tile every row: one warp per group, kWarpGroupsPerBlock groups per block.
+void launch_quantize_warp_groups(const QuantPiece* pieces, unsigned piece_count,
+                                 std::uint64_t blocks, const std::uint8_t* input,
+                                 std::uint32_t* stored_scales, std::uint32_t* stored_mins,
+                                 std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
+                                 cudaStream_t stream);
+
+/// Single-pass quantization of pieces whose groups of 2056..16384 elements (multiples of 8)
+/// tile every row: one block per group (blocks = the pieces' groups).
 void launch_quantize_block_groups(const QuantPiece* pieces, unsigned piece_count,
                                   std::uint64_t blocks, const std::uint8_t* input,
                                   std::uint32_t* stored_scales, std::uint32_t* stored_mins,

@@ -20,9 +20,6 @@ constexpr std::size_t kCopyChunk = 2u << 20;
 Slot::Slot(const SlotCapacity& c)
     : input(c.bytes),
       output(c.bytes),
-      table(c.pieces * kTableBytes),
-      small_table(c.pieces * kTableBytes),
-      group_table(c.pieces * kTableBytes),
       tile_lo(c.tiles * 4),
       tile_hi(c.tiles * 4),
       scales(c.groups * 4),
@@ -33,15 +30,17 @@ Slot::Slot(const SlotCapacity& c)
       stats(c.blocks * sizeof(BlockStats)),
       host_input(c.bytes),
       host_output(c.bytes),
-      host_table(c.pieces * kTableBytes),
-      host_small_table(c.pieces * kTableBytes),
-      host_group_table(c.pieces * kTableBytes),
       host_tile_lo(c.tiles * 4),
       host_tile_hi(c.tiles * 4),
       host_stored_scales(c.groups * 4),
       host_stored_mins(c.groups * 4),
       host_status(c.pieces * 4),
-      host_stats(c.blocks * sizeof(BlockStats)) {}
+      host_stats(c.blocks * sizeof(BlockStats)) {
+  for (int l = 0; l < kQuantLaunches; ++l) {
+    tables[l] = DeviceBuffer(c.pieces * kTableBytes);
+    host_tables[l] = PinnedBuffer(c.pieces * kTableBytes);
+  }
+}
 
 SlotRing::SlotRing(const SlotCapacity& capacity, unsigned staging_threads)
     : capacity_(capacity), staging_(std::make_unique<detail::ThreadPool>(staging_threads)) {

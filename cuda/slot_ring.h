@@ -28,14 +28,14 @@ struct Slot {
   Event done;
   // Device side.
   DeviceBuffer input, output;
-  DeviceBuffer table, small_table, group_table;  ///< piece descriptors of the launches
+  DeviceBuffer tables[kQuantLaunches];  ///< piece descriptors, one table per launch
   DeviceBuffer tile_lo, tile_hi;
   DeviceBuffer scales, mins;                ///< binary32 parameters
   DeviceBuffer stored_scales, stored_mins;  ///< stored bits, one uint32 per group
   DeviceBuffer status, stats;
   // Host side (pinned), same sizes.
   PinnedBuffer host_input, host_output;
-  PinnedBuffer host_table, host_small_table, host_group_table;
+  PinnedBuffer host_tables[kQuantLaunches];
   PinnedBuffer host_tile_lo, host_tile_hi;
   PinnedBuffer host_stored_scales, host_stored_mins;
   PinnedBuffer host_status, host_stats;

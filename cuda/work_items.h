@@ -20,7 +20,9 @@ inline constexpr unsigned kBlockThreads = 256;
 inline constexpr unsigned kOctetsPerThread = 4;
 /// Elements one block of an element-wise kernel covers.
 inline constexpr std::uint64_t kBlockElements = 8ull * kBlockThreads * kOctetsPerThread;
-/// Longest group (in octets) the one-block-per-group kernel holds in registers.
+/// Longest groups (in octets) the one-warp-per-group and one-block-per-group kernels hold in
+/// registers: 8 octets per thread.
+inline constexpr std::uint64_t kMaxWarpGroupOctets = 8ull * 32;
 inline constexpr std::uint64_t kMaxBlockGroupOctets = 8ull * kBlockThreads;
 
 /// Bits of a piece's status word, set by the kernels; the host turns any of them into the

@@ -26,13 +26,9 @@ PieceKind kind_of_layout(const GroupGeometry& g) {
   if (!groups_tile_rows(g)) return PieceKind::kGeneral;
   const std::uint64_t w = g.group_size / 8;
   if (w <= 32 && (w & (w - 1)) == 0) return PieceKind::kSmallGroups;
-  if (w > 32 && w <= kMaxBlockGroupOctets) return PieceKind::kBlockGroups;
+  if (w <= kMaxWarpGroupOctets) return PieceKind::kWarpGroups;
+  if (w <= kMaxBlockGroupOctets) return PieceKind::kBlockGroups;
   return PieceKind::kGeneral;
-}
-
-// Blocks of a piece in its kind's launch.
-std::uint64_t blocks_of(PieceKind kind, std::uint64_t elements, std::uint64_t groups) {
-  return kind == PieceKind::kBlockGroups ? groups : blocks_for(elements);
 }
 
 // Pieces of at most max_elems elements that end at multiples of 8 (or at n), ignoring groups.
@@ -63,14 +59,44 @@ SlotCapacity SlotCapacity::for_bytes(std::uint64_t bytes) {
   c.pieces = 4096;
   const std::uint64_t max_elements = bytes / 2;  // F16 inputs have the most elements per byte
   c.tiles = c.groups + max_elements / kRangeTile + 2 * std::uint64_t{c.pieces};
-  // One block per group of >= 264 elements is the most blocks per element of any launch.
-  c.blocks = max_elements / 256 + 2 * std::uint64_t{c.pieces};
+  // Eight groups of >= 16 elements per block (the warp-per-group kernel) is the most blocks
+  // per element of any launch.
+  c.blocks = max_elements / 128 + 2 * std::uint64_t{c.pieces};
   return c;
 }
 
 std::uint64_t SlotCapacity::device_bytes() const {
   return 2 * bytes + groups * 16 + tiles * 8 + blocks * sizeof(BlockStats) +
          std::uint64_t{pieces} * (sizeof(QuantPiece) + 4);
+}
+
+std::uint64_t blocks_of(PieceKind kind, std::uint64_t elements, std::uint64_t groups) {
+  switch (kind) {
+    case PieceKind::kBlockGroups: return groups;
+    case PieceKind::kWarpGroups: return (groups + kWarpGroupsPerBlock - 1) / kWarpGroupsPerBlock;
+    default: return blocks_for(elements);
+  }
+}
+
+QuantLaunch launch_of(PieceKind kind) {
+  switch (kind) {
+    case PieceKind::kSmallGroups: return QuantLaunch::kSmallGroups;
+    case PieceKind::kWarpGroups: return QuantLaunch::kWarpGroups;
+    case PieceKind::kBlockGroups: return QuantLaunch::kBlockGroups;
+    default: return QuantLaunch::kGeneral;
+  }
+}
+
+std::uint64_t QuantSlot::blocks() const {
+  std::uint64_t total = 0;
+  for (std::uint64_t b : launch_blocks) total += b;
+  return total;
+}
+
+std::uint64_t QuantSlot::first_block(QuantLaunch launch) const {
+  std::uint64_t first = 0;
+  for (int l = 0; l < static_cast<int>(launch); ++l) first += launch_blocks[l];
+  return first;
 }
 
 GroupLayout layout_of(const GroupGeometry& g) {
@@ -151,7 +177,8 @@ class SlotPacker {
     const std::uint64_t in_bytes = aligned_size(n * (t.type == ElementType::kF64 ? 8 : t.type == ElementType::kF32 ? 4 : 2));
     const std::uint64_t code_bytes = range_pass_ ? 0 : aligned_size(codec::packed_bytes(n, t.bits));
     const std::uint64_t groups = d.last_group - d.first_group;
-    const bool single_pass = kind == PieceKind::kSmallGroups || kind == PieceKind::kBlockGroups;
+    const bool single_pass = kind == PieceKind::kSmallGroups || kind == PieceKind::kWarpGroups ||
+                             kind == PieceKind::kBlockGroups;
     const std::uint64_t tiles = single_pass ? 0 : groups * d.tiles_per_group;
     const std::uint64_t blocks = range_pass_ ? 0 : blocks_of(kind, n, groups);
     if (in_bytes > capacity_.bytes || code_bytes > capacity_.bytes || groups > capacity_.groups ||
@@ -171,9 +198,7 @@ class SlotPacker {
     d.param_index = slot->groups;
     d.tile_begin = slot->tiles;
     d.piece_index = slot->piece_count();
-    std::uint64_t& launch_blocks = kind == PieceKind::kSmallGroups   ? slot->small_blocks
-                                   : kind == PieceKind::kBlockGroups ? slot->group_blocks
-                                                                     : slot->general_blocks;
+    std::uint64_t& launch_blocks = slot->launch_blocks[static_cast<int>(launch_of(kind))];
     d.block_begin = launch_blocks;
     launch_blocks += blocks;
     slot->input_bytes += in_bytes;

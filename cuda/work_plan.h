@@ -3,6 +3,7 @@
 // Pure C++ with no CUDA calls, so it is unit-tested on machines without a GPU.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -28,11 +29,26 @@ struct SlotCapacity {
 
 /// How a quantized tensor's pieces are computed.
 enum class PieceKind {
-  kSmallGroups,  ///< single pass: groups of 8..256 elements tile every row, a warp's lanes each
-  kBlockGroups,  ///< single pass: one block per group of 264..16384 elements that tile rows
+  kSmallGroups,  ///< single pass: groups of 8, 16, ..., 256 elements tile every row; a group's
+                 ///< octets belong to adjacent lanes of a warp
+  kWarpGroups,   ///< single pass: one warp per group of up to 2048 elements that tile rows
+  kBlockGroups,  ///< single pass: one block per group of 2056..16384 elements that tile rows
   kGeneral,      ///< range tiles, parameters, then codes
   kHostRanges,   ///< groups larger than a slot: ranges come from a first pass (range_pass)
 };
+
+/// The quantize kernels: one launch of each per slot, their statistics stored in this order.
+enum class QuantLaunch : int { kGeneral = 0, kSmallGroups, kWarpGroups, kBlockGroups };
+inline constexpr int kQuantLaunches = 4;
+
+/// The launch that computes pieces of a kind (kHostRanges pieces are general ones).
+QuantLaunch launch_of(PieceKind kind);
+
+/// Groups one block of the warp-per-group kernel handles.
+inline constexpr std::uint64_t kWarpGroupsPerBlock = kBlockThreads / 32;
+
+/// Blocks of a piece of `elements` elements in `groups` groups in its kind's launch.
+std::uint64_t blocks_of(PieceKind kind, std::uint64_t elements, std::uint64_t groups);
 
 struct ElementRange {
   std::uint64_t begin = 0, end = 0;
@@ -71,21 +87,18 @@ struct PlacedQuantPiece {
   QuantPiece desc;  ///< offsets relative to the slot
 };
 
-/// The content of one quantize slot: every piece in job order. Each kind of piece has its own
-/// launch (and table, sorted by block_begin); their statistics follow one another in the
-/// slot's array: general blocks first, then small-group blocks, then block-group blocks.
+/// The content of one quantize slot: every piece in job order. Each launch has its own piece
+/// table (sorted by block_begin); their statistics follow one another in the slot's array in
+/// QuantLaunch order.
 struct QuantSlot {
   std::vector<PlacedQuantPiece> pieces;
   std::uint64_t input_bytes = 0, code_bytes = 0, groups = 0, tiles = 0;
-  std::uint64_t general_blocks = 0, small_blocks = 0, group_blocks = 0;
-  std::uint64_t blocks() const { return general_blocks + small_blocks + group_blocks; }
-  /// Where a kind's statistics start in the slot's array.
-  std::uint64_t first_block(PieceKind kind) const {
-    return kind == PieceKind::kSmallGroups ? general_blocks
-         : kind == PieceKind::kBlockGroups ? general_blocks + small_blocks : 0;
-  }
+  std::array<std::uint64_t, kQuantLaunches> launch_blocks{};
   bool host_ranges = false;
   std::uint32_t piece_count() const { return static_cast<std::uint32_t>(pieces.size()); }
+  std::uint64_t blocks() const;
+  /// Where a launch's statistics start in the slot's array.
+  std::uint64_t first_block(QuantLaunch launch) const;
 };
 
 /// One tensor to place: its cut, geometry and dtype code.

@@ -39,13 +39,13 @@ fi
 
 if has bench; then
 step "bench_cuda"
-timeout 150 ./bench/bench_cuda --dir /dev/shm --gb 8 --small-files 1000 2>&1 | tee "$out/bench_cuda.txt"
+timeout 110 ./bench/bench_cuda --dir /dev/shm --gb 8 --small-files 1000 2>&1 | tee "$out/bench_cuda.txt"
 fi
 
 has sanitize && for tool in memcheck racecheck synccheck; do
   step "compute-sanitizer $tool"
-  timeout 100 compute-sanitizer --tool "$tool" --error-exitcode 9 ./tests/wq_backend_tests \
-    --gtest_filter='*BatchesGive*/cuda_small_slots:*ConstantTensors*/cuda:*Casts*/cuda:*NonFinite*/cuda_small_slots:*ErrorStatistics*/cuda:*HalfAndDouble*/cuda:*MatricesWithShortLastGroups/cuda' \
+  timeout 70 compute-sanitizer --tool "$tool" --error-exitcode 9 ./tests/wq_backend_tests \
+    --gtest_filter='*EveryKernelSchedule*/cuda_small_slots:*BatchesGive*/cuda_small_slots:*ConstantTensors*/cuda:*Casts*/cuda:*NonFinite*/cuda_small_slots:*ErrorStatistics*/cuda:*HalfAndDouble*/cuda:*MatricesWithShortLastGroups/cuda' \
     >"$out/sanitizer-$tool.log" 2>&1
   echo "$tool status $?"
   grep -E 'ERROR SUMMARY|PASSED|FAILED' "$out/sanitizer-$tool.log" | tail -3

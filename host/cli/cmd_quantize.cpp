@@ -1,4 +1,5 @@
 // wq-gpu quantize FILE -o OUT, and tree mode: wq-gpu quantize DIR... -o OUTDIR
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 
@@ -165,6 +166,11 @@ CommandRunner add_quantize_command(CLI::App& app) {
                   "Tree mode: N files at once, each with its own backend (the CPU threads are shared "
                   "out among them)")
       ->check(CLI::Range(1u, 256u))->capture_default_str();
+  cmd->add_option("--devices", flags->devices,
+                  "Tree mode: CUDA devices to use, e.g. 0,1,2,3: one backend per device (at least "
+                  "--jobs backends, spread over the devices in turn)")
+      ->delimiter(',')
+      ->check(CLI::NonNegativeNumber);
   // A flag that takes a value only with '=': `--json FILE` would swallow an input path.
   cmd->add_flag("--json", flags->json,
                 "Print the report as JSON on stdout instead of the table; --json=FILE writes it to FILE");
@@ -174,6 +180,7 @@ CommandRunner add_quantize_command(CLI::App& app) {
   return [flags, rules, keeps, cmd] {
     collect_rule_args(*cmd, *flags, *rules, *keeps);
     if (flags->json == "true") flags->json = "-";  // CLI11's value for a bare --json
+    flags->jobs = std::max<unsigned>(flags->jobs, static_cast<unsigned>(flags->devices.size()));
     return run_quantize(*flags);
   };
 }

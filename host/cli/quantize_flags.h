@@ -31,6 +31,7 @@ struct QuantizeFlags {
   bool force = false;
   std::string shard;  ///< "I/N" or empty
   unsigned jobs = 1;  ///< tree mode: files worked on at once
+  std::vector<int> devices;  ///< tree mode: CUDA devices the jobs are spread over (--devices)
   /// --rule and --keep in command-line order, each as ("rule"|"keep", text).
   std::vector<std::pair<std::string, std::string>> rule_args;
   std::vector<std::string> rule_files;

@@ -298,15 +298,25 @@ void run_units(TreeRun& run, const std::vector<WorkUnit>& units, std::vector<Bac
   if (first_error) std::rethrow_exception(first_error);
 }
 
-// One backend per job; CPU threads are shared out among the jobs.
+// One backend per job; CPU threads are shared out among the jobs, jobs among --devices, and
+// each device's default memory budget among the jobs on it.
 std::vector<BackendSelection> make_backends(const QuantizeFlags& f, bool quiet) {
   std::vector<BackendSelection> backends;
   BackendFlags per_job = f.backend;
-  if (f.jobs > 1) {
+  const unsigned jobs = std::max(1u, f.jobs);
+  if (jobs > 1) {
     const unsigned cores = f.backend.threads != 0 ? f.backend.threads : std::max(1u, std::thread::hardware_concurrency());
-    per_job.threads = std::max(1u, cores / f.jobs);
+    per_job.threads = std::max(1u, cores / jobs);
   }
-  for (unsigned j = 0; j < std::max(1u, f.jobs); ++j) backends.push_back(select_backend(per_job, quiet || j > 0));
+  const auto devices = static_cast<unsigned>(std::max<std::size_t>(1, f.devices.size()));
+  const unsigned jobs_per_device = (jobs + devices - 1) / devices;
+  if (per_job.gpu_memory == 0 && jobs_per_device > 1) {
+    per_job.gpu_memory = std::max<std::uint64_t>(128ull << 20, (1536ull << 20) / jobs_per_device);
+  }
+  for (unsigned j = 0; j < jobs; ++j) {
+    if (!f.devices.empty()) per_job.device = f.devices[j % f.devices.size()];
+    backends.push_back(select_backend(per_job, quiet || j > 0));
+  }
   return backends;
 }
 

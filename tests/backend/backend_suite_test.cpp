@@ -415,6 +415,30 @@ TEST_P(BackendSuite, ManySmallTensorsAndOneLargeInOneBatch) {
   }
 }
 
+// Shapes and specs that take each of the CUDA backend's schedules (small groups in a warp's
+// lanes, a warp or a block per group, the general two-pass path, per-tensor ranges); the CPU
+// runs them too.
+TEST_P(BackendSuite, EveryKernelScheduleMatchesTheReference) {
+  struct Case {
+    Shape shape;
+    QuantSpec spec;
+  };
+  const Case cases[] = {
+      {{64, 256}, spec_of(4, Granularity::kGroup, 32, ScaleDType::kF16)},  // small groups
+      {{64, 2048}, spec_of(4, Granularity::kGroup, 512)},                   // a warp per group
+      {{50, 240}, spec_of(3, Granularity::kGroup, 24)},                     // 3 octets per warp
+      {{257, 1000}, spec_of(7, Granularity::kChannel)},                     // 125 octets per warp
+      {{64, 4096}, spec_of(8, Granularity::kChannel)},                      // a block per group
+      {{32, 16384}, spec_of(5, Granularity::kChannel)},                     // 2048 octets per block
+      {{8, 40000}, spec_of(6, Granularity::kChannel)},                      // tiles, then codes
+      {{33, 1000}, spec_of(2, Granularity::kGroup, 100)},                   // short last groups
+      {{1000, 1001}, spec_of(8, Granularity::kTensor)},                     // one range
+  };
+  for (const Case& c : cases) {
+    expect_matches_reference(test::random_normal(element_count(c.shape), 11, 0.02f, 0.001f), c.shape, c.spec);
+  }
+}
+
 TEST_P(BackendSuite, ErrorStatisticsAreMeaningful) {
   const std::vector<float> x = test::random_normal(4096, 8);
   ErrorStats s8, s4;
