@@ -45,10 +45,10 @@ void check_cut(const Shape& shape, const QuantSpec& spec, unsigned element_bytes
     expected_begin = r.end;
   }
   ASSERT_EQ(expected_begin, n);
-  if (cut.kind == PieceKind::kSmallGroups || cut.kind == PieceKind::kBlockGroups) {
+  if (cut.kind != PieceKind::kGeneral && cut.kind != PieceKind::kHostRanges) {  // single pass
     EXPECT_EQ(g.group_size % 8, 0u);
     EXPECT_EQ(g.cols % g.group_size, 0u);
-    EXPECT_EQ(g.group_size <= 256, cut.kind == PieceKind::kSmallGroups);
+    EXPECT_EQ(g.group_size <= 8 * kMaxWarpGroupOctets, cut.kind != PieceKind::kBlockGroups);
     EXPECT_LE(g.group_size, 8 * kMaxBlockGroupOctets);
   }
 
@@ -104,10 +104,11 @@ TEST(CudaPlan, KindFollowsTheGroupLayout) {
   EXPECT_EQ(kind({64, 128}, spec_of(4, Granularity::kChannel)), PieceKind::kSmallGroups);
   EXPECT_EQ(kind({64, 100}, spec_of(4, Granularity::kGroup, 64)), PieceKind::kGeneral);   // short last group
   EXPECT_EQ(kind({64, 4096}, spec_of(4, Granularity::kChannel)), PieceKind::kBlockGroups);
-  EXPECT_EQ(kind({64, 4096}, spec_of(4, Granularity::kGroup, 512)), PieceKind::kBlockGroups);
+  EXPECT_EQ(kind({64, 4096}, spec_of(4, Granularity::kGroup, 512)), PieceKind::kWarpGroups);
+  EXPECT_EQ(kind({64, 120}, spec_of(4, Granularity::kGroup, 24)), PieceKind::kWarpGroups);    // 3 octets
   EXPECT_EQ(kind({4, 32768}, spec_of(4, Granularity::kChannel)), PieceKind::kGeneral);    // too long
   EXPECT_EQ(kind({64, 4100}, spec_of(4, Granularity::kChannel)), PieceKind::kGeneral);    // cols % 8
-  EXPECT_EQ(kind({64, 128}, spec_of(4, Granularity::kGroup, 48)), PieceKind::kGeneral);   // 6 octets
+  EXPECT_EQ(kind({64, 128}, spec_of(4, Granularity::kGroup, 48)), PieceKind::kGeneral);   // 128 % 48
   EXPECT_EQ(kind({1u << 20}, spec_of(4, Granularity::kTensor)), PieceKind::kHostRanges);  // > 1 MiB slot
   EXPECT_EQ(kind({1u << 16}, spec_of(4, Granularity::kTensor)), PieceKind::kGeneral);
 }
