@@ -8,7 +8,8 @@
 //   - warp groups (up to 2048 elements tiling rows): one pass, one warp per group holds it in
 //     registers while shuffles find its range;
 //   - block groups (2056..16384 elements tiling rows): the same with one block per group.
-// Every thread loads all its octets before using any, so that many loads are in flight.
+// Loading every octet of a thread before using any was tried for the first two: the extra
+// registers cost more occupancy than the loads in flight gained (bench/RESULTS.md).
 #include <cuda_runtime.h>
 
 #include <cub/block/block_reduce.cuh>
@@ -56,25 +57,20 @@ __device__ inline bool encode_octet(const float (&x)[8], codec::AffineParams p, 
 }
 
 __global__ void __launch_bounds__(kBlockThreads)
-quantize_pack_kernel(const QuantPiece* pieces, unsigned piece_count, const std::uint8_t* __restrict__ input,
-                     const float* scales, const float* mins, std::uint8_t* __restrict__ codes_out,
+quantize_pack_kernel(const QuantPiece* pieces, unsigned piece_count, const std::uint8_t* input,
+                     const float* scales, const float* mins, std::uint8_t* codes_out,
                      std::uint32_t* status, BlockStats* block_stats) {
   const QuantPiece& p = block_piece(pieces, piece_count);
   const std::uint64_t n = p.elem_end - p.elem_begin;
   const float top = static_cast<float>(codec::max_code(p.bits));
-  float x[kOctetsPerThread][8];
-#pragma unroll
-  for (unsigned r = 0; r < kOctetsPerThread; ++r) {
-    const std::uint64_t octet = thread_octet(p.block_begin, r);
-    if (8 * octet < n) load_octet(p.type, input + p.src_offset, octet, n - 8 * octet < 8 ? static_cast<int>(n - 8 * octet) : 8, x[r]);
-  }
   ThreadStats stats;
   bool finite = true;
-#pragma unroll
   for (unsigned r = 0; r < kOctetsPerThread; ++r) {
     const std::uint64_t octet = thread_octet(p.block_begin, r);
     if (8 * octet >= n) break;
     const int count = n - 8 * octet < 8 ? static_cast<int>(n - 8 * octet) : 8;
+    float x[8];
+    load_octet(p.type, input + p.src_offset, octet, count, x);
     const std::uint64_t first = p.elem_begin + 8 * octet;
     const std::uint64_t k0 = group_of(p.layout, first);
     std::uint8_t codes[8];
@@ -83,8 +79,8 @@ quantize_pack_kernel(const QuantPiece* pieces, unsigned piece_count, const std::
       const std::uint64_t g = p.param_index + (k0 - p.first_group);
       const codec::AffineParams params{scales[g], mins[g]};
       for (int k = 0; k < 8; ++k) {
-        finite &= k >= count || codec::is_finite(x[r][k]);
-        const std::uint32_t q = k < count ? codec::affine_code(x[r][k], params, top) : 0;
+        finite &= k >= count || codec::is_finite(x[k]);
+        const std::uint32_t q = k < count ? codec::affine_code(x[k], params, top) : 0;
         codes[k] = static_cast<std::uint8_t>(q);
         decoded[k] = codec::affine_value(q, params);
       }
@@ -97,13 +93,13 @@ quantize_pack_kernel(const QuantPiece* pieces, unsigned piece_count, const std::
         }
         const std::uint64_t g = p.param_index + (group_of(p.layout, first + k) - p.first_group);
         const codec::AffineParams params{scales[g], mins[g]};
-        finite &= codec::is_finite(x[r][k]);
-        const std::uint32_t q = codec::affine_code(x[r][k], params, top);
+        finite &= codec::is_finite(x[k]);
+        const std::uint32_t q = codec::affine_code(x[k], params, top);
         codes[k] = static_cast<std::uint8_t>(q);
         decoded[k] = codec::affine_value(q, params);
       }
     }
-    stats.add_octet(x[r], decoded, count);
+    stats.add_octet(x, decoded, count);
     std::uint8_t* out = codes_out + p.code_offset + octet * p.bits;
     if (count == 8) {
       store_packed(codec::pack8_word(codes, p.bits), p.bits, out);
@@ -120,32 +116,27 @@ quantize_pack_kernel(const QuantPiece* pieces, unsigned piece_count, const std::
 // 256 octets, which W divides).
 __global__ void __launch_bounds__(kBlockThreads)
 quantize_small_groups_kernel(const QuantPiece* pieces, unsigned piece_count,
-                             const std::uint8_t* __restrict__ input, std::uint32_t* stored_scales,
-                             std::uint32_t* stored_mins, std::uint8_t* __restrict__ codes_out,
+                             const std::uint8_t* input, std::uint32_t* stored_scales,
+                             std::uint32_t* stored_mins, std::uint8_t* codes_out,
                              std::uint32_t* status, BlockStats* block_stats) {
   const QuantPiece& p = block_piece(pieces, piece_count);
   const std::uint64_t octets = (p.elem_end - p.elem_begin) / 8;
   const auto width = static_cast<unsigned>(p.layout.group_size / 8);
   const unsigned width_shift = __ffs(width) - 1;  // width is a power of two
   const float top = static_cast<float>(codec::max_code(p.bits));
-  float x[kOctetsPerThread][8];
-#pragma unroll
-  for (unsigned r = 0; r < kOctetsPerThread; ++r) {
-    const std::uint64_t octet = thread_octet(p.block_begin, r);
-    if (octet < octets) load_octet(p.type, input + p.src_offset, octet, 8, x[r]);
-  }
   ThreadStats stats;
   std::uint32_t failure = 0;
-#pragma unroll
   for (unsigned r = 0; r < kOctetsPerThread; ++r) {
     const std::uint64_t octet = thread_octet(p.block_begin, r);
     if ((octet & ~std::uint64_t{31}) >= octets) break;  // whole warps stop together
     const bool active = octet < octets;
+    float x[8];
     float lo = __int_as_float(0x7f800000), hi = -lo;
     if (active) {
+      load_octet(p.type, input + p.src_offset, octet, 8, x);
       for (int k = 0; k < 8; ++k) {
-        lo = fminf(lo, x[r][k]);
-        hi = fmaxf(hi, x[r][k]);
+        lo = fminf(lo, x[k]);
+        hi = fmaxf(hi, x[k]);
       }
     }
     for (unsigned offset = width / 2; offset >= 1; offset /= 2) {  // every lane takes part
@@ -157,7 +148,7 @@ quantize_small_groups_kernel(const QuantPiece* pieces, unsigned piece_count,
     const std::uint32_t range_failure = params_of_range(lo, hi, p, &params);
     std::uint8_t codes[8];
     if (range_failure == 0) {
-      if (!encode_octet(x[r], params, top, codes, stats)) failure |= kStatusNonFinite;
+      if (!encode_octet(x, params, top, codes, stats)) failure |= kStatusNonFinite;
     } else {
       failure |= range_failure;
       for (int k = 0; k < 8; ++k) codes[k] = 0;

@@ -32,7 +32,7 @@ has() { [[ " $steps " == *" $1 "* ]]; }
 
 if has tests; then
 step "tests on the CUDA backend"
-timeout 150 ctest -j16 --timeout 140 -R 'BackendSuite|CudaPlan|cli' >"$out/ctest.log" 2>&1
+timeout 150 ctest -j16 --timeout 140 -R "${TESTS:-BackendSuite|CudaPlan|cli}" >"$out/ctest.log" 2>&1
 echo "ctest status $?"
 grep -E 'tests passed|tests failed|\(Failed\)|\(Timeout\)|Exception' "$out/ctest.log" | head -40
 fi
