@@ -106,9 +106,16 @@ class CudaBackend final : public Backend {
 
   void quantize(std::span<QuantizeJob> jobs) override {
     WQ_CUDA_CHECK(cudaSetDevice(ordinal_));
-    std::uint64_t batch_bytes = 0;
-    for (const QuantizeJob& job : jobs) batch_bytes += job.input.nbytes();
-    const SlotCapacity& capacity = ring_for(batch_bytes).capacity();
+    // Slots of a third of the batch keep the ring's three slots busy at once, but no smaller
+    // than the batch's longest group: a group larger than a slot needs a first pass that reads
+    // its input once more.
+    std::uint64_t batch_bytes = 0, longest_group_bytes = 0;
+    for (const QuantizeJob& job : jobs) {
+      batch_bytes += job.input.nbytes();
+      longest_group_bytes = std::max(longest_group_bytes, longest_group_bytes_of(job));
+    }
+    const SlotCapacity& capacity =
+        ring_for(std::max((batch_bytes + SlotRing::kSlots - 1) / SlotRing::kSlots, longest_group_bytes)).capacity();
     std::vector<bool> failed(jobs.size(), false);
     std::vector<QuantTensor> tensors, giants;
     for (std::size_t i = 0; i < jobs.size(); ++i) {
@@ -169,7 +176,7 @@ class CudaBackend final : public Backend {
     }
     std::uint64_t batch_bytes = 0;
     for (const DequantizeJob& job : jobs) batch_bytes += job.out.nbytes();
-    ring_for(batch_bytes);
+    ring_for((batch_bytes + SlotRing::kSlots - 1) / SlotRing::kSlots);
     const std::vector<DequantSlot> plans = plan_dequantize(jobs);
     ring_->run(
         plans.size(), [&](std::size_t i, Slot& slot) { enqueue_dequantize(plans[i], jobs, slot); },
@@ -196,7 +203,7 @@ class CudaBackend final : public Backend {
     }
     std::uint64_t batch_bytes = 0;
     for (const CastJob& job : jobs) batch_bytes += std::max(job.input.nbytes(), job.out.nbytes());
-    ring_for(batch_bytes);
+    ring_for((batch_bytes + SlotRing::kSlots - 1) / SlotRing::kSlots);
     const std::vector<CastSlot> plans = plan_cast(jobs, failed);
     ring_->run(
         plans.size(), [&](std::size_t i, Slot& slot) { enqueue_cast(plans[i], jobs, slot); },
@@ -224,12 +231,22 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // Input bytes of a job's longest group (0 for a job that will fail validation).
+  static std::uint64_t longest_group_bytes_of(const QuantizeJob& job) {
+    if (job.spec.bits < 1 || job.spec.bits > 8 || !job.spec.is_affine() || !is_floating(job.input.dtype) ||
+        (job.spec.granularity == Granularity::kGroup && job.spec.group_size == 0)) {
+      return 0;
+    }
+    const GroupGeometry g = group_geometry(job.input.shape, job.spec);
+    return std::min(g.group_size, g.cols) * dtype_size(job.input.dtype);
+  }
+
   // Slots grow with the work instead of taking the whole budget at once: a run over small
-  // files never pins (or allocates on the device) more than it uses. The largest batch so far
-  // decides, in powers of two from 4 MiB up to the budget's slot size.
-  SlotRing& ring_for(std::uint64_t batch_bytes) {
+  // files never pins (or allocates on the device) more than it uses. The largest request so
+  // far decides, in powers of two from 4 MiB up to the budget's slot size.
+  SlotRing& ring_for(std::uint64_t slot_bytes) {
     std::uint64_t want = std::min<std::uint64_t>(4 * kMiB, largest_slot_bytes_);
-    while (want < batch_bytes && want < largest_slot_bytes_) want *= 2;
+    while (want < slot_bytes && want < largest_slot_bytes_) want *= 2;
     want = std::min(want, largest_slot_bytes_);
     if (!ring_ || ring_->capacity().bytes < want) {
       ring_.reset();  // its destructor waits for its streams
