@@ -33,7 +33,10 @@ int verify_file(const std::string& path, bool quiet) {
       }
       c->release(i);
     }
-    if (worst == 0 && !quiet) fmt::print("ok  {} ({} tensors)\n", path, c->tensors().size());
+    if (worst == 0 && !quiet) {
+      const std::size_t n = c->tensors().size();
+      fmt::print("ok  {} ({} tensor{})\n", path, n, n == 1 ? "" : "s");
+    }
     return worst;
   } catch (const Error& e) {
     fmt::print(stderr, "wq-gpu: error: {}\n", e.what());
