@@ -10,8 +10,11 @@
 #include <vector>
 
 #include "cpu/bit_packing.h"
+#include "cpu/cpu_features.h"
+#include "cpu/dequantize_f32_avx2.h"
 #include "cpu/element_io.h"
 #include "cpu/lanes.h"
+#include "cpu/reciprocal_code.h"
 #include "wq/error.h"
 
 namespace wq::detail {
@@ -47,10 +50,9 @@ WQ_INLINE void minmax_run(const std::byte* src, std::uint64_t begin, std::uint64
   lo0 = lo1 < lo0 ? lo1 : lo0;
   hi0 = hi1 > hi0 ? hi1 : hi0;
   float lo = *lo_out, hi = *hi_out;
-  for (int l = 0; l < L; ++l) {
-    lo = lo0[l] < lo ? lo0[l] : lo;
-    hi = hi0[l] > hi ? hi0[l] : hi;
-  }
+  const float lo_lanes = min_of_lanes(lo0), hi_lanes = max_of_lanes(hi0);
+  lo = lo_lanes < lo ? lo_lanes : lo;
+  hi = hi_lanes > hi ? hi_lanes : hi;
   for (; i < end; ++i) {
     const float x = load_f32<D>(src, i);
     lo = x < lo ? x : lo;
@@ -62,14 +64,40 @@ WQ_INLINE void minmax_run(const std::byte* src, std::uint64_t begin, std::uint64
 
 // L elements: the codec's code expression evaluated lane-wise; the integer-valued float
 // result is both stored as the code and used for the error.
+template <int L>
+WQ_INLINE void store_codes(FloatLanes<L> q, std::uint8_t* codes) {
+  const ByteLanes<L> bytes = low_bytes(__builtin_convertvector(q, IntLanes<L>));
+  std::memcpy(codes, &bytes, L);
+}
+
 template <DType D, int L>
 WQ_INLINE void quantize_lanes(const std::byte* src, std::uint64_t i, FloatLanes<L> scale, FloatLanes<L> min,
                               FloatLanes<L> top, std::uint8_t* codes, LaneStats<L>& stats) {
   const FloatLanes<L> x = load_lanes<D, L>(src, i);
   const FloatLanes<L> q = codec::affine_code_value(x, scale, min, top);
-  const ByteLanes<L> bytes = low_bytes(__builtin_convertvector(q, IntLanes<L>));
-  std::memcpy(codes, &bytes, L);
+  store_codes<L>(q, codes);
   stats.add(x, scale * q + min);
+}
+
+// 2L elements through the reciprocal (reciprocal_code.h); a pair of vectors with a lane the
+// proof does not cover is recomputed with the codec's division.
+template <DType D, int L>
+WQ_INLINE void quantize_lanes_reciprocal(const std::byte* src, std::uint64_t i, FloatLanes<L> scale,
+                                         FloatLanes<L> min, FloatLanes<L> r, FloatLanes<L> top, std::uint8_t* codes,
+                                         LaneStats<L>& stats0, LaneStats<L>& stats1) {
+  const FloatLanes<L> x0 = load_lanes<D, L>(src, i), x1 = load_lanes<D, L>(src, i + L);
+  const FloatLanes<L> d0 = x0 - min, d1 = x1 - min;
+  IntLanes<L> bad0, bad1;
+  FloatLanes<L> q0 = reciprocal_code_value<L>(d0, r, top, &bad0);
+  FloatLanes<L> q1 = reciprocal_code_value<L>(d1, r, top, &bad1);
+  if (__builtin_expect(any_lane(bad0 | bad1), 0)) {
+    q0 = codec::affine_code_value(x0, scale, min, top);
+    q1 = codec::affine_code_value(x1, scale, min, top);
+  }
+  store_codes<L>(q0, codes);
+  store_codes<L>(q1, codes + L);
+  stats0.add_error(x0, d0 - scale * q0);
+  stats1.add_error(x1, d1 - scale * q1);
 }
 
 // One run of one group: codes into `codes`, error into `stats`.
@@ -84,20 +112,34 @@ WQ_INLINE void quantize_run(const std::byte* src, std::uint64_t begin, std::uint
   }
   const FloatLanes<L> zero{};
   const FloatLanes<L> scale = zero + p.scale, min = zero + p.min, top = zero + max_code;
-  LaneStats<L> second;  // two accumulators hide the adds' latency
+  // Local accumulators, two to hide the adds' latency: the caller's may be aliased by the
+  // byte stores of the codes, which would keep them in memory across the loop.
+  LaneStats<L> first = stats, second;
   std::uint64_t i = 0;
-  for (; i + 2 * L <= n; i += 2 * L) {
-    quantize_lanes<D, L>(src, begin + i, scale, min, top, codes + i, stats);
-    quantize_lanes<D, L>(src, begin + i + L, scale, min, top, codes + i + L, second);
+  if (reciprocal_is_exact_enough(p.scale)) {
+    const FloatLanes<L> r = zero + codec::div_rn(1.0f, p.scale);
+    // The next group's range pass would wait on memory while this loop only reads the cache:
+    // fetch ahead (one line per iteration, at least 4 KiB ahead: a row ahead for channels).
+    const std::byte* ahead = src + kElementBytes<D> * (begin + std::max<std::uint64_t>(n, 4096 / kElementBytes<D>));
+    for (; i + 2 * L <= n; i += 2 * L) {
+      __builtin_prefetch(ahead + kElementBytes<D> * i);
+      quantize_lanes_reciprocal<D, L>(src, begin + i, scale, min, r, top, codes + i, first, second);
+    }
+  } else {
+    for (; i + 2 * L <= n; i += 2 * L) {
+      quantize_lanes<D, L>(src, begin + i, scale, min, top, codes + i, first);
+      quantize_lanes<D, L>(src, begin + i + L, scale, min, top, codes + i + L, second);
+    }
   }
-  for (; i + L <= n; i += L) quantize_lanes<D, L>(src, begin + i, scale, min, top, codes + i, stats);
+  for (; i + L <= n; i += L) quantize_lanes<D, L>(src, begin + i, scale, min, top, codes + i, first);
   for (; i < n; ++i) {
     const float x = load_f32<D>(src, begin + i);
     const std::uint32_t q = codec::affine_code(x, p, max_code);
     codes[i] = static_cast<std::uint8_t>(q);
-    stats.add_one(x, approx_decoded(static_cast<float>(q), p));
+    first.add_one(x, approx_decoded(static_cast<float>(q), p));
   }
-  stats.merge(second);
+  first.merge(second);
+  stats = first;
 }
 
 std::string describe_value(float x) {
@@ -165,50 +207,69 @@ WQ_INLINE void quantize_elements_impl(const std::byte* src, const GroupGeometry&
   }
 }
 
+// Groups are handled in batches: the ranges of a few groups first, then their parameters, then
+// their codes. The parameters cost two dependent divisions per group (scale, then its
+// reciprocal); a batch makes them independent of each other, so they overlap instead of
+// stalling every group. A batch stays in L1.
+constexpr int kBatchGroups = 16;
+constexpr std::uint64_t kBatchElements = 2048;
+
 template <DType D, int L>
 WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeometry& g, int bits, bool f16_params,
                                             std::uint64_t first_group, std::uint64_t last_group, std::uint64_t begin,
-                                            std::uint64_t end, codec::AffineParams* params, ErrorStats* local) {
-  if (t_chunk_codes.size() < end - begin) t_chunk_codes.resize(end - begin);
-  std::uint8_t* chunk_codes = t_chunk_codes.data();
+                                            codec::AffineParams* params, std::uint8_t* chunk_codes, ErrorStats* local) {
   const float max_code = static_cast<float>(codec::max_code(bits));
   LaneStats<L> stats;
   std::uint64_t unfolded = 0;
   std::uint64_t row = first_group / g.groups_per_row;
   std::uint64_t j = first_group % g.groups_per_row;
-  for (std::uint64_t k = first_group; k < last_group; ++k) {
-    const std::uint64_t offset = j * g.group_size;
-    const std::uint64_t s = row * g.cols + offset;
-    const std::uint64_t t = s + std::min(g.group_size, g.cols - offset);
-    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-    minmax_run<D, L>(src, s, t, &lo, &hi);
-    GroupFailure failure{true, !codec::is_finite(lo) || !codec::is_finite(hi), codec::ParamsStatus::kOk, k, s, t, lo, hi};
-    if (failure.nonfinite) return failure;
-    failure.status = codec::affine_params(lo, hi, bits, f16_params, &params[k]);
-    if (failure.status != codec::ParamsStatus::kOk) return failure;
-    quantize_run<D, L>(src, s, t, params[k], max_code, chunk_codes + (s - begin), stats);
-    unfolded += t - s;
+  std::uint64_t starts[kBatchGroups], ends[kBatchGroups];
+  float lo[kBatchGroups], hi[kBatchGroups];
+  for (std::uint64_t k = first_group; k < last_group;) {
+    int count = 0;
+    for (std::uint64_t elements = 0; count < kBatchGroups && k + count < last_group && elements < kBatchElements; ++count) {
+      const std::uint64_t offset = j * g.group_size;
+      starts[count] = row * g.cols + offset;
+      ends[count] = starts[count] + std::min(g.group_size, g.cols - offset);
+      lo[count] = std::numeric_limits<float>::infinity();
+      hi[count] = -lo[count];
+      minmax_run<D, L>(src, starts[count], ends[count], &lo[count], &hi[count]);
+      elements += ends[count] - starts[count];
+      if (++j == g.groups_per_row) {
+        j = 0;
+        ++row;
+      }
+    }
+    for (int b = 0; b < count; ++b) {  // the first failing group in order, as one at a time would find
+      GroupFailure failure{true, !codec::is_finite(lo[b]) || !codec::is_finite(hi[b]), codec::ParamsStatus::kOk,
+                           k + b, starts[b], ends[b], lo[b], hi[b]};
+      if (failure.nonfinite) return failure;
+      failure.status = codec::affine_params(lo[b], hi[b], bits, f16_params, &params[k + b]);
+      if (failure.status != codec::ParamsStatus::kOk) return failure;
+    }
+    for (int b = 0; b < count; ++b) {
+      quantize_run<D, L>(src, starts[b], ends[b], params[k + b], max_code, chunk_codes + (starts[b] - begin), stats);
+      unfolded += ends[b] - starts[b];
+    }
     if (unfolded >= kBlock) {
       stats.fold_into(local, unfolded);
       unfolded = 0;
     }
-    if (++j == g.groups_per_row) {
-      j = 0;
-      ++row;
-    }
+    k += static_cast<std::uint64_t>(count);
   }
   stats.fold_into(local, unfolded);
   return GroupFailure{};
 }
 
-// --- ISA entry points: the same kernels, compiled for the baseline and for AVX2. ---------------
+// --- ISA entry points: the same kernels, compiled for the baseline and for AVX2. The AVX2 ones
+// are `flatten`: AVX2-only helpers (any_lane) are inlined into them through generic code. ----
 
 template <DType D>
 void minmax_base(const std::byte* src, std::uint64_t b, std::uint64_t e, float* lo, float* hi) {
   minmax_run<D, 4>(src, b, e, lo, hi);
 }
 template <DType D>
-__attribute__((target("avx2,fma"))) void minmax_avx2(const std::byte* src, std::uint64_t b, std::uint64_t e,
+__attribute__((target("avx2,fma"), flatten)) void minmax_avx2(const std::byte* src, std::uint64_t b, std::uint64_t e,
                                                      float* lo, float* hi) {
   minmax_run<D, 8>(src, b, e, lo, hi);
 }
@@ -219,7 +280,7 @@ void quantize_elements_base(const std::byte* src, const GroupGeometry& g, const 
   quantize_elements_impl<D, 4>(src, g, p, bits, b, e, codes, local);
 }
 template <DType D>
-__attribute__((target("avx2,fma"))) void quantize_elements_avx2(const std::byte* src, const GroupGeometry& g,
+__attribute__((target("avx2,fma"), flatten)) void quantize_elements_avx2(const std::byte* src, const GroupGeometry& g,
                                                                 const codec::AffineParams* p, int bits,
                                                                 std::uint64_t b, std::uint64_t e,
                                                                 std::uint8_t* codes, ErrorStats* local) {
@@ -228,17 +289,17 @@ __attribute__((target("avx2,fma"))) void quantize_elements_avx2(const std::byte*
 
 template <DType D>
 GroupFailure quantize_groups_base(const std::byte* src, const GroupGeometry& g, int bits, bool f16, std::uint64_t k0,
-                                  std::uint64_t k1, std::uint64_t b, std::uint64_t e, codec::AffineParams* p,
+                                  std::uint64_t k1, std::uint64_t b, codec::AffineParams* p, std::uint8_t* codes,
                                   ErrorStats* local) {
-  return quantize_groups_impl<D, 4>(src, g, bits, f16, k0, k1, b, e, p, local);
+  return quantize_groups_impl<D, 4>(src, g, bits, f16, k0, k1, b, p, codes, local);
 }
 template <DType D>
-__attribute__((target("avx2,fma"))) GroupFailure quantize_groups_avx2(const std::byte* src, const GroupGeometry& g,
-                                                                      int bits, bool f16, std::uint64_t k0,
-                                                                      std::uint64_t k1, std::uint64_t b,
-                                                                      std::uint64_t e, codec::AffineParams* p,
-                                                                      ErrorStats* local) {
-  return quantize_groups_impl<D, 8>(src, g, bits, f16, k0, k1, b, e, p, local);
+__attribute__((target("avx2,fma"), flatten)) GroupFailure quantize_groups_avx2(const std::byte* src, const GroupGeometry& g,
+                                                                               int bits, bool f16, std::uint64_t k0,
+                                                                               std::uint64_t k1, std::uint64_t b,
+                                                                               codec::AffineParams* p, std::uint8_t* codes,
+                                                                               ErrorStats* local) {
+  return quantize_groups_impl<D, 8>(src, g, bits, f16, k0, k1, b, p, codes, local);
 }
 
 // fma(scale, q, min) is one instruction with FMA and a libm call per element without it; both
@@ -257,13 +318,6 @@ template <DType D>
 __attribute__((target("avx2,fma"))) void dequantize_run_avx2(std::byte* dst, std::uint64_t s, std::uint64_t t,
                                                              const std::uint8_t* codes, codec::AffineParams p) {
   dequantize_run<D>(dst, s, t, codes, p);
-}
-
-// WQ_CPU_BASELINE=1 forces the baseline paths, so the tests can run both on one machine.
-bool use_avx2() {
-  static const bool has = std::getenv("WQ_CPU_BASELINE") == nullptr && __builtin_cpu_supports("avx2") &&
-                          __builtin_cpu_supports("fma");
-  return has;
 }
 
 }  // namespace
@@ -293,11 +347,18 @@ GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeome
                              std::string_view tensor) {
   return dispatch_floating(dtype, [&]<DType D>() {
     ErrorStats local;
+    // 8-bit codes are their own packed stream: write them in place. Other widths go through a
+    // per-thread buffer, packed once at the end (it stays in L2).
+    std::uint8_t* chunk_codes = codes + begin;
+    if (bits != 8) {
+      if (t_chunk_codes.size() < end - begin) t_chunk_codes.resize(end - begin);
+      chunk_codes = t_chunk_codes.data();
+    }
     const GroupFailure failure = (use_avx2() ? quantize_groups_avx2<D> : quantize_groups_base<D>)(
-        src, g, bits, f16_params, first_group, last_group, begin, end, params, &local);
+        src, g, bits, f16_params, first_group, last_group, begin, params, chunk_codes, &local);
     if (failure.failed) return failure;
     check_and_fix_stats<D>(src, g, params, bits, begin, end, &local, tensor);
-    pack_block(t_chunk_codes.data(), end - begin, bits, codes + begin / 8 * bits);
+    if (bits != 8) pack_block(chunk_codes, end - begin, bits, codes + begin / 8 * bits);
     stats->merge(local);
     return GroupFailure{};
   });
@@ -311,8 +372,12 @@ void throw_first_nonfinite(DType dtype, const std::byte* src, std::uint64_t begi
 
 void dequantize_elements(DType dtype, std::byte* dst, const GroupGeometry& geometry,
                          const codec::AffineParams* params, int bits, std::uint64_t begin, std::uint64_t end,
-                         const std::uint8_t* codes) {
+                         const std::uint8_t* codes, bool stream) {
   const bool avx2 = use_avx2();
+  if (avx2 && dtype == DType::kF32) {
+    dequantize_f32_avx2(reinterpret_cast<float*>(dst), geometry, params, bits, begin, end, codes, stream);
+    return;
+  }
   dispatch_floating(dtype, [&]<DType D>() {
     alignas(64) std::uint8_t block[kBlock];
     for (std::uint64_t b0 = begin; b0 < end; b0 += kBlock) {
