@@ -14,6 +14,7 @@
 #include "cpu/dequantize_f32_avx2.h"
 #include "cpu/element_io.h"
 #include "cpu/lanes.h"
+#include "cpu/quantize_f32_avx2.h"
 #include "cpu/reciprocal_code.h"
 #include "wq/error.h"
 
@@ -79,31 +80,30 @@ WQ_INLINE void quantize_lanes(const std::byte* src, std::uint64_t i, FloatLanes<
   stats.add(x, scale * q + min);
 }
 
-// 2L elements through the reciprocal (reciprocal_code.h); a pair of vectors with a lane the
-// proof does not cover is recomputed with the codec's division.
+// L elements through the reciprocal (reciprocal_code.h); a vector with a lane the proof does
+// not cover is recomputed with the codec's division. One vector at a time: with two, the
+// temporaries and the constants no longer fit in 16 registers and the accumulators spill.
 template <DType D, int L>
 WQ_INLINE void quantize_lanes_reciprocal(const std::byte* src, std::uint64_t i, FloatLanes<L> scale,
                                          FloatLanes<L> min, FloatLanes<L> r, FloatLanes<L> top, std::uint8_t* codes,
-                                         LaneStats<L>& stats0, LaneStats<L>& stats1) {
-  const FloatLanes<L> x0 = load_lanes<D, L>(src, i), x1 = load_lanes<D, L>(src, i + L);
-  const FloatLanes<L> d0 = x0 - min, d1 = x1 - min;
-  IntLanes<L> bad0, bad1;
-  FloatLanes<L> q0 = reciprocal_code_value<L>(d0, r, top, &bad0);
-  FloatLanes<L> q1 = reciprocal_code_value<L>(d1, r, top, &bad1);
-  if (__builtin_expect(any_lane(bad0 | bad1), 0)) {
-    q0 = codec::affine_code_value(x0, scale, min, top);
-    q1 = codec::affine_code_value(x1, scale, min, top);
-  }
-  store_codes<L>(q0, codes);
-  store_codes<L>(q1, codes + L);
-  stats0.add_error(x0, d0 - scale * q0);
-  stats1.add_error(x1, d1 - scale * q1);
+                                         LaneStats<L>& stats) {
+  const FloatLanes<L> x = load_lanes<D, L>(src, i);
+  const FloatLanes<L> d = x - min;
+  IntLanes<L> bad;
+  FloatLanes<L> q = reciprocal_code_value<L>(d, r, top, &bad);
+  if (__builtin_expect(any_lane(bad), 0)) q = codec::affine_code_value(x, scale, min, top);
+  store_codes<L>(q, codes);
+  stats.add_error(x, d - scale * q);
 }
+
+// How far ahead quantize_run() fetches: one batch of groups (see quantize_groups_impl), so that
+// the next batch's range pass finds its data in cache.
+constexpr std::uint64_t kPrefetchElements = 2048;
 
 // One run of one group: codes into `codes`, error into `stats`.
 template <DType D, int L>
 WQ_INLINE void quantize_run(const std::byte* src, std::uint64_t begin, std::uint64_t end, codec::AffineParams p,
-                            float max_code, std::uint8_t* codes, LaneStats<L>& stats) {
+                            float reciprocal, float max_code, std::uint8_t* codes, LaneStats<L>& stats) {
   const std::uint64_t n = end - begin;
   if (p.scale == 0.0f) {  // a constant group: every code is 0, every decoded value is min
     std::memset(codes, 0, n);
@@ -117,13 +117,19 @@ WQ_INLINE void quantize_run(const std::byte* src, std::uint64_t begin, std::uint
   LaneStats<L> first = stats, second;
   std::uint64_t i = 0;
   if (reciprocal_is_exact_enough(p.scale)) {
-    const FloatLanes<L> r = zero + codec::div_rn(1.0f, p.scale);
-    // The next group's range pass would wait on memory while this loop only reads the cache:
-    // fetch ahead (one line per iteration, at least 4 KiB ahead: a row ahead for channels).
-    const std::byte* ahead = src + kElementBytes<D> * (begin + std::max<std::uint64_t>(n, 4096 / kElementBytes<D>));
+    const FloatLanes<L> r = zero + reciprocal;
+    // The next batch's range pass would wait on memory while this loop only reads the cache:
+    // fetch ahead, one line per iteration (F32), a batch or a row (channels) ahead.
+    const std::byte* ahead = src + kElementBytes<D> * (begin + std::max<std::uint64_t>(n, kPrefetchElements));
+    if constexpr (D == DType::kF32 && L == 8) {  // only ever compiled into the AVX2 entry points
+      const F32Run run{begin, end, p, reciprocal};
+      quantize_runs_f32_avx2(src, &run, 1, max_code, codes, begin, 4 * std::max<std::uint64_t>(n, kPrefetchElements),
+                             &first.signal[0], &first.error[0], &first.max_error[0], &i);
+    }
     for (; i + 2 * L <= n; i += 2 * L) {
       __builtin_prefetch(ahead + kElementBytes<D> * i);
-      quantize_lanes_reciprocal<D, L>(src, begin + i, scale, min, r, top, codes + i, first, second);
+      quantize_lanes_reciprocal<D, L>(src, begin + i, scale, min, r, top, codes + i, first);
+      quantize_lanes_reciprocal<D, L>(src, begin + i + L, scale, min, r, top, codes + i + L, second);
     }
   } else {
     for (; i + 2 * L <= n; i += 2 * L) {
@@ -141,6 +147,14 @@ WQ_INLINE void quantize_run(const std::byte* src, std::uint64_t begin, std::uint
   first.merge(second);
   stats = first;
 }
+
+}  // namespace
+
+void codes_by_division(const std::byte* x, int count, codec::AffineParams p, float max_code, float* q) {
+  for (int l = 0; l < count; ++l) q[l] = codec::affine_code_value(load_f32<DType::kF32>(x, l), p.scale, p.min, max_code);
+}
+
+namespace {
 
 std::string describe_value(float x) {
   if (std::isnan(x)) return "NaN";
@@ -193,13 +207,19 @@ WQ_INLINE void quantize_elements_impl(const std::byte* src, const GroupGeometry&
   alignas(64) std::uint8_t block[kBlock];
   const float max_code = static_cast<float>(codec::max_code(bits));
   LaneStats<L> stats;
+  float last_scale = -1.0f, reciprocal = 0.0f;  // one division per distinct scale (per-tensor: one)
   for (std::uint64_t b0 = begin; b0 < end; b0 += kBlock) {
     const std::uint64_t b1 = std::min(end, b0 + kBlock);
     for (std::uint64_t s = b0; s < b1;) {  // runs of one group (for_each_group_run, unrolled by hand)
       const std::uint64_t row = s / g.cols;
       const std::uint64_t j = (s - row * g.cols) / g.group_size;
       const std::uint64_t t = std::min(b1, row * g.cols + std::min((j + 1) * g.group_size, g.cols));
-      quantize_run<D, L>(src, s, t, params[row * g.groups_per_row + j], max_code, block + (s - b0), stats);
+      const codec::AffineParams p = params[row * g.groups_per_row + j];
+      if (p.scale != last_scale && p.scale != 0.0f) {
+        last_scale = p.scale;
+        reciprocal = codec::div_rn(1.0f, p.scale);
+      }
+      quantize_run<D, L>(src, s, t, p, reciprocal, max_code, block + (s - b0), stats);
       s = t;
     }
     stats.fold_into(local, b1 - b0);
@@ -212,7 +232,7 @@ WQ_INLINE void quantize_elements_impl(const std::byte* src, const GroupGeometry&
 // reciprocal); a batch makes them independent of each other, so they overlap instead of
 // stalling every group. A batch stays in L1.
 constexpr int kBatchGroups = 16;
-constexpr std::uint64_t kBatchElements = 2048;
+constexpr std::uint64_t kBatchElements = kPrefetchElements;
 
 template <DType D, int L>
 WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeometry& g, int bits, bool f16_params,
@@ -224,7 +244,7 @@ WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeo
   std::uint64_t row = first_group / g.groups_per_row;
   std::uint64_t j = first_group % g.groups_per_row;
   std::uint64_t starts[kBatchGroups], ends[kBatchGroups];
-  float lo[kBatchGroups], hi[kBatchGroups];
+  float lo[kBatchGroups], hi[kBatchGroups], reciprocal[kBatchGroups];
   for (std::uint64_t k = first_group; k < last_group;) {
     int count = 0;
     for (std::uint64_t elements = 0; count < kBatchGroups && k + count < last_group && elements < kBatchElements; ++count) {
@@ -246,9 +266,22 @@ WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeo
       if (failure.nonfinite) return failure;
       failure.status = codec::affine_params(lo[b], hi[b], bits, f16_params, &params[k + b]);
       if (failure.status != codec::ParamsStatus::kOk) return failure;
+      reciprocal[b] = params[k + b].scale != 0.0f ? codec::div_rn(1.0f, params[k + b].scale) : 0.0f;
     }
-    for (int b = 0; b < count; ++b) {
-      quantize_run<D, L>(src, starts[b], ends[b], params[k + b], max_code, chunk_codes + (starts[b] - begin), stats);
+    std::uint64_t done[kBatchGroups] = {};
+    if constexpr (D == DType::kF32 && L == 8) {  // the whole batch in one AVX2 call (only in AVX2 entry points)
+      F32Run runs[kBatchGroups];
+      for (int b = 0; b < count; ++b) runs[b] = F32Run{starts[b], ends[b], params[k + b], reciprocal[b]};
+      const std::uint64_t span = ends[count - 1] - starts[0];
+      quantize_runs_f32_avx2(src, runs, count, max_code, chunk_codes, begin,
+                             4 * std::max<std::uint64_t>(span, kPrefetchElements), &stats.signal[0], &stats.error[0],
+                             &stats.max_error[0], done);
+    }
+    for (int b = 0; b < count; ++b) {  // what the batch call left: short tails, unusual scales, other dtypes
+      const std::uint64_t s = starts[b] + done[b];
+      if (s < ends[b]) {
+        quantize_run<D, L>(src, s, ends[b], params[k + b], reciprocal[b], max_code, chunk_codes + (s - begin), stats);
+      }
       unfolded += ends[b] - starts[b];
     }
     if (unfolded >= kBlock) {

