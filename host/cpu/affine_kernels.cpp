@@ -210,6 +210,8 @@ WQ_INLINE void quantize_elements_impl(const std::byte* src, const GroupGeometry&
   float last_scale = -1.0f, reciprocal = 0.0f;  // one division per distinct scale (per-tensor: one)
   for (std::uint64_t b0 = begin; b0 < end; b0 += kBlock) {
     const std::uint64_t b1 = std::min(end, b0 + kBlock);
+    // 8-bit codes are their own packed stream: written in place, not copied from the block.
+    std::uint8_t* out = bits == 8 ? codes + b0 : block;
     for (std::uint64_t s = b0; s < b1;) {  // runs of one group (for_each_group_run, unrolled by hand)
       const std::uint64_t row = s / g.cols;
       const std::uint64_t j = (s - row * g.cols) / g.group_size;
@@ -219,11 +221,11 @@ WQ_INLINE void quantize_elements_impl(const std::byte* src, const GroupGeometry&
         last_scale = p.scale;
         reciprocal = codec::div_rn(1.0f, p.scale);
       }
-      quantize_run<D, L>(src, s, t, p, reciprocal, max_code, block + (s - b0), stats);
+      quantize_run<D, L>(src, s, t, p, reciprocal, max_code, out + (s - b0), stats);
       s = t;
     }
     stats.fold_into(local, b1 - b0);
-    pack_block(block, b1 - b0, bits, codes + b0 / 8 * bits);
+    if (bits != 8) pack_block(block, b1 - b0, bits, codes + b0 / 8 * bits);
   }
 }
 
