@@ -477,6 +477,39 @@ TEST_P(BackendSuite, QuotientsNearHalfIntegersRoundLikeTheDivision) {
   expect_same_bytes(y, {y.size()}, spec_of(8, Granularity::kTensor));
 }
 
+// Decoded outputs of 24 MiB and more take the CPU's non-temporal store path: every element
+// checked against fma(scale, q, min), with the output 32-, 16- and 4-byte aligned.
+TEST_P(BackendSuite, LargeDecodesEqualTheCodecAtEveryAlignment) {
+  const Shape shape{1600, 4000};  // 6.4M elements, 25.6 MB of float32
+  const std::vector<float> x = test::random_normal(element_count(shape), 31);
+  for (const QuantSpec& spec : {spec_of(4, Granularity::kGroup, 64), spec_of(3, Granularity::kChannel)}) {
+    const Encoded e = quantize(x, shape, spec);
+    const GroupGeometry g = group_geometry(shape, spec);
+    std::vector<float> want(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const std::uint64_t row = i / g.cols, k = row * g.groups_per_row + (i - row * g.cols) / g.group_size;
+      float scale, min;
+      std::memcpy(&scale, &e.scales[4 * k], 4);
+      std::memcpy(&min, &e.mins[4 * k], 4);
+      std::uint32_t q = 0;
+      for (int j = 0; j < spec.bits; ++j) {
+        const std::size_t bit = i * spec.bits + j;
+        q |= static_cast<std::uint32_t>((e.codes[bit / 8] >> (bit % 8)) & 1) << j;
+      }
+      want[i] = std::fma(scale, static_cast<float>(q), min);
+    }
+    std::vector<float> storage(x.size() + 16);
+    for (std::size_t shift : {0u, 4u, 1u}) {  // floats: the buffer's own alignment, +16 bytes, +4 bytes
+      float* out = storage.data() + ((32 - reinterpret_cast<std::uintptr_t>(storage.data()) % 32) % 32) / 4 + shift;
+      std::fill(out, out + x.size(), std::numeric_limits<float>::quiet_NaN());
+      AffineTensor a{e.codes.data(), e.scales.data(), e.mins.data(), spec.bits, g.stored_group_size, spec.scale_dtype};
+      backend_->dequantize(a, MutableTensorView{"t", DType::kF32, shape, reinterpret_cast<std::byte*>(out)});
+      ASSERT_EQ(0, std::memcmp(out, want.data(), want.size() * sizeof(float)))
+          << "bits " << spec.bits << " shift " << shift;
+    }
+  }
+}
+
 TEST_P(BackendSuite, ErrorStatisticsAreMeaningful) {
   const std::vector<float> x = test::random_normal(4096, 8);
   ErrorStats s8, s4;
