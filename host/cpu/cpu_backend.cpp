@@ -102,16 +102,20 @@ void throw_group_failure(const TensorView& t, const QuantSpec& spec, const Group
 
 void store_params(const std::vector<AffineParams>& params, ScaleDType dtype,
                   const AffineBuffers& out) {
-  for (std::size_t k = 0; k < params.size(); ++k) {
-    if (dtype == ScaleDType::kF32) {
+  // The dtype test outside the loops: the F32 loop then vectorises (262144 groups at group 64
+  // of a 4096 x 4096 tensor).
+  if (dtype == ScaleDType::kF32) {
+    for (std::size_t k = 0; k < params.size(); ++k) {
       std::memcpy(out.scales + 4 * k, &params[k].scale, 4);
       std::memcpy(out.mins + 4 * k, &params[k].min, 4);
-    } else {
-      const std::uint16_t s = codec::f32_to_f16_bits(params[k].scale);
-      const std::uint16_t m = codec::f32_to_f16_bits(params[k].min);
-      std::memcpy(out.scales + 2 * k, &s, 2);
-      std::memcpy(out.mins + 2 * k, &m, 2);
     }
+    return;
+  }
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    const std::uint16_t s = codec::f32_to_f16_bits(params[k].scale);
+    const std::uint16_t m = codec::f32_to_f16_bits(params[k].min);
+    std::memcpy(out.scales + 2 * k, &s, 2);
+    std::memcpy(out.mins + 2 * k, &m, 2);
   }
 }
 

@@ -63,6 +63,19 @@ WQ_AVX2_INLINE void run_f32(float* dst, std::uint64_t s, std::uint64_t t, codec:
   std::uint64_t i = s;
   if (s % 8 == 0) {
     const __m256 scale = _mm256_set1_ps(p.scale), min = _mm256_set1_ps(p.min);
+    if (bits == 4) {  // 32 codes from 16 bytes with byte-wide nibble splits (half the work of octets)
+      const __m128i nibble = _mm_set1_epi8(0x0f);
+      for (; i + 32 <= t; i += 32) {
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i / 2));
+        const __m128i lo = _mm_and_si128(b, nibble), hi = _mm_and_si128(_mm_srli_epi16(b, 4), nibble);
+        const __m128i c0 = _mm_unpacklo_epi8(lo, hi), c1 = _mm_unpackhi_epi8(lo, hi);  // codes i..i+15, i+16..
+        const __m128i parts[4] = {c0, _mm_srli_si128(c0, 8), c1, _mm_srli_si128(c1, 8)};
+        for (int h = 0; h < 4; ++h) {
+          const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[h]));
+          store8(dst + i + 8 * h, _mm256_fmadd_ps(scale, q, min), stream);
+        }
+      }
+    }
     for (; i + 8 <= t; i += 8) {
       const __m256 q = _mm256_cvtepi32_ps(octet_codes(codes, code_bytes, i / 8, bits, shifts, mask));
       store8(dst + i, _mm256_fmadd_ps(scale, q, min), stream);
