@@ -15,7 +15,7 @@
 // of 4096 x 4096 raw little-endian float32 (so that other tools can time the same values);
 // WQ_BENCH_MIN_TIME (seconds per repetition, default 0.5) and WQ_BENCH_REPETITIONS (default 3).
 //
-//   build-bench/bench/bench_cpu                      # everything, ~2 minutes on 2 cores
+//   build-bench/bench/bench_cpu                      # everything, ~3 minutes on 2 cores
 //   build-bench/bench/bench_cpu --benchmark_filter=quantize/b8
 #include <algorithm>
 #include <cmath>

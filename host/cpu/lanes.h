@@ -108,16 +108,6 @@ struct LaneStats {
     max_error = a > max_error ? a : max_error;
   }
 
-  /// Two vectors at once, combined before they reach the accumulators.
-  WQ_INLINE void add_error_pair(FloatLanes<L> x0, FloatLanes<L> e0, FloatLanes<L> x1, FloatLanes<L> e1) {
-    signal += x0 * x0 + x1 * x1;
-    error += e0 * e0 + e1 * e1;
-    const FloatLanes<L> a0 = (FloatLanes<L>)((IntLanes<L>)e0 & 0x7fffffff);
-    const FloatLanes<L> a1 = (FloatLanes<L>)((IntLanes<L>)e1 & 0x7fffffff);
-    const FloatLanes<L> a = a1 > a0 ? a1 : a0;
-    max_error = a > max_error ? a : max_error;
-  }
-
   WQ_INLINE void add_one(float x, float decoded) {
     FloatLanes<L> xv{}, dv{};
     xv[0] = x;
