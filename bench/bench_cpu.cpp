@@ -1,6 +1,6 @@
 // CPU backend throughput: quantize / dequantize of a [4096, 4096] float32 tensor (64 MiB) for
-// bits {2, 4, 8} x granularity {tensor, channel, group 64} x threads {1, every core}, next to two
-// memory baselines measured in the same run on buffers of the same size:
+// bits {8, 4, 3, 2} x granularity {tensor, channel, group 32, 64, 128} x threads {1, every core},
+// next to two memory baselines measured in the same run on buffers of the same size:
 //   memcpy  64 MiB -> 64 MiB   (bytes counted: the 64 MiB copied)
 //   read    xor-reduce of 64 MiB (bytes counted: the 64 MiB read)
 //
@@ -11,12 +11,17 @@
 // After the run a table prints each case's median GB/s and its ratio to the memcpy and read
 // baselines at the same thread count.
 //
-//   build-bench/bench/bench_cpu                      # everything, ~2 minutes on 2 cores
+// Environment (bench/run_all.py sets these): WQ_BENCH_INPUT=FILE takes the tensor from a file
+// of 4096 x 4096 raw little-endian float32 (so that other tools can time the same values);
+// WQ_BENCH_MIN_TIME (seconds per repetition, default 0.5) and WQ_BENCH_REPETITIONS (default 3).
+//
+//   build-bench/bench/bench_cpu                      # everything, ~3 minutes on 2 cores
 //   build-bench/bench/bench_cpu --benchmark_filter=quantize/b8
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -40,9 +45,13 @@ constexpr std::uint64_t kRows = 4096;
 constexpr std::uint64_t kCols = 4096;
 constexpr std::uint64_t kElements = kRows * kCols;
 constexpr std::uint64_t kBytes = kElements * sizeof(float);  // 64 MiB
-constexpr std::uint64_t kGroupSize = 64;
-constexpr double kMinTime = 0.5;  // seconds per repetition
-constexpr int kRepetitions = 3;   // median of 3 is what the table shows
+
+double env_or(const char* name, double fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::atof(v) : fallback;
+}
+const double kMinTime = env_or("WQ_BENCH_MIN_TIME", 0.5);                   // seconds per repetition
+const int kRepetitions = static_cast<int>(env_or("WQ_BENCH_REPETITIONS", 3));  // the table shows the median
 
 unsigned all_cores() { return std::max(1u, std::thread::hardware_concurrency()); }
 
@@ -62,9 +71,19 @@ Buffers& buffers() {
 void make_buffers() {
   Buffers& b = buffers();
   b.input.resize(kElements);
-  std::mt19937_64 rng(20240611);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (float& x : b.input) x = normal(rng);
+  if (const char* path = std::getenv("WQ_BENCH_INPUT"); path != nullptr && *path != '\0') {
+    std::FILE* f = std::fopen(path, "rb");
+    if (f == nullptr || std::fread(b.input.data(), sizeof(float), kElements, f) != kElements) {
+      std::fprintf(stderr, "bench_cpu: cannot read %llu float32 values from %s\n",
+                   static_cast<unsigned long long>(kElements), path);
+      std::exit(2);
+    }
+    std::fclose(f);
+  } else {
+    std::mt19937_64 rng(20240611);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& x : b.input) x = normal(rng);
+  }
   // Touch every destination page now so no timed iteration pays for page faults.
   b.copy_dst.assign(kElements, 1.0f);
   b.decoded.assign(kElements, 1.0f);
@@ -95,15 +114,21 @@ wq::Backend& backend(unsigned threads) {
   return *it->second;
 }
 
-enum class Gran { kTensor, kChannel, kGroup64 };
+enum class Gran { kTensor, kChannel, kGroup32, kGroup64, kGroup128 };
 
 const char* gran_name(Gran g) {
   switch (g) {
     case Gran::kTensor: return "tensor";
     case Gran::kChannel: return "channel";
+    case Gran::kGroup32: return "group32";
     case Gran::kGroup64: return "group64";
+    case Gran::kGroup128: return "group128";
   }
   return "?";
+}
+
+std::uint64_t group_size_of(Gran g) {
+  return g == Gran::kGroup32 ? 32 : g == Gran::kGroup128 ? 128 : 64;
 }
 
 wq::QuantSpec spec_of(int bits, Gran g) {
@@ -113,7 +138,7 @@ wq::QuantSpec spec_of(int bits, Gran g) {
   spec.granularity = g == Gran::kTensor    ? wq::Granularity::kTensor
                      : g == Gran::kChannel ? wq::Granularity::kChannel
                                            : wq::Granularity::kGroup;
-  spec.group_size = kGroupSize;
+  spec.group_size = group_size_of(g);
   spec.scale_dtype = wq::ScaleDType::kF32;
   return spec;
 }
@@ -268,8 +293,8 @@ void register_all() {
     for (unsigned t : thread_counts) cases().push_back({name, t, true});
   }
   for (const char* op : {"quantize", "dequantize"}) {
-    for (int bits : {8, 4, 2}) {
-      for (Gran g : {Gran::kTensor, Gran::kChannel, Gran::kGroup64}) {
+    for (int bits : {8, 4, 3, 2}) {
+      for (Gran g : {Gran::kTensor, Gran::kChannel, Gran::kGroup32, Gran::kGroup64, Gran::kGroup128}) {
         for (unsigned t : thread_counts) {
           const std::string name = std::string(op) + "/b" + std::to_string(bits) + "/" +
                                    gran_name(g) + "/t" + std::to_string(t);

@@ -10,8 +10,12 @@
 #include <vector>
 
 #include "cpu/bit_packing.h"
+#include "cpu/cpu_features.h"
+#include "cpu/dequantize_f32_avx2.h"
 #include "cpu/element_io.h"
 #include "cpu/lanes.h"
+#include "cpu/quantize_f32_avx2.h"
+#include "cpu/reciprocal_code.h"
 #include "wq/error.h"
 
 namespace wq::detail {
@@ -47,10 +51,9 @@ WQ_INLINE void minmax_run(const std::byte* src, std::uint64_t begin, std::uint64
   lo0 = lo1 < lo0 ? lo1 : lo0;
   hi0 = hi1 > hi0 ? hi1 : hi0;
   float lo = *lo_out, hi = *hi_out;
-  for (int l = 0; l < L; ++l) {
-    lo = lo0[l] < lo ? lo0[l] : lo;
-    hi = hi0[l] > hi ? hi0[l] : hi;
-  }
+  const float lo_lanes = min_of_lanes(lo0), hi_lanes = max_of_lanes(hi0);
+  lo = lo_lanes < lo ? lo_lanes : lo;
+  hi = hi_lanes > hi ? hi_lanes : hi;
   for (; i < end; ++i) {
     const float x = load_f32<D>(src, i);
     lo = x < lo ? x : lo;
@@ -62,20 +65,45 @@ WQ_INLINE void minmax_run(const std::byte* src, std::uint64_t begin, std::uint64
 
 // L elements: the codec's code expression evaluated lane-wise; the integer-valued float
 // result is both stored as the code and used for the error.
+template <int L>
+WQ_INLINE void store_codes(FloatLanes<L> q, std::uint8_t* codes) {
+  const ByteLanes<L> bytes = low_bytes(__builtin_convertvector(q, IntLanes<L>));
+  std::memcpy(codes, &bytes, L);
+}
+
 template <DType D, int L>
 WQ_INLINE void quantize_lanes(const std::byte* src, std::uint64_t i, FloatLanes<L> scale, FloatLanes<L> min,
                               FloatLanes<L> top, std::uint8_t* codes, LaneStats<L>& stats) {
   const FloatLanes<L> x = load_lanes<D, L>(src, i);
   const FloatLanes<L> q = codec::affine_code_value(x, scale, min, top);
-  const ByteLanes<L> bytes = low_bytes(__builtin_convertvector(q, IntLanes<L>));
-  std::memcpy(codes, &bytes, L);
+  store_codes<L>(q, codes);
   stats.add(x, scale * q + min);
 }
+
+// L elements through the reciprocal (reciprocal_code.h); a vector with a lane the proof does
+// not cover is recomputed with the codec's division. One vector at a time: with two, the
+// temporaries and the constants no longer fit in 16 registers and the accumulators spill.
+template <DType D, int L>
+WQ_INLINE void quantize_lanes_reciprocal(const std::byte* src, std::uint64_t i, FloatLanes<L> scale,
+                                         FloatLanes<L> min, FloatLanes<L> r, FloatLanes<L> top, std::uint8_t* codes,
+                                         LaneStats<L>& stats) {
+  const FloatLanes<L> x = load_lanes<D, L>(src, i);
+  const FloatLanes<L> d = x - min;
+  IntLanes<L> bad;
+  FloatLanes<L> q = reciprocal_code_value<L>(d, r, top, &bad);
+  if (__builtin_expect(any_lane(bad), 0)) q = codec::affine_code_value(x, scale, min, top);
+  store_codes<L>(q, codes);
+  stats.add_error(x, d - scale * q);
+}
+
+// How far ahead quantize_run() fetches: one batch of groups (see quantize_groups_impl), so that
+// the next batch's range pass finds its data in cache.
+constexpr std::uint64_t kPrefetchElements = 2048;
 
 // One run of one group: codes into `codes`, error into `stats`.
 template <DType D, int L>
 WQ_INLINE void quantize_run(const std::byte* src, std::uint64_t begin, std::uint64_t end, codec::AffineParams p,
-                            float max_code, std::uint8_t* codes, LaneStats<L>& stats) {
+                            float reciprocal, float max_code, std::uint8_t* codes, LaneStats<L>& stats) {
   const std::uint64_t n = end - begin;
   if (p.scale == 0.0f) {  // a constant group: every code is 0, every decoded value is min
     std::memset(codes, 0, n);
@@ -84,21 +112,49 @@ WQ_INLINE void quantize_run(const std::byte* src, std::uint64_t begin, std::uint
   }
   const FloatLanes<L> zero{};
   const FloatLanes<L> scale = zero + p.scale, min = zero + p.min, top = zero + max_code;
-  LaneStats<L> second;  // two accumulators hide the adds' latency
+  // Local accumulators, two to hide the adds' latency: the caller's may be aliased by the
+  // byte stores of the codes, which would keep them in memory across the loop.
+  LaneStats<L> first = stats, second;
   std::uint64_t i = 0;
-  for (; i + 2 * L <= n; i += 2 * L) {
-    quantize_lanes<D, L>(src, begin + i, scale, min, top, codes + i, stats);
-    quantize_lanes<D, L>(src, begin + i + L, scale, min, top, codes + i + L, second);
+  if (reciprocal_is_exact_enough(p.scale)) {
+    const FloatLanes<L> r = zero + reciprocal;
+    // The next batch's range pass would wait on memory while this loop only reads the cache:
+    // fetch ahead, one line per iteration (F32), a batch or a row (channels) ahead.
+    const std::byte* ahead = src + kElementBytes<D> * (begin + std::max<std::uint64_t>(n, kPrefetchElements));
+    if constexpr (D == DType::kF32 && L == 8) {  // only ever compiled into the AVX2 entry points
+      const F32Run run{begin, end, p, reciprocal};
+      quantize_runs_f32_avx2(src, &run, 1, max_code, codes, begin, 4 * std::max<std::uint64_t>(n, kPrefetchElements),
+                             &first.signal[0], &first.error[0], &first.max_error[0], &i);
+    }
+    for (; i + 2 * L <= n; i += 2 * L) {
+      __builtin_prefetch(ahead + kElementBytes<D> * i);
+      quantize_lanes_reciprocal<D, L>(src, begin + i, scale, min, r, top, codes + i, first);
+      quantize_lanes_reciprocal<D, L>(src, begin + i + L, scale, min, r, top, codes + i + L, second);
+    }
+  } else {
+    for (; i + 2 * L <= n; i += 2 * L) {
+      quantize_lanes<D, L>(src, begin + i, scale, min, top, codes + i, first);
+      quantize_lanes<D, L>(src, begin + i + L, scale, min, top, codes + i + L, second);
+    }
   }
-  for (; i + L <= n; i += L) quantize_lanes<D, L>(src, begin + i, scale, min, top, codes + i, stats);
+  for (; i + L <= n; i += L) quantize_lanes<D, L>(src, begin + i, scale, min, top, codes + i, first);
   for (; i < n; ++i) {
     const float x = load_f32<D>(src, begin + i);
     const std::uint32_t q = codec::affine_code(x, p, max_code);
     codes[i] = static_cast<std::uint8_t>(q);
-    stats.add_one(x, approx_decoded(static_cast<float>(q), p));
+    first.add_one(x, approx_decoded(static_cast<float>(q), p));
   }
-  stats.merge(second);
+  first.merge(second);
+  stats = first;
 }
+
+}  // namespace
+
+void codes_by_division(const std::byte* x, int count, codec::AffineParams p, float max_code, float* q) {
+  for (int l = 0; l < count; ++l) q[l] = codec::affine_code_value(load_f32<DType::kF32>(x, l), p.scale, p.min, max_code);
+}
+
+namespace {
 
 std::string describe_value(float x) {
   if (std::isnan(x)) return "NaN";
@@ -151,64 +207,104 @@ WQ_INLINE void quantize_elements_impl(const std::byte* src, const GroupGeometry&
   alignas(64) std::uint8_t block[kBlock];
   const float max_code = static_cast<float>(codec::max_code(bits));
   LaneStats<L> stats;
+  float last_scale = -1.0f, reciprocal = 0.0f;  // one division per distinct scale (per-tensor: one)
   for (std::uint64_t b0 = begin; b0 < end; b0 += kBlock) {
     const std::uint64_t b1 = std::min(end, b0 + kBlock);
+    // 8-bit codes are their own packed stream: written in place, not copied from the block.
+    std::uint8_t* out = bits == 8 ? codes + b0 : block;
     for (std::uint64_t s = b0; s < b1;) {  // runs of one group (for_each_group_run, unrolled by hand)
       const std::uint64_t row = s / g.cols;
       const std::uint64_t j = (s - row * g.cols) / g.group_size;
       const std::uint64_t t = std::min(b1, row * g.cols + std::min((j + 1) * g.group_size, g.cols));
-      quantize_run<D, L>(src, s, t, params[row * g.groups_per_row + j], max_code, block + (s - b0), stats);
+      const codec::AffineParams p = params[row * g.groups_per_row + j];
+      if (p.scale != last_scale && p.scale != 0.0f) {
+        last_scale = p.scale;
+        reciprocal = codec::div_rn(1.0f, p.scale);
+      }
+      quantize_run<D, L>(src, s, t, p, reciprocal, max_code, out + (s - b0), stats);
       s = t;
     }
     stats.fold_into(local, b1 - b0);
-    pack_block(block, b1 - b0, bits, codes + b0 / 8 * bits);
+    if (bits != 8) pack_block(block, b1 - b0, bits, codes + b0 / 8 * bits);
   }
 }
+
+// Groups are handled in batches: the ranges of a few groups first, then their parameters, then
+// their codes. The parameters cost two dependent divisions per group (scale, then its
+// reciprocal); a batch makes them independent of each other, so they overlap instead of
+// stalling every group. A batch stays in L1.
+constexpr int kBatchGroups = 16;
+constexpr std::uint64_t kBatchElements = kPrefetchElements;
 
 template <DType D, int L>
 WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeometry& g, int bits, bool f16_params,
                                             std::uint64_t first_group, std::uint64_t last_group, std::uint64_t begin,
-                                            std::uint64_t end, codec::AffineParams* params, ErrorStats* local) {
-  if (t_chunk_codes.size() < end - begin) t_chunk_codes.resize(end - begin);
-  std::uint8_t* chunk_codes = t_chunk_codes.data();
+                                            codec::AffineParams* params, std::uint8_t* chunk_codes, ErrorStats* local) {
   const float max_code = static_cast<float>(codec::max_code(bits));
   LaneStats<L> stats;
   std::uint64_t unfolded = 0;
   std::uint64_t row = first_group / g.groups_per_row;
   std::uint64_t j = first_group % g.groups_per_row;
-  for (std::uint64_t k = first_group; k < last_group; ++k) {
-    const std::uint64_t offset = j * g.group_size;
-    const std::uint64_t s = row * g.cols + offset;
-    const std::uint64_t t = s + std::min(g.group_size, g.cols - offset);
-    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-    minmax_run<D, L>(src, s, t, &lo, &hi);
-    GroupFailure failure{true, !codec::is_finite(lo) || !codec::is_finite(hi), codec::ParamsStatus::kOk, k, s, t, lo, hi};
-    if (failure.nonfinite) return failure;
-    failure.status = codec::affine_params(lo, hi, bits, f16_params, &params[k]);
-    if (failure.status != codec::ParamsStatus::kOk) return failure;
-    quantize_run<D, L>(src, s, t, params[k], max_code, chunk_codes + (s - begin), stats);
-    unfolded += t - s;
+  std::uint64_t starts[kBatchGroups], ends[kBatchGroups];
+  float lo[kBatchGroups], hi[kBatchGroups], reciprocal[kBatchGroups];
+  for (std::uint64_t k = first_group; k < last_group;) {
+    int count = 0;
+    for (std::uint64_t elements = 0; count < kBatchGroups && k + count < last_group && elements < kBatchElements; ++count) {
+      const std::uint64_t offset = j * g.group_size;
+      starts[count] = row * g.cols + offset;
+      ends[count] = starts[count] + std::min(g.group_size, g.cols - offset);
+      lo[count] = std::numeric_limits<float>::infinity();
+      hi[count] = -lo[count];
+      minmax_run<D, L>(src, starts[count], ends[count], &lo[count], &hi[count]);
+      elements += ends[count] - starts[count];
+      if (++j == g.groups_per_row) {
+        j = 0;
+        ++row;
+      }
+    }
+    for (int b = 0; b < count; ++b) {  // the first failing group in order, as one at a time would find
+      GroupFailure failure{true, !codec::is_finite(lo[b]) || !codec::is_finite(hi[b]), codec::ParamsStatus::kOk,
+                           k + b, starts[b], ends[b], lo[b], hi[b]};
+      if (failure.nonfinite) return failure;
+      failure.status = codec::affine_params(lo[b], hi[b], bits, f16_params, &params[k + b]);
+      if (failure.status != codec::ParamsStatus::kOk) return failure;
+      reciprocal[b] = params[k + b].scale != 0.0f ? codec::div_rn(1.0f, params[k + b].scale) : 0.0f;
+    }
+    std::uint64_t done[kBatchGroups] = {};
+    if constexpr (D == DType::kF32 && L == 8) {  // the whole batch in one AVX2 call (only in AVX2 entry points)
+      F32Run runs[kBatchGroups];
+      for (int b = 0; b < count; ++b) runs[b] = F32Run{starts[b], ends[b], params[k + b], reciprocal[b]};
+      const std::uint64_t span = ends[count - 1] - starts[0];
+      quantize_runs_f32_avx2(src, runs, count, max_code, chunk_codes, begin,
+                             4 * std::max<std::uint64_t>(span, kPrefetchElements), &stats.signal[0], &stats.error[0],
+                             &stats.max_error[0], done);
+    }
+    for (int b = 0; b < count; ++b) {  // what the batch call left: short tails, unusual scales, other dtypes
+      const std::uint64_t s = starts[b] + done[b];
+      if (s < ends[b]) {
+        quantize_run<D, L>(src, s, ends[b], params[k + b], reciprocal[b], max_code, chunk_codes + (s - begin), stats);
+      }
+      unfolded += ends[b] - starts[b];
+    }
     if (unfolded >= kBlock) {
       stats.fold_into(local, unfolded);
       unfolded = 0;
     }
-    if (++j == g.groups_per_row) {
-      j = 0;
-      ++row;
-    }
+    k += static_cast<std::uint64_t>(count);
   }
   stats.fold_into(local, unfolded);
   return GroupFailure{};
 }
 
-// --- ISA entry points: the same kernels, compiled for the baseline and for AVX2. ---------------
+// --- ISA entry points: the same kernels, compiled for the baseline and for AVX2. The AVX2 ones
+// are `flatten`: AVX2-only helpers (any_lane) are inlined into them through generic code. ----
 
 template <DType D>
 void minmax_base(const std::byte* src, std::uint64_t b, std::uint64_t e, float* lo, float* hi) {
   minmax_run<D, 4>(src, b, e, lo, hi);
 }
 template <DType D>
-__attribute__((target("avx2,fma"))) void minmax_avx2(const std::byte* src, std::uint64_t b, std::uint64_t e,
+__attribute__((target("avx2,fma"), flatten)) void minmax_avx2(const std::byte* src, std::uint64_t b, std::uint64_t e,
                                                      float* lo, float* hi) {
   minmax_run<D, 8>(src, b, e, lo, hi);
 }
@@ -219,7 +315,7 @@ void quantize_elements_base(const std::byte* src, const GroupGeometry& g, const 
   quantize_elements_impl<D, 4>(src, g, p, bits, b, e, codes, local);
 }
 template <DType D>
-__attribute__((target("avx2,fma"))) void quantize_elements_avx2(const std::byte* src, const GroupGeometry& g,
+__attribute__((target("avx2,fma"), flatten)) void quantize_elements_avx2(const std::byte* src, const GroupGeometry& g,
                                                                 const codec::AffineParams* p, int bits,
                                                                 std::uint64_t b, std::uint64_t e,
                                                                 std::uint8_t* codes, ErrorStats* local) {
@@ -228,17 +324,17 @@ __attribute__((target("avx2,fma"))) void quantize_elements_avx2(const std::byte*
 
 template <DType D>
 GroupFailure quantize_groups_base(const std::byte* src, const GroupGeometry& g, int bits, bool f16, std::uint64_t k0,
-                                  std::uint64_t k1, std::uint64_t b, std::uint64_t e, codec::AffineParams* p,
+                                  std::uint64_t k1, std::uint64_t b, codec::AffineParams* p, std::uint8_t* codes,
                                   ErrorStats* local) {
-  return quantize_groups_impl<D, 4>(src, g, bits, f16, k0, k1, b, e, p, local);
+  return quantize_groups_impl<D, 4>(src, g, bits, f16, k0, k1, b, p, codes, local);
 }
 template <DType D>
-__attribute__((target("avx2,fma"))) GroupFailure quantize_groups_avx2(const std::byte* src, const GroupGeometry& g,
-                                                                      int bits, bool f16, std::uint64_t k0,
-                                                                      std::uint64_t k1, std::uint64_t b,
-                                                                      std::uint64_t e, codec::AffineParams* p,
-                                                                      ErrorStats* local) {
-  return quantize_groups_impl<D, 8>(src, g, bits, f16, k0, k1, b, e, p, local);
+__attribute__((target("avx2,fma"), flatten)) GroupFailure quantize_groups_avx2(const std::byte* src, const GroupGeometry& g,
+                                                                               int bits, bool f16, std::uint64_t k0,
+                                                                               std::uint64_t k1, std::uint64_t b,
+                                                                               codec::AffineParams* p, std::uint8_t* codes,
+                                                                               ErrorStats* local) {
+  return quantize_groups_impl<D, 8>(src, g, bits, f16, k0, k1, b, p, codes, local);
 }
 
 // fma(scale, q, min) is one instruction with FMA and a libm call per element without it; both
@@ -257,13 +353,6 @@ template <DType D>
 __attribute__((target("avx2,fma"))) void dequantize_run_avx2(std::byte* dst, std::uint64_t s, std::uint64_t t,
                                                              const std::uint8_t* codes, codec::AffineParams p) {
   dequantize_run<D>(dst, s, t, codes, p);
-}
-
-// WQ_CPU_BASELINE=1 forces the baseline paths, so the tests can run both on one machine.
-bool use_avx2() {
-  static const bool has = std::getenv("WQ_CPU_BASELINE") == nullptr && __builtin_cpu_supports("avx2") &&
-                          __builtin_cpu_supports("fma");
-  return has;
 }
 
 }  // namespace
@@ -293,11 +382,18 @@ GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeome
                              std::string_view tensor) {
   return dispatch_floating(dtype, [&]<DType D>() {
     ErrorStats local;
+    // 8-bit codes are their own packed stream: write them in place. Other widths go through a
+    // per-thread buffer, packed once at the end (it stays in L2).
+    std::uint8_t* chunk_codes = codes + begin;
+    if (bits != 8) {
+      if (t_chunk_codes.size() < end - begin) t_chunk_codes.resize(end - begin);
+      chunk_codes = t_chunk_codes.data();
+    }
     const GroupFailure failure = (use_avx2() ? quantize_groups_avx2<D> : quantize_groups_base<D>)(
-        src, g, bits, f16_params, first_group, last_group, begin, end, params, &local);
+        src, g, bits, f16_params, first_group, last_group, begin, params, chunk_codes, &local);
     if (failure.failed) return failure;
     check_and_fix_stats<D>(src, g, params, bits, begin, end, &local, tensor);
-    pack_block(t_chunk_codes.data(), end - begin, bits, codes + begin / 8 * bits);
+    if (bits != 8) pack_block(chunk_codes, end - begin, bits, codes + begin / 8 * bits);
     stats->merge(local);
     return GroupFailure{};
   });
@@ -311,8 +407,12 @@ void throw_first_nonfinite(DType dtype, const std::byte* src, std::uint64_t begi
 
 void dequantize_elements(DType dtype, std::byte* dst, const GroupGeometry& geometry,
                          const codec::AffineParams* params, int bits, std::uint64_t begin, std::uint64_t end,
-                         const std::uint8_t* codes) {
+                         const std::uint8_t* codes, bool stream) {
   const bool avx2 = use_avx2();
+  if (avx2 && dtype == DType::kF32) {
+    dequantize_f32_avx2(reinterpret_cast<float*>(dst), geometry, params, bits, begin, end, codes, stream);
+    return;
+  }
   dispatch_floating(dtype, [&]<DType D>() {
     alignas(64) std::uint8_t block[kBlock];
     for (std::uint64_t b0 = begin; b0 < end; b0 += kBlock) {

@@ -47,9 +47,11 @@ GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeome
                                         std::uint64_t end, std::string_view tensor);
 
 /// Decodes elements [begin, end) (begin a multiple of 8) of a packed stream into `dst`.
+/// `stream`: the whole output is much larger than the caches; where the CPU allows, write it
+/// with non-temporal stores (same bytes, less memory traffic).
 void dequantize_elements(DType dtype, std::byte* dst, const GroupGeometry& geometry,
                          const codec::AffineParams* params, int bits, std::uint64_t begin,
-                         std::uint64_t end, const std::uint8_t* codes);
+                         std::uint64_t end, const std::uint8_t* codes, bool stream);
 
 /// Converts elements [begin, end) between floating dtypes; see Backend::cast.
 void cast_elements(DType from, const std::byte* src, DType to, std::byte* dst,

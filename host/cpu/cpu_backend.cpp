@@ -19,6 +19,11 @@ namespace {
 
 using codec::AffineParams;
 
+// Decoded outputs at least this large bypass the caches (non-temporal stores): they would not
+// fit anyway, and plain stores first read every line they write. 24 MiB, like glibc's memcpy
+// threshold on a 32 MiB L3 (3/4 of the shared cache).
+constexpr std::uint64_t kStreamingOutputBytes = 24ull << 20;
+
 // Ranges handed to one task: large enough to amortise scheduling, small enough to balance.
 std::uint64_t task_elements(std::uint64_t n, unsigned threads) {
   return std::clamp<std::uint64_t>(n / (8ull * threads), 1ull << 15, 1ull << 20) / 8 * 8;
@@ -38,9 +43,6 @@ struct GroupChunk {
   std::uint64_t begin, end;               // elements
 };
 
-std::uint64_t group_start(const GroupGeometry& g, std::uint64_t k) {
-  return (k / g.groups_per_row) * g.cols + (k % g.groups_per_row) * g.group_size;
-}
 
 
 /// Cuts the groups into chunks of about `per_task` elements. A chunk may only start at an
@@ -50,13 +52,20 @@ std::vector<GroupChunk> chunk_groups(const GroupGeometry& g, std::uint64_t n,
                                      std::uint64_t per_task) {
   std::vector<GroupChunk> chunks;
   GroupChunk current{0, 0, 0, 0};
+  // Row and position kept incrementally: a division per group cost ~4 ms on 262144 groups.
+  std::uint64_t row_start = 0, offset = 0;
   for (std::uint64_t k = 0; k < g.groups; ++k) {
-    const std::uint64_t start = group_start(g, k);
+    const std::uint64_t start = row_start + offset;
     if (start - current.begin >= per_task && start % 8 == 0) {
       current.last_group = k;
       current.end = start;
       chunks.push_back(current);
       current = GroupChunk{k, 0, start, 0};
+    }
+    offset += g.group_size;
+    if (offset >= g.cols) {
+      offset = 0;
+      row_start += g.cols;
     }
   }
   current.last_group = g.groups;
@@ -93,16 +102,20 @@ void throw_group_failure(const TensorView& t, const QuantSpec& spec, const Group
 
 void store_params(const std::vector<AffineParams>& params, ScaleDType dtype,
                   const AffineBuffers& out) {
-  for (std::size_t k = 0; k < params.size(); ++k) {
-    if (dtype == ScaleDType::kF32) {
+  // The dtype test outside the loops: the F32 loop then vectorises (262144 groups at group 64
+  // of a 4096 x 4096 tensor).
+  if (dtype == ScaleDType::kF32) {
+    for (std::size_t k = 0; k < params.size(); ++k) {
       std::memcpy(out.scales + 4 * k, &params[k].scale, 4);
       std::memcpy(out.mins + 4 * k, &params[k].min, 4);
-    } else {
-      const std::uint16_t s = codec::f32_to_f16_bits(params[k].scale);
-      const std::uint16_t m = codec::f32_to_f16_bits(params[k].min);
-      std::memcpy(out.scales + 2 * k, &s, 2);
-      std::memcpy(out.mins + 2 * k, &m, 2);
     }
+    return;
+  }
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    const std::uint16_t s = codec::f32_to_f16_bits(params[k].scale);
+    const std::uint16_t m = codec::f32_to_f16_bits(params[k].min);
+    std::memcpy(out.scales + 2 * k, &s, 2);
+    std::memcpy(out.mins + 2 * k, &m, 2);
   }
 }
 
@@ -235,9 +248,10 @@ class CpuBackend final : public Backend {
     if (g.groups == 0) return;
     const std::vector<AffineParams> params = load_params(in, g.groups);
     const std::vector<std::uint64_t> bounds = split_elements(n, task_elements(n, pool_.size()));
+    const bool stream = n * dtype_size(out.dtype) >= kStreamingOutputBytes;
     pool_.parallel_for(bounds.size() - 1, [&](std::size_t i) {
       dequantize_elements(out.dtype, out.data, g, params.data(), in.bits, bounds[i], bounds[i + 1],
-                          in.codes);
+                          in.codes, stream);
     });
   }
 

@@ -12,6 +12,10 @@
 
 namespace wq::detail {
 
+/// Bytes of one element of floating dtype D.
+template <DType D>
+inline constexpr std::uint64_t kElementBytes = D == DType::kF64 ? 8 : D == DType::kF32 ? 4 : 2;
+
 template <DType D>
 inline float load_f32(const std::byte* base, std::uint64_t i) {
   if constexpr (D == DType::kF32) {

@@ -56,6 +56,32 @@ using IntLanes = typename Lanes<L>::Int;
 template <int L>
 using ByteLanes = typename Lanes<L>::Byte;
 
+/// Smallest / largest lane, in log2(L) shuffle steps (a scalar loop over the lanes costs more
+/// than the group of 64 it reduces). Lanes hold no NaN here; which of -0.0 and +0.0 wins does
+/// not matter (codec::affine_params maps -0.0 to +0.0).
+WQ_INLINE float min_of_lanes(Lanes<4>::Float v) {
+  Lanes<4>::Float w = __builtin_shufflevector(v, v, 2, 3, 0, 1);
+  v = w < v ? w : v;
+  w = __builtin_shufflevector(v, v, 1, 0, 3, 2);
+  v = w < v ? w : v;
+  return v[0];
+}
+WQ_INLINE float max_of_lanes(Lanes<4>::Float v) {
+  Lanes<4>::Float w = __builtin_shufflevector(v, v, 2, 3, 0, 1);
+  v = w > v ? w : v;
+  w = __builtin_shufflevector(v, v, 1, 0, 3, 2);
+  v = w > v ? w : v;
+  return v[0];
+}
+WQ_INLINE float min_of_lanes(Lanes<8>::Float v) {
+  const Lanes<4>::Float a = __builtin_shufflevector(v, v, 0, 1, 2, 3), b = __builtin_shufflevector(v, v, 4, 5, 6, 7);
+  return min_of_lanes(b < a ? b : a);
+}
+WQ_INLINE float max_of_lanes(Lanes<8>::Float v) {
+  const Lanes<4>::Float a = __builtin_shufflevector(v, v, 0, 1, 2, 3), b = __builtin_shufflevector(v, v, 4, 5, 6, 7);
+  return max_of_lanes(b > a ? b : a);
+}
+
 /// Error statistics: L binary32 partial sums over at most one block of elements (rounding far
 /// below what a report shows), folded into binary64 by fold_into().
 template <int L>
@@ -69,6 +95,16 @@ struct LaneStats {
     signal += x * x;
     error += e * e;
     const FloatLanes<L> a = e < 0 ? -e : e;
+    max_error = a > max_error ? a : max_error;
+  }
+
+  /// The same with the error e = x - decoded already computed (the quantize loops use
+  /// (x - min) - scale * q: the same two roundings' worth of accuracy, one operation fewer).
+  WQ_INLINE void add_error(FloatLanes<L> x, FloatLanes<L> e) {
+    signal += x * x;
+    error += e * e;
+    // |e| by clearing the sign bit: one instruction (a compare and a blend otherwise).
+    const FloatLanes<L> a = (FloatLanes<L>)((IntLanes<L>)e & 0x7fffffff);
     max_error = a > max_error ? a : max_error;
   }
 

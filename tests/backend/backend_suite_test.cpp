@@ -439,6 +439,101 @@ TEST_P(BackendSuite, EveryKernelScheduleMatchesTheReference) {
   }
 }
 
+// Quotients (x - min) / scale on, and a few ulps either side of, every half-integer k + 1/2:
+// where a backend that divides through a reciprocal must fall back to the division (see
+// host/cpu/reciprocal_code.h). Scales from subnormal-range to near the largest the binary32
+// range allows, F32 and F16 parameters, every width.
+TEST_P(BackendSuite, QuotientsNearHalfIntegersRoundLikeTheDivision) {
+  // Bytes only: values on a tie may legitimately land a hair beyond half a step from the
+  // decoded value (x - min is rounded first), which the float64 check of
+  // expect_same_bytes() does not allow for.
+  const auto expect_same_bytes = [&](const std::vector<float>& x, const Shape& shape, const QuantSpec& spec) {
+    SCOPED_TRACE(::testing::Message() << "bits " << spec.bits << " G " << spec.group_size << " f16 "
+                                      << (spec.scale_dtype == ScaleDType::kF16));
+    const Encoded got = quantize(x, shape, spec), want = reference_quantize(x, shape, spec);
+    ASSERT_EQ(got.codes, want.codes);
+    ASSERT_EQ(got.scales, want.scales);
+    ASSERT_EQ(got.mins, want.mins);
+  };
+  std::mt19937 rng(77);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  const float magnitudes[] = {1e-42f, 3e-39f, 1.2e-38f, 1.1754944e-38f * 255.0f, 1e-30f, 1e-7f, 0.01f, 1.0f,
+                              3.0f, 1000.0f, 1e20f, 8.5e37f, 1.6e38f};
+  for (int bits : {1, 2, 3, 4, 8}) {
+    for (ScaleDType sd : {ScaleDType::kF32, ScaleDType::kF16}) {
+      const float max_code = static_cast<float>(codec::max_code(bits));
+      std::vector<float> x;
+      for (float mag : magnitudes) {
+        if (sd == ScaleDType::kF16 && (mag > 6e4f || mag < 1e-7f)) continue;  // F16 parameter range
+        for (int rep = 0; rep < 4; ++rep) {
+          // One group of 64: lo and hi first (they fix the parameters), then 62 crafted values.
+          const float lo = (rep % 2 == 0 ? -mag : 0.25f * mag) * (0.5f + unit(rng));
+          const float hi = rep == 3 ? lo + mag : std::max(lo, mag * (0.5f + unit(rng)));
+          codec::AffineParams p{};
+          if (codec::affine_params(lo, hi, bits, sd == ScaleDType::kF16, &p) != codec::ParamsStatus::kOk) continue;
+          x.push_back(lo);
+          x.push_back(hi);
+          for (int j = 0; j < 62; ++j) {
+            const int k = static_cast<int>(unit(rng) * max_code);  // a half-integer k + 1/2 < M
+            float v = static_cast<float>(static_cast<double>(p.min) + (k + 0.5) * static_cast<double>(p.scale));
+            for (int step = j % 9 - 4; step != 0; step += step < 0 ? 1 : -1) {
+              v = std::nextafter(v, step < 0 ? -INFINITY : INFINITY);
+            }
+            x.push_back(std::min(hi, std::max(lo, v)));
+          }
+        }
+      }
+      expect_same_bytes(x, {static_cast<std::uint64_t>(x.size() / 64), 64}, spec_of(bits, Granularity::kGroup, 64, sd));
+      expect_same_bytes(x, {static_cast<std::uint64_t>(x.size() / 64), 64}, spec_of(bits, Granularity::kGroup, 32, sd));
+    }
+  }
+  // Per-tensor, where one scale serves long runs: every value on a boundary or next to one.
+  std::vector<float> y;
+  for (int k = 0; k < 255; ++k) {
+    float v = (static_cast<float>(k) + 0.5f) * (2.0f / 255.0f) - 1.0f;
+    y.push_back(v);
+    y.push_back(std::nextafter(v, INFINITY));
+    y.push_back(std::nextafter(v, -INFINITY));
+  }
+  y.push_back(-1.0f);
+  y.push_back(1.0f);
+  while (y.size() % 8 != 3) y.push_back(0.0f);
+  expect_same_bytes(y, {y.size()}, spec_of(8, Granularity::kTensor));
+}
+
+// Decoded outputs of 24 MiB and more take the CPU's non-temporal store path: every element
+// checked against fma(scale, q, min), with the output 32-, 16- and 4-byte aligned.
+TEST_P(BackendSuite, LargeDecodesEqualTheCodecAtEveryAlignment) {
+  const Shape shape{1600, 4000};  // 6.4M elements, 25.6 MB of float32
+  const std::vector<float> x = test::random_normal(element_count(shape), 31);
+  for (const QuantSpec& spec : {spec_of(4, Granularity::kGroup, 64), spec_of(3, Granularity::kChannel)}) {
+    const Encoded e = quantize(x, shape, spec);
+    const GroupGeometry g = group_geometry(shape, spec);
+    std::vector<float> want(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const std::uint64_t row = i / g.cols, k = row * g.groups_per_row + (i - row * g.cols) / g.group_size;
+      float scale, min;
+      std::memcpy(&scale, &e.scales[4 * k], 4);
+      std::memcpy(&min, &e.mins[4 * k], 4);
+      std::uint32_t q = 0;
+      for (int j = 0; j < spec.bits; ++j) {
+        const std::size_t bit = i * spec.bits + j;
+        q |= static_cast<std::uint32_t>((e.codes[bit / 8] >> (bit % 8)) & 1) << j;
+      }
+      want[i] = std::fma(scale, static_cast<float>(q), min);
+    }
+    std::vector<float> storage(x.size() + 16);
+    for (std::size_t shift : {0u, 4u, 1u}) {  // floats: the buffer's own alignment, +16 bytes, +4 bytes
+      float* out = storage.data() + ((32 - reinterpret_cast<std::uintptr_t>(storage.data()) % 32) % 32) / 4 + shift;
+      std::fill(out, out + x.size(), std::numeric_limits<float>::quiet_NaN());
+      AffineTensor a{e.codes.data(), e.scales.data(), e.mins.data(), spec.bits, g.stored_group_size, spec.scale_dtype};
+      backend_->dequantize(a, MutableTensorView{"t", DType::kF32, shape, reinterpret_cast<std::byte*>(out)});
+      ASSERT_EQ(0, std::memcmp(out, want.data(), want.size() * sizeof(float)))
+          << "bits " << spec.bits << " shift " << shift;
+    }
+  }
+}
+
 TEST_P(BackendSuite, ErrorStatisticsAreMeaningful) {
   const std::vector<float> x = test::random_normal(4096, 8);
   ErrorStats s8, s4;
