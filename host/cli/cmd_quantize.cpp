@@ -159,6 +159,10 @@ CommandRunner add_quantize_command(CLI::App& app) {
                 "Print the plan (files, each tensor's encoding and the rule that chose it, estimated "
                 "sizes) and write nothing");
   cmd->add_flag("--force", flags->force, "Tree mode: redo every file, even those the journal says are up to date");
+  cmd->add_flag("--copy-unreadable", flags->copy_unreadable,
+                "Tree mode: copy files that look like checkpoints but cannot be read as one (e.g. a "
+                "pickled training_args.bin or optimizer state) unchanged, with a note, instead of "
+                "failing the run");
   cmd->add_option("--shard", flags->shard,
                   "I/N: do only this process's share of a tree (0 <= I < N), balanced by bytes; default "
                   "from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX + WQ_SHARD_COUNT");

@@ -29,6 +29,7 @@ struct QuantizeFlags {
   bool quiet = false;
   bool dry_run = false;
   bool force = false;
+  bool copy_unreadable = false;  ///< tree mode: copy checkpoint-like files that cannot be read
   std::string shard;  ///< "I/N" or empty
   unsigned jobs = 1;  ///< tree mode: files worked on at once
   std::vector<int> devices;  ///< tree mode: CUDA devices the jobs are spread over (--devices)

@@ -330,6 +330,36 @@ void write_json_report(const std::string& path, const ojson& report) {
 
 }  // namespace
 
+namespace {
+
+// Every checkpoint is opened once before anything is written: a file that cannot be read
+// fails the run up front, not after hours of work. With --copy-unreadable, a single file that
+// looks like a checkpoint but is not one we can read (a pickled object other than a state
+// dict, say) is copied unchanged instead, with a note; shards of an index still must be read.
+void check_checkpoints_readable(std::vector<WorkUnit>& units, const QuantizeOptions& options,
+                                const QuantizeFlags& f, const std::string& output_root, bool quiet) {
+  for (WorkUnit& u : units) {
+    if (u.kind == UnitKind::kCopy) continue;
+    try {
+      plan_quantize(u.file.input, options);
+    } catch (const Error& e) {
+      const bool copyable = e.code() == ErrorCode::kBadFormat || e.code() == ErrorCode::kUnsupported;
+      if (!copyable || u.kind != UnitKind::kQuantize) throw;
+      if (!f.copy_unreadable) {
+        throw Error(e.code(), std::string(e.what()) +
+                                  " (to copy such files unchanged instead, add --copy-unreadable)");
+      }
+      if (!quiet) fmt::print(stderr, "wq-gpu: note: {}: not readable as a checkpoint, copied unchanged: {}\n",
+                             u.file.rel_input, e.what());
+      u.kind = UnitKind::kCopy;
+      u.file.rel_output = u.file.rel_input;
+      u.file.output = output_root + "/" + u.file.rel_input;
+    }
+  }
+}
+
+}  // namespace
+
 int run_quantize_tree(const QuantizeFlags& f, const QuantizeOptions& options) {
   const bool quiet = f.quiet || f.json == "-";
   std::error_code ec;
@@ -357,13 +387,9 @@ int run_quantize_tree(const QuantizeFlags& f, const QuantizeOptions& options) {
   fingerprint.update(settings_text.data(), settings_text.size());
   const std::string settings = fingerprint.hex();
   Journal journal(f.output, journal_name(shard));
+  check_checkpoints_readable(units, options, f, plan.output_root, quiet);
   if (f.dry_run) return print_tree_plan(units, options, settings, journal, shard);
 
-  // Every checkpoint is opened once before anything is written: a file that cannot be read
-  // fails the run up front, not after hours of work.
-  for (const WorkUnit& u : units) {
-    if (u.kind != UnitKind::kCopy) plan_quantize(u.file.input, options);
-  }
   make_folder(f.output);
   remove_stale_temps(units);
   std::vector<BackendSelection> backends = make_backends(f, quiet);

@@ -321,6 +321,25 @@ TEST_F(cli_tree, AnUnreadableCheckpointFailsBeforeAnythingIsWritten) {
   EXPECT_FALSE(fs::exists(output)) << r;
 }
 
+TEST_F(cli_tree, UnreadablePicklesFailTheRunOrAreCopiedOnRequest) {
+  // What pickle.dump(TrainingArguments(), f, protocol=2) writes: a pickle, but of an object the
+  // restricted unpickler refuses to build (Hugging Face's training_args.bin is such a file).
+  const std::string pickled("\x80\x02" "c__main__\nTrainingArguments\nq\x00)\x81q\x01.", 37);
+  write_file(in_ + "/training_args.bin", pickled);
+  const std::string output = dir_ / "model-wq";
+  const RunResult refused = run(quantize_args(output));
+  expect_clean_failure(refused, kBadFormat, {"training_args.bin", "--copy-unreadable"}, "");
+  EXPECT_FALSE(fs::exists(output)) << refused;
+
+  const RunResult copied = run(quantize_args(output, {"--copy-unreadable"}));
+  ASSERT_EQ(copied.status, kOk) << copied;
+  EXPECT_TRUE(read_file(output + "/training_args.bin") == pickled);
+  EXPECT_TRUE(contains(copied.err, "training_args.bin: not readable as a checkpoint, copied unchanged")) << copied;
+  const RunResult again = run(quantize_args(output, {"--copy-unreadable"}));
+  ASSERT_EQ(again.status, kOk) << again;
+  EXPECT_TRUE(contains(again.out, "0 written")) << again;
+}
+
 TEST_F(cli_tree, GitDataAndOurLeftoversAreNotInputs) {
   fs::create_directories(in_ + "/.git/objects");
   write_file(in_ + "/.git/objects/blob", "history");
