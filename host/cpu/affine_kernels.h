@@ -53,11 +53,6 @@ void dequantize_elements(DType dtype, std::byte* dst, const GroupGeometry& geome
                          const codec::AffineParams* params, int bits, std::uint64_t begin,
                          std::uint64_t end, const std::uint8_t* codes, bool stream);
 
-/// Converts elements [begin, end) between floating dtypes; see Backend::cast.
-void cast_elements(DType from, const std::byte* src, DType to, std::byte* dst,
-                   std::uint64_t begin, std::uint64_t end, bool check_overflow,
-                   ErrorStats* stats, std::string_view tensor);
-
 /// Calls fn(begin, end, group) for each run of elements of [begin, end) in one group.
 template <typename Fn>
 void for_each_group_run(const GroupGeometry& g, std::uint64_t begin, std::uint64_t end, Fn&& fn) {

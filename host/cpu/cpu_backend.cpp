@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cpu/affine_kernels.h"
+#include "cpu/cast_kernels.h"
 #include "cpu/thread_pool.h"
 #include "wq/codec/half.h"
 #include "wq/error.h"
