@@ -174,7 +174,7 @@ CommandRunner add_quantize_command(CLI::App& app) {
                   "Tree mode: CUDA devices to use, e.g. 0,1,2,3: one backend per device (at least "
                   "--jobs backends, spread over the devices in turn)")
       ->delimiter(',')
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1023));
   // A flag that takes a value only with '=': `--json FILE` would swallow an input path.
   cmd->add_flag("--json", flags->json,
                 "Print the report as JSON on stdout instead of the table; --json=FILE writes it to FILE");

@@ -312,6 +312,16 @@ TEST_F(cli_tree, JobsInParallelGiveTheSameTreeAndResume) {
   EXPECT_EQ(temps_under(killed_output), std::vector<std::string>{});
 }
 
+TEST_F(cli_tree, DevicesGiveOneJobEachAndTheSameTree) {
+  // With the CPU backend the ordinals choose nothing, but --devices still sets the jobs.
+  const std::map<std::string, Bytes> clean = clean_run(dir_ / "clean");
+  const std::string output = dir_ / "devices";
+  const RunResult r = run(quantize_args(output, {"--devices", "0,1"}));
+  ASSERT_EQ(r.status, kOk) << r;
+  EXPECT_TRUE(tree_bytes(output) == clean);
+  EXPECT_TRUE(contains(r.out, "9 written, 0 up to date")) << r;
+}
+
 TEST_F(cli_tree, AnUnreadableCheckpointFailsBeforeAnythingIsWritten) {
   // Looks like safetensors (by content), but its header runs past the end.
   write_file(in_ + "/sub/broken.safetensors", u64_le(1000) + "{\"w\":");

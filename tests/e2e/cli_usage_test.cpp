@@ -23,6 +23,8 @@ std::vector<std::pair<std::vector<std::string>, std::string>> usage_error_cases(
       {{"--method", "bogus"}, "--method"},
       {{"--backend", "bogus"}, "--backend"},
       {{"--scale-dtype", "f64"}, "--scale-dtype"},
+      {{"--gpu-memory", "lots"}, "--gpu-memory"},
+      {{"--devices", "0,x"}, "--devices"},
       {{"--no-such-flag"}, "--no-such-flag"},
   };
   std::vector<std::pair<std::vector<std::string>, std::string>> cases;
