@@ -15,6 +15,7 @@
 #include "cpu/element_io.h"
 #include "cpu/lanes.h"
 #include "cpu/quantize_f32_avx2.h"
+#include "cpu/quantize_groups_f32_avx2.h"
 #include "cpu/reciprocal_code.h"
 #include "wq/error.h"
 
@@ -152,6 +153,43 @@ WQ_INLINE void quantize_run(const std::byte* src, std::uint64_t begin, std::uint
 
 void codes_by_division(const std::byte* x, int count, codec::AffineParams p, float max_code, float* q) {
   for (int l = 0; l < count; ++l) q[l] = codec::affine_code_value(load_f32<DType::kF32>(x, l), p.scale, p.min, max_code);
+}
+
+int params_of_ranges(const float* lo, const float* hi, int count, int bits, codec::AffineParams* params,
+                     float* reciprocal, UniformGroupsResult* result) {
+  // Four groups at a time with the codec's own expression, so that the two divisions of each
+  // group run four to an instruction; a block with a range that is not finite is left to the
+  // scalar loop below, which finds the first failing group and why.
+  using V = FloatLanes<4>;
+  const V max_code = V{} + static_cast<float>(codec::max_code(bits));
+  const V one = V{} + 1.0f, smallest = V{} + 0x1p-126f, largest = V{} + 0x1p126f;
+  int b = 0;
+  for (; b + 4 <= count; b += 4) {
+    V l, h, range, scale, min;
+    std::memcpy(&l, lo + b, sizeof l);
+    std::memcpy(&h, hi + b, sizeof h);
+    codec::affine_unrounded_params(l, h, max_code, &range, &scale, &min);
+    // A finite range means finite lo and hi too (inf or NaN in either makes it inf or NaN).
+    if (any_lane(((IntLanes<4>)range & 0x7f800000) == 0x7f800000)) break;
+    const V r = ((scale >= smallest) & (scale <= largest)) ? one / scale : V{};  // reciprocal_is_exact_enough
+    std::memcpy(reciprocal + b, &r, sizeof r);
+    for (int l4 = 0; l4 < 4; ++l4) params[b + l4] = codec::AffineParams{scale[l4], min[l4]};
+  }
+  for (; b < count; ++b) {
+    const codec::ParamsStatus status =
+        codec::is_finite(lo[b]) && codec::is_finite(hi[b]) ? codec::affine_params(lo[b], hi[b], bits, false, &params[b])
+                                                           : codec::ParamsStatus::kOk;
+    if (!codec::is_finite(lo[b]) || !codec::is_finite(hi[b]) || status != codec::ParamsStatus::kOk) {
+      result->nonfinite = status == codec::ParamsStatus::kOk;
+      result->status = status;
+      result->lo = lo[b];
+      result->hi = hi[b];
+      return b;
+    }
+    const float s = params[b].scale;
+    reciprocal[b] = s != 0.0f && reciprocal_is_exact_enough(s) ? codec::div_rn(1.0f, s) : 0.0f;
+  }
+  return count;
 }
 
 namespace {
@@ -296,6 +334,30 @@ WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeo
   return GroupFailure{};
 }
 
+// Whole groups of one size (F32, F32 scales) through quantize_uniform_groups_f32_avx2, a few
+// thousand elements per call so that its binary32 sums are folded into binary64 often.
+// `out_bits` is the width of the codes' layout at `out` (8: one byte per code).
+GroupFailure quantize_uniform_groups(const std::byte* src, const GroupGeometry& g, int bits, std::uint64_t first_group,
+                                     std::uint64_t last_group, codec::AffineParams* params, std::uint8_t* out,
+                                     int out_bits, ErrorStats* local) {
+  const std::uint64_t size = g.group_size;
+  const std::uint64_t step = std::max<std::uint64_t>(1, kBlock / size);
+  const float* x = reinterpret_cast<const float*>(src);
+  LaneStats<8> stats;
+  for (std::uint64_t k = first_group; k < last_group; k += step) {
+    const std::uint64_t n = std::min(step, last_group - k);
+    const UniformGroupsResult r = quantize_uniform_groups_f32_avx2(
+        x + k * size, n, size, bits, params + k, out + (k - first_group) * size / 8 * out_bits, &stats.signal[0],
+        &stats.error[0], &stats.max_error[0]);
+    stats.fold_into(local, r.done * size);
+    if (r.done < n) {
+      const std::uint64_t failed = k + r.done;
+      return GroupFailure{true, r.nonfinite, r.status, failed, failed * size, (failed + 1) * size, r.lo, r.hi};
+    }
+  }
+  return GroupFailure{};
+}
+
 // --- ISA entry points: the same kernels, compiled for the baseline and for AVX2. The AVX2 ones
 // are `flatten`: AVX2-only helpers (any_lane) are inlined into them through generic code. ----
 
@@ -382,18 +444,25 @@ GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeome
                              std::string_view tensor) {
   return dispatch_floating(dtype, [&]<DType D>() {
     ErrorStats local;
-    // 8-bit codes are their own packed stream: write them in place. Other widths go through a
-    // per-thread buffer, packed once at the end (it stays in L2).
-    std::uint8_t* chunk_codes = codes + begin;
-    if (bits != 8) {
+    const bool uniform = D == DType::kF32 && !f16_params && use_avx2() && g.group_size % 16 == 0 &&
+                         g.cols % g.group_size == 0;
+    // The packed stream is written in place where the kernel packs (8 bits always; 2 and 4 in
+    // the uniform kernel). Other widths go through a per-thread buffer of one byte per code,
+    // packed once at the end (it stays in L2).
+    const bool packs_in_place = bits == 8 || (uniform && (bits == 4 || bits == 2));
+    std::uint8_t* chunk_codes = codes + begin / 8 * static_cast<std::uint64_t>(bits);
+    if (!packs_in_place) {
       if (t_chunk_codes.size() < end - begin) t_chunk_codes.resize(end - begin);
       chunk_codes = t_chunk_codes.data();
     }
-    const GroupFailure failure = (use_avx2() ? quantize_groups_avx2<D> : quantize_groups_base<D>)(
-        src, g, bits, f16_params, first_group, last_group, begin, params, chunk_codes, &local);
+    const GroupFailure failure =
+        uniform ? quantize_uniform_groups(src, g, bits, first_group, last_group, params, chunk_codes,
+                                          packs_in_place ? bits : 8, &local)
+                : (use_avx2() ? quantize_groups_avx2<D> : quantize_groups_base<D>)(
+                      src, g, bits, f16_params, first_group, last_group, begin, params, chunk_codes, &local);
     if (failure.failed) return failure;
     check_and_fix_stats<D>(src, g, params, bits, begin, end, &local, tensor);
-    if (bits != 8) pack_block(chunk_codes, end - begin, bits, codes + begin / 8 * bits);
+    if (!packs_in_place) pack_block(chunk_codes, end - begin, bits, codes + begin / 8 * bits);
     stats->merge(local);
     return GroupFailure{};
   });

@@ -2,22 +2,20 @@
 
 #include <immintrin.h>
 
+#include "cpu/avx2_codes.h"
+
 namespace wq::detail {
 namespace {
 
 // Everything here is AVX2 + FMA code, called only after use_avx2(); no header's inline
 // function is instantiated here (see codes_by_division).
-#define WQ_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
 
-// reciprocal_code_value() of reciprocal_code.h for 8 lanes: t = clamp(d * r, 0, M), where
-// max(t, 0) gives 0 for NaN like the codec's `t > 0 ? t : 0`, and q = t rounded to nearest
-// even. vroundps with an explicit mode gives the same integer as the codec's add-and-subtract
-// of 1.5 * 2^23 on [0, 255], in one instruction. Returns q; *bad gets the lanes with
-// |t - q| > 1/2 - 2^-12, where the proof does not hold.
-WQ_AVX2_INLINE __m256 code_values(__m256 d, __m256 r, __m256 top, __m256 margin, __m256 abs_mask, __m256* bad) {
-  const __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(d, r), _mm256_setzero_ps()), top);
+// reciprocal_code_value() of reciprocal_code.h for 8 lanes: q = rint(clamp(d * r, 0, M)).
+// *bad gets the lanes with |clamp(t) - q| > 1/2 - 2^-12, where the proof does not hold.
+WQ_AVX2_INLINE __m256 code_values(__m256 d, __m256 r, const avx2::CodeConstants& c, __m256* bad) {
+  const __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(d, r), _mm256_setzero_ps()), c.top);
   const __m256 q = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  *bad = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(t, q), abs_mask), margin, _CMP_GT_OQ);
+  *bad = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(t, q), c.abs_mask), c.margin, _CMP_GT_OQ);
   return q;
 }
 
@@ -28,11 +26,8 @@ __attribute__((target("avx2,fma"))) void quantize_runs_f32_avx2(const std::byte*
                                                                  std::uint64_t base, std::uint64_t prefetch_bytes,
                                                                  float* signal, float* error, float* max_error,
                                                                  std::uint64_t* done) {
-  const __m256 top = _mm256_set1_ps(max_code);
-  const __m256 margin = _mm256_set1_ps(0.5f - 0x1p-12f);
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  // After two saturating packs the codes sit in dwords 0, 4, 1, 5 (in element order).
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const avx2::CodeConstants c = avx2::code_constants(max_code);
+  const __m256 abs_mask = c.abs_mask;
   __m256 sig = _mm256_loadu_ps(signal), err = _mm256_loadu_ps(error), mx = _mm256_loadu_ps(max_error);
   for (int k = 0; k < count; ++k) {
     const F32Run& run = runs[k];
@@ -53,18 +48,15 @@ __attribute__((target("avx2,fma"))) void quantize_runs_f32_avx2(const std::byte*
       const __m256 x1 = _mm256_loadu_ps(reinterpret_cast<const float*>(x + 4 * i + 32));
       const __m256 d0 = _mm256_sub_ps(x0, min), d1 = _mm256_sub_ps(x1, min);
       __m256 bad0, bad1;
-      __m256 q0 = code_values(d0, r, top, margin, abs_mask, &bad0);
-      __m256 q1 = code_values(d1, r, top, margin, abs_mask, &bad1);
+      __m256 q0 = code_values(d0, r, c, &bad0);
+      __m256 q1 = code_values(d1, r, c, &bad1);
       if (__builtin_expect(_mm256_movemask_ps(_mm256_or_ps(bad0, bad1)) != 0, 0)) {
         float exact[16];
         codes_by_division(x + 4 * i, 16, run.params, max_code, exact);
         q0 = _mm256_loadu_ps(exact);
         q1 = _mm256_loadu_ps(exact + 8);
       }
-      // 16 codes (0..255) to 16 bytes: int32 -> uint16 -> uint8, then the halves in order.
-      const __m256i w = _mm256_packus_epi32(_mm256_cvttps_epi32(q0), _mm256_cvttps_epi32(q1));
-      const __m256i b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w, w), order);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_castsi256_si128(b));
+      avx2::store_codes16<0>(avx2::code_bytes(q0, q1, c), out + i);
       // Error statistics (binary32 partial sums; FMA is fine here: statistics, not codes).
       const __m256 e0 = _mm256_fnmadd_ps(scale, q0, d0), e1 = _mm256_fnmadd_ps(scale, q1, d1);
       sig = _mm256_add_ps(sig, _mm256_fmadd_ps(x1, x1, _mm256_mul_ps(x0, x0)));

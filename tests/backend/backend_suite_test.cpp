@@ -545,6 +545,69 @@ TEST_P(BackendSuite, ErrorStatisticsAreMeaningful) {
   EXPECT_GT(s8.max_abs_error, 0.0);
 }
 
+// Float32 input with F32 scales and rows of whole groups whose size is a multiple of 16: the
+// CPU's one-pass kernel (codes packed in registers at 2, 4 and 8 bits, the error measured in
+// code units). Every width, among random groups: a constant group, one whose range is
+// subnormal (scale below 2^-126: the division path), signed zeros. The statistics are checked
+// against float64 sums over the decoded values.
+TEST_P(BackendSuite, WholeGroupsOfFloat32EveryWidthAndTheirErrorStatistics) {
+  const Shape shape{48, 1024};
+  std::vector<float> x = test::random_normal(element_count(shape), 21, 0.05f, 0.01f);
+  for (int i = 0; i < 16; ++i) {
+    x[3 * 16 + i] = 0.5f;                                                  // constant
+    x[5 * 16 + i] = std::bit_cast<float>(static_cast<std::uint32_t>(3 * i + 1));  // subnormal range
+    x[7 * 16 + i] = i % 3 == 0 ? -0.0f : 0.0f;                             // signed zeros
+  }
+  for (int bits = 1; bits <= 8; ++bits) {
+    for (std::uint64_t group : {16u, 32u, 48u, 64u, 128u, 1024u}) {
+      const QuantSpec spec = group == 1024 ? spec_of(bits, Granularity::kChannel) : spec_of(bits, Granularity::kGroup, group);
+      expect_matches_reference(x, shape, spec);
+      ErrorStats stats;
+      const Encoded e = quantize(x, shape, spec, &stats);
+      const std::vector<float> decoded = dequantize(e, shape, spec);
+      double signal = 0, error = 0, max_error = 0;
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        const double d = static_cast<double>(x[i]) - decoded[i];
+        signal += static_cast<double>(x[i]) * x[i];
+        error += d * d;
+        max_error = std::max(max_error, std::fabs(d));
+      }
+      SCOPED_TRACE(::testing::Message() << "bits " << bits << " G " << group);
+      EXPECT_EQ(stats.count, x.size());
+      EXPECT_NEAR(stats.signal_energy, signal, signal * 1e-5);
+      EXPECT_NEAR(stats.error_energy, error, error * 1e-3);
+      EXPECT_NEAR(stats.max_abs_error, max_error, max_error * 1e-3);
+    }
+  }
+}
+
+// A group whose range overflows binary32, and NaN, in the middle of a tensor of whole groups:
+// the error names the tensor and the group or element, whatever schedule met it.
+TEST_P(BackendSuite, BadGroupsAmongWholeGroupsAreErrorsNamingThem) {
+  std::vector<float> x = test::random_normal(64 * 1024, 3);
+  x[37 * 64 + 5] = 3e38f;
+  x[37 * 64 + 9] = -3e38f;
+  try {
+    quantize(x, {64, 1024}, spec_of(4, Granularity::kGroup, 64));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadData);
+    EXPECT_NE(std::string(e.what()).find("group 37 "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("binary32"), std::string::npos) << e.what();
+  }
+  x[37 * 64 + 5] = x[37 * 64 + 9] = 0.0f;
+  x[40000] = std::numeric_limits<float>::quiet_NaN();
+  for (int bits : {2, 3, 4, 8}) {
+    try {
+      quantize(x, {64, 1024}, spec_of(bits, Granularity::kGroup, 64));
+      ADD_FAILURE() << "no error at " << bits << " bits";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kBadData);
+      EXPECT_NE(std::string(e.what()).find("element 40000 is NaN"), std::string::npos) << e.what();
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, BackendSuite,
                          ::testing::Values(BackendCase{"cpu_1thread", BackendKind::kCpu, 1},
                                            BackendCase{"cpu_all_threads", BackendKind::kCpu, 0},

@@ -25,19 +25,26 @@ enum class ParamsStatus : int {
   kF16Overflow = 2,    ///< scale or min has no finite binary16 value
 };
 
+/// The binary32 range, scale and min of affine_params() before S and its checks. T is float,
+/// or on the host a SIMD vector of floats (the CPU backend computes several groups at once).
+template <typename T>
+WQ_HD inline void affine_unrounded_params(T lo, T hi, T max_code, T* range, T* scale, T* min) {
+  // -0.0 and +0.0 compare equal, so which one a min/max reduction returns depends on its
+  // order; adding +0.0 maps -0.0 to +0.0 (and nothing else changes) so every backend stores
+  // the same bits.
+  const T zero = max_code - max_code;
+  *min = add_rn(lo, zero);
+  *range = sub_rn(add_rn(hi, zero), *min);
+  *scale = div_rn(*range, max_code);
+}
+
 /// Computes a group's (scale, min) from its finite range [lo, hi]:
 /// scale = S((hi - lo) / (2^b - 1)), min = S(lo), S = rounding to F16 when `f16_params`.
 WQ_HD inline ParamsStatus affine_params(float lo, float hi, int bits, bool f16_params,
                                         AffineParams* out) {
-  // -0.0 and +0.0 compare equal, so which one a min/max reduction returns depends on its
-  // order; adding +0.0 maps -0.0 to +0.0 (and nothing else changes) so every backend stores
-  // the same bits.
-  lo = add_rn(lo, 0.0f);
-  hi = add_rn(hi, 0.0f);
-  const float range = sub_rn(hi, lo);
+  float range, scale, min;
+  affine_unrounded_params(lo, hi, static_cast<float>(max_code(bits)), &range, &scale, &min);
   if (!is_finite(range)) return ParamsStatus::kRangeOverflow;
-  float scale = div_rn(range, static_cast<float>(max_code(bits)));
-  float min = lo;
   if (f16_params) {
     if (f16_overflows(scale) || f16_overflows(min)) return ParamsStatus::kF16Overflow;
     scale = round_through_f16(scale);

@@ -1,0 +1,55 @@
+// AVX2 building blocks shared by the float32 quantize loops: codes through the reciprocal of
+// the scale (the proof is in reciprocal_code.h) and 16 codes to their packed bytes. Include only
+// from files whose callers are target("avx2,fma") and run only after use_avx2(); everything
+// here is always_inline, so no AVX2 copy of it is ever emitted for a baseline caller.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#define WQ_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
+
+namespace wq::detail::avx2 {
+
+/// The broadcast constants of the code loops.
+struct CodeConstants {
+  __m256 top;       ///< M = 2^b - 1
+  __m256 margin;    ///< 1/2 - 2^-12: farther than this from an integer, the proof does not hold
+  __m256 abs_mask;  ///< clears the sign bit
+  __m256i order;    ///< after two saturating packs the codes sit in dwords 0, 4, 1, 5, ...
+};
+
+WQ_AVX2_INLINE CodeConstants code_constants(float max_code) {
+  return CodeConstants{_mm256_set1_ps(max_code), _mm256_set1_ps(0.5f - 0x1p-12f),
+                       _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)};
+}
+
+/// 16 codes (integer-valued floats in [0, 255]) as 16 bytes in element order.
+WQ_AVX2_INLINE __m128i code_bytes(__m256 q0, __m256 q1, const CodeConstants& c) {
+  const __m256i w = _mm256_packus_epi32(_mm256_cvttps_epi32(q0), _mm256_cvttps_epi32(q1));
+  return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_packus_epi16(w, w), c.order));
+}
+
+/// Stores 16 codes of `Bits` bits as the 2 * Bits bytes of design.md §4 (code i at bits
+/// [i*b, i*b + b), least significant first): pairs and quads of codes are merged by
+/// multiply-adds, no per-bit loop. Bits = 0 stores them unpacked, one byte each.
+template <int Bits>
+WQ_AVX2_INLINE void store_codes16(__m128i bytes, std::uint8_t* out) {
+  static_assert(Bits == 0 || Bits == 2 || Bits == 4 || Bits == 8);
+  if constexpr (Bits == 0 || Bits == 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), bytes);
+  } else if constexpr (Bits == 4) {
+    const __m128i pairs = _mm_maddubs_epi16(bytes, _mm_set1_epi16(0x1001));  // c0 + 16 c1 per 16-bit lane
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(pairs, pairs));
+  } else {
+    const __m128i pairs = _mm_maddubs_epi16(bytes, _mm_set1_epi16(0x0401));  // c0 + 4 c1
+    const __m128i quads = _mm_madd_epi16(pairs, _mm_set1_epi32(0x00100001));   // + 16 (c2 + 4 c3)
+    const __m128i packed = _mm_packus_epi16(_mm_packus_epi32(quads, quads), _mm_setzero_si128());
+    const std::uint32_t word = static_cast<std::uint32_t>(_mm_cvtsi128_si32(packed));
+    std::memcpy(out, &word, 4);
+  }
+}
+
+}  // namespace wq::detail::avx2

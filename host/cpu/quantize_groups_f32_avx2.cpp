@@ -1,0 +1,165 @@
+#include "cpu/quantize_groups_f32_avx2.h"
+
+#include <algorithm>
+
+#include "cpu/avx2_codes.h"
+#include "cpu/quantize_f32_avx2.h"
+
+namespace wq::detail {
+namespace {
+
+using avx2::CodeConstants;
+
+// A batch of groups is reduced, then parameterised, then coded while it stays in L1: at most
+// this many elements (one group when a group is longer) and kMaxBatch groups.
+constexpr std::uint64_t kBatchElements = 2048;
+constexpr int kMaxBatch = 16;
+// The range pass is the first to touch the input: it fetches this far ahead.
+constexpr std::uint64_t kPrefetchFloats = 2048;
+
+WQ_AVX2_INLINE float min_of(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_min_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+WQ_AVX2_INLINE float max_of(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+
+// Range of one group, and its x^2 into `signal`. The loaded value is min's and max's first
+// operand: on NaN they return the second, so NaN is skipped (the error sums find it later).
+WQ_AVX2_INLINE void group_range(const float* g, std::uint64_t size, float* lo, float* hi, __m256* signal) {
+  const __m256 inf = _mm256_set1_ps(__builtin_inff());
+  __m256 lo0 = inf, lo1 = inf, hi0 = -inf, hi1 = -inf, sig = *signal, sig1 = _mm256_setzero_ps();
+  for (std::uint64_t i = 0; i < size; i += 16) {
+    _mm_prefetch(reinterpret_cast<const char*>(g + i + kPrefetchFloats), _MM_HINT_T0);
+    const __m256 a = _mm256_loadu_ps(g + i), b = _mm256_loadu_ps(g + i + 8);
+    lo0 = _mm256_min_ps(a, lo0);
+    hi0 = _mm256_max_ps(a, hi0);
+    lo1 = _mm256_min_ps(b, lo1);
+    hi1 = _mm256_max_ps(b, hi1);
+    sig = _mm256_fmadd_ps(a, a, sig);
+    sig1 = _mm256_fmadd_ps(b, b, sig1);
+  }
+  *lo = min_of(_mm256_min_ps(lo0, lo1));
+  *hi = max_of(_mm256_max_ps(hi0, hi1));
+  *signal = _mm256_add_ps(sig, sig1);
+}
+
+// Codes of a group whose scale is usable through its reciprocal, without the codec's clamp:
+// every element lies in [lo, hi], so d = RN(x - lo) is in [0, RN(hi - lo)] and t = RN(d * r)
+// in [0, M (1 + 3u)] (u = 2^-24; scale and r are each within one rounding of (hi - lo) / M
+// and its inverse). On [0, M + 1/2) rint(t) is rint(clamp(t, 0, M)); NaN gives code 0 through
+// the saturating packs, as in the codec, and NaN error sums that report it. The error is kept
+// in code units, e = t - q: the proof's check is |e| <= 1/2 - 2^-12 (a lane that fails it takes
+// the division), and e * scale is the error x - decoded up to a few ulps of t (statistics
+// only, one multiplication per group instead of two operations per element).
+template <int Bits>
+WQ_AVX2_INLINE void code_group(const float* g, std::uint64_t size, codec::AffineParams p, float reciprocal,
+                               float max_code, const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out,
+                               __m256* error, __m256* max_error) {
+  const __m256 min = _mm256_set1_ps(p.min), r = _mm256_set1_ps(reciprocal);
+  __m256 e2a = _mm256_setzero_ps(), e2b = _mm256_setzero_ps(), emax = _mm256_setzero_ps();
+  for (std::uint64_t i = 0; i < size; i += 16) {
+    _mm_prefetch(reinterpret_cast<const char*>(g + i + ahead), _MM_HINT_T0);
+    const __m256 t0 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(g + i), min), r);
+    const __m256 t1 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(g + i + 8), min), r);
+    __m256 q0 = _mm256_round_ps(t0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 q1 = _mm256_round_ps(t1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 e0 = _mm256_sub_ps(t0, q0), e1 = _mm256_sub_ps(t1, q1);
+    __m256 a = _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask));
+    if (__builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(a, c.margin, _CMP_GT_OQ)) != 0, 0)) {
+      alignas(32) float exact[16];
+      codes_by_division(reinterpret_cast<const std::byte*>(g + i), 16, p, max_code, exact);
+      q0 = _mm256_load_ps(exact);
+      q1 = _mm256_load_ps(exact + 8);
+      e0 = _mm256_sub_ps(t0, q0);
+      e1 = _mm256_sub_ps(t1, q1);
+      a = _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask));
+    }
+    avx2::store_codes16<Bits>(avx2::code_bytes(q0, q1, c), out + i / 16 * (Bits == 0 ? 16 : 2 * Bits));
+    e2a = _mm256_fmadd_ps(e0, e0, e2a);
+    e2b = _mm256_fmadd_ps(e1, e1, e2b);
+    emax = _mm256_max_ps(emax, a);
+  }
+  const __m256 scale = _mm256_set1_ps(p.scale);
+  *error = _mm256_fmadd_ps(_mm256_add_ps(e2a, e2b), _mm256_mul_ps(scale, scale), *error);
+  *max_error = _mm256_max_ps(*max_error, _mm256_mul_ps(emax, scale));
+}
+
+// Codes of a group whose scale is 0 (a constant group, or a range so small that its scale
+// rounds to 0) or outside [2^-126, 2^126]: the codec's division for every element, the error
+// in value units.
+template <int Bits>
+WQ_AVX2_INLINE void code_group_by_division(const float* g, std::uint64_t size, codec::AffineParams p, float max_code,
+                                           const CodeConstants& c, std::uint8_t* out, __m256* error,
+                                           __m256* max_error) {
+  const __m256 min = _mm256_set1_ps(p.min), scale = _mm256_set1_ps(p.scale);
+  for (std::uint64_t i = 0; i < size; i += 16) {
+    alignas(32) float exact[16] = {};  // a zero scale has every code 0 (codec::affine_code)
+    if (p.scale != 0.0f) codes_by_division(reinterpret_cast<const std::byte*>(g + i), 16, p, max_code, exact);
+    const __m256 q0 = _mm256_load_ps(exact), q1 = _mm256_load_ps(exact + 8);
+    avx2::store_codes16<Bits>(avx2::code_bytes(q0, q1, c), out + i / 16 * (Bits == 0 ? 16 : 2 * Bits));
+    const __m256 e0 = _mm256_fnmadd_ps(scale, q0, _mm256_sub_ps(_mm256_loadu_ps(g + i), min));
+    const __m256 e1 = _mm256_fnmadd_ps(scale, q1, _mm256_sub_ps(_mm256_loadu_ps(g + i + 8), min));
+    *error = _mm256_fmadd_ps(e1, e1, _mm256_fmadd_ps(e0, e0, *error));
+    *max_error = _mm256_max_ps(*max_error, _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask)));
+  }
+}
+
+template <int Bits>
+__attribute__((target("avx2,fma"))) UniformGroupsResult uniform_groups(const float* x, std::uint64_t groups,
+                                                                        std::uint64_t size, int bits,
+                                                                        codec::AffineParams* params,
+                                                                        std::uint8_t* out, float* signal,
+                                                                        float* error, float* max_error) {
+  const float max_code = static_cast<float>(codec::max_code(bits));
+  const CodeConstants c = avx2::code_constants(max_code);
+  const std::uint64_t out_per_group = size / 16 * (Bits == 0 ? 16 : 2 * Bits);
+  const int batch = static_cast<int>(std::clamp<std::uint64_t>(kBatchElements / size, 1, kMaxBatch));
+  __m256 sig = _mm256_loadu_ps(signal), err = _mm256_loadu_ps(error), mx = _mm256_loadu_ps(max_error);
+  UniformGroupsResult result;
+  for (std::uint64_t k = 0; k < groups;) {
+    const int count = static_cast<int>(std::min<std::uint64_t>(batch, groups - k));
+    float lo[kMaxBatch], hi[kMaxBatch], reciprocal[kMaxBatch];
+    for (int b = 0; b < count; ++b) group_range(x + (k + b) * size, size, &lo[b], &hi[b], &sig);
+    const int refused = params_of_ranges(lo, hi, count, bits, params + k, reciprocal, &result);
+    for (int b = 0; b < refused; ++b) {
+      const codec::AffineParams p = params[k + b];
+      const float* g = x + (k + b) * size;
+      std::uint8_t* o = out + (k + b) * out_per_group;
+      if (reciprocal[b] != 0.0f) {
+        code_group<Bits>(g, size, p, reciprocal[b], max_code, c, count * size, o, &err, &mx);
+      } else {
+        code_group_by_division<Bits>(g, size, p, max_code, c, o, &err, &mx);
+      }
+    }
+    k += static_cast<std::uint64_t>(refused);
+    if (refused < count) {
+      result.done = k;
+      break;
+    }
+    result.done = k;
+  }
+  _mm256_storeu_ps(signal, sig);
+  _mm256_storeu_ps(error, err);
+  _mm256_storeu_ps(max_error, mx);
+  return result;
+}
+
+}  // namespace
+
+UniformGroupsResult quantize_uniform_groups_f32_avx2(const float* x, std::uint64_t groups, std::uint64_t group_size,
+                                                     int bits, codec::AffineParams* params, std::uint8_t* out,
+                                                     float* signal, float* error, float* max_error) {
+  switch (bits) {
+    case 8: return uniform_groups<8>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 4: return uniform_groups<4>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 2: return uniform_groups<2>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    default: return uniform_groups<0>(x, groups, group_size, bits, params, out, signal, error, max_error);
+  }
+}
+
+}  // namespace wq::detail
