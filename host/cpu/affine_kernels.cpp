@@ -151,9 +151,6 @@ WQ_INLINE void quantize_run(const std::byte* src, std::uint64_t begin, std::uint
 
 }  // namespace
 
-void codes_by_division(const std::byte* x, int count, codec::AffineParams p, float max_code, float* q) {
-  for (int l = 0; l < count; ++l) q[l] = codec::affine_code_value(load_f32<DType::kF32>(x, l), p.scale, p.min, max_code);
-}
 
 int params_of_ranges(const float* lo, const float* hi, int count, int bits, codec::AffineParams* params,
                      float* reciprocal, UniformGroupsResult* result) {

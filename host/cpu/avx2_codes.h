@@ -26,6 +26,17 @@ WQ_AVX2_INLINE CodeConstants code_constants(float max_code) {
                        _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)};
 }
 
+/// codec::affine_code_value() of 8 lanes, for a nonzero scale: clamp(rint((x - min) / scale),
+/// 0, M) with the division itself (vdivps is IEEE division, correctly rounded like the
+/// codec's). max(v, 0) gives 0 for NaN like the codec's `v > 0 ? v : 0`, and rint on [0, M]
+/// is one vroundps. The exact path for the lanes where the reciprocal's proof fails; the
+/// tests compare it with the scalar codec on values placed at the half-integers.
+WQ_AVX2_INLINE __m256 codes_by_vector_division(__m256 x, __m256 min, __m256 scale, const CodeConstants& c) {
+  const __m256 v = _mm256_div_ps(_mm256_sub_ps(x, min), scale);
+  const __m256 clamped = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), c.top);
+  return _mm256_round_ps(clamped, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
 /// 16 codes (integer-valued floats in [0, 255]) as 16 bytes in element order.
 WQ_AVX2_INLINE __m128i code_bytes(__m256 q0, __m256 q1, const CodeConstants& c) {
   const __m256i w = _mm256_packus_epi32(_mm256_cvttps_epi32(q0), _mm256_cvttps_epi32(q1));

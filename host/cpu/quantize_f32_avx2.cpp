@@ -7,8 +7,7 @@
 namespace wq::detail {
 namespace {
 
-// Everything here is AVX2 + FMA code, called only after use_avx2(); no header's inline
-// function is instantiated here (see codes_by_division).
+// Everything here is AVX2 + FMA code, called only after use_avx2().
 
 // reciprocal_code_value() of reciprocal_code.h for 8 lanes: q = rint(clamp(d * r, 0, M)).
 // *bad gets the lanes with |clamp(t) - q| > 1/2 - 2^-12, where the proof does not hold.
@@ -51,10 +50,8 @@ __attribute__((target("avx2,fma"))) void quantize_runs_f32_avx2(const std::byte*
       __m256 q0 = code_values(d0, r, c, &bad0);
       __m256 q1 = code_values(d1, r, c, &bad1);
       if (__builtin_expect(_mm256_movemask_ps(_mm256_or_ps(bad0, bad1)) != 0, 0)) {
-        float exact[16];
-        codes_by_division(x + 4 * i, 16, run.params, max_code, exact);
-        q0 = _mm256_loadu_ps(exact);
-        q1 = _mm256_loadu_ps(exact + 8);
+        q0 = avx2::codes_by_vector_division(x0, min, scale, c);
+        q1 = avx2::codes_by_vector_division(x1, min, scale, c);
       }
       avx2::store_codes16<0>(avx2::code_bytes(q0, q1, c), out + i);
       // Error statistics (binary32 partial sums; FMA is fine here: statistics, not codes).

@@ -27,9 +27,4 @@ void quantize_runs_f32_avx2(const std::byte* src, const F32Run* runs, int count,
                             std::uint8_t* codes, std::uint64_t base, std::uint64_t prefetch_bytes,
                             float* signal, float* error, float* max_error, std::uint64_t* done);
 
-/// The codec's code value (codec::affine_code_value) of `count` float32 elements at `x`, by
-/// the division: the rare fallback of the loop above, compiled for the baseline so that the
-/// codec's inline functions are never emitted with AVX2 code.
-void codes_by_division(const std::byte* x, int count, codec::AffineParams p, float max_code, float* q);
-
 }  // namespace wq::detail

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "cpu/avx2_codes.h"
-#include "cpu/quantize_f32_avx2.h"
 
 namespace wq::detail {
 namespace {
@@ -58,9 +57,9 @@ WQ_AVX2_INLINE void group_range(const float* g, std::uint64_t size, float* lo, f
 // only, one multiplication per group instead of two operations per element).
 template <int Bits>
 WQ_AVX2_INLINE void code_group(const float* g, std::uint64_t size, codec::AffineParams p, float reciprocal,
-                               float max_code, const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out,
+                               const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out,
                                __m256* error, __m256* max_error) {
-  const __m256 min = _mm256_set1_ps(p.min), r = _mm256_set1_ps(reciprocal);
+  const __m256 min = _mm256_set1_ps(p.min), r = _mm256_set1_ps(reciprocal), scale = _mm256_set1_ps(p.scale);
   __m256 e2a = _mm256_setzero_ps(), e2b = _mm256_setzero_ps(), emax = _mm256_setzero_ps();
   for (std::uint64_t i = 0; i < size; i += 16) {
     _mm_prefetch(reinterpret_cast<const char*>(g + i + ahead), _MM_HINT_T0);
@@ -71,10 +70,8 @@ WQ_AVX2_INLINE void code_group(const float* g, std::uint64_t size, codec::Affine
     __m256 e0 = _mm256_sub_ps(t0, q0), e1 = _mm256_sub_ps(t1, q1);
     __m256 a = _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask));
     if (__builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(a, c.margin, _CMP_GT_OQ)) != 0, 0)) {
-      alignas(32) float exact[16];
-      codes_by_division(reinterpret_cast<const std::byte*>(g + i), 16, p, max_code, exact);
-      q0 = _mm256_load_ps(exact);
-      q1 = _mm256_load_ps(exact + 8);
+      q0 = avx2::codes_by_vector_division(_mm256_loadu_ps(g + i), min, scale, c);
+      q1 = avx2::codes_by_vector_division(_mm256_loadu_ps(g + i + 8), min, scale, c);
       e0 = _mm256_sub_ps(t0, q0);
       e1 = _mm256_sub_ps(t1, q1);
       a = _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask));
@@ -84,26 +81,28 @@ WQ_AVX2_INLINE void code_group(const float* g, std::uint64_t size, codec::Affine
     e2b = _mm256_fmadd_ps(e1, e1, e2b);
     emax = _mm256_max_ps(emax, a);
   }
-  const __m256 scale = _mm256_set1_ps(p.scale);
   *error = _mm256_fmadd_ps(_mm256_add_ps(e2a, e2b), _mm256_mul_ps(scale, scale), *error);
   *max_error = _mm256_max_ps(*max_error, _mm256_mul_ps(emax, scale));
 }
 
 // Codes of a group whose scale is 0 (a constant group, or a range so small that its scale
-// rounds to 0) or outside [2^-126, 2^126]: the codec's division for every element, the error
-// in value units.
+// rounds to 0: every code is 0, as in codec::affine_code) or outside [2^-126, 2^126]: the
+// division for every element, the error in value units.
 template <int Bits>
-WQ_AVX2_INLINE void code_group_by_division(const float* g, std::uint64_t size, codec::AffineParams p, float max_code,
+WQ_AVX2_INLINE void code_group_by_division(const float* g, std::uint64_t size, codec::AffineParams p,
                                            const CodeConstants& c, std::uint8_t* out, __m256* error,
                                            __m256* max_error) {
   const __m256 min = _mm256_set1_ps(p.min), scale = _mm256_set1_ps(p.scale);
   for (std::uint64_t i = 0; i < size; i += 16) {
-    alignas(32) float exact[16] = {};  // a zero scale has every code 0 (codec::affine_code)
-    if (p.scale != 0.0f) codes_by_division(reinterpret_cast<const std::byte*>(g + i), 16, p, max_code, exact);
-    const __m256 q0 = _mm256_load_ps(exact), q1 = _mm256_load_ps(exact + 8);
+    const __m256 x0 = _mm256_loadu_ps(g + i), x1 = _mm256_loadu_ps(g + i + 8);
+    __m256 q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
+    if (p.scale != 0.0f) {
+      q0 = avx2::codes_by_vector_division(x0, min, scale, c);
+      q1 = avx2::codes_by_vector_division(x1, min, scale, c);
+    }
     avx2::store_codes16<Bits>(avx2::code_bytes(q0, q1, c), out + i / 16 * (Bits == 0 ? 16 : 2 * Bits));
-    const __m256 e0 = _mm256_fnmadd_ps(scale, q0, _mm256_sub_ps(_mm256_loadu_ps(g + i), min));
-    const __m256 e1 = _mm256_fnmadd_ps(scale, q1, _mm256_sub_ps(_mm256_loadu_ps(g + i + 8), min));
+    const __m256 e0 = _mm256_fnmadd_ps(scale, q0, _mm256_sub_ps(x0, min));
+    const __m256 e1 = _mm256_fnmadd_ps(scale, q1, _mm256_sub_ps(x1, min));
     *error = _mm256_fmadd_ps(e1, e1, _mm256_fmadd_ps(e0, e0, *error));
     *max_error = _mm256_max_ps(*max_error, _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask)));
   }
@@ -131,9 +130,9 @@ __attribute__((target("avx2,fma"))) UniformGroupsResult uniform_groups(const flo
       const float* g = x + (k + b) * size;
       std::uint8_t* o = out + (k + b) * out_per_group;
       if (reciprocal[b] != 0.0f) {
-        code_group<Bits>(g, size, p, reciprocal[b], max_code, c, count * size, o, &err, &mx);
+        code_group<Bits>(g, size, p, reciprocal[b], c, count * size, o, &err, &mx);
       } else {
-        code_group_by_division<Bits>(g, size, p, max_code, c, o, &err, &mx);
+        code_group_by_division<Bits>(g, size, p, c, o, &err, &mx);
       }
     }
     k += static_cast<std::uint64_t>(refused);

@@ -33,7 +33,8 @@ UniformGroupsResult quantize_uniform_groups_f32_avx2(const float* x, std::uint64
 
 /// codec::affine_params() (F32 scales) of `count` ranges, and RN(1 / scale) of each: 0 where
 /// the scale is 0 or outside reciprocal_is_exact_enough() (those groups take the division). Returns the index of the first range that is not finite or is refused (count
-/// when none), with the reason in *result. Compiled for the baseline, like codes_by_division.
+/// when none), with the reason in *result. Compiled for the baseline: it runs the codec's own inline
+/// functions, which are never instantiated inside AVX2 code.
 int params_of_ranges(const float* lo, const float* hi, int count, int bits, codec::AffineParams* params,
                      float* reciprocal, UniformGroupsResult* result);
 
