@@ -332,11 +332,11 @@ WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeo
 }
 
 // Whole groups of one size (F32, F32 scales) through quantize_uniform_groups_f32_avx2, a few
-// thousand elements per call so that its binary32 sums are folded into binary64 often.
-// `out_bits` is the width of the codes' layout at `out` (8: one byte per code).
+// thousand elements per call so that its binary32 sums are folded into binary64 often. `out`
+// is where the packed codes of first_group begin.
 GroupFailure quantize_uniform_groups(const std::byte* src, const GroupGeometry& g, int bits, std::uint64_t first_group,
                                      std::uint64_t last_group, codec::AffineParams* params, std::uint8_t* out,
-                                     int out_bits, ErrorStats* local) {
+                                     ErrorStats* local) {
   const std::uint64_t size = g.group_size;
   const std::uint64_t step = std::max<std::uint64_t>(1, kBlock / size);
   const float* x = reinterpret_cast<const float*>(src);
@@ -344,7 +344,7 @@ GroupFailure quantize_uniform_groups(const std::byte* src, const GroupGeometry& 
   for (std::uint64_t k = first_group; k < last_group; k += step) {
     const std::uint64_t n = std::min(step, last_group - k);
     const UniformGroupsResult r = quantize_uniform_groups_f32_avx2(
-        x + k * size, n, size, bits, params + k, out + (k - first_group) * size / 8 * out_bits, &stats.signal[0],
+        x + k * size, n, size, bits, params + k, out + (k - first_group) * size / 8 * bits, &stats.signal[0],
         &stats.error[0], &stats.max_error[0]);
     stats.fold_into(local, r.done * size);
     if (r.done < n) {
@@ -443,18 +443,17 @@ GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeome
     ErrorStats local;
     const bool uniform = D == DType::kF32 && !f16_params && use_avx2() && g.group_size % 16 == 0 &&
                          g.cols % g.group_size == 0;
-    // The packed stream is written in place where the kernel packs (8 bits always; 2 and 4 in
-    // the uniform kernel). Other widths go through a per-thread buffer of one byte per code,
-    // packed once at the end (it stays in L2).
-    const bool packs_in_place = bits == 8 || (uniform && (bits == 4 || bits == 2));
+    // The packed stream is written in place where the kernel packs (the uniform kernel; 8-bit
+    // codes are their own stream). Otherwise codes go through a per-thread buffer of one byte
+    // per code, packed once at the end (it stays in L2).
+    const bool packs_in_place = bits == 8 || uniform;
     std::uint8_t* chunk_codes = codes + begin / 8 * static_cast<std::uint64_t>(bits);
     if (!packs_in_place) {
       if (t_chunk_codes.size() < end - begin) t_chunk_codes.resize(end - begin);
       chunk_codes = t_chunk_codes.data();
     }
     const GroupFailure failure =
-        uniform ? quantize_uniform_groups(src, g, bits, first_group, last_group, params, chunk_codes,
-                                          packs_in_place ? bits : 8, &local)
+        uniform ? quantize_uniform_groups(src, g, bits, first_group, last_group, params, chunk_codes, &local)
                 : (use_avx2() ? quantize_groups_avx2<D> : quantize_groups_base<D>)(
                       src, g, bits, f16_params, first_group, last_group, begin, params, chunk_codes, &local);
     if (failure.failed) return failure;

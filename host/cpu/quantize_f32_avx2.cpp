@@ -53,7 +53,7 @@ __attribute__((target("avx2,fma"))) void quantize_runs_f32_avx2(const std::byte*
         q0 = avx2::codes_by_vector_division(x0, min, scale, c);
         q1 = avx2::codes_by_vector_division(x1, min, scale, c);
       }
-      avx2::store_codes16<0>(avx2::code_bytes(q0, q1, c), out + i);
+      avx2::store_codes16<8>(avx2::code_bytes(q0, q1, c), out + i);  // one byte per code
       // Error statistics (binary32 partial sums; FMA is fine here: statistics, not codes).
       const __m256 e0 = _mm256_fnmadd_ps(scale, q0, d0), e1 = _mm256_fnmadd_ps(scale, q1, d1);
       sig = _mm256_add_ps(sig, _mm256_fmadd_ps(x1, x1, _mm256_mul_ps(x0, x0)));

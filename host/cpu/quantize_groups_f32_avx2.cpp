@@ -76,7 +76,7 @@ WQ_AVX2_INLINE void code_group(const float* g, std::uint64_t size, codec::Affine
       e1 = _mm256_sub_ps(t1, q1);
       a = _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask));
     }
-    avx2::store_codes16<Bits>(avx2::code_bytes(q0, q1, c), out + i / 16 * (Bits == 0 ? 16 : 2 * Bits));
+    avx2::store_codes16<Bits>(avx2::code_bytes(q0, q1, c), out + i / 8 * Bits);
     e2a = _mm256_fmadd_ps(e0, e0, e2a);
     e2b = _mm256_fmadd_ps(e1, e1, e2b);
     emax = _mm256_max_ps(emax, a);
@@ -100,7 +100,7 @@ WQ_AVX2_INLINE void code_group_by_division(const float* g, std::uint64_t size, c
       q0 = avx2::codes_by_vector_division(x0, min, scale, c);
       q1 = avx2::codes_by_vector_division(x1, min, scale, c);
     }
-    avx2::store_codes16<Bits>(avx2::code_bytes(q0, q1, c), out + i / 16 * (Bits == 0 ? 16 : 2 * Bits));
+    avx2::store_codes16<Bits>(avx2::code_bytes(q0, q1, c), out + i / 8 * Bits);
     const __m256 e0 = _mm256_fnmadd_ps(scale, q0, _mm256_sub_ps(x0, min));
     const __m256 e1 = _mm256_fnmadd_ps(scale, q1, _mm256_sub_ps(x1, min));
     *error = _mm256_fmadd_ps(e1, e1, _mm256_fmadd_ps(e0, e0, *error));
@@ -116,7 +116,7 @@ __attribute__((target("avx2,fma"))) UniformGroupsResult uniform_groups(const flo
                                                                         float* error, float* max_error) {
   const float max_code = static_cast<float>(codec::max_code(bits));
   const CodeConstants c = avx2::code_constants(max_code);
-  const std::uint64_t out_per_group = size / 16 * (Bits == 0 ? 16 : 2 * Bits);
+  const std::uint64_t out_per_group = size / 8 * Bits;
   const int batch = static_cast<int>(std::clamp<std::uint64_t>(kBatchElements / size, 1, kMaxBatch));
   __m256 sig = _mm256_loadu_ps(signal), err = _mm256_loadu_ps(error), mx = _mm256_loadu_ps(max_error);
   UniformGroupsResult result;
@@ -154,10 +154,14 @@ UniformGroupsResult quantize_uniform_groups_f32_avx2(const float* x, std::uint64
                                                      int bits, codec::AffineParams* params, std::uint8_t* out,
                                                      float* signal, float* error, float* max_error) {
   switch (bits) {
-    case 8: return uniform_groups<8>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 4: return uniform_groups<4>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 1: return uniform_groups<1>(x, groups, group_size, bits, params, out, signal, error, max_error);
     case 2: return uniform_groups<2>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    default: return uniform_groups<0>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 3: return uniform_groups<3>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 4: return uniform_groups<4>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 5: return uniform_groups<5>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 6: return uniform_groups<6>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 7: return uniform_groups<7>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    default: return uniform_groups<8>(x, groups, group_size, bits, params, out, signal, error, max_error);
   }
 }
 

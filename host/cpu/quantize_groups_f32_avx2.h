@@ -1,8 +1,8 @@
 // The common case of per-group quantization in one AVX2 pass per batch of groups: float32
 // input, float32 scales, every group the same size G (a multiple of 16; the rows hold whole
 // groups). While a batch of groups is in L1 it computes their ranges and signal energy, their
-// parameters (by the codec, in baseline code), then their codes, packed straight into the
-// output stream at 2, 4 and 8 bits. Only call when use_avx2() (cpu_features.h) is true.
+// parameters (by the codec, in baseline code), then their codes, packed in registers straight
+// into the output stream. Only call when use_avx2() (cpu_features.h) is true.
 #pragma once
 
 #include <cstddef>
@@ -23,10 +23,10 @@ struct UniformGroupsResult {
 };
 
 /// Quantizes `groups` groups of `group_size` float32 elements laid end to end at `x`, writing
-/// params[k] and the codes: packed at `out` when bits is 2, 4 or 8, else one byte per code
-/// at `out` (the caller packs them). Adds to the 8-lane binary32 sums `signal` (x^2), `error`
-/// (e^2) and `max_error` (max |e|). F32 scales only: the error is measured in code units and
-/// scaled once per group, which needs every element inside the group's [min, min + M * scale].
+/// params[k] and the codes, packed (design.md §4) from `out` on. Adds to the 8-lane binary32
+/// sums `signal` (x^2), `error` (e^2) and `max_error` (max |e|). F32 scales only: the error is
+/// measured in code units and scaled once per group, which needs every element inside the
+/// group's [min, min + M * scale].
 UniformGroupsResult quantize_uniform_groups_f32_avx2(const float* x, std::uint64_t groups, std::uint64_t group_size,
                                                      int bits, codec::AffineParams* params, std::uint8_t* out,
                                                      float* signal, float* error, float* max_error);
