@@ -44,12 +44,13 @@ void check_output_path(const std::string& input, const std::string& output) {
   if (fs::is_directory(out, ec)) {
     throw Error(ErrorCode::kOutput, output + ": is a folder; give the output file's path");
   }
-  if (fs::exists(out, ec) && fs::equivalent(fs::path(input), out, ec)) {
-    throw Error(ErrorCode::kOutput, output + ": is the input file; refusing to overwrite it");
-  }
-  if (fs::weakly_canonical(fs::path(input), ec) == fs::weakly_canonical(out, ec)) {
-    throw Error(ErrorCode::kOutput, output + ": is the input file; refusing to overwrite it");
-  }
+  // An existing output is the input when both name one file. A missing one can only be the
+  // input when the input is missing too (then the paths decide); weakly_canonical costs a
+  // readlink per path component, which tree mode would pay for every file.
+  const bool same = fs::exists(out, ec) ? fs::equivalent(fs::path(input), out, ec)
+                    : !fs::exists(fs::path(input), ec) &&
+                          fs::weakly_canonical(fs::path(input), ec) == fs::weakly_canonical(out, ec);
+  if (same) throw Error(ErrorCode::kOutput, output + ": is the input file; refusing to overwrite it");
   const fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
   if (!fs::is_directory(parent, ec)) {
     throw Error(ErrorCode::kOutput, output + ": folder '" + parent.string() + "' does not exist");
