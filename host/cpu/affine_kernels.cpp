@@ -15,7 +15,7 @@
 #include "cpu/element_io.h"
 #include "cpu/lanes.h"
 #include "cpu/quantize_f32_avx2.h"
-#include "cpu/quantize_groups_f32_avx2.h"
+#include "cpu/quantize_groups_avx2.h"
 #include "cpu/reciprocal_code.h"
 #include "wq/error.h"
 
@@ -331,20 +331,21 @@ WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeo
   return GroupFailure{};
 }
 
-// Whole groups of one size (F32, F32 scales) through quantize_uniform_groups_f32_avx2, a few
-// thousand elements per call so that its binary32 sums are folded into binary64 often. `out`
-// is where the packed codes of first_group begin.
-GroupFailure quantize_uniform_groups(const std::byte* src, const GroupGeometry& g, int bits, std::uint64_t first_group,
+// Whole groups of one size (F32, BF16 or F16; F32 scales) through quantize_uniform_groups_avx2,
+// a few thousand elements per call so that its binary32 sums are folded into binary64 often.
+// `out` is where the packed codes of first_group begin.
+GroupFailure quantize_uniform_groups(DType dtype, const std::byte* src, const GroupGeometry& g, int bits,
+                                     std::uint64_t first_group,
                                      std::uint64_t last_group, codec::AffineParams* params, std::uint8_t* out,
                                      ErrorStats* local) {
   const std::uint64_t size = g.group_size;
   const std::uint64_t step = std::max<std::uint64_t>(1, kBlock / size);
-  const float* x = reinterpret_cast<const float*>(src);
+  const std::uint64_t element_bytes = dtype_size(dtype);
   LaneStats<8> stats;
   for (std::uint64_t k = first_group; k < last_group; k += step) {
     const std::uint64_t n = std::min(step, last_group - k);
-    const UniformGroupsResult r = quantize_uniform_groups_f32_avx2(
-        x + k * size, n, size, bits, params + k, out + (k - first_group) * size / 8 * bits, &stats.signal[0],
+    const UniformGroupsResult r = quantize_uniform_groups_avx2(
+        dtype, src + element_bytes * k * size, n, size, bits, params + k, out + (k - first_group) * size / 8 * bits, &stats.signal[0],
         &stats.error[0], &stats.max_error[0]);
     stats.fold_into(local, r.done * size);
     if (r.done < n) {
@@ -441,8 +442,8 @@ GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeome
                              std::string_view tensor) {
   return dispatch_floating(dtype, [&]<DType D>() {
     ErrorStats local;
-    const bool uniform = D == DType::kF32 && !f16_params && use_avx2() && g.group_size % 16 == 0 &&
-                         g.cols % g.group_size == 0;
+    const bool uniform = (D == DType::kF32 || D == DType::kBF16 || (D == DType::kF16 && use_f16c())) &&
+                         !f16_params && use_avx2() && g.group_size % 16 == 0 && g.cols % g.group_size == 0;
     // The packed stream is written in place where the kernel packs (the uniform kernel; 8-bit
     // codes are their own stream). Otherwise codes go through a per-thread buffer of one byte
     // per code, packed once at the end (it stays in L2).
@@ -453,7 +454,7 @@ GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeome
       chunk_codes = t_chunk_codes.data();
     }
     const GroupFailure failure =
-        uniform ? quantize_uniform_groups(src, g, bits, first_group, last_group, params, chunk_codes, &local)
+        uniform ? quantize_uniform_groups(D, src, g, bits, first_group, last_group, params, chunk_codes, &local)
                 : (use_avx2() ? quantize_groups_avx2<D> : quantize_groups_base<D>)(
                       src, g, bits, f16_params, first_group, last_group, begin, params, chunk_codes, &local);
     if (failure.failed) return failure;

@@ -56,11 +56,6 @@ __attribute__((target("avx2,fma,f16c"))) bool cast_f32_to_f16_f16c(const std::by
   return std::isfinite(local->error_energy) && std::isfinite(local->signal_energy);
 }
 
-bool use_f16c() {
-  static const bool has = use_avx2() && __builtin_cpu_supports("f16c");
-  return has;
-}
-
 }  // namespace
 
 void cast_elements(DType from, const std::byte* src, DType to, std::byte* dst, std::uint64_t begin,

@@ -13,4 +13,11 @@ inline bool use_avx2() {
   return has;
 }
 
+/// F16C (vcvtph2ps) present too: the float16 loads of the AVX2 kernels. Every AVX2 CPU known
+/// has it, but it is its own CPUID bit.
+inline bool use_f16c() {
+  static const bool has = use_avx2() && __builtin_cpu_supports("f16c");
+  return has;
+}
+
 }  // namespace wq::detail

@@ -545,12 +545,12 @@ TEST_P(BackendSuite, ErrorStatisticsAreMeaningful) {
   EXPECT_GT(s8.max_abs_error, 0.0);
 }
 
-// Float32 input with F32 scales and rows of whole groups whose size is a multiple of 16: the
-// CPU's one-pass kernel (codes packed in registers at 2, 4 and 8 bits, the error measured in
-// code units). Every width, among random groups: a constant group, one whose range is
-// subnormal (scale below 2^-126: the division path), signed zeros. The statistics are checked
-// against float64 sums over the decoded values.
-TEST_P(BackendSuite, WholeGroupsOfFloat32EveryWidthAndTheirErrorStatistics) {
+// Rows of whole groups whose size is a multiple of 16, F32 scales: the CPU's one-pass kernel
+// (float32, bfloat16 and float16 loads; codes packed in registers; the error measured in code
+// units). Every width, among random groups: a constant group, one whose range is subnormal
+// (scale below 2^-126: the division path), signed zeros. The codes must equal the reference on
+// the input's binary32 values, and the statistics float64 sums over the decoded values.
+TEST_P(BackendSuite, WholeGroupsOfEveryFloatEveryWidthAndTheirErrorStatistics) {
   const Shape shape{48, 1024};
   std::vector<float> x = test::random_normal(element_count(shape), 21, 0.05f, 0.01f);
   for (int i = 0; i < 16; ++i) {
@@ -558,25 +558,48 @@ TEST_P(BackendSuite, WholeGroupsOfFloat32EveryWidthAndTheirErrorStatistics) {
     x[5 * 16 + i] = std::bit_cast<float>(static_cast<std::uint32_t>(3 * i + 1));  // subnormal range
     x[7 * 16 + i] = i % 3 == 0 ? -0.0f : 0.0f;                             // signed zeros
   }
-  for (int bits = 1; bits <= 8; ++bits) {
-    for (std::uint64_t group : {16u, 32u, 48u, 64u, 128u, 1024u}) {
-      const QuantSpec spec = group == 1024 ? spec_of(bits, Granularity::kChannel) : spec_of(bits, Granularity::kGroup, group);
-      expect_matches_reference(x, shape, spec);
-      ErrorStats stats;
-      const Encoded e = quantize(x, shape, spec, &stats);
-      const std::vector<float> decoded = dequantize(e, shape, spec);
-      double signal = 0, error = 0, max_error = 0;
-      for (std::size_t i = 0; i < x.size(); ++i) {
-        const double d = static_cast<double>(x[i]) - decoded[i];
-        signal += static_cast<double>(x[i]) * x[i];
-        error += d * d;
-        max_error = std::max(max_error, std::fabs(d));
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    // The input in its dtype, and the binary32 values it stands for.
+    std::vector<std::byte> bytes(x.size() * dtype_size(dtype));
+    std::vector<float> as_f32(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (dtype == DType::kF32) {
+        as_f32[i] = x[i];
+        std::memcpy(&bytes[4 * i], &x[i], 4);
+      } else {
+        const std::uint16_t h = dtype == DType::kBF16 ? codec::f32_to_bf16_bits(x[i]) : codec::f32_to_f16_bits(x[i]);
+        as_f32[i] = dtype == DType::kBF16 ? codec::bf16_bits_to_f32(h) : codec::f16_bits_to_f32(h);
+        std::memcpy(&bytes[2 * i], &h, 2);
       }
-      SCOPED_TRACE(::testing::Message() << "bits " << bits << " G " << group);
-      EXPECT_EQ(stats.count, x.size());
-      EXPECT_NEAR(stats.signal_energy, signal, signal * 1e-5);
-      EXPECT_NEAR(stats.error_energy, error, error * 1e-3);
-      EXPECT_NEAR(stats.max_abs_error, max_error, max_error * 1e-3);
+    }
+    for (int bits = 1; bits <= 8; ++bits) {
+      for (std::uint64_t group : {16u, 32u, 48u, 64u, 128u, 1024u}) {
+        SCOPED_TRACE(::testing::Message() << dtype_name(dtype) << " bits " << bits << " G " << group);
+        const QuantSpec spec = group == 1024 ? spec_of(bits, Granularity::kChannel) : spec_of(bits, Granularity::kGroup, group);
+        const GroupGeometry g = group_geometry(shape, spec);
+        Encoded e;
+        e.codes.assign(g.code_bytes, 0xa5);
+        e.scales.assign(g.groups * 4, std::byte{0xa5});
+        e.mins.assign(g.groups * 4, std::byte{0xa5});
+        const ErrorStats stats = backend_->quantize(TensorView{"t", dtype, shape, bytes.data()}, spec,
+                                                    AffineBuffers{e.codes.data(), e.scales.data(), e.mins.data()});
+        const Encoded want = reference_quantize(as_f32, shape, spec);
+        ASSERT_EQ(e.codes, want.codes);
+        ASSERT_EQ(e.scales, want.scales);
+        ASSERT_EQ(e.mins, want.mins);
+        const std::vector<float> decoded = dequantize(e, shape, spec);
+        double signal = 0, error = 0, max_error = 0;
+        for (std::size_t i = 0; i < x.size(); ++i) {
+          const double d = static_cast<double>(as_f32[i]) - decoded[i];
+          signal += static_cast<double>(as_f32[i]) * as_f32[i];
+          error += d * d;
+          max_error = std::max(max_error, std::fabs(d));
+        }
+        EXPECT_EQ(stats.count, x.size());
+        EXPECT_NEAR(stats.signal_energy, signal, signal * 1e-5);
+        EXPECT_NEAR(stats.error_energy, error, error * 1e-3);
+        EXPECT_NEAR(stats.max_abs_error, max_error, max_error * 1e-3);
+      }
     }
   }
 }
@@ -597,6 +620,19 @@ TEST_P(BackendSuite, BadGroupsAmongWholeGroupsAreErrorsNamingThem) {
   }
   x[37 * 64 + 5] = x[37 * 64 + 9] = 0.0f;
   x[40000] = std::numeric_limits<float>::quiet_NaN();
+  {  // the same NaN in a bfloat16 tensor
+    std::vector<std::uint16_t> bf16(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) bf16[i] = codec::f32_to_bf16_bits(x[i]);
+    std::vector<std::uint8_t> codes(x.size() / 2);
+    std::vector<std::byte> scales(1024 * 4), mins(1024 * 4);
+    try {
+      backend_->quantize(TensorView{"t", DType::kBF16, {64, 1024}, reinterpret_cast<const std::byte*>(bf16.data())},
+                         spec_of(4, Granularity::kGroup, 64), AffineBuffers{codes.data(), scales.data(), mins.data()});
+      ADD_FAILURE() << "no error for a bfloat16 NaN";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("element 40000 is NaN"), std::string::npos) << e.what();
+    }
+  }
   for (int bits : {2, 3, 4, 8}) {
     try {
       quantize(x, {64, 1024}, spec_of(bits, Granularity::kGroup, 64));

@@ -1,20 +1,39 @@
-#include "cpu/quantize_groups_f32_avx2.h"
+#include "cpu/quantize_groups_avx2.h"
 
 #include <algorithm>
 
 #include "cpu/avx2_codes.h"
+#include "cpu/element_io.h"
 
 namespace wq::detail {
 namespace {
 
 using avx2::CodeConstants;
 
+// Everything here runs only after use_avx2() (and use_f16c() for F16 input).
+#define WQ_AVX2_F16C_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+
+// Eight elements of the input as binary32: exact conversions (design.md §3), so every dtype
+// then runs the same arithmetic. BF16 is the top half of a binary32; F16 by vcvtph2ps.
+template <DType D>
+WQ_AVX2_F16C_INLINE __m256 load8(const std::byte* p) {
+  if constexpr (D == DType::kF32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+  } else if constexpr (D == DType::kBF16) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    static_assert(D == DType::kF16);
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+}
+
 // A batch of groups is reduced, then parameterised, then coded while it stays in L1: at most
 // this many elements (one group when a group is longer) and kMaxBatch groups.
 constexpr std::uint64_t kBatchElements = 2048;
 constexpr int kMaxBatch = 16;
-// The range pass is the first to touch the input: it fetches this far ahead.
-constexpr std::uint64_t kPrefetchFloats = 2048;
+// The range pass is the first to touch the input: it fetches this many bytes ahead.
+constexpr std::uint64_t kPrefetchBytes = 8192;
 
 WQ_AVX2_INLINE float min_of(__m256 v) {
   __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -29,12 +48,14 @@ WQ_AVX2_INLINE float max_of(__m256 v) {
 
 // Range of one group, and its x^2 into `signal`. The loaded value is min's and max's first
 // operand: on NaN they return the second, so NaN is skipped (the error sums find it later).
-WQ_AVX2_INLINE void group_range(const float* g, std::uint64_t size, float* lo, float* hi, __m256* signal) {
+template <DType D>
+WQ_AVX2_F16C_INLINE void group_range(const std::byte* g, std::uint64_t size, float* lo, float* hi, __m256* signal) {
+  constexpr std::uint64_t kSize = kElementBytes<D>;
   const __m256 inf = _mm256_set1_ps(__builtin_inff());
   __m256 lo0 = inf, lo1 = inf, hi0 = -inf, hi1 = -inf, sig = *signal, sig1 = _mm256_setzero_ps();
   for (std::uint64_t i = 0; i < size; i += 16) {
-    _mm_prefetch(reinterpret_cast<const char*>(g + i + kPrefetchFloats), _MM_HINT_T0);
-    const __m256 a = _mm256_loadu_ps(g + i), b = _mm256_loadu_ps(g + i + 8);
+    _mm_prefetch(reinterpret_cast<const char*>(g + kSize * i + kPrefetchBytes), _MM_HINT_T0);
+    const __m256 a = load8<D>(g + kSize * i), b = load8<D>(g + kSize * (i + 8));
     lo0 = _mm256_min_ps(a, lo0);
     hi0 = _mm256_max_ps(a, hi0);
     lo1 = _mm256_min_ps(b, lo1);
@@ -55,23 +76,25 @@ WQ_AVX2_INLINE void group_range(const float* g, std::uint64_t size, float* lo, f
 // in code units, e = t - q: the proof's check is |e| <= 1/2 - 2^-12 (a lane that fails it takes
 // the division), and e * scale is the error x - decoded up to a few ulps of t (statistics
 // only, one multiplication per group instead of two operations per element).
-template <int Bits>
-WQ_AVX2_INLINE void code_group(const float* g, std::uint64_t size, codec::AffineParams p, float reciprocal,
+template <DType D, int Bits>
+WQ_AVX2_F16C_INLINE void code_group(const std::byte* g, std::uint64_t size, codec::AffineParams p, float reciprocal,
                                const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out,
                                __m256* error, __m256* max_error) {
+  constexpr std::uint64_t kSize = kElementBytes<D>;
   const __m256 min = _mm256_set1_ps(p.min), r = _mm256_set1_ps(reciprocal), scale = _mm256_set1_ps(p.scale);
   __m256 e2a = _mm256_setzero_ps(), e2b = _mm256_setzero_ps(), emax = _mm256_setzero_ps();
   for (std::uint64_t i = 0; i < size; i += 16) {
-    _mm_prefetch(reinterpret_cast<const char*>(g + i + ahead), _MM_HINT_T0);
-    const __m256 t0 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(g + i), min), r);
-    const __m256 t1 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(g + i + 8), min), r);
+    _mm_prefetch(reinterpret_cast<const char*>(g + kSize * i + ahead), _MM_HINT_T0);
+    const __m256 x0 = load8<D>(g + kSize * i), x1 = load8<D>(g + kSize * (i + 8));
+    const __m256 t0 = _mm256_mul_ps(_mm256_sub_ps(x0, min), r);
+    const __m256 t1 = _mm256_mul_ps(_mm256_sub_ps(x1, min), r);
     __m256 q0 = _mm256_round_ps(t0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 q1 = _mm256_round_ps(t1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 e0 = _mm256_sub_ps(t0, q0), e1 = _mm256_sub_ps(t1, q1);
     __m256 a = _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask));
     if (__builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(a, c.margin, _CMP_GT_OQ)) != 0, 0)) {
-      q0 = avx2::codes_by_vector_division(_mm256_loadu_ps(g + i), min, scale, c);
-      q1 = avx2::codes_by_vector_division(_mm256_loadu_ps(g + i + 8), min, scale, c);
+      q0 = avx2::codes_by_vector_division(x0, min, scale, c);
+      q1 = avx2::codes_by_vector_division(x1, min, scale, c);
       e0 = _mm256_sub_ps(t0, q0);
       e1 = _mm256_sub_ps(t1, q1);
       a = _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask));
@@ -88,13 +111,14 @@ WQ_AVX2_INLINE void code_group(const float* g, std::uint64_t size, codec::Affine
 // Codes of a group whose scale is 0 (a constant group, or a range so small that its scale
 // rounds to 0: every code is 0, as in codec::affine_code) or outside [2^-126, 2^126]: the
 // division for every element, the error in value units.
-template <int Bits>
-WQ_AVX2_INLINE void code_group_by_division(const float* g, std::uint64_t size, codec::AffineParams p,
+template <DType D, int Bits>
+WQ_AVX2_F16C_INLINE void code_group_by_division(const std::byte* g, std::uint64_t size, codec::AffineParams p,
                                            const CodeConstants& c, std::uint8_t* out, __m256* error,
                                            __m256* max_error) {
+  constexpr std::uint64_t kSize = kElementBytes<D>;
   const __m256 min = _mm256_set1_ps(p.min), scale = _mm256_set1_ps(p.scale);
   for (std::uint64_t i = 0; i < size; i += 16) {
-    const __m256 x0 = _mm256_loadu_ps(g + i), x1 = _mm256_loadu_ps(g + i + 8);
+    const __m256 x0 = load8<D>(g + kSize * i), x1 = load8<D>(g + kSize * (i + 8));
     __m256 q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
     if (p.scale != 0.0f) {
       q0 = avx2::codes_by_vector_division(x0, min, scale, c);
@@ -108,8 +132,8 @@ WQ_AVX2_INLINE void code_group_by_division(const float* g, std::uint64_t size, c
   }
 }
 
-template <int Bits>
-__attribute__((target("avx2,fma"))) UniformGroupsResult uniform_groups(const float* x, std::uint64_t groups,
+template <DType D, int Bits>
+__attribute__((target("avx2,fma,f16c"))) UniformGroupsResult uniform_groups(const std::byte* x, std::uint64_t groups,
                                                                         std::uint64_t size, int bits,
                                                                         codec::AffineParams* params,
                                                                         std::uint8_t* out, float* signal,
@@ -123,16 +147,16 @@ __attribute__((target("avx2,fma"))) UniformGroupsResult uniform_groups(const flo
   for (std::uint64_t k = 0; k < groups;) {
     const int count = static_cast<int>(std::min<std::uint64_t>(batch, groups - k));
     float lo[kMaxBatch], hi[kMaxBatch], reciprocal[kMaxBatch];
-    for (int b = 0; b < count; ++b) group_range(x + (k + b) * size, size, &lo[b], &hi[b], &sig);
+    for (int b = 0; b < count; ++b) group_range<D>(x + kElementBytes<D> * (k + b) * size, size, &lo[b], &hi[b], &sig);
     const int refused = params_of_ranges(lo, hi, count, bits, params + k, reciprocal, &result);
     for (int b = 0; b < refused; ++b) {
       const codec::AffineParams p = params[k + b];
-      const float* g = x + (k + b) * size;
+      const std::byte* g = x + kElementBytes<D> * (k + b) * size;
       std::uint8_t* o = out + (k + b) * out_per_group;
       if (reciprocal[b] != 0.0f) {
-        code_group<Bits>(g, size, p, reciprocal[b], c, count * size, o, &err, &mx);
+        code_group<D, Bits>(g, size, p, reciprocal[b], c, kElementBytes<D> * count * size, o, &err, &mx);
       } else {
-        code_group_by_division<Bits>(g, size, p, c, o, &err, &mx);
+        code_group_by_division<D, Bits>(g, size, p, c, o, &err, &mx);
       }
     }
     k += static_cast<std::uint64_t>(refused);
@@ -148,20 +172,31 @@ __attribute__((target("avx2,fma"))) UniformGroupsResult uniform_groups(const flo
   return result;
 }
 
+template <DType D>
+UniformGroupsResult uniform_groups_of(const std::byte* x, std::uint64_t groups, std::uint64_t group_size, int bits,
+                                      codec::AffineParams* params, std::uint8_t* out, float* signal, float* error,
+                                      float* max_error) {
+  switch (bits) {
+    case 1: return uniform_groups<D, 1>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 2: return uniform_groups<D, 2>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 3: return uniform_groups<D, 3>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 4: return uniform_groups<D, 4>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 5: return uniform_groups<D, 5>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 6: return uniform_groups<D, 6>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 7: return uniform_groups<D, 7>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    default: return uniform_groups<D, 8>(x, groups, group_size, bits, params, out, signal, error, max_error);
+  }
+}
+
 }  // namespace
 
-UniformGroupsResult quantize_uniform_groups_f32_avx2(const float* x, std::uint64_t groups, std::uint64_t group_size,
-                                                     int bits, codec::AffineParams* params, std::uint8_t* out,
-                                                     float* signal, float* error, float* max_error) {
-  switch (bits) {
-    case 1: return uniform_groups<1>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 2: return uniform_groups<2>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 3: return uniform_groups<3>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 4: return uniform_groups<4>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 5: return uniform_groups<5>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 6: return uniform_groups<6>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 7: return uniform_groups<7>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    default: return uniform_groups<8>(x, groups, group_size, bits, params, out, signal, error, max_error);
+UniformGroupsResult quantize_uniform_groups_avx2(DType dtype, const std::byte* x, std::uint64_t groups,
+                                                 std::uint64_t group_size, int bits, codec::AffineParams* params,
+                                                 std::uint8_t* out, float* signal, float* error, float* max_error) {
+  switch (dtype) {
+    case DType::kBF16: return uniform_groups_of<DType::kBF16>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case DType::kF16: return uniform_groups_of<DType::kF16>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    default: return uniform_groups_of<DType::kF32>(x, groups, group_size, bits, params, out, signal, error, max_error);
   }
 }
 
