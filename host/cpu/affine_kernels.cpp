@@ -479,6 +479,10 @@ void dequantize_elements(DType dtype, std::byte* dst, const GroupGeometry& geome
     dequantize_f32_avx2(reinterpret_cast<float*>(dst), geometry, params, bits, begin, end, codes, stream);
     return;
   }
+  if (avx2 && (dtype == DType::kBF16 || (dtype == DType::kF16 && use_f16c()))) {
+    dequantize_half_avx2(dtype, dst, geometry, params, bits, begin, end, codes, stream);
+    return;
+  }
   dispatch_floating(dtype, [&]<DType D>() {
     alignas(64) std::uint8_t block[kBlock];
     for (std::uint64_t b0 = begin; b0 < end; b0 += kBlock) {

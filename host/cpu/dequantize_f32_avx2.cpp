@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace wq::detail {
@@ -57,7 +58,8 @@ WQ_AVX2_INLINE void store8(float* p, __m256 v, bool stream) {
 // One run [s, t) of group parameters p: whole octets with vectors when s is octet-aligned,
 // the rest element by element. fma(scale, q, min) is _mm256_fmadd_ps lane-wise and fmaf
 // (one rounding) in the scalar rest: the same correctly rounded result as the codec.
-WQ_AVX2_INLINE void run_f32(float* dst, std::uint64_t s, std::uint64_t t, codec::AffineParams p,
+// `out` is where element s goes.
+WQ_AVX2_INLINE void run_f32(float* out, std::uint64_t s, std::uint64_t t, codec::AffineParams p,
                             const std::uint8_t* codes, std::uint64_t code_bytes, int bits, __m256i shifts,
                             __m256i mask, bool stream) {
   std::uint64_t i = s;
@@ -72,24 +74,24 @@ WQ_AVX2_INLINE void run_f32(float* dst, std::uint64_t s, std::uint64_t t, codec:
         const __m128i parts[4] = {c0, _mm_srli_si128(c0, 8), c1, _mm_srli_si128(c1, 8)};
         for (int h = 0; h < 4; ++h) {
           const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[h]));
-          store8(dst + i + 8 * h, _mm256_fmadd_ps(scale, q, min), stream);
+          store8(out + (i - s) + 8 * h, _mm256_fmadd_ps(scale, q, min), stream);
         }
       }
     }
     for (; i + 8 <= t; i += 8) {
       const __m256 q = _mm256_cvtepi32_ps(octet_codes(codes, code_bytes, i / 8, bits, shifts, mask));
-      store8(dst + i, _mm256_fmadd_ps(scale, q, min), stream);
+      store8(out + (i - s), _mm256_fmadd_ps(scale, q, min), stream);
     }
   }
   for (; i < t; ++i) {
-    dst[i] = __builtin_fmaf(p.scale, static_cast<float>(code_at(codes, code_bytes, i, bits)), p.min);
+    out[i - s] = __builtin_fmaf(p.scale, static_cast<float>(code_at(codes, code_bytes, i, bits)), p.min);
   }
 }
 
-}  // namespace
-
-WQ_AVX2 void dequantize_f32_avx2(float* dst, const GroupGeometry& g, const codec::AffineParams* params, int bits,
-                                 std::uint64_t begin, std::uint64_t end, const std::uint8_t* codes, bool stream) {
+// Elements [begin, end) into out[i - base].
+WQ_AVX2_INLINE void decode_f32(float* out, std::uint64_t base, const GroupGeometry& g,
+                               const codec::AffineParams* params, int bits, std::uint64_t begin, std::uint64_t end,
+                               const std::uint8_t* codes, bool stream) {
   const __m256i shifts = _mm256_setr_epi32(0, bits, 2 * bits, 3 * bits, 0, bits, 2 * bits, 3 * bits);
   const __m256i mask = _mm256_set1_epi32(static_cast<int>((1u << bits) - 1u));
   // Runs of one group, as for_each_group_run() cuts them (written out: no lambda in AVX2 code),
@@ -100,14 +102,88 @@ WQ_AVX2 void dequantize_f32_avx2(float* dst, const GroupGeometry& g, const codec
   for (std::uint64_t e = begin; e < end;) {
     std::uint64_t run_end = row * g.cols + ((j + 1) * g.group_size < g.cols ? (j + 1) * g.group_size : g.cols);
     if (run_end > end) run_end = end;
-    run_f32(dst, e, run_end, params[row * g.groups_per_row + j], codes, g.code_bytes, bits, shifts, mask, stream);
+    run_f32(out + (e - base), e, run_end, params[row * g.groups_per_row + j], codes, g.code_bytes, bits, shifts,
+            mask, stream);
     e = run_end;
     if (++j == g.groups_per_row) {
       j = 0;
       ++row;
     }
   }
+}
+
+// Eight binary32 values rounded to nearest even as bfloat16 (D = kBF16) or float16 (kF16), with
+// the codec's NaN (codec::f32_to_bf16_bits: the top half with the quiet bit; f32_to_f16_bits:
+// sign | 0x7e00). Finite values and infinities round by the same rule as the codec; decoded
+// values are NaN only when a container's parameters are.
+template <DType D>
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m128i to_half8(__m256 v) {
+  const __m256i x = _mm256_castps_si256(v);
+  const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+  __m256i h;
+  if constexpr (D == DType::kBF16) {
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff))), 16);
+    const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
+    h = _mm256_blendv_epi8(rounded, quiet, _mm256_castps_si256(nan));
+  } else {
+    static_assert(D == DType::kF16);
+    const __m256i converted = _mm256_cvtepu16_epi32(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    const __m256i quiet = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x8000)),
+                                          _mm256_set1_epi32(0x7e00));
+    h = _mm256_blendv_epi8(converted, quiet, _mm256_castps_si256(nan));
+  }
+  // 32-bit lanes holding 16-bit values: pack (per 128-bit half), then the halves together.
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0x08));
+}
+
+// Decodes into float32 blocks in L1, then rounds each block to the half dtype.
+template <DType D>
+__attribute__((target("avx2,fma,f16c"))) void decode_half(std::byte* dst, const GroupGeometry& g,
+                                                          const codec::AffineParams* params, int bits,
+                                                          std::uint64_t begin, std::uint64_t end,
+                                                          const std::uint8_t* codes, bool stream) {
+  constexpr std::uint64_t kBlock = 2048;  // a multiple of 8: blocks start on whole octets
+  alignas(32) float block[kBlock + 8];
+  for (std::uint64_t b0 = begin; b0 < end; b0 += kBlock) {
+    const std::uint64_t n = std::min(kBlock, end - b0);
+    decode_f32(block, b0, g, params, bits, b0, b0 + n, codes, false);
+    std::byte* out = dst + 2 * b0;
+    std::uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const __m128i h = to_half8<D>(_mm256_load_ps(block + i));
+      if (stream && reinterpret_cast<std::uintptr_t>(out + 2 * i) % 16 == 0) {
+        _mm_stream_si128(reinterpret_cast<__m128i*>(out + 2 * i), h);
+      } else {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), h);
+      }
+    }
+    if (i < n) {  // the last few elements of the range: convert a padded vector, keep n - i
+      for (std::uint64_t k = n; k < i + 8; ++k) block[k] = 0.0f;
+      const __m128i h = to_half8<D>(_mm256_load_ps(block + i));
+      std::uint16_t halves[8];
+      std::memcpy(halves, &h, sizeof halves);
+      std::memcpy(out + 2 * i, halves, 2 * (n - i));
+    }
+  }
+  if (stream) _mm_sfence();
+}
+
+}  // namespace
+
+WQ_AVX2 void dequantize_f32_avx2(float* dst, const GroupGeometry& g, const codec::AffineParams* params, int bits,
+                                 std::uint64_t begin, std::uint64_t end, const std::uint8_t* codes, bool stream) {
+  decode_f32(dst, 0, g, params, bits, begin, end, codes, stream);
   if (stream) _mm_sfence();  // non-temporal stores are weakly ordered: publish them before returning
+}
+
+void dequantize_half_avx2(DType dtype, std::byte* dst, const GroupGeometry& g, const codec::AffineParams* params,
+                          int bits, std::uint64_t begin, std::uint64_t end, const std::uint8_t* codes, bool stream) {
+  if (dtype == DType::kBF16) {
+    decode_half<DType::kBF16>(dst, g, params, bits, begin, end, codes, stream);
+  } else {
+    decode_half<DType::kF16>(dst, g, params, bits, begin, end, codes, stream);
+  }
 }
 
 }  // namespace wq::detail

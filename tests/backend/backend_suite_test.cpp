@@ -534,6 +534,57 @@ TEST_P(BackendSuite, LargeDecodesEqualTheCodecAtEveryAlignment) {
   }
 }
 
+// Decoding into bfloat16 and float16 rounds each binary32 decode once, exactly as the codec's
+// conversions do: a large tensor (an output over 24 MiB, the non-temporal path) at two output
+// alignments, and crafted parameters whose decodes are ties, subnormal in float16, beyond the
+// float16 range, infinite or NaN (with a payload), over a length that ends mid-octet.
+TEST_P(BackendSuite, DecodesIntoHalfDtypesRoundLikeTheCodec) {
+  const auto expect_half_decode = [&](const AffineTensor& a, const Shape& shape, const std::vector<float>& want_f32,
+                                      const char* what) {
+    for (DType dtype : {DType::kBF16, DType::kF16}) {
+      std::vector<std::uint16_t> want(want_f32.size());
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        want[i] = dtype == DType::kBF16 ? codec::f32_to_bf16_bits(want_f32[i]) : codec::f32_to_f16_bits(want_f32[i]);
+      }
+      std::vector<std::uint16_t> storage(want.size() + 16);
+      for (std::size_t shift : {0u, 1u}) {  // the buffer's own alignment, +2 bytes
+        std::uint16_t* out = storage.data() + shift;
+        std::fill(out, out + want.size(), 0xdead);
+        backend_->dequantize(a, MutableTensorView{"t", dtype, shape, reinterpret_cast<std::byte*>(out)});
+        for (std::size_t i = 0; i < want.size(); ++i) {
+          ASSERT_EQ(out[i], want[i]) << what << " " << dtype_name(dtype) << " shift " << shift << " element " << i
+                                     << " decoded " << want_f32[i];
+        }
+      }
+    }
+  };
+  {
+    const Shape shape{3200, 4000};  // 12.8M elements: 25.6 MB in a half dtype
+    const std::vector<float> x = test::random_normal(element_count(shape), 41, 3.0f);
+    const QuantSpec spec = spec_of(4, Granularity::kGroup, 64);
+    const Encoded e = quantize(x, shape, spec);
+    const GroupGeometry g = group_geometry(shape, spec);
+    const std::vector<float> decoded = dequantize(e, shape, spec);  // checked against fma above
+    expect_half_decode(AffineTensor{e.codes.data(), e.scales.data(), e.mins.data(), 4, g.stored_group_size,
+                                    ScaleDType::kF32},
+                       shape, decoded, "random");
+  }
+  // Eight groups of 8 codes (8 bits, codes 0..7 in every group), 61 elements.
+  const float scales[8] = {1.0f, 0x1p-20f, 20000.0f, 0x1p-149f, 3e38f, std::bit_cast<float>(0xffc0ffffu),
+                           0.0078125f, 1.5e38f};
+  const float mins[8] = {0.5f, 0x1p-14f, 1.0f, 0.0f, 0.0f, 1.0f, -0.00390625f, 1.6e38f};
+  const Shape shape{61};
+  std::vector<std::uint8_t> codes(61);
+  std::vector<float> want(61);
+  for (std::size_t i = 0; i < codes.size(); ++i) {
+    codes[i] = static_cast<std::uint8_t>(i % 8 == 7 ? 255 : i % 8);
+    want[i] = std::fma(scales[i / 8], static_cast<float>(codes[i]), mins[i / 8]);
+  }
+  expect_half_decode(AffineTensor{codes.data(), reinterpret_cast<const std::byte*>(scales),
+                                  reinterpret_cast<const std::byte*>(mins), 8, 8, ScaleDType::kF32},
+                     shape, want, "crafted");
+}
+
 TEST_P(BackendSuite, ErrorStatisticsAreMeaningful) {
   const std::vector<float> x = test::random_normal(4096, 8);
   ErrorStats s8, s4;
