@@ -425,12 +425,33 @@ void minmax_elements(DType dtype, const std::byte* src, std::uint64_t begin, std
 }
 
 void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& geometry,
-                       const codec::AffineParams* params, int bits, std::uint64_t begin, std::uint64_t end,
-                       std::uint8_t* codes, ErrorStats* stats, std::string_view tensor) {
+                       const codec::AffineParams* params, int bits, bool f16_params, std::uint64_t begin,
+                       std::uint64_t end, std::uint8_t* codes, ErrorStats* stats, std::string_view tensor) {
   dispatch_floating(dtype, [&]<DType D>() {
     ErrorStats local;
-    (use_avx2() ? quantize_elements_avx2<D> : quantize_elements_base<D>)(src, geometry, params, bits, begin, end,
-                                                                          codes, &local);
+    // One range over the whole tensor (F32 scales, so every element lies inside it): the
+    // whole-group kernel's codes pass, 16 elements at a time; the generic kernels do the rest.
+    const bool span = geometry.groups == 1 && !f16_params && use_avx2() &&
+                      (D == DType::kF32 || D == DType::kBF16 || (D == DType::kF16 && use_f16c()));
+    std::uint64_t done = begin;
+    if (span) {
+      const float s = params[0].scale;
+      const float reciprocal = s != 0.0f && reciprocal_is_exact_enough(s) ? codec::div_rn(1.0f, s) : 0.0f;
+      const std::uint64_t span_end = begin + (end - begin) / 16 * 16;
+      LaneStats<8> lanes;
+      for (; done < span_end;) {  // binary32 sums folded every 64K elements
+        const std::uint64_t n = std::min<std::uint64_t>(span_end - done, 1u << 16);
+        quantize_span_avx2(D, src + kElementBytes<D> * done, n, params[0], reciprocal, bits,
+                           codes + done / 8 * static_cast<std::uint64_t>(bits), &lanes.signal[0], &lanes.error[0],
+                           &lanes.max_error[0]);
+        lanes.fold_into(&local, n);
+        done += n;
+      }
+    }
+    if (done < end) {
+      (use_avx2() ? quantize_elements_avx2<D> : quantize_elements_base<D>)(src, geometry, params, bits, done, end,
+                                                                            codes, &local);
+    }
     check_and_fix_stats<D>(src, geometry, params, bits, begin, end, &local, tensor);
     stats->merge(local);
   });

@@ -17,12 +17,12 @@ void minmax_elements(DType dtype, const std::byte* src, std::uint64_t begin, std
                      float* lo, float* hi);
 
 /// Quantizes elements [begin, end) (begin a multiple of 8) into the packed stream at `codes`
-/// using `params[group]` of each element's group, and adds their error to `stats`. Throws
-/// Error(kBadData) naming `tensor` and the element when one is NaN or infinite.
+/// using `params[group]` of each element's group (rounded to F16 when `f16_params`), and adds
+/// their error to `stats`. Throws Error(kBadData) naming `tensor` and the element when one is
+/// NaN or infinite. A single group must have its params from the min and max of every element.
 void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& geometry,
-                       const codec::AffineParams* params, int bits, std::uint64_t begin,
-                       std::uint64_t end, std::uint8_t* codes, ErrorStats* stats,
-                       std::string_view tensor);
+                       const codec::AffineParams* params, int bits, bool f16_params, std::uint64_t begin,
+                       std::uint64_t end, std::uint8_t* codes, ErrorStats* stats, std::string_view tensor);
 
 /// Why quantize_groups() stopped early, for the caller to turn into an error message.
 struct GroupFailure {

@@ -245,8 +245,8 @@ class CpuBackend final : public Backend {
       params[0] = params_of_group(t, spec, 0, 0, n, tensor_lo, tensor_hi);
       stats.resize(tasks);
       pool_.parallel_for(tasks, [&](std::size_t i) {
-        quantize_elements(t.dtype, t.data, g, params.data(), spec.bits, bounds[i], bounds[i + 1],
-                          out.codes, &stats[i], t.name);
+        quantize_elements(t.dtype, t.data, g, params.data(), spec.bits, spec.scale_dtype == ScaleDType::kF16,
+                          bounds[i], bounds[i + 1], out.codes, &stats[i], t.name);
       });
     } else {
       // Many groups: each task owns whole groups, reduces and quantizes them while they are

@@ -76,10 +76,11 @@ WQ_AVX2_F16C_INLINE void group_range(const std::byte* g, std::uint64_t size, flo
 // in code units, e = t - q: the proof's check is |e| <= 1/2 - 2^-12 (a lane that fails it takes
 // the division), and e * scale is the error x - decoded up to a few ulps of t (statistics
 // only, one multiplication per group instead of two operations per element).
-template <DType D, int Bits>
+// With Signal, x^2 is added to *signal here (the per-tensor pass has no range pass of its own).
+template <DType D, int Bits, bool Signal = false>
 WQ_AVX2_F16C_INLINE void code_group(const std::byte* g, std::uint64_t size, codec::AffineParams p, float reciprocal,
-                               const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out,
-                               __m256* error, __m256* max_error) {
+                                    const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out, __m256* error,
+                                    __m256* max_error, __m256* signal = nullptr) {
   constexpr std::uint64_t kSize = kElementBytes<D>;
   const __m256 min = _mm256_set1_ps(p.min), r = _mm256_set1_ps(reciprocal), scale = _mm256_set1_ps(p.scale);
   __m256 e2a = _mm256_setzero_ps(), e2b = _mm256_setzero_ps(), emax = _mm256_setzero_ps();
@@ -100,6 +101,7 @@ WQ_AVX2_F16C_INLINE void code_group(const std::byte* g, std::uint64_t size, code
       a = _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask));
     }
     avx2::store_codes16<Bits>(avx2::code_bytes(q0, q1, c), out + i / 8 * Bits);
+    if constexpr (Signal) *signal = _mm256_fmadd_ps(x1, x1, _mm256_fmadd_ps(x0, x0, *signal));
     e2a = _mm256_fmadd_ps(e0, e0, e2a);
     e2b = _mm256_fmadd_ps(e1, e1, e2b);
     emax = _mm256_max_ps(emax, a);
@@ -111,10 +113,10 @@ WQ_AVX2_F16C_INLINE void code_group(const std::byte* g, std::uint64_t size, code
 // Codes of a group whose scale is 0 (a constant group, or a range so small that its scale
 // rounds to 0: every code is 0, as in codec::affine_code) or outside [2^-126, 2^126]: the
 // division for every element, the error in value units.
-template <DType D, int Bits>
+template <DType D, int Bits, bool Signal = false>
 WQ_AVX2_F16C_INLINE void code_group_by_division(const std::byte* g, std::uint64_t size, codec::AffineParams p,
-                                           const CodeConstants& c, std::uint8_t* out, __m256* error,
-                                           __m256* max_error) {
+                                                const CodeConstants& c, std::uint8_t* out, __m256* error,
+                                                __m256* max_error, __m256* signal = nullptr) {
   constexpr std::uint64_t kSize = kElementBytes<D>;
   const __m256 min = _mm256_set1_ps(p.min), scale = _mm256_set1_ps(p.scale);
   for (std::uint64_t i = 0; i < size; i += 16) {
@@ -127,6 +129,7 @@ WQ_AVX2_F16C_INLINE void code_group_by_division(const std::byte* g, std::uint64_
     avx2::store_codes16<Bits>(avx2::code_bytes(q0, q1, c), out + i / 8 * Bits);
     const __m256 e0 = _mm256_fnmadd_ps(scale, q0, _mm256_sub_ps(x0, min));
     const __m256 e1 = _mm256_fnmadd_ps(scale, q1, _mm256_sub_ps(x1, min));
+    if constexpr (Signal) *signal = _mm256_fmadd_ps(x1, x1, _mm256_fmadd_ps(x0, x0, *signal));
     *error = _mm256_fmadd_ps(e1, e1, _mm256_fmadd_ps(e0, e0, *error));
     *max_error = _mm256_max_ps(*max_error, _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask)));
   }
@@ -188,7 +191,54 @@ UniformGroupsResult uniform_groups_of(const std::byte* x, std::uint64_t groups, 
   }
 }
 
+// The per-tensor codes pass: blocks of a few thousand elements, fetching one block ahead.
+template <DType D, int Bits>
+__attribute__((target("avx2,fma,f16c"))) void span(const std::byte* x, std::uint64_t n, codec::AffineParams p,
+                                                   float reciprocal, std::uint8_t* out, float* signal, float* error,
+                                                   float* max_error) {
+  constexpr std::uint64_t kBlock = 4096;
+  const CodeConstants c = avx2::code_constants(static_cast<float>(codec::max_code(Bits)));
+  __m256 sig = _mm256_loadu_ps(signal), err = _mm256_loadu_ps(error), mx = _mm256_loadu_ps(max_error);
+  for (std::uint64_t b = 0; b < n; b += kBlock) {
+    const std::uint64_t len = std::min(kBlock, n - b);
+    const std::byte* g = x + kElementBytes<D> * b;
+    std::uint8_t* o = out + b / 8 * Bits;
+    if (reciprocal != 0.0f) {
+      code_group<D, Bits, true>(g, len, p, reciprocal, c, kElementBytes<D> * kBlock, o, &err, &mx, &sig);
+    } else {
+      code_group_by_division<D, Bits, true>(g, len, p, c, o, &err, &mx, &sig);
+    }
+  }
+  _mm256_storeu_ps(signal, sig);
+  _mm256_storeu_ps(error, err);
+  _mm256_storeu_ps(max_error, mx);
+}
+
+template <DType D>
+void span_of(const std::byte* x, std::uint64_t n, codec::AffineParams p, float reciprocal, int bits,
+             std::uint8_t* out, float* signal, float* error, float* max_error) {
+  switch (bits) {
+    case 1: return span<D, 1>(x, n, p, reciprocal, out, signal, error, max_error);
+    case 2: return span<D, 2>(x, n, p, reciprocal, out, signal, error, max_error);
+    case 3: return span<D, 3>(x, n, p, reciprocal, out, signal, error, max_error);
+    case 4: return span<D, 4>(x, n, p, reciprocal, out, signal, error, max_error);
+    case 5: return span<D, 5>(x, n, p, reciprocal, out, signal, error, max_error);
+    case 6: return span<D, 6>(x, n, p, reciprocal, out, signal, error, max_error);
+    case 7: return span<D, 7>(x, n, p, reciprocal, out, signal, error, max_error);
+    default: return span<D, 8>(x, n, p, reciprocal, out, signal, error, max_error);
+  }
+}
+
 }  // namespace
+
+void quantize_span_avx2(DType dtype, const std::byte* x, std::uint64_t n, codec::AffineParams params,
+                        float reciprocal, int bits, std::uint8_t* out, float* signal, float* error, float* max_error) {
+  switch (dtype) {
+    case DType::kBF16: return span_of<DType::kBF16>(x, n, params, reciprocal, bits, out, signal, error, max_error);
+    case DType::kF16: return span_of<DType::kF16>(x, n, params, reciprocal, bits, out, signal, error, max_error);
+    default: return span_of<DType::kF32>(x, n, params, reciprocal, bits, out, signal, error, max_error);
+  }
+}
 
 UniformGroupsResult quantize_uniform_groups_avx2(DType dtype, const std::byte* x, std::uint64_t groups,
                                                  std::uint64_t group_size, int bits, codec::AffineParams* params,

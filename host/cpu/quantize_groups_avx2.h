@@ -32,6 +32,13 @@ UniformGroupsResult quantize_uniform_groups_avx2(DType dtype, const std::byte* x
                                                  std::uint64_t group_size, int bits, codec::AffineParams* params,
                                                  std::uint8_t* out, float* signal, float* error, float* max_error);
 
+/// The codes of `n` elements (a multiple of 16) of `dtype` at `x` that all lie in the range
+/// `params` was computed from (F32 scales; the per-tensor codes pass), packed from `out` on.
+/// `reciprocal` is RN(1 / scale), or 0 where reciprocal_is_exact_enough() fails or the scale is
+/// 0 (then every element takes the division). Adds to the same sums as above.
+void quantize_span_avx2(DType dtype, const std::byte* x, std::uint64_t n, codec::AffineParams params,
+                        float reciprocal, int bits, std::uint8_t* out, float* signal, float* error, float* max_error);
+
 /// codec::affine_params() (F32 scales) of `count` ranges, and RN(1 / scale) of each: 0 where
 /// the scale is 0 or outside reciprocal_is_exact_enough() (those groups take the division). Returns the index of the first range that is not finite or is refused (count
 /// when none), with the reason in *result. Compiled for the baseline: it runs the codec's own inline

@@ -269,11 +269,11 @@ TEST_P(BackendSuite, HalfAndDoubleInputsQuantizeThroughBinary32) {
     viab16[i] = codec::bf16_bits_to_f32(bf16[i]);
     via64[i] = static_cast<float>(f64[i]);
   }
-  const QuantSpec spec = spec_of(5, Granularity::kGroup, 16);
-  const GroupGeometry g = group_geometry(shape, spec);
   struct Input { DType dtype; const void* data; const std::vector<float>* as_f32; };
+  for (const QuantSpec& spec : {spec_of(5, Granularity::kGroup, 16), spec_of(5, Granularity::kTensor)})
   for (const Input& in : {Input{DType::kF16, f16.data(), &via16}, Input{DType::kBF16, bf16.data(), &viab16},
                           Input{DType::kF64, f64.data(), &via64}}) {
+    const GroupGeometry g = group_geometry(shape, spec);
     Encoded e;
     e.codes.resize(g.code_bytes);
     e.scales.resize(g.groups * 4);
@@ -285,7 +285,7 @@ TEST_P(BackendSuite, HalfAndDoubleInputsQuantizeThroughBinary32) {
     EXPECT_EQ(e.scales, want.scales) << dtype_name(in.dtype);
     // And decoding into the original dtype rounds the binary32 decode once.
     std::vector<std::byte> out(element_count(shape) * dtype_size(in.dtype));
-    backend_->dequantize(AffineTensor{e.codes.data(), e.scales.data(), e.mins.data(), 5, 16, ScaleDType::kF32},
+    backend_->dequantize(AffineTensor{e.codes.data(), e.scales.data(), e.mins.data(), 5, g.stored_group_size, ScaleDType::kF32},
                          MutableTensorView{"t", in.dtype, shape, out.data()});
     const std::vector<float> as_f32 = dequantize(e, shape, spec);
     for (std::size_t i = 0; i < as_f32.size(); ++i) {
@@ -596,9 +596,9 @@ TEST_P(BackendSuite, ErrorStatisticsAreMeaningful) {
   EXPECT_GT(s8.max_abs_error, 0.0);
 }
 
-// Rows of whole groups whose size is a multiple of 16, F32 scales: the CPU's one-pass kernel
-// (float32, bfloat16 and float16 loads; codes packed in registers; the error measured in code
-// units). Every width, among random groups: a constant group, one whose range is subnormal
+// Rows of whole groups whose size is a multiple of 16, and whole tensors, F32 scales: the CPU's
+// one-pass kernel and its per-tensor codes pass (float32, bfloat16 and float16 loads; codes
+// packed in registers; the error measured in code units). Every width, among random groups: a constant group, one whose range is subnormal
 // (scale below 2^-126: the division path), signed zeros. The codes must equal the reference on
 // the input's binary32 values, and the statistics float64 sums over the decoded values.
 TEST_P(BackendSuite, WholeGroupsOfEveryFloatEveryWidthAndTheirErrorStatistics) {
@@ -624,9 +624,11 @@ TEST_P(BackendSuite, WholeGroupsOfEveryFloatEveryWidthAndTheirErrorStatistics) {
       }
     }
     for (int bits = 1; bits <= 8; ++bits) {
-      for (std::uint64_t group : {16u, 32u, 48u, 64u, 128u, 1024u}) {
+      for (std::uint64_t group : {0u, 16u, 32u, 48u, 64u, 128u, 1024u}) {  // 0: per-tensor
         SCOPED_TRACE(::testing::Message() << dtype_name(dtype) << " bits " << bits << " G " << group);
-        const QuantSpec spec = group == 1024 ? spec_of(bits, Granularity::kChannel) : spec_of(bits, Granularity::kGroup, group);
+        const QuantSpec spec = group == 0      ? spec_of(bits, Granularity::kTensor)
+                               : group == 1024 ? spec_of(bits, Granularity::kChannel)
+                                               : spec_of(bits, Granularity::kGroup, group);
         const GroupGeometry g = group_geometry(shape, spec);
         Encoded e;
         e.codes.assign(g.code_bytes, 0xa5);
