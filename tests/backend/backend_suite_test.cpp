@@ -270,33 +270,38 @@ TEST_P(BackendSuite, HalfAndDoubleInputsQuantizeThroughBinary32) {
     via64[i] = static_cast<float>(f64[i]);
   }
   struct Input { DType dtype; const void* data; const std::vector<float>* as_f32; };
-  for (const QuantSpec& spec : {spec_of(5, Granularity::kGroup, 16), spec_of(5, Granularity::kTensor)})
-  for (const Input& in : {Input{DType::kF16, f16.data(), &via16}, Input{DType::kBF16, bf16.data(), &viab16},
-                          Input{DType::kF64, f64.data(), &via64}}) {
-    const GroupGeometry g = group_geometry(shape, spec);
-    Encoded e;
-    e.codes.resize(g.code_bytes);
-    e.scales.resize(g.groups * 4);
-    e.mins.resize(g.groups * 4);
-    backend_->quantize(TensorView{"t", in.dtype, shape, static_cast<const std::byte*>(in.data)}, spec,
-                       AffineBuffers{e.codes.data(), e.scales.data(), e.mins.data()});
-    const Encoded want = reference_quantize(*in.as_f32, shape, spec);
-    EXPECT_EQ(e.codes, want.codes) << dtype_name(in.dtype);
-    EXPECT_EQ(e.scales, want.scales) << dtype_name(in.dtype);
-    // And decoding into the original dtype rounds the binary32 decode once.
-    std::vector<std::byte> out(element_count(shape) * dtype_size(in.dtype));
-    backend_->dequantize(AffineTensor{e.codes.data(), e.scales.data(), e.mins.data(), 5, g.stored_group_size, ScaleDType::kF32},
-                         MutableTensorView{"t", in.dtype, shape, out.data()});
-    const std::vector<float> as_f32 = dequantize(e, shape, spec);
-    for (std::size_t i = 0; i < as_f32.size(); ++i) {
-      if (in.dtype == DType::kF16) {
-        std::uint16_t h;
-        std::memcpy(&h, &out[2 * i], 2);
-        ASSERT_EQ(h, codec::f32_to_f16_bits(as_f32[i]));
-      } else if (in.dtype == DType::kF64) {
-        double d;
-        std::memcpy(&d, &out[8 * i], 8);
-        ASSERT_EQ(d, static_cast<double>(as_f32[i]));
+  for (const QuantSpec& spec : {spec_of(5, Granularity::kGroup, 16), spec_of(5, Granularity::kTensor)}) {
+    for (const Input& in : {Input{DType::kF16, f16.data(), &via16}, Input{DType::kBF16, bf16.data(), &viab16},
+                            Input{DType::kF64, f64.data(), &via64}}) {
+      const GroupGeometry g = group_geometry(shape, spec);
+      Encoded e;
+      e.codes.resize(g.code_bytes);
+      e.scales.resize(g.groups * 4);
+      e.mins.resize(g.groups * 4);
+      backend_->quantize(TensorView{"t", in.dtype, shape, static_cast<const std::byte*>(in.data)}, spec,
+                         AffineBuffers{e.codes.data(), e.scales.data(), e.mins.data()});
+      const Encoded want = reference_quantize(*in.as_f32, shape, spec);
+      EXPECT_EQ(e.codes, want.codes) << dtype_name(in.dtype);
+      EXPECT_EQ(e.scales, want.scales) << dtype_name(in.dtype);
+      // And decoding into the original dtype rounds the binary32 decode once.
+      std::vector<std::byte> out(element_count(shape) * dtype_size(in.dtype));
+      backend_->dequantize(AffineTensor{e.codes.data(), e.scales.data(), e.mins.data(), 5, g.stored_group_size, ScaleDType::kF32},
+                           MutableTensorView{"t", in.dtype, shape, out.data()});
+      const std::vector<float> as_f32 = dequantize(e, shape, spec);
+      for (std::size_t i = 0; i < as_f32.size(); ++i) {
+        if (in.dtype == DType::kF16) {
+          std::uint16_t h;
+          std::memcpy(&h, &out[2 * i], 2);
+          ASSERT_EQ(h, codec::f32_to_f16_bits(as_f32[i]));
+        } else if (in.dtype == DType::kBF16) {
+          std::uint16_t h;
+          std::memcpy(&h, &out[2 * i], 2);
+          ASSERT_EQ(h, codec::f32_to_bf16_bits(as_f32[i]));
+        } else if (in.dtype == DType::kF64) {
+          double d;
+          std::memcpy(&d, &out[8 * i], 8);
+          ASSERT_EQ(d, static_cast<double>(as_f32[i]));
+        }
       }
     }
   }
