@@ -88,32 +88,43 @@ WQ_AVX2_INLINE void run_f32(float* out, std::uint64_t s, std::uint64_t t, codec:
   }
 }
 
-// Whole groups [k0, k1) of size G (a multiple of 32) of 4- or 8-bit codes, rows made of whole
-// groups (so group k is elements [k G, k G + G) and params[k]): no per-run bookkeeping, the
-// parameters broadcast from memory, 32 codes per step. `out` is where group k0 goes.
+// Whole groups [k0, k1) of size G, rows made of whole groups (so group k is elements
+// [k G, k G + G) and params[k]): no per-run bookkeeping, the parameters broadcast from memory.
+// 4- and 8-bit codes 32 per step (G a multiple of 32), other widths an octet per step (G a
+// multiple of 8). `out` is where group k0 goes.
 template <int Bits>
 WQ_AVX2_INLINE void whole_groups(float* out, const codec::AffineParams* params, std::uint64_t k0, std::uint64_t k1,
-                                 std::uint64_t size, const std::uint8_t* codes, bool stream) {
+                                 std::uint64_t size, const std::uint8_t* codes, std::uint64_t code_bytes,
+                                 bool stream) {
   const __m128i nibble = _mm_set1_epi8(0x0f);
+  const __m256i shifts = _mm256_setr_epi32(0, Bits, 2 * Bits, 3 * Bits, 0, Bits, 2 * Bits, 3 * Bits);
+  const __m256i mask = _mm256_set1_epi32((1 << Bits) - 1);
   for (std::uint64_t k = k0; k < k1; ++k, out += size) {
     const __m256 scale = _mm256_broadcast_ss(&params[k].scale), min = _mm256_broadcast_ss(&params[k].min);
-    const std::uint8_t* c = codes + k * size / 8 * Bits;
-    for (std::uint64_t i = 0; i < size; i += 32) {
-      __m128i parts[4];
-      if constexpr (Bits == 4) {  // 32 codes from 16 bytes: nibbles split and interleaved back in order
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i / 2));
-        const __m128i lo = _mm_and_si128(b, nibble), hi = _mm_and_si128(_mm_srli_epi16(b, 4), nibble);
-        const __m128i c0 = _mm_unpacklo_epi8(lo, hi), c1 = _mm_unpackhi_epi8(lo, hi);
-        parts[0] = c0, parts[1] = _mm_srli_si128(c0, 8), parts[2] = c1, parts[3] = _mm_srli_si128(c1, 8);
-      } else {
-        static_assert(Bits == 8);
-        const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i));
-        const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i + 16));
-        parts[0] = b0, parts[1] = _mm_srli_si128(b0, 8), parts[2] = b1, parts[3] = _mm_srli_si128(b1, 8);
+    if constexpr (Bits != 4 && Bits != 8) {
+      for (std::uint64_t i = 0; i < size; i += 8) {
+        const __m256 q = _mm256_cvtepi32_ps(octet_codes(codes, code_bytes, (k * size + i) / 8, Bits, shifts, mask));
+        store8(out + i, _mm256_fmadd_ps(scale, q, min), stream);
       }
-      for (int h = 0; h < 4; ++h) {
-        const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[h]));
-        store8(out + i + 8 * h, _mm256_fmadd_ps(scale, q, min), stream);
+    } else {
+      const std::uint8_t* c = codes + k * size / 8 * Bits;
+      for (std::uint64_t i = 0; i < size; i += 32) {
+        __m128i parts[4];
+        if constexpr (Bits == 4) {  // 32 codes from 16 bytes: nibbles split and interleaved back in order
+          const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i / 2));
+          const __m128i lo = _mm_and_si128(b, nibble), hi = _mm_and_si128(_mm_srli_epi16(b, 4), nibble);
+          const __m128i c0 = _mm_unpacklo_epi8(lo, hi), c1 = _mm_unpackhi_epi8(lo, hi);
+          parts[0] = c0, parts[1] = _mm_srli_si128(c0, 8), parts[2] = c1, parts[3] = _mm_srli_si128(c1, 8);
+        } else {
+          static_assert(Bits == 8);
+          const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i));
+          const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i + 16));
+          parts[0] = b0, parts[1] = _mm_srli_si128(b0, 8), parts[2] = b1, parts[3] = _mm_srli_si128(b1, 8);
+        }
+        for (int h = 0; h < 4; ++h) {
+          const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[h]));
+          store8(out + i + 8 * h, _mm256_fmadd_ps(scale, q, min), stream);
+        }
       }
     }
   }
@@ -125,7 +136,7 @@ WQ_AVX2_INLINE void decode_f32(float* out, std::uint64_t base, const GroupGeomet
                                const std::uint8_t* codes, bool stream) {
   const __m256i shifts = _mm256_setr_epi32(0, bits, 2 * bits, 3 * bits, 0, bits, 2 * bits, 3 * bits);
   const __m256i mask = _mm256_set1_epi32(static_cast<int>((1u << bits) - 1u));
-  if ((bits == 4 || bits == 8) && g.group_size % 32 == 0 && g.cols % g.group_size == 0) {
+  if (g.group_size % (bits == 4 || bits == 8 ? 32 : 8) == 0 && g.cols % g.group_size == 0) {
     // Rows of whole groups: a partial group at either end by runs, the rest group by group.
     const std::uint64_t size = g.group_size;
     const std::uint64_t k0 = (begin + size - 1) / size, k1 = end / size;
@@ -134,10 +145,16 @@ WQ_AVX2_INLINE void decode_f32(float* out, std::uint64_t base, const GroupGeomet
         run_f32(out + (begin - base), begin, k0 * size, params[k0 - 1], codes, g.code_bytes, bits, shifts, mask,
                 stream);
       }
-      if (bits == 4) {
-        whole_groups<4>(out + (k0 * size - base), params, k0, k1, size, codes, stream);
-      } else {
-        whole_groups<8>(out + (k0 * size - base), params, k0, k1, size, codes, stream);
+      float* first = out + (k0 * size - base);
+      switch (bits) {
+        case 1: whole_groups<1>(first, params, k0, k1, size, codes, g.code_bytes, stream); break;
+        case 2: whole_groups<2>(first, params, k0, k1, size, codes, g.code_bytes, stream); break;
+        case 3: whole_groups<3>(first, params, k0, k1, size, codes, g.code_bytes, stream); break;
+        case 4: whole_groups<4>(first, params, k0, k1, size, codes, g.code_bytes, stream); break;
+        case 5: whole_groups<5>(first, params, k0, k1, size, codes, g.code_bytes, stream); break;
+        case 6: whole_groups<6>(first, params, k0, k1, size, codes, g.code_bytes, stream); break;
+        case 7: whole_groups<7>(first, params, k0, k1, size, codes, g.code_bytes, stream); break;
+        default: whole_groups<8>(first, params, k0, k1, size, codes, g.code_bytes, stream); break;
       }
       if (k1 * size < end) {
         run_f32(out + (k1 * size - base), k1 * size, end, params[k1], codes, g.code_bytes, bits, shifts, mask, stream);
