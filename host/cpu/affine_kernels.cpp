@@ -152,8 +152,30 @@ WQ_INLINE void quantize_run(const std::byte* src, std::uint64_t begin, std::uint
 }  // namespace
 
 
-int params_of_ranges(const float* lo, const float* hi, int count, int bits, codec::AffineParams* params,
-                     float* reciprocal, UniformGroupsResult* result) {
+namespace {
+
+// S() of design.md §3 for F16 scales on four lanes with F16C: vcvtps2ph rounds to nearest even
+// exactly as codec::f32_to_f16_bits does for finite values (the cast tests compare the two on
+// random bit patterns). Returns false, leaving *scale and *min alone, when a lane has no finite
+// binary16 (codec::f16_overflows): the scalar loop then reports it.
+__attribute__((target("avx2,f16c"))) bool round_through_f16_f16c(FloatLanes<4>* scale, FloatLanes<4>* min) {
+  __m128 sv, mv;
+  std::memcpy(&sv, scale, sizeof sv);
+  std::memcpy(&mv, min, sizeof mv);
+  const __m128i sh = _mm_cvtps_ph(sv, _MM_FROUND_TO_NEAREST_INT), mh = _mm_cvtps_ph(mv, _MM_FROUND_TO_NEAREST_INT);
+  const __m128i magnitude = _mm_and_si128(_mm_unpacklo_epi64(sh, mh), _mm_set1_epi16(0x7fff));
+  if (_mm_movemask_epi8(_mm_cmpeq_epi16(magnitude, _mm_set1_epi16(0x7c00))) != 0) return false;
+  sv = _mm_cvtph_ps(sh);
+  mv = _mm_cvtph_ps(mh);
+  std::memcpy(scale, &sv, sizeof sv);
+  std::memcpy(min, &mv, sizeof mv);
+  return true;
+}
+
+}  // namespace
+
+int params_of_ranges(const float* lo, const float* hi, int count, int bits, bool f16_params,
+                     codec::AffineParams* params, float* reciprocal, UniformGroupsResult* result) {
   // Four groups at a time with the codec's own expression, so that the two divisions of each
   // group run four to an instruction; a block with a range that is not finite is left to the
   // scalar loop below, which finds the first failing group and why.
@@ -161,20 +183,22 @@ int params_of_ranges(const float* lo, const float* hi, int count, int bits, code
   const V max_code = V{} + static_cast<float>(codec::max_code(bits));
   const V one = V{} + 1.0f, smallest = V{} + 0x1p-126f, largest = V{} + 0x1p126f;
   int b = 0;
-  for (; b + 4 <= count; b += 4) {
+  const bool vector = !f16_params || use_f16c();
+  for (; vector && b + 4 <= count; b += 4) {
     V l, h, range, scale, min;
     std::memcpy(&l, lo + b, sizeof l);
     std::memcpy(&h, hi + b, sizeof h);
     codec::affine_unrounded_params(l, h, max_code, &range, &scale, &min);
     // A finite range means finite lo and hi too (inf or NaN in either makes it inf or NaN).
     if (any_lane(((IntLanes<4>)range & 0x7f800000) == 0x7f800000)) break;
+    if (f16_params && !round_through_f16_f16c(&scale, &min)) break;
     const V r = ((scale >= smallest) & (scale <= largest)) ? one / scale : V{};  // reciprocal_is_exact_enough
     std::memcpy(reciprocal + b, &r, sizeof r);
     for (int l4 = 0; l4 < 4; ++l4) params[b + l4] = codec::AffineParams{scale[l4], min[l4]};
   }
   for (; b < count; ++b) {
     const codec::ParamsStatus status =
-        codec::is_finite(lo[b]) && codec::is_finite(hi[b]) ? codec::affine_params(lo[b], hi[b], bits, false, &params[b])
+        codec::is_finite(lo[b]) && codec::is_finite(hi[b]) ? codec::affine_params(lo[b], hi[b], bits, f16_params, &params[b])
                                                            : codec::ParamsStatus::kOk;
     if (!codec::is_finite(lo[b]) || !codec::is_finite(hi[b]) || status != codec::ParamsStatus::kOk) {
       result->nonfinite = status == codec::ParamsStatus::kOk;
@@ -331,11 +355,11 @@ WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeo
   return GroupFailure{};
 }
 
-// Whole groups of one size (F32, BF16 or F16; F32 scales) through quantize_uniform_groups_avx2,
+// Whole groups of one size (F32, BF16 or F16 input) through quantize_uniform_groups_avx2,
 // a few thousand elements per call so that its binary32 sums are folded into binary64 often.
 // `out` is where the packed codes of first_group begin.
 GroupFailure quantize_uniform_groups(DType dtype, const std::byte* src, const GroupGeometry& g, int bits,
-                                     std::uint64_t first_group,
+                                     bool f16_params, std::uint64_t first_group,
                                      std::uint64_t last_group, codec::AffineParams* params, std::uint8_t* out,
                                      ErrorStats* local) {
   const std::uint64_t size = g.group_size;
@@ -345,7 +369,7 @@ GroupFailure quantize_uniform_groups(DType dtype, const std::byte* src, const Gr
   for (std::uint64_t k = first_group; k < last_group; k += step) {
     const std::uint64_t n = std::min(step, last_group - k);
     const UniformGroupsResult r = quantize_uniform_groups_avx2(
-        dtype, src + element_bytes * k * size, n, size, bits, params + k, out + (k - first_group) * size / 8 * bits, &stats.signal[0],
+        dtype, src + element_bytes * k * size, n, size, bits, f16_params, params + k, out + (k - first_group) * size / 8 * bits, &stats.signal[0],
         &stats.error[0], &stats.max_error[0]);
     stats.fold_into(local, r.done * size);
     if (r.done < n) {
@@ -429,9 +453,10 @@ void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& g
                        std::uint64_t end, std::uint8_t* codes, ErrorStats* stats, std::string_view tensor) {
   dispatch_floating(dtype, [&]<DType D>() {
     ErrorStats local;
-    // One range over the whole tensor (F32 scales, so every element lies inside it): the
-    // whole-group kernel's codes pass, 16 elements at a time; the generic kernels do the rest.
-    const bool span = geometry.groups == 1 && !f16_params && use_avx2() &&
+    // One range over the whole tensor: the whole-group kernel's codes pass, 16 elements at a
+    // time (clamped when F16 rounding may leave elements outside the range); the generic
+    // kernels do the rest.
+    const bool span = geometry.groups == 1 && use_avx2() &&
                       (D == DType::kF32 || D == DType::kBF16 || (D == DType::kF16 && use_f16c()));
     std::uint64_t done = begin;
     if (span) {
@@ -439,9 +464,9 @@ void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& g
       const float reciprocal = s != 0.0f && reciprocal_is_exact_enough(s) ? codec::div_rn(1.0f, s) : 0.0f;
       const std::uint64_t span_end = begin + (end - begin) / 16 * 16;
       LaneStats<8> lanes;
-      for (; done < span_end;) {  // binary32 sums folded every 64K elements
-        const std::uint64_t n = std::min<std::uint64_t>(span_end - done, 1u << 16);
-        quantize_span_avx2(D, src + kElementBytes<D> * done, n, params[0], reciprocal, bits,
+      for (; done < span_end;) {  // binary32 sums folded into binary64 every kBlock elements
+        const std::uint64_t n = std::min<std::uint64_t>(span_end - done, kBlock);
+        quantize_span_avx2(D, src + kElementBytes<D> * done, n, params[0], reciprocal, f16_params, bits,
                            codes + done / 8 * static_cast<std::uint64_t>(bits), &lanes.signal[0], &lanes.error[0],
                            &lanes.max_error[0]);
         lanes.fold_into(&local, n);
@@ -464,7 +489,7 @@ GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeome
   return dispatch_floating(dtype, [&]<DType D>() {
     ErrorStats local;
     const bool uniform = (D == DType::kF32 || D == DType::kBF16 || (D == DType::kF16 && use_f16c())) &&
-                         !f16_params && use_avx2() && g.group_size % 16 == 0 && g.cols % g.group_size == 0;
+                         use_avx2() && g.group_size % 16 == 0 && g.cols % g.group_size == 0;
     // The packed stream is written in place where the kernel packs (the uniform kernel; 8-bit
     // codes are their own stream). Otherwise codes go through a per-thread buffer of one byte
     // per code, packed once at the end (it stays in L2).
@@ -475,7 +500,7 @@ GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeome
       chunk_codes = t_chunk_codes.data();
     }
     const GroupFailure failure =
-        uniform ? quantize_uniform_groups(D, src, g, bits, first_group, last_group, params, chunk_codes, &local)
+        uniform ? quantize_uniform_groups(D, src, g, bits, f16_params, first_group, last_group, params, chunk_codes, &local)
                 : (use_avx2() ? quantize_groups_avx2<D> : quantize_groups_base<D>)(
                       src, g, bits, f16_params, first_group, last_group, begin, params, chunk_codes, &local);
     if (failure.failed) return failure;

@@ -77,10 +77,13 @@ WQ_AVX2_F16C_INLINE void group_range(const std::byte* g, std::uint64_t size, flo
 // the division), and e * scale is the error x - decoded up to a few ulps of t (statistics
 // only, one multiplication per group instead of two operations per element).
 // With Signal, x^2 is added to *signal here (the per-tensor pass has no range pass of its own).
-template <DType D, int Bits, bool Signal = false>
-WQ_AVX2_F16C_INLINE void code_group(const std::byte* g, std::uint64_t size, codec::AffineParams p, float reciprocal,
-                                    const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out, __m256* error,
-                                    __m256* max_error, __m256* signal = nullptr) {
+// With Clamp (F16 parameters: the rounded min may sit above the smallest element, the rounded
+// scale below (hi - lo) / M), t is clamped as in the codec and the proof's check is on
+// |clamp(t) - q|; the error stays t - q, so clipped elements count in full.
+template <DType D, int Bits, bool Signal, bool Clamp>
+WQ_AVX2_F16C_INLINE void code_loop(const std::byte* g, std::uint64_t size, codec::AffineParams p, float reciprocal,
+                                   const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out, __m256* error,
+                                   __m256* max_error, __m256* signal) {
   constexpr std::uint64_t kSize = kElementBytes<D>;
   const __m256 min = _mm256_set1_ps(p.min), r = _mm256_set1_ps(reciprocal), scale = _mm256_set1_ps(p.scale);
   __m256 e2a = _mm256_setzero_ps(), e2b = _mm256_setzero_ps(), emax = _mm256_setzero_ps();
@@ -89,11 +92,21 @@ WQ_AVX2_F16C_INLINE void code_group(const std::byte* g, std::uint64_t size, code
     const __m256 x0 = load8<D>(g + kSize * i), x1 = load8<D>(g + kSize * (i + 8));
     const __m256 t0 = _mm256_mul_ps(_mm256_sub_ps(x0, min), r);
     const __m256 t1 = _mm256_mul_ps(_mm256_sub_ps(x1, min), r);
-    __m256 q0 = _mm256_round_ps(t0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 q1 = _mm256_round_ps(t1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 tc0 = t0, tc1 = t1;
+    if constexpr (Clamp) {
+      tc0 = _mm256_min_ps(_mm256_max_ps(t0, _mm256_setzero_ps()), c.top);
+      tc1 = _mm256_min_ps(_mm256_max_ps(t1, _mm256_setzero_ps()), c.top);
+    }
+    __m256 q0 = _mm256_round_ps(tc0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 q1 = _mm256_round_ps(tc1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 e0 = _mm256_sub_ps(t0, q0), e1 = _mm256_sub_ps(t1, q1);
     __m256 a = _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask));
-    if (__builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(a, c.margin, _CMP_GT_OQ)) != 0, 0)) {
+    __m256 unproved = a;
+    if constexpr (Clamp) {
+      unproved = _mm256_max_ps(_mm256_and_ps(_mm256_sub_ps(tc0, q0), c.abs_mask),
+                               _mm256_and_ps(_mm256_sub_ps(tc1, q1), c.abs_mask));
+    }
+    if (__builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(unproved, c.margin, _CMP_GT_OQ)) != 0, 0)) {
       q0 = avx2::codes_by_vector_division(x0, min, scale, c);
       q1 = avx2::codes_by_vector_division(x1, min, scale, c);
       e0 = _mm256_sub_ps(t0, q0);
@@ -108,6 +121,17 @@ WQ_AVX2_F16C_INLINE void code_group(const std::byte* g, std::uint64_t size, code
   }
   *error = _mm256_fmadd_ps(_mm256_add_ps(e2a, e2b), _mm256_mul_ps(scale, scale), *error);
   *max_error = _mm256_max_ps(*max_error, _mm256_mul_ps(emax, scale));
+}
+
+template <DType D, int Bits, bool Signal = false>
+WQ_AVX2_F16C_INLINE void code_group(const std::byte* g, std::uint64_t size, codec::AffineParams p, float reciprocal,
+                                    bool clamp, const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out,
+                                    __m256* error, __m256* max_error, __m256* signal = nullptr) {
+  if (clamp) {
+    code_loop<D, Bits, Signal, true>(g, size, p, reciprocal, c, ahead, out, error, max_error, signal);
+  } else {
+    code_loop<D, Bits, Signal, false>(g, size, p, reciprocal, c, ahead, out, error, max_error, signal);
+  }
 }
 
 // Codes of a group whose scale is 0 (a constant group, or a range so small that its scale
@@ -137,7 +161,7 @@ WQ_AVX2_F16C_INLINE void code_group_by_division(const std::byte* g, std::uint64_
 
 template <DType D, int Bits>
 __attribute__((target("avx2,fma,f16c"))) UniformGroupsResult uniform_groups(const std::byte* x, std::uint64_t groups,
-                                                                        std::uint64_t size, int bits,
+                                                                        std::uint64_t size, int bits, bool f16_params,
                                                                         codec::AffineParams* params,
                                                                         std::uint8_t* out, float* signal,
                                                                         float* error, float* max_error) {
@@ -151,13 +175,13 @@ __attribute__((target("avx2,fma,f16c"))) UniformGroupsResult uniform_groups(cons
     const int count = static_cast<int>(std::min<std::uint64_t>(batch, groups - k));
     float lo[kMaxBatch], hi[kMaxBatch], reciprocal[kMaxBatch];
     for (int b = 0; b < count; ++b) group_range<D>(x + kElementBytes<D> * (k + b) * size, size, &lo[b], &hi[b], &sig);
-    const int refused = params_of_ranges(lo, hi, count, bits, params + k, reciprocal, &result);
+    const int refused = params_of_ranges(lo, hi, count, bits, f16_params, params + k, reciprocal, &result);
     for (int b = 0; b < refused; ++b) {
       const codec::AffineParams p = params[k + b];
       const std::byte* g = x + kElementBytes<D> * (k + b) * size;
       std::uint8_t* o = out + (k + b) * out_per_group;
       if (reciprocal[b] != 0.0f) {
-        code_group<D, Bits>(g, size, p, reciprocal[b], c, kElementBytes<D> * count * size, o, &err, &mx);
+        code_group<D, Bits>(g, size, p, reciprocal[b], f16_params, c, kElementBytes<D> * count * size, o, &err, &mx);
       } else {
         code_group_by_division<D, Bits>(g, size, p, c, o, &err, &mx);
       }
@@ -177,24 +201,24 @@ __attribute__((target("avx2,fma,f16c"))) UniformGroupsResult uniform_groups(cons
 
 template <DType D>
 UniformGroupsResult uniform_groups_of(const std::byte* x, std::uint64_t groups, std::uint64_t group_size, int bits,
-                                      codec::AffineParams* params, std::uint8_t* out, float* signal, float* error,
+                                      bool f16_params, codec::AffineParams* params, std::uint8_t* out, float* signal, float* error,
                                       float* max_error) {
   switch (bits) {
-    case 1: return uniform_groups<D, 1>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 2: return uniform_groups<D, 2>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 3: return uniform_groups<D, 3>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 4: return uniform_groups<D, 4>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 5: return uniform_groups<D, 5>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 6: return uniform_groups<D, 6>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case 7: return uniform_groups<D, 7>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    default: return uniform_groups<D, 8>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case 1: return uniform_groups<D, 1>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
+    case 2: return uniform_groups<D, 2>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
+    case 3: return uniform_groups<D, 3>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
+    case 4: return uniform_groups<D, 4>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
+    case 5: return uniform_groups<D, 5>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
+    case 6: return uniform_groups<D, 6>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
+    case 7: return uniform_groups<D, 7>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
+    default: return uniform_groups<D, 8>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
   }
 }
 
 // The per-tensor codes pass: blocks of a few thousand elements, fetching one block ahead.
 template <DType D, int Bits>
 __attribute__((target("avx2,fma,f16c"))) void span(const std::byte* x, std::uint64_t n, codec::AffineParams p,
-                                                   float reciprocal, std::uint8_t* out, float* signal, float* error,
+                                                   float reciprocal, bool clamp, std::uint8_t* out, float* signal, float* error,
                                                    float* max_error) {
   constexpr std::uint64_t kBlock = 4096;
   const CodeConstants c = avx2::code_constants(static_cast<float>(codec::max_code(Bits)));
@@ -204,7 +228,7 @@ __attribute__((target("avx2,fma,f16c"))) void span(const std::byte* x, std::uint
     const std::byte* g = x + kElementBytes<D> * b;
     std::uint8_t* o = out + b / 8 * Bits;
     if (reciprocal != 0.0f) {
-      code_group<D, Bits, true>(g, len, p, reciprocal, c, kElementBytes<D> * kBlock, o, &err, &mx, &sig);
+      code_group<D, Bits, true>(g, len, p, reciprocal, clamp, c, kElementBytes<D> * kBlock, o, &err, &mx, &sig);
     } else {
       code_group_by_division<D, Bits, true>(g, len, p, c, o, &err, &mx, &sig);
     }
@@ -215,38 +239,39 @@ __attribute__((target("avx2,fma,f16c"))) void span(const std::byte* x, std::uint
 }
 
 template <DType D>
-void span_of(const std::byte* x, std::uint64_t n, codec::AffineParams p, float reciprocal, int bits,
+void span_of(const std::byte* x, std::uint64_t n, codec::AffineParams p, float reciprocal, bool clamp, int bits,
              std::uint8_t* out, float* signal, float* error, float* max_error) {
   switch (bits) {
-    case 1: return span<D, 1>(x, n, p, reciprocal, out, signal, error, max_error);
-    case 2: return span<D, 2>(x, n, p, reciprocal, out, signal, error, max_error);
-    case 3: return span<D, 3>(x, n, p, reciprocal, out, signal, error, max_error);
-    case 4: return span<D, 4>(x, n, p, reciprocal, out, signal, error, max_error);
-    case 5: return span<D, 5>(x, n, p, reciprocal, out, signal, error, max_error);
-    case 6: return span<D, 6>(x, n, p, reciprocal, out, signal, error, max_error);
-    case 7: return span<D, 7>(x, n, p, reciprocal, out, signal, error, max_error);
-    default: return span<D, 8>(x, n, p, reciprocal, out, signal, error, max_error);
+    case 1: return span<D, 1>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
+    case 2: return span<D, 2>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
+    case 3: return span<D, 3>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
+    case 4: return span<D, 4>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
+    case 5: return span<D, 5>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
+    case 6: return span<D, 6>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
+    case 7: return span<D, 7>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
+    default: return span<D, 8>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
   }
 }
 
 }  // namespace
 
 void quantize_span_avx2(DType dtype, const std::byte* x, std::uint64_t n, codec::AffineParams params,
-                        float reciprocal, int bits, std::uint8_t* out, float* signal, float* error, float* max_error) {
+                        float reciprocal, bool clamp, int bits, std::uint8_t* out, float* signal, float* error, float* max_error) {
   switch (dtype) {
-    case DType::kBF16: return span_of<DType::kBF16>(x, n, params, reciprocal, bits, out, signal, error, max_error);
-    case DType::kF16: return span_of<DType::kF16>(x, n, params, reciprocal, bits, out, signal, error, max_error);
-    default: return span_of<DType::kF32>(x, n, params, reciprocal, bits, out, signal, error, max_error);
+    case DType::kBF16: return span_of<DType::kBF16>(x, n, params, reciprocal, clamp, bits, out, signal, error, max_error);
+    case DType::kF16: return span_of<DType::kF16>(x, n, params, reciprocal, clamp, bits, out, signal, error, max_error);
+    default: return span_of<DType::kF32>(x, n, params, reciprocal, clamp, bits, out, signal, error, max_error);
   }
 }
 
 UniformGroupsResult quantize_uniform_groups_avx2(DType dtype, const std::byte* x, std::uint64_t groups,
-                                                 std::uint64_t group_size, int bits, codec::AffineParams* params,
+                                                 std::uint64_t group_size, int bits, bool f16_params,
+                                                 codec::AffineParams* params,
                                                  std::uint8_t* out, float* signal, float* error, float* max_error) {
   switch (dtype) {
-    case DType::kBF16: return uniform_groups_of<DType::kBF16>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    case DType::kF16: return uniform_groups_of<DType::kF16>(x, groups, group_size, bits, params, out, signal, error, max_error);
-    default: return uniform_groups_of<DType::kF32>(x, groups, group_size, bits, params, out, signal, error, max_error);
+    case DType::kBF16: return uniform_groups_of<DType::kBF16>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
+    case DType::kF16: return uniform_groups_of<DType::kF16>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
+    default: return uniform_groups_of<DType::kF32>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
   }
 }
 

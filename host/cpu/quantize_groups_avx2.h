@@ -1,6 +1,6 @@
 // The common case of per-group quantization in one AVX2 pass per batch of groups: float32,
-// bfloat16 or float16 input (converted exactly to binary32 as it is loaded), float32 scales,
-// every group the same size G (a multiple of 16; the rows hold whole groups). While a batch of groups is in L1 it computes their ranges and signal energy, their
+// bfloat16 or float16 input (converted exactly to binary32 as it is loaded), F32 or F16
+// scales, every group the same size G (a multiple of 16; the rows hold whole groups). While a batch of groups is in L1 it computes their ranges and signal energy, their
 // parameters (by the codec, in baseline code), then their codes, packed in registers straight
 // into the output stream. Only call when use_avx2() (cpu_features.h) is true, and for F16 input use_f16c() too.
 #pragma once
@@ -24,26 +24,30 @@ struct UniformGroupsResult {
 };
 
 /// Quantizes `groups` groups of `group_size` elements of `dtype` (F32, BF16 or F16) laid end
-/// to end at `x`, writing params[k] and the codes, packed (design.md §4) from `out` on. Adds to
-/// the 8-lane binary32 sums `signal` (x^2), `error` (e^2) and `max_error` (max |e|). F32 scales
-/// only: the error is measured in code units and scaled once per group, which needs every
-/// element inside the group's [min, min + M * scale].
+/// to end at `x`, writing params[k] (rounded to F16 when `f16_params`) and the codes, packed
+/// (design.md §4) from `out` on. Adds to the 8-lane binary32 sums `signal` (x^2), `error`
+/// (e^2) and `max_error` (max |e|); the error is measured in code units and scaled once per
+/// group.
 UniformGroupsResult quantize_uniform_groups_avx2(DType dtype, const std::byte* x, std::uint64_t groups,
-                                                 std::uint64_t group_size, int bits, codec::AffineParams* params,
-                                                 std::uint8_t* out, float* signal, float* error, float* max_error);
+                                                 std::uint64_t group_size, int bits, bool f16_params,
+                                                 codec::AffineParams* params, std::uint8_t* out, float* signal,
+                                                 float* error, float* max_error);
 
-/// The codes of `n` elements (a multiple of 16) of `dtype` at `x` that all lie in the range
-/// `params` was computed from (F32 scales; the per-tensor codes pass), packed from `out` on.
+/// The codes of `n` elements (a multiple of 16) of `dtype` at `x` under one group's `params`
+/// computed from the min and max of every element (the per-tensor codes pass), packed from
+/// `out` on. `clamp`: the params were rounded to F16, so elements may fall outside them.
 /// `reciprocal` is RN(1 / scale), or 0 where reciprocal_is_exact_enough() fails or the scale is
 /// 0 (then every element takes the division). Adds to the same sums as above.
 void quantize_span_avx2(DType dtype, const std::byte* x, std::uint64_t n, codec::AffineParams params,
-                        float reciprocal, int bits, std::uint8_t* out, float* signal, float* error, float* max_error);
+                        float reciprocal, bool clamp, int bits, std::uint8_t* out, float* signal, float* error,
+                        float* max_error);
 
-/// codec::affine_params() (F32 scales) of `count` ranges, and RN(1 / scale) of each: 0 where
-/// the scale is 0 or outside reciprocal_is_exact_enough() (those groups take the division). Returns the index of the first range that is not finite or is refused (count
-/// when none), with the reason in *result. Compiled for the baseline: it runs the codec's own inline
-/// functions, which are never instantiated inside AVX2 code.
-int params_of_ranges(const float* lo, const float* hi, int count, int bits, codec::AffineParams* params,
-                     float* reciprocal, UniformGroupsResult* result);
+/// codec::affine_params() of `count` ranges (F16-rounded when `f16_params`), and RN(1 / scale)
+/// of each: 0 where the scale is 0 or outside reciprocal_is_exact_enough() (those groups take
+/// the division). Returns the index of the first range that is not finite or is refused
+/// (count when none), with the reason in *result. Compiled for the baseline: it runs the
+/// codec's own inline functions, which are never instantiated inside AVX2 code.
+int params_of_ranges(const float* lo, const float* hi, int count, int bits, bool f16_params,
+                     codec::AffineParams* params, float* reciprocal, UniformGroupsResult* result);
 
 }  // namespace wq::detail

@@ -601,8 +601,8 @@ TEST_P(BackendSuite, ErrorStatisticsAreMeaningful) {
   EXPECT_GT(s8.max_abs_error, 0.0);
 }
 
-// Rows of whole groups whose size is a multiple of 16, and whole tensors, F32 scales: the CPU's
-// one-pass kernel and its per-tensor codes pass (float32, bfloat16 and float16 loads; codes
+// Rows of whole groups whose size is a multiple of 16, and whole tensors, F32 and F16 scales:
+// the CPU's one-pass kernel and its per-tensor codes pass (float32, bfloat16 and float16 loads; codes
 // packed in registers; the error measured in code units). Every width, among random groups: a constant group, one whose range is subnormal
 // (scale below 2^-126: the division path), signed zeros. The codes must equal the reference on
 // the input's binary32 values, and the statistics float64 sums over the decoded values.
@@ -613,6 +613,9 @@ TEST_P(BackendSuite, WholeGroupsOfEveryFloatEveryWidthAndTheirErrorStatistics) {
     x[3 * 16 + i] = 0.5f;                                                  // constant
     x[5 * 16 + i] = std::bit_cast<float>(static_cast<std::uint32_t>(3 * i + 1));  // subnormal range
     x[7 * 16 + i] = i % 3 == 0 ? -0.0f : 0.0f;                             // signed zeros
+    // A narrow range far from zero: F16 parameters (min 100.0, scale rounded) leave most of it
+    // beyond min + M * scale, where the codes must clamp to M.
+    x[9 * 16 + i] = 100.01f + 0.001f * static_cast<float>(i);
   }
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
     // The input in its dtype, and the binary32 values it stands for.
@@ -630,33 +633,36 @@ TEST_P(BackendSuite, WholeGroupsOfEveryFloatEveryWidthAndTheirErrorStatistics) {
     }
     for (int bits = 1; bits <= 8; ++bits) {
       for (std::uint64_t group : {0u, 16u, 32u, 48u, 64u, 128u, 1024u}) {  // 0: per-tensor
-        SCOPED_TRACE(::testing::Message() << dtype_name(dtype) << " bits " << bits << " G " << group);
-        const QuantSpec spec = group == 0      ? spec_of(bits, Granularity::kTensor)
-                               : group == 1024 ? spec_of(bits, Granularity::kChannel)
-                                               : spec_of(bits, Granularity::kGroup, group);
-        const GroupGeometry g = group_geometry(shape, spec);
-        Encoded e;
-        e.codes.assign(g.code_bytes, 0xa5);
-        e.scales.assign(g.groups * 4, std::byte{0xa5});
-        e.mins.assign(g.groups * 4, std::byte{0xa5});
-        const ErrorStats stats = backend_->quantize(TensorView{"t", dtype, shape, bytes.data()}, spec,
-                                                    AffineBuffers{e.codes.data(), e.scales.data(), e.mins.data()});
-        const Encoded want = reference_quantize(as_f32, shape, spec);
-        ASSERT_EQ(e.codes, want.codes);
-        ASSERT_EQ(e.scales, want.scales);
-        ASSERT_EQ(e.mins, want.mins);
-        const std::vector<float> decoded = dequantize(e, shape, spec);
-        double signal = 0, error = 0, max_error = 0;
-        for (std::size_t i = 0; i < x.size(); ++i) {
-          const double d = static_cast<double>(as_f32[i]) - decoded[i];
-          signal += static_cast<double>(as_f32[i]) * as_f32[i];
-          error += d * d;
-          max_error = std::max(max_error, std::fabs(d));
+        for (ScaleDType sd : {ScaleDType::kF32, ScaleDType::kF16}) {
+          SCOPED_TRACE(::testing::Message() << dtype_name(dtype) << " bits " << bits << " G " << group << " "
+                                            << scale_dtype_name(sd) << " scales");
+          const QuantSpec spec = group == 0      ? spec_of(bits, Granularity::kTensor, 64, sd)
+                                 : group == 1024 ? spec_of(bits, Granularity::kChannel, 64, sd)
+                                                 : spec_of(bits, Granularity::kGroup, group, sd);
+          const GroupGeometry g = group_geometry(shape, spec);
+          Encoded e;
+          e.codes.assign(g.code_bytes, 0xa5);
+          e.scales.assign(g.groups * scale_size(spec), std::byte{0xa5});
+          e.mins.assign(g.groups * scale_size(spec), std::byte{0xa5});
+          const ErrorStats stats = backend_->quantize(TensorView{"t", dtype, shape, bytes.data()}, spec,
+                                                      AffineBuffers{e.codes.data(), e.scales.data(), e.mins.data()});
+          const Encoded want = reference_quantize(as_f32, shape, spec);
+          ASSERT_EQ(e.codes, want.codes);
+          ASSERT_EQ(e.scales, want.scales);
+          ASSERT_EQ(e.mins, want.mins);
+          const std::vector<float> decoded = dequantize(e, shape, spec);
+          double signal = 0, error = 0, max_error = 0;
+          for (std::size_t i = 0; i < x.size(); ++i) {
+            const double d = static_cast<double>(as_f32[i]) - decoded[i];
+            signal += static_cast<double>(as_f32[i]) * as_f32[i];
+            error += d * d;
+            max_error = std::max(max_error, std::fabs(d));
+          }
+          EXPECT_EQ(stats.count, x.size());
+          EXPECT_NEAR(stats.signal_energy, signal, signal * 1e-5);
+          EXPECT_NEAR(stats.error_energy, error, error * 1e-3);
+          EXPECT_NEAR(stats.max_abs_error, max_error, max_error * 1e-3);
         }
-        EXPECT_EQ(stats.count, x.size());
-        EXPECT_NEAR(stats.signal_energy, signal, signal * 1e-5);
-        EXPECT_NEAR(stats.error_energy, error, error * 1e-3);
-        EXPECT_NEAR(stats.max_abs_error, max_error, max_error * 1e-3);
       }
     }
   }
@@ -677,6 +683,16 @@ TEST_P(BackendSuite, BadGroupsAmongWholeGroupsAreErrorsNamingThem) {
     EXPECT_NE(std::string(e.what()).find("binary32"), std::string::npos) << e.what();
   }
   x[37 * 64 + 5] = x[37 * 64 + 9] = 0.0f;
+  // A group with no finite F16 scale (range 1e6 / 15 > 65504).
+  x[37 * 64 + 5] = 1e6f;
+  try {
+    quantize(x, {64, 1024}, spec_of(4, Granularity::kGroup, 64, ScaleDType::kF16));
+    ADD_FAILURE() << "no error for an F16 scale overflow";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadData);
+    EXPECT_NE(std::string(e.what()).find("group 37 "), std::string::npos) << e.what();
+  }
+  x[37 * 64 + 5] = 0.0f;
   x[40000] = std::numeric_limits<float>::quiet_NaN();
   {  // the same NaN in a bfloat16 tensor
     std::vector<std::uint16_t> bf16(x.size());
