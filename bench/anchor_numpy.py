@@ -35,6 +35,26 @@ import numpy as np
 DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16}
 
 
+def write_benchmark_model(path):
+    """The end-to-end benchmarks' checkpoint: 25 float32 tensors [2048, 2048] (~420 MB), random
+    normal with a fixed seed, as safetensors. Returns the bytes of tensor data."""
+    rng = np.random.default_rng(12345)
+    names = [f"layers.{i}.weight" for i in range(25)]
+    shape = (2048, 2048)
+    nbytes = shape[0] * shape[1] * 4
+    header = {"__metadata__": {"format": "pt"}}
+    for i, n in enumerate(names):
+        header[n] = {"dtype": "F32", "shape": list(shape), "data_offsets": [i * nbytes, (i + 1) * nbytes]}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little"))
+        f.write(h)
+        for _ in names:
+            f.write(rng.standard_normal(shape, dtype=np.float32).tobytes())
+    return len(names) * nbytes
+
+
 def read_safetensors(path):
     """Returns {name: ndarray} for the file's float tensors, in file order."""
     with open(path, "rb") as f:

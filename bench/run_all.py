@@ -152,28 +152,12 @@ def run_kernel_anchors(tensor_file, quick):
 
 # ---- end to end ----------------------------------------------------------------------------
 
-def write_model(path):
-    rng = np.random.default_rng(12345)
-    names = [f"layers.{i}.weight" for i in range(25)]
-    shape = (2048, 2048)
-    nbytes = shape[0] * shape[1] * 4
-    header = {"__metadata__": {"format": "pt"}}
-    for i, n in enumerate(names):
-        header[n] = {"dtype": "F32", "shape": list(shape), "data_offsets": [i * nbytes, (i + 1) * nbytes]}
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(len(h).to_bytes(8, "little"))
-        f.write(h)
-        for _ in names:
-            f.write(rng.standard_normal(shape, dtype=np.float32).tobytes())
-    return len(names) * nbytes
 
 
 def run_e2e(build, work, quick):
     model = os.path.join(work, "model.safetensors")
     print(f"== writing {model}", flush=True)
-    input_bytes = write_model(model)
+    input_bytes = anchor_numpy.write_benchmark_model(model)
     runs = 1 if quick else 3
     for _ in range(2):
         subprocess.run(["cat", model], stdout=subprocess.DEVNULL, check=True)

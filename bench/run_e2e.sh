@@ -36,25 +36,8 @@ FILE=${2:-}
 if [[ -z "$FILE" ]]; then
   FILE="$WORK/model.safetensors"
   echo "== writing $FILE (25 x [2048, 2048] float32, random normal)"
-  "$PY" - "$FILE" <<'EOF'
-import json, sys
-import numpy as np
-path = sys.argv[1]
-rng = np.random.default_rng(12345)
-names = [f"layers.{i}.weight" for i in range(25)]
-shape = (2048, 2048)
-nbytes = shape[0] * shape[1] * 4
-header = {"__metadata__": {"format": "pt"}}
-for i, n in enumerate(names):
-    header[n] = {"dtype": "F32", "shape": list(shape), "data_offsets": [i * nbytes, (i + 1) * nbytes]}
-h = json.dumps(header, separators=(",", ":")).encode()
-h += b" " * (-len(h) % 8)
-with open(path, "wb") as f:
-    f.write(len(h).to_bytes(8, "little"))
-    f.write(h)
-    for n in names:
-        f.write(rng.standard_normal(shape, dtype=np.float32).tobytes())
-EOF
+  "$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import anchor_numpy; anchor_numpy.write_benchmark_model(sys.argv[2])' \
+    "$HERE" "$FILE"
 fi
 [[ -r "$FILE" ]] || { echo "cannot read $FILE" >&2; exit 2; }
 

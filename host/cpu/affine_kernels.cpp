@@ -456,8 +456,7 @@ void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& g
     // One range over the whole tensor: the whole-group kernel's codes pass, 16 elements at a
     // time (clamped when F16 rounding may leave elements outside the range); the generic
     // kernels do the rest.
-    const bool span = geometry.groups == 1 && use_avx2() &&
-                      (D == DType::kF32 || D == DType::kBF16 || (D == DType::kF16 && use_f16c()));
+    const bool span = geometry.groups == 1 && avx2_takes(D);
     std::uint64_t done = begin;
     if (span) {
       const float s = params[0].scale;
@@ -488,8 +487,7 @@ GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeome
                              std::string_view tensor) {
   return dispatch_floating(dtype, [&]<DType D>() {
     ErrorStats local;
-    const bool uniform = (D == DType::kF32 || D == DType::kBF16 || (D == DType::kF16 && use_f16c())) &&
-                         use_avx2() && g.group_size % 16 == 0 && g.cols % g.group_size == 0;
+    const bool uniform = avx2_takes(D) && g.group_size % 16 == 0 && g.cols % g.group_size == 0;
     // The packed stream is written in place where the kernel packs (the uniform kernel; 8-bit
     // codes are their own stream). Otherwise codes go through a per-thread buffer of one byte
     // per code, packed once at the end (it stays in L2).
@@ -525,7 +523,7 @@ void dequantize_elements(DType dtype, std::byte* dst, const GroupGeometry& geome
     dequantize_f32_avx2(reinterpret_cast<float*>(dst), geometry, params, bits, begin, end, codes, stream);
     return;
   }
-  if (avx2 && (dtype == DType::kBF16 || (dtype == DType::kF16 && use_f16c()))) {
+  if (dtype != DType::kF32 && avx2_takes(dtype)) {
     dequantize_half_avx2(dtype, dst, geometry, params, bits, begin, end, codes, stream);
     return;
   }

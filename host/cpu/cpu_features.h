@@ -3,6 +3,8 @@
 
 #include <cstdlib>
 
+#include "wq/tensor.h"
+
 namespace wq::detail {
 
 /// AVX2 and FMA present, and WQ_CPU_BASELINE unset (=1 forces the SSE2 baseline, so that the
@@ -18,6 +20,12 @@ inline bool use_avx2() {
 inline bool use_f16c() {
   static const bool has = use_avx2() && __builtin_cpu_supports("f16c");
   return has;
+}
+
+/// Whether the AVX2 kernels that load (and store) float32, bfloat16 and float16 lanes can take
+/// elements of `dtype` on this machine (F64 never: it goes through the generic kernels).
+inline bool avx2_takes(DType dtype) {
+  return use_avx2() && (dtype == DType::kF32 || dtype == DType::kBF16 || (dtype == DType::kF16 && use_f16c()));
 }
 
 }  // namespace wq::detail

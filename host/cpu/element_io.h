@@ -66,4 +66,19 @@ decltype(auto) dispatch_floating(DType dtype, Fn&& fn) {
   }
 }
 
+/// Calls fn.template operator()<B>() with the code width B (1..8) known at compile time.
+template <typename Fn>
+decltype(auto) dispatch_bits(int bits, Fn&& fn) {
+  switch (bits) {
+    case 1: return fn.template operator()<1>();
+    case 2: return fn.template operator()<2>();
+    case 3: return fn.template operator()<3>();
+    case 4: return fn.template operator()<4>();
+    case 5: return fn.template operator()<5>();
+    case 6: return fn.template operator()<6>();
+    case 7: return fn.template operator()<7>();
+    default: return fn.template operator()<8>();
+  }
+}
+
 }  // namespace wq::detail

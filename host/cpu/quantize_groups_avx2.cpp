@@ -203,16 +203,9 @@ template <DType D>
 UniformGroupsResult uniform_groups_of(const std::byte* x, std::uint64_t groups, std::uint64_t group_size, int bits,
                                       bool f16_params, codec::AffineParams* params, std::uint8_t* out, float* signal, float* error,
                                       float* max_error) {
-  switch (bits) {
-    case 1: return uniform_groups<D, 1>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
-    case 2: return uniform_groups<D, 2>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
-    case 3: return uniform_groups<D, 3>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
-    case 4: return uniform_groups<D, 4>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
-    case 5: return uniform_groups<D, 5>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
-    case 6: return uniform_groups<D, 6>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
-    case 7: return uniform_groups<D, 7>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
-    default: return uniform_groups<D, 8>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
-  }
+  return dispatch_bits(bits, [&]<int B>() {
+    return uniform_groups<D, B>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
+  });
 }
 
 // The per-tensor codes pass: blocks of a few thousand elements, fetching one block ahead.
@@ -241,16 +234,7 @@ __attribute__((target("avx2,fma,f16c"))) void span(const std::byte* x, std::uint
 template <DType D>
 void span_of(const std::byte* x, std::uint64_t n, codec::AffineParams p, float reciprocal, bool clamp, int bits,
              std::uint8_t* out, float* signal, float* error, float* max_error) {
-  switch (bits) {
-    case 1: return span<D, 1>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
-    case 2: return span<D, 2>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
-    case 3: return span<D, 3>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
-    case 4: return span<D, 4>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
-    case 5: return span<D, 5>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
-    case 6: return span<D, 6>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
-    case 7: return span<D, 7>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
-    default: return span<D, 8>(x, n, p, reciprocal, clamp, out, signal, error, max_error);
-  }
+  dispatch_bits(bits, [&]<int B>() { span<D, B>(x, n, p, reciprocal, clamp, out, signal, error, max_error); });
 }
 
 }  // namespace
