@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < small_files; ++i) write_checkpoint(small_dir + "/m" + std::to_string(i) + ".safetensors", 1, 512, 512);
     std::printf("\n");
     // One process, W workers, each with its own backend (as a tree run with --jobs W would).
-    for (unsigned workers : {1u, 4u}) {
+    for (unsigned workers : {1u, 4u, 8u}) {
       std::vector<std::unique_ptr<wq::Backend>> backends;
       for (unsigned w = 0; w < workers; ++w) {
         wq::BackendOptions o = cuda_options;

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/stored_params.h"
 #include "cpu/cpu_backend.h"
 #include "cuda_check.h"
 #include "device_probe.h"
@@ -170,7 +171,11 @@ class CudaBackend final : public Backend {
   void dequantize(std::span<DequantizeJob> jobs) override {
     WQ_CUDA_CHECK(cudaSetDevice(ordinal_));
     for (std::size_t i = 0; i < jobs.size(); ++i) {
-      if (!is_floating(jobs[i].out.dtype)) {
+      // A wrong dtype or a damaged parameter: the CPU backend throws the error it would give.
+      const DequantizeJob& job = jobs[i];
+      const std::uint64_t groups =
+          is_floating(job.out.dtype) ? stored_group_geometry(job.out.shape, job.input.stored_group_size, job.input.bits).groups : 0;
+      if (!is_floating(job.out.dtype) || detail::first_nonfinite_group(job.input, 0, groups) != groups) {
         report_failure(jobs.subspan(i, 1), [this](auto one) { cpu_->dequantize(one); });
       }
     }
@@ -326,15 +331,15 @@ class CudaBackend final : public Backend {
     launch_quantize_pack(table, general_count, plan.launch_blocks[0], slot.input.get(),
                          slot.scales.get<float>(), slot.mins.get<float>(), slot.output.get(), status,
                          stats, stream);
-    const auto single_pass = [&](QuantLaunch launch, auto launcher) {
+    const auto single_pass = [&](QuantLaunch launch) {
       const int l = static_cast<int>(launch);
-      launcher(slot.tables[l].get<QuantPiece>(), counts[l], plan.launch_blocks[l], slot.input.get(),
+      launch_quantize_single_pass(launch, slot.tables[l].get<QuantPiece>(), counts[l], plan.launch_blocks[l], slot.input.get(),
                slot.stored_scales.get<std::uint32_t>(), slot.stored_mins.get<std::uint32_t>(),
                slot.output.get(), status, stats + plan.first_block(launch), stream);
     };
-    single_pass(QuantLaunch::kSmallGroups, launch_quantize_small_groups);
-    single_pass(QuantLaunch::kWarpGroups, launch_quantize_warp_groups);
-    single_pass(QuantLaunch::kBlockGroups, launch_quantize_block_groups);
+    single_pass(QuantLaunch::kSmallGroups);
+    single_pass(QuantLaunch::kWarpGroups);
+    single_pass(QuantLaunch::kBlockGroups);
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_output.get(), slot.output.get(), plan.code_bytes,
                                   cudaMemcpyDeviceToHost, stream));
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_stored_scales.get(), slot.stored_scales.get(), plan.groups * 4,

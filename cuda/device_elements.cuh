@@ -134,6 +134,15 @@ __device__ inline const Piece& block_piece(const Piece* pieces, unsigned count) 
 struct ThreadStats {
   double signal = 0.0, error = 0.0, max_abs = 0.0;
 
+  /// Adds an octet's finite binary32 sums: x^2, e^2 and max |e|, where x - decoded = e * unit
+  /// (unit = the scale for errors kept in code units, else 1).
+  __device__ void add_sums(float x2, float e2, float max_e, float unit) {
+    const double u = unit;
+    signal += x2;
+    error += static_cast<double>(e2) * (u * u);
+    max_abs = fmax(max_abs, static_cast<double>(max_e) * u);
+  }
+
   __device__ void add_octet(const float (&x)[8], const float (&decoded)[8], int count) {
     float s = 0.0f, e2 = 0.0f, m = 0.0f;
     for (int k = 0; k < 8; ++k) {
@@ -157,22 +166,6 @@ struct ThreadStats {
     }
   }
 };
-
-/// Stores the `bits` bytes of a packed octet (codec::pack8_word) at `out`, which is aligned
-/// to the largest power of two dividing 8 * bits / 8 (code runs start 256-byte aligned): one
-/// store for 2-, 4- and 8-bit codes instead of one per byte.
-__device__ inline void store_packed(std::uint64_t word, int bits, std::uint8_t* out) {
-  switch (bits) {
-    case 8: *reinterpret_cast<std::uint64_t*>(out) = word; return;
-    case 4: *reinterpret_cast<std::uint32_t*>(out) = static_cast<std::uint32_t>(word); return;
-    case 2: *reinterpret_cast<std::uint16_t*>(out) = static_cast<std::uint16_t>(word); return;
-    case 6:
-      for (int j = 0; j < 3; ++j) reinterpret_cast<std::uint16_t*>(out)[j] = static_cast<std::uint16_t>(word >> (16 * j));
-      return;
-    default:
-      for (int j = 0; j < bits; ++j) out[j] = static_cast<std::uint8_t>(word >> (8 * j));
-  }
-}
 
 /// The octets a thread of an element-wise kernel owns: kOctetsPerThread of them, a block's
 /// width apart, counted from the start of the block's piece.

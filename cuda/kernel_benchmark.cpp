@@ -98,9 +98,9 @@ KernelTiming time_quantize_kernels(int device, std::uint64_t rows, std::uint64_t
   const cudaStream_t s = stream.get();
   const auto* gt = device_tables[0].get<QuantPiece>();
   const auto general_count = static_cast<unsigned>(tables[0].size());
-  const auto single_pass = [&](QuantLaunch launch, auto launcher) {
+  const auto single_pass = [&](QuantLaunch launch) {
     const int l = static_cast<int>(launch);
-    launcher(device_tables[l].get<QuantPiece>(), static_cast<unsigned>(tables[l].size()), slot.launch_blocks[l],
+    launch_quantize_single_pass(launch, device_tables[l].get<QuantPiece>(), static_cast<unsigned>(tables[l].size()), slot.launch_blocks[l],
              input.get(), stored_scales.get<std::uint32_t>(), stored_mins.get<std::uint32_t>(), codes.get(),
              status.get<std::uint32_t>(), stats.get<BlockStats>() + slot.first_block(launch), s);
   };
@@ -112,9 +112,9 @@ KernelTiming time_quantize_kernels(int device, std::uint64_t rows, std::uint64_t
                         stored_mins.get<std::uint32_t>(), status.get<std::uint32_t>(), s);
     launch_quantize_pack(gt, general_count, slot.launch_blocks[0], input.get(), scales.get<float>(),
                          mins.get<float>(), codes.get(), status.get<std::uint32_t>(), stats.get<BlockStats>(), s);
-    single_pass(QuantLaunch::kSmallGroups, launch_quantize_small_groups);
-    single_pass(QuantLaunch::kWarpGroups, launch_quantize_warp_groups);
-    single_pass(QuantLaunch::kBlockGroups, launch_quantize_block_groups);
+    single_pass(QuantLaunch::kSmallGroups);
+    single_pass(QuantLaunch::kWarpGroups);
+    single_pass(QuantLaunch::kBlockGroups);
   });
   const double param_bytes = static_cast<double>(g.groups) * (t.f16_params ? 4 : 8);
   timing.input_gbps = static_cast<double>(n * 4) / timing.seconds / 1e9;

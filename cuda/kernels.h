@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "work_items.h"
+#include "work_plan.h"
 
 namespace wq::cuda {
 
@@ -32,30 +33,18 @@ void launch_quantize_pack(const QuantPiece* pieces, unsigned piece_count, std::u
                           std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
                           cudaStream_t stream);
 
-/// Single-pass quantization of pieces whose groups are 8, 16, ..., 256 elements that tile
-/// every row: the 8-element owners of a group reduce its range through warp shuffles, then
-/// quantize and pack while the values are still in registers.
-void launch_quantize_small_groups(const QuantPiece* pieces, unsigned piece_count,
-                                  std::uint64_t blocks, const std::uint8_t* input,
-                                  std::uint32_t* stored_scales, std::uint32_t* stored_mins,
-                                  std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
-                                  cudaStream_t stream);
-
-/// Single-pass quantization of pieces whose groups of up to 2048 elements (multiples of 8)
-/// tile every row: one warp per group, kWarpGroupsPerBlock groups per block.
-void launch_quantize_warp_groups(const QuantPiece* pieces, unsigned piece_count,
-                                 std::uint64_t blocks, const std::uint8_t* input,
-                                 std::uint32_t* stored_scales, std::uint32_t* stored_mins,
-                                 std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
-                                 cudaStream_t stream);
-
-/// Single-pass quantization of pieces whose groups of 2056..16384 elements (multiples of 8)
-/// tile every row: one block per group (blocks = the pieces' groups).
-void launch_quantize_block_groups(const QuantPiece* pieces, unsigned piece_count,
-                                  std::uint64_t blocks, const std::uint8_t* input,
-                                  std::uint32_t* stored_scales, std::uint32_t* stored_mins,
-                                  std::uint8_t* codes, std::uint32_t* status, BlockStats* stats,
-                                  cudaStream_t stream);
+/// Single-pass quantization of the pieces of one schedule (any but kGeneral), each block
+/// finding its group's range, parameters and codes while the values stay in registers:
+///  - kSmallGroups: groups of 8, 16, ..., 256 elements that tile every row; a group's
+///    8-element owners reduce its range through warp shuffles;
+///  - kWarpGroups: groups of up to 2048 elements (multiples of 8) that tile every row; one warp
+///    per group, kWarpGroupsPerBlock groups per block;
+///  - kBlockGroups: groups of 2056..16384 elements (multiples of 8) that tile every row; one
+///    block per group (blocks = the pieces' groups).
+void launch_quantize_single_pass(QuantLaunch schedule, const QuantPiece* pieces, unsigned piece_count,
+                                 std::uint64_t blocks, const std::uint8_t* input, std::uint32_t* stored_scales,
+                                 std::uint32_t* stored_mins, std::uint8_t* codes, std::uint32_t* status,
+                                 BlockStats* stats, cudaStream_t stream);
 
 /// Decodes pieces: one thread per 8 codes.
 void launch_dequantize(const DequantPiece* pieces, unsigned piece_count, std::uint64_t blocks,

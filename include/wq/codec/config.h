@@ -46,6 +46,14 @@ WQ_HD inline float div_rn(float a, float b) {
 #endif
 }
 
+WQ_HD inline float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
 /// a*b+c with a single rounding (IEEE fusedMultiplyAdd).
 WQ_HD inline float fma_rn(float a, float b, float c) {
 #if defined(__CUDA_ARCH__)

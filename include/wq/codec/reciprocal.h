@@ -1,0 +1,68 @@
+// The affine code of design.md §3 through a multiplication by the reciprocal of the scale,
+// with a check that proves, element by element, that the result equals the codec's exact
+// division (affine_code_value); elements it cannot prove must take the division. The codes
+// never change, only the speed: a division costs several multiplications on every target.
+//
+// Why it is exact. The codec computes f(v) with v = RN(d / s), d = RN(x - min), where
+// f(v) = rint_even(clamp(v, 0, M)) and M = 2^b - 1 is odd. f is a step function whose only
+// steps are at the half-integers k + 1/2, 0 <= k < M (f(v) = 0 for every v < 1/2, including
+// negatives and NaN, and f(v) = M for every v > M - 1/2). So if t is any number with
+// |t - v| <= B, and no half-integer lies within B of t, then f(t) = f(v).
+//
+// Here r = RN(1 / s) with s in [2^-126, 2^126] (so 1/s is a normal binary32), and
+// t = RN(d * r). Let z = d / s exactly, u = 2^-24, eta = 2^-150 (the absolute error bound of
+// rounding near zero). Then r = (1/s)(1 + e1) with |e1| <= u, p = d * r = z (1 + e1),
+// |t - p| <= u|p| + eta, |v - z| <= u|z| + eta, hence
+//     |t - v| <= |z| (3u + u^2) + 2 eta,   and   |z| <= (|t| + eta) / (1 - u)^2,
+//     |t - v| <= 4u |t| + 3 eta             (whenever d * r does not overflow).
+// Three cases, with tc = clamp(t, 0, M) (NaN -> 0, as in the codec):
+//  - t <= 0 or NaN: v <= t + 4u|t| + 3 eta < 1/2, so f(v) = 0 = f(tc) (and NaN gives 0 on both).
+//  - t >= M, or t = +inf (d * r overflowed, so z and v are far above M): v >= t(1 - 4u) - 3 eta
+//    > M - 1/2, so f(v) = M = f(tc).
+//  - 0 < t < M <= 255: B = 4u * 255 + 3 eta < 2^-14. q = rint_even(tc) and tc - q is exact
+//    (Sterbenz for q >= 1; tc itself for q = 0), so |tc - q| <= 1/2 - 2^-12 means the nearest
+//    half-integer is more than 2^-12 > B away, and f(v) = q.
+// Elements with |tc - q| > 1/2 - 2^-12 (about 1 in 2000 on random data) take the division.
+// Scales outside [2^-126, 2^126] (subnormal or huge) take the division for every element.
+//
+// The CPU backend evaluates the same steps on SIMD lanes (host/cpu/reciprocal_code.h), the
+// CUDA backend with this function; the tests compare both with the scalar codec, including
+// values placed on and next to the half-integer boundaries.
+#pragma once
+
+#include <cstdint>
+
+#include "wq/codec/config.h"
+
+namespace wq::codec {
+
+/// 1.5 * 2^23. For v in [0, 2^22], RN(v + kRoundMagic) - kRoundMagic is rint_even(v), and the
+/// bits of RN(v + kRoundMagic) are kRoundMagicBits + rint_even(v): the code as an integer.
+inline constexpr float kRoundMagic = 12582912.0f;
+inline constexpr std::uint32_t kRoundMagicBits = 0x4b400000u;
+
+/// Farther than this from an integer, the proof above does not hold for t.
+inline constexpr float kReciprocalMargin = 0.5f - 0x1p-12f;
+
+/// Whether RN(1 / scale) is a normal binary32, the premise of the proof above.
+WQ_HD inline bool reciprocal_is_exact_enough(float scale) {
+  return scale >= 0x1p-126f && scale <= 0x1p126f;
+}
+
+/// The code of d = RN(x - min) under a scale with reciprocal r (reciprocal_is_exact_enough),
+/// max_code = M, returned as RN(code + kRoundMagic) (float_bits() of it minus kRoundMagicBits
+/// is the integer code). *t gets RN(d * r), the unrounded code (error statistics may use
+/// t - code); *unproved is set when the proof fails and the caller must use
+/// affine_code_value() instead.
+WQ_HD inline float reciprocal_code_biased(float d, float r, float max_code, float* t, bool* unproved) {
+  *t = mul_rn(d, r);
+  float tc = *t > 0.0f ? *t : 0.0f;  // NaN -> 0
+  tc = tc < max_code ? tc : max_code;
+  const float biased = add_rn(tc, kRoundMagic);
+  const float q = sub_rn(biased, kRoundMagic);
+  const float distance = tc > q ? sub_rn(tc, q) : sub_rn(q, tc);  // exact
+  *unproved = distance > kReciprocalMargin;
+  return biased;
+}
+
+}  // namespace wq::codec
