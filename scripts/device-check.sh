@@ -2,12 +2,14 @@
 # The GPU checks of the CUDA backend, in one run on a machine with a CUDA device:
 #   1. the test suites (backend suites on cuda and cuda_small_slots, CLI byte identity of whole
 #      files CPU vs CUDA, auto picking the device), 2. bench_cuda (kernels, pipeline, small
-#      files), 3. compute-sanitizer memcheck, racecheck and synccheck on the CUDA suites.
+#      files), 3. compute-sanitizer memcheck, racecheck and synccheck on the CUDA suites,
+#   4. (step "profile", where Nsight Compute exists) ncu's speed-of-light and occupancy
+#      sections for the first single-pass quantize kernels bench_cuda launches.
 # The build is made beforehand (scripts/build.sh with -DCMAKE_CUDA_ARCHITECTURES=90 on a
 # machine with the Debian dependencies) and brought along; LIBS names a folder with any shared
 # libraries the device machine lacks. Logs go to $OUT (default /tmp/wq-device).
 #
-# usage: [STEPS="tests bench sanitize"] scripts/device-check.sh [BUILD_DIR] [LIBS_DIR]
+# usage: [STEPS="tests bench sanitize profile"] scripts/device-check.sh [BUILD_DIR] [LIBS_DIR]
 set -uo pipefail
 steps=${STEPS:-tests bench sanitize}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,3 +53,20 @@ has sanitize && for tool in memcheck racecheck synccheck; do
   grep -E 'ERROR SUMMARY|PASSED|FAILED' "$out/sanitizer-$tool.log" | tail -3
   grep -m12 -E '^========= (Invalid|Race|Barrier|Error|Program hit|    at )' "$out/sanitizer-$tool.log"
 done
+
+if has profile; then
+step "ncu"
+if command -v ncu >/dev/null; then
+  # The first launch of each single-pass schedule that bench_cuda's kernel cases reach:
+  # small groups (QuantLaunch 1), warp groups (2), block groups (3).
+  for schedule in 1 2 3; do
+    timeout 60 ncu --kernel-name-base mangled --kernel-name "regex:QuantLaunchE${schedule}E" --launch-count 1 \
+      --section SpeedOfLight --section Occupancy --section LaunchStats \
+      ./bench/bench_cuda --dir /dev/shm --gb 0.07 --small-files 1 >"$out/ncu-$schedule.txt" 2>&1
+    echo "ncu schedule $schedule status $?"
+    grep -E 'Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per Thread|Theoretical Occupancy|Duration|ERR' "$out/ncu-$schedule.txt" | head -12
+  done
+else
+  echo "no ncu on this machine"
+fi
+fi

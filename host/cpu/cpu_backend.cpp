@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/stored_params.h"
 #include "cpu/affine_kernels.h"
 #include "cpu/cast_kernels.h"
 #include "cpu/thread_pool.h"
@@ -280,8 +281,14 @@ class CpuBackend final : public Backend {
     if (g.groups == 0) return;
     const std::span<AffineParams> params = scratch_params(g.groups);
     const std::vector<std::uint64_t> group_bounds = split_elements(g.groups, std::max<std::uint64_t>(1u << 14, g.groups / (4ull * pool_.size())));
-    pool_.parallel_for(group_bounds.size() - 1,
-                       [&](std::size_t i) { load_params(in, group_bounds[i], group_bounds[i + 1], params); });
+    std::vector<std::uint64_t> bad(group_bounds.size() - 1);  // each task's first damaged group
+    pool_.parallel_for(group_bounds.size() - 1, [&](std::size_t i) {
+      bad[i] = first_nonfinite_group(in, group_bounds[i], group_bounds[i + 1]);
+      load_params(in, group_bounds[i], group_bounds[i + 1], params);
+    });
+    for (std::size_t i = 0; i < bad.size(); ++i) {
+      if (bad[i] != group_bounds[i + 1]) throw_nonfinite_params(out.name, bad[i]);
+    }
     const std::vector<std::uint64_t> bounds = split_elements(n, task_elements(n, pool_.size()));
     const bool stream = n * dtype_size(out.dtype) >= kStreamingOutputBytes;
     pool_.parallel_for(bounds.size() - 1, [&](std::size_t i) {

@@ -575,8 +575,8 @@ TEST_P(BackendSuite, DecodesIntoHalfDtypesRoundLikeTheCodec) {
                        shape, decoded, "random");
   }
   // Eight groups of 8 codes (8 bits, codes 0..7 in every group), 61 elements.
-  const float scales[8] = {1.0f, 0x1p-20f, 20000.0f, 0x1p-149f, 3e38f, std::bit_cast<float>(0xffc0ffffu),
-                           0.0078125f, 1.5e38f};
+  // (NaN and infinite parameters are refused: DamagedParametersAreRefusedNamingTheTensor.)
+  const float scales[8] = {1.0f, 0x1p-20f, 20000.0f, 0x1p-149f, 3e38f, -0x1p-130f, 0.0078125f, 1.5e38f};
   const float mins[8] = {0.5f, 0x1p-14f, 1.0f, 0.0f, 0.0f, 1.0f, -0.00390625f, 1.6e38f};
   const Shape shape{61};
   std::vector<std::uint8_t> codes(61);
@@ -588,6 +588,40 @@ TEST_P(BackendSuite, DecodesIntoHalfDtypesRoundLikeTheCodec) {
   expect_half_decode(AffineTensor{codes.data(), reinterpret_cast<const std::byte*>(scales),
                                   reinterpret_cast<const std::byte*>(mins), 8, 8, ScaleDType::kF32},
                      shape, want, "crafted");
+}
+
+// A NaN or infinite stored scale or min (a damaged container; the quantizer never writes one)
+// is an error naming the tensor and the group, for F32 and F16 parameters, on every backend.
+TEST_P(BackendSuite, DamagedParametersAreRefusedNamingTheTensor) {
+  const Shape shape{4, 64};
+  const std::vector<std::uint8_t> codes(4 * 64 / 2, 0x5a);  // 4 bits, groups of 64
+  for (ScaleDType sd : {ScaleDType::kF32, ScaleDType::kF16}) {
+    for (int which = 0; which < 4; ++which) {  // scale NaN, scale -inf, min NaN, min +inf
+      std::vector<std::byte> scales(4 * scale_size(spec_of(4, Granularity::kGroup, 64, sd)));
+      std::vector<std::byte> mins(scales.size());
+      const std::size_t size = scales.size() / 4;
+      for (std::size_t k = 0; k < 4; ++k) {
+        const std::uint32_t one32 = 0x3f800000u;
+        const std::uint16_t one16 = 0x3c00u;
+        std::memcpy(scales.data() + k * size, size == 4 ? static_cast<const void*>(&one32) : &one16, size);
+        std::memcpy(mins.data() + k * size, size == 4 ? static_cast<const void*>(&one32) : &one16, size);
+      }
+      const std::uint32_t bad32[4] = {0x7fc00001u, 0xff800000u, 0xffc00000u, 0x7f800000u};
+      const std::uint16_t bad16[4] = {0x7e01u, 0xfc00u, 0xfe00u, 0x7c00u};
+      std::byte* target = (which < 2 ? scales.data() : mins.data()) + 2 * size;  // group 2
+      std::memcpy(target, size == 4 ? static_cast<const void*>(&bad32[which]) : &bad16[which], size);
+      std::vector<float> out(4 * 64);
+      try {
+        backend_->dequantize(AffineTensor{codes.data(), scales.data(), mins.data(), 4, 64, sd},
+                             MutableTensorView{"damaged.weight", DType::kF32, shape, reinterpret_cast<std::byte*>(out.data())});
+        ADD_FAILURE() << "no error for case " << which;
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kBadFormat);
+        EXPECT_NE(std::string(e.what()).find("'damaged.weight'"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("group 2 "), std::string::npos) << e.what();
+      }
+    }
+  }
 }
 
 TEST_P(BackendSuite, ErrorStatisticsAreMeaningful) {
