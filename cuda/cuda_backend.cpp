@@ -327,7 +327,7 @@ class CudaBackend final : public Backend {
     launch_group_params(table, general_count, plan.groups, slot.tile_lo.get<float>(),
                         slot.tile_hi.get<float>(), slot.scales.get<float>(), slot.mins.get<float>(),
                         slot.stored_scales.get<std::uint32_t>(), slot.stored_mins.get<std::uint32_t>(),
-                        status, stream);
+                        status, plan.max_tiles_per_group, stream);
     launch_quantize_pack(table, general_count, plan.launch_blocks[0], slot.input.get(),
                          slot.scales.get<float>(), slot.mins.get<float>(), slot.output.get(), status,
                          stats, stream);

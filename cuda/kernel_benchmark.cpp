@@ -109,7 +109,7 @@ KernelTiming time_quantize_kernels(int device, std::uint64_t rows, std::uint64_t
     launch_tile_ranges(gt, general_count, slot.tiles, input.get(), tile_lo.get<float>(), tile_hi.get<float>(), s);
     launch_group_params(gt, general_count, slot.groups, tile_lo.get<float>(), tile_hi.get<float>(),
                         scales.get<float>(), mins.get<float>(), stored_scales.get<std::uint32_t>(),
-                        stored_mins.get<std::uint32_t>(), status.get<std::uint32_t>(), s);
+                        stored_mins.get<std::uint32_t>(), status.get<std::uint32_t>(), slot.max_tiles_per_group, s);
     launch_quantize_pack(gt, general_count, slot.launch_blocks[0], input.get(), scales.get<float>(),
                          mins.get<float>(), codes.get(), status.get<std::uint32_t>(), stats.get<BlockStats>(), s);
     single_pass(QuantLaunch::kSmallGroups);

@@ -18,13 +18,14 @@ void launch_tile_ranges(const QuantPiece* pieces, unsigned piece_count, std::uin
                         const std::uint8_t* input, float* tile_lo, float* tile_hi,
                         cudaStream_t stream);
 
-/// One thread per group of the general pieces: folds its tiles into a range, computes the
+/// One thread per group of the general pieces (a warp when max_tiles_per_group > 1): folds
+/// its tiles into a range, computes the
 /// codec's parameters into scales/mins (binary32) and stored_scales/stored_mins (the stored
 /// bits: binary32, or binary16 in the low half), and flags failures in status[piece].
 void launch_group_params(const QuantPiece* pieces, unsigned piece_count, std::uint64_t groups,
                          const float* tile_lo, const float* tile_hi, float* scales, float* mins,
                          std::uint32_t* stored_scales, std::uint32_t* stored_mins,
-                         std::uint32_t* status, cudaStream_t stream);
+                         std::uint32_t* status, std::uint32_t max_tiles_per_group, cudaStream_t stream);
 
 /// Codes of the general pieces from their groups' parameters: a thread writes exactly `bits`
 /// bytes per 8 elements. stats[b] gets block b's error sums.

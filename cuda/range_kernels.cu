@@ -1,5 +1,5 @@
-// Group ranges in two passes: warps reduce tiles of a group, then one thread per group folds
-// its tiles and turns the range into the codec's parameters. Per-tensor and long per-channel
+// Group ranges in two passes: warps reduce tiles of a group, then one thread or warp per
+// group folds its tiles and turns the range into the codec's parameters. Per-tensor and long per-channel
 // groups split into many tiles (a device-wide two-pass reduction); short groups are one tile.
 #include <cuda_runtime.h>
 
@@ -91,23 +91,34 @@ __global__ void tile_range_kernel(const QuantPiece* pieces, unsigned piece_count
   }
 }
 
+// `Lanes` threads per group (1, or 32 where some group has many tiles: a per-tensor range of
+// 64M elements has 8192 of them, and one thread folding them was a quarter of the whole
+// quantization) fold the group's tiles, then the first turns the range into the codec's
+// parameters.
+template <unsigned Lanes>
 __global__ void group_params_kernel(const QuantPiece* pieces, unsigned piece_count,
                                     std::uint64_t groups, const float* tile_lo,
                                     const float* tile_hi, float* scales, float* mins,
                                     std::uint32_t* stored_scales, std::uint32_t* stored_mins,
                                     std::uint32_t* status) {
-  const std::uint64_t index = static_cast<std::uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (index >= groups) return;
+  const unsigned lane = threadIdx.x % Lanes;
+  const std::uint64_t index = (static_cast<std::uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / Lanes;
+  if (index >= groups) return;  // with 32 lanes, whole warps leave together
   const QuantPiece& p = pieces[find_piece(pieces, piece_count, index,
                                           [](const QuantPiece& q) { return q.param_index; })];
   // Single-pass pieces own parameter entries too but are not in this table: skip theirs.
   if (index < p.param_index || index - p.param_index >= p.last_group - p.first_group) return;
   const std::uint64_t first_tile = p.tile_begin + (index - p.param_index) * p.tiles_per_group;
-  float lo = tile_lo[first_tile], hi = tile_hi[first_tile];
-  for (std::uint32_t t = 1; t < p.tiles_per_group; ++t) {
+  float lo = __int_as_float(0x7f800000), hi = -lo;  // empty tiles hold these too
+  for (std::uint32_t t = lane; t < p.tiles_per_group; t += Lanes) {
     lo = fminf(lo, tile_lo[first_tile + t]);
     hi = fmaxf(hi, tile_hi[first_tile + t]);
   }
+  for (unsigned offset = Lanes / 2; offset >= 1; offset /= 2) {
+    lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, offset));
+    hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, offset));
+  }
+  if (lane != 0) return;
   codec::AffineParams params{0.0f, 0.0f};
   std::uint32_t failure = 0;
   if (!codec::is_finite(lo) || !codec::is_finite(hi)) {
@@ -147,10 +158,15 @@ void launch_tile_ranges(const QuantPiece* pieces, unsigned piece_count, std::uin
 void launch_group_params(const QuantPiece* pieces, unsigned piece_count, std::uint64_t groups,
                          const float* tile_lo, const float* tile_hi, float* scales, float* mins,
                          std::uint32_t* stored_scales, std::uint32_t* stored_mins,
-                         std::uint32_t* status, cudaStream_t stream) {
+                         std::uint32_t* status, std::uint32_t max_tiles_per_group, cudaStream_t stream) {
   if (groups == 0 || piece_count == 0) return;
-  group_params_kernel<<<grid_of(groups, 256), 256, 0, stream>>>(
-      pieces, piece_count, groups, tile_lo, tile_hi, scales, mins, stored_scales, stored_mins, status);
+  if (max_tiles_per_group > 1) {
+    group_params_kernel<32><<<grid_of(groups, 256 / 32), 256, 0, stream>>>(
+        pieces, piece_count, groups, tile_lo, tile_hi, scales, mins, stored_scales, stored_mins, status);
+  } else {
+    group_params_kernel<1><<<grid_of(groups, 256), 256, 0, stream>>>(
+        pieces, piece_count, groups, tile_lo, tile_hi, scales, mins, stored_scales, stored_mins, status);
+  }
   WQ_CUDA_CHECK(cudaGetLastError());
 }
 

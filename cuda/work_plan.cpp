@@ -206,6 +206,7 @@ class SlotPacker {
     slot->groups += groups;
     slot->tiles += tiles;
     slot->host_ranges |= d.host_ranges != 0;
+    if (tiles > 0) slot->max_tiles_per_group = std::max(slot->max_tiles_per_group, d.tiles_per_group);
     slot->pieces.push_back({t.job, kind, d});
   }
 

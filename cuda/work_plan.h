@@ -95,6 +95,7 @@ struct QuantSlot {
   std::uint64_t input_bytes = 0, code_bytes = 0, groups = 0, tiles = 0;
   std::array<std::uint64_t, kQuantLaunches> launch_blocks{};
   bool host_ranges = false;
+  std::uint32_t max_tiles_per_group = 0;  ///< over the pieces that have range tiles
   std::uint32_t piece_count() const { return static_cast<std::uint32_t>(pieces.size()); }
   std::uint64_t blocks() const;
   /// Where a launch's statistics start in the slot's array.
