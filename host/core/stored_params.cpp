@@ -7,24 +7,26 @@
 
 namespace wq::detail {
 
-std::uint64_t first_nonfinite_group(const AffineTensor& in, std::uint64_t first, std::uint64_t last) {
-  if (in.scale_dtype == ScaleDType::kF32) {
-    for (std::uint64_t k = first; k < last; ++k) {
-      std::uint32_t s, m;
-      std::memcpy(&s, in.scales + 4 * k, 4);
-      std::memcpy(&m, in.mins + 4 * k, 4);
-      // Exponent all ones: infinity or NaN.
-      if ((s & 0x7f800000u) == 0x7f800000u || (m & 0x7f800000u) == 0x7f800000u) return k;
-    }
-    return last;
-  }
+namespace {
+
+// Word is the stored parameter's bits (binary32 or binary16); an exponent of all ones is an
+// infinity or a NaN.
+template <typename Word>
+std::uint64_t first_nonfinite(const AffineTensor& in, std::uint64_t first, std::uint64_t last, Word exponent) {
   for (std::uint64_t k = first; k < last; ++k) {
-    std::uint16_t s, m;
-    std::memcpy(&s, in.scales + 2 * k, 2);
-    std::memcpy(&m, in.mins + 2 * k, 2);
-    if ((s & 0x7c00u) == 0x7c00u || (m & 0x7c00u) == 0x7c00u) return k;
+    Word s, m;
+    std::memcpy(&s, in.scales + sizeof(Word) * k, sizeof(Word));
+    std::memcpy(&m, in.mins + sizeof(Word) * k, sizeof(Word));
+    if ((s & exponent) == exponent || (m & exponent) == exponent) return k;
   }
   return last;
+}
+
+}  // namespace
+
+std::uint64_t first_nonfinite_group(const AffineTensor& in, std::uint64_t first, std::uint64_t last) {
+  if (in.scale_dtype == ScaleDType::kF32) return first_nonfinite<std::uint32_t>(in, first, last, 0x7f800000u);
+  return first_nonfinite<std::uint16_t>(in, first, last, 0x7c00u);
 }
 
 void throw_nonfinite_params(std::string_view name, std::uint64_t group) {
