@@ -20,8 +20,9 @@ inline constexpr unsigned kBlockThreads = 256;
 inline constexpr unsigned kOctetsPerThread = 4;
 /// Elements one block of an element-wise kernel covers.
 inline constexpr std::uint64_t kBlockElements = 8ull * kBlockThreads * kOctetsPerThread;
-/// Longest groups (in octets) the one-warp-per-group and one-block-per-group kernels hold in
-/// registers: 8 octets per thread.
+/// Longest groups (in octets) the one-warp-per-group and one-block-per-group kernels take: 8
+/// octets per thread, read once for the range and again (from L1/L2) for the codes; longer
+/// groups take the general two-pass schedule.
 inline constexpr std::uint64_t kMaxWarpGroupOctets = 8ull * 32;
 inline constexpr std::uint64_t kMaxBlockGroupOctets = 8ull * kBlockThreads;
 
