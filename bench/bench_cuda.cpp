@@ -145,11 +145,14 @@ int main(int argc, char** argv) {
         {"4-bit per-channel", spec_of(4, wq::Granularity::kChannel)},
         {"8-bit per-tensor", spec_of(8, wq::Granularity::kTensor)},
     };
-    for (const Case& c : cases) {
-      const wq::cuda::KernelTiming t = wq::cuda::time_quantize_kernels(device, 8192, 8192, c.spec, 20);
-      std::printf("%-28s %10.1f %12.1f %13.0f%% %15.0f%%\n", c.name, t.input_gbps, t.traffic_gbps,
+    const auto print_kernels = [&](const char* name, std::uint64_t rows, std::uint64_t cols, const wq::QuantSpec& spec) {
+      const wq::cuda::KernelTiming t = wq::cuda::time_quantize_kernels(device, rows, cols, spec, 20);
+      std::printf("%-28s %10.1f %12.1f %13.0f%% %15.0f%%\n", name, t.input_gbps, t.traffic_gbps,
                   100 * t.input_gbps / limits.device_copy, 100 * t.traffic_gbps / (2 * limits.device_copy));
-    }
+    };
+    for (const Case& c : cases) print_kernels(c.name, 8192, 8192, c.spec);
+    // Rows as long as the widest LLM matrices (e.g. [8192, 28672]), per channel, same bytes.
+    print_kernels("4-bit per-channel [2048,32768]", 2048, 32768, spec_of(4, wq::Granularity::kChannel));
 
     // The pipeline on a large checkpoint.
     const int tensors = std::max(1, static_cast<int>(gb * 1e9 / (64.0 * (1 << 20))));

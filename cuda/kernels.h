@@ -40,7 +40,7 @@ void launch_quantize_pack(const QuantPiece* pieces, unsigned piece_count, std::u
 ///    8-element owners reduce its range through warp shuffles;
 ///  - kWarpGroups: groups of up to 2048 elements (multiples of 8) that tile every row; one warp
 ///    per group, kWarpGroupsPerBlock groups per block;
-///  - kBlockGroups: groups of 2056..16384 elements (multiples of 8) that tile every row; one
+///  - kBlockGroups: groups of 2056..65536 elements (multiples of 8) that tile every row; one
 ///    block per group (blocks = the pieces' groups).
 void launch_quantize_single_pass(QuantLaunch schedule, const QuantPiece* pieces, unsigned piece_count,
                                  std::uint64_t blocks, const std::uint8_t* input, std::uint32_t* stored_scales,

@@ -7,7 +7,7 @@
 //     adjacent lanes of a warp that reduce its range through shuffles;
 //   - warp groups (up to 2048 elements tiling rows): one warp per group finds its range through
 //     shuffles, then reads the group again (from cache) for the codes;
-//   - block groups (2056..16384 elements tiling rows): the same with one block per group.
+//   - block groups (2056..65536 elements tiling rows): the same with one block per group.
 // Each kernel reads its piece's width once per block and runs the body compiled for it
 // (with_bits), so packing uses constant shifts.
 // Loading every octet of a thread before using any was tried for the small groups: the extra
@@ -236,7 +236,7 @@ __device__ inline void warp_groups(const QuantPiece& p, const std::uint8_t* __re
   if (!finite) *failure |= kStatusNonFinite;
 }
 
-// One block per group of 256 < W <= 8 * kBlockThreads octets, thread t owning octets t,
+// One block per group of 256 < W <= kMaxBlockGroupOctets octets, thread t owning octets t,
 // t + 256, ...: the range through a block reduction, then the codes (read twice, as above).
 template <int Bits>
 __device__ inline void block_group(const QuantPiece& p, const std::uint8_t* __restrict__ input, SinglePassOutput out,

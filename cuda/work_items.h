@@ -20,11 +20,13 @@ inline constexpr unsigned kBlockThreads = 256;
 inline constexpr unsigned kOctetsPerThread = 4;
 /// Elements one block of an element-wise kernel covers.
 inline constexpr std::uint64_t kBlockElements = 8ull * kBlockThreads * kOctetsPerThread;
-/// Longest groups (in octets) the one-warp-per-group and one-block-per-group kernels take: 8
-/// octets per thread, read once for the range and again (from L1/L2) for the codes; longer
-/// groups take the general two-pass schedule.
+/// Longest groups (in octets) the one-warp-per-group and one-block-per-group kernels take.
+/// Both read a group once for its range and again (from L1/L2) for its codes, so the limit is
+/// not registers: a warp takes up to 8 octets per lane, a block up to 65536 elements (rows of
+/// the widest LLM matrices, e.g. 28672 columns, per channel); longer groups take the general
+/// two-pass schedule.
 inline constexpr std::uint64_t kMaxWarpGroupOctets = 8ull * 32;
-inline constexpr std::uint64_t kMaxBlockGroupOctets = 8ull * kBlockThreads;
+inline constexpr std::uint64_t kMaxBlockGroupOctets = 65536 / 8;
 
 /// Bits of a piece's status word, set by the kernels; the host turns any of them into the
 /// error the CPU backend reports for the same tensor.

@@ -32,7 +32,7 @@ enum class PieceKind {
   kSmallGroups,  ///< single pass: groups of 8, 16, ..., 256 elements tile every row; a group's
                  ///< octets belong to adjacent lanes of a warp
   kWarpGroups,   ///< single pass: one warp per group of up to 2048 elements that tile rows
-  kBlockGroups,  ///< single pass: one block per group of 2056..16384 elements that tile rows
+  kBlockGroups,  ///< single pass: one block per group of 2056..65536 elements that tile rows
   kGeneral,      ///< range tiles, parameters, then codes
   kHostRanges,   ///< groups larger than a slot: ranges come from a first pass (range_pass)
 };

@@ -435,7 +435,9 @@ TEST_P(BackendSuite, EveryKernelScheduleMatchesTheReference) {
       {{257, 1000}, spec_of(7, Granularity::kChannel)},                     // 125 octets per warp
       {{64, 4096}, spec_of(8, Granularity::kChannel)},                      // a block per group
       {{32, 16384}, spec_of(5, Granularity::kChannel)},                     // 2048 octets per block
-      {{8, 40000}, spec_of(6, Granularity::kChannel)},                      // tiles, then codes
+      {{8, 40000}, spec_of(6, Granularity::kChannel)},                      // 5000 octets per block
+      {{3, 65536}, spec_of(4, Granularity::kChannel)},                      // the longest block group
+      {{4, 80000}, spec_of(6, Granularity::kChannel)},                      // tiles, then codes
       {{33, 1000}, spec_of(2, Granularity::kGroup, 100)},                   // short last groups
       {{1000, 1001}, spec_of(8, Granularity::kTensor)},                     // one range
   };

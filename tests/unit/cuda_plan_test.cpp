@@ -106,11 +106,14 @@ TEST(CudaPlan, KindFollowsTheGroupLayout) {
   EXPECT_EQ(kind({64, 4096}, spec_of(4, Granularity::kChannel)), PieceKind::kBlockGroups);
   EXPECT_EQ(kind({64, 4096}, spec_of(4, Granularity::kGroup, 512)), PieceKind::kWarpGroups);
   EXPECT_EQ(kind({64, 120}, spec_of(4, Granularity::kGroup, 24)), PieceKind::kWarpGroups);    // 3 octets
-  EXPECT_EQ(kind({4, 32768}, spec_of(4, Granularity::kChannel)), PieceKind::kGeneral);    // too long
+  EXPECT_EQ(kind({4, 32768}, spec_of(4, Granularity::kChannel)), PieceKind::kBlockGroups);
+  EXPECT_EQ(kind({4, 65536}, spec_of(4, Granularity::kChannel)), PieceKind::kBlockGroups);
+  EXPECT_EQ(kind({4, 65544}, spec_of(4, Granularity::kChannel)), PieceKind::kGeneral);    // too long
   EXPECT_EQ(kind({64, 4100}, spec_of(4, Granularity::kChannel)), PieceKind::kGeneral);    // cols % 8
   EXPECT_EQ(kind({64, 128}, spec_of(4, Granularity::kGroup, 48)), PieceKind::kGeneral);   // 128 % 48
   EXPECT_EQ(kind({1u << 20}, spec_of(4, Granularity::kTensor)), PieceKind::kHostRanges);  // > 1 MiB slot
-  EXPECT_EQ(kind({1u << 16}, spec_of(4, Granularity::kTensor)), PieceKind::kGeneral);
+  EXPECT_EQ(kind({1u << 16}, spec_of(4, Granularity::kTensor)), PieceKind::kBlockGroups);  // one block
+  EXPECT_EQ(kind({1u << 17}, spec_of(4, Granularity::kTensor)), PieceKind::kGeneral);
 }
 
 }  // namespace
