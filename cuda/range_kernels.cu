@@ -155,11 +155,36 @@ __global__ void group_params_kernel(const QuantPiece* pieces, unsigned piece_cou
   // Single-pass pieces own parameter entries too but are not in this table: skip theirs.
   if (index < p.param_index || index - p.param_index >= p.last_group - p.first_group) return;
   const std::uint64_t first_tile = p.tile_begin + (index - p.param_index) * p.tiles_per_group;
-  float lo = __int_as_float(0x7f800000), hi = -lo;  // empty tiles hold these too
-  for (std::uint32_t t = lane; t < p.tiles_per_group; t += Lanes) {
-    lo = fminf(lo, tile_lo[first_tile + t]);
-    hi = fmaxf(hi, tile_hi[first_tile + t]);
+  // Four tiles per lane per step, loaded before any is used: a loop of one load pair per step
+  // waits out the L2 latency at every step (8192 tiles: 256 steps per lane).
+  constexpr std::uint32_t kAhead = 4;
+  float los[kAhead], his[kAhead];
+#pragma unroll
+  for (std::uint32_t k = 0; k < kAhead; ++k) {
+    los[k] = __int_as_float(0x7f800000);  // +inf, -inf: empty tiles hold these too
+    his[k] = -los[k];
   }
+  const std::uint32_t tiles = p.tiles_per_group;
+  std::uint32_t t = lane;
+  for (; t + (kAhead - 1) * Lanes < tiles; t += kAhead * Lanes) {
+    float l[kAhead], h[kAhead];
+#pragma unroll
+    for (std::uint32_t k = 0; k < kAhead; ++k) {
+      l[k] = tile_lo[first_tile + t + k * Lanes];
+      h[k] = tile_hi[first_tile + t + k * Lanes];
+    }
+#pragma unroll
+    for (std::uint32_t k = 0; k < kAhead; ++k) {
+      los[k] = fminf(los[k], l[k]);
+      his[k] = fmaxf(his[k], h[k]);
+    }
+  }
+  for (; t < tiles; t += Lanes) {
+    los[0] = fminf(los[0], tile_lo[first_tile + t]);
+    his[0] = fmaxf(his[0], tile_hi[first_tile + t]);
+  }
+  float lo = fminf(fminf(los[0], los[1]), fminf(los[2], los[3]));
+  float hi = fmaxf(fmaxf(his[0], his[1]), fmaxf(his[2], his[3]));
   for (unsigned offset = Lanes / 2; offset >= 1; offset /= 2) {
     lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, offset));
     hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, offset));
