@@ -1,5 +1,5 @@
 // AVX2 building blocks shared by the float32 quantize loops: codes through the reciprocal of
-// the scale (the proof is in reciprocal_code.h) and 16 codes to their packed bytes. Include only
+// the scale (the proof is in wq/codec/reciprocal.h) and 16 codes to their packed bytes. Include only
 // from files whose callers are target("avx2,fma") and run only after use_avx2(); everything
 // here is always_inline, so no AVX2 copy of it is ever emitted for a baseline caller.
 #pragma once
@@ -8,6 +8,8 @@
 
 #include <cstdint>
 #include <cstring>
+
+#include "wq/codec/reciprocal.h"
 
 #define WQ_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
 
@@ -22,7 +24,7 @@ struct CodeConstants {
 };
 
 WQ_AVX2_INLINE CodeConstants code_constants(float max_code) {
-  return CodeConstants{_mm256_set1_ps(max_code), _mm256_set1_ps(0.5f - 0x1p-12f),
+  return CodeConstants{_mm256_set1_ps(max_code), _mm256_set1_ps(codec::kReciprocalMargin),
                        _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)};
 }
 

@@ -31,7 +31,7 @@ __attribute__((target("avx2,fma"))) void quantize_runs_f32_avx2(const std::byte*
   for (int k = 0; k < count; ++k) {
     const F32Run& run = runs[k];
     const float s = run.params.scale;
-    if (s == 0.0f || !(s >= 0x1p-126f && s <= 0x1p126f)) {  // reciprocal_is_exact_enough()
+    if (!codec::reciprocal_is_exact_enough(s)) {  // 0 too
       done[k] = 0;
       continue;
     }
