@@ -174,10 +174,11 @@ __device__ inline void small_groups(const QuantPiece& p, const std::uint8_t* inp
   if (!finite) *failure |= kStatusNonFinite;
 }
 
-// The range of octets first, first + stride, ... below width of one group (NaN skipped).
+// The range of octets first, first + stride, ... of the piece's local group (NaN skipped).
 __device__ inline void octet_range(const QuantPiece& p, const std::uint8_t* __restrict__ input,
-                                   std::uint64_t group_octet, unsigned first, unsigned stride, unsigned width,
-                                   float* lo, float* hi) {
+                                   std::uint64_t local_group, unsigned first, unsigned stride, float* lo, float* hi) {
+  const auto width = static_cast<unsigned>(p.layout.group_size / 8);
+  const std::uint64_t group_octet = local_group * width;
 #pragma unroll 4  // loads of four octets in flight
   for (unsigned o = first; o < width; o += stride) {
     float x[8];
@@ -190,13 +191,21 @@ __device__ inline void octet_range(const QuantPiece& p, const std::uint8_t* __re
   }
 }
 
-// Codes of octets first, first + stride, ... below width of one group, read again:
-// the range pass has just brought them into the SM's L1 (or L2), so DRAM sees them once.
+// A group's parameters from its range [lo, hi] (the owner of octet 0 stores them), then the
+// codes of octets first, first + stride, ... below width, read again: the range pass has just
+// brought them into the SM's L1 (or L2), so DRAM sees them once.
 template <int Bits>
-__device__ inline void encode_octets(const QuantPiece& p, const std::uint8_t* __restrict__ input, SinglePassOutput out,
-                                     std::uint64_t group_octet, unsigned first, unsigned stride, unsigned width,
-                                     std::uint32_t range_failure, const GroupCoder& coder, ThreadStats& stats,
-                                     bool* finite) {
+__device__ inline void code_group(const QuantPiece& p, const std::uint8_t* __restrict__ input, SinglePassOutput out,
+                                  std::uint64_t local_group, float lo, float hi, unsigned first, unsigned stride,
+                                  ThreadStats& stats, std::uint32_t* failure) {
+  const auto width = static_cast<unsigned>(p.layout.group_size / 8);
+  const std::uint64_t group_octet = local_group * width;
+  codec::AffineParams params;
+  const std::uint32_t range_failure = params_of_range(lo, hi, p, &params);
+  *failure |= range_failure;
+  if (first == 0) store_params(p, p.param_index + local_group, params, out.stored_scales, out.stored_mins);
+  const GroupCoder coder = group_coder(params, static_cast<float>(codec::max_code(Bits)));
+  bool finite = true;
   for (unsigned o = first; o < width; o += stride) {
     std::uint8_t* codes = out.codes + p.code_offset + (group_octet + o) * Bits;
     if (range_failure != 0) {
@@ -205,8 +214,9 @@ __device__ inline void encode_octets(const QuantPiece& p, const std::uint8_t* __
     }
     float x[8];
     load_octet(p.type, input + p.src_offset, group_octet + o, 8, x);
-    store_packed<Bits>(encode_octet<Bits>(x, coder, stats, finite), codes);
+    store_packed<Bits>(encode_octet<Bits>(x, coder, stats, &finite), codes);
   }
+  if (!finite) *failure |= kStatusNonFinite;
 }
 
 // One warp per group of W <= 256 octets, lane l owning octets l, l + 32, ...: the range through
@@ -218,22 +228,13 @@ __device__ inline void warp_groups(const QuantPiece& p, const std::uint8_t* __re
   const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::uint64_t local_group = (blockIdx.x - p.block_begin) * (kBlockThreads / 32) + warp;
   if (local_group >= p.last_group - p.first_group) return;  // whole warps
-  const auto width = static_cast<unsigned>(p.layout.group_size / 8);
-  const std::uint64_t first_octet = local_group * width;
   float lo = __int_as_float(0x7f800000), hi = -lo;
-  octet_range(p, input, first_octet, lane, 32, width, &lo, &hi);
+  octet_range(p, input, local_group, lane, 32, &lo, &hi);
   for (unsigned offset = 16; offset >= 1; offset /= 2) {
     lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, offset));
     hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, offset));
   }
-  codec::AffineParams params;
-  const std::uint32_t range_failure = params_of_range(lo, hi, p, &params);
-  *failure |= range_failure;
-  if (lane == 0) store_params(p, p.param_index + local_group, params, out.stored_scales, out.stored_mins);
-  bool finite = true;
-  encode_octets<Bits>(p, input, out, first_octet, lane, 32, width, range_failure,
-                      group_coder(params, static_cast<float>(codec::max_code(Bits))), stats, &finite);
-  if (!finite) *failure |= kStatusNonFinite;
+  code_group<Bits>(p, input, out, local_group, lo, hi, lane, 32, stats, failure);
 }
 
 // One block per group of 256 < W <= kMaxBlockGroupOctets octets, thread t owning octets t,
@@ -245,23 +246,14 @@ __device__ inline void block_group(const QuantPiece& p, const std::uint8_t* __re
   __shared__ typename Reduce::TempStorage storage;
   __shared__ float2 range;
   const std::uint64_t local_group = blockIdx.x - p.block_begin;
-  const auto width = static_cast<unsigned>(p.layout.group_size / 8);
-  const std::uint64_t first_octet = local_group * width;
   float lo = __int_as_float(0x7f800000), hi = -lo;
-  octet_range(p, input, first_octet, threadIdx.x, kBlockThreads, width, &lo, &hi);
+  octet_range(p, input, local_group, threadIdx.x, kBlockThreads, &lo, &hi);
   const float2 total = Reduce(storage).Reduce(make_float2(lo, hi), [](float2 a, float2 b) {
     return make_float2(fminf(a.x, b.x), fmaxf(a.y, b.y));
   });
   if (threadIdx.x == 0) range = total;
   __syncthreads();
-  codec::AffineParams params;
-  const std::uint32_t range_failure = params_of_range(range.x, range.y, p, &params);
-  *failure |= range_failure;
-  if (threadIdx.x == 0) store_params(p, p.param_index + local_group, params, out.stored_scales, out.stored_mins);
-  bool finite = true;
-  encode_octets<Bits>(p, input, out, first_octet, threadIdx.x, kBlockThreads, width, range_failure,
-                      group_coder(params, static_cast<float>(codec::max_code(Bits))), stats, &finite);
-  if (!finite) *failure |= kStatusNonFinite;
+  code_group<Bits>(p, input, out, local_group, range.x, range.y, threadIdx.x, kBlockThreads, stats, failure);
 }
 
 // One kernel per single-pass schedule; Schedule picks the body.

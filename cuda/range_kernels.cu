@@ -50,43 +50,6 @@ __device__ __forceinline__ void range_of(ElementType type, const std::uint8_t* b
   *hi_out = fmaxf(fmaxf(hi[0], hi[1]), fmaxf(hi[2], hi[3]));
 }
 
-// The same for float32 elements [begin, end) of a buffer whose element `begin` is 16-byte
-// aligned, lane `lane` of a warp: 16-byte loads (4 elements each), four in flight per step;
-// the last (end - begin) % 4 elements one per lane.
-__device__ __forceinline__ void range_of_f32x4(const std::uint8_t* base, std::uint64_t begin, std::uint64_t end,
-                                               unsigned lane, float* lo_out, float* hi_out) {
-  const auto* quads = reinterpret_cast<const float4*>(base);
-  const std::uint64_t q_end = begin / 4 + (end - begin) / 4;
-  float lo[4], hi[4];
-  for (int k = 0; k < 4; ++k) {
-    lo[k] = *lo_out;
-    hi[k] = *hi_out;
-  }
-  std::uint64_t q = begin / 4 + lane;
-  for (; q + 96 < q_end; q += 128) {
-    float4 v[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) v[k] = quads[q + 32 * k];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      lo[k] = fminf(fminf(fminf(lo[k], v[k].x), fminf(v[k].y, v[k].z)), v[k].w);
-      hi[k] = fmaxf(fmaxf(fmaxf(hi[k], v[k].x), fmaxf(v[k].y, v[k].z)), v[k].w);
-    }
-  }
-  for (; q < q_end; q += 32) {
-    const float4 v = quads[q];
-    lo[0] = fminf(fminf(fminf(lo[0], v.x), fminf(v.y, v.z)), v.w);
-    hi[0] = fmaxf(fmaxf(fmaxf(hi[0], v.x), fmaxf(v.y, v.z)), v.w);
-  }
-  if (4 * q_end + lane < end) {
-    const float x = reinterpret_cast<const float*>(base)[4 * q_end + lane];
-    lo[1] = fminf(lo[1], x);
-    hi[1] = fmaxf(hi[1], x);
-  }
-  *lo_out = fminf(fminf(lo[0], lo[1]), fminf(lo[2], lo[3]));
-  *hi_out = fmaxf(fmaxf(hi[0], hi[1]), fmaxf(hi[2], hi[3]));
-}
-
 __global__ void tile_range_kernel(const QuantPiece* pieces, unsigned piece_count,
                                   std::uint64_t tiles, const std::uint8_t* input, float* tile_lo,
                                   float* tile_hi) {
@@ -113,17 +76,8 @@ __global__ void tile_range_kernel(const QuantPiece* pieces, unsigned piece_count
   const std::uint64_t begin = tile_start - p.elem_begin + lane;
   const std::uint64_t end = tile_end > tile_start ? tile_end - p.elem_begin : 0;
   float lo = __int_as_float(0x7f800000), hi = -lo;  // +inf, -inf: fminf/fmaxf skip NaN
-  const std::uint64_t first = tile_start - p.elem_begin;  // the tile's first element in `base`
   switch (p.type) {  // the dtype decided once per tile, not per element
-    case ElementType::kF32:
-      // The slot's buffers are 256-byte aligned: a tile starting at a multiple of 4 elements
-      // takes 16-byte loads (every per-tensor and most per-channel tiles).
-      if (first % 4 == 0) {
-        if (tile_end > tile_start) range_of_f32x4(base, first, tile_end - p.elem_begin, lane, &lo, &hi);
-      } else {
-        range_of(ElementType::kF32, base, begin, end, &lo, &hi);
-      }
-      break;
+    case ElementType::kF32: range_of(ElementType::kF32, base, begin, end, &lo, &hi); break;
     case ElementType::kF64: range_of(ElementType::kF64, base, begin, end, &lo, &hi); break;
     case ElementType::kF16: range_of(ElementType::kF16, base, begin, end, &lo, &hi); break;
     case ElementType::kBF16: range_of(ElementType::kBF16, base, begin, end, &lo, &hi); break;

@@ -1,9 +1,6 @@
 #include "core/stored_params.h"
 
 #include <cstring>
-#include <string>
-
-#include "wq/error.h"
 
 namespace wq::detail {
 
@@ -27,11 +24,6 @@ std::uint64_t first_nonfinite(const AffineTensor& in, std::uint64_t first, std::
 std::uint64_t first_nonfinite_group(const AffineTensor& in, std::uint64_t first, std::uint64_t last) {
   if (in.scale_dtype == ScaleDType::kF32) return first_nonfinite<std::uint32_t>(in, first, last, 0x7f800000u);
   return first_nonfinite<std::uint16_t>(in, first, last, 0x7c00u);
-}
-
-void throw_nonfinite_params(std::string_view name, std::uint64_t group) {
-  throw Error(ErrorCode::kBadFormat, "tensor '" + std::string(name) + "': group " + std::to_string(group) +
-                                         " has a NaN or infinite scale or min (the container is damaged)");
 }
 
 }  // namespace wq::detail

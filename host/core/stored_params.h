@@ -13,10 +13,7 @@
 namespace wq::detail {
 
 /// The first group in [first, last) whose stored scale or min is NaN or infinite; `last` when
-/// there is none.
+/// there is none. The CPU backend reports such a group (the CUDA backend asks it to).
 std::uint64_t first_nonfinite_group(const AffineTensor& in, std::uint64_t first, std::uint64_t last);
-
-/// The error for such a group of tensor `name`.
-[[noreturn]] void throw_nonfinite_params(std::string_view name, std::uint64_t group);
 
 }  // namespace wq::detail

@@ -287,7 +287,10 @@ class CpuBackend final : public Backend {
       load_params(in, group_bounds[i], group_bounds[i + 1], params);
     });
     for (std::size_t i = 0; i < bad.size(); ++i) {
-      if (bad[i] != group_bounds[i + 1]) throw_nonfinite_params(out.name, bad[i]);
+      if (bad[i] != group_bounds[i + 1]) {
+        throw Error(ErrorCode::kBadFormat, tensor_label(out.name) + ": group " + std::to_string(bad[i]) +
+                                               " has a NaN or infinite scale or min (the container is damaged)");
+      }
     }
     const std::vector<std::uint64_t> bounds = split_elements(n, task_elements(n, pool_.size()));
     const bool stream = n * dtype_size(out.dtype) >= kStreamingOutputBytes;
