@@ -2,7 +2,7 @@
 # The GPU checks of the CUDA backend, in one run on a machine with a CUDA device:
 #   1. the test suites (backend suites on cuda and cuda_small_slots, CLI byte identity of whole
 #      files CPU vs CUDA, auto picking the device), 2. bench_cuda (kernels, pipeline, small
-#      files), 3. compute-sanitizer memcheck, racecheck and synccheck on the CUDA suites,
+#      files) and bench_small_files (where a small file's time goes, by workers), 3. compute-sanitizer memcheck, racecheck and synccheck on the CUDA suites,
 #   4. (step "profile", where Nsight Compute exists) ncu's speed-of-light and occupancy
 #      sections for the first single-pass quantize kernels bench_cuda launches.
 # The build is made beforehand (scripts/build.sh with -DCMAKE_CUDA_ARCHITECTURES=90 on a
@@ -42,6 +42,9 @@ fi
 if has bench; then
 step "bench_cuda"
 timeout 110 ./bench/bench_cuda --dir /dev/shm --gb 8 --small-files 1000 2>&1 | tee "$out/bench_cuda.txt"
+step "bench_small_files (host share against backend share, by workers)"
+timeout 90 ./bench/bench_small_files --backend cuda --dir /dev/shm --files 1000 --workers 1,2,4,8,16 --large-gb 2 2>&1 |
+  tee "$out/bench_small_files.txt"
 fi
 
 has sanitize && for tool in memcheck racecheck synccheck; do
