@@ -16,6 +16,7 @@
 #include "cpu/cpu_backend.h"
 #include "cuda_check.h"
 #include "device_probe.h"
+#include "elementwise_plan.h"
 #include "kernels.h"
 #include "slot_ring.h"
 #include "work_plan.h"
@@ -28,15 +29,6 @@ namespace {
 constexpr std::uint64_t kMiB = 1ull << 20;
 constexpr std::uint64_t kMaxSlotBytes = 256 * kMiB;
 constexpr std::uint64_t kMinSlotBytes = 64 * 1024;
-
-ElementType element_type(DType dtype) {
-  switch (dtype) {
-    case DType::kF64: return ElementType::kF64;
-    case DType::kF16: return ElementType::kF16;
-    case DType::kBF16: return ElementType::kBF16;
-    default: return ElementType::kF32;
-  }
-}
 
 ErrorStats sum_blocks(const BlockStats* blocks, std::uint64_t first, std::uint64_t count,
                       std::uint64_t elements) {
@@ -63,19 +55,6 @@ SlotCapacity capacity_for_budget(std::uint64_t budget) {
 /// Groups' ranges of a tensor too large for one slot, found by the first pass.
 struct GroupRanges {
   std::vector<float> lo, hi;
-};
-
-struct DequantSlot {
-  std::vector<std::size_t> jobs;
-  std::vector<DequantPiece> pieces;
-  std::uint64_t input_bytes = 0, output_bytes = 0, blocks = 0;
-};
-
-struct CastSlot {
-  std::vector<std::size_t> jobs;
-  std::vector<CastPiece> pieces;
-  std::vector<std::uint64_t> firsts;  ///< first element of each piece within its tensor
-  std::uint64_t input_bytes = 0, output_bytes = 0, blocks = 0;
 };
 
 class CudaBackend final : public Backend {
@@ -182,7 +161,7 @@ class CudaBackend final : public Backend {
     std::uint64_t batch_bytes = 0;
     for (const DequantizeJob& job : jobs) batch_bytes += job.out.nbytes();
     ring_for((batch_bytes + SlotRing::kSlots - 1) / SlotRing::kSlots);
-    const std::vector<DequantSlot> plans = plan_dequantize(jobs);
+    const std::vector<DequantSlot> plans = plan_dequantize(jobs, ring_->capacity());
     ring_->run(
         plans.size(), [&](std::size_t i, Slot& slot) { enqueue_dequantize(plans[i], jobs, slot); },
         [&](std::size_t i, Slot& slot) {
@@ -209,7 +188,7 @@ class CudaBackend final : public Backend {
     std::uint64_t batch_bytes = 0;
     for (const CastJob& job : jobs) batch_bytes += std::max(job.input.nbytes(), job.out.nbytes());
     ring_for((batch_bytes + SlotRing::kSlots - 1) / SlotRing::kSlots);
-    const std::vector<CastSlot> plans = plan_cast(jobs, failed);
+    const std::vector<CastSlot> plans = plan_cast(jobs, failed, ring_->capacity());
     ring_->run(
         plans.size(), [&](std::size_t i, Slot& slot) { enqueue_cast(plans[i], jobs, slot); },
         [&](std::size_t i, Slot& slot) {
@@ -404,60 +383,6 @@ class CudaBackend final : public Backend {
 
   // --- dequantize ------------------------------------------------------------------------
 
-  std::vector<DequantSlot> plan_dequantize(std::span<DequantizeJob> jobs) const {
-    const SlotCapacity& capacity = ring_->capacity();
-    std::vector<DequantSlot> slots(1);
-    for (std::size_t j = 0; j < jobs.size(); ++j) {
-      const AffineTensor& in = jobs[j].input;
-      const MutableTensorView& out = jobs[j].out;
-      const GroupGeometry g = stored_group_geometry(out.shape, in.stored_group_size, in.bits);
-      const std::uint64_t n = out.numel();
-      if (g.groups == 0) continue;
-      const std::uint64_t out_size = dtype_size(out.dtype);
-      const std::uint64_t param_size = in.scale_dtype == ScaleDType::kF16 ? 2 : 4;
-      for (std::uint64_t begin = 0; begin < n;) {
-        std::uint64_t end = std::min(n, begin + capacity.bytes / out_size / 8 * 8);
-        std::uint64_t first = 0, last = 0, in_bytes = 0;
-        for (;;) {
-          overlapping_groups(g, begin, end, &first, &last);
-          in_bytes = aligned_size(codec::packed_bytes(end - begin, in.bits)) +
-                     2 * aligned_size((last - first) * param_size);
-          if ((in_bytes <= capacity.bytes && last - first <= capacity.groups) || end - begin <= 8) break;
-          end = begin + std::max<std::uint64_t>(8, (end - begin) / 2 / 8 * 8);
-        }
-        const std::uint64_t out_bytes = aligned_size((end - begin) * out_size);
-        const std::uint64_t blocks = blocks_for(end - begin);
-        DequantSlot* slot = &slots.back();
-        if (slot->input_bytes + in_bytes > capacity.bytes || slot->output_bytes + out_bytes > capacity.bytes ||
-            slot->blocks + blocks > capacity.blocks || slot->pieces.size() >= capacity.pieces) {
-          slot = &slots.emplace_back();
-        }
-        DequantPiece p;
-        p.layout = layout_of(g);
-        p.elem_begin = begin;
-        p.elem_end = end;
-        p.first_group = first;
-        p.code_offset = slot->input_bytes;
-        p.scale_offset = p.code_offset + aligned_size(codec::packed_bytes(end - begin, in.bits));
-        p.min_offset = p.scale_offset + aligned_size((last - first) * param_size);
-        p.dst_offset = slot->output_bytes;
-        p.block_begin = slot->blocks;
-        p.type = element_type(out.dtype);
-        p.bits = in.bits;
-        p.f16_params = in.scale_dtype == ScaleDType::kF16 ? 1 : 0;
-        p.piece_index = static_cast<std::uint32_t>(slot->pieces.size());
-        slot->input_bytes += in_bytes;
-        slot->output_bytes += out_bytes;
-        slot->blocks += blocks;
-        slot->pieces.push_back(p);
-        slot->jobs.push_back(j);
-        begin = end;
-      }
-    }
-    if (slots.back().pieces.empty()) slots.pop_back();
-    return slots;
-  }
-
   void enqueue_dequantize(const DequantSlot& plan, std::span<DequantizeJob> jobs, Slot& slot) {
     std::vector<SlotRing::Copy> copies;
     for (std::size_t k = 0; k < plan.pieces.size(); ++k) {
@@ -488,45 +413,6 @@ class CudaBackend final : public Backend {
   }
 
   // --- cast ------------------------------------------------------------------------------
-
-  std::vector<CastSlot> plan_cast(std::span<CastJob> jobs, const std::vector<bool>& skip) const {
-    const SlotCapacity& capacity = ring_->capacity();
-    std::vector<CastSlot> slots(1);
-    for (std::size_t j = 0; j < jobs.size(); ++j) {
-      if (skip[j]) continue;
-      const std::uint64_t n = jobs[j].input.numel();
-      const std::uint64_t in_size = dtype_size(jobs[j].input.dtype);
-      const std::uint64_t out_size = dtype_size(jobs[j].out.dtype);
-      const std::uint64_t step = capacity.bytes / std::max(in_size, out_size) / 8 * 8;
-      for (std::uint64_t begin = 0; begin < n; begin += step) {
-        const std::uint64_t count = std::min(step, n - begin);
-        const std::uint64_t in_bytes = aligned_size(count * in_size);
-        const std::uint64_t out_bytes = aligned_size(count * out_size);
-        const std::uint64_t blocks = blocks_for(count);
-        CastSlot* slot = &slots.back();
-        if (slot->input_bytes + in_bytes > capacity.bytes || slot->output_bytes + out_bytes > capacity.bytes ||
-            slot->blocks + blocks > capacity.blocks || slot->pieces.size() >= capacity.pieces) {
-          slot = &slots.emplace_back();
-        }
-        CastPiece p;
-        p.count = count;
-        p.src_offset = slot->input_bytes;
-        p.dst_offset = slot->output_bytes;
-        p.block_begin = slot->blocks;
-        p.from = element_type(jobs[j].input.dtype);
-        p.to = element_type(jobs[j].out.dtype);
-        p.piece_index = static_cast<std::uint32_t>(slot->pieces.size());
-        slot->input_bytes += in_bytes;
-        slot->output_bytes += out_bytes;
-        slot->blocks += blocks;
-        slot->pieces.push_back(p);
-        slot->jobs.push_back(j);
-        slot->firsts.push_back(begin);
-      }
-    }
-    if (slots.back().pieces.empty()) slots.pop_back();
-    return slots;
-  }
 
   void enqueue_cast(const CastSlot& plan, std::span<CastJob> jobs, Slot& slot) {
     std::vector<SlotRing::Copy> copies;

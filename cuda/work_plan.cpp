@@ -99,6 +99,15 @@ std::uint64_t QuantSlot::first_block(QuantLaunch launch) const {
   return first;
 }
 
+ElementType element_type(DType dtype) {
+  switch (dtype) {
+    case DType::kF64: return ElementType::kF64;
+    case DType::kF16: return ElementType::kF16;
+    case DType::kBF16: return ElementType::kBF16;
+    default: return ElementType::kF32;
+  }
+}
+
 GroupLayout layout_of(const GroupGeometry& g) {
   return {g.cols, g.group_size, g.groups_per_row};
 }

@@ -66,6 +66,9 @@ TensorCut cut_tensor(const GroupGeometry& g, std::uint64_t n, unsigned element_b
 /// The tensor's group layout as the kernels see it.
 GroupLayout layout_of(const GroupGeometry& g);
 
+/// The kernels' code for a floating dtype (F32 for anything else: such jobs never reach them).
+ElementType element_type(DType dtype);
+
 /// Groups [first, last) overlapping elements [begin, end) (end > begin).
 void overlapping_groups(const GroupGeometry& g, std::uint64_t begin, std::uint64_t end,
                         std::uint64_t* first, std::uint64_t* last);
