@@ -276,6 +276,9 @@ class CudaBackend final : public Backend {
 
     const cudaStream_t stream = slot.stream.get();
     for (int l = 0; l < kQuantLaunches; ++l) {
+      // Most slots use one or two of the launches; an empty table's copy would still be a
+      // driver call (a small file makes ~15 of them in all).
+      if (counts[l] == 0) continue;
       WQ_CUDA_CHECK(cudaMemcpyAsync(slot.tables[l].get(), tables[l], counts[l] * sizeof(QuantPiece),
                                     cudaMemcpyHostToDevice, stream));
     }
