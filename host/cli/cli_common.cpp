@@ -67,10 +67,14 @@ std::function<void(const Progress&)> progress_printer(const std::string& label, 
     const double rate = seconds > 0 ? static_cast<double>(p.bytes_done) / seconds / 1e9 : 0.0;
     std::string tensor = p.current_tensor.size() > 40 ? "..." + p.current_tensor.substr(p.current_tensor.size() - 37)
                                                        : p.current_tensor;
-    fmt::print(stderr, "\r\033[K{} {:5.1f}%  {:.2f} GB/s  {}", label, 100.0 * fraction, rate, tensor);
-    std::fflush(stderr);
-    g_progress_drawn = true;
+    draw_progress_line(fmt::format("{} {:5.1f}%  {:.2f} GB/s  {}", label, 100.0 * fraction, rate, tensor));
   };
+}
+
+void draw_progress_line(const std::string& text) {
+  fmt::print(stderr, "\r\033[K{}", text);
+  std::fflush(stderr);
+  g_progress_drawn = true;
 }
 
 void finish_progress() {

@@ -31,6 +31,8 @@ void install_signal_handlers();
 
 /// A progress callback: a self-updating line on a terminal, nothing otherwise.
 std::function<void(const Progress&)> progress_printer(const std::string& label, bool quiet);
+/// Draws `text` as the terminal's updating progress line (replacing the one before).
+void draw_progress_line(const std::string& text);
 /// Ends the progress line, if one was drawn.
 void finish_progress();
 

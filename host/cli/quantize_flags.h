@@ -31,7 +31,7 @@ struct QuantizeFlags {
   bool force = false;
   bool copy_unreadable = false;  ///< tree mode: copy checkpoint-like files that cannot be read
   std::string shard;  ///< "I/N" or empty
-  unsigned jobs = 1;  ///< tree mode: files worked on at once
+  unsigned jobs = 0;  ///< tree mode: files worked on at once; 0 = decided by the run (tree_jobs)
   std::vector<int> devices;  ///< tree mode: CUDA devices the jobs are spread over (--devices)
   /// --rule and --keep in command-line order, each as ("rule"|"keep", text).
   std::vector<std::pair<std::string, std::string>> rule_args;

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <exception>
 #include <mutex>
+#include <numeric>
 #include <thread>
 #include <cstdlib>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "cli/atomic_copy.h"
 #include "cli/journal.h"
 #include "cli/tree_dry_run.h"
+#include "cli/tree_progress.h"
 #include "cli/tree_report.h"
 #include "cli/tree_walk.h"
 #include "cli/work_shard.h"
@@ -114,9 +116,10 @@ std::size_t output_count(const std::vector<WorkUnit>& units) {
 class TreeRun {
  public:
   TreeRun(const QuantizeFlags& flags, const QuantizeOptions& options, std::string settings, Journal& journal,
-          std::size_t units, std::size_t total)
+          std::size_t units, std::size_t total, std::uint64_t total_bytes)
       : flags_(flags), options_(options), settings_(std::move(settings)), journal_(journal), total_(total),
-        tty_(!flags.quiet && isatty(STDERR_FILENO)), lines_(!flags.quiet && !tty_), rows_(units) {}
+        tty_(!flags.quiet && isatty(STDERR_FILENO)), lines_(!flags.quiet && !tty_),
+        progress_(units, total, total_bytes, tty_ && flags.jobs > 1), rows_(units) {}
 
   void unit(std::size_t index, const WorkUnit& u, Backend& backend) {
     detail::check_cancel(options_.cancel);
@@ -154,18 +157,18 @@ class TreeRun {
     if (lines_) {
       fmt::print(stderr, "[{}/{}] {:<10} {}\n", finished_, total_, row.action, row.output);
       std::fflush(stderr);
-    } else if (tty_ && flags_.jobs > 1) {  // files finish out of order: one line for all of them
-      fmt::print(stderr, "\r\033[K[{}/{}] {} {}", finished_, total_, row.action, row.output);
-      std::fflush(stderr);
     }
+    progress_.finished(job.unit, row.original_bytes, row.action != "up to date", row.output);
     rows_[job.unit].push_back(std::move(row));
   }
 
-  std::function<void(const Progress&)> progress_for(const TreeFile& f) {
-    // Per-tensor progress only when one file is worked on at a time.
+  std::function<void(const Progress&)> progress_for(const Job& job, const TreeFile& f) {
+    // A file's own line when one file is worked on at a time; with several, one line for all.
     std::function<void(const Progress&)> printer;
     if (flags_.jobs <= 1) {
       printer = progress_printer(fmt::format("[{}/{}] {}", finished_ + 1, total_, f.rel_input), flags_.quiet);
+    } else if (tty_) {
+      printer = [this, unit = job.unit](const Progress& p) { progress_.advance(unit, p.bytes_done); };
     }
     return [printer](const Progress& p) {
       crash_point("temp");
@@ -193,7 +196,7 @@ class TreeRun {
     make_folder(parent_folder(f.output));
     const FileIdentity input = input_identity(f.input, options_.cancel);
     QuantizeOptions options = options_;
-    options.on_progress = progress_for(f);
+    options.on_progress = progress_for(job, f);
     const QuantizeReport report = quantize_file(f.input, f.output, *job.backend, options);
     if (flags_.jobs <= 1) finish_progress();
     const FileRow row = row_of(report, f.rel_input, f.rel_output);
@@ -262,22 +265,32 @@ class TreeRun {
   std::size_t total_;
   bool tty_;    ///< stderr is a terminal (and not --quiet): updating lines
   bool lines_;  ///< a line per file on stderr (not a terminal, not --quiet)
+  TreeProgress progress_;  ///< the one line of several jobs on a terminal
   std::mutex mutex_;
   std::vector<std::vector<FileRow>> rows_;  ///< per unit
   std::size_t finished_ = 0;
 };
 
-// Runs every unit on `jobs` threads (the calling thread when 1); the first error stops the
-// others from starting new units and is rethrown.
+// Runs every unit on one thread per backend (the calling thread when one); the first error
+// stops the others from starting new units and is rethrown. With several, the largest units
+// start first, so that a large file does not start last and run alone at the end (the rows
+// keep the units' order).
 void run_units(TreeRun& run, const std::vector<WorkUnit>& units, std::vector<BackendSelection>& backends) {
+  std::vector<std::size_t> order(units.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  if (backends.size() > 1) {
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return units[a].bytes > units[b].bytes; });
+  }
   std::atomic<std::size_t> next{0};
   std::atomic<bool> failed{false};
   std::exception_ptr first_error;
   std::mutex error_mutex;
   const auto worker = [&](Backend& backend) {
     for (;;) {
-      const std::size_t i = next.fetch_add(1);
-      if (failed.load() || i >= units.size()) return;
+      const std::size_t k = next.fetch_add(1);
+      if (failed.load() || k >= units.size()) return;
+      const std::size_t i = order[k];
       try {
         run.unit(i, units[i], backend);
       } catch (...) {
@@ -296,6 +309,21 @@ void run_units(TreeRun& run, const std::vector<WorkUnit>& units, std::vector<Bac
     for (std::thread& t : threads) t.join();
   }
   if (first_error) std::rethrow_exception(first_error);
+}
+
+// How many files a run works on at once. --jobs 0 (the default) picks: one file's pipeline
+// leaves cores idle (planning, checksums and writing are serial), and on 2 cores 2 jobs of one
+// thread did trees of 1 MiB files and of 256 MiB files 1.4-1.7x faster than one job of two
+// threads (bench/RESULTS.md). More jobs hold more batches in memory, and on a GPU 8 jobs did
+// no better than 4: at most 4, and at most one per core and per unit. --devices asks for at
+// least one job per device.
+unsigned tree_jobs(const QuantizeFlags& f, std::size_t units) {
+  unsigned jobs = f.jobs;
+  if (jobs == 0) {
+    const unsigned cores = f.backend.threads != 0 ? f.backend.threads : std::max(1u, std::thread::hardware_concurrency());
+    jobs = static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>({units, cores, 4})));
+  }
+  return std::max(jobs, static_cast<unsigned>(f.devices.size()));
 }
 
 // One backend per job; CPU threads are shared out among the jobs, jobs among --devices, and
@@ -360,7 +388,8 @@ void check_checkpoints_readable(std::vector<WorkUnit>& units, const QuantizeOpti
 
 }  // namespace
 
-int run_quantize_tree(const QuantizeFlags& f, const QuantizeOptions& options) {
+int run_quantize_tree(const QuantizeFlags& given, const QuantizeOptions& options) {
+  QuantizeFlags f = given;  // with the number of jobs decided below
   const bool quiet = f.quiet || f.json == "-";
   std::error_code ec;
   if (fs::exists(f.output, ec) && !fs::is_directory(f.output, ec)) {
@@ -392,18 +421,20 @@ int run_quantize_tree(const QuantizeFlags& f, const QuantizeOptions& options) {
 
   make_folder(f.output);
   remove_stale_temps(units);
+  f.jobs = tree_jobs(f, units.size());
   std::vector<BackendSelection> backends = make_backends(f, quiet);
   const std::size_t total = output_count(units);
   if (!quiet && shard) {
     fmt::print(stderr, "wq-gpu: shard {}/{} (from {}): {} of {} files\n", shard->index, shard->count, shard->source,
                total, output_count(plan.units));
   }
-  TreeRun run(f, options, settings, journal, units.size(), total);
+  std::uint64_t total_bytes = 0;
+  for (const WorkUnit& u : units) total_bytes += u.bytes;
+  TreeRun run(f, options, settings, journal, units.size(), total, total_bytes);
   try {
     run_units(run, units, backends);
   } catch (const Error& e) {
     finish_progress();
-    if (f.jobs > 1 && !f.quiet && isatty(STDERR_FILENO)) fmt::print(stderr, "\n");
     const std::string resume = fmt::format("{} of {} files are finished and recorded in {}; run the same command "
                                            "again to resume",
                                            run.finished_count(), total, journal.path());
@@ -414,7 +445,6 @@ int run_quantize_tree(const QuantizeFlags& f, const QuantizeOptions& options) {
     throw Error(e.code(), std::string(e.what()) + "\n" + resume);
   }
   finish_progress();
-  if (f.jobs > 1 && !f.quiet && isatty(STDERR_FILENO)) fmt::print(stderr, "\n");
   const ojson report = tree_report_json(run.rows(), settings_json(options));
   if (f.json == "-") {
     fmt::print("{}\n", report.dump(2));

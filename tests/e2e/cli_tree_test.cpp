@@ -89,9 +89,10 @@ class cli_tree : public cli {
     return args;
   }
 
-  /// A clean, uninterrupted run into `output`; returns its files.
+  /// A clean, uninterrupted run into `output`, one file at a time (the other tests run with
+  /// the default, which is two jobs with --threads 2); returns its files.
   std::map<std::string, Bytes> clean_run(const std::string& output) {
-    const RunResult r = run(quantize_args(output, {"-q"}));
+    const RunResult r = run(quantize_args(output, {"-q", "--jobs", "1"}));
     EXPECT_EQ(r.status, kOk) << r;
     return tree_bytes(output);
   }
@@ -300,6 +301,14 @@ TEST_F(cli_tree, JobsInParallelGiveTheSameTreeAndResume) {
   ASSERT_EQ(r.status, kOk) << r;
   EXPECT_TRUE(tree_bytes(output) == clean);
   EXPECT_TRUE(contains(r.out, "9 written, 0 up to date")) << r;
+  // The default (--jobs 0: here two jobs, one per --threads) too.
+  const std::string by_default = dir_ / "parallel-default";
+  const RunResult d = run(quantize_args(by_default, {"--jobs", "0"}));
+  ASSERT_EQ(d.status, kOk) << d;
+  EXPECT_TRUE(tree_bytes(by_default) == clean);
+  // The report keeps the tree's order whatever order the jobs finished in.
+  EXPECT_LT(d.out.find("config.json"), d.out.find("student_net.wq.safetensors")) << d;
+  EXPECT_LT(d.out.find("student_net.wq.safetensors"), d.out.find("sub/README.md")) << d;
   // Killed with three files in flight, then resumed.
   const std::string killed_output = dir_ / "parallel-killed";
   RunOptions kill;
