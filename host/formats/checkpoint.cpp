@@ -24,7 +24,7 @@ constexpr const char* kSupported =
 
 class SafetensorsCheckpoint final : public CheckpointReader {
  public:
-  explicit SafetensorsCheckpoint(const std::string& path) : file_(path) {
+  explicit SafetensorsCheckpoint(detail::MappedFile file) : file_(std::move(file)) {
     format_ = file_.metadata().count("wq") != 0 ? "wq" : "safetensors";
     for (const detail::SafetensorsEntry& e : file_.entries()) {
       tensors_.push_back(TensorInfo{e.name, e.dtype, e.shape});
@@ -90,11 +90,12 @@ FileKind classify_file(const std::string& path) {
 
 std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path) {
   // Sniff the first bytes through a mapping; a file of another format never gets parsed as
-  // safetensors (and gets an error that says what is supported).
-  const detail::MappedFile probe(path);
+  // safetensors (and gets an error that says what is supported). A safetensors reader keeps
+  // the probe's mapping: mapping a small file again costs as much as reading its header.
+  detail::MappedFile probe(path);
   const std::byte* head = probe.data();
   const std::size_t size = probe.size();
-  if (detail::SafetensorsFile::sniff(head, size)) return std::make_unique<SafetensorsCheckpoint>(path);
+  if (detail::SafetensorsFile::sniff(head, size)) return std::make_unique<SafetensorsCheckpoint>(std::move(probe));
   if (detail::sniff_npy(head, size)) return detail::open_npy(path);
   if (size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) {
     return detail::sniff_npz(path) ? detail::open_npz(path) : detail::open_torch_zip(path);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <set>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -37,7 +38,10 @@ bool SafetensorsFile::sniff(const std::byte* data, std::uint64_t size) {
   return n >= 2 && n <= kMaxHeaderBytes && static_cast<char>(data[8]) == '{';
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
+SafetensorsFile::SafetensorsFile(const std::string& path) : SafetensorsFile(MappedFile(path)) {}
+
+SafetensorsFile::SafetensorsFile(MappedFile file) : file_(std::move(file)) {
+  const std::string& path = file_.path();
   const std::uint64_t size = file_.size();
   if (size < 8) bad(path, "file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
   const std::uint64_t n = read_u64_le(file_.data());

@@ -33,6 +33,8 @@ class SafetensorsFile {
   /// Maps and validates `path`. Throws Error(kInputMissing) or Error(kBadFormat) naming the
   /// file and, where it applies, the tensor.
   explicit SafetensorsFile(const std::string& path);
+  /// The same over a file already mapped (by open_checkpoint()'s format probe).
+  explicit SafetensorsFile(MappedFile file);
 
   /// Whether the bytes look like the start of a safetensors file (a plausible header length
   /// followed by '{'); says nothing about validity.
