@@ -140,9 +140,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const std::string small_dir = dir + "/wq_bench_small_files";
   try {
     const wq::QuantSpec spec = bench_spec();
-    const std::string small_dir = dir + "/wq_bench_small_files";
+    // The backend first: without one there is nothing to generate files for.
+    wq::BackendSelection probe = wq::make_backend(options);
+    if (!probe.notice.empty()) std::printf("%s\n", probe.notice.c_str());
     fs::remove_all(small_dir);
     fs::create_directories(small_dir);
     const auto input = [&](int i) { return small_dir + "/m" + std::to_string(i) + ".safetensors"; };
@@ -153,8 +156,6 @@ int main(int argc, char** argv) {
       for (int i = 0; i < files; ++i) fs::remove(output(i));
     };
 
-    wq::BackendSelection probe = wq::make_backend(options);
-    if (!probe.notice.empty()) std::printf("%s\n", probe.notice.c_str());
     std::printf("backend: %s; %u cores; %d files of %.2f MB in %s, 4-bit group 64\n",
                 probe.backend->description().c_str(), cores, files, file_bytes / 1e6, small_dir.c_str());
 
@@ -228,6 +229,8 @@ int main(int argc, char** argv) {
     fs::remove_all(small_dir);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_small_files: %s\n", e.what());
+    std::error_code ignored;
+    fs::remove_all(small_dir, ignored);
     return 1;
   }
   return 0;
