@@ -10,6 +10,7 @@
 #include <thread>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <set>
 
@@ -194,13 +195,16 @@ class TreeRun {
       return false;
     }
     make_folder(parent_folder(f.output));
-    const FileIdentity input = input_identity(f.input, options_.cancel);
+    // The journal's checksum of the input is a pass of its own over the file: it runs beside
+    // the quantization (which reads the same pages) instead of before it.
+    std::future<FileIdentity> input =
+        std::async(std::launch::async, input_identity, std::cref(f.input), options_.cancel);
     QuantizeOptions options = options_;
     options.on_progress = progress_for(job, f);
     const QuantizeReport report = quantize_file(f.input, f.output, *job.backend, options);
     if (flags_.jobs <= 1) finish_progress();
     const FileRow row = row_of(report, f.rel_input, f.rel_output);
-    journal(f, "container", input, settings_, row);
+    journal(f, "container", input.get(), settings_, row);
     finished(job, row);
     return true;
   }
