@@ -5,6 +5,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <thread>
+#include <algorithm>
 
 #include <fmt/core.h>
 
@@ -69,6 +71,11 @@ std::function<void(const Progress&)> progress_printer(const std::string& label, 
                                                        : p.current_tensor;
     draw_progress_line(fmt::format("{} {:5.1f}%  {:.2f} GB/s  {}", label, 100.0 * fraction, rate, tensor));
   };
+}
+
+unsigned metadata_threads(std::size_t files) {
+  const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  return static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>({cores, 8, files})));
 }
 
 void draw_progress_line(const std::string& text) {

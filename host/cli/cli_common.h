@@ -31,6 +31,10 @@ void install_signal_handlers();
 
 /// A progress callback: a self-updating line on a terminal, nothing otherwise.
 std::function<void(const Progress&)> progress_printer(const std::string& label, bool quiet);
+/// Threads for a pass over many files' headers (a stat, a mapping and a parse each): every
+/// core, at most 8, at most one per file.
+unsigned metadata_threads(std::size_t files);
+
 /// Draws `text` as the terminal's updating progress line (replacing the one before).
 void draw_progress_line(const std::string& text);
 /// Ends the progress line, if one was drawn.

@@ -24,6 +24,7 @@
 #include "cli/tree_walk.h"
 #include "cli/work_shard.h"
 #include "container/checksum.h"
+#include "cpu/thread_pool.h"
 #include "formats/sharded_safetensors.h"
 #include "io/atomic_file.h"
 #include "pipeline/output_path.h"
@@ -370,10 +371,23 @@ namespace {
 // dict, say) is copied unchanged instead, with a note; shards of an index still must be read.
 void check_checkpoints_readable(std::vector<WorkUnit>& units, const QuantizeOptions& options,
                                 const QuantizeFlags& f, const std::string& output_root, bool quiet) {
-  for (WorkUnit& u : units) {
-    if (u.kind == UnitKind::kCopy) continue;
+  // Opened on several threads (a tree of thousands of small files spends long on this);
+  // judged in the units' order, so the first unreadable file is the one reported.
+  std::vector<std::exception_ptr> failures(units.size());
+  detail::ThreadPool pool(metadata_threads(units.size()));
+  pool.parallel_for(units.size(), [&](std::size_t i) {
+    if (units[i].kind == UnitKind::kCopy) return;
     try {
-      plan_quantize(u.file.input, options);
+      plan_quantize(units[i].file.input, options);
+    } catch (...) {
+      failures[i] = std::current_exception();
+    }
+  });
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    WorkUnit& u = units[i];
+    if (!failures[i]) continue;
+    try {
+      std::rethrow_exception(failures[i]);
     } catch (const Error& e) {
       const bool copyable = e.code() == ErrorCode::kBadFormat || e.code() == ErrorCode::kUnsupported;
       if (!copyable || u.kind != UnitKind::kQuantize) throw;

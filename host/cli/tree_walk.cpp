@@ -1,11 +1,14 @@
 #include "cli/tree_walk.h"
 
 #include <algorithm>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <set>
 #include <system_error>
 
+#include "cli/cli_common.h"
+#include "cpu/thread_pool.h"
 #include "formats/sharded_safetensors.h"
 #include "pipeline/sharded_output.h"
 #include "wq/checkpoint.h"
@@ -46,6 +49,26 @@ struct Found {
   std::string rel;  ///< relative to the output root, '/'-separated
 };
 
+// Every file's kind, on several threads: each is a stat, a mapping and a header parse, which
+// add up over a tree of thousands of small files. The first error in the files' order is
+// thrown, as one thread would.
+std::vector<FileKind> classify_all(const std::vector<Found>& files) {
+  std::vector<FileKind> kinds(files.size(), FileKind::kOther);
+  std::vector<std::exception_ptr> errors(files.size());
+  detail::ThreadPool pool(metadata_threads(files.size()));
+  pool.parallel_for(files.size(), [&](std::size_t i) {
+    try {
+      kinds[i] = classify_file(files[i].path.string());
+    } catch (...) {
+      errors[i] = std::current_exception();
+    }
+  });
+  for (const std::exception_ptr& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  return kinds;
+}
+
 class Walker {
  public:
   Walker(std::string output_root, TreePlan* plan) : root_(std::move(output_root)), plan_(plan) {}
@@ -59,7 +82,9 @@ class Walker {
     for (; it != end; it.increment(ec)) {
       if (ec) throw Error(ErrorCode::kInputMissing, folder.string() + ": cannot read: " + ec.message());
       const fs::path& p = it->path();
-      const std::string rel = join(prefix, fs::relative(p, folder).generic_string());
+      // Lexically: the path under the folder, as found. (fs::relative() resolves links, which
+      // put a linked file's output beside its target, and costs system calls per file.)
+      const std::string rel = join(prefix, p.lexically_relative(folder).generic_string());
       if (is_our_bookkeeping(p.filename().string())) continue;
       // A git clone's history (with LFS, a second copy of every checkpoint) is not part of the
       // model, and copied beside quantized files it would describe other files.
@@ -91,7 +116,7 @@ class Walker {
     // Shard indexes first, so that their shards are not also taken one by one.
     std::set<std::string> shard_paths;
     std::vector<std::pair<Found, FileKind>> kinds;
-    for (const Found& f : files_) kinds.emplace_back(f, classify_file(f.path.string()));
+    for (const FileKind kind : classify_all(files_)) kinds.emplace_back(files_[kinds.size()], kind);
     for (const auto& [f, kind] : kinds) {
       if (kind != FileKind::kShardIndex) continue;
       const detail::ShardIndex index = detail::read_shard_index(f.path.string());
@@ -109,7 +134,8 @@ class Walker {
       plan_->units.push_back(std::move(unit));
     }
     for (const auto& [f, kind] : kinds) {
-      if (kind == FileKind::kShardIndex || shard_paths.count(fs::weakly_canonical(f.path).string()) != 0) continue;
+      if (kind == FileKind::kShardIndex) continue;
+      if (!shard_paths.empty() && shard_paths.count(fs::weakly_canonical(f.path).string()) != 0) continue;
       WorkUnit unit;
       unit.kind = kind == FileKind::kCheckpoint ? UnitKind::kQuantize : UnitKind::kCopy;
       unit.file = make_file(f, kind == FileKind::kCheckpoint ? container_name_for(f.path.filename().string(), false)

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <string_view>
+#include <utility>
 
 #include "formats/safetensors_file.h"
 #include "formats/numpy_reader.h"
@@ -73,11 +74,19 @@ FileKind classify_file(const std::string& path) {
     throw Error(ErrorCode::kInputMissing, path + ": cannot read: " + std::strerror(errno));
   }
   if (st.st_size == 0) return FileKind::kOther;  // nothing to map, and no format is empty
-  const detail::MappedFile probe(path);
+  detail::MappedFile probe(path);
   const std::byte* head = probe.data();
   const std::size_t size = probe.size();
   if (detail::SafetensorsFile::sniff(head, size)) {
-    return is_wq_container(path) ? FileKind::kContainer : FileKind::kCheckpoint;
+    // A container is a safetensors file with "wq" metadata; the header is read through the
+    // probe's mapping (mapping the file again would cost as much as the parse, per file of a
+    // tree). A malformed header is a checkpoint here: reading it says what is wrong.
+    try {
+      return detail::SafetensorsFile(std::move(probe)).metadata().count("wq") != 0 ? FileKind::kContainer
+                                                                                     : FileKind::kCheckpoint;
+    } catch (const Error&) {
+      return FileKind::kCheckpoint;
+    }
   }
   if (detail::sniff_npy(head, size)) return FileKind::kCheckpoint;
   if (size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) {

@@ -375,6 +375,29 @@ TEST_F(cli_tree, GitDataAndOurLeftoversAreNotInputs) {
   EXPECT_TRUE(contains(r.err, ".git: git repository data, not copied")) << r;
 }
 
+TEST_F(cli_tree, ALinkInsideTheTreeIsMirroredWhereTheLinkIs) {
+  // A linked file's container goes where the link is, named after the link, with the target's
+  // tensors: links/arrays-link.npz -> ../sub/deep/arrays.npz was once written beside its
+  // target, as sub/deep/arrays-link.wq.safetensors.
+  fs::create_symlink("deep/../model.pt", in_ + "/sub/alias.pt");
+  fs::create_directories(in_ + "/links");
+  fs::create_symlink("../sub/deep/arrays.npz", in_ + "/links/arrays-link.npz");
+  const std::string output = dir_ / "model-wq";
+  const RunResult r = run(quantize_args(output, {"--jobs", "1"}));
+  ASSERT_EQ(r.status, kOk) << r;
+  const std::map<std::string, Bytes> files = tree_bytes(output);
+  ASSERT_EQ(files.count("sub/alias.wq.safetensors"), 1u) << r;
+  ASSERT_EQ(files.count("links/arrays-link.wq.safetensors"), 1u) << r;
+  EXPECT_EQ(files.count("sub/deep/arrays-link.wq.safetensors"), 0u) << r;  // not beside its target
+  EXPECT_TRUE(contains(r.out, "links/arrays-link.wq.safetensors")) << r;
+  // The same tensors as the target's container (the containers differ only in the source
+  // file name they record).
+  const RunResult a = run({"inspect", output + "/links/arrays-link.wq.safetensors"});
+  const RunResult b = run({"inspect", output + "/sub/deep/arrays.wq.safetensors"});
+  ASSERT_EQ(a.status, kOk) << a;
+  EXPECT_EQ(a.out.substr(a.out.find('\n')), b.out.substr(b.out.find('\n')));
+}
+
 TEST_F(cli_tree, DryRunPrintsThePlanAndWritesNothing) {
   const std::string output = dir_ / "model-wq";
   const RunResult r = run(quantize_args(output, {"--dry-run", "--rule", "a.*=bits:4,group:8", "--keep", "b.*"}));
