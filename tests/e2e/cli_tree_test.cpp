@@ -1,5 +1,6 @@
 // End-to-end: tree mode of `wq-gpu quantize` (folders in, a mirrored folder out), its journal
 // and resume after SIGKILL/SIGINT, --shard and the Slurm environment, rules and --dry-run.
+#include <chrono>
 #include <map>
 #include <set>
 
@@ -180,6 +181,27 @@ TEST_F(cli_tree, RerunIsUpToDateAndChangesNothing) {
   const RunResult forced = run(quantize_args(output, {"--bits", "4", "--force"}));
   ASSERT_EQ(forced.status, kOk) << forced;
   EXPECT_TRUE(contains(forced.out, "9 written, 0 up to date")) << forced;
+}
+
+TEST_F(cli_tree, AnInputTouchedButUnchangedIsUpToDateByItsChecksum) {
+  const std::string output = dir_ / "model-wq";
+  ASSERT_EQ(run(quantize_args(output, {"-q"})).status, kOk);
+  // A new mtime, the same bytes (a copy without -p, a checkout): the journal's XXH3 of the
+  // input decides, for a file of one batch and for a sharded checkpoint's shard.
+  const auto later = fs::file_time_type::clock::now() + std::chrono::hours(1);
+  for (const char* name : {"student_net.safetensors", "sub/model.pt", "sharded/model-00002-of-00002.safetensors"}) {
+    fs::last_write_time(in_ + "/" + name, later);
+  }
+  const RunResult touched = run(quantize_args(output));
+  ASSERT_EQ(touched.status, kOk) << touched;
+  EXPECT_TRUE(contains(touched.out, "0 written, 9 up to date")) << touched;
+  // The same size and a new mtime, but other bytes: redone.
+  Bytes bytes = read_file(in_ + "/student_net.safetensors");
+  bytes.back() = static_cast<char>(bytes.back() ^ 1);
+  write_file(in_ + "/student_net.safetensors", bytes);
+  const RunResult changed = run(quantize_args(output));
+  ASSERT_EQ(changed.status, kOk) << changed;
+  EXPECT_TRUE(contains(changed.out, "1 written, 8 up to date")) << changed;
 }
 
 TEST_F(cli_tree, SigkillAnywhereThenRerunGivesTheCleanBytes) {
