@@ -13,6 +13,7 @@
 
 #include "container/checksum.h"
 #include "io/mapped_file.h"
+#include "pipeline/input_checksum.h"
 #include "wq/error.h"
 
 namespace wq::cli {
@@ -62,19 +63,6 @@ std::optional<FileIdentity> stat_identity(const std::string& path) {
 // Through a mapping, not read(): no copy of every byte into a buffer first (the hash is an extra
 // pass over each input; on 1,000 files of 1 MiB the copy was a tenth of the run). Pages are
 // handed back as they are hashed, so a large input does not grow the resident set.
-std::string hash_file(const std::string& path, const std::atomic<bool>* cancel) {
-  const detail::MappedFile file(path);
-  detail::Xxh3 hash;
-  constexpr std::uint64_t kChunk = 8u << 20;
-  for (std::uint64_t offset = 0; offset < file.size(); offset += kChunk) {
-    if (cancel != nullptr && cancel->load()) throw Error(ErrorCode::kInterrupted, "interrupted");
-    const std::uint64_t length = std::min(kChunk, file.size() - offset);
-    hash.update(file.data() + offset, length);
-    file.release(offset, length);
-  }
-  return hash.hex();
-}
-
 Journal::Journal(std::string output_root, std::string file_name)
     : root_(std::move(output_root)), path_(root_ + "/" + file_name) {
   std::error_code ec;
@@ -127,7 +115,7 @@ const JournalEntry* Journal::done(const std::string& output, const std::string& 
   if (!in || in->size != e.input_id.size) return nullptr;
   if (in->mtime_ns == e.input_id.mtime_ns) return &e;
   // Touched but perhaps not changed (a copy that kept the bytes, a checkout): the hash decides.
-  return !e.input_id.xxh3.empty() && hash_file(input_path, cancel) == e.input_id.xxh3 ? &e : nullptr;
+  return !e.input_id.xxh3.empty() && detail::checksum_file(input_path, cancel) == e.input_id.xxh3 ? &e : nullptr;
 }
 
 void Journal::append(const JournalEntry& entry) {

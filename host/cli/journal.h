@@ -28,10 +28,6 @@ struct FileIdentity {
 /// stat() of `path`, nullopt when it does not exist.
 std::optional<FileIdentity> stat_identity(const std::string& path);
 
-/// XXH3-64 of the whole file, 16 hex digits. Polls `cancel` between 1 MiB reads. Throws
-/// Error(kInputMissing) or Error(kInterrupted).
-std::string hash_file(const std::string& path, const std::atomic<bool>* cancel);
-
 struct JournalEntry {
   std::string output;       ///< relative to the output root: the key
   std::string kind;         ///< "container", "index" or "copy"

@@ -10,7 +10,6 @@
 #include <thread>
 #include <cstdlib>
 #include <filesystem>
-#include <future>
 #include <map>
 #include <set>
 
@@ -27,6 +26,7 @@
 #include "cpu/thread_pool.h"
 #include "formats/sharded_safetensors.h"
 #include "io/atomic_file.h"
+#include "pipeline/input_checksum.h"
 #include "pipeline/output_path.h"
 #include "pipeline/sharded_output.h"
 #include "wq/error.h"
@@ -68,7 +68,7 @@ void make_folder(const std::string& folder) {
 FileIdentity input_identity(const std::string& path, const std::atomic<bool>* cancel) {
   std::optional<FileIdentity> id = stat_identity(path);
   if (!id) throw Error(ErrorCode::kInputMissing, path + ": no such file");
-  id->xxh3 = hash_file(path, cancel);
+  id->xxh3 = detail::checksum_file(path, cancel);
   return *id;
 }
 
@@ -196,16 +196,16 @@ class TreeRun {
       return false;
     }
     make_folder(parent_folder(f.output));
-    // The journal's checksum of the input is a pass of its own over the file: it runs beside
-    // the quantization (which reads the same pages) instead of before it.
-    std::future<FileIdentity> input =
-        std::async(std::launch::async, input_identity, std::cref(f.input), options_.cancel);
+    std::optional<FileIdentity> input = stat_identity(f.input);
+    if (!input) throw Error(ErrorCode::kInputMissing, f.input + ": no such file");
     QuantizeOptions options = options_;
     options.on_progress = progress_for(job, f);
+    options.checksum_input = true;  // the journal's checksum, as the file is read: one pass
     const QuantizeReport report = quantize_file(f.input, f.output, *job.backend, options);
+    input->xxh3 = report.input_xxh3;
     if (flags_.jobs <= 1) finish_progress();
     const FileRow row = row_of(report, f.rel_input, f.rel_output);
-    journal(f, "container", input.get(), settings_, row);
+    journal(f, "container", *input, settings_, row);
     finished(job, row);
     return true;
   }

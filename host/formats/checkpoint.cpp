@@ -43,6 +43,9 @@ class SafetensorsCheckpoint final : public CheckpointReader {
   }
 
   void release(std::size_t index) override { file_.release(file_.entries().at(index)); }
+  std::span<const std::byte> mapped_bytes() const noexcept override {
+    return {file_.file().data(), file_.file().size()};
+  }
 
  private:
   detail::SafetensorsFile file_;

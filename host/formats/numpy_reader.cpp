@@ -46,6 +46,7 @@ class NpyCheckpoint final : public CheckpointReader {
   const std::string& path() const noexcept override { return file_.path(); }
   const std::string& format() const noexcept override { return format_; }
   std::uint64_t file_bytes() const noexcept override { return file_.size(); }
+  std::span<const std::byte> mapped_bytes() const noexcept override { return {file_.data(), file_.size()}; }
   const std::vector<TensorInfo>& tensors() const noexcept override { return tensors_; }
 
   TensorView tensor(std::size_t index) override {

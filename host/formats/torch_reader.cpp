@@ -320,6 +320,10 @@ class TorchLegacyCheckpoint final : public TorchCheckpoint {
     file_.release(offset, bytes);
   }
 
+ public:
+  std::span<const std::byte> mapped_bytes() const noexcept override { return {file_.data(), file_.size()}; }
+
+ private:
   MappedFile file_;
   std::size_t object_start_ = 0;
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> records_;  // offset, bytes

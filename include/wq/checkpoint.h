@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,10 @@ class CheckpointReader {
   virtual TensorView tensor(std::size_t index) = 0;
   /// Tells the reader tensor `index` will not be read again, so its pages can leave memory.
   virtual void release(std::size_t index) = 0;
+
+  /// The whole file as the reader has it mapped, for a checksum of the input that shares the
+  /// reader's pages; empty where the reader does not map the file whole (zip formats).
+  virtual std::span<const std::byte> mapped_bytes() const noexcept { return {}; }
 };
 
 /// Opens a checkpoint, recognising its format by content (never by name). Throws

@@ -50,6 +50,9 @@ struct QuantizeOptions {
   std::function<void(const Progress&)> on_progress;
   /// When set and it becomes true, the operation stops with Error(kInterrupted).
   const std::atomic<bool>* cancel = nullptr;
+  /// Also compute QuantizeReport::input_xxh3, the input file's checksum, as the file is read
+  /// (cheaper than a pass of its own: the pages are read once).
+  bool checksum_input = false;
 };
 
 /// What happened to one tensor.
@@ -74,6 +77,7 @@ struct QuantizeReport {
   std::string format;
   std::uint64_t input_bytes = 0;   ///< size of the input file
   std::uint64_t output_bytes = 0;  ///< size of the output file
+  std::string input_xxh3;          ///< XXH3-64 of the input file (16 hex digits) with checksum_input
   double seconds = 0.0;
   std::string backend;
   std::vector<TensorReport> tensors;

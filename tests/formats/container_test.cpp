@@ -7,6 +7,7 @@
 #include "formats/file_support.h"
 #include "formats/safetensors_file.h"
 #include "formats/safetensors_writer.h"
+#include "pipeline/input_checksum.h"
 #include "test_support.h"
 #include "wq/container.h"
 #include "wq/error.h"
@@ -206,6 +207,40 @@ TEST_F(ContainerTest, BadInputsLeaveNoOutputAndAnUntouchedInput) {
   }
   EXPECT_FALSE(std::filesystem::exists(dir_.file("cancelled.safetensors")));
   EXPECT_EQ(dir_.listing().size(), 2u);  // input and the one good output, no temporaries
+}
+
+TEST_F(ContainerTest, TheInputChecksumIsTheFilesXxh3InEveryFormat) {
+  // A file of several batches (16 MiB each at most), raw tensors between encoded ones.
+  const std::string large = dir_.file("large.safetensors");
+  {
+    const std::vector<float> big = test::random_normal(1024 * 4096, 3, 0.05f);
+    const std::vector<float> small = test::random_normal(4096, 4);
+    detail::AtomicFile out(large);
+    detail::SafetensorsWriter w(out, {{"a", DType::kF32, {1024, 4096}}, {"a.bias", DType::kF32, {4096}},
+                                      {"b", DType::kF32, {1024, 4096}}, {"c", DType::kF32, {64, 64}}},
+                                {{"format", "pt"}});
+    w.append(big.data(), big.size() * 4);
+    w.append(small.data(), small.size() * 4);
+    w.append(big.data(), big.size() * 4);
+    w.append(small.data(), small.size() * 4);
+    w.finish();
+    out.commit();
+  }
+  const std::string fixtures = std::string(WQ_TEST_DATA_DIR) + "/fixtures/";
+  options_.checksum_input = true;
+  for (const std::string& path : {input_, large, fixtures + "tiny.npy", fixtures + "tiny.npz",
+                                  fixtures + "tiny_deflated.npz", fixtures + "tiny_legacy.pt", fixtures + "tiny_zip.pt",
+                                  fixtures + "tiny_p2.pdparams"}) {
+    SCOPED_TRACE(path);
+    const QuantizeReport r = quantize_file(path, dir_.file("checksummed.wq.safetensors"), *backend_, options_);
+    const std::string bytes = test::read_bytes(path);
+    detail::Xxh3 one_shot;
+    one_shot.update(bytes.data(), bytes.size());
+    EXPECT_EQ(r.input_xxh3, one_shot.hex());
+    EXPECT_EQ(detail::checksum_file(path, nullptr), one_shot.hex());
+  }
+  options_.checksum_input = false;
+  EXPECT_EQ(quantize_file(input_, output_, *backend_, options_).input_xxh3, "");
 }
 
 }  // namespace
