@@ -1,7 +1,9 @@
 #include "pipeline/input_checksum.h"
 
 #include <algorithm>
+#include <cstdint>
 
+#include "container/checksum.h"
 #include "io/mapped_file.h"
 #include "wq/error.h"
 
@@ -28,27 +30,24 @@ std::string checksum_file(const std::string& path, const std::atomic<bool>* canc
   return hash.hex();
 }
 
-InputChecksum::InputChecksum(const CheckpointReader& reader, const std::string& path,
+InputChecksum::InputChecksum(const CheckpointReader& reader, const std::string& path, bool one_batch,
                              const std::atomic<bool>* cancel)
-    : bytes_(reader.mapped_bytes()), cancel_(cancel) {
-  if (bytes_.empty() && reader.file_bytes() != 0) own_ = std::async(std::launch::async, checksum_file, path, cancel);
-}
-
-void InputChecksum::hash_to(const std::byte* end) {
-  if (bytes_.empty() || end <= bytes_.data() || end > bytes_.data() + bytes_.size()) return;
-  const auto upto = static_cast<std::uint64_t>(end - bytes_.data());
-  while (done_ < upto) {
-    check_interrupted(cancel_);
-    const std::uint64_t length = std::min(kChunk, upto - done_);
-    hash_.update(bytes_.data() + done_, length);
-    done_ += length;
+    : cancel_(cancel) {
+  if (one_batch && (!reader.mapped_bytes().empty() || reader.file_bytes() == 0)) {
+    bytes_ = reader.mapped_bytes();
+  } else {
+    own_ = std::async(std::launch::async, checksum_file, path, cancel);
   }
 }
 
 std::string InputChecksum::finish() {
   if (own_.valid()) return own_.get();
-  hash_to(bytes_.data() + bytes_.size());
-  return hash_.hex();
+  Xxh3 hash;
+  for (std::uint64_t offset = 0; offset < bytes_.size(); offset += kChunk) {
+    check_interrupted(cancel_);
+    hash.update(bytes_.data() + offset, std::min<std::uint64_t>(kChunk, bytes_.size() - offset));
+  }
+  return hash.hex();
 }
 
 }  // namespace wq::detail

@@ -102,12 +102,11 @@ std::size_t batch_end(const std::vector<TensorReport>& tensors, std::size_t firs
 
 // Encodes tensors [first, end) into `arena` with one batched call per encoding; returns each
 // tensor's stored bytes (in the arena, or the input itself for raw tensors) and fills in the
-// reports' error statistics. *input_end: the end of the furthest input of the batch.
+// reports' error statistics.
 std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& backend,
                                            const std::vector<QuantSpec>& specs,
                                            const std::vector<ContainerTensor>& plan, std::vector<TensorReport>& reports,
-                                           std::size_t first, std::size_t end, std::vector<std::byte>* arena,
-                                           const std::byte** input_end) {
+                                           std::size_t first, std::size_t end, std::vector<std::byte>* arena) {
   std::uint64_t bytes = 0;
   for (std::size_t i = first; i < end; ++i) {
     if (plan[i].encoding != Encoding::kRaw) bytes += plan[i].stored_bytes;
@@ -121,7 +120,6 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
   for (std::size_t i = first; i < end; ++i) {
     const ContainerTensor& t = plan[i];
     const TensorView view = reader.tensor(i);
-    *input_end = std::max(*input_end, view.data + view.nbytes());
     if (t.encoding == Encoding::kRaw) {
       data[i - first] = view.data;
       continue;
@@ -259,10 +257,10 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
     }
   }
 
-  // With checksum_input, the writer hashes each batch's input after it (see InputChecksum);
-  // the encoded tensors' pages are then released after that, not right after encoding.
   std::optional<detail::InputChecksum> checksum;
-  if (options.checksum_input) checksum.emplace(*reader, input, options.cancel);
+  if (options.checksum_input) {
+    checksum.emplace(*reader, input, batch_end(report.tensors, 0) == tensor_count, options.cancel);
+  }
 
   detail::AtomicFile out(output);
   const detail::Metadata header_meta = {{"format", "pt"}, {"wq", detail::metadata_json(metadata)}};
@@ -280,10 +278,9 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
     if (writing.valid()) writing.get();  // rethrows a write error
     if (written.first == written.second) return;
     for (std::size_t i = written.first; i < written.second; ++i) {
-      // Raw tensors were written straight from the input (and all were hashed, with a
-      // checksum): their pages can go now. (Releases happen on this thread: readers need not
-      // be thread-safe.)
-      if (metadata.tensors[i].encoding == Encoding::kRaw || checksum) reader->release(i);
+      // Raw tensors were written straight from the input; their pages can go now. (Releases
+      // happen on this thread: readers need not be thread-safe.)
+      if (metadata.tensors[i].encoding == Encoding::kRaw) reader->release(i);
       progress.bytes_done += report.tensors[i].input_bytes;
       progress.current_tensor = metadata.tensors[i].name;
     }
@@ -295,22 +292,20 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
     for (std::size_t next = 0, which = 0; next < tensor_count; which ^= 1) {
       detail::check_cancel(options.cancel);
       const std::size_t end = batch_end(report.tensors, next);
-      const std::byte* input_end = nullptr;
       std::vector<const std::byte*> data = encode_batch(*reader, backend, plans.specs, metadata.tensors, report.tensors,
-                                                        next, end, &arenas[which], &input_end);
+                                                        next, end, &arenas[which]);
       // A file that is one batch (most small files) has nothing to overlap and is unmapped
       // as a whole next: its pages are not released one by one, and it is written here
       // rather than on a thread of its own (a thread and a madvise per tensor were a tenth of
       // the time of a 1 MiB file).
       const bool only_batch = next == 0 && end == tensor_count;
       // An encoded tensor's input is not needed any more: drop its pages before the next batch.
-      for (std::size_t i = next; i < end && !only_batch && !checksum; ++i) {
+      for (std::size_t i = next; i < end && !only_batch; ++i) {
         if (metadata.tensors[i].encoding != Encoding::kRaw) reader->release(i);
       }
       finish_writing();
       written = {next, end};
-      auto write_batch = [&metadata, &writer, &checksum, data = std::move(data), first = next, end, input_end] {
-        if (checksum) checksum->hash_to(input_end);
+      auto write_batch = [&metadata, &writer, data = std::move(data), first = next, end] {
         for (std::size_t i = first; i < end; ++i) {
           ContainerTensor& t = metadata.tensors[i];
           detail::Xxh3 hash;

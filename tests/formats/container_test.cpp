@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "container/checksum.h"
 #include "formats/file_support.h"
 #include "formats/safetensors_file.h"
 #include "formats/safetensors_writer.h"
