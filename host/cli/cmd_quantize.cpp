@@ -168,8 +168,8 @@ CommandRunner add_quantize_command(CLI::App& app) {
                   "from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX + WQ_SHARD_COUNT");
   cmd->add_option("--jobs", flags->jobs,
                   "Tree mode: N files at once, each with its own backend (the CPU threads are shared "
-                  "out among them); 0 = up to 4, at most one per core and per file (several files at "
-                  "once keep the cores busy: one file's planning, checksums and writing are serial)")
+                  "out among them); 0 = up to 4, at most one per core and per file (several small files at "
+                  "once keep the cores busy: each file's opening, planning and writing are serial)")
       ->check(CLI::Range(0u, 256u))->capture_default_str();
   cmd->add_option("--devices", flags->devices,
                   "Tree mode: CUDA devices to use, e.g. 0,1,2,3: one backend per device (at least "

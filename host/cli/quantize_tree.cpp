@@ -316,12 +316,12 @@ void run_units(TreeRun& run, const std::vector<WorkUnit>& units, std::vector<Bac
   if (first_error) std::rethrow_exception(first_error);
 }
 
-// How many files a run works on at once. --jobs 0 (the default) picks: one file's pipeline
-// leaves cores idle (planning, checksums and writing are serial), and on 2 cores 2 jobs of one
-// thread did trees of 1 MiB files and of 256 MiB files 1.4-1.7x faster than one job of two
-// threads (bench/RESULTS.md). More jobs hold more batches in memory, and on a GPU 8 jobs did
-// no better than 4: at most 4, and at most one per core and per unit. --devices asks for at
-// least one job per device.
+// How many files a run works on at once. --jobs 0 (the default) picks: a small file's opening,
+// planning and writing are serial, so one file at a time leaves cores idle; on 2 cores 2 jobs
+// of one thread did 1000 files of 1 MiB 1.5-1.6x faster than one job of two threads, and
+// 256 MiB files as fast (bench/RESULTS.md). More jobs hold more batches in memory, and on a
+// GPU 8 workers did no better than 4: at most 4, and at most one per core and per unit.
+// --devices asks for at least one job per device.
 unsigned tree_jobs(const QuantizeFlags& f, std::size_t units) {
   unsigned jobs = f.jobs;
   if (jobs == 0) {

@@ -116,7 +116,8 @@ class Walker {
     // Shard indexes first, so that their shards are not also taken one by one.
     std::set<std::string> shard_paths;
     std::vector<std::pair<Found, FileKind>> kinds;
-    for (const FileKind kind : classify_all(files_)) kinds.emplace_back(files_[kinds.size()], kind);
+    const std::vector<FileKind> file_kinds = classify_all(files_);
+    for (std::size_t i = 0; i < files_.size(); ++i) kinds.emplace_back(files_[i], file_kinds[i]);
     for (const auto& [f, kind] : kinds) {
       if (kind != FileKind::kShardIndex) continue;
       const detail::ShardIndex index = detail::read_shard_index(f.path.string());
