@@ -16,8 +16,11 @@
 // The large-file rate the issue compares with is quantize_file() of one G GB checkpoint of
 // [4096, 4096] tensors, through one backend with every core.
 //
+// With --cli WQ_GPU, also what a user runs: `WQ_GPU quantize DIR -o OUT --backend B -q` over
+// the same files (tree mode, its default --jobs), wall time of the whole command, median of 3.
+//
 // usage: bench_small_files [--backend auto|cpu|cuda] [--device N] [--dir DIR] [--files N]
-//                          [--workers 1,2,4,8] [--large-gb G]
+//                          [--workers 1,2,4,8] [--large-gb G] [--cli PATH]
 //   DIR (default /dev/shm) should be a tmpfs, so that a disk is not what is measured.
 #include <algorithm>
 #include <atomic>
@@ -28,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -112,6 +116,7 @@ int main(int argc, char** argv) {
   std::string kind_name = "auto", dir = "/dev/shm";
   int device = 0, files = 1000;
   double large_gb = 2;
+  std::string cli;
   std::vector<unsigned> worker_counts = {1, 2, 4, 8};
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
@@ -126,6 +131,7 @@ int main(int argc, char** argv) {
     else if (flag == "--files") files = std::max(1, std::atoi(value.c_str()));
     else if (flag == "--workers") worker_counts = parse_list(value);
     else if (flag == "--large-gb") large_gb = std::atof(value.c_str());
+    else if (flag == "--cli") cli = value;
     else {
       std::fprintf(stderr, "bench_small_files: unknown flag %s\n", flag.c_str());
       return 2;
@@ -226,6 +232,24 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
     std::printf("(ms/file: the time each worker spends on one file)\n");
+
+    if (!cli.empty()) {
+      remove_outputs();  // the tree is the inputs alone
+      const std::string tree_out = dir + "/wq_bench_small_files_tree";
+      const std::string command = "'" + cli + "' quantize '" + small_dir + "' -o '" + tree_out + "' --backend " +
+                                  kind_name + " --device " + std::to_string(device) + " --bits 4 --granularity group --group-size 64 -q";
+      int status = 0;
+      const double s = median_seconds(3, [&] {
+        fs::remove_all(tree_out);
+        status = std::max(status, std::system(command.c_str()));
+      });
+      fs::remove_all(tree_out);
+      if (status != 0) throw std::runtime_error("the CLI failed (status " + std::to_string(status) + "): " + command);
+      const double rate = files * file_bytes / s / 1e9;
+      std::printf("\nCLI, tree mode, default --jobs: %.3f s, %.2f GB/s", s, rate);
+      if (large_rate > 0) std::printf(", %.0f%% of the large-file rate", 100 * rate / large_rate);
+      std::printf("\n  %s\n", command.c_str());
+    }
     fs::remove_all(small_dir);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_small_files: %s\n", e.what());

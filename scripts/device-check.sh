@@ -43,7 +43,8 @@ if has bench; then
 step "bench_cuda"
 timeout 110 ./bench/bench_cuda --dir /dev/shm --gb 8 --small-files 1000 2>&1 | tee "$out/bench_cuda.txt"
 step "bench_small_files (host share against backend share, by workers)"
-timeout 90 ./bench/bench_small_files --backend cuda --dir /dev/shm --files 1000 --workers 1,2,4,8,16 --large-gb 2 2>&1 |
+timeout 100 ./bench/bench_small_files --backend cuda --dir /dev/shm --files 1000 --workers 1,2,4,8,16 --large-gb 2 \
+  --cli ./host/wq-gpu 2>&1 |
   tee "$out/bench_small_files.txt"
 fi
 
