@@ -168,10 +168,8 @@ std::unique_ptr<ContainerReader> ContainerReader::open(const std::string& path) 
 
 bool is_wq_container(const std::string& path) {
   try {
-    const detail::MappedFile probe(path);
-    if (!SafetensorsFile::sniff(probe.data(), probe.size())) return false;
-    return SafetensorsFile(path).metadata().count("wq") != 0;
-  } catch (const Error&) {
+    return SafetensorsFile::has_metadata(detail::MappedFile(path), "wq");
+  } catch (const Error&) {  // cannot be opened
     return false;
   }
 }

@@ -81,15 +81,11 @@ FileKind classify_file(const std::string& path) {
   const std::byte* head = probe.data();
   const std::size_t size = probe.size();
   if (detail::SafetensorsFile::sniff(head, size)) {
-    // A container is a safetensors file with "wq" metadata; the header is read through the
-    // probe's mapping (mapping the file again would cost as much as the parse, per file of a
-    // tree). A malformed header is a checkpoint here: reading it says what is wrong.
-    try {
-      return detail::SafetensorsFile(std::move(probe)).metadata().count("wq") != 0 ? FileKind::kContainer
-                                                                                     : FileKind::kCheckpoint;
-    } catch (const Error&) {
-      return FileKind::kCheckpoint;
-    }
+    // The header is read through the probe's mapping (mapping the file again would cost as
+    // much as the parse, per file of a tree). A malformed header is a checkpoint here: reading
+    // it says what is wrong.
+    return detail::SafetensorsFile::has_metadata(std::move(probe), "wq") ? FileKind::kContainer
+                                                                          : FileKind::kCheckpoint;
   }
   if (detail::sniff_npy(head, size)) return FileKind::kCheckpoint;
   if (size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) {

@@ -40,6 +40,15 @@ bool SafetensorsFile::sniff(const std::byte* data, std::uint64_t size) {
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : SafetensorsFile(MappedFile(path)) {}
 
+bool SafetensorsFile::has_metadata(MappedFile file, const std::string& key) {
+  if (!sniff(file.data(), file.size())) return false;
+  try {
+    return SafetensorsFile(std::move(file)).metadata().count(key) != 0;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 SafetensorsFile::SafetensorsFile(MappedFile file) : file_(std::move(file)) {
   const std::string& path = file_.path();
   const std::uint64_t size = file_.size();

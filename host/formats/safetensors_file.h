@@ -40,6 +40,10 @@ class SafetensorsFile {
   /// followed by '{'); says nothing about validity.
   static bool sniff(const std::byte* data, std::uint64_t size);
 
+  /// Whether the mapped file is a valid safetensors file whose header metadata has `key`
+  /// ("wq": a WQ container); false for anything else. Parses through the given mapping.
+  static bool has_metadata(MappedFile file, const std::string& key);
+
   const MappedFile& file() const noexcept { return file_; }
   const std::string& path() const noexcept { return file_.path(); }
   /// Entries in the order of their data in the file.
