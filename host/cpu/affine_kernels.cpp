@@ -125,7 +125,7 @@ WQ_INLINE void quantize_run(const std::byte* src, std::uint64_t begin, std::uint
     if constexpr (D == DType::kF32 && L == 8) {  // only ever compiled into the AVX2 entry points
       const F32Run run{begin, end, p, reciprocal};
       quantize_runs_f32_avx2(src, &run, 1, max_code, codes, begin, 4 * std::max<std::uint64_t>(n, kPrefetchElements),
-                             &first.signal[0], &first.error[0], &first.max_error[0], &i);
+                             lane_data(&first.signal), lane_data(&first.error), lane_data(&first.max_error), &i);
     }
     for (; i + 2 * L <= n; i += 2 * L) {
       __builtin_prefetch(ahead + kElementBytes<D> * i);
@@ -335,8 +335,8 @@ WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeo
       for (int b = 0; b < count; ++b) runs[b] = F32Run{starts[b], ends[b], params[k + b], reciprocal[b]};
       const std::uint64_t span = ends[count - 1] - starts[0];
       quantize_runs_f32_avx2(src, runs, count, max_code, chunk_codes, begin,
-                             4 * std::max<std::uint64_t>(span, kPrefetchElements), &stats.signal[0], &stats.error[0],
-                             &stats.max_error[0], done);
+                             4 * std::max<std::uint64_t>(span, kPrefetchElements), lane_data(&stats.signal), lane_data(&stats.error),
+                             lane_data(&stats.max_error), done);
     }
     for (int b = 0; b < count; ++b) {  // what the batch call left: short tails, unusual scales, other dtypes
       const std::uint64_t s = starts[b] + done[b];
@@ -369,8 +369,8 @@ GroupFailure quantize_uniform_groups(DType dtype, const std::byte* src, const Gr
   for (std::uint64_t k = first_group; k < last_group; k += step) {
     const std::uint64_t n = std::min(step, last_group - k);
     const UniformGroupsResult r = quantize_uniform_groups_avx2(
-        dtype, src + element_bytes * k * size, n, size, bits, f16_params, params + k, out + (k - first_group) * size / 8 * bits, &stats.signal[0],
-        &stats.error[0], &stats.max_error[0]);
+        dtype, src + element_bytes * k * size, n, size, bits, f16_params, params + k, out + (k - first_group) * size / 8 * bits, lane_data(&stats.signal),
+        lane_data(&stats.error), lane_data(&stats.max_error));
     stats.fold_into(local, r.done * size);
     if (r.done < n) {
       const std::uint64_t failed = k + r.done;
@@ -466,8 +466,8 @@ void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& g
       for (; done < span_end;) {  // binary32 sums folded into binary64 every kBlock elements
         const std::uint64_t n = std::min<std::uint64_t>(span_end - done, kBlock);
         quantize_span_avx2(D, src + kElementBytes<D> * done, n, params[0], reciprocal, f16_params, bits,
-                           codes + done / 8 * static_cast<std::uint64_t>(bits), &lanes.signal[0], &lanes.error[0],
-                           &lanes.max_error[0]);
+                           codes + done / 8 * static_cast<std::uint64_t>(bits), lane_data(&lanes.signal), lane_data(&lanes.error),
+                           lane_data(&lanes.max_error));
         lanes.fold_into(&local, n);
         done += n;
       }

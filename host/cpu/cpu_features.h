@@ -1,6 +1,8 @@
 // Which of the CPU kernels' instruction-set clones may run on this machine.
 #pragma once
 
+#include <cpuid.h>
+
 #include <cstdlib>
 
 #include "wq/tensor.h"
@@ -16,9 +18,14 @@ inline bool use_avx2() {
 }
 
 /// F16C (vcvtph2ps) present too: the float16 loads of the AVX2 kernels. Every AVX2 CPU known
-/// has it, but it is its own CPUID bit.
+/// has it, but it is its own CPUID bit (leaf 1, ECX bit 29). Read with cpuid itself: clang 16's
+/// __builtin_cpu_supports does not know "f16c", and the OS's AVX state is already implied by
+/// use_avx2().
 inline bool use_f16c() {
-  static const bool has = use_avx2() && __builtin_cpu_supports("f16c");
+  static const bool has = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return use_avx2() && __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+  }();
   return has;
 }
 

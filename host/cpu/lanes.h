@@ -51,6 +51,12 @@ WQ_INLINE Lanes<8>::Byte low_bytes(Lanes<8>::Int v) {
   std::memcpy(&b, &v, sizeof b);
   return __builtin_shufflevector(b, b, 0, 4, 8, 12, 16, 20, 24, 28);
 }
+/// The lanes as an array of floats, for kernels that take a float* (clang refuses the address
+/// of a vector element, &v[0]).
+template <typename V>
+WQ_INLINE float* lane_data(V* v) {
+  return reinterpret_cast<float*>(v);
+}
 template <int L>
 using IntLanes = typename Lanes<L>::Int;
 template <int L>

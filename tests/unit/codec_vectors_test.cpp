@@ -59,10 +59,10 @@ TEST(CodecVectors, EveryCaseMatchesTheIndependentImplementation) {
   for (const nlohmann::json& c : vectors["cases"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
     const VectorResult r = run_codec(c);
-    EXPECT_EQ(to_hex(r.codes.data(), r.codes.size()), c["codes_hex"]);
-    EXPECT_EQ(to_hex(r.scales.data(), r.scales.size() * 4), c["scale_f32_hex"]);
-    EXPECT_EQ(to_hex(r.mins.data(), r.mins.size() * 4), c["min_f32_hex"]);
-    EXPECT_EQ(to_hex(r.decoded.data(), r.decoded.size() * 4), c["decoded_f32_hex"]);
+    EXPECT_EQ(to_hex(r.codes.data(), r.codes.size()), c["codes_hex"].get<std::string>());
+    EXPECT_EQ(to_hex(r.scales.data(), r.scales.size() * 4), c["scale_f32_hex"].get<std::string>());
+    EXPECT_EQ(to_hex(r.mins.data(), r.mins.size() * 4), c["min_f32_hex"].get<std::string>());
+    EXPECT_EQ(to_hex(r.decoded.data(), r.decoded.size() * 4), c["decoded_f32_hex"].get<std::string>());
   }
 }
 
