@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "container/checksum.h"
+#include "core/checked_math.h"
 #include "wq/codec/pack.h"
 #include "wq/error.h"
 
@@ -93,10 +94,11 @@ ContainerMetadata parse_metadata_json(const std::string& text, const std::string
   try {
     if (!root.is_object()) bad(path, "metadata is not a JSON object");
     if (!root.contains("version") || !root["version"].is_number_integer()) bad(path, "no version");
-    m.version = root["version"].get<int>();
-    if (m.version != 1) {
-      bad(path, "container version " + std::to_string(m.version) + " is not supported (this wq reads version 1)");
+    // Compared as the 64-bit integer the JSON holds: get<int>() would truncate 4294967297 to 1.
+    if (!root["version"].is_number_unsigned() || root["version"].get<std::uint64_t>() != 1) {
+      bad(path, "container version " + root["version"].dump() + " is not supported (this wq reads version 1)");
     }
+    m.version = 1;
     m.producer = root.value("producer", "");
     if (root.contains("source") && root["source"].is_object()) {
       const ojson& s = root["source"];
@@ -119,15 +121,19 @@ ContainerMetadata parse_metadata_json(const std::string& text, const std::string
         if (!d.is_number_unsigned()) bad(path, where + " has a shape that is not non-negative integers");
         t.shape.push_back(d.get<std::uint64_t>());
       }
-      element_count(t.shape);
+      if (!checked_tensor_bytes(t.shape, t.dtype)) bad(path, where + " has a shape of more than 2^64 bytes");
       const std::string encoding = e.value("encoding", "");
       const auto enc = parse_encoding(encoding);
       if (!enc) bad(path, where + " has an unknown encoding '" + encoding + "'");
       t.encoding = *enc;
       if (t.encoding == Encoding::kAffine) {
         if (!e.contains("bits") || !e["bits"].is_number_integer()) bad(path, where + " has no bits");
-        t.bits = e["bits"].get<int>();
-        if (t.bits < 1 || t.bits > 8) bad(path, where + " has bits " + std::to_string(t.bits) + " outside 1..8");
+        // Range-checked as the 64-bit integer the JSON holds, before narrowing.
+        const ojson& bits = e["bits"];
+        if (!bits.is_number_unsigned() || bits.get<std::uint64_t>() < 1 || bits.get<std::uint64_t>() > 8) {
+          bad(path, where + " has bits " + bits.dump() + " outside 1..8");
+        }
+        t.bits = static_cast<int>(bits.get<std::uint64_t>());
         if (!e.contains("group_size") || !e["group_size"].is_number_unsigned()) {
           bad(path, where + " has no group_size");
         }

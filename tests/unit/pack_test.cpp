@@ -71,5 +71,23 @@ TEST(Pack, RoundTripEveryWidthAndLength) {
   }
 }
 
+// ceil(n * b / 8) for every n < 2^64: n * b wraps from n = 2^61 on, and a container whose
+// shape claimed such a count passed verification with no code bytes at all.
+TEST(Pack, PackedBytesIsExactForEveryCountUpTo2To64) {
+  __extension__ typedef unsigned __int128 Wide;  // an independent reference: no wrap at all
+  const auto exact = [](std::uint64_t n, int bits) {
+    const Wide total = static_cast<Wide>(n) * static_cast<unsigned>(bits) + 7;
+    return static_cast<std::uint64_t>(total / 8);
+  };
+  std::mt19937_64 rng(13);
+  std::vector<std::uint64_t> counts = {0, 1, 7, 8, 9, 1023, (1ull << 20) + 3, 1ull << 61, (1ull << 61) + 1,
+                                       (1ull << 62) + 5, UINT64_MAX - 7, UINT64_MAX};
+  for (int i = 0; i < 1000; ++i) counts.push_back(rng() >> (rng() % 64));
+  for (const std::uint64_t n : counts) {
+    for (int bits = 1; bits <= 8; ++bits) ASSERT_EQ(codec::packed_bytes(n, bits), exact(n, bits)) << n << " x " << bits;
+  }
+  EXPECT_EQ(codec::packed_bytes(1ull << 61, 8), 1ull << 61);  // (2^61 * 8 + 7) / 8 was 0
+}
+
 }  // namespace
 }  // namespace wq

@@ -11,9 +11,12 @@
 
 namespace wq::codec {
 
-/// Bytes taken by n codes of b bits: ceil(n * b / 8).
+/// Bytes taken by n codes of b bits: ceil(n * b / 8), exact for every n < 2^64. Computed as
+/// whole octets of codes (b bytes each) plus the tail, because n * b wraps for n >= 2^61: a
+/// container claiming such a shape must be refused for its missing code bytes, not pass.
 WQ_HD inline std::uint64_t packed_bytes(std::uint64_t n, int bits) {
-  return (n * static_cast<std::uint64_t>(bits) + 7u) / 8u;
+  const std::uint64_t b = static_cast<std::uint64_t>(bits);
+  return n / 8u * b + ((n % 8u) * b + 7u) / 8u;
 }
 
 /// The 8*bits-bit little-endian word that 8 codes (each < 2^b) pack into: code i at bits
