@@ -41,6 +41,15 @@ void add_backend_flags(CLI::App& command, BackendFlags& flags) {
       ->capture_default_str();
 }
 
+void add_read_flags(CLI::App& command, std::uint64_t& max_view_expansion) {
+  command.add_option("--max-view-expansion", max_view_expansion,
+                     "largest dense copy of a PyTorch broadcast view (stride 0 or overlapping strides, "
+                     "as expand() makes), which is larger than the storage it reads, e.g. 2G; every "
+                     "other tensor is at most as large as the file")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("256M");
+}
+
 BackendSelection select_backend(const BackendFlags& flags, bool quiet) {
   BackendOptions options;
   options.kind = flags.backend == "cpu" ? BackendKind::kCpu

@@ -22,6 +22,10 @@ struct BackendFlags {
 /// Adds --backend, --threads, --device and --gpu-memory to a subcommand.
 void add_backend_flags(CLI::App& command, BackendFlags& flags);
 
+/// Adds --max-view-expansion SIZE (ReadOptions::max_expanded_view_bytes) to a subcommand
+/// that reads checkpoints.
+void add_read_flags(CLI::App& command, std::uint64_t& max_view_expansion);
+
 /// Creates the backend the flags ask for; prints make_backend()'s notice unless `quiet`.
 BackendSelection select_backend(const BackendFlags& flags, bool quiet);
 

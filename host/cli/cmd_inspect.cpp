@@ -17,6 +17,7 @@ namespace {
 struct InspectFlags {
   std::string input;
   bool json = false;
+  std::uint64_t max_view_expansion = ReadOptions::kDefaultMaxExpandedViewBytes;
 };
 
 struct Row {
@@ -52,7 +53,9 @@ int run_inspect(const InspectFlags& f) {
       rows.push_back(std::move(r));
     }
   } else {
-    const std::unique_ptr<CheckpointReader> c = open_checkpoint(f.input);
+    ReadOptions read;
+    read.max_expanded_view_bytes = f.max_view_expansion;
+    const std::unique_ptr<CheckpointReader> c = open_checkpoint(f.input, read);
     j["format"] = c->format();
     j["bytes"] = c->file_bytes();
     for (const TensorInfo& t : c->tensors()) {
@@ -104,6 +107,7 @@ CommandRunner add_inspect_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("inspect", "List the tensors of a WQ container or checkpoint");
   cmd->add_option("file", flags->input, "WQ container or checkpoint")->required();
   cmd->add_flag("--json", flags->json, "Print JSON instead of a table");
+  add_read_flags(*cmd, flags->max_view_expansion);
   return [flags] { return run_inspect(*flags); };
 }
 

@@ -181,6 +181,7 @@ CommandRunner add_quantize_command(CLI::App& app) {
                 "Print the report as JSON on stdout instead of the table; --json=FILE writes it to FILE");
   cmd->add_flag("--tensors", flags->per_tensor, "Add one line per tensor to the report (one file)");
   cmd->add_flag("-q,--quiet", flags->quiet, "Print nothing but errors");
+  add_read_flags(*cmd, flags->max_view_expansion);
   add_backend_flags(*cmd, flags->backend);
   return [flags, rules, keeps, cmd] {
     collect_rule_args(*cmd, *flags, *rules, *keeps);

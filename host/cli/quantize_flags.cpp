@@ -16,6 +16,7 @@ QuantizeOptions options_from_flags(const QuantizeFlags& f) {
   options.spec.validate();  // before any file is touched
   options.all = f.all;
   options.keep_nonfinite = f.keep_nonfinite;
+  options.read.max_expanded_view_bytes = f.max_view_expansion;
   // Command-line rules first (in the order given), then the files': first match wins, so the
   // command line can override a shared rules file.
   for (const auto& [kind, text] : f.rule_args) {

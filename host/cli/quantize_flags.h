@@ -36,6 +36,7 @@ struct QuantizeFlags {
   /// --rule and --keep in command-line order, each as ("rule"|"keep", text).
   std::vector<std::pair<std::string, std::string>> rule_args;
   std::vector<std::string> rule_files;
+  std::uint64_t max_view_expansion = ReadOptions::kDefaultMaxExpandedViewBytes;
   BackendFlags backend;
 };
 

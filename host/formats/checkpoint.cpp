@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <set>
 #include <string_view>
 #include <utility>
 
@@ -96,7 +97,9 @@ FileKind classify_file(const std::string& path) {
   return FileKind::kOther;
 }
 
-std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path) {
+namespace {
+
+std::unique_ptr<CheckpointReader> open_by_content(const std::string& path, const ReadOptions& options) {
   // Sniff the first bytes through a mapping; a file of another format never gets parsed as
   // safetensors (and gets an error that says what is supported). A safetensors reader keeps
   // the probe's mapping: mapping a small file again costs as much as reading its header.
@@ -106,12 +109,27 @@ std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path) {
   if (detail::SafetensorsFile::sniff(head, size)) return std::make_unique<SafetensorsCheckpoint>(std::move(probe));
   if (detail::sniff_npy(head, size)) return detail::open_npy(path);
   if (size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) {
-    return detail::sniff_npz(path) ? detail::open_npz(path) : detail::open_torch_zip(path);
+    return detail::sniff_npz(path) ? detail::open_npz(path) : detail::open_torch_zip(path, options);
   }
-  if (detail::is_torch_legacy(head, size)) return detail::open_torch_legacy(path);
+  if (detail::is_torch_legacy(head, size)) return detail::open_torch_legacy(path, options);
   if (detail::looks_like_pickle(head, size)) return detail::open_paddle(path);
   if (detail::looks_like_shard_index(head, size)) return detail::open_sharded_safetensors(path);
   throw Error(ErrorCode::kBadFormat, path + ": not a recognised checkpoint (" + std::string(kSupported) + ")");
+}
+
+}  // namespace
+
+std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path, const ReadOptions& options) {
+  std::unique_ptr<CheckpointReader> reader = open_by_content(path, options);
+  // Pickles can repeat a key, and nested dicts flatten to dotted names that may collide
+  // ({"a.b": x, "a": {"b": y}}): one name, two tensors is a file no output can represent.
+  std::set<std::string_view> names;
+  for (const TensorInfo& t : reader->tensors()) {
+    if (!names.insert(t.name).second) {
+      throw Error(ErrorCode::kBadFormat, path + ": two tensors are named '" + t.name + "'");
+    }
+  }
+  return reader;
 }
 
 }  // namespace wq

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <set>
 
+#include "core/checked_math.h"
 #include "formats/pickle/unpickler.h"
 #include "formats/pickled_ndarray.h"
 #include "formats/state_dict_walk.h"
@@ -85,7 +86,12 @@ class PaddleCheckpoint final : public CheckpointReader {
           std::vector<std::string> slices;
           for (const auto& [field, v] : info->entries) {
             std::vector<std::int64_t> dims;
-            if (field->text == "OriginShape" && pickle::int_tuple(v, &dims)) shape.assign(dims.begin(), dims.end());
+            if (field->text == "OriginShape" && pickle::int_tuple(v, &dims)) {
+              for (std::int64_t d : dims) {
+                if (d < 0) throw Error(ErrorCode::kBadFormat, p + ": big parameter '" + k->text + "' has a negative OriginShape");
+              }
+              shape.assign(dims.begin(), dims.end());
+            }
             if (field->text == "slices" && (v->is(Kind::kList) || v->is(Kind::kTuple))) {
               for (const Value* s : v->items) slices.push_back(s->text);
             }
@@ -100,31 +106,51 @@ class PaddleCheckpoint final : public CheckpointReader {
                                        is_pickled_ndarray(v->items[1]));
     };
     std::map<std::string, PickledArray> slices;
-    walk_state_dict(root, p, is_array, [&](const std::string& name, const Value* v) {
+    std::set<std::string> listed;  // names in infos_, for the order of first appearance
+    walk_state_dict(root, p, arena_, is_array, [&](const std::string& name, const Value* v) {
       if (name.rfind(kNameTable, 0) == 0 || name.rfind(kBigParams, 0) == 0) return;
       const Value* array = v->is(Kind::kTuple) ? v->items[1] : v;  // nested saves: (name, ndarray)
       const PickledArray a = decode_pickled_ndarray(array, p + ": tensor '" + name + "'", true);
-      if (slice_owner.count(name)) {
+      const auto owner = slice_owner.find(name);
+      if (owner != slice_owner.end()) {
         slices[name] = a;
-        const std::string& owner = slice_owner[name];
-        if (std::find(infos_names_.begin(), infos_names_.end(), owner) == infos_names_.end()) {
-          infos_names_.push_back(owner);
-          infos_.push_back(TensorInfo{owner, a.dtype, big[owner].first});
+        if (listed.insert(owner->second).second) {
+          infos_.push_back(TensorInfo{owner->second, a.dtype, big[owner->second].first});
           pieces_.emplace_back();
         }
         return;
       }
-      infos_names_.push_back(name);
+      listed.insert(name);
       infos_.push_back(TensorInfo{name, a.dtype, a.shape});
       pieces_.push_back({a});
     });
     for (std::size_t i = 0; i < infos_.size(); ++i) {
       const auto it = big.find(infos_[i].name);
       if (it == big.end() || !pieces_[i].empty()) continue;
-      for (const std::string& s : it->second.second) {
-        if (!slices.count(s)) throw Error(ErrorCode::kBadFormat, p + ": slice '" + s + "' of '" + infos_[i].name + "' is missing");
-        pieces_[i].push_back(slices[s]);
+      join_slices(infos_[i], it->second.second, slices, &pieces_[i]);
+    }
+  }
+
+  // The slices of a big parameter, in order: each present, of the parameter's dtype, and
+  // together exactly the bytes of its declared shape (so tensor() never reads past a slice).
+  void join_slices(const TensorInfo& info, const std::vector<std::string>& names,
+                   const std::map<std::string, PickledArray>& slices, std::vector<PickledArray>* pieces) const {
+    const std::string where = path() + ": tensor '" + info.name + "'";
+    const std::optional<std::uint64_t> want = checked_tensor_bytes(info.shape, info.dtype);
+    if (!want) throw Error(ErrorCode::kBadFormat, where + ": its OriginShape needs more than 2^64 bytes");
+    std::uint64_t have = 0;
+    for (const std::string& s : names) {
+      const auto slice = slices.find(s);
+      if (slice == slices.end()) throw Error(ErrorCode::kBadFormat, where + ": its slice '" + s + "' is missing");
+      if (slice->second.dtype != info.dtype) {
+        throw Error(ErrorCode::kBadFormat, where + ": its slice '" + s + "' has another dtype than the first");
       }
+      have += slice->second.raw.size();  // each slice lies in the file: no overflow
+      pieces->push_back(slice->second);
+    }
+    if (have != *want) {
+      throw Error(ErrorCode::kBadFormat, where + ": its slices hold " + std::to_string(have) +
+                                             " bytes, its OriginShape and dtype need " + std::to_string(*want));
     }
   }
 
@@ -132,7 +158,6 @@ class PaddleCheckpoint final : public CheckpointReader {
   std::string format_ = "paddle";
   pickle::Arena arena_;  // owns decoded (protocol 2) bytes the views point into
   std::vector<TensorInfo> infos_;
-  std::vector<std::string> infos_names_;
   std::vector<std::vector<PickledArray>> pieces_;
   std::map<std::size_t, std::string> dense_;
 };

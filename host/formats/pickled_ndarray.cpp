@@ -5,6 +5,7 @@
 
 #include <tuple>
 
+#include "core/checked_math.h"
 #include "formats/pickle/unpickler.h"
 #include "formats/strided_copy.h"
 #include "wq/error.h"
@@ -94,10 +95,11 @@ PickledArray decode_pickled_ndarray(const Value* v, const std::string& where, bo
   }
   if (raw == nullptr || !raw->is(Kind::kBytes)) bad(where, "numpy array data is not raw bytes (object arrays are not supported)");
   a.raw = raw->bytes;
-  const std::uint64_t expected = element_count(a.shape) * dtype_size(a.dtype);
-  if (a.raw.size() != expected) {
+  const std::optional<std::uint64_t> expected = checked_tensor_bytes(a.shape, a.dtype);
+  if (!expected) bad(where, "numpy array shape needs more than 2^64 bytes");
+  if (a.raw.size() != *expected) {
     bad(where, "numpy array holds " + std::to_string(a.raw.size()) + " bytes, its shape and dtype need " +
-                   std::to_string(expected));
+                   std::to_string(*expected));
   }
   return a;
 }

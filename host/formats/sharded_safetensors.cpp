@@ -45,11 +45,11 @@ class ShardedCheckpoint final : public CheckpointReader {
         where_.emplace_back(files_.size() - 1, e);
       }
     }
-    if (listed != shard_of.size()) {
+    if (listed != shard_of.size()) {  // a set, not a scan per name: an index may list a million names
+      std::set<std::string_view> found;
+      for (const TensorInfo& t : infos_) found.insert(t.name);
       for (const auto& [name, shard] : index_.weight_map) {
-        bool found = false;
-        for (const TensorInfo& t : infos_) found = found || t.name == name;
-        if (!found) bad(index_.path, "tensor '" + name + "' is not in its shard '" + shard + "'");
+        if (!found.count(name)) bad(index_.path, "tensor '" + name + "' is not in its shard '" + shard + "'");
       }
     }
   }

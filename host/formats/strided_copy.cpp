@@ -5,20 +5,30 @@
 namespace wq::detail {
 
 bool is_contiguous(const std::vector<std::int64_t>& shape, const std::vector<std::int64_t>& stride) {
-  std::int64_t expected = 1;
+  std::uint64_t expected = 1;  // unsigned and checked: the sizes come from a file
   for (std::size_t d = shape.size(); d-- > 0;) {
-    if (shape[d] != 1 && stride[d] != expected) return false;
-    expected *= shape[d];
+    const auto size = static_cast<std::uint64_t>(shape[d]);
+    if (size == 0) return true;  // no elements: nothing to copy, any strides
+    if (size != 1 && static_cast<std::uint64_t>(stride[d]) != expected) return false;
+    if (__builtin_mul_overflow(expected, size, &expected)) return false;
   }
   return true;
 }
 
-std::uint64_t view_extent(const std::vector<std::int64_t>& shape, const std::vector<std::int64_t>& stride) {
+std::optional<std::uint64_t> view_extent(const std::vector<std::int64_t>& shape,
+                                         const std::vector<std::int64_t>& stride) {
+  for (std::int64_t s : shape) {
+    if (s == 0) return 0;
+  }
   std::uint64_t last = 0;
   for (std::size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 0) return 0;
-    last += static_cast<std::uint64_t>(shape[d] - 1) * static_cast<std::uint64_t>(stride[d]);
+    std::uint64_t step = 0;
+    if (__builtin_mul_overflow(static_cast<std::uint64_t>(shape[d] - 1), static_cast<std::uint64_t>(stride[d]), &step) ||
+        __builtin_add_overflow(last, step, &last)) {
+      return std::nullopt;
+    }
   }
+  if (last == UINT64_MAX) return std::nullopt;
   return last + 1;
 }
 

@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 
+#include "core/checked_math.h"
 #include "formats/pickle/unpickler.h"
 #include "formats/state_dict_walk.h"
 #include "formats/strided_copy.h"
@@ -40,18 +41,14 @@ const StorageType* storage_type(const std::string& global) {
   return nullptr;
 }
 
-/// What a persistent id named: one storage of the checkpoint.
-struct Storage {
-  std::string key;
-  std::string type;              // the torch.XStorage symbol
-  std::uint64_t numel = 0;
-  std::uint64_t element_offset = 0;  // legacy storage views: offset into the root storage
-};
-
+/// Where a tensor's elements are: a storage record, a byte offset into it, and the view's
+/// shape and strides (in elements) when it is not dense.
 struct TensorRef {
   std::string storage_key;
   DType dtype = DType::kF32;
-  std::uint64_t offset = 0;  // elements
+  std::uint64_t byte_offset = 0;  // into the storage record; 0 for an empty tensor
+  std::uint64_t dense_bytes = 0;  // element count x element size
+  bool contiguous = true;
   std::vector<std::int64_t> shape, stride;
 };
 
@@ -64,19 +61,22 @@ class TorchCheckpoint : public CheckpointReader {
   const std::vector<TensorInfo>& tensors() const noexcept override { return infos_; }
 
   // A view stays valid until release(index): the storages of unreleased tensors stay loaded
-  // (counted per storage, so shared storages are loaded once while any user is pending).
+  // (counted per storage, so shared storages are loaded once while any user is pending). A
+  // failed call changes nothing, so a retry starts afresh.
   TensorView tensor(std::size_t index) override {
     const TensorRef& t = refs_.at(index);
     const TensorInfo& info = infos_.at(index);
-    const std::size_t element = dtype_size(t.dtype);
     if (auto it = views_.find(index); it != views_.end()) return TensorView{info.name, info.dtype, info.shape, it->second};
-    const std::byte* base = acquire(t.storage_key) + t.offset * element;
-    if (!is_contiguous(t.shape, t.stride)) {
-      std::vector<std::byte>& dense = materialised_[index];
-      dense.resize(element_count(info.shape) * element);
-      copy_strided(base, element, t.shape, t.stride, dense.data());
+    std::vector<std::byte> dense(t.contiguous ? 0 : t.dense_bytes);  // before the storage is counted as used
+    const std::byte* base = storage_bytes(t.storage_key) + t.byte_offset;
+    ++users_[t.storage_key];
+    if (!t.contiguous) {
+      copy_strided(base, dtype_size(t.dtype), t.shape, t.stride, dense.data());
       base = dense.data();
+      materialised_[index] = std::move(dense);  // moving a vector keeps its buffer where it is
     }
+    static constexpr std::byte kNoElements{};  // an empty tensor of an empty record: no null view
+    if (base == nullptr) base = &kNoElements;
     views_[index] = base;
     return TensorView{info.name, info.dtype, info.shape, base};
   }
@@ -108,75 +108,101 @@ class TorchCheckpoint : public CheckpointReader {
         throw Error(ErrorCode::kBadFormat, label + ": persistent id is not a ('storage', type, key, location, numel) tuple");
       }
       Value* v = arena.make(Kind::kObject);
-      if (v == nullptr) throw Error(ErrorCode::kBadFormat, label + ": too many storages");
-      v->text = "torch.storage";
-      v->items = pid->items;
-      Storage s{pid->items[2]->text, pid->items[1]->text, static_cast<std::uint64_t>(pid->items[4]->integer), 0};
-      if (legacy && pid->items[5]->is(Kind::kTuple)) {
-        // An old storage view: (view_key, offset, size) into the root storage `key`.
-        const Value* view = pid->items[5];
-        if (view->items.size() != 3 || !view->items[1]->is(Kind::kInt)) {
-          throw Error(ErrorCode::kBadFormat, label + ": malformed storage view");
-        }
-        s.element_offset = static_cast<std::uint64_t>(view->items[1]->integer);
+      if (v == nullptr || !arena.charge(sizeof(Value*) * pid->items.size())) {
+        throw Error(ErrorCode::kBadFormat, label + ": too many storages");
       }
-      storages_.emplace(s.key, s);
+      v->text = "torch.storage";
+      v->items = pid->items;  // add_tensor() reads type, key and (legacy) view from here
       return v;
     };
     pickle::Unpickler unpickler(pickle_bytes, size, label, arena, persistent_load);
     const Value* root = unpickler.load();
     consumed_ = unpickler.consumed();
     const auto is_tensor = [](const Value* v) { return v->is_object("torch.tensor") || v->is_object("torch.tensor_v3"); };
-    walk_state_dict(root, label, is_tensor, [&](const std::string& name, const Value* v) { add_tensor(name, v, label); });
+    walk_state_dict(root, label, arena, is_tensor, [&](const std::string& name, const Value* v) { add_tensor(name, v, label); });
   }
 
   std::size_t consumed_ = 0;
   std::string path_;
   std::string format_ = "torch";
   std::uint64_t file_bytes_ = 0;
-  std::map<std::string, Storage> storages_;
+  ReadOptions options_;
 
  private:
+  // Checks everything about a tensor that can be checked without its bytes, so that tensor()
+  // only reads what lies inside its storage record: every integer of the pickle is
+  // range-checked and every sum and product is overflow-checked.
   void add_tensor(const std::string& name, const Value* v, const std::string& label) {
     const std::string where = label + ": tensor '" + name + "'";
+    const auto bad = [&](const std::string& what) { return Error(ErrorCode::kBadFormat, where + " " + what); };
     const std::vector<Value*>& a = v->items;
     if (v->is_object("torch.tensor_v3")) {
       throw Error(ErrorCode::kBadFormat, where + " has dtype '" + (a[6]->is(Kind::kGlobal) ? a[6]->text : "?") +
                                              "', which wq does not support");
     }
     if (!a[0]->is_object("torch.storage") || !a[1]->is(Kind::kInt) || a[1]->integer < 0) {
-      throw Error(ErrorCode::kBadFormat, where + " is not built from a storage and an offset");
+      throw bad("is not built from a storage and an offset");
     }
+    const std::vector<Value*>& storage = a[0]->items;  // the persistent id, checked by parse()
     TensorRef t;
-    t.storage_key = a[0]->items[2]->text;
-    const Storage& storage = storages_.at(t.storage_key);
-    const StorageType* type = storage_type(storage.type);
+    t.storage_key = storage[2]->text;
+    const StorageType* type = storage_type(storage[1]->text);
     if (type == nullptr || !type->dtype) {
-      throw Error(ErrorCode::kBadFormat, where + " is stored as '" + storage.type + "', which wq does not support");
+      throw bad("is stored as '" + storage[1]->text + "', which wq does not support");
     }
     t.dtype = *type->dtype;
-    t.offset = static_cast<std::uint64_t>(a[1]->integer) + storage.element_offset;
     if (!pickle::int_tuple(a[2], &t.shape) || !pickle::int_tuple(a[3], &t.stride) || t.shape.size() != t.stride.size()) {
-      throw Error(ErrorCode::kBadFormat, where + " has a malformed size or stride");
+      throw bad("has a malformed size or stride");
     }
     for (std::size_t d = 0; d < t.shape.size(); ++d) {
-      if (t.shape[d] < 0 || t.stride[d] < 0) throw Error(ErrorCode::kBadFormat, where + " has a negative size or stride");
-    }
-    // Every element the view touches must lie inside the storage record.
-    const std::uint64_t record = storage_size(t.storage_key);
-    const std::uint64_t extent = view_extent(t.shape, t.stride);
-    if (extent != 0 && (t.offset + extent) * type->element > record) {
-      throw Error(ErrorCode::kBadFormat, where + " reaches past the end of its storage (" + std::to_string(record) + " bytes)");
+      if (t.shape[d] < 0 || t.stride[d] < 0) throw bad("has a negative size or stride");
     }
     Shape shape(t.shape.begin(), t.shape.end());
-    element_count(shape);
+    const std::optional<std::uint64_t> dense = checked_tensor_bytes(shape, t.dtype);
+    const std::optional<std::uint64_t> extent = view_extent(t.shape, t.stride);
+    if (!dense || !extent) throw bad("has a size or stride too large for 64 bits");
+    t.dense_bytes = *dense;
+    t.contiguous = is_contiguous(t.shape, t.stride);
+    // The elements it may use: the whole record, or an old storage view's (offset, size) of it.
+    const std::uint64_t record = storage_size(t.storage_key);
+    std::uint64_t first = 0, available = record / type->element;
+    const bool storage_view = storage.size() == 6 && storage[5]->is(Kind::kTuple);
+    if (storage_view) {
+      const std::vector<Value*>& view = storage[5]->items;  // (view_key, offset, size), legacy only
+      if (view.size() != 3 || !view[1]->is(Kind::kInt) || !view[2]->is(Kind::kInt) || view[1]->integer < 0 ||
+          view[2]->integer < 0) {
+        throw bad("has a malformed storage view");
+      }
+      first = static_cast<std::uint64_t>(view[1]->integer);
+      const auto size = static_cast<std::uint64_t>(view[2]->integer);
+      if (!range_within(first, size, available)) {
+        throw bad("uses a storage view of elements [" + std::to_string(first) + ", +" + std::to_string(size) +
+                  ") outside its storage of " + std::to_string(available) + " elements");
+      }
+      available = size;
+    }
+    const auto offset = static_cast<std::uint64_t>(a[1]->integer);
+    if (*extent != 0) {
+      if (!range_within(offset, *extent, available)) {
+        throw bad("reaches past the end of its storage: elements [" + std::to_string(offset) + ", +" +
+                  std::to_string(*extent) + ") of " + std::to_string(available) +
+                  (storage_view ? " (a storage view)" : ""));
+      }
+      t.byte_offset = (first + offset) * type->element;  // < record: no overflow
+    }
+    // A broadcast view (stride 0, overlapping strides) is larger than the storage it reads; its
+    // dense copy is what reading it costs, so it is bounded. A file's other tensors are at
+    // most as large as the storage bytes the file holds.
+    if (*dense > *extent * type->element && *dense > options_.max_expanded_view_bytes) {
+      throw Error(ErrorCode::kUnsupported,
+                  where + " is a broadcast view of " + std::to_string(*extent * type->element) +
+                      " storage bytes whose dense copy would take " + std::to_string(*dense) +
+                      " bytes, more than the limit of " + std::to_string(options_.max_expanded_view_bytes) +
+                      " for expanded views (raise it with ReadOptions::max_expanded_view_bytes; wq-gpu: "
+                      "--max-view-expansion SIZE)");
+    }
     infos_.push_back(TensorInfo{name, t.dtype, std::move(shape)});
     refs_.push_back(std::move(t));
-  }
-
-  const std::byte* acquire(const std::string& key) {
-    ++users_[key];
-    return storage_bytes(key);
   }
 
   std::vector<TensorInfo> infos_;
@@ -188,8 +214,9 @@ class TorchCheckpoint : public CheckpointReader {
 
 class TorchZipCheckpoint final : public TorchCheckpoint {
  public:
-  explicit TorchZipCheckpoint(const std::string& path) : zip_(path) {
+  TorchZipCheckpoint(const std::string& path, const ReadOptions& options) : zip_(path) {
     path_ = path;
+    options_ = options;
     const std::vector<std::string>& names = zip_.names();
     if (names.empty()) throw Error(ErrorCode::kBadFormat, path + ": empty zip archive");
     // The top folder is whatever entry 0 says (the file's stem, or "archive"): never assume.
@@ -203,7 +230,7 @@ class TorchZipCheckpoint final : public TorchCheckpoint {
     if (pkl < 0) throw Error(ErrorCode::kBadFormat, path + ": zip archive without data.pkl: not a torch checkpoint");
     file_bytes_ = MappedFile(path).size();
     std::vector<std::byte> pickle_bytes;
-    zip_.read(static_cast<std::size_t>(pkl), &pickle_bytes);
+    zip_.read(static_cast<std::size_t>(pkl), &pickle_bytes, false);
     parse(pickle_bytes.data(), pickle_bytes.size(), path + ":" + prefix_ + "data.pkl", false);
   }
 
@@ -220,9 +247,10 @@ class TorchZipCheckpoint final : public TorchCheckpoint {
     // torch stores every record uncompressed: read it in place, without a copy.
     if (const std::byte* in_place = zip_.stored_data(static_cast<std::size_t>(record(key)))) return in_place;
     auto it = loaded_.find(key);
-    if (it == loaded_.end()) {
-      it = loaded_.emplace(key, std::vector<std::byte>()).first;
-      zip_.read(static_cast<std::size_t>(record(key)), &it->second);
+    if (it == loaded_.end()) {  // read whole before it is kept: a failed read leaves nothing behind
+      std::vector<std::byte> bytes;
+      zip_.read(static_cast<std::size_t>(record(key)), &bytes, false);
+      it = loaded_.emplace(key, std::move(bytes)).first;
     }
     return it->second.data();
   }
@@ -237,8 +265,9 @@ class TorchZipCheckpoint final : public TorchCheckpoint {
 
 class TorchLegacyCheckpoint final : public TorchCheckpoint {
  public:
-  explicit TorchLegacyCheckpoint(const std::string& path) : file_(path) {
+  TorchLegacyCheckpoint(const std::string& path, const ReadOptions& options) : file_(path) {
     path_ = path;
+    options_ = options;
     format_ = "torch-legacy";
     file_bytes_ = file_.size();
     const std::byte* data = file_.data();
@@ -335,12 +364,12 @@ bool is_torch_legacy(const std::byte* data, std::size_t size) {
   return size >= sizeof kLegacyMagic && std::memcmp(data, kLegacyMagic, sizeof kLegacyMagic) == 0;
 }
 
-std::unique_ptr<CheckpointReader> open_torch_zip(const std::string& path) {
-  return std::make_unique<TorchZipCheckpoint>(path);
+std::unique_ptr<CheckpointReader> open_torch_zip(const std::string& path, const ReadOptions& options) {
+  return std::make_unique<TorchZipCheckpoint>(path, options);
 }
 
-std::unique_ptr<CheckpointReader> open_torch_legacy(const std::string& path) {
-  return std::make_unique<TorchLegacyCheckpoint>(path);
+std::unique_ptr<CheckpointReader> open_torch_legacy(const std::string& path, const ReadOptions& options) {
+  return std::make_unique<TorchLegacyCheckpoint>(path, options);
 }
 
 }  // namespace wq::detail

@@ -14,10 +14,10 @@
 namespace wq::detail {
 
 /// A torch zip checkpoint (starts with "PK\x03\x04" and holds <prefix>/data.pkl).
-std::unique_ptr<CheckpointReader> open_torch_zip(const std::string& path);
+std::unique_ptr<CheckpointReader> open_torch_zip(const std::string& path, const ReadOptions& options);
 
 /// A legacy torch checkpoint (starts with the pickled magic number 0x1950a86a20f9469cfc6c).
-std::unique_ptr<CheckpointReader> open_torch_legacy(const std::string& path);
+std::unique_ptr<CheckpointReader> open_torch_legacy(const std::string& path, const ReadOptions& options);
 
 /// True when the first bytes are the legacy format's magic pickle.
 bool is_torch_legacy(const std::byte* data, std::size_t size);

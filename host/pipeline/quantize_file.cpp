@@ -196,7 +196,7 @@ QuantizeReport plan_quantize(const std::string& input, const QuantizeOptions& op
   for (const TensorRule& rule : options.rules) {
     if (!rule.keep) rule.spec.validate();
   }
-  std::unique_ptr<CheckpointReader> reader = open_checkpoint(input);
+  std::unique_ptr<CheckpointReader> reader = open_checkpoint(input, options.read);
   if (reader->format() == "wq") {
     throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it with 'wq-gpu decode')");
   }
@@ -218,7 +218,7 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
     if (!rule.keep) rule.spec.validate();
   }
   detail::check_output_path(input, output);
-  std::unique_ptr<CheckpointReader> reader = open_checkpoint(input);
+  std::unique_ptr<CheckpointReader> reader = open_checkpoint(input, options.read);
   if (reader->format() == "safetensors-sharded") {
     reader.reset();
     return quantize_sharded(input, output, backend, options);

@@ -41,10 +41,23 @@ class CheckpointReader {
   virtual std::span<const std::byte> mapped_bytes() const noexcept { return {}; }
 };
 
+/// Limits on what reading a checkpoint may cost. Every reader keeps its memory within a small
+/// multiple of the file's size plus fixed buffers; what a file may legitimately expand to
+/// beyond that is bounded here.
+struct ReadOptions {
+  /// Default of max_expanded_view_bytes: 256 MiB.
+  static constexpr std::uint64_t kDefaultMaxExpandedViewBytes = 256ull << 20;
+  /// Largest dense copy of a PyTorch view that is larger than the storage bytes it reads (a
+  /// broadcast: stride 0 or overlapping strides, as `expand()` makes). Opening a checkpoint
+  /// with a larger one throws Error(kUnsupported) naming the tensor.
+  std::uint64_t max_expanded_view_bytes = kDefaultMaxExpandedViewBytes;
+};
+
 /// Opens a checkpoint, recognising its format by content (never by name). Throws
 /// Error(kInputMissing) when it cannot be opened, Error(kBadFormat) when it is not a valid
-/// checkpoint of a supported format (the message lists the supported formats).
-std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path);
+/// checkpoint of a supported format (the message lists the supported formats), and
+/// Error(kUnsupported) when it exceeds a limit of `options`.
+std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path, const ReadOptions& options = {});
 
 /// What a file is, judged by content with the tests open_checkpoint() makes, but without
 /// parsing it: cheap enough to run on every file of a model folder.

@@ -53,6 +53,8 @@ struct QuantizeOptions {
   /// Also compute QuantizeReport::input_xxh3, the input file's checksum, as the file is read
   /// (cheaper than a pass of its own: the pages are read once).
   bool checksum_input = false;
+  /// Limits on reading the input (open_checkpoint()).
+  ReadOptions read;
 };
 
 /// What happened to one tensor.

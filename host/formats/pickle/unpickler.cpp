@@ -73,7 +73,9 @@ bool valid_utf8(std::string_view s) {
 Unpickler::Unpickler(const std::byte* data, std::size_t size, std::string label, Arena& arena,
                      PersistentLoad persistent_load)
     : data_(data), size_(size), label_(std::move(label)), arena_(arena),
-      persistent_load_(std::move(persistent_load)) {}
+      persistent_load_(std::move(persistent_load)) {
+  arena_.grant(kFixedBudgetBytes + kBudgetPerInputByte * static_cast<std::uint64_t>(size));
+}
 
 void Unpickler::fail(const std::string& what) const {
   throw Error(ErrorCode::kBadFormat, label_ + ": " + what + " (at byte " + std::to_string(pos_) + ")");
@@ -81,8 +83,17 @@ void Unpickler::fail(const std::string& what) const {
 
 Value* Unpickler::make(Kind kind) {
   Value* v = arena_.make(kind);
-  if (v == nullptr) fail("pickle has too many values");
+  if (v == nullptr) fail("pickle has too many values or needs more memory than a pickle of its size may");
   return v;
+}
+
+void Unpickler::charge(std::uint64_t bytes) {
+  if (!arena_.charge(bytes)) fail("pickle needs more memory than a pickle of its size may (it repeats its parts too often)");
+}
+
+void Unpickler::charge_slots(std::uint64_t count, std::uint64_t slot_bytes) {
+  if (count > UINT64_MAX / slot_bytes) fail("pickle needs more memory than a pickle of its size may");
+  charge(count * slot_bytes);
 }
 
 const std::byte* Unpickler::take(std::size_t n) {
@@ -120,6 +131,7 @@ std::vector<Value*> Unpickler::pop_mark() {
   if (marks_.empty()) fail("pickle has no MARK to pop to");
   const std::size_t mark = marks_.back();
   marks_.pop_back();
+  charge_slots(stack_.size() - mark);  // they land in a list, a tuple or a dict
   std::vector<Value*> items(stack_.begin() + static_cast<std::ptrdiff_t>(mark), stack_.end());
   stack_.resize(mark);
   return items;
@@ -127,6 +139,7 @@ std::vector<Value*> Unpickler::pop_mark() {
 
 Value* Unpickler::text_value(std::size_t n) {
   const std::byte* p = take(n);
+  charge(n);
   Value* v = make(Kind::kStr);
   v->text.assign(reinterpret_cast<const char*>(p), n);
   if (!valid_utf8(v->text)) fail("pickle string is not valid UTF-8");
@@ -155,6 +168,7 @@ Value* Unpickler::reduce(Value* callable, Value* args) {
   if (!callable->is(Kind::kGlobal) || !args->is(Kind::kTuple)) fail("REDUCE on something that is not a known symbol");
   const std::vector<Value*>& a = args->items;
   const auto object = [&](const char* tag) {
+    charge_slots(a.size());  // a copy of the arguments: the same tuple may be passed many times
     Value* v = make(Kind::kObject);
     v->text = tag;
     v->items = a;
@@ -165,6 +179,7 @@ Value* Unpickler::reduce(Value* callable, Value* args) {
     Value* d = make(Kind::kDict);
     if (a.empty()) return d;
     if (a.size() == 1 && a[0]->is(Kind::kList)) {
+      charge_slots(a[0]->items.size(), sizeof(d->entries[0]));
       for (Value* pair : a[0]->items) {
         if (!pair->is(Kind::kTuple) || pair->items.size() != 2) fail("OrderedDict of something other than pairs");
         d->entries.emplace_back(pair->items[0], pair->items[1]);
@@ -195,24 +210,25 @@ Value* Unpickler::reduce(Value* callable, Value* args) {
   if (f == "_codecs.encode" && a.size() == 2 && a[0]->is(Kind::kStr) && a[1]->is(Kind::kStr) &&
       (a[1]->text == "latin1" || a[1]->text == "latin-1")) {
     // Protocol 2 stores bytes as a str of code points 0..255, UTF-8 encoded: narrow it back.
-    Value* v = make(Kind::kBytes);
     const std::string& s = a[0]->text;
-    v->owned.reserve(s.size());
+    charge(s.size());
+    Value* v = make(Kind::kBytes);
+    v->text.reserve(s.size());
     for (std::size_t i = 0; i < s.size();) {
       const auto c = static_cast<unsigned char>(s[i]);
       if (c < 0x80) {
-        v->owned.push_back(static_cast<char>(c));
+        v->text.push_back(static_cast<char>(c));
         i += 1;
       } else if ((c >> 5) == 6 && i + 1 < s.size()) {
         const unsigned code = ((c & 0x1fu) << 6) | (static_cast<unsigned char>(s[i + 1]) & 0x3fu);
         if (code > 0xff) fail("latin1 text holds a code point above 255");
-        v->owned.push_back(static_cast<char>(code));
+        v->text.push_back(static_cast<char>(code));
         i += 2;
       } else {
         fail("latin1 text holds a code point above 255");
       }
     }
-    v->bytes = v->owned;
+    v->bytes = v->text;
     return v;
   }
   if ((f == "builtins.bytes" || f == "__builtin__.bytes" || f == "builtins.bytearray" ||
@@ -302,6 +318,7 @@ Value* Unpickler::load() {
       case 'T': case 'U': {  // BINSTRING, SHORT_BINSTRING (Python 2 str): kept as text
         const std::size_t n = static_cast<std::size_t>(read_le(op == 'T' ? 4 : 1));
         const std::byte* p = take(n);
+        charge_slots(n, 2);  // latin1 -> UTF-8 takes up to two bytes per byte
         Value* v = make(Kind::kStr);
         for (std::size_t i = 0; i < n; ++i) {  // latin1 -> UTF-8
           const auto c = static_cast<unsigned char>(p[i]);
@@ -326,6 +343,7 @@ Value* Unpickler::load() {
         break;
       }
       case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
+        charge_slots(op - 0x84u);
         Value* v = make(Kind::kTuple);
         v->items.resize(op - 0x84u);
         for (std::size_t i = v->items.size(); i-- > 0;) v->items[i] = pop();
@@ -343,6 +361,7 @@ Value* Unpickler::load() {
         Value* item = pop();
         Value* list = top();
         if (!list->is(Kind::kList)) fail("APPEND to something that is not a list");
+        charge_slots(1);
         list->items.push_back(item);
         break;
       }
@@ -368,6 +387,7 @@ Value* Unpickler::load() {
         Value* key = pop();
         Value* dict = top();
         if (!dict->is(Kind::kDict)) fail("SETITEM on something that is not a dict");
+        charge_slots(1, sizeof(dict->entries[0]));
         dict->entries.emplace_back(key, value);
         break;
       }
@@ -414,7 +434,10 @@ Value* Unpickler::load() {
       case 'q': case 'r': case 0x94: {  // BINPUT, LONG_BINPUT, MEMOIZE
         const std::size_t index = op == 0x94 ? memo_.size() : static_cast<std::size_t>(read_le(op == 'q' ? 1 : 4));
         if (index >= kMaxMemo || index > size_) fail("pickle memo index too large");
-        if (index >= memo_.size()) memo_.resize(index + 1, nullptr);
+        if (index >= memo_.size()) {
+          charge_slots(index + 1 - memo_.size());
+          memo_.resize(index + 1, nullptr);
+        }
         memo_[index] = top();
         break;
       }

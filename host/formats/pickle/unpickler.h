@@ -22,7 +22,16 @@ using PersistentLoad = std::function<Value*(Value* pid)>;
 
 class Unpickler {
  public:
-  /// `label` names the input in errors ("model.pt:archive/data.pkl").
+  /// Memory budget a pickle grants its arena: kFixedBudgetBytes plus kBudgetPerInputByte for
+  /// each of its bytes. The densest real pickles measured need 32 bytes per byte (2000 tiny
+  /// arrays pickled at protocol 4, or a torch data.pkl of 2000 tensors with short names;
+  /// docs/input-limits.md), a third of the budget; a pickle that needs more than the budget
+  /// (one that refers to its own parts over and over) is refused as malformed.
+  static constexpr std::uint64_t kFixedBudgetBytes = 32ull << 20;
+  static constexpr std::uint64_t kBudgetPerInputByte = 96;
+
+  /// `label` names the input in errors ("model.pt:archive/data.pkl"). Grants `arena` the
+  /// budget for `size` bytes of pickle.
   Unpickler(const std::byte* data, std::size_t size, std::string label, Arena& arena,
             PersistentLoad persistent_load = {});
 
@@ -36,6 +45,9 @@ class Unpickler {
  private:
   [[noreturn]] void fail(const std::string& what) const;
   Value* make(Kind kind);
+  /// Counts `bytes` (a string, `count` list slots) against the arena's budget or fails.
+  void charge(std::uint64_t bytes);
+  void charge_slots(std::uint64_t count, std::uint64_t slot_bytes = sizeof(Value*));
   const std::byte* take(std::size_t n);
   std::uint64_t read_le(std::size_t n);
   Value* pop();
