@@ -203,6 +203,7 @@ class TempDir {
 struct RunResult {
   int status = -1;  ///< exit status; 128 + signal when killed by a signal
   bool timed_out = false;
+  std::uint64_t max_rss_bytes = 0;  ///< the child's peak resident set (getrusage's ru_maxrss)
   std::string out;
   std::string err;
 };
@@ -260,7 +261,9 @@ inline RunResult run_wq(const std::vector<std::string>& args, const std::string&
   const auto deadline = started + std::chrono::seconds(options.timeout_s);
   bool killed = false;
   for (;;) {
-    const pid_t done = ::waitpid(pid, &wstatus, WNOHANG);
+    rusage usage{};
+    const pid_t done = ::wait4(pid, &wstatus, WNOHANG, &usage);
+    if (done == pid) r.max_rss_bytes = static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;
     if (done == pid || (done < 0 && errno != EINTR)) break;
     if (options.kill_after_ms && !killed &&
         std::chrono::steady_clock::now() >= started + std::chrono::milliseconds(*options.kill_after_ms)) {

@@ -5,7 +5,10 @@
 #include <sstream>
 
 #include "formats/file_support.h"
+#include "formats/pickle/unpickler.h"
 #include "formats/python_fixture.h"
+#include "formats/state_dict_walk.h"
+#include "formats/zip_reader.h"
 #include "wq/checkpoint.h"
 #include "wq/error.h"
 
@@ -84,6 +87,16 @@ pickle.dump(big, open('big.pdparams', 'wb'), protocol=2)
 ref('big.pdparams', [('w', 'F32', [6, 4], w.tobytes()), ('b', 'F32', [3], big['b'].tobytes())])
 pickle.dump({'model': {'fc': ('linear_1.w_0', w)}, 'epoch': 2}, open('nested.pdparams', 'wb'), protocol=4)
 ref('nested.pdparams', [('model.fc', 'F32', [6, 4], w.tobytes())])
+# Broadcast views (expand: stride 0), read as their dense copies.
+bc = collections.OrderedDict([('b', torch.arange(3.).expand(500, 3)), ('row', torch.arange(4.).expand(1, 4)),
+                              ('col', torch.arange(2.).reshape(2, 1).expand(2, 6))])
+torch.save(bc, 'broadcast.pt'); ref('broadcast.pt', torch_items(bc))
+# Many tensors with short names: the densest pickles, for the unpickler's memory budget.
+many = collections.OrderedDict((str(i), torch.zeros(2, 2)) for i in range(2000))
+torch.save(many, 'many.pt')
+for proto in (2, 4):
+    pickle.dump({'p%d' % i: np.zeros((2, 2), np.float32) for i in range(2000)}, open('many_p%d.pdparams' % proto, 'wb'),
+                protocol=proto)
 bf = (rng.standard_normal((2, 8)).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
 pickle.dump({'bf': bf}, open('bf16.pdparams', 'wb'), protocol=4); ref('bf16.pdparams', [('bf', 'BF16', [2, 8], bf.tobytes())])
 print('made')
@@ -145,12 +158,57 @@ TEST_P(FrameworkFiles, EveryTensorMatchesWhatTheFrameworkSaved) {
 INSTANTIATE_TEST_SUITE_P(Files, FrameworkFiles,
                          ::testing::Values("zip.pt", "legacy.pt", "nested.pth", "module.pt", "p2.pdparams",
                                            "p4.pdparams", "p5.pdparams", "big.pdparams", "nested.pdparams",
-                                           "bf16.pdparams"),
+                                           "bf16.pdparams", "broadcast.pt"),
                          [](const auto& param_info) {
                            std::string n = param_info.param;
                            for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return n;
                          });
+
+TEST_F(FrameworkFiles, BroadcastViewsLargerThanTheLimitAreRefusedByName) {
+  ReadOptions small;
+  small.max_expanded_view_bytes = 1000;  // 'b' is 6000 bytes from 12; 'row' and 'col' fit
+  try {
+    open_checkpoint(dir_->file("broadcast.pt"), small);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("tensor 'b'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("6000"), std::string::npos) << e.what();
+  }
+  small.max_expanded_view_bytes = 6000;
+  EXPECT_EQ(open_checkpoint(dir_->file("broadcast.pt"), small)->tensors().size(), 3u);
+}
+
+// The unpickler's budget (host/formats/pickle/unpickler.h) against the densest real pickles:
+// what loading and walking them charges stays below half of it, so a real checkpoint is never
+// refused for its memory.
+TEST_F(FrameworkFiles, RealPicklesUseLessThanHalfTheMemoryBudget) {
+  const auto charged = [](const std::string& bytes, const std::string& label) {
+    detail::pickle::Arena arena;
+    detail::pickle::Unpickler u(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(), label, arena,
+                                [&](detail::pickle::Value* pid) { return pid; });
+    const detail::pickle::Value* root = u.load();
+    std::size_t leaves = 0;
+    detail::walk_state_dict(root, label, arena, [](const detail::pickle::Value* v) {
+      return v->is_object("torch.tensor") || v->is_object("numpy.ndarray");
+    }, [&](const std::string&, const detail::pickle::Value*) { ++leaves; });
+    EXPECT_EQ(leaves, 2000u) << label;
+    return static_cast<double>(arena.used()) / static_cast<double>(bytes.size());
+  };
+  detail::ZipReader zip(dir_->file("many.pt"));
+  std::vector<std::byte> pkl;
+  zip.read(static_cast<std::size_t>(zip.find("many/data.pkl")), &pkl, false);
+  const std::vector<std::pair<std::string, std::string>> pickles = {
+      {"many.pt:data.pkl", std::string(reinterpret_cast<const char*>(pkl.data()), pkl.size())},
+      {"many_p2.pdparams", test::read_bytes(dir_->file("many_p2.pdparams"))},
+      {"many_p4.pdparams", test::read_bytes(dir_->file("many_p4.pdparams"))}};
+  for (const auto& [label, bytes] : pickles) {
+    const double per_byte = charged(bytes, label);
+    RecordProperty(label, std::to_string(per_byte));
+    EXPECT_LT(per_byte, detail::pickle::Unpickler::kBudgetPerInputByte / 2.0) << label << ": " << per_byte << " bytes per byte";
+  }
+}
 
 TEST_F(FrameworkFiles, TruncatedAndCorruptedFilesGiveClearErrors) {
   for (const char* name : {"zip.pt", "legacy.pt", "p2.pdparams", "p4.pdparams"}) {
