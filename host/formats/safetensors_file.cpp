@@ -1,18 +1,13 @@
 #include "formats/safetensors_file.h"
 
 #include <algorithm>
-#include <cstring>
-#include <set>
+#include <string_view>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "wq/error.h"
 
 namespace wq::detail {
 namespace {
-
-using nlohmann::json;
 
 std::uint64_t read_u64_le(const std::byte* p) {
   std::uint64_t v = 0;
@@ -22,11 +17,6 @@ std::uint64_t read_u64_le(const std::byte* p) {
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
   throw Error(ErrorCode::kBadFormat, path + ": invalid safetensors file: " + what);
-}
-
-std::uint64_t json_u64(const json& v, const std::string& path, const std::string& what) {
-  if (!v.is_number_unsigned()) bad(path, what + " must be a non-negative integer");
-  return v.get<std::uint64_t>();
 }
 
 }  // namespace
@@ -62,82 +52,12 @@ SafetensorsFile::SafetensorsFile(MappedFile file) : file_(std::move(file)) {
                   std::to_string(size) + "-byte file (truncated?)");
   }
   data_start_ = 8 + n;
-  std::string header(reinterpret_cast<const char*>(file_.data()) + 8, n);
+  const std::string_view header(reinterpret_cast<const char*>(file_.data()) + 8, n);  // read in place
   if (header.empty() || header.front() != '{') bad(path, "header does not start with '{'");
-  parse_header(header);
+  SafetensorsHeader parsed = parse_safetensors_header(header, path);
+  entries_ = std::move(parsed.entries);
+  metadata_ = std::move(parsed.metadata);
   check_layout();
-}
-
-void SafetensorsFile::parse_header(const std::string& header) {
-  const std::string& p = path();
-  // Duplicate names are legal JSON but ambiguous: reject them while parsing (the parsed object
-  // would silently keep the last one).
-  std::set<std::string> top_keys;
-  std::string duplicate;
-  json::parser_callback_t on_event = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::key && depth == 1) {
-      const std::string key = parsed.get<std::string>();
-      if (!top_keys.insert(key).second && duplicate.empty()) duplicate = key;
-    }
-    return true;
-  };
-  json root;
-  try {
-    root = json::parse(header, on_event);
-  } catch (const json::exception& e) {
-    bad(p, std::string("header is not valid JSON: ") + e.what());
-  }
-  if (!duplicate.empty()) bad(p, "tensor name '" + duplicate + "' appears more than once");
-  if (!root.is_object()) bad(p, "header is not a JSON object");
-
-  for (auto it = root.begin(); it != root.end(); ++it) {
-    const std::string& name = it.key();
-    const json& value = it.value();
-    if (name == "__metadata__") {
-      if (value.is_null()) continue;
-      if (!value.is_object()) bad(p, "__metadata__ is not an object");
-      for (auto m = value.begin(); m != value.end(); ++m) {
-        if (!m.value().is_string()) bad(p, "__metadata__ value '" + m.key() + "' is not a string");
-        metadata_[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    const std::string where = "tensor '" + name + "'";
-    if (!value.is_object()) bad(p, where + " is not an object");
-    const auto dtype_it = value.find("dtype");
-    const auto shape_it = value.find("shape");
-    const auto offsets_it = value.find("data_offsets");
-    if (dtype_it == value.end() || !dtype_it->is_string()) bad(p, where + " has no dtype string");
-    if (shape_it == value.end() || !shape_it->is_array()) bad(p, where + " has no shape array");
-    if (offsets_it == value.end() || !offsets_it->is_array() || offsets_it->size() != 2) {
-      bad(p, where + " has no [begin, end] data_offsets");
-    }
-    SafetensorsEntry entry;
-    entry.name = name;
-    const std::string dtype_name = dtype_it->get<std::string>();
-    const auto dtype = parse_dtype(dtype_name);
-    if (!dtype) {
-      bad(p, where + " has unknown or unsupported dtype '" + dtype_name +
-                 "' (supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)");
-    }
-    entry.dtype = *dtype;
-    for (const json& d : *shape_it) entry.shape.push_back(json_u64(d, p, where + " shape"));
-    entry.begin = json_u64((*offsets_it)[0], p, where + " data_offsets");
-    entry.end = json_u64((*offsets_it)[1], p, where + " data_offsets");
-    if (entry.end < entry.begin) bad(p, where + " ends before it begins");
-    std::uint64_t numel = 0;
-    try {
-      numel = element_count(entry.shape);
-    } catch (const Error&) {
-      bad(p, where + " shape overflows");
-    }
-    const std::uint64_t elem = dtype_size(entry.dtype);
-    if (numel > UINT64_MAX / elem || numel * elem != entry.bytes()) {
-      bad(p, where + " holds " + std::to_string(entry.bytes()) + " bytes but its shape and dtype need " +
-                 (numel > UINT64_MAX / elem ? std::string("more than 2^64") : std::to_string(numel * elem)));
-    }
-    entries_.push_back(std::move(entry));
-  }
 }
 
 void SafetensorsFile::check_layout() {

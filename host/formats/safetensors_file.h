@@ -11,19 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "formats/safetensors_header.h"
 #include "io/mapped_file.h"
 #include "wq/tensor.h"
 
 namespace wq::detail {
-
-struct SafetensorsEntry {
-  std::string name;
-  DType dtype = DType::kF32;
-  Shape shape;
-  std::uint64_t begin = 0;  ///< offset in the data buffer
-  std::uint64_t end = 0;
-  std::uint64_t bytes() const { return end - begin; }
-};
 
 class SafetensorsFile {
  public:
@@ -61,7 +53,6 @@ class SafetensorsFile {
   }
 
  private:
-  void parse_header(const std::string& header);
   void check_layout();
 
   MappedFile file_;

@@ -2,6 +2,9 @@
 // streaming writer.
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <sstream>
+
 #include "formats/file_support.h"
 #include "formats/safetensors_file.h"
 #include "formats/safetensors_writer.h"
@@ -81,6 +84,17 @@ TEST(SafetensorsReader, RejectsEveryMalformedLayout) {
       {"negative_shape", safetensors_bytes(R"({"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}})", "x"), "non-negative"},
       {"missing_offsets", safetensors_bytes(R"({"a":{"dtype":"U8","shape":[1]}})", "x"), "data_offsets"},
       {"not_an_object", safetensors_bytes("[1,2]", ""), "start with '{'"},
+      {"tensor_is_array", safetensors_bytes(R"({"a":[1]})", ""), "'a' is not an object"},
+      {"shape_is_object", safetensors_bytes(R"({"a":{"dtype":"U8","shape":{"n":1},"data_offsets":[0,1]}})", "x"), "no shape array"},
+      {"shape_float", safetensors_bytes(R"({"a":{"dtype":"U8","shape":[1.0],"data_offsets":[0,1]}})", "x"), "non-negative"},
+      {"shape_nested", safetensors_bytes(R"({"a":{"dtype":"U8","shape":[[1]],"data_offsets":[0,1]}})", "x"), "non-negative"},
+      {"three_offsets", safetensors_bytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1,2]}})", "x"), "[begin, end]"},
+      {"dtype_not_string", safetensors_bytes(R"({"a":{"dtype":["U8"],"shape":[1],"data_offsets":[0,1]}})", "x"), "no dtype string"},
+      {"metadata_array", safetensors_bytes(R"({"__metadata__":["x"]})", ""), "__metadata__ is not an object"},
+      {"metadata_nested", safetensors_bytes(R"({"__metadata__":{"x":{"y":"z"}}})", ""), "not a string"},
+      {"bad_json_after_bad_tensor", safetensors_bytes(R"({"a":[1],)", ""), "not valid JSON"},
+      {"shape_overflows", safetensors_bytes(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,1]}})", "x"), "overflows"},
+      {"bytes_overflow", safetensors_bytes(R"({"a":{"dtype":"F64","shape":[4294967296,1073741824],"data_offsets":[0,1]}})", "x"), "more than 2^64"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -88,6 +102,46 @@ TEST(SafetensorsReader, RejectsEveryMalformedLayout) {
     test::write_bytes(path, c.bytes);
     expect_bad_format(path, c.needle);
   }
+}
+
+TEST(SafetensorsReader, FieldsInAnyOrderExtraFieldsNullMetadataAndTiesInNameOrder) {
+  TempDir dir;
+  // Zero-sized tensors at one offset keep the order of their names, whatever the file's order;
+  // unknown fields are skipped however deeply nested; a field given twice counts once, as its
+  // last value.
+  test::write_bytes(dir.file("h.safetensors"),
+                    safetensors_bytes(R"({"__metadata__":null,"c":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+                                      R"("b":{"data_offsets":[2,2],"extra":{"x":[1,{"y":[2,"z"]}]},"shape":[0],"dtype":"U8"},)"
+                                      R"("a":{"shape":[7],"shape":[0,3],"dtype":"F32","data_offsets":[2,2]}})",
+                                      "xy"));
+  detail::SafetensorsFile f(dir.file("h.safetensors"));
+  ASSERT_EQ(f.entries().size(), 3u);
+  EXPECT_EQ(f.entries()[0].name, "c");
+  EXPECT_EQ(f.entries()[1].name, "a");
+  EXPECT_EQ(f.entries()[1].shape, (Shape{0, 3}));
+  EXPECT_EQ(f.entries()[2].name, "b");
+  EXPECT_TRUE(f.metadata().empty());
+}
+
+// The header is parsed in one linear pass: nlohmann's DOM parse with a callback rescanned the
+// top-level object at every tensor, and 100,000 tensors took over ten minutes (past this
+// test's time limit). Tensors keep their data order.
+TEST(SafetensorsReader, AHundredThousandTensors) {
+  TempDir dir;
+  constexpr int kCount = 100000;
+  std::ostringstream header;  // tensor t<i> holds byte i; they are listed last to first
+  header << "{";
+  for (int i = kCount - 1; i >= 0; --i) {
+    header << (i != kCount - 1 ? "," : "") << "\"t" << i << R"(":{"dtype":"U8","shape":[1],"data_offsets":[)" << i
+           << "," << i + 1 << "]}";
+  }
+  header << R"(,"__metadata__":{"format":"pt"}})";
+  test::write_bytes(dir.file("many.safetensors"), safetensors_bytes(header.str(), std::string(kCount, 'x')));
+  detail::SafetensorsFile f(dir.file("many.safetensors"));
+  ASSERT_EQ(f.entries().size(), static_cast<std::size_t>(kCount));
+  EXPECT_EQ(f.entries()[0].name, "t0");
+  EXPECT_EQ(f.entries()[kCount - 1].name, "t" + std::to_string(kCount - 1));
+  EXPECT_EQ(f.metadata().at("format"), "pt");
 }
 
 TEST(SafetensorsReader, MissingFileIsInputMissing) {
