@@ -21,8 +21,8 @@ struct ContainerMetadata {
 /// The metadata as compact JSON text, tensors in their order.
 std::string metadata_json(const ContainerMetadata& metadata);
 
-/// Parses and checks the JSON's own structure (not yet against the parts). Throws
-/// Error(kBadFormat) naming `path` and the tensor.
+/// Parses and checks the JSON's own structure (not yet against the parts), in one streaming
+/// pass (container/metadata_parser.cpp). Throws Error(kBadFormat) naming `path` and the tensor.
 ContainerMetadata parse_metadata_json(const std::string& json, const std::string& path);
 
 /// The safetensors parts (name, dtype, shape) that store `tensor`, in the checksum's order.

@@ -1,7 +1,11 @@
 #include "formats/safetensors_writer.h"
 
+#include <string_view>
+#include <unordered_set>
+
 #include <nlohmann/json.hpp>
 
+#include "core/json_members.h"
 #include "wq/error.h"
 
 namespace wq::detail {
@@ -27,14 +31,16 @@ std::string SafetensorsWriter::header_json(const Metadata& metadata) const {
   nlohmann::ordered_json meta = nlohmann::ordered_json::object();
   for (const auto& [key, value] : metadata) meta[key] = value;
   root["__metadata__"] = meta;
+  std::unordered_set<std::string_view> names = {"__metadata__"};
   for (std::size_t i = 0; i < parts_.size(); ++i) {
     const PartLayout& part = parts_[i];
-    if (root.contains(part.name)) {
+    if (!names.insert(part.name).second) {
       throw Error(ErrorCode::kBadFormat, out_.destination() + ": two parts are named '" + part.name + "'");
     }
-    root[part.name] = {{"dtype", std::string(dtype_name(part.dtype))},
-                       {"shape", part.shape},
-                       {"data_offsets", {offsets_[i], offsets_[i + 1]}}};
+    append_member(root, part.name,
+                  {{"dtype", std::string(dtype_name(part.dtype))},
+                   {"shape", part.shape},
+                   {"data_offsets", {offsets_[i], offsets_[i + 1]}}});
   }
   std::string header = root.dump();
   // The data buffer starts 8-aligned, as the reference writer does (space padding is legal).

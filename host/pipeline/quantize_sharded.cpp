@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_members.h"
 #include "formats/sharded_safetensors.h"
 #include "io/atomic_file.h"
 #include "pipeline/output_path.h"
@@ -26,7 +27,7 @@ std::uint64_t write_container_index(const ShardIndex& index, std::uint64_t conta
   nlohmann::ordered_json json;
   json["metadata"] = {{"total_size", containers_bytes}, {"format", "wq"}};
   nlohmann::ordered_json map = nlohmann::ordered_json::object();
-  for (const auto& [tensor, shard] : index.weight_map) map[tensor] = shard_container_name(shard);
+  for (const auto& [tensor, shard] : index.weight_map) append_member(map, tensor, shard_container_name(shard));  // unique keys
   json["weight_map"] = std::move(map);
   const std::string text = json.dump(2) + "\n";
   AtomicFile file(output);
