@@ -229,6 +229,11 @@ def xxh3_of(*chunks):
 
 # ---- the files ------------------------------------------------------------------------------
 
+
+def inspect_quantize(code, text):
+    return [("inspect", code, text), ("quantize", code, text)]
+
+
 HUGE = 2**62
 
 
@@ -239,7 +244,6 @@ def build():
     def add(target, name, data, checks, why):
         files.append((target, name, bytes(data), checks, why))
 
-    inspect_quantize = lambda code, text: [("inspect", code, text), ("quantize", code, text)]
 
     # 1. Zip bounds that wrapped: an end record and a zip64 locator hidden in the comment of
     # the real end record. libzip rejects that candidate and uses the real one; the old reader
@@ -424,7 +428,39 @@ def build():
                    ("a", lambda p: (p.op(b"}").str("b"), ndarray(p, [2, 2], floats(1, 2, 3, 4)), p.op(b"s")))])
     add("fuzz_pdparams", "duplicate_names.pdparams", data, inspect_quantize(4, "two tensors are named 'a.b'"),
         "'a.b' at the top and 'b' inside 'a'")
+    # Tensor names that are not UTF-8 (they end up in the container's JSON, whose writer
+    # throws: "internal error", exit 1): a pickle string in an overlong encoding (which the
+    # unpickler's own check lets through), and an .npz member name with the UTF-8 flag set.
+    data = zip_bytes([("w.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }"
+                       .ljust(128 - 1, b" ") + b"\n" + floats(1, 2))])
+    for sig, name_at in ((b"PK\x03\x04", 30), (b"PK\x01\x02", 46)):
+        at = data.index(sig)
+        data[at + name_at] = 0xFF  # "w.npy" -> "\xff.npy"
+        flags_at = at + (6 if sig == b"PK\x03\x04" else 8)
+        data[flags_at + 1] |= 0x08  # general purpose bit 11: the name is UTF-8
+    add("fuzz_npz", "name_not_utf8.npz", data, inspect_quantize(4, "not a readable zip archive"),
+        "a member named b'\\xff.npy', flagged as UTF-8 (libzip's consistency check refuses it)")
+    p = Pickle().op(b"}")
+    p.op(b"X" + struct.pack("<I", 3) + b"w\xc0\x80")  # 'w' + an overlong NUL
+    ndarray(p, [2], floats(1, 2))
+    data = p.op(b"s").stop()
+    add("fuzz_pdparams", "name_overlong_utf8.pdparams", data, inspect_quantize(4, "not valid UTF-8"),
+        "a tensor named 'w' + C0 80 (an overlong NUL, which JSON cannot hold)")
     return files
+
+
+# Inputs the fuzzers found (fuzz/README.md), kept as they were found: (target, name, checks,
+# why). "keep" passes the file's text as a --keep pattern to quantize the bundled example.
+FOUND = [
+    ("fuzz_rules", "found-keep-non-utf8-pattern", [("keep", 2, "not valid UTF-8")],
+     "a --keep pattern that is not UTF-8: rule_json().dump() threw (internal error, exit 1)"),
+    ("fuzz_torch_zip", "found-null-view.pt", inspect_quantize(4, "zip member"),
+     "a stored record whose sizes differ: a null view of a non-empty tensor"),
+    ("fuzz_torch_zip", "found-claimed-size-2g.pt", inspect_quantize(4, "zip member"),
+     "a record whose header claims 2 GiB: allocated before reading"),
+    ("fuzz_torch_zip", "found-archive-leak.pt", inspect_quantize(4, "zip member"),
+     "an archive rejected after libzip opened it: the archive leaked"),
+]
 
 
 def main():
@@ -436,11 +472,17 @@ def main():
     # under fuzz/regressions/<target>/) are kept.
     manifest_path = os.path.join(args.out, "manifest.json")
     made = build()
-    names = {target + "/" + name for target, name, _, _, _ in made}
+    names = {target + "/" + name for target, name, _, _, _ in made} | {t + "/" + n for t, n, _, _ in FOUND}
     manifest = []
     if os.path.exists(manifest_path):
         with open(manifest_path) as f:
             manifest = [e for e in json.load(f)["files"] if e["file"] not in names]
+    for target, name, checks, why in FOUND:
+        path = os.path.join(args.out, target, name)
+        if not os.path.exists(path):
+            raise SystemExit("missing found input " + path)
+        with open(path, "rb") as f:
+            made.append((target, name, f.read(), checks, why))
     for target, name, data, checks, why in made:
         os.makedirs(os.path.join(args.out, target), exist_ok=True)
         path = os.path.join(args.out, target, name)

@@ -8,6 +8,7 @@
 #include <fmt/core.h>
 #include <toml++/toml.h>
 
+#include "core/utf8.h"
 #include "wq/error.h"
 
 namespace wq::cli {
@@ -19,6 +20,14 @@ constexpr const char* kKeys = "bits, group, granularity, method, scale (or keep)
 
 [[noreturn]] void bad_rule(const std::string& where, const std::string& what) {
   throw Error(ErrorCode::kUsage, where + ": " + what);
+}
+
+// Tensor names are UTF-8, and rules are recorded as JSON (the journal's settings, reports):
+// a pattern that is not UTF-8 can match nothing and cannot be written.
+void check_pattern_text(const std::string& where, const std::string& pattern) {
+  if (!detail::is_valid_utf8(pattern)) {
+    bad_rule(detail::printable_utf8(where), "the pattern '" + detail::printable_utf8(pattern) + "' is not valid UTF-8");
+  }
 }
 
 std::uint64_t parse_count(const std::string& where, const std::string& key, const std::string& value) {
@@ -35,6 +44,7 @@ std::uint64_t parse_count(const std::string& where, const std::string& key, cons
 TensorRule make_rule(const std::string& where, const std::string& pattern, const std::vector<Setting>& settings,
                      const QuantSpec& base, const std::string& text) {
   if (pattern.empty()) bad_rule(where, "the pattern is empty");
+  check_pattern_text(where, pattern);
   TensorRule rule;
   rule.pattern = pattern;
   rule.spec = base;
@@ -181,6 +191,7 @@ TensorRule parse_rule(const std::string& text, const QuantSpec& base) {
 
 TensorRule keep_rule(const std::string& pattern) {
   if (pattern.empty()) bad_rule("--keep", "the pattern is empty");
+  check_pattern_text("--keep", pattern);
   TensorRule rule;
   rule.pattern = pattern;
   rule.keep = true;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <utility>
 
+#include "core/utf8.h"
 #include "formats/safetensors_file.h"
 #include "formats/numpy_reader.h"
 #include "formats/paddle_reader.h"
@@ -123,8 +124,13 @@ std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path, const
   std::unique_ptr<CheckpointReader> reader = open_by_content(path, options);
   // Pickles can repeat a key, and nested dicts flatten to dotted names that may collide
   // ({"a.b": x, "a": {"b": y}}): one name, two tensors is a file no output can represent.
+  // Names end up in JSON (the container's header, reports): they must be well-formed UTF-8,
+  // which zip member names, file names and pickle strings need not be.
   std::set<std::string_view> names;
   for (const TensorInfo& t : reader->tensors()) {
+    if (!detail::is_valid_utf8(t.name)) {
+      throw Error(ErrorCode::kBadFormat, path + ": tensor name '" + detail::printable_utf8(t.name) + "' is not valid UTF-8");
+    }
     if (!names.insert(t.name).second) {
       throw Error(ErrorCode::kBadFormat, path + ": two tensors are named '" + t.name + "'");
     }

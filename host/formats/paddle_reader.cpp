@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/checked_math.h"
+#include "core/utf8.h"
 #include "formats/pickle/unpickler.h"
 #include "formats/pickled_ndarray.h"
 #include "formats/state_dict_walk.h"
@@ -77,7 +78,12 @@ class PaddleCheckpoint final : public CheckpointReader {
       if (!key->is(Kind::kStr)) continue;
       if (key->text == kNameTable && value->is(Kind::kDict)) {
         for (const auto& [k, v] : value->entries) {
-          if (k->is(Kind::kStr) && v->is(Kind::kStr)) name_table.emplace_back(k->text, v->text);
+          if (!k->is(Kind::kStr) || !v->is(Kind::kStr)) continue;
+          if (!is_valid_utf8(k->text) || !is_valid_utf8(v->text)) {  // the table goes into the container's JSON
+            throw Error(ErrorCode::kBadFormat, p + ": " + kNameTable + " entry '" + printable_utf8(k->text) +
+                                                   "' is not valid UTF-8");
+          }
+          name_table.emplace_back(k->text, v->text);
         }
       } else if (key->text == kBigParams && value->is(Kind::kDict)) {
         for (const auto& [k, info] : value->entries) {

@@ -19,9 +19,13 @@ const std::string kRegressions = WQ_SOURCE_DIR "/fuzz/regressions";
 constexpr std::uint64_t kFixedBytes = 48ull << 20;
 constexpr std::uint64_t kBytesPerFileByte = 128;
 
-std::vector<std::string> command_args(const std::string& command, const std::string& input, const std::string& output) {
+// The command line of a check: the file is the input of inspect, quantize, verify and decode;
+// "keep" passes its text as a --keep pattern to a quantize of `example`.
+std::vector<std::string> command_args(const std::string& command, const std::string& input, const std::string& output,
+                                      const std::string& example) {
   if (command == "quantize") return {"quantize", input, "-o", output, "--backend", "cpu", "-q"};
   if (command == "decode") return {"decode", input, "-o", output, "--backend", "cpu", "-q"};
+  if (command == "keep") return {"quantize", example, "-o", output, "--backend", "cpu", "-q", "--keep", read_file(input)};
   return {command, input};
 }
 
@@ -39,7 +43,7 @@ TEST_F(cli, HostileFilesFailCleanlyWithinTheMemoryRule) {
   const RunResult baseline = run({"inspect", copy_example()});
   ASSERT_EQ(baseline.status, kOk) << baseline;
   const std::uint64_t quantize_baseline = [&] {
-    const RunResult r = run(command_args("quantize", dir_ / "student_net.safetensors", out("example.wq.safetensors")));
+    const RunResult r = run(command_args("quantize", dir_ / "student_net.safetensors", out("example.wq.safetensors"), ""));
     EXPECT_EQ(r.status, kOk) << r;
     return r.max_rss_bytes;
   }();
@@ -56,7 +60,7 @@ TEST_F(cli, HostileFilesFailCleanlyWithinTheMemoryRule) {
       const std::string output = out(command == "decode" ? "decoded.safetensors" : "hostile.wq.safetensors");
       RunOptions options;
       options.timeout_s = 20;
-      std::vector<std::string> args = command_args(command, input, output);
+      std::vector<std::string> args = command_args(command, input, output, dir_ / "student_net.safetensors");
       for (const ojson& flag : check["args"]) args.push_back(flag.get<std::string>());
       const RunResult r = run(args, options);
       ASSERT_FALSE(r.timed_out) << r;
@@ -67,8 +71,10 @@ TEST_F(cli, HostileFilesFailCleanlyWithinTheMemoryRule) {
       } else {
         EXPECT_GE(status, 2);
         EXPECT_LE(status, 8);
-        expect_clean_failure(r, status, {input, check["message"].get<std::string>()},
-                             command == "quantize" || command == "decode" ? output : "", input, &before);
+        std::vector<std::string> mentions = {check["message"].get<std::string>()};
+        if (command != "keep") mentions.push_back(input);  // a --keep pattern is named as such
+        expect_clean_failure(r, status, mentions, command == "inspect" || command == "verify" ? "" : output, input,
+                             &before);
       }
       const std::uint64_t base = std::max(baseline.max_rss_bytes, quantize_baseline);
       EXPECT_LE(r.max_rss_bytes, base + kFixedBytes + kBytesPerFileByte * before.size())

@@ -59,6 +59,7 @@ TEST(HostileFiles, EveryRegressionFileIsAnErrorNamingItOrReadInBounds) {
   const nlohmann::json manifest = nlohmann::json::parse(test::read_bytes(kRegressions + "/manifest.json"));
   ASSERT_GE(manifest["files"].size(), 20u);
   for (const nlohmann::json& entry : manifest["files"]) {
+    if (entry["file"].get<std::string>().rfind("fuzz_rules/", 0) == 0) continue;  // CLI rules, not a file format
     const std::string path = kRegressions + "/" + entry["file"].get<std::string>();
     SCOPED_TRACE(path);
     const std::string error = read_everything(path);
