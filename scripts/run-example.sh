@@ -4,8 +4,8 @@
 # size/error table, then decode it back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
-bash scripts/build.sh
+bash scripts/install-deps.sh   # only what wq itself needs: no test, benchmark or fuzzing tools
+WQ_BUILD_TESTS=OFF WQ_BUILD_BENCH=OFF bash scripts/build.sh
 mkdir -p out
 ./build/host/wq-gpu quantize examples/student_net.safetensors -o out/student_net.wq.safetensors
 echo

@@ -3,12 +3,16 @@
 # test, then install the package and build the example consumer against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --tests
 bash scripts/build.sh
 (cd build && ctest --output-on-failure -j "$(nproc)")
 
 # Every reader again under AddressSanitizer and UndefinedBehaviorSanitizer.
 bash scripts/run-sanitizers.sh
+
+# The libFuzzer targets (clang): every seed and crafted regression file replayed, then a short
+# fresh run of each target (WQ_FUZZ_SECONDS each, default 20; 0 replays only).
+bash scripts/fuzz-replay.sh "${WQ_FUZZ_SECONDS:-20}"
 
 # The installed package must work for another project: find_package(wqcuda) + wq::wqcuda.
 prefix=$(mktemp -d)

@@ -96,7 +96,7 @@ struct LaneStats {
   FloatLanes<L> error{};
   FloatLanes<L> max_error{};
 
-  WQ_INLINE void add(FloatLanes<L> x, FloatLanes<L> decoded) {
+  WQ_INLINE void add(const FloatLanes<L>& x, const FloatLanes<L>& decoded) {
     const FloatLanes<L> e = x - decoded;
     signal += x * x;
     error += e * e;

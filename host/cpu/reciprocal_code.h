@@ -29,7 +29,7 @@ inline bool any_lane(Lanes<4>::Int m) {
   std::memcpy(&v, &m, sizeof v);
   return _mm_movemask_ps(v) != 0;
 }
-__attribute__((target("avx2,fma"))) inline bool any_lane(Lanes<8>::Int m) {
+__attribute__((target("avx2,fma"))) inline bool any_lane(const Lanes<8>::Int& m) {
   __m256 v;
   std::memcpy(&v, &m, sizeof v);
   return _mm256_movemask_ps(v) != 0;
