@@ -16,6 +16,6 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const std::string path = wq::fuzz::Scratch::get().path(WQ_FUZZ_FILE_NAME);
   wq::fuzz::write_file(path, data, size);
-  wq::fuzz::exercise_checkpoint(path);
+  wq::fuzz::exercise_checkpoint(path, size);
   return 0;
 }

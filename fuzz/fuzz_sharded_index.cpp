@@ -44,6 +44,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t stop = end == std::string_view::npos ? input.size() : end;
     wq::fuzz::write_file(path, input.data() + begin, stop - begin);
   }
-  wq::fuzz::exercise_checkpoint(index_path);
+  wq::fuzz::exercise_checkpoint(index_path, size);
   return 0;
 }
