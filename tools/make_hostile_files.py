@@ -336,7 +336,7 @@ def build():
     data = p.stop()
     add("fuzz_pdparams", "quadratic_ordereddict.pdparams", data, inspect_quantize(4, "more memory"),
         "OrderedDict(pairs) 8,000 times over one list of 12,000 pairs: 96 M entries from 80 KB")
-    # The same with one long string encoded 20,000 times by _codecs.encode.
+    # The same with one long string encoded 4,000 times by _codecs.encode.
     p = Pickle().op(b"}")
     p.put()
     p.glob("_codecs", "encode")

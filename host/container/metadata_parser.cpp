@@ -1,23 +1,19 @@
 // parse_metadata_json(): the container's "wq" metadata in one streaming (SAX) pass.
 //
-// Streaming rather than an ordered DOM: nlohmann's ordered_json finds each new key by a
-// linear search, so a container of n tensors took O(n^2) to parse (40,000 tensors: 7 s; a
-// crafted 100 MB header would never finish), and a DOM takes ~25x the text in memory. Here
-// each tensor is checked as it closes and only what the container keeps is stored.
+// Streaming (core/json_stream.h) rather than an ordered DOM, which took O(n^2) for n tensors
+// (40,000 tensors: 7 s; a crafted 100 MB header would never finish). Each tensor is checked as
+// it closes and only what the container keeps is stored.
 #include <optional>
 #include <set>
-
-#include <nlohmann/json.hpp>
 
 #include "container/checksum.h"
 #include "container/container_metadata.h"
 #include "core/checked_math.h"
+#include "core/json_stream.h"
 #include "wq/error.h"
 
 namespace wq::detail {
 namespace {
-
-using json = nlohmann::json;
 
 std::optional<Encoding> parse_encoding(const std::string& name) {
   if (name == "affine") return Encoding::kAffine;
@@ -26,59 +22,22 @@ std::optional<Encoding> parse_encoding(const std::string& name) {
   return std::nullopt;
 }
 
-// A JSON scalar as the checks need it: its kind, the text of a string, the value of an
-// integer and how the JSON spelled a number (for messages).
-struct Scalar {
-  enum class Kind { kNull, kBool, kSigned, kUnsigned, kFloat, kString } kind = Kind::kNull;
-  std::string text;
-  std::uint64_t u = 0;
-
-  bool is_integer() const { return kind == Kind::kSigned || kind == Kind::kUnsigned; }
-  bool is_unsigned() const { return kind == Kind::kUnsigned; }
-  bool is_string() const { return kind == Kind::kString; }
-};
-
 // One tensor's fields as they stream by; checked when its object closes.
 struct PendingTensor {
   std::string name;
-  std::optional<Scalar> dtype, encoding, bits, group_size, range, xxh3, codes, scale, min, data;
+  std::optional<JsonScalar> dtype, encoding, bits, group_size, range, xxh3, codes, scale, min, data;
   bool has_shape = false, shape_bad = false;
   Shape shape;
 };
 
 enum class Place { kBeforeRoot, kRoot, kSource, kTensors, kTensor, kShape, kPaddleTable, kDone };
 
-class MetadataSax final : public nlohmann::json_sax<json> {
+class MetadataHandler final : public JsonStreamHandler {
  public:
-  explicit MetadataSax(ContainerMetadata* out) : m_(out) {}
+  explicit MetadataHandler(ContainerMetadata* out) : m_(out) {}
 
-  bool null() override { return scalar({}); }
-  bool boolean(bool) override { return scalar({Scalar::Kind::kBool, {}, 0}); }
-  bool number_integer(number_integer_t v) override {
-    return scalar({Scalar::Kind::kSigned, std::to_string(v), 0});
-  }
-  bool number_unsigned(number_unsigned_t v) override {
-    return scalar({Scalar::Kind::kUnsigned, std::to_string(v), v});
-  }
-  bool number_float(number_float_t, const string_t& s) override { return scalar({Scalar::Kind::kFloat, s, 0}); }
-  bool string(string_t& v) override { return scalar({Scalar::Kind::kString, std::move(v), 0}); }
-  bool binary(binary_t&) override { return scalar({Scalar::Kind::kBool, {}, 0}); }
-  bool start_object(std::size_t) override { return open(true); }
-  bool start_array(std::size_t) override { return open(false); }
-  bool end_object() override { return close(); }
-  bool end_array() override { return close(); }
-  bool key(string_t& k) override {
-    if (skip_ == 0) key_ = std::move(k);
-    return true;
-  }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
-    json_error_ = e.what();
-    return false;
-  }
-
-  std::string json_error_;
   bool root_is_object_ = false;
-  std::optional<Scalar> version_;
+  std::optional<JsonScalar> version_;
   std::string structure_error_;  // the first problem outside the tensors
   std::string tensor_error_;     // the first problem of a tensor, in file order
   bool have_tensors_ = false;
@@ -88,18 +47,11 @@ class MetadataSax final : public nlohmann::json_sax<json> {
     if (structure_error_.empty()) structure_error_ = what;
   }
 
-  bool scalar(Scalar v) {
-    if (skip_ > 0) return true;
+  void on_key(std::string k) override { key_ = std::move(k); }
+
+  void on_scalar(JsonScalar v) override {
     switch (place_) {
-      case Place::kRoot:
-        if (key_ == "version") version_ = std::move(v);
-        if (key_ == "producer") {
-          if (!v.is_string()) structure_problem("producer is not a string");
-          m_->producer = std::move(v.text);
-        }
-        if (key_ == "source") structure_problem("source is not an object");
-        if (key_ == "tensors") have_tensors_ = false;
-        return true;
+      case Place::kRoot: return root_member(&v);
       case Place::kSource:
         if (key_ == "file" || key_ == "format") {
           if (!v.is_string()) structure_problem("source " + key_ + " is not a string");
@@ -108,28 +60,38 @@ class MetadataSax final : public nlohmann::json_sax<json> {
           if (!v.is_unsigned()) structure_problem("source bytes is not a non-negative integer");
           m_->source.bytes = v.u;
         }
-        return true;
-      case Place::kTensors: tensor_problem("tensor '" + key_ + "' is not an object"); return true;
-      case Place::kTensor: field(std::move(v)); return true;
+        return;
+      case Place::kTensors: return tensor_problem("tensor '" + key_ + "' is not an object");
+      case Place::kTensor: return field(std::move(v));
       case Place::kShape:
         if (v.is_unsigned()) {
           tensor_.shape.push_back(v.u);
         } else {
           tensor_.shape_bad = true;
         }
-        return true;
+        return;
       case Place::kPaddleTable:
         if (v.is_string()) m_->paddle_name_table.emplace_back(key_, std::move(v.text));
-        return true;
+        return;
       case Place::kBeforeRoot:
-      case Place::kDone: return true;
+      case Place::kDone: return;
     }
-    return true;
+  }
+
+  // A member of the root object given as a scalar (`v`) or as an object or array (nullptr).
+  void root_member(JsonScalar* v) {
+    if (key_ == "version") version_ = v != nullptr ? std::move(*v) : JsonScalar{JsonScalar::Kind::kBool, {}, 0};
+    if (key_ == "producer") {
+      if (v == nullptr || !v->is_string()) return structure_problem("producer is not a string");
+      m_->producer = std::move(v->text);
+    }
+    if (key_ == "source") structure_problem("source is not an object");
+    if (key_ == "tensors") have_tensors_ = false;
   }
 
   // A field of a tensor object; given twice, the last one counts (as in a JSON object).
-  void field(Scalar v) {
-    static const std::pair<const char*, std::optional<Scalar> PendingTensor::*> kFields[] = {
+  void field(JsonScalar v) {
+    static const std::pair<const char*, std::optional<JsonScalar> PendingTensor::*> kFields[] = {
         {"dtype", &PendingTensor::dtype}, {"encoding", &PendingTensor::encoding}, {"bits", &PendingTensor::bits},
         {"group_size", &PendingTensor::group_size}, {"range", &PendingTensor::range},
         {"xxh3", &PendingTensor::xxh3}, {"codes", &PendingTensor::codes}, {"scale", &PendingTensor::scale},
@@ -140,90 +102,76 @@ class MetadataSax final : public nlohmann::json_sax<json> {
     if (key_ == "shape") tensor_.has_shape = false;  // a scalar: no shape array
   }
 
-  bool open(bool object) {
-    if (skip_ > 0) {
-      ++skip_;
-      return true;
-    }
-    Place next = Place::kDone;
+  bool on_open(bool object) override {
     switch (place_) {
       case Place::kBeforeRoot:
         root_is_object_ = object;
-        next = object ? Place::kRoot : Place::kDone;
-        break;
+        return enter(object ? Place::kRoot : Place::kDone);
       case Place::kRoot:
-        if (object && key_ == "source") next = Place::kSource;
+        if (object && key_ == "source") return enter(Place::kSource);
+        if (object && key_ == "paddle_name_table") return enter(Place::kPaddleTable);
         if (object && key_ == "tensors") {
-          next = Place::kTensors;
           have_tensors_ = true;
+          return enter(Place::kTensors);
         }
-        if (object && key_ == "paddle_name_table") next = Place::kPaddleTable;
-        if (key_ == "source" && !object) structure_problem("source is not an object");
-        if (key_ == "producer") structure_problem("producer is not a string");
-        if (key_ == "tensors" && !object) have_tensors_ = false;
-        if (key_ == "version") version_ = Scalar{Scalar::Kind::kBool, {}, 0};  // neither integer nor absent
-        break;
+        if (key_ != "source" && key_ != "paddle_name_table") root_member(nullptr);
+        if (key_ == "source") structure_problem("source is not an object");
+        return false;
       case Place::kTensors:
-        if (object) {
-          tensor_ = PendingTensor{};
-          tensor_.name = key_;
-          next = Place::kTensor;
-        } else {
+        if (!object) {
           tensor_problem("tensor '" + key_ + "' is not an object");
+          return false;
         }
-        break;
+        tensor_ = PendingTensor{};
+        tensor_.name = key_;
+        return enter(Place::kTensor);
       case Place::kTensor:
         if (!object && key_ == "shape") {
           tensor_.has_shape = true;
           tensor_.shape_bad = false;
           tensor_.shape.clear();
-          next = Place::kShape;
-        } else {
-          field(Scalar{Scalar::Kind::kBool, {}, 0});  // a container where a scalar belongs
+          return enter(Place::kShape);
         }
-        break;
-      case Place::kShape: tensor_.shape_bad = true; break;
+        field(JsonScalar{JsonScalar::Kind::kBool, {}, 0});  // a container where a scalar belongs
+        return false;
+      case Place::kShape: tensor_.shape_bad = true; return false;
       case Place::kSource:
         if (key_ == "file" || key_ == "format") structure_problem("source " + key_ + " is not a string");
         if (key_ == "bytes") structure_problem("source bytes is not a non-negative integer");
-        break;
+        return false;
       case Place::kPaddleTable:
-      case Place::kDone: break;
+      case Place::kDone: return false;
     }
-    if (next == Place::kDone) {
-      skip_ = 1;
-    } else {
-      place_ = next;
-    }
+    return false;
+  }
+
+  bool enter(Place next) {
+    if (next == Place::kDone) return false;
+    place_ = next;
     return true;
   }
 
-  bool close() {
-    if (skip_ > 0) {
-      --skip_;
-      return true;
-    }
+  void on_close() override {
     switch (place_) {
-      case Place::kShape: place_ = Place::kTensor; break;
+      case Place::kShape: place_ = Place::kTensor; return;
       case Place::kTensor:
         finish_tensor();
         place_ = Place::kTensors;
-        break;
+        return;
       case Place::kSource:
       case Place::kTensors:
-      case Place::kPaddleTable: place_ = Place::kRoot; break;
+      case Place::kPaddleTable: place_ = Place::kRoot; return;
       case Place::kRoot:
       case Place::kBeforeRoot:
-      case Place::kDone: place_ = Place::kDone; break;
+      case Place::kDone: place_ = Place::kDone; return;
     }
-    return true;
   }
 
   void tensor_problem(const std::string& what) {
     if (tensor_error_.empty()) tensor_error_ = what;
   }
 
-  static std::string text_or(const std::optional<Scalar>& v, const std::string& otherwise) {
+  static std::string text_or(const std::optional<JsonScalar>& v, const std::string& otherwise) {
     return v && v->is_string() ? v->text : otherwise;
   }
 
@@ -273,7 +221,6 @@ class MetadataSax final : public nlohmann::json_sax<json> {
 
   ContainerMetadata* m_;
   Place place_ = Place::kBeforeRoot;
-  int skip_ = 0;  // > 0: inside a value that is not looked at (its nesting depth)
   std::string key_;
   PendingTensor tensor_;
   std::set<std::string> names_;
@@ -287,11 +234,11 @@ class MetadataSax final : public nlohmann::json_sax<json> {
 
 ContainerMetadata parse_metadata_json(const std::string& text, const std::string& path) {
   ContainerMetadata m;
-  MetadataSax sax(&m);
-  json::sax_parse(text, &sax);
+  MetadataHandler sax(&m);
+  parse_json_stream(text, sax);
   // Problems in the order the checks were always made: the JSON, its structure, the version,
   // then the tensors.
-  if (!sax.json_error_.empty()) bad(path, "metadata is not valid JSON: " + sax.json_error_);
+  if (!sax.json_error().empty()) bad(path, "metadata is not valid JSON: " + sax.json_error());
   if (!sax.root_is_object_) bad(path, "metadata is not a JSON object");
   if (!sax.version_ || !sax.version_->is_integer()) bad(path, "no version");
   // Compared as the 64-bit integer the JSON holds: get<int>() would truncate 4294967297 to 1.

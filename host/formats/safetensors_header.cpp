@@ -4,15 +4,12 @@
 #include <limits>
 #include <optional>
 
-#include <nlohmann/json.hpp>
-
 #include "core/checked_math.h"
+#include "core/json_stream.h"
 #include "wq/error.h"
 
 namespace wq::detail {
 namespace {
-
-using json = nlohmann::json;
 
 // One tensor's object as it streams by; checked when it closes.
 struct PendingTensor {
@@ -27,40 +24,8 @@ struct PendingTensor {
 // it one object per tensor (or "__metadata__"), whose "shape" and "data_offsets" are arrays.
 enum class Place { kBeforeRoot, kRoot, kMetadata, kTensor, kShape, kOffsets };
 
-class HeaderSax final : public nlohmann::json_sax<json> {
+class HeaderHandler final : public JsonStreamHandler {
  public:
-  // ---- scalars
-  bool null() override { return scalar(nullptr, std::nullopt, true); }
-  bool boolean(bool) override { return scalar(nullptr, std::nullopt); }
-  bool number_integer(number_integer_t) override { return scalar(nullptr, std::nullopt); }
-  bool number_unsigned(number_unsigned_t v) override { return scalar(nullptr, v); }
-  bool number_float(number_float_t, const string_t&) override { return scalar(nullptr, std::nullopt); }
-  bool string(string_t& v) override { return scalar(&v, std::nullopt); }
-  bool binary(binary_t&) override { return scalar(nullptr, std::nullopt); }
-
-  // ---- containers
-  bool start_object(std::size_t) override { return open(true); }
-  bool start_array(std::size_t) override { return open(false); }
-  bool end_object() override { return close(); }
-  bool end_array() override { return close(); }
-
-  bool key(string_t& k) override {
-    if (skip_ > 0) return true;
-    if (place_ == Place::kRoot) {
-      keys_.push_back(k);
-      top_key_ = k;
-    } else {
-      field_ = k;
-    }
-    return true;
-  }
-
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
-    json_error_ = e.what();
-    return false;
-  }
-
-  std::string json_error_;
   bool root_is_object_ = false;
   std::vector<std::string> keys_;                               // every top-level key, for duplicates
   std::vector<std::pair<std::string, std::string>> problems_;  // (key, what), the first per key
@@ -69,49 +34,50 @@ class HeaderSax final : public nlohmann::json_sax<json> {
  private:
   void problem(const std::string& what) { problems_.emplace_back(top_key_, what); }
 
-  // A scalar value where the parser is: a string, an unsigned integer, or (neither) any other.
-  bool scalar(const std::string* text, std::optional<std::uint64_t> number, bool null = false) {
-    if (skip_ > 0) return true;
-    switch (place_) {
-      case Place::kBeforeRoot: return true;  // a scalar root: not an object
-      case Place::kRoot:
-        if (top_key_ == "__metadata__") {
-          if (!null) problem("__metadata__ is not an object");
-        } else {
-          problem("tensor '" + top_key_ + "' is not an object");
-        }
-        return true;
-      case Place::kMetadata:
-        if (text != nullptr) {
-          header_.metadata[field_] = *text;
-        } else {
-          problem("__metadata__ value '" + field_ + "' is not a string");
-        }
-        return true;
-      case Place::kTensor: tensor_field(text); return true;
-      case Place::kShape:
-        if (number) {
-          tensor_.entry.shape.push_back(*number);
-        } else {
-          tensor_.shape_bad = true;
-        }
-        return true;
-      case Place::kOffsets:
-        if (!number) tensor_.offsets_bad = true;
-        if (tensor_.offsets == 0) tensor_.entry.begin = number.value_or(0);
-        if (tensor_.offsets == 1) tensor_.entry.end = number.value_or(0);
-        ++tensor_.offsets;
-        return true;
+  void on_key(std::string k) override {
+    if (place_ == Place::kRoot) {
+      keys_.push_back(k);
+      top_key_ = std::move(k);
+    } else {
+      field_ = std::move(k);
     }
-    return true;
   }
 
-  // A scalar field of a tensor object: dtype is a string, shape and data_offsets must not be
-  // scalars, anything else is ignored. A field given twice counts as its last value.
-  void tensor_field(const std::string* text) {
+  void on_scalar(JsonScalar v) override {
+    switch (place_) {
+      case Place::kBeforeRoot: return;  // a scalar root: not an object
+      case Place::kRoot:
+        if (top_key_ != "__metadata__") return problem("tensor '" + top_key_ + "' is not an object");
+        if (!v.is_null()) problem("__metadata__ is not an object");
+        return;
+      case Place::kMetadata:
+        if (!v.is_string()) return problem("__metadata__ value '" + field_ + "' is not a string");
+        header_.metadata[field_] = std::move(v.text);
+        return;
+      case Place::kTensor: return tensor_field(&v);
+      case Place::kShape:
+        if (!v.is_unsigned()) {
+          tensor_.shape_bad = true;
+        } else {
+          tensor_.entry.shape.push_back(v.u);
+        }
+        return;
+      case Place::kOffsets:
+        if (!v.is_unsigned()) tensor_.offsets_bad = true;
+        if (tensor_.offsets == 0) tensor_.entry.begin = v.u;
+        if (tensor_.offsets == 1) tensor_.entry.end = v.u;
+        ++tensor_.offsets;
+        return;
+    }
+  }
+
+  // A field of a tensor object given as a scalar (`v`) or as an object or array (nullptr):
+  // dtype must be a string, shape and data_offsets arrays; other fields are ignored. A field
+  // given twice counts as its last value.
+  void tensor_field(const JsonScalar* v) {
     if (field_ == "dtype") {
-      tensor_.has_dtype = text != nullptr;
-      if (text != nullptr) tensor_.dtype = *text;
+      tensor_.has_dtype = v != nullptr && v->is_string();
+      if (tensor_.has_dtype) tensor_.dtype = v->text;
     } else if (field_ == "shape") {
       tensor_.has_shape = false;
     } else if (field_ == "data_offsets") {
@@ -119,41 +85,30 @@ class HeaderSax final : public nlohmann::json_sax<json> {
     }
   }
 
-  bool open(bool object) {
-    if (skip_ > 0) {
-      ++skip_;
-      return true;
-    }
+  bool on_open(bool object) override {
     switch (place_) {
       case Place::kBeforeRoot:
         root_is_object_ = object;
-        if (object) {
-          place_ = Place::kRoot;
-        } else {
-          skip_ = 1;
-        }
-        return true;
+        place_ = Place::kRoot;
+        return object;
       case Place::kRoot:
         if (top_key_ == "__metadata__") {
-          if (object) {
-            place_ = Place::kMetadata;
-            return true;
+          if (!object) {
+            problem("__metadata__ is not an object");
+            return false;
           }
-          problem("__metadata__ is not an object");
-        } else if (object) {
-          tensor_ = PendingTensor{};
-          tensor_.entry.name = top_key_;
-          place_ = Place::kTensor;
+          place_ = Place::kMetadata;
           return true;
-        } else {
-          problem("tensor '" + top_key_ + "' is not an object");
         }
-        skip_ = 1;
+        if (!object) {
+          problem("tensor '" + top_key_ + "' is not an object");
+          return false;
+        }
+        tensor_ = PendingTensor{};
+        tensor_.entry.name = top_key_;
+        place_ = Place::kTensor;
         return true;
-      case Place::kMetadata:
-        problem("__metadata__ value '" + field_ + "' is not a string");
-        skip_ = 1;
-        return true;
+      case Place::kMetadata: problem("__metadata__ value '" + field_ + "' is not a string"); return false;
       case Place::kTensor:
         if (!object && field_ == "shape") {
           tensor_.has_shape = true;
@@ -169,36 +124,29 @@ class HeaderSax final : public nlohmann::json_sax<json> {
           place_ = Place::kOffsets;
           return true;
         }
-        tensor_field(nullptr);  // an object or array where dtype/shape/offsets should be
-        skip_ = 1;
-        return true;
-      case Place::kShape: tensor_.shape_bad = true; break;
+        tensor_field(nullptr);
+        return false;
+      case Place::kShape: tensor_.shape_bad = true; return false;
       case Place::kOffsets:
         tensor_.offsets_bad = true;
         ++tensor_.offsets;
-        break;
+        return false;
     }
-    skip_ = 1;
-    return true;
+    return false;
   }
 
-  bool close() {
-    if (skip_ > 0) {
-      --skip_;
-      return true;
-    }
+  void on_close() override {
     switch (place_) {
       case Place::kShape:
-      case Place::kOffsets: place_ = Place::kTensor; return true;
+      case Place::kOffsets: place_ = Place::kTensor; return;
       case Place::kTensor:
         finish_tensor();
         place_ = Place::kRoot;
-        return true;
-      case Place::kMetadata: place_ = Place::kRoot; return true;
-      case Place::kRoot: place_ = Place::kBeforeRoot; return true;
-      case Place::kBeforeRoot: return true;
+        return;
+      case Place::kMetadata: place_ = Place::kRoot; return;
+      case Place::kRoot:
+      case Place::kBeforeRoot: place_ = Place::kBeforeRoot; return;
     }
-    return true;
   }
 
   // The checks of one tensor, in the order the DOM reader made them.
@@ -228,9 +176,7 @@ class HeaderSax final : public nlohmann::json_sax<json> {
     header_.entries.push_back(std::move(e));
   }
 
- private:
   Place place_ = Place::kBeforeRoot;
-  int skip_ = 0;  // > 0: inside a value that is not looked at (its nesting depth)
   std::string top_key_, field_;
   PendingTensor tensor_;
 };
@@ -242,9 +188,9 @@ class HeaderSax final : public nlohmann::json_sax<json> {
 }  // namespace
 
 SafetensorsHeader parse_safetensors_header(std::string_view text, const std::string& path) {
-  HeaderSax sax;
-  json::sax_parse(text.begin(), text.end(), &sax);
-  if (!sax.json_error_.empty()) bad(path, "header is not valid JSON: " + sax.json_error_);
+  HeaderHandler sax;
+  parse_json_stream(text, sax);
+  if (!sax.json_error().empty()) bad(path, "header is not valid JSON: " + sax.json_error());
   // A repeated name is legal JSON but ambiguous (a DOM would silently keep the last one).
   std::sort(sax.keys_.begin(), sax.keys_.end());
   const auto repeated = std::adjacent_find(sax.keys_.begin(), sax.keys_.end());
