@@ -1,15 +1,15 @@
 #include "formats/sharded_safetensors.h"
 
-#include <filesystem>
-#include <fstream>
-#include <map>
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
+#include <map>
+#include <optional>
 #include <set>
 
-#include <nlohmann/json.hpp>
-
+#include "core/json_stream.h"
 #include "formats/safetensors_file.h"
+#include "io/mapped_file.h"
 #include "wq/error.h"
 
 namespace wq::detail {
@@ -89,30 +89,64 @@ bool looks_like_shard_index(const std::byte* data, std::size_t size) {
   return text.find("\"weight_map\"") != std::string_view::npos;
 }
 
+namespace {
+
+// The index as a stream (core/json_stream.h): an index may be 64 MiB, ~25x that as a DOM. Only
+// "weight_map" is kept, its members sorted by name with the last of a repeated name winning,
+// as a JSON object's would be.
+class IndexHandler final : public JsonStreamHandler {
+ public:
+  bool root_is_object_ = false, have_weight_map_ = false;
+  std::map<std::string, std::optional<std::string>> weight_map_;  // nullopt: not a string
+
+ private:
+  void on_key(std::string k) override { key_ = std::move(k); }
+  void on_scalar(JsonScalar v) override {
+    if (depth_ == 1 && key_ == "weight_map") have_weight_map_ = false;
+    if (depth_ == 2 && in_weight_map_) weight_map_[key_] = v.is_string() ? std::optional(std::move(v.text)) : std::nullopt;
+  }
+  bool on_open(bool object) override {
+    if (depth_ == 0) root_is_object_ = object;
+    if (depth_ == 1 && key_ == "weight_map") {
+      have_weight_map_ = object;
+      in_weight_map_ = object;
+      weight_map_.clear();  // a repeated "weight_map": the last one counts
+    } else if (depth_ == 2 && in_weight_map_) {
+      weight_map_[key_] = std::nullopt;  // an object or array: not a file name
+      return false;
+    }
+    const bool descend = depth_ == 0 ? object : in_weight_map_ && depth_ == 1;
+    if (descend) ++depth_;
+    return descend;
+  }
+  void on_close() override {
+    if (--depth_ == 1) in_weight_map_ = false;
+  }
+
+  int depth_ = 0;
+  bool in_weight_map_ = false;
+  std::string key_;
+};
+
+}  // namespace
+
 ShardIndex read_shard_index(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::kInputMissing, path + ": cannot open");
-  nlohmann::json root;
-  try {
-    root = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    bad(path, std::string("not valid JSON: ") + e.what());
-  }
-  if (!root.is_object() || !root.contains("weight_map") || !root["weight_map"].is_object()) {
-    bad(path, "no weight_map object");
-  }
+  const MappedFile file(path);
+  IndexHandler handler;
+  parse_json_stream(std::string_view(reinterpret_cast<const char*>(file.data()), file.size()), handler);
+  if (!handler.json_error().empty()) bad(path, "not valid JSON: " + handler.json_error());
+  if (!handler.root_is_object_ || !handler.have_weight_map_) bad(path, "no weight_map object");
   ShardIndex index;
   index.path = path;
   std::set<std::string> seen;
-  // nlohmann::json sorts keys; the order of tensors comes from the shards themselves.
-  for (auto it = root["weight_map"].begin(); it != root["weight_map"].end(); ++it) {
-    if (!it.value().is_string()) bad(path, "weight_map value of '" + it.key() + "' is not a file name");
-    const std::string shard = it.value().get<std::string>();
-    if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..") {
-      bad(path, "shard '" + shard + "' is not a file name beside the index");
+  // In name order; the order of tensors comes from the shards themselves.
+  for (auto& [name, shard] : handler.weight_map_) {
+    if (!shard) bad(path, "weight_map value of '" + name + "' is not a file name");
+    if (shard->empty() || shard->find('/') != std::string::npos || *shard == "." || *shard == "..") {
+      bad(path, "shard '" + *shard + "' is not a file name beside the index");
     }
-    index.weight_map.emplace_back(it.key(), shard);
-    if (seen.insert(shard).second) index.shards.push_back(shard);
+    if (seen.insert(*shard).second) index.shards.push_back(*shard);
+    index.weight_map.emplace_back(name, std::move(*shard));
   }
   std::sort(index.shards.begin(), index.shards.end());  // model-00001-of-00003, ... in order
   if (index.shards.empty()) bad(path, "weight_map is empty");

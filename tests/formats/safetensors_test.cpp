@@ -8,6 +8,7 @@
 #include "formats/file_support.h"
 #include "formats/safetensors_file.h"
 #include "formats/safetensors_writer.h"
+#include "formats/sharded_safetensors.h"
 #include "wq/error.h"
 
 namespace wq {
@@ -142,6 +143,48 @@ TEST(SafetensorsReader, AHundredThousandTensors) {
   EXPECT_EQ(f.entries()[0].name, "t0");
   EXPECT_EQ(f.entries()[kCount - 1].name, "t" + std::to_string(kCount - 1));
   EXPECT_EQ(f.metadata().at("format"), "pt");
+}
+
+// The sharded index, read as a stream: only weight_map is kept, in name order, the last of a
+// repeated name (or of a repeated weight_map) winning, as a JSON object's member would.
+TEST(ShardIndex, WeightMapIsReadAsAJsonObjectWouldBe) {
+  TempDir dir;
+  const std::string path = dir.file("m.safetensors.index.json");
+  test::write_bytes(path, R"({"metadata":{"total_size":1,"nested":[{"weight_map":{"x":"y"}}]},)"
+                          R"("weight_map":{"old":"gone.safetensors"},)"
+                          R"("weight_map":{"b":"s2.safetensors","a":"s1.safetensors","b":"s1.safetensors"}})");
+  const detail::ShardIndex index = detail::read_shard_index(path);
+  ASSERT_EQ(index.weight_map.size(), 2u);
+  EXPECT_EQ(index.weight_map[0], (std::pair<std::string, std::string>{"a", "s1.safetensors"}));
+  EXPECT_EQ(index.weight_map[1], (std::pair<std::string, std::string>{"b", "s1.safetensors"}));
+  EXPECT_EQ(index.shards, std::vector<std::string>{"s1.safetensors"});
+}
+
+TEST(ShardIndex, MalformedIndexesAreErrorsNamingTheFile) {
+  TempDir dir;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{\"weight_map\":", "not valid JSON"},
+      {"[1]", "no weight_map object"},
+      {R"({"weight_map":["a"]})", "no weight_map object"},
+      {R"({"metadata":{}})", "no weight_map object"},
+      {R"({"weight_map":{"a":1}})", "'a' is not a file name"},
+      {R"({"weight_map":{"a":{"file":"x"}}})", "'a' is not a file name"},
+      {R"({"weight_map":{"a":"../x.safetensors"}})", "beside the index"},
+      {R"({"weight_map":{}})", "empty"},
+  };
+  for (const auto& [text, needle] : cases) {
+    SCOPED_TRACE(text);
+    const std::string path = dir.file("bad.index.json");
+    test::write_bytes(path, text);
+    try {
+      detail::read_shard_index(path);
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kBadFormat);
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(SafetensorsReader, MissingFileIsInputMissing) {
