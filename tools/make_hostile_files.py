@@ -386,6 +386,13 @@ def build():
          ("quantize --max-view-expansion 1M", 8, "--max-view-expansion")],
         "a stride-0 view of one float as 1024 x 1024 (4 MiB dense): within the default limit")
 
+    # 100 broadcast views of 2 MiB each: --keep-nonfinite's check used to hold every dense copy
+    # at once (200 MiB); now one at a time.
+    data = torch_zip([("w%d" % i, "0", 1, 0, [512, 1024], [0, 0]) for i in range(100)], {"0": floats(0.25)})
+    add("fuzz_torch_zip", "broadcast_100_views.pt", data,
+        [("quantize", 0, ""), ("quantize --keep-nonfinite", 0, "")],
+        "100 stride-0 views of one float, 2 MiB each: read one at a time, also by --keep-nonfinite")
+
     # 7. A storage whose deflated bytes are corrupt: tensor() fails, and must fail again when
     # retried (it used to return a view of an empty buffer kept from the failed read).
     good = torch_zip([("w", "0", 4, 0, [2, 2], [2, 1])], {"0": floats(1, 2, 3, 4)})

@@ -57,6 +57,19 @@ bool has_nonfinite(const TensorView& view) {
   return false;
 }
 
+// has_nonfinite() of tensor `index`, holding one view at a time: a view the reader had to
+// build (a torch view's dense copy, an inflated .npz member) is given back at once, or
+// planning would hold every one of them together (a broadcast view may take 256 MiB). A view
+// into the file's mapping costs nothing held, and releasing it would fault its pages again.
+bool has_nonfinite_once(CheckpointReader& reader, std::size_t index) {
+  const TensorView view = reader.tensor(index);
+  const bool found = has_nonfinite(view);
+  const std::span<const std::byte> mapped = reader.mapped_bytes();
+  const auto at = reinterpret_cast<std::uintptr_t>(view.data), begin = reinterpret_cast<std::uintptr_t>(mapped.data());
+  if (at < begin || at - begin >= mapped.size()) reader.release(index);
+  return found;
+}
+
 ContainerTensor plan_tensor(const TensorInfo& info, Encoding encoding, const QuantSpec& spec) {
   ContainerTensor t;
   t.name = info.name;
@@ -165,8 +178,7 @@ TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& option
     Encoding encoding = choice.encoding;
     TensorReport r;
     if (choice.rule != nullptr) r.rule = choice.rule->text;
-    if (encoding != Encoding::kRaw && look_for_nonfinite && options.keep_nonfinite &&
-        has_nonfinite(reader.tensor(i))) {
+    if (encoding != Encoding::kRaw && look_for_nonfinite && options.keep_nonfinite && has_nonfinite_once(reader, i)) {
       encoding = Encoding::kRaw;
       r.note = "contains NaN or infinity: kept raw";
     }
