@@ -11,6 +11,8 @@
 #include <fstream>
 #include <vector>
 
+#include "cli/json_text.h"
+#include "core/utf8.h"
 #include "pipeline/input_checksum.h"
 #include "wq/error.h"
 
@@ -25,6 +27,41 @@ nlohmann::ordered_json identity_json(const FileIdentity& id) {
   j["mtime_ns"] = id.mtime_ns;
   if (!id.xxh3.empty()) j["xxh3"] = id.xxh3;
   return j;
+}
+
+// A journal's paths are matched again on resume, so they must come back as the same bytes. A
+// file name is any bytes but '/' and NUL, a JSON string only UTF-8: a path that is not UTF-8
+// is stored as a NUL followed by its bytes in hex. No path holds a NUL, so the two forms never
+// meet, and a journal of UTF-8 paths reads as before.
+std::string path_to_json(const std::string& path) {
+  if (detail::is_valid_utf8(path)) return path;
+  static const char* kHex = "0123456789abcdef";
+  std::string out(1, '\0');
+  for (const char c : path) {
+    const auto b = static_cast<unsigned char>(c);
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/// The path path_to_json() stored; a damaged hex form throws like a torn line.
+std::string path_from_json(const std::string& text) {
+  if (text.empty() || text[0] != '\0') return text;
+  if (text.size() % 2 != 1) throw nlohmann::json::other_error::create(501, "odd hex path", nullptr);
+  std::string out;
+  for (std::size_t i = 1; i < text.size(); i += 2) {
+    const int hi = hex_digit(text[i]), lo = hex_digit(text[i + 1]);
+    if (hi < 0 || lo < 0) throw nlohmann::json::other_error::create(501, "bad hex path", nullptr);
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
 }
 
 FileIdentity identity_of(const nlohmann::ordered_json& j) {
@@ -83,10 +120,10 @@ void Journal::read_file(const std::string& path) {
     try {
       const nlohmann::ordered_json j = nlohmann::ordered_json::parse(line);
       JournalEntry e;
-      e.output = j.at("output").get<std::string>();
+      e.output = path_from_json(j.at("output").get<std::string>());
       e.kind = j.at("kind").get<std::string>();
       e.output_id = identity_of(j.at("output_id"));
-      e.input = j.at("input").get<std::string>();
+      e.input = path_from_json(j.at("input").get<std::string>());
       e.input_id = identity_of(j.at("input_id"));
       e.settings = j.at("settings").get<std::string>();
       if (j.contains("summary")) e.summary = j.at("summary");
@@ -133,14 +170,14 @@ void Journal::append(const JournalEntry& entry) {
     }
   }
   nlohmann::ordered_json j;
-  j["output"] = entry.output;
+  j["output"] = path_to_json(entry.output);
   j["kind"] = entry.kind;
   j["output_id"] = identity_json(entry.output_id);
-  j["input"] = entry.input;
+  j["input"] = path_to_json(entry.input);
   j["input_id"] = identity_json(entry.input_id);
   j["settings"] = entry.settings;
   j["summary"] = entry.summary;
-  write_all(fd_, j.dump() + "\n", path_);  // one write: a line is never interleaved
+  write_all(fd_, json_text(j) + "\n", path_);  // one write: a line is never interleaved
   if (::fsync(fd_) != 0) throw Error(ErrorCode::kOutput, path_ + ": fsync of the journal failed: " + std::strerror(errno));
   entries_[entry.output] = entry;
 }

@@ -8,6 +8,7 @@
 
 #include "container/checksum.h"
 #include "core/json_members.h"
+#include "core/utf8.h"
 #include "wq/codec/pack.h"
 #include "wq/error.h"
 
@@ -47,7 +48,8 @@ std::string metadata_json(const ContainerMetadata& m) {
   ojson root;
   root["version"] = m.version;
   root["producer"] = m.producer;
-  root["source"] = {{"file", m.source.file}, {"format", m.source.format}, {"bytes", m.source.bytes}};
+  // A file name is any bytes; the header must be UTF-8 (it is shown, never matched).
+  root["source"] = {{"file", valid_utf8(m.source.file)}, {"format", m.source.format}, {"bytes", m.source.bytes}};
   ojson tensors = ojson::object();
   std::unordered_set<std::string_view> names;
   for (const ContainerTensor& t : m.tensors) {

@@ -1,4 +1,5 @@
-// UTF-8 validity, for text from files that ends up in JSON (tensor names, rule patterns).
+// UTF-8 validity, for text from files that ends up in JSON (tensor names, rule patterns, file
+// names: a POSIX file name is any bytes but '/' and NUL).
 #pragma once
 
 #include <cstdint>
@@ -48,6 +49,25 @@ inline std::string printable_utf8(std::string_view s) {
       out += "\\x";
       out += kHex[c >> 4];
       out += kHex[c & 15];
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+/// `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD, as
+/// nlohmann::json's error_handler_t::replace does: for text that must go into JSON and is only
+/// shown (a file name in a container's `source` or a report), never matched again.
+inline std::string valid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = utf8_sequence_length(s.substr(i));
+    if (n == 0) {
+      out += "\xef\xbf\xbd";
+      ++i;
     } else {
       out.append(s.substr(i, n));
       i += n;

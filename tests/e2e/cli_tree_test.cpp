@@ -465,6 +465,38 @@ TEST_F(cli_tree, JsonReportFile) {
   EXPECT_LE(student["sqnr_min_db"].get<double>(), student["sqnr_median_db"].get<double>());
 }
 
+TEST_F(cli_tree, FileNamesThatAreNotUtf8AreQuantizedReportedAndResumed) {
+  // A POSIX file name is any bytes but '/' and NUL (a Latin-1 name from an old archive, say);
+  // JSON is UTF-8. Such a name used to end every command with an internal error.
+  const std::string latin1 = "caf\xe9.safetensors";
+  fs::rename(in_ + "/student_net.safetensors", in_ + "/" + latin1);
+  const std::string output = dir_ / "model-wq";
+  const std::string report = dir_ / "report.json";
+  const RunResult r = run(quantize_args(output, {"--json=" + report, "-q"}));
+  ASSERT_EQ(r.status, kOk) << r;
+  const std::string container = output + "/caf\xe9.wq.safetensors";  // the same bytes in the output's name
+  ASSERT_TRUE(fs::exists(container));
+  // The container's source.file and the report show the name with U+FFFD for the byte.
+  const ojson meta = parse_safetensors(read_file(container)).wq_metadata();
+  EXPECT_EQ(meta["source"]["file"], "caf\xef\xbf\xbd.safetensors");
+  const ojson j = ojson::parse(read_file(report));
+  bool reported = false;
+  for (const ojson& f : j["files"]) reported = reported || f["output"] == "caf\xef\xbf\xbd.wq.safetensors";
+  EXPECT_TRUE(reported) << j.dump(2);
+  // The journal keeps the exact bytes, so a rerun finds the file up to date.
+  const RunResult again = run(quantize_args(output));
+  ASSERT_EQ(again.status, kOk) << again;
+  EXPECT_TRUE(contains(again.out, "0 written, 9 up to date")) << again;
+  // One file, and inspect --json of the input and of the container.
+  const RunResult one = run({"quantize", in_ + "/" + latin1, "-o", out("one.wq.safetensors"), "--backend", "cpu", "-q"});
+  EXPECT_EQ(one.status, kOk) << one;
+  for (const std::string& file : {in_ + "/" + latin1, container}) {
+    const RunResult inspect = run({"inspect", file, "--json"});
+    ASSERT_EQ(inspect.status, kOk) << inspect;
+    EXPECT_TRUE(contains(ojson::parse(inspect.out)["file"].get<std::string>(), "caf\xef\xbf\xbd.")) << inspect;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rules (one file: the same rules apply in tree mode)
 
