@@ -6,8 +6,8 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
-#include "cli/json_text.h"
 #include "cli/report_table.h"
+#include "core/json_text.h"
 #include "wq/checkpoint.h"
 #include "wq/container.h"
 #include "wq/error.h"
@@ -79,7 +79,7 @@ int run_inspect(const InspectFlags& f) {
       tensors.push_back(std::move(e));
     }
     j["tensors"] = std::move(tensors);
-    fmt::print("{}\n", json_text(j, 2));
+    fmt::print("{}\n", detail::json_text(j, 2));
     return 0;
   }
   fmt::print("{}: {}, {} bytes", f.input, j["format"].get<std::string>(), with_commas(j["bytes"].get<std::uint64_t>()));

@@ -7,11 +7,11 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
-#include "cli/json_text.h"
 #include "cli/plan_text.h"
 #include "cli/quantize_flags.h"
 #include "cli/quantize_tree.h"
 #include "cli/report_table.h"
+#include "core/json_text.h"
 #include "io/atomic_file.h"
 #include "wq/error.h"
 #include "wq/pipeline.h"
@@ -44,12 +44,12 @@ int run_quantize_file(const QuantizeFlags& f, const QuantizeOptions& options) {
   }
   finish_progress();
   if (f.json == "-") {
-    fmt::print("{}\n", json_text(report_json(report, options.spec), 2));
+    fmt::print("{}\n", detail::json_text(report_json(report, options.spec), 2));
   } else if (!f.quiet) {
     fmt::print("{}", report_text(report, options.spec, f.per_tensor));
   }
   if (!f.json.empty() && f.json != "-") {
-    const std::string text = json_text(report_json(report, options.spec), 2) + "\n";
+    const std::string text = detail::json_text(report_json(report, options.spec), 2) + "\n";
     detail::AtomicFile file(f.json);
     file.write(text.data(), text.size());
     file.commit();

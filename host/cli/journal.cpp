@@ -9,9 +9,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <vector>
 
-#include "cli/json_text.h"
+#include "core/json_text.h"
 #include "core/utf8.h"
 #include "pipeline/input_checksum.h"
 #include "wq/error.h"
@@ -51,14 +52,15 @@ int hex_digit(char c) {
   return -1;
 }
 
-/// The path path_to_json() stored; a damaged hex form throws like a torn line.
-std::string path_from_json(const std::string& text) {
+/// The path path_to_json() stored; nullopt for a damaged hex form (its line is ignored, like
+/// a torn one).
+std::optional<std::string> path_from_json(const std::string& text) {
   if (text.empty() || text[0] != '\0') return text;
-  if (text.size() % 2 != 1) throw nlohmann::json::other_error::create(501, "odd hex path", nullptr);
+  if (text.size() % 2 != 1) return std::nullopt;
   std::string out;
   for (std::size_t i = 1; i < text.size(); i += 2) {
     const int hi = hex_digit(text[i]), lo = hex_digit(text[i + 1]);
-    if (hi < 0 || lo < 0) throw nlohmann::json::other_error::create(501, "bad hex path", nullptr);
+    if (hi < 0 || lo < 0) return std::nullopt;
     out += static_cast<char>(hi * 16 + lo);
   }
   return out;
@@ -119,11 +121,14 @@ void Journal::read_file(const std::string& path) {
     // A line that does not parse was torn by a kill mid-append: its file is simply not done.
     try {
       const nlohmann::ordered_json j = nlohmann::ordered_json::parse(line);
+      const std::optional<std::string> output = path_from_json(j.at("output").get<std::string>());
+      const std::optional<std::string> input = path_from_json(j.at("input").get<std::string>());
+      if (!output || !input) continue;
       JournalEntry e;
-      e.output = path_from_json(j.at("output").get<std::string>());
+      e.output = *output;
       e.kind = j.at("kind").get<std::string>();
       e.output_id = identity_of(j.at("output_id"));
-      e.input = path_from_json(j.at("input").get<std::string>());
+      e.input = *input;
       e.input_id = identity_of(j.at("input_id"));
       e.settings = j.at("settings").get<std::string>();
       if (j.contains("summary")) e.summary = j.at("summary");
@@ -177,7 +182,7 @@ void Journal::append(const JournalEntry& entry) {
   j["input_id"] = identity_json(entry.input_id);
   j["settings"] = entry.settings;
   j["summary"] = entry.summary;
-  write_all(fd_, json_text(j) + "\n", path_);  // one write: a line is never interleaved
+  write_all(fd_, detail::json_text(j) + "\n", path_);  // one write: a line is never interleaved
   if (::fsync(fd_) != 0) throw Error(ErrorCode::kOutput, path_ + ": fsync of the journal failed: " + std::strerror(errno));
   entries_[entry.output] = entry;
 }

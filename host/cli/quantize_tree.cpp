@@ -17,13 +17,13 @@
 
 #include "cli/atomic_copy.h"
 #include "cli/journal.h"
-#include "cli/json_text.h"
 #include "cli/tree_dry_run.h"
 #include "cli/tree_progress.h"
 #include "cli/tree_report.h"
 #include "cli/tree_walk.h"
 #include "cli/work_shard.h"
 #include "container/checksum.h"
+#include "core/json_text.h"
 #include "cpu/thread_pool.h"
 #include "formats/sharded_safetensors.h"
 #include "io/atomic_file.h"
@@ -356,7 +356,7 @@ std::vector<BackendSelection> make_backends(const QuantizeFlags& f, bool quiet) 
 
 void write_json_report(const std::string& path, const ojson& report) {
   make_folder(parent_folder(path));  // reports of many shards often go to a folder of their own
-  const std::string text = json_text(report, 2) + "\n";
+  const std::string text = detail::json_text(report, 2) + "\n";
   detail::AtomicFile file(path);
   file.write(text.data(), text.size());
   file.commit();
@@ -466,7 +466,7 @@ int run_quantize_tree(const QuantizeFlags& given, const QuantizeOptions& options
   finish_progress();
   const ojson report = tree_report_json(run.rows(), settings_json(options));
   if (f.json == "-") {
-    fmt::print("{}\n", json_text(report, 2));
+    fmt::print("{}\n", detail::json_text(report, 2));
   } else if (!f.quiet) {
     fmt::print("{}", tree_table_text(run.rows()));
   }

@@ -8,7 +8,7 @@
 
 #include "container/checksum.h"
 #include "core/json_members.h"
-#include "core/utf8.h"
+#include "core/json_text.h"
 #include "wq/codec/pack.h"
 #include "wq/error.h"
 
@@ -48,8 +48,7 @@ std::string metadata_json(const ContainerMetadata& m) {
   ojson root;
   root["version"] = m.version;
   root["producer"] = m.producer;
-  // A file name is any bytes; the header must be UTF-8 (it is shown, never matched).
-  root["source"] = {{"file", valid_utf8(m.source.file)}, {"format", m.source.format}, {"bytes", m.source.bytes}};
+  root["source"] = {{"file", m.source.file}, {"format", m.source.format}, {"bytes", m.source.bytes}};
   ojson tensors = ojson::object();
   std::unordered_set<std::string_view> names;
   for (const ContainerTensor& t : m.tensors) {
@@ -86,7 +85,7 @@ std::string metadata_json(const ContainerMetadata& m) {
     }
     root["paddle_name_table"] = std::move(table);
   }
-  return root.dump();
+  return json_text(root);  // source.file is a file name: any bytes
 }
 
 }  // namespace wq::detail

@@ -57,23 +57,4 @@ inline std::string printable_utf8(std::string_view s) {
   return out;
 }
 
-/// `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD, as
-/// nlohmann::json's error_handler_t::replace does: for text that must go into JSON and is only
-/// shown (a file name in a container's `source` or a report), never matched again.
-inline std::string valid_utf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size();) {
-    const std::size_t n = utf8_sequence_length(s.substr(i));
-    if (n == 0) {
-      out += "\xef\xbf\xbd";
-      ++i;
-    } else {
-      out.append(s.substr(i, n));
-      i += n;
-    }
-  }
-  return out;
-}
-
 }  // namespace wq::detail

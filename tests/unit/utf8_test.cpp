@@ -1,9 +1,10 @@
-// core/utf8.h: what counts as UTF-8 (tensor names, rule patterns, file names going into JSON),
+// core/utf8.h and core/json_text.h: what counts as UTF-8 (tensor names, rule patterns, file names going into JSON),
 // checked against the byte sequences of RFC 3629 (each list also checked with Python's bytes.decode).
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "core/json_text.h"
 #include "core/utf8.h"
 
 namespace wq::detail {
@@ -41,12 +42,12 @@ TEST(Utf8, IllFormedSequencesAreRefused) {
   }
 }
 
-TEST(Utf8, ReplacementAndPrintableFormsKeepTheValidParts) {
-  EXPECT_EQ(valid_utf8("caf\xe9.safetensors"), "caf\xef\xbf\xbd.safetensors");
-  EXPECT_EQ(valid_utf8("\xc3\xa9\xff\xc3\xa9"), "\xc3\xa9\xef\xbf\xbd\xc3\xa9");
-  EXPECT_EQ(valid_utf8("\xe2\x82"), "\xef\xbf\xbd\xef\xbf\xbd");  // one U+FFFD per byte
-  EXPECT_EQ(valid_utf8("plain"), "plain");
-  EXPECT_TRUE(is_valid_utf8(valid_utf8("\xed\xa0\x80\xf4\x90\x80\x80\x80")));
+TEST(Utf8, JsonTextAndPrintableFormsKeepTheValidParts) {
+  using nlohmann::ordered_json;
+  EXPECT_EQ(json_text(ordered_json("caf\xe9.safetensors")), "\"caf\xef\xbf\xbd.safetensors\"");
+  EXPECT_EQ(json_text(ordered_json("\xc3\xa9\xff\xc3\xa9")), "\"\xc3\xa9\xef\xbf\xbd\xc3\xa9\"");
+  EXPECT_EQ(json_text(ordered_json("plain")), "\"plain\"");
+  EXPECT_TRUE(is_valid_utf8(json_text(ordered_json("\xed\xa0\x80\xf4\x90\x80\x80\x80"))));
   EXPECT_EQ(printable_utf8("caf\xe9"), "caf\\xe9");
   EXPECT_EQ(printable_utf8("\xc3\xa9"), "\xc3\xa9");
 }
