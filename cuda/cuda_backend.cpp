@@ -118,7 +118,19 @@ class CudaBackend final : public Backend {
       t.type = element_type(job.input.dtype);
       t.bits = job.spec.bits;
       t.f16_params = job.spec.scale_dtype == ScaleDType::kF16;
+      t.rule = job.spec.recipe().rule;
       t.cut = cut_tensor(t.geometry, job.input.numel(), static_cast<unsigned>(dtype_size(job.input.dtype)), capacity);
+      if (t.rule == codec::RangeRule::kMse) {
+        // The search (launch_mse_params) runs between the general schedule's parameters and
+        // codes, and reads each group whole from one slot.
+        if (t.cut.kind == PieceKind::kHostRanges) {
+          throw Error(ErrorCode::kUnsupported,
+                      "tensor '" + std::string(job.input.name) + "': a group of " + std::to_string(t.geometry.group_size) +
+                          " elements is larger than a CUDA slot, which the mse search needs whole; give the backend more "
+                          "memory or use the CPU backend");
+        }
+        t.cut.kind = PieceKind::kGeneral;
+      }
       if (t.cut.kind == PieceKind::kHostRanges) giants.push_back(t);
       tensors.push_back(std::move(t));
     }
@@ -310,6 +322,14 @@ class CudaBackend final : public Backend {
                         slot.tile_hi.get<float>(), slot.scales.get<float>(), slot.mins.get<float>(),
                         slot.stored_scales.get<std::uint32_t>(), slot.stored_mins.get<std::uint32_t>(),
                         status, plan.max_tiles_per_group, stream);
+    const bool mse = std::any_of(plan.pieces.begin(), plan.pieces.end(), [](const PlacedQuantPiece& placed) {
+      return placed.desc.rule == static_cast<std::int32_t>(codec::RangeRule::kMse);
+    });
+    if (mse) {  // no launch at all for the other methods
+      launch_mse_params(table, general_count, plan.groups, slot.input.get(), slot.scales.get<float>(),
+                        slot.mins.get<float>(), slot.stored_scales.get<std::uint32_t>(),
+                        slot.stored_mins.get<std::uint32_t>(), status, stream);
+    }
     launch_quantize_pack(table, general_count, plan.launch_blocks[0], slot.input.get(),
                          slot.scales.get<float>(), slot.mins.get<float>(), slot.output.get(), status,
                          stats, stream);
@@ -366,16 +386,18 @@ class CudaBackend final : public Backend {
       copies.push_back({job.out.codes + d.elem_begin / 8 * static_cast<std::uint64_t>(d.bits),
                         slot.host_output.get() + d.code_offset, codec::packed_bytes(n, d.bits)});
       const std::uint64_t groups = d.last_group - d.first_group;
+      const bool symmetric = d.rule == static_cast<std::int32_t>(codec::RangeRule::kSymmetric);
       if (d.f16_params) {
         for (std::uint64_t g = 0; g < groups; ++g) {
           const auto s = static_cast<std::uint16_t>(stored_scales[d.param_index + g]);
           const auto m = static_cast<std::uint16_t>(stored_mins[d.param_index + g]);
           std::memcpy(job.out.scales + 2 * (d.first_group + g), &s, 2);
+          if (symmetric) continue;  // no mins to store (job.out.mins may be null)
           std::memcpy(job.out.mins + 2 * (d.first_group + g), &m, 2);
         }
       } else {  // the stored words are the binary32 bits, little-endian like the container
         std::memcpy(job.out.scales + 4 * d.first_group, stored_scales + d.param_index, 4 * groups);
-        std::memcpy(job.out.mins + 4 * d.first_group, stored_mins + d.param_index, 4 * groups);
+        if (!symmetric) std::memcpy(job.out.mins + 4 * d.first_group, stored_mins + d.param_index, 4 * groups);
       }
       job.stats.merge(sum_blocks(slot.host_stats.get<BlockStats>(),
                                  plan.first_block(launch_of(placed.kind)) + d.block_begin,
@@ -399,8 +421,10 @@ class CudaBackend final : public Backend {
                         codec::packed_bytes(p.elem_end - p.elem_begin, in.bits)});
       copies.push_back({slot.host_input.get() + p.scale_offset, in.scales + first * param_size,
                         (last - first) * param_size});
-      copies.push_back({slot.host_input.get() + p.min_offset, in.mins + first * param_size,
-                        (last - first) * param_size});
+      if (in.mins != nullptr) {  // symmetric tensors have none: the kernel derives them
+        copies.push_back({slot.host_input.get() + p.min_offset, in.mins + first * param_size,
+                          (last - first) * param_size});
+      }
     }
     ring_->copy_all(copies);
     std::memcpy(slot.host_tables[0].get(), plan.pieces.data(), plan.pieces.size() * sizeof(DequantPiece));

@@ -16,11 +16,12 @@ __device__ inline codec::AffineParams stored_params(const DequantPiece& p, const
   if (p.f16_params) {
     const auto* s = reinterpret_cast<const std::uint16_t*>(input + p.scale_offset);
     const auto* m = reinterpret_cast<const std::uint16_t*>(input + p.min_offset);
-    return {codec::f16_bits_to_f32(s[local]), codec::f16_bits_to_f32(m[local])};
+    const float scale = codec::f16_bits_to_f32(s[local]);
+    return {scale, p.symmetric ? codec::symmetric_min(scale, p.bits) : codec::f16_bits_to_f32(m[local])};
   }
   const auto* s = reinterpret_cast<const float*>(input + p.scale_offset);
   const auto* m = reinterpret_cast<const float*>(input + p.min_offset);
-  return {s[local], m[local]};
+  return {s[local], p.symmetric ? codec::symmetric_min(s[local], p.bits) : m[local]};
 }
 
 __global__ void __launch_bounds__(kBlockThreads)

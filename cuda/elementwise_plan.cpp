@@ -74,6 +74,7 @@ std::vector<DequantSlot> plan_dequantize(std::span<const DequantizeJob> jobs, co
       p.type = element_type(out.dtype);
       p.bits = in.bits;
       p.f16_params = in.scale_dtype == ScaleDType::kF16 ? 1 : 0;
+      p.symmetric = in.mins == nullptr ? 1 : 0;
       begin = end;
     }
   }

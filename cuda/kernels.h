@@ -27,6 +27,15 @@ void launch_group_params(const QuantPiece* pieces, unsigned piece_count, std::ui
                          std::uint32_t* stored_scales, std::uint32_t* stored_mins,
                          std::uint32_t* status, std::uint32_t max_tiles_per_group, cudaStream_t stream);
 
+/// The range stage of the mse method (codec/mse.h): one thread per group of the general pieces
+/// whose rule is kMse, after launch_group_params() has stored min-max's parameters. Each thread
+/// runs the codec's search over its group in the input buffer (the codec's fixed order of
+/// sums, so the CPU chooses the same parameters) and overwrites the group's parameters. Groups
+/// already flagged in status are left alone.
+void launch_mse_params(const QuantPiece* pieces, unsigned piece_count, std::uint64_t groups,
+                       const std::uint8_t* input, float* scales, float* mins, std::uint32_t* stored_scales,
+                       std::uint32_t* stored_mins, const std::uint32_t* status, cudaStream_t stream);
+
 /// Codes of the general pieces from their groups' parameters: a thread writes exactly `bits`
 /// bytes per 8 elements. stats[b] gets block b's error sums.
 void launch_quantize_pack(const QuantPiece* pieces, unsigned piece_count, std::uint64_t blocks,

@@ -36,7 +36,8 @@ __device__ inline std::uint32_t params_of_range(float lo, float hi, const QuantP
                                                 codec::AffineParams* params) {
   *params = {0.0f, 0.0f};
   if (!codec::is_finite(lo) || !codec::is_finite(hi)) return kStatusNonFinite;
-  switch (codec::affine_params(lo, hi, p.bits, p.f16_params != 0, params)) {
+  const codec::Recipe recipe{static_cast<codec::RangeRule>(p.rule), p.bits, p.f16_params != 0};
+  switch (codec::rule_params(lo, hi, recipe, params)) {  // mse pieces take the general schedule
     case codec::ParamsStatus::kOk: return 0;
     case codec::ParamsStatus::kRangeOverflow: *params = {0.0f, 0.0f}; return kStatusRangeOverflow;
     case codec::ParamsStatus::kF16Overflow: *params = {0.0f, 0.0f}; return kStatusF16Overflow;

@@ -149,7 +149,9 @@ __global__ void group_params_kernel(const QuantPiece* pieces, unsigned piece_cou
   if (!codec::is_finite(lo) || !codec::is_finite(hi)) {
     failure = kStatusNonFinite;
   } else {
-    switch (codec::affine_params(lo, hi, p.bits, p.f16_params != 0, &params)) {
+    // Min-max or symmetric; an mse piece's search then starts from these (launch_mse_params).
+    const codec::Recipe recipe{static_cast<codec::RangeRule>(p.rule), p.bits, p.f16_params != 0};
+    switch (codec::rule_params(lo, hi, recipe, &params)) {
       case codec::ParamsStatus::kOk: break;
       case codec::ParamsStatus::kRangeOverflow: failure = kStatusRangeOverflow; break;
       case codec::ParamsStatus::kF16Overflow: failure = kStatusF16Overflow; break;

@@ -62,6 +62,7 @@ struct QuantPiece {
   ElementType type = ElementType::kF32;
   std::int32_t bits = 8;
   std::int32_t f16_params = 0;
+  std::int32_t rule = 0;          ///< codec::RangeRule of the tensor's method
   std::uint32_t piece_index = 0;  ///< index into the slot's status and per-piece arrays
 };
 
@@ -78,6 +79,7 @@ struct DequantPiece {
   ElementType type = ElementType::kF32;  ///< output dtype
   std::int32_t bits = 8;
   std::int32_t f16_params = 0;
+  std::int32_t symmetric = 0;  ///< no stored mins: each is codec::symmetric_min(scale)
   std::uint32_t piece_index = 0;
 };
 

@@ -178,6 +178,7 @@ class SlotPacker {
     d.type = t.type;
     d.bits = t.bits;
     d.f16_params = t.f16_params ? 1 : 0;
+    d.rule = static_cast<std::int32_t>(t.rule);
     const PieceKind kind = range_pass_ ? PieceKind::kGeneral : t.cut.kind;
     d.host_ranges = kind == PieceKind::kHostRanges ? 1 : 0;
     d.tiles_per_group = kind == PieceKind::kHostRanges ? 1 : tiles_per_group(t.geometry, range.end - range.begin);

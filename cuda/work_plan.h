@@ -112,6 +112,7 @@ struct QuantTensor {
   ElementType type = ElementType::kF32;
   int bits = 8;
   bool f16_params = false;
+  codec::RangeRule rule = codec::RangeRule::kMinMax;
   TensorCut cut;
 };
 

@@ -45,9 +45,10 @@ int run_inspect(const InspectFlags& f) {
     j["source"] = {{"file", c->source().file}, {"format", c->source().format}, {"bytes", c->source().bytes}};
     for (const ContainerTensor& t : c->tensors()) {
       Row r{t.name, std::string(dtype_name(t.dtype)), shape_text(t.shape), std::string(encoding_name(t.encoding)), "", t.bits, 0, t.stored_bytes};
-      if (t.encoding == Encoding::kAffine) {
+      if (has_codes(t.encoding)) {
         r.groups = stored_group_geometry(t.shape, t.group_size, t.bits).groups;
-        r.layout = granularity_text(t.group_size, t.shape) + (t.scale_dtype == ScaleDType::kF16 ? ", f16 scales" : "");
+        r.layout = granularity_text(t.group_size, t.shape) + (t.scale_dtype == ScaleDType::kF16 ? ", f16 scales" : "") +
+                   (t.encoding == Encoding::kAffine && t.range != "minmax" ? ", " + t.range + " ranges" : "");
       } else if (t.encoding == Encoding::kCast) {
         r.layout = std::string(dtype_name(t.data_dtype));
       }
@@ -69,7 +70,7 @@ int run_inspect(const InspectFlags& f) {
     for (const Row& r : rows) {
       nlohmann::ordered_json e = {{"name", r.name}, {"dtype", r.dtype}, {"shape", nlohmann::ordered_json::parse(r.shape)},
                                   {"encoding", r.encoding}};
-      if (r.encoding == "affine") {
+      if (r.encoding == "affine" || r.encoding == "symmetric") {
         e["bits"] = r.bits;
         e["groups"] = r.groups;
         e["layout"] = r.layout;

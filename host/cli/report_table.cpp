@@ -65,7 +65,7 @@ std::string report_text(const QuantizeReport& r, const QuantSpec& spec, bool per
   const ErrorSummary s = summarise_errors(r);
   std::size_t affine = 0, cast = 0, raw = 0;
   for (const TensorReport& t : r.tensors) {
-    (t.encoding == Encoding::kAffine ? affine : t.encoding == Encoding::kCast ? cast : raw)++;
+    (has_codes(t.encoding) ? affine : t.encoding == Encoding::kCast ? cast : raw)++;
   }
   std::string out;
   out += fmt::format("{} -> {}\n", r.input, r.output);
@@ -74,8 +74,11 @@ std::string report_text(const QuantizeReport& r, const QuantSpec& spec, bool per
     out += fmt::format("  {:<40} {:>5} {:>16} {:>8} {:>12} {:>10} {:>8} {:>10}\n", "tensor", "dtype",
                        "shape", "encoding", "bytes in", "bytes out", "SQNR dB", "max|err|");
     for (const TensorReport& t : r.tensors) {
-      const std::string enc = t.encoding == Encoding::kAffine ? fmt::format("{}b", t.bits)
-                              : std::string(encoding_name(t.encoding));
+      // The method shows where it is not the default: "4b mse", "4b sym".
+      const std::string enc = !has_codes(t.encoding) ? std::string(encoding_name(t.encoding))
+                              : t.range == "minmax"  ? fmt::format("{}b", t.bits)
+                              : t.range == "symmetric" ? fmt::format("{}b sym", t.bits)
+                                                       : fmt::format("{}b {}", t.bits, t.range);
       out += fmt::format("  {:<40} {:>5} {:>16} {:>8} {:>12} {:>10} {:>8} {:>10}{}\n", t.name,
                          dtype_name(t.dtype), shape_text(t.shape), enc, with_commas(t.input_bytes),
                          with_commas(t.output_bytes), t.error.count ? sqnr_text(t.error.sqnr_db()) : "-",
@@ -122,7 +125,8 @@ nlohmann::ordered_json report_json(const QuantizeReport& r, const QuantSpec& spe
     e["dtype"] = std::string(dtype_name(t.dtype));
     e["shape"] = t.shape;
     e["encoding"] = std::string(encoding_name(t.encoding));
-    if (t.encoding == Encoding::kAffine) {
+    if (has_codes(t.encoding)) {
+      e["method"] = t.range;
       e["bits"] = t.bits;
       e["group_size"] = t.group_size;
       e["groups"] = t.groups;

@@ -1,5 +1,6 @@
 #include "container/container_metadata.h"
 
+#include <algorithm>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -24,29 +25,36 @@ std::string_view encoding_name_impl(Encoding e) {
     case Encoding::kAffine: return "affine";
     case Encoding::kCast: return "cast";
     case Encoding::kRaw: return "raw";
+    case Encoding::kSymmetric: return "symmetric";
   }
   return "?";
 }
 
 std::vector<std::string> part_names(const std::string& name, Encoding encoding) {
   if (encoding == Encoding::kAffine) return {name + ".__codes", name + ".__scale", name + ".__min"};
+  if (encoding == Encoding::kSymmetric) return {name + ".__codes", name + ".__scale"};
   return {name};
 }
 
 std::vector<PartLayout> parts_of(const ContainerTensor& t) {
-  if (t.encoding == Encoding::kAffine) {
+  if (has_codes(t.encoding)) {
     const GroupGeometry g = stored_group_geometry(t.shape, t.group_size, t.bits);
     const DType scale = t.scale_dtype == ScaleDType::kF32 ? DType::kF32 : DType::kF16;
-    return {PartLayout{t.parts.at(0), DType::kU8, {g.code_bytes}},
-            PartLayout{t.parts.at(1), scale, {g.groups}},
-            PartLayout{t.parts.at(2), scale, {g.groups}}};
+    std::vector<PartLayout> parts{PartLayout{t.parts.at(0), DType::kU8, {g.code_bytes}},
+                                  PartLayout{t.parts.at(1), scale, {g.groups}}};
+    if (t.encoding == Encoding::kAffine) parts.push_back(PartLayout{t.parts.at(2), scale, {g.groups}});
+    return parts;
   }
   return {PartLayout{t.parts.at(0), t.data_dtype, t.shape}};
 }
 
 std::string metadata_json(const ContainerMetadata& m) {
   ojson root;
-  root["version"] = m.version;
+  // Version 2 only where version 1 cannot describe the file: other files stay byte for byte
+  // what earlier releases wrote, and older readers still open them.
+  bool symmetric = false;
+  for (const ContainerTensor& t : m.tensors) symmetric = symmetric || t.encoding == Encoding::kSymmetric;
+  root["version"] = symmetric ? std::max(m.version, 2) : m.version;
   root["producer"] = m.producer;
   root["source"] = {{"file", m.source.file}, {"format", m.source.format}, {"bytes", m.source.bytes}};
   ojson tensors = ojson::object();
@@ -57,13 +65,13 @@ std::string metadata_json(const ContainerMetadata& m) {
     entry["dtype"] = std::string(dtype_name(t.dtype));
     entry["shape"] = t.shape;
     entry["encoding"] = std::string(encoding_name_impl(t.encoding));
-    if (t.encoding == Encoding::kAffine) {
+    if (has_codes(t.encoding)) {
       entry["bits"] = t.bits;
       entry["group_size"] = t.group_size;
       entry["range"] = t.range;
       entry["codes"] = t.parts.at(0);
       entry["scale"] = t.parts.at(1);
-      entry["min"] = t.parts.at(2);
+      if (t.encoding == Encoding::kAffine) entry["min"] = t.parts.at(2);
     } else {
       entry["data"] = t.parts.at(0);
     }

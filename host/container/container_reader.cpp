@@ -71,11 +71,12 @@ class ContainerReaderImpl final : public ContainerReader {
     const std::vector<std::size_t>& parts = part_entries_.at(index);
     const auto part = [&](std::size_t k) { return file_.data(file_.entries()[parts[k]]); };
     switch (t.encoding) {
-      case Encoding::kAffine: {
+      case Encoding::kAffine:
+      case Encoding::kSymmetric: {
         AffineTensor a;
         a.codes = reinterpret_cast<const std::uint8_t*>(part(0));
         a.scales = part(1);
-        a.mins = part(2);
+        a.mins = t.encoding == Encoding::kAffine ? part(2) : nullptr;
         a.bits = t.bits;
         a.stored_group_size = t.group_size;
         a.scale_dtype = t.scale_dtype;
@@ -111,13 +112,14 @@ class ContainerReaderImpl final : public ContainerReader {
         entries.push_back(*found);
       }
       const SafetensorsEntry& first = file_.entries()[entries[0]];
-      if (t.encoding == Encoding::kAffine) {
+      if (has_codes(t.encoding)) {
         const SafetensorsEntry& scale = file_.entries()[entries[1]];
-        const SafetensorsEntry& min = file_.entries()[entries[2]];
         if (scale.dtype != DType::kF32 && scale.dtype != DType::kF16) {
           bad(p, where + ": scale part has dtype " + std::string(dtype_name(scale.dtype)) + ", not F32 or F16");
         }
-        if (min.dtype != scale.dtype) bad(p, where + ": scale and min parts have different dtypes");
+        if (t.encoding == Encoding::kAffine && file_.entries()[entries[2]].dtype != scale.dtype) {
+          bad(p, where + ": scale and min parts have different dtypes");
+        }
         t.scale_dtype = scale.dtype == DType::kF32 ? ScaleDType::kF32 : ScaleDType::kF16;
       } else if (t.encoding == Encoding::kCast) {
         if (!is_floating(t.dtype) || (first.dtype != DType::kF16 && first.dtype != DType::kBF16)) {

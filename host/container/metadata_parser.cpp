@@ -19,6 +19,7 @@ std::optional<Encoding> parse_encoding(const std::string& name) {
   if (name == "affine") return Encoding::kAffine;
   if (name == "cast") return Encoding::kCast;
   if (name == "raw") return Encoding::kRaw;
+  if (name == "symmetric") return Encoding::kSymmetric;
   return std::nullopt;
 }
 
@@ -195,7 +196,7 @@ class MetadataHandler final : public JsonStreamHandler {
     const auto parsed_encoding = parse_encoding(encoding);
     if (!parsed_encoding) return tensor_problem(where + " has an unknown encoding '" + encoding + "'");
     t.encoding = *parsed_encoding;
-    if (t.encoding == Encoding::kAffine) {
+    if (has_codes(t.encoding)) {
       if (!p.bits || !p.bits->is_integer()) return tensor_problem(where + " has no bits");
       // Range-checked as the 64-bit integer the JSON holds, before narrowing.
       if (!p.bits->is_unsigned() || p.bits->u < 1 || p.bits->u > 8) {
@@ -204,9 +205,13 @@ class MetadataHandler final : public JsonStreamHandler {
       t.bits = static_cast<int>(p.bits->u);
       if (!p.group_size || !p.group_size->is_unsigned()) return tensor_problem(where + " has no group_size");
       t.group_size = p.group_size->u;
-      t.range = text_or(p.range, "minmax");
-      if (!is_floating(t.dtype)) return tensor_problem(where + " is affine but its dtype is not floating");
+      t.range = text_or(p.range, t.encoding == Encoding::kSymmetric ? "symmetric" : "minmax");
+      if (!is_floating(t.dtype)) return tensor_problem(where + " is " + encoding + " but its dtype is not floating");
       for (const auto& [part, value] : {std::pair{"codes", &p.codes}, std::pair{"scale", &p.scale}, std::pair{"min", &p.min}}) {
+        if (t.encoding == Encoding::kSymmetric && value == &p.min) {
+          if (*value) return tensor_problem(where + " is symmetric but has a 'min' part");
+          continue;
+        }
         if (!*value || !(*value)->is_string()) return tensor_problem(where + " has no '" + part + "' part");
         t.parts.push_back((*value)->text);
       }
@@ -242,13 +247,18 @@ ContainerMetadata parse_metadata_json(const std::string& text, const std::string
   if (!sax.root_is_object_) bad(path, "metadata is not a JSON object");
   if (!sax.version_ || !sax.version_->is_integer()) bad(path, "no version");
   // Compared as the 64-bit integer the JSON holds: get<int>() would truncate 4294967297 to 1.
-  if (!sax.version_->is_unsigned() || sax.version_->u != 1) {
-    bad(path, "container version " + sax.version_->text + " is not supported (this wq reads version 1)");
+  if (!sax.version_->is_unsigned() || sax.version_->u < 1 || sax.version_->u > 2) {
+    bad(path, "container version " + sax.version_->text + " is not supported (this wq reads versions 1 and 2)");
   }
-  m.version = 1;
+  m.version = static_cast<int>(sax.version_->u);
   if (!sax.structure_error_.empty()) bad(path, "malformed metadata: " + sax.structure_error_);
   if (!sax.have_tensors_) bad(path, "no tensors object");
   if (!sax.tensor_error_.empty()) bad(path, sax.tensor_error_);
+  for (const ContainerTensor& t : m.tensors) {  // after the whole object: "version" may come last
+    if (t.encoding == Encoding::kSymmetric && m.version < 2) {
+      bad(path, "tensor '" + t.name + "' has encoding 'symmetric', which needs container version 2");
+    }
+  }
   return m;
 }
 

@@ -65,11 +65,6 @@ GroupGeometry geometry(const Shape& shape, std::uint64_t arithmetic_group,
 }  // namespace
 
 void QuantSpec::validate() const {
-  if (method == Method::kSymmetric || method == Method::kMse) {
-    throw Error(ErrorCode::kUnsupported,
-                "method '" + std::string(method_name(method)) +
-                    "' is reserved and not implemented yet; use minmax, fp16 or bf16");
-  }
   if (!is_affine()) return;
   if (bits < 1 || bits > 8) {
     throw Error(ErrorCode::kUsage, "bits must be between 1 and 8, got " + std::to_string(bits));
@@ -88,6 +83,16 @@ std::optional<Granularity> parse_granularity(std::string_view n) noexcept {
 }
 std::optional<ScaleDType> parse_scale_dtype(std::string_view n) noexcept {
   return parse_name(kScaleDTypes, n);
+}
+
+codec::Recipe QuantSpec::recipe() const {
+  codec::Recipe r;
+  r.rule = method == Method::kSymmetric ? codec::RangeRule::kSymmetric
+           : method == Method::kMse     ? codec::RangeRule::kMse
+                                        : codec::RangeRule::kMinMax;
+  r.bits = bits;
+  r.f16_params = scale_dtype == ScaleDType::kF16;
+  return r;
 }
 
 GroupGeometry group_geometry(const Shape& shape, const QuantSpec& spec) {

@@ -13,7 +13,8 @@ std::uint64_t first_nonfinite(const AffineTensor& in, std::uint64_t first, std::
   for (std::uint64_t k = first; k < last; ++k) {
     Word s, m;
     std::memcpy(&s, in.scales + sizeof(Word) * k, sizeof(Word));
-    std::memcpy(&m, in.mins + sizeof(Word) * k, sizeof(Word));
+    m = 0;  // a symmetric tensor's min is derived from its scale
+    if (in.mins) std::memcpy(&m, in.mins + sizeof(Word) * k, sizeof(Word));
     if ((s & exponent) == exponent || (m & exponent) == exponent) return k;
   }
   return last;

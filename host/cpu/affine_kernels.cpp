@@ -174,8 +174,10 @@ __attribute__((target("avx2,f16c"))) bool round_through_f16_f16c(FloatLanes<4>* 
 
 }  // namespace
 
-int params_of_ranges(const float* lo, const float* hi, int count, int bits, bool f16_params,
+int params_of_ranges(const float* lo, const float* hi, int count, const codec::Recipe& recipe,
                      codec::AffineParams* params, float* reciprocal, UniformGroupsResult* result) {
+  const int bits = recipe.bits;
+  const bool f16_params = recipe.f16_params;
   // Four groups at a time with the codec's own expression, so that the two divisions of each
   // group run four to an instruction; a block with a range that is not finite is left to the
   // scalar loop below, which finds the first failing group and why.
@@ -183,7 +185,8 @@ int params_of_ranges(const float* lo, const float* hi, int count, int bits, bool
   const V max_code = V{} + static_cast<float>(codec::max_code(bits));
   const V one = V{} + 1.0f, smallest = V{} + 0x1p-126f, largest = V{} + 0x1p126f;
   int b = 0;
-  const bool vector = !f16_params || use_f16c();
+  // The vector loop spells min-max's arithmetic; a symmetric group costs one division anyway.
+  const bool vector = recipe.rule == codec::RangeRule::kMinMax && (!f16_params || use_f16c());
   for (; vector && b + 4 <= count; b += 4) {
     V l, h, range, scale, min;
     std::memcpy(&l, lo + b, sizeof l);
@@ -198,7 +201,7 @@ int params_of_ranges(const float* lo, const float* hi, int count, int bits, bool
   }
   for (; b < count; ++b) {
     const codec::ParamsStatus status =
-        codec::is_finite(lo[b]) && codec::is_finite(hi[b]) ? codec::affine_params(lo[b], hi[b], bits, f16_params, &params[b])
+        codec::is_finite(lo[b]) && codec::is_finite(hi[b]) ? codec::rule_params(lo[b], hi[b], recipe, &params[b])
                                                            : codec::ParamsStatus::kOk;
     if (!codec::is_finite(lo[b]) || !codec::is_finite(hi[b]) || status != codec::ParamsStatus::kOk) {
       result->nonfinite = status == codec::ParamsStatus::kOk;
@@ -266,7 +269,8 @@ WQ_INLINE void quantize_elements_impl(const std::byte* src, const GroupGeometry&
   alignas(64) std::uint8_t block[kBlock];
   const float max_code = static_cast<float>(codec::max_code(bits));
   LaneStats<L> stats;
-  float last_scale = -1.0f, reciprocal = 0.0f;  // one division per distinct scale (per-tensor: one)
+  // One division per distinct scale (per-tensor: one); NaN: no scale yet (a scale may be negative).
+  float last_scale = std::numeric_limits<float>::quiet_NaN(), reciprocal = 0.0f;
   for (std::uint64_t b0 = begin; b0 < end; b0 += kBlock) {
     const std::uint64_t b1 = std::min(end, b0 + kBlock);
     // 8-bit codes are their own packed stream: written in place, not copied from the block.
@@ -296,9 +300,10 @@ constexpr int kBatchGroups = 16;
 constexpr std::uint64_t kBatchElements = kPrefetchElements;
 
 template <DType D, int L>
-WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeometry& g, int bits, bool f16_params,
+WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeometry& g, const codec::Recipe& recipe,
                                             std::uint64_t first_group, std::uint64_t last_group, std::uint64_t begin,
                                             codec::AffineParams* params, std::uint8_t* chunk_codes, ErrorStats* local) {
+  const int bits = recipe.bits;
   const float max_code = static_cast<float>(codec::max_code(bits));
   LaneStats<L> stats;
   std::uint64_t unfolded = 0;
@@ -325,7 +330,7 @@ WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeo
       GroupFailure failure{true, !codec::is_finite(lo[b]) || !codec::is_finite(hi[b]), codec::ParamsStatus::kOk,
                            k + b, starts[b], ends[b], lo[b], hi[b]};
       if (failure.nonfinite) return failure;
-      failure.status = codec::affine_params(lo[b], hi[b], bits, f16_params, &params[k + b]);
+      failure.status = codec::rule_params(lo[b], hi[b], recipe, &params[k + b]);
       if (failure.status != codec::ParamsStatus::kOk) return failure;
       reciprocal[b] = params[k + b].scale != 0.0f ? codec::div_rn(1.0f, params[k + b].scale) : 0.0f;
     }
@@ -358,8 +363,8 @@ WQ_INLINE GroupFailure quantize_groups_impl(const std::byte* src, const GroupGeo
 // Whole groups of one size (F32, BF16 or F16 input) through quantize_uniform_groups_avx2,
 // a few thousand elements per call so that its binary32 sums are folded into binary64 often.
 // `out` is where the packed codes of first_group begin.
-GroupFailure quantize_uniform_groups(DType dtype, const std::byte* src, const GroupGeometry& g, int bits,
-                                     bool f16_params, std::uint64_t first_group,
+GroupFailure quantize_uniform_groups(DType dtype, const std::byte* src, const GroupGeometry& g,
+                                     const codec::Recipe& recipe, std::uint64_t first_group,
                                      std::uint64_t last_group, codec::AffineParams* params, std::uint8_t* out,
                                      ErrorStats* local) {
   const std::uint64_t size = g.group_size;
@@ -369,7 +374,7 @@ GroupFailure quantize_uniform_groups(DType dtype, const std::byte* src, const Gr
   for (std::uint64_t k = first_group; k < last_group; k += step) {
     const std::uint64_t n = std::min(step, last_group - k);
     const UniformGroupsResult r = quantize_uniform_groups_avx2(
-        dtype, src + element_bytes * k * size, n, size, bits, f16_params, params + k, out + (k - first_group) * size / 8 * bits, lane_data(&stats.signal),
+        dtype, src + element_bytes * k * size, n, size, recipe, params + k, out + (k - first_group) * size / 8 * recipe.bits, lane_data(&stats.signal),
         lane_data(&stats.error), lane_data(&stats.max_error));
     stats.fold_into(local, r.done * size);
     if (r.done < n) {
@@ -407,18 +412,18 @@ __attribute__((target("avx2,fma"), flatten)) void quantize_elements_avx2(const s
 }
 
 template <DType D>
-GroupFailure quantize_groups_base(const std::byte* src, const GroupGeometry& g, int bits, bool f16, std::uint64_t k0,
+GroupFailure quantize_groups_base(const std::byte* src, const GroupGeometry& g, const codec::Recipe& recipe, std::uint64_t k0,
                                   std::uint64_t k1, std::uint64_t b, codec::AffineParams* p, std::uint8_t* codes,
                                   ErrorStats* local) {
-  return quantize_groups_impl<D, 4>(src, g, bits, f16, k0, k1, b, p, codes, local);
+  return quantize_groups_impl<D, 4>(src, g, recipe, k0, k1, b, p, codes, local);
 }
 template <DType D>
 __attribute__((target("avx2,fma"), flatten)) GroupFailure quantize_groups_avx2(const std::byte* src, const GroupGeometry& g,
-                                                                               int bits, bool f16, std::uint64_t k0,
+                                                                               const codec::Recipe& recipe, std::uint64_t k0,
                                                                                std::uint64_t k1, std::uint64_t b,
                                                                                codec::AffineParams* p, std::uint8_t* codes,
                                                                                ErrorStats* local) {
-  return quantize_groups_impl<D, 8>(src, g, bits, f16, k0, k1, b, p, codes, local);
+  return quantize_groups_impl<D, 8>(src, g, recipe, k0, k1, b, p, codes, local);
 }
 
 // fma(scale, q, min) is one instruction with FMA and a libm call per element without it; both
@@ -449,13 +454,14 @@ void minmax_elements(DType dtype, const std::byte* src, std::uint64_t begin, std
 }
 
 void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& geometry,
-                       const codec::AffineParams* params, int bits, bool f16_params, std::uint64_t begin,
+                       const codec::AffineParams* params, const codec::Recipe& recipe, std::uint64_t begin,
                        std::uint64_t end, std::uint8_t* codes, ErrorStats* stats, std::string_view tensor) {
+  const int bits = recipe.bits;
   dispatch_floating(dtype, [&]<DType D>() {
     ErrorStats local;
     // One range over the whole tensor: the whole-group kernel's codes pass, 16 elements at a
-    // time (clamped when F16 rounding may leave elements outside the range); the generic
-    // kernels do the rest.
+    // time (clamped unless the recipe's range contains every element); the generic kernels
+    // (which always clamp) do the rest.
     const bool span = geometry.groups == 1 && avx2_takes(D);
     std::uint64_t done = begin;
     if (span) {
@@ -465,7 +471,7 @@ void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& g
       LaneStats<8> lanes;
       for (; done < span_end;) {  // binary32 sums folded into binary64 every kBlock elements
         const std::uint64_t n = std::min<std::uint64_t>(span_end - done, kBlock);
-        quantize_span_avx2(D, src + kElementBytes<D> * done, n, params[0], reciprocal, f16_params, bits,
+        quantize_span_avx2(D, src + kElementBytes<D> * done, n, params[0], reciprocal, recipe.coverage(), bits,
                            codes + done / 8 * static_cast<std::uint64_t>(bits), lane_data(&lanes.signal), lane_data(&lanes.error),
                            lane_data(&lanes.max_error));
         lanes.fold_into(&local, n);
@@ -481,10 +487,11 @@ void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& g
   });
 }
 
-GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeometry& g, int bits, bool f16_params,
+GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeometry& g, const codec::Recipe& recipe,
                              std::uint64_t first_group, std::uint64_t last_group, std::uint64_t begin,
                              std::uint64_t end, codec::AffineParams* params, std::uint8_t* codes, ErrorStats* stats,
                              std::string_view tensor) {
+  const int bits = recipe.bits;
   return dispatch_floating(dtype, [&]<DType D>() {
     ErrorStats local;
     const bool uniform = avx2_takes(D) && g.group_size % 16 == 0 && g.cols % g.group_size == 0;
@@ -498,9 +505,9 @@ GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeome
       chunk_codes = t_chunk_codes.data();
     }
     const GroupFailure failure =
-        uniform ? quantize_uniform_groups(D, src, g, bits, f16_params, first_group, last_group, params, chunk_codes, &local)
+        uniform ? quantize_uniform_groups(D, src, g, recipe, first_group, last_group, params, chunk_codes, &local)
                 : (use_avx2() ? quantize_groups_avx2<D> : quantize_groups_base<D>)(
-                      src, g, bits, f16_params, first_group, last_group, begin, params, chunk_codes, &local);
+                      src, g, recipe, first_group, last_group, begin, params, chunk_codes, &local);
     if (failure.failed) return failure;
     check_and_fix_stats<D>(src, g, params, bits, begin, end, &local, tensor);
     if (!packs_in_place) pack_block(chunk_codes, end - begin, bits, codes + begin / 8 * bits);

@@ -19,9 +19,10 @@ void minmax_elements(DType dtype, const std::byte* src, std::uint64_t begin, std
 /// Quantizes elements [begin, end) (begin a multiple of 8) into the packed stream at `codes`
 /// using `params[group]` of each element's group (rounded to F16 when `f16_params`), and adds
 /// their error to `stats`. Throws Error(kBadData) naming `tensor` and the element when one is
-/// NaN or infinite. A single group must have its params from the min and max of every element.
+/// NaN or infinite. Any params: the codes are clamped unless `recipe.coverage()` says that every
+/// element lies inside its group's range.
 void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& geometry,
-                       const codec::AffineParams* params, int bits, bool f16_params, std::uint64_t begin,
+                       const codec::AffineParams* params, const codec::Recipe& recipe, std::uint64_t begin,
                        std::uint64_t end, std::uint8_t* codes, ErrorStats* stats, std::string_view tensor);
 
 /// Why quantize_groups() stopped early, for the caller to turn into an error message.
@@ -34,10 +35,11 @@ struct GroupFailure {
 };
 
 /// Quantizes whole groups [first_group, last_group), whose elements are [begin, end) (begin a
-/// multiple of 8): each group's range, its parameters (into params[group]) and its codes in
-/// one pass while the group is in cache, then the chunk's codes are packed.
+/// multiple of 8): each group's range, its parameters by the recipe's min-max or symmetric rule
+/// (into params[group]) and its codes in one pass while the group is in cache, then the chunk's
+/// codes are packed.
 GroupFailure quantize_groups(DType dtype, const std::byte* src, const GroupGeometry& geometry,
-                             int bits, bool f16_params, std::uint64_t first_group,
+                             const codec::Recipe& recipe, std::uint64_t first_group,
                              std::uint64_t last_group, std::uint64_t begin, std::uint64_t end,
                              codec::AffineParams* params, std::uint8_t* codes, ErrorStats* stats,
                              std::string_view tensor);

@@ -12,6 +12,7 @@
 #include "core/stored_params.h"
 #include "cpu/affine_kernels.h"
 #include "cpu/cast_kernels.h"
+#include "cpu/mse_kernels.h"
 #include "cpu/thread_pool.h"
 #include "wq/codec/half.h"
 #include "wq/error.h"
@@ -88,7 +89,7 @@ AffineParams params_of_group(const TensorView& t, const QuantSpec& spec, std::ui
                              std::uint64_t begin, std::uint64_t end, float lo, float hi) {
   if (!codec::is_finite(lo) || !codec::is_finite(hi)) throw_first_nonfinite(t.dtype, t.data, begin, end, t.name);
   AffineParams p{};
-  switch (codec::affine_params(lo, hi, spec.bits, spec.scale_dtype == ScaleDType::kF16, &p)) {
+  switch (codec::rule_params(lo, hi, spec.recipe(), &p)) {
     case codec::ParamsStatus::kOk: return p;
     case codec::ParamsStatus::kRangeOverflow:
     {
@@ -122,45 +123,61 @@ std::span<AffineParams> scratch_params(std::uint64_t groups) {
 
 // Groups [first, last) of `params` into the caller's scale and min arrays. Local pointers, so
 // that the byte stores (which may alias anything) do not reload them.
-void store_params(std::span<const AffineParams> params, std::uint64_t first, std::uint64_t last, ScaleDType dtype,
-                  const AffineBuffers& out) {
+// A symmetric recipe stores no mins (out.mins may be null).
+void store_params(std::span<const AffineParams> params, std::uint64_t first, std::uint64_t last,
+                  const QuantSpec& spec, const AffineBuffers& out) {
   const AffineParams* p = params.data() + first;
-  const std::uint64_t size = dtype == ScaleDType::kF32 ? 4 : 2;
+  const bool f32 = spec.scale_dtype == ScaleDType::kF32;
+  const std::uint64_t size = f32 ? 4 : 2;
   std::byte* scales = out.scales + size * first;
-  std::byte* mins = out.mins + size * first;
+  std::byte* mins = spec.recipe().stores_min() ? out.mins + size * first : nullptr;
   const std::size_t n = last - first;
-  if (dtype == ScaleDType::kF32) {
-    for (std::size_t k = 0; k < n; ++k) {
-      std::memcpy(scales + 4 * k, &p[k].scale, 4);
-      std::memcpy(mins + 4 * k, &p[k].min, 4);
+  if (f32) {
+    for (std::size_t k = 0; k < n; ++k) std::memcpy(scales + 4 * k, &p[k].scale, 4);
+    if (mins) {
+      for (std::size_t k = 0; k < n; ++k) std::memcpy(mins + 4 * k, &p[k].min, 4);
     }
     return;
   }
   for (std::size_t k = 0; k < n; ++k) {
     const std::uint16_t s = codec::f32_to_f16_bits(p[k].scale);
-    const std::uint16_t m = codec::f32_to_f16_bits(p[k].min);
     std::memcpy(scales + 2 * k, &s, 2);
+  }
+  if (!mins) return;
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::uint16_t m = codec::f32_to_f16_bits(p[k].min);
     std::memcpy(mins + 2 * k, &m, 2);
   }
 }
 
-// Groups [first, last) of a stored tensor's scales and mins into `params`.
+// Groups [first, last) of a stored tensor's scales and mins into `params`; a symmetric
+// tensor's mins follow from its scales (codec::symmetric_min).
 void load_params(const AffineTensor& in, std::uint64_t first, std::uint64_t last, std::span<AffineParams> params) {
   AffineParams* p = params.data();
   const std::byte* scales = in.scales;
   const std::byte* mins = in.mins;
-  if (in.scale_dtype == ScaleDType::kF32) {
-    for (std::uint64_t k = first; k < last; ++k) {
+  const bool f32 = in.scale_dtype == ScaleDType::kF32;
+  for (std::uint64_t k = first; k < last; ++k) {
+    if (f32) {
       std::memcpy(&p[k].scale, scales + 4 * k, 4);
-      std::memcpy(&p[k].min, mins + 4 * k, 4);
+    } else {
+      std::uint16_t s;
+      std::memcpy(&s, scales + 2 * k, 2);
+      p[k].scale = codec::f16_bits_to_f32(s);
     }
+  }
+  if (!mins) {
+    for (std::uint64_t k = first; k < last; ++k) p[k].min = codec::symmetric_min(p[k].scale, in.bits);
     return;
   }
   for (std::uint64_t k = first; k < last; ++k) {
-    std::uint16_t s, m;
-    std::memcpy(&s, scales + 2 * k, 2);
-    std::memcpy(&m, mins + 2 * k, 2);
-    p[k] = {codec::f16_bits_to_f32(s), codec::f16_bits_to_f32(m)};
+    if (f32) {
+      std::memcpy(&p[k].min, mins + 4 * k, 4);
+    } else {
+      std::uint16_t m;
+      std::memcpy(&m, mins + 2 * k, 2);
+      p[k].min = codec::f16_bits_to_f32(m);
+    }
   }
 }
 
@@ -226,6 +243,7 @@ class CpuBackend final : public Backend {
                                          std::string(dtype_name(t.dtype)) + " cannot be quantized");
     }
     const GroupGeometry g = group_geometry(t.shape, spec);
+    const codec::Recipe recipe = spec.recipe();
     const std::uint64_t n = t.numel();
     if (g.groups == 0) return {};
     const std::uint64_t per_task = task_elements(n, pool_.size());
@@ -244,10 +262,13 @@ class CpuBackend final : public Backend {
       const float tensor_lo = *std::min_element(lo.begin(), lo.end());
       const float tensor_hi = *std::max_element(hi.begin(), hi.end());
       params[0] = params_of_group(t, spec, 0, 0, n, tensor_lo, tensor_hi);
+      if (recipe.rule == codec::RangeRule::kMse) {  // the range stage: one search over every element
+        mse_span_params(t.dtype, t.data, n, tensor_lo, tensor_hi, recipe, &params[0]);  // min-max's status, checked above
+      }
       stats.resize(tasks);
       pool_.parallel_for(tasks, [&](std::size_t i) {
-        quantize_elements(t.dtype, t.data, g, params.data(), spec.bits, spec.scale_dtype == ScaleDType::kF16,
-                          bounds[i], bounds[i + 1], out.codes, &stats[i], t.name);
+        quantize_elements(t.dtype, t.data, g, params.data(), recipe, bounds[i], bounds[i + 1], out.codes, &stats[i],
+                          t.name);
       });
     } else {
       // Many groups: each task owns whole groups, reduces and quantizes them while they are
@@ -257,17 +278,26 @@ class CpuBackend final : public Backend {
       stats.resize(chunks.size());
       pool_.parallel_for(chunks.size(), [&](std::size_t c) {
         const GroupChunk& chunk = chunks[c];
-        const GroupFailure failure = quantize_groups(
-            t.dtype, t.data, g, spec.bits, spec.scale_dtype == ScaleDType::kF16, chunk.first_group,
-            chunk.last_group, chunk.begin, chunk.end, params.data(), out.codes, &stats[c], t.name);
-        if (failure.failed) throw_group_failure(t, spec, failure);
+        if (recipe.rule == codec::RangeRule::kMse) {
+          // The range stage first (the search), then the ordinary coders with those ranges.
+          const GroupFailure failure =
+              mse_group_params(t.dtype, t.data, g, recipe, chunk.first_group, chunk.last_group, params.data());
+          if (failure.failed) throw_group_failure(t, spec, failure);
+          quantize_elements(t.dtype, t.data, g, params.data(), recipe, chunk.begin, chunk.end, out.codes, &stats[c],
+                            t.name);
+        } else {
+          const GroupFailure failure = quantize_groups(t.dtype, t.data, g, recipe, chunk.first_group, chunk.last_group,
+                                                       chunk.begin, chunk.end, params.data(), out.codes, &stats[c],
+                                                       t.name);
+          if (failure.failed) throw_group_failure(t, spec, failure);
+        }
         // Each chunk stores its own groups' parameters: one thread storing 512K groups' after
         // the parallel part was a tenth of a group-32 quantize on two threads.
-        store_params(params, chunk.first_group, chunk.last_group, spec.scale_dtype, out);
+        store_params(params, chunk.first_group, chunk.last_group, spec, out);
       });
       return merge_in_order(stats);
     }
-    store_params(params, 0, 1, spec.scale_dtype, out);
+    store_params(params, 0, 1, spec, out);
     return merge_in_order(stats);
   }
 

@@ -120,14 +120,14 @@ WQ_AVX2_F16C_INLINE void code_loop(const std::byte* g, std::uint64_t size, codec
     emax = _mm256_max_ps(emax, a);
   }
   *error = _mm256_fmadd_ps(_mm256_add_ps(e2a, e2b), _mm256_mul_ps(scale, scale), *error);
-  *max_error = _mm256_max_ps(*max_error, _mm256_mul_ps(emax, scale));
+  *max_error = _mm256_max_ps(*max_error, _mm256_mul_ps(emax, _mm256_and_ps(scale, c.abs_mask)));  // scale < 0: symmetric
 }
 
 template <DType D, int Bits, bool Signal = false>
 WQ_AVX2_F16C_INLINE void code_group(const std::byte* g, std::uint64_t size, codec::AffineParams p, float reciprocal,
-                                    bool clamp, const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out,
+                                    codec::Coverage coverage, const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out,
                                     __m256* error, __m256* max_error, __m256* signal = nullptr) {
-  if (clamp) {
+  if (coverage == codec::Coverage::kMayClip) {
     code_loop<D, Bits, Signal, true>(g, size, p, reciprocal, c, ahead, out, error, max_error, signal);
   } else {
     code_loop<D, Bits, Signal, false>(g, size, p, reciprocal, c, ahead, out, error, max_error, signal);
@@ -161,11 +161,11 @@ WQ_AVX2_F16C_INLINE void code_group_by_division(const std::byte* g, std::uint64_
 
 template <DType D, int Bits>
 __attribute__((target("avx2,fma,f16c"))) UniformGroupsResult uniform_groups(const std::byte* x, std::uint64_t groups,
-                                                                        std::uint64_t size, int bits, bool f16_params,
+                                                                        std::uint64_t size, const codec::Recipe& recipe,
                                                                         codec::AffineParams* params,
                                                                         std::uint8_t* out, float* signal,
                                                                         float* error, float* max_error) {
-  const float max_code = static_cast<float>(codec::max_code(bits));
+  const float max_code = static_cast<float>(codec::max_code(recipe.bits));
   const CodeConstants c = avx2::code_constants(max_code);
   const std::uint64_t out_per_group = size / 8 * Bits;
   const int batch = static_cast<int>(std::clamp<std::uint64_t>(kBatchElements / size, 1, kMaxBatch));
@@ -175,13 +175,13 @@ __attribute__((target("avx2,fma,f16c"))) UniformGroupsResult uniform_groups(cons
     const int count = static_cast<int>(std::min<std::uint64_t>(batch, groups - k));
     float lo[kMaxBatch], hi[kMaxBatch], reciprocal[kMaxBatch];
     for (int b = 0; b < count; ++b) group_range<D>(x + kElementBytes<D> * (k + b) * size, size, &lo[b], &hi[b], &sig);
-    const int refused = params_of_ranges(lo, hi, count, bits, f16_params, params + k, reciprocal, &result);
+    const int refused = params_of_ranges(lo, hi, count, recipe, params + k, reciprocal, &result);
     for (int b = 0; b < refused; ++b) {
       const codec::AffineParams p = params[k + b];
       const std::byte* g = x + kElementBytes<D> * (k + b) * size;
       std::uint8_t* o = out + (k + b) * out_per_group;
       if (reciprocal[b] != 0.0f) {
-        code_group<D, Bits>(g, size, p, reciprocal[b], f16_params, c, kElementBytes<D> * count * size, o, &err, &mx);
+        code_group<D, Bits>(g, size, p, reciprocal[b], recipe.coverage(), c, kElementBytes<D> * count * size, o, &err, &mx);
       } else {
         code_group_by_division<D, Bits>(g, size, p, c, o, &err, &mx);
       }
@@ -200,18 +200,18 @@ __attribute__((target("avx2,fma,f16c"))) UniformGroupsResult uniform_groups(cons
 }
 
 template <DType D>
-UniformGroupsResult uniform_groups_of(const std::byte* x, std::uint64_t groups, std::uint64_t group_size, int bits,
-                                      bool f16_params, codec::AffineParams* params, std::uint8_t* out, float* signal, float* error,
+UniformGroupsResult uniform_groups_of(const std::byte* x, std::uint64_t groups, std::uint64_t group_size,
+                                      const codec::Recipe& recipe, codec::AffineParams* params, std::uint8_t* out, float* signal, float* error,
                                       float* max_error) {
-  return dispatch_bits(bits, [&]<int B>() {
-    return uniform_groups<D, B>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
+  return dispatch_bits(recipe.bits, [&]<int B>() {
+    return uniform_groups<D, B>(x, groups, group_size, recipe, params, out, signal, error, max_error);
   });
 }
 
 // The per-tensor codes pass: blocks of a few thousand elements, fetching one block ahead.
 template <DType D, int Bits>
 __attribute__((target("avx2,fma,f16c"))) void span(const std::byte* x, std::uint64_t n, codec::AffineParams p,
-                                                   float reciprocal, bool clamp, std::uint8_t* out, float* signal, float* error,
+                                                   float reciprocal, codec::Coverage coverage, std::uint8_t* out, float* signal, float* error,
                                                    float* max_error) {
   constexpr std::uint64_t kBlock = 4096;
   const CodeConstants c = avx2::code_constants(static_cast<float>(codec::max_code(Bits)));
@@ -221,7 +221,7 @@ __attribute__((target("avx2,fma,f16c"))) void span(const std::byte* x, std::uint
     const std::byte* g = x + kElementBytes<D> * b;
     std::uint8_t* o = out + b / 8 * Bits;
     if (reciprocal != 0.0f) {
-      code_group<D, Bits, true>(g, len, p, reciprocal, clamp, c, kElementBytes<D> * kBlock, o, &err, &mx, &sig);
+      code_group<D, Bits, true>(g, len, p, reciprocal, coverage, c, kElementBytes<D> * kBlock, o, &err, &mx, &sig);
     } else {
       code_group_by_division<D, Bits, true>(g, len, p, c, o, &err, &mx, &sig);
     }
@@ -232,30 +232,30 @@ __attribute__((target("avx2,fma,f16c"))) void span(const std::byte* x, std::uint
 }
 
 template <DType D>
-void span_of(const std::byte* x, std::uint64_t n, codec::AffineParams p, float reciprocal, bool clamp, int bits,
+void span_of(const std::byte* x, std::uint64_t n, codec::AffineParams p, float reciprocal, codec::Coverage coverage, int bits,
              std::uint8_t* out, float* signal, float* error, float* max_error) {
-  dispatch_bits(bits, [&]<int B>() { span<D, B>(x, n, p, reciprocal, clamp, out, signal, error, max_error); });
+  dispatch_bits(bits, [&]<int B>() { span<D, B>(x, n, p, reciprocal, coverage, out, signal, error, max_error); });
 }
 
 }  // namespace
 
 void quantize_span_avx2(DType dtype, const std::byte* x, std::uint64_t n, codec::AffineParams params,
-                        float reciprocal, bool clamp, int bits, std::uint8_t* out, float* signal, float* error, float* max_error) {
+                        float reciprocal, codec::Coverage coverage, int bits, std::uint8_t* out, float* signal, float* error, float* max_error) {
   switch (dtype) {
-    case DType::kBF16: return span_of<DType::kBF16>(x, n, params, reciprocal, clamp, bits, out, signal, error, max_error);
-    case DType::kF16: return span_of<DType::kF16>(x, n, params, reciprocal, clamp, bits, out, signal, error, max_error);
-    default: return span_of<DType::kF32>(x, n, params, reciprocal, clamp, bits, out, signal, error, max_error);
+    case DType::kBF16: return span_of<DType::kBF16>(x, n, params, reciprocal, coverage, bits, out, signal, error, max_error);
+    case DType::kF16: return span_of<DType::kF16>(x, n, params, reciprocal, coverage, bits, out, signal, error, max_error);
+    default: return span_of<DType::kF32>(x, n, params, reciprocal, coverage, bits, out, signal, error, max_error);
   }
 }
 
 UniformGroupsResult quantize_uniform_groups_avx2(DType dtype, const std::byte* x, std::uint64_t groups,
-                                                 std::uint64_t group_size, int bits, bool f16_params,
+                                                 std::uint64_t group_size, const codec::Recipe& recipe,
                                                  codec::AffineParams* params,
                                                  std::uint8_t* out, float* signal, float* error, float* max_error) {
   switch (dtype) {
-    case DType::kBF16: return uniform_groups_of<DType::kBF16>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
-    case DType::kF16: return uniform_groups_of<DType::kF16>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
-    default: return uniform_groups_of<DType::kF32>(x, groups, group_size, bits, f16_params, params, out, signal, error, max_error);
+    case DType::kBF16: return uniform_groups_of<DType::kBF16>(x, groups, group_size, recipe, params, out, signal, error, max_error);
+    case DType::kF16: return uniform_groups_of<DType::kF16>(x, groups, group_size, recipe, params, out, signal, error, max_error);
+    default: return uniform_groups_of<DType::kF32>(x, groups, group_size, recipe, params, out, signal, error, max_error);
   }
 }
 

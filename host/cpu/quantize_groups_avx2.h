@@ -24,30 +24,30 @@ struct UniformGroupsResult {
 };
 
 /// Quantizes `groups` groups of `group_size` elements of `dtype` (F32, BF16 or F16) laid end
-/// to end at `x`, writing params[k] (rounded to F16 when `f16_params`) and the codes, packed
+/// to end at `x`, writing params[k] (by `recipe`'s min-max or symmetric rule) and the codes, packed
 /// (design.md §4) from `out` on. Adds to the 8-lane binary32 sums `signal` (x^2), `error`
 /// (e^2) and `max_error` (max |e|); the error is measured in code units and scaled once per
 /// group.
 UniformGroupsResult quantize_uniform_groups_avx2(DType dtype, const std::byte* x, std::uint64_t groups,
-                                                 std::uint64_t group_size, int bits, bool f16_params,
+                                                 std::uint64_t group_size, const codec::Recipe& recipe,
                                                  codec::AffineParams* params, std::uint8_t* out, float* signal,
                                                  float* error, float* max_error);
 
 /// The codes of `n` elements (a multiple of 16) of `dtype` at `x` under one group's `params`
-/// computed from the min and max of every element (the per-tensor codes pass), packed from
-/// `out` on. `clamp`: the params were rounded to F16, so elements may fall outside them.
+/// (the per-tensor codes pass), packed from `out` on. The clamp is skipped only when `coverage`
+/// says that every element lies inside the params' range.
 /// `reciprocal` is RN(1 / scale), or 0 where reciprocal_is_exact_enough() fails or the scale is
 /// 0 (then every element takes the division). Adds to the same sums as above.
 void quantize_span_avx2(DType dtype, const std::byte* x, std::uint64_t n, codec::AffineParams params,
-                        float reciprocal, bool clamp, int bits, std::uint8_t* out, float* signal, float* error,
+                        float reciprocal, codec::Coverage coverage, int bits, std::uint8_t* out, float* signal, float* error,
                         float* max_error);
 
-/// codec::affine_params() of `count` ranges (F16-rounded when `f16_params`), and RN(1 / scale)
+/// codec::rule_params() of `count` ranges under `recipe`, and RN(1 / scale)
 /// of each: 0 where the scale is 0 or outside reciprocal_is_exact_enough() (those groups take
 /// the division). Returns the index of the first range that is not finite or is refused
 /// (count when none), with the reason in *result. Compiled for the baseline: it runs the
 /// codec's own inline functions, which are never instantiated inside AVX2 code.
-int params_of_ranges(const float* lo, const float* hi, int count, int bits, bool f16_params,
+int params_of_ranges(const float* lo, const float* hi, int count, const codec::Recipe& recipe,
                      codec::AffineParams* params, float* reciprocal, UniformGroupsResult* result);
 
 }  // namespace wq::detail

@@ -78,7 +78,7 @@ ContainerTensor plan_tensor(const TensorInfo& info, Encoding encoding, const Qua
   t.encoding = encoding;
   t.xxh3 = detail::kPendingChecksum;
   t.parts = detail::part_names(info.name, encoding);
-  if (encoding == Encoding::kAffine) {
+  if (has_codes(encoding)) {
     const GroupGeometry g = group_geometry(info.shape, spec);
     t.bits = spec.bits;
     t.group_size = g.stored_group_size;
@@ -140,12 +140,12 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
     std::byte* base = arena->data() + offset;
     data[i - first] = base;
     offset += t.stored_bytes;
-    if (t.encoding == Encoding::kAffine) {
+    if (has_codes(t.encoding)) {
       const QuantSpec& spec = specs[i];
       const GroupGeometry g = group_geometry(t.shape, spec);
       const std::size_t scale_bytes = spec.scale_dtype == ScaleDType::kF32 ? 4 : 2;
       AffineBuffers buffers{reinterpret_cast<std::uint8_t*>(base), base + g.code_bytes,
-                            base + g.code_bytes + g.groups * scale_bytes};
+                            t.encoding == Encoding::kAffine ? base + g.code_bytes + g.groups * scale_bytes : nullptr};
       quantize_jobs.push_back(QuantizeJob{view, spec, buffers, {}});
       quantize_index.push_back(i);
     } else {
@@ -192,7 +192,10 @@ TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& option
     r.encoding = encoding;
     r.bits = t.bits;
     r.group_size = t.group_size;
-    if (encoding == Encoding::kAffine) r.groups = group_geometry(t.shape, choice.spec).groups;
+    if (has_codes(encoding)) {
+      r.groups = group_geometry(t.shape, choice.spec).groups;
+      r.range = t.range;
+    }
     r.input_bytes = element_count(t.shape) * dtype_size(t.dtype);
     r.output_bytes = t.stored_bytes;
     plans.total_input += r.input_bytes;

@@ -27,7 +27,8 @@ struct ErrorStats {
 
 /// Caller-owned output buffers of an affine quantization, sized by group_geometry():
 /// `codes` holds geometry.code_bytes bytes, `scales` and `mins` geometry.groups values of the
-/// spec's scale dtype (little-endian F32 or F16 bits).
+/// spec's scale dtype (little-endian F32 or F16 bits). Method::kSymmetric writes no mins (each
+/// is codec::symmetric_min() of its scale): `mins` may then be null.
 struct AffineBuffers {
   std::uint8_t* codes = nullptr;
   std::byte* scales = nullptr;
@@ -38,7 +39,7 @@ struct AffineBuffers {
 struct AffineTensor {
   const std::uint8_t* codes = nullptr;
   const std::byte* scales = nullptr;
-  const std::byte* mins = nullptr;
+  const std::byte* mins = nullptr;  ///< null for the symmetric encoding: min = codec::symmetric_min(scale)
   int bits = 8;
   std::uint64_t stored_group_size = 0;  ///< 0 = per-tensor
   ScaleDType scale_dtype = ScaleDType::kF32;
@@ -80,8 +81,9 @@ class Backend {
   /// One line for humans: "cpu, 2 threads", "cuda, NVIDIA H100 (device 0)".
   virtual std::string description() const = 0;
 
-  /// Affine-quantizes floating tensors (F64/F32/F16/BF16) per design.md §3-4 and measures the
-  /// error of the decoded values (in binary64 against binary32 decodes). Throws
+  /// Affine-quantizes floating tensors (F64/F32/F16/BF16) per docs/container-format.md §3-4,
+  /// each group's parameters chosen by the spec's method (minmax, symmetric, mse), and measures
+  /// the error of the decoded values (in binary64 against binary32 decodes). Throws
   /// Error(kBadData) for NaN/Inf, a range that overflows binary32, or F16 parameters that
   /// overflow; Error(kUsage) for a non-floating input or an invalid spec.
   virtual void quantize(std::span<QuantizeJob> jobs) = 0;

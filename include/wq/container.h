@@ -1,4 +1,4 @@
-// The WQ container, version 1 (docs/container-format.md): a valid safetensors file whose
+// The WQ container, versions 1 and 2 (docs/container-format.md): a valid safetensors file whose
 // `__metadata__["wq"]` describes how each logical tensor was encoded.
 #pragma once
 
@@ -13,9 +13,13 @@
 
 namespace wq {
 
-enum class Encoding { kAffine, kCast, kRaw };
+/// kSymmetric (version 2) stores codes and scales only: each min is -2^(b-1) * scale.
+enum class Encoding { kAffine, kCast, kRaw, kSymmetric };
 
 std::string_view encoding_name(Encoding encoding) noexcept;
+
+/// Whether a tensor of this encoding is stored as packed codes with per-group parameters.
+inline bool has_codes(Encoding encoding) { return encoding == Encoding::kAffine || encoding == Encoding::kSymmetric; }
 
 /// Where a container's tensors came from (metadata "source").
 struct SourceInfo {
@@ -30,12 +34,12 @@ struct ContainerTensor {
   DType dtype = DType::kF32;  ///< original dtype
   Shape shape;                ///< original shape
   Encoding encoding = Encoding::kRaw;
-  int bits = 0;                       ///< affine only
-  std::uint64_t group_size = 0;       ///< affine only; 0 = per-tensor
-  std::string range;                  ///< affine only: "minmax"
-  ScaleDType scale_dtype = ScaleDType::kF32;  ///< affine only
+  int bits = 0;                       ///< has_codes() only
+  std::uint64_t group_size = 0;       ///< has_codes() only; 0 = per-tensor
+  std::string range;                  ///< has_codes() only: "minmax", "mse" or "symmetric"
+  ScaleDType scale_dtype = ScaleDType::kF32;  ///< has_codes() only
   DType data_dtype = DType::kF32;     ///< cast/raw: dtype of the data part
-  std::vector<std::string> parts;     ///< part names: codes, scale, min (affine) or data
+  std::vector<std::string> parts;     ///< part names: codes, scale, min (affine), codes, scale (symmetric) or data
   std::string xxh3;                   ///< 16 lowercase hex digits
   std::uint64_t stored_bytes = 0;     ///< bytes of all parts
 };

@@ -6,13 +6,15 @@
 #include <string>
 #include <string_view>
 
+#include "wq/codec/affine.h"
 #include "wq/tensor.h"
 
 namespace wq {
 
-/// How values are encoded. `minmax` is design.md §3's affine quantization with the group's
-/// min and max as its range. `symmetric` and `mse` are reserved range choices (not yet
-/// implemented: selecting them throws Error(kUnsupported)). `fp16`/`bf16` cast to 16 bits.
+/// How values are encoded (docs/container-format.md §4). The affine methods differ only in how
+/// each group's parameters are chosen: `minmax` from the group's min and max; `symmetric` from
+/// its largest magnitude, zero exactly representable and no stored min (§4.2); `mse` by a
+/// least-error search that is never worse than minmax (§4.1). `fp16`/`bf16` cast to 16 bits.
 enum class Method { kMinMax, kSymmetric, kMse, kFp16, kBf16 };
 
 /// Which elements share one (scale, min) pair. Groups never cross rows (design.md §3).
@@ -32,9 +34,11 @@ struct QuantSpec {
   bool is_affine() const { return method == Method::kMinMax || method == Method::kSymmetric ||
                                   method == Method::kMse; }
 
-  /// Throws Error(kUsage) for bits outside 1..8 or group_size 0, and Error(kUnsupported) for
-  /// the reserved methods.
+  /// Throws Error(kUsage) for bits outside 1..8 or group_size 0.
   void validate() const;
+
+  /// The part of the spec every kernel needs (affine methods): range rule, bits, scale dtype.
+  codec::Recipe recipe() const;
 };
 
 /// Names as the CLI spells them ("minmax", "channel", "f16", ...).

@@ -12,6 +12,7 @@
 #include "wq/backend.h"
 #include "wq/codec/affine.h"
 #include "wq/codec/half.h"
+#include "wq/codec/mse.h"
 #include "wq/codec/pack.h"
 #include "wq/error.h"
 
@@ -49,8 +50,16 @@ Encoded reference_quantize(const std::vector<float>& x, const Shape& shape, cons
       hi = x[i] > hi ? x[i] : hi;
     }
     codec::AffineParams p{};
-    EXPECT_EQ(codec::affine_params(lo, hi, spec.bits, spec.scale_dtype == ScaleDType::kF16, &p),
-              codec::ParamsStatus::kOk);
+    const bool f16 = spec.scale_dtype == ScaleDType::kF16;
+    codec::ParamsStatus status = codec::ParamsStatus::kOk;
+    switch (spec.method) {
+      case Method::kSymmetric: status = codec::symmetric_params(lo, hi, spec.bits, f16, &p); break;
+      case Method::kMse:
+        status = codec::mse_params([&](std::uint64_t i) { return x[begin + i]; }, end - begin, lo, hi, spec.bits, f16, &p);
+        break;
+      default: status = codec::affine_params(lo, hi, spec.bits, f16, &p); break;
+    }
+    EXPECT_EQ(status, codec::ParamsStatus::kOk);
     if (spec.scale_dtype == ScaleDType::kF32) {
       std::memcpy(&e.scales[4 * k], &p.scale, 4);
       std::memcpy(&e.mins[4 * k], &p.min, 4);
@@ -98,7 +107,8 @@ class BackendSuite : public ::testing::TestWithParam<BackendCase> {
   std::vector<float> dequantize(const Encoded& e, const Shape& shape, const QuantSpec& spec) {
     const GroupGeometry g = group_geometry(shape, spec);
     std::vector<float> out(element_count(shape), std::numeric_limits<float>::quiet_NaN());
-    AffineTensor a{e.codes.data(), e.scales.data(), e.mins.data(), spec.bits, g.stored_group_size, spec.scale_dtype};
+    const std::byte* mins = spec.method == Method::kSymmetric ? nullptr : e.mins.data();
+    AffineTensor a{e.codes.data(), e.scales.data(), mins, spec.bits, g.stored_group_size, spec.scale_dtype};
     backend_->dequantize(a, MutableTensorView{"t", DType::kF32, shape, reinterpret_cast<std::byte*>(out.data())});
     return out;
   }
@@ -110,7 +120,12 @@ class BackendSuite : public ::testing::TestWithParam<BackendCase> {
     const Encoded want = reference_quantize(x, shape, spec);
     ASSERT_EQ(got.codes, want.codes);
     ASSERT_EQ(got.scales, want.scales);
-    ASSERT_EQ(got.mins, want.mins);
+    const bool symmetric = spec.method == Method::kSymmetric;
+    if (symmetric) {  // no mins are written: the poison is untouched
+      ASSERT_EQ(got.mins, std::vector<std::byte>(got.mins.size(), std::byte{0xa5}));
+    } else {
+      ASSERT_EQ(got.mins, want.mins);
+    }
     // Decode: exactly fma(scale, q, min) per element.
     const std::vector<float> decoded = dequantize(got, shape, spec);
     const GroupGeometry g = group_geometry(shape, spec);
@@ -119,22 +134,24 @@ class BackendSuite : public ::testing::TestWithParam<BackendCase> {
       float scale, min;
       if (spec.scale_dtype == ScaleDType::kF32) {
         std::memcpy(&scale, &got.scales[4 * k], 4);
-        std::memcpy(&min, &got.mins[4 * k], 4);
+        std::memcpy(&min, &want.mins[4 * k], 4);
       } else {
         std::uint16_t s, m;
         std::memcpy(&s, &got.scales[2 * k], 2);
-        std::memcpy(&m, &got.mins[2 * k], 2);
+        std::memcpy(&m, &want.mins[2 * k], 2);
         scale = codec::f16_bits_to_f32(s);
         min = codec::f16_bits_to_f32(m);
       }
+      if (symmetric) min = -static_cast<float>(1u << (spec.bits - 1)) * scale;
       std::uint32_t q = 0;
       for (int j = 0; j < spec.bits; ++j) {
         const std::size_t bit = i * spec.bits + j;
         q |= static_cast<std::uint32_t>((got.codes[bit / 8] >> (bit % 8)) & 1) << j;
       }
       ASSERT_EQ(std::bit_cast<std::uint32_t>(decoded[i]), std::bit_cast<std::uint32_t>(std::fma(scale, static_cast<float>(q), min))) << i;
-      // float64 reference: the decoded value is within half a step (plus rounding) of x.
-      if (spec.scale_dtype == ScaleDType::kF32) {
+      // float64 reference: the decoded value is within half a step (plus rounding) of x (min-max
+      // ranges contain every element; the others may clip).
+      if (spec.scale_dtype == ScaleDType::kF32 && spec.method == Method::kMinMax) {
         ASSERT_LE(std::fabs(static_cast<double>(decoded[i]) - x[i]), 0.5 * scale * (1 + 1e-5) + 1e-30 + std::fabs(x[i]) * 1e-6) << i;
       }
     }
@@ -750,6 +767,158 @@ TEST_P(BackendSuite, BadGroupsAmongWholeGroupsAreErrorsNamingThem) {
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), ErrorCode::kBadData);
       EXPECT_NE(std::string(e.what()).find("element 40000 is NaN"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// --- symmetric and mse (docs/container-format.md §4.1-4.2) -------------------------------------
+
+QuantSpec method_spec(Method m, int bits, Granularity g, std::uint64_t group = 64, ScaleDType s = ScaleDType::kF32) {
+  QuantSpec spec = spec_of(bits, g, group, s);
+  spec.method = m;
+  return spec;
+}
+
+// Groups that stress a range rule: constant (zero and not), all of one sign, a tie hi == -lo,
+// a tiny range, an outlier, subnormals, then plain noise.
+std::vector<float> hard_groups(std::size_t n, std::uint32_t seed) {
+  std::vector<float> x = test::random_normal(n, seed, 0.02f);
+  std::mt19937 rng(seed);
+  for (std::size_t g = 0; g * 16 < n; ++g) {
+    const std::size_t b = g * 16, e = std::min(n, b + 16);
+    switch (g % 9) {
+      case 0: std::fill(x.begin() + b, x.begin() + e, 0.0f); break;
+      case 1: std::fill(x.begin() + b, x.begin() + e, -1.75f); break;
+      case 2: for (std::size_t i = b; i < e; ++i) x[i] = std::fabs(x[i]) + 0.5f; break;
+      case 3: for (std::size_t i = b; i < e; ++i) x[i] = -std::fabs(x[i]); break;
+      case 4: x[b] = 0.25f; if (b + 1 < e) x[b + 1] = -0.25f; break;
+      case 5: for (std::size_t i = b; i < e; ++i) x[i] = 1.0f + 1e-6f * static_cast<float>(i - b); break;
+      case 6: x[b + (rng() % (e - b))] = 3.0f; break;
+      case 7: for (std::size_t i = b; i < e; ++i) x[i] = std::bit_cast<float>(static_cast<std::uint32_t>(rng() % 0x7fffff)); break;
+      default: break;
+    }
+  }
+  return x;
+}
+
+TEST_P(BackendSuite, SymmetricAndMseMatchTheReferenceEverywhere) {
+  for (Method m : {Method::kSymmetric, Method::kMse}) {
+    SCOPED_TRACE(std::string(method_name(m)));
+    for (std::uint64_t n : {1ull, 7ull, 8ull, 9ull, 1023ull, 100003ull}) {
+      const std::vector<float> x = hard_groups(n, static_cast<std::uint32_t>(n) + 11);
+      for (int bits = 1; bits <= 8; ++bits) {
+        for (Granularity g : kAllGranularities) {
+          if (n > 4096 && bits != 2 && bits != 4 && bits != 8) continue;
+          expect_matches_reference(x, {n}, method_spec(m, bits, g, 7));
+          expect_matches_reference(x, {n}, method_spec(m, bits, g, 16, ScaleDType::kF16));
+        }
+      }
+    }
+    for (const Shape& shape : {Shape{13, 77}, Shape{64, 128}, Shape{3, 5, 7}, Shape{257, 1000}}) {
+      const std::vector<float> x = hard_groups(element_count(shape), 5);
+      for (int bits : {1, 2, 3, 4, 6, 8}) {
+        for (Granularity g : kAllGranularities) {
+          for (std::uint64_t group : {8ull, 27ull, 64ull}) {
+            if (g != Granularity::kGroup && group != 64) continue;
+            expect_matches_reference(x, shape, method_spec(m, bits, g, group));
+          }
+        }
+        expect_matches_reference(x, shape, method_spec(m, bits, Granularity::kGroup, 32, ScaleDType::kF16));
+      }
+    }
+    std::vector<float> huge = test::random_normal(4099, 5, 1e37f);
+    huge[0] = 1.6e38f;
+    huge[1] = -1.6e38f;
+    expect_matches_reference(huge, {4099}, method_spec(m, 6, Granularity::kTensor));
+    expect_matches_reference(huge, {4099}, method_spec(m, 3, Granularity::kGroup, 64));
+  }
+}
+
+// The error of each group of `x` decoded as `d`, in binary64 (any order: compared with a margin
+// far below one rounding of the search's own sums).
+std::vector<double> group_errors(const std::vector<float>& x, const std::vector<float>& d, const GroupGeometry& g) {
+  std::vector<double> err(g.groups, 0.0);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const std::uint64_t row = i / g.cols, k = row * g.groups_per_row + (i - row * g.cols) / g.group_size;
+    const double e = static_cast<double>(x[i]) - static_cast<double>(d[i]);
+    err[k] += e * e;
+  }
+  return err;
+}
+
+TEST_P(BackendSuite, MseIsNeverWorseThanMinMaxOnAnyGroup) {
+  const Shape shape{96, 300};
+  std::vector<float> x = test::random_normal(element_count(shape), 77, 0.03f);
+  std::mt19937 rng(78);
+  for (int k = 0; k < 200; ++k) x[rng() % x.size()] *= 8.0f;  // outliers, as trained weights have
+  for (int bits : {1, 2, 3, 4, 8}) {
+    for (Granularity gran : kAllGranularities) {
+      for (ScaleDType sd : {ScaleDType::kF32, ScaleDType::kF16}) {
+        SCOPED_TRACE(::testing::Message() << bits << " bits " << granularity_name(gran) << " " << scale_dtype_name(sd));
+        const QuantSpec minmax = spec_of(bits, gran, 64, sd), mse = method_spec(Method::kMse, bits, gran, 64, sd);
+        const GroupGeometry g = group_geometry(shape, minmax);
+        ErrorStats minmax_stats, mse_stats;
+        const std::vector<double> before = group_errors(x, dequantize(quantize(x, shape, minmax, &minmax_stats), shape, minmax), g);
+        const std::vector<double> after = group_errors(x, dequantize(quantize(x, shape, mse, &mse_stats), shape, mse), g);
+        std::uint64_t better = 0;
+        for (std::uint64_t k = 0; k < g.groups; ++k) {
+          ASSERT_LE(after[k], before[k] * (1 + 1e-12)) << "group " << k;
+          better += after[k] < before[k];
+        }
+        EXPECT_GT(better, 0u) << "the search never found anything better than min-max";
+        EXPECT_GT(mse_stats.sqnr_db(), minmax_stats.sqnr_db());
+      }
+    }
+  }
+}
+
+TEST_P(BackendSuite, SymmetricStoresNoMinAndDecodesZeroAndItsExtremeExactly) {
+  const Shape shape{40, 64};
+  std::vector<float> x = test::random_normal(element_count(shape), 9, 0.1f);
+  for (std::size_t i = 0; i < x.size(); i += 5) x[i] = 0.0f;
+  for (int bits = 1; bits <= 8; ++bits) {
+    const QuantSpec spec = method_spec(Method::kSymmetric, bits, Granularity::kGroup, 32);
+    const GroupGeometry g = group_geometry(shape, spec);
+    const std::vector<float> d = dequantize(quantize(x, shape, spec), shape, spec);
+    for (std::uint64_t k = 0; k < g.groups; ++k) {
+      float extreme = 0.0f;
+      for (std::uint64_t i = k * 32; i < k * 32 + 32; ++i) extreme = std::fabs(x[i]) > std::fabs(extreme) ? x[i] : extreme;
+      for (std::uint64_t i = k * 32; i < k * 32 + 32; ++i) {
+        if (x[i] == 0.0f) {
+          ASSERT_EQ(std::bit_cast<std::uint32_t>(d[i]), 0u) << "bits " << bits << " element " << i;
+        }
+        if (x[i] == extreme) {
+          ASSERT_EQ(d[i], extreme) << "bits " << bits << " element " << i;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(BackendSuite, SymmetricAndMseRefuseWhatMinMaxRefuses) {
+  for (Method m : {Method::kSymmetric, Method::kMse}) {
+    for (Granularity gran : kAllGranularities) {
+      for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+        std::vector<float> x = test::random_normal(5000, 1);
+        x[4321] = bad;
+        try {
+          quantize(x, {50, 100}, method_spec(m, 4, gran, 64));
+          ADD_FAILURE() << method_name(m) << ": no error for " << bad;
+        } catch (const Error& e) {
+          EXPECT_EQ(e.code(), ErrorCode::kBadData);
+          EXPECT_NE(std::string(e.what()).find("4321"), std::string::npos) << e.what();
+        }
+      }
+    }
+    // A scale beyond binary16: symmetric's is m / 2^(b-1), mse starts from min-max's.
+    std::vector<float> x = test::random_normal(64, 2);
+    x[3] = 1e9f;
+    try {
+      quantize(x, {64}, method_spec(m, 4, Granularity::kTensor, 64, ScaleDType::kF16));
+      ADD_FAILURE() << method_name(m) << ": no error for an F16 overflow";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kBadData);
+      EXPECT_NE(std::string(e.what()).find("F16"), std::string::npos) << e.what();
     }
   }
 }

@@ -54,7 +54,21 @@ TEST_F(cli, DecodeRejectsMetadataThatDisagreesWithTheParts) {
       {"bits 9", [](ojson& m) { m["tensors"]["fc.weight"]["bits"] = 9; }, {"'fc.weight'", "bits"}},
       {"unknown encoding", [](ojson& m) { m["tensors"]["fc.bias"]["encoding"] = "zstd"; }, {"'fc.bias'", "zstd"}},
       {"wrong shape", [](ojson& m) { m["tensors"]["fc.bias"]["shape"] = ojson::array({12}); }, {"'fc.bias'"}},
-      {"version 2", [](ojson& m) { m["version"] = 2; }, {"version"}},
+      {"version 3", [](ojson& m) { m["version"] = 3; }, {"version"}},
+      // A symmetric tensor needs version 2, and has no min part.
+      {"symmetric in version 1", [](ojson& m) {
+         m["tensors"]["fc.weight"]["encoding"] = "symmetric";
+         m["tensors"]["fc.weight"].erase("min");
+       }, {"'fc.weight'", "version 2"}},
+      {"symmetric with a min", [](ojson& m) {
+         m["version"] = 2;
+         m["tensors"]["fc.weight"]["encoding"] = "symmetric";
+       }, {"'fc.weight'", "'min'"}},
+      {"min part left over", [](ojson& m) {
+         m["version"] = 2;
+         m["tensors"]["fc.weight"]["encoding"] = "symmetric";
+         m["tensors"]["fc.weight"].erase("min");
+       }, {"fc.weight.__min"}},
       {"tensor dropped", [](ojson& m) { m["tensors"].erase("fc.bias"); }, {"fc.bias"}},
   };
   for (const Case& c : cases) {

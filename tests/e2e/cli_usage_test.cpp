@@ -72,12 +72,38 @@ TEST_F(cli, BadFlagsAreUsageErrors) {
   }
 }
 
-TEST_F(cli, ReservedMethodIsUnsupported) {
+// symmetric writes a version-2 container without mins; mse a version-1 file of affine tensors
+// whose range says mse. Both decode, verify and inspect; an unknown method is a usage error.
+TEST_F(cli, SymmetricAndMseQuantizeDecodeVerifyAndInspect) {
   const std::string input = copy_example();
+  for (const std::string method : {"symmetric", "mse"}) {
+    SCOPED_TRACE(method);
+    const std::string container = out(method + ".wq.safetensors");
+    quantize_ok(input, container, {"--method", method, "--bits", "3", "--granularity", "group", "--group-size", "32"});
+    const Safetensors st = parse_safetensors(read_file(container));
+    const ojson meta = st.wq_metadata();
+    EXPECT_EQ(meta["version"], method == "symmetric" ? 2 : 1);
+    const ojson& fc = meta["tensors"]["fc.weight"];
+    EXPECT_EQ(fc["encoding"], method == "symmetric" ? "symmetric" : "affine");
+    EXPECT_EQ(fc["range"], method);
+    EXPECT_EQ(fc.contains("min"), method == "mse");
+    EXPECT_EQ(st.header.contains("fc.weight.__min"), method == "mse");
+    const RunResult v = run({"verify", container});
+    EXPECT_EQ(v.status, 0) << v.err;
+    const RunResult i = run({"inspect", container, "--json"});
+    ASSERT_EQ(i.status, 0) << i.err;
+    EXPECT_NE(i.out.find(method == "symmetric" ? "\"symmetric\"" : "mse ranges"), std::string::npos) << i.out;
+    const std::string decoded = out(method + ".safetensors");
+    const RunResult d = run({"decode", container, "-o", decoded, "--backend", "cpu"});
+    EXPECT_EQ(d.status, 0) << d.err;
+    const RunResult j = run({"quantize", input, "-o", out(method + "2.wq.safetensors"), "--method", method, "--json", "--tensors", "-q"});
+    ASSERT_EQ(j.status, 0) << j.err;
+    EXPECT_NE(j.out.find("\"method\": \"" + method + "\""), std::string::npos) << j.out;
+  }
   const Bytes before = read_file(input);
   const std::string output = out("model.wq.safetensors");
-  const RunResult r = run({"quantize", input, "-o", output, "--method", "symmetric"});
-  expect_clean_failure(r, kUnsupported, {"symmetric"}, output, input, &before);
+  const RunResult r = run({"quantize", input, "-o", output, "--method", "kmeans"});
+  expect_clean_failure(r, kUsage, {"kmeans"}, output, input, &before);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -162,8 +162,8 @@ TEST_F(ContainerTest, MetadataThatDisagreesWithPartsIsRefused) {
   expect_rejected(output_, ErrorCode::kBadFormat, "unknown encoding 'zstd'");
   with_wq([](auto& wq) { wq["tensors"].erase("steps"); });
   expect_rejected(output_, ErrorCode::kBadFormat, "'steps' belongs to no tensor");
-  with_wq([](auto& wq) { wq["version"] = 2; });
-  expect_rejected(output_, ErrorCode::kBadFormat, "version 2");
+  with_wq([](auto& wq) { wq["version"] = 3; });
+  expect_rejected(output_, ErrorCode::kBadFormat, "version 3");
   with_wq([](auto& wq) { wq["tensors"]["steps"]["xxh3"] = "xyz"; });
   expect_rejected(output_, ErrorCode::kBadFormat, "xxh3");
   with_wq([](auto& wq) { wq["tensors"]["steps"]["xxh3"] = "0123456789abcdef"; });

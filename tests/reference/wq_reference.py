@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Independent numpy reference for the wq codec and the WQ container, version 1.
+"""Independent numpy reference for the wq codec and the WQ container, versions 1 and 2.
 
 This file shares no code with the C++ implementation. It re-derives, from the
 written contract, what a container must hold, and compares byte for byte.
 
 Subcommands
   check            input safetensors + container: every part must be the expected bytes
+                   (--method minmax, symmetric or mse, as given to wq-gpu quantize)
   decode-check     container + decoded safetensors: decoded tensors must be exact
   assignment-check input + 8-bit per-tensor container vs. the seed assignment's formula
   selftest         run the known-answer vectors (tests/data/codec_vectors.json) and
@@ -222,43 +223,212 @@ class CannotQuantize(Exception):
     """The contract says quantizing this tensor is an error (NaN/Inf, range overflow)."""
 
 
-def quantize(x32, starts, lens, bits, scale_dtype):
-    """§3. x32: flat float32. Returns (codes uint8, scale, min) where scale/min are
-    float32 or float16 arrays (the stored dtype)."""
-    x32 = np.ascontiguousarray(x32, dtype=np.float32)
-    if not np.isfinite(x32).all():
-        i = int(np.flatnonzero(~np.isfinite(x32))[0])
-        raise CannotQuantize(f"non-finite value {x32[i]} at element {i}")
+METHODS = ("minmax", "symmetric", "mse")
+
+
+def group_range(x32, starts):
+    """§4 step 1: (lo, hi) of every group, float32."""
     lo = np.minimum.reduceat(x32, starts)
     hi = np.maximum.reduceat(x32, starts)
     # design: -0.0 and +0.0 compare equal, so a reduction may return either; the stored range
     # is canonical (+0.0), which adding +0.0 gives in binary32.
-    lo = lo + np.float32(0)
-    hi = hi + np.float32(0)
+    return lo + np.float32(0), hi + np.float32(0)
+
+
+def round_param(v32, scale_dtype):
+    """R of §4 step 2: float32 -> the stored dtype (float16 rounds to nearest even; a value
+    beyond binary16's range becomes inf, which every caller treats as 'no finite F16 value')."""
+    if scale_dtype == "f16":
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.asarray(v32, dtype=np.float32).astype(np.float16)
+    if scale_dtype == "f32":
+        return np.asarray(v32, dtype=np.float32)
+    raise UsageError(f"unknown scale dtype {scale_dtype}")
+
+
+def minmax_params(lo, hi, bits, scale_dtype):
+    """§4 steps 1-2: (scale, min) in the stored dtype."""
     levels = np.float32((1 << bits) - 1)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         span = hi - lo  # float32 subtraction
     if not np.isfinite(span).all():
         g = int(np.flatnonzero(~np.isfinite(span))[0])
         raise CannotQuantize(f"range hi - lo of group {g} overflows binary32")
-    scale32 = span / levels  # float32 division
-    if scale_dtype == "f16":
-        with np.errstate(over="ignore"):
-            scale_s = scale32.astype(np.float16)
-            min_s = lo.astype(np.float16)
-        if not (np.isfinite(scale_s).all() and np.isfinite(min_s).all()):
-            raise CannotQuantize("scale or min overflows float16")
-    elif scale_dtype == "f32":
-        scale_s, min_s = scale32, lo
-    else:
-        raise UsageError(f"unknown scale dtype {scale_dtype}")
-    sc = np.repeat(scale_s.astype(np.float32), lens)
-    mn = np.repeat(min_s.astype(np.float32), lens)
+    scale_s = round_param(span / levels, scale_dtype)  # float32 division, then R
+    min_s = round_param(lo, scale_dtype)
+    if not (np.isfinite(scale_s).all() and np.isfinite(min_s).all()):
+        raise CannotQuantize("scale or min overflows float16")
+    return scale_s, min_s
+
+
+def symmetric_params(lo, hi, bits, scale_dtype):
+    """§4.2: (stored scale, float32 min). The min is not stored; it follows from the scale
+    exactly as a decoder derives it, so coding and decoding use the same value."""
+    k = np.float32(1 << (bits - 1))
+    m = np.where(hi >= -lo, hi, lo)  # ties (hi == -lo) go to hi
+    scale_s = round_param(m / -k, scale_dtype)  # one float32 division, then R
+    if not np.isfinite(scale_s).all():
+        raise CannotQuantize("scale overflows float16")
+    return scale_s, symmetric_min(scale_s, bits)
+
+
+def symmetric_min(scale_s, bits):
+    return np.float32(-(1 << (bits - 1))) * np.asarray(scale_s).astype(np.float32)
+
+
+def affine_codes(x32, sc, mn, levels):
+    """§4 step 3 with per-element (or broadcastable) float32 scale and min."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         t = np.rint((x32 - mn) / sc)  # float32 sub, float32 div, half-to-even
-    t = np.clip(t, np.float32(0), levels)
-    t[sc == 0] = 0
-    return t.astype(np.uint8), scale_s, min_s
+    t = np.clip(t, np.float32(0), np.float32(levels))
+    t[np.broadcast_to(sc == 0, t.shape)] = 0  # a constant group, and 0/0 -> NaN above
+    return t
+
+
+def lane_sums(t):
+    """§4.1 step 3's summation order, per row of the float64 matrix t: element i goes to lane
+    i mod 8, each lane adds in index order, the lanes are combined pairwise. Padding a row with
+    zeros does not change its sums, so rows of different lengths can share one matrix."""
+    g, w = t.shape
+    pad = (-w) % 8
+    if pad:
+        t = np.concatenate([t, np.zeros((g, pad))], axis=1)
+    if t.shape[1] == 0:
+        return np.zeros(g)
+    # cumsum is a strictly sequential accumulation (np.sum would sum pairwise). It starts from
+    # the first term instead of from +0.0, which can only change the sign of a zero; adding
+    # +0.0 at the end makes that sign the one a +0.0-initialised accumulator gives.
+    la = np.cumsum(t.reshape(g, -1, 8), axis=1)[:, -1, :] + 0.0
+    return (((la[:, 0] + la[:, 1]) + (la[:, 2] + la[:, 3]))
+            + ((la[:, 4] + la[:, 5]) + (la[:, 6] + la[:, 7])))
+
+
+def group_matrix(x32, starts, lens):
+    """Groups as rows of one float32 matrix, each padded with its own last element (a value
+    of the group, so padding never produces an overflow or NaN of its own), plus the mask of
+    real elements."""
+    w = int(lens.max()) if lens.size else 0
+    j = np.arange(w, dtype=np.int64)
+    valid = j[None, :] < lens[:, None]
+    idx = starts[:, None] + np.minimum(j[None, :], lens[:, None] - 1)
+    return x32[idx], valid
+
+
+def _pass(X, X64, valid, s, m, levels):
+    """One coding pass of §4.1 step 3 over group rows: (codes, err), err in binary64."""
+    Q = affine_codes(X, s[:, None], m[:, None], levels)
+    shape = X.shape
+    xd = fma_f32(np.broadcast_to(s[:, None], shape).ravel(), Q.ravel(),
+                 np.broadcast_to(m[:, None], shape).ravel()).reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = X64 - xd.astype(np.float64)
+        ee = np.where(valid, e * e, 0.0)
+    return Q, lane_sums(ee)
+
+
+def group_sq_err(X, valid, s, m, bits):
+    """The squared error of §4.1 for rows X coded with stored (s, m) widened to float32."""
+    s = np.asarray(s).astype(np.float32)
+    m = np.asarray(m).astype(np.float32)
+    return _pass(X, X.astype(np.float64), valid, s, m, (1 << bits) - 1)[1]
+
+
+def _widen(v):
+    return np.asarray(v).astype(np.float32)
+
+
+def mse_search(X, valid, lens, lo, hi, s0, m0, bits, scale_dtype):
+    """§4.1 for group rows X (float32, padded, mask valid); s0/m0 are the min-max parameters
+    in the stored dtype. Returns the chosen (scale, min) widened to float32. All groups run
+    in lock step; a group whose candidate stopped or was dropped is masked out, so the per
+    group decisions are exactly the sequential ones."""
+    levels = (1 << bits) - 1
+    L = np.float32(levels)
+    X64 = X.astype(np.float64)
+    nf = lens.astype(np.float64)
+    Sx = lane_sums(np.where(valid, X64, 0.0))
+    s0, m0 = _widen(s0), _widen(m0)
+    searched = s0 != 0
+    cands = [(s0, m0, searched.copy())]
+    with np.errstate(over="ignore", invalid="ignore"):
+        mid = lo * np.float32(0.5) + hi * np.float32(0.5)
+        wide = s0 * L
+        for div in ((L - np.float32(1),) if bits >= 2 else ()) + (L + np.float32(1),):
+            s = _widen(round_param(wide / div, scale_dtype))
+            m = _widen(round_param(mid - s * np.float32(levels / 2), scale_dtype))
+            cands.append((s, m, searched & np.isfinite(s) & np.isfinite(m) & (s > 0)))
+    best_s, best_m = s0.copy(), m0.copy()
+    best_err = np.full(len(s0), np.inf)
+    first = True
+    for s, m, act in cands:
+        act = act.copy()
+        # masked-out rows still go through the arithmetic; harmless values keep them quiet
+        s = np.where(act, s, np.float32(1))
+        m = np.where(act, m, np.float32(0))
+        for p in range(5):
+            if not act.any():
+                break
+            Q, err = _pass(X, X64, valid, s, m, levels)
+            # the first pass of min-max always sets the best: its err may be inf (x' can round
+            # past FLT_MAX next to a huge hi), and inf < inf would leave no best at all
+            better = act.copy() if first else act & (err < best_err)
+            first = False
+            best_s[better], best_m[better], best_err[better] = s[better], m[better], err[better]
+            if p == 4:
+                break
+            Q64 = np.where(valid, Q.astype(np.float64), 0.0)
+            Sq = lane_sums(Q64)
+            Sqq = lane_sums(Q64 * Q64)
+            Sqx = lane_sums(np.where(valid, Q64 * X64, 0.0))
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                det = nf * Sqq - Sq * Sq
+                act &= det > 0
+                sp = (nf * Sqx - Sq * Sx) / det
+                mp = (Sx - sp * Sq) / nf
+                sr = _widen(round_param(sp.astype(np.float32), scale_dtype))
+                mr = _widen(round_param(mp.astype(np.float32), scale_dtype))
+            act &= np.isfinite(sr) & np.isfinite(mr) & (sr > 0)
+            s = np.where(act, sr, s)
+            m = np.where(act, mr, m)
+    return best_s, best_m
+
+
+def range_params(x32, starts, lens, bits, scale_dtype, method="minmax"):
+    """Per-group (scale in the stored dtype, min) for a method. The min is in the stored
+    dtype for minmax/mse and the derived float32 value for symmetric."""
+    lo, hi = group_range(x32, starts)
+    if method == "symmetric":
+        return symmetric_params(lo, hi, bits, scale_dtype)
+    s0, m0 = minmax_params(lo, hi, bits, scale_dtype)
+    if method == "minmax":
+        return s0, m0
+    if method != "mse":
+        raise UsageError(f"unknown method {method}")
+    sdt = np.float16 if scale_dtype == "f16" else np.float32
+    sc, mn = s0.astype(np.float32), m0.astype(np.float32)
+    todo = np.flatnonzero(s0 != 0)
+    # A tensor's groups have at most two lengths (full ones and the short last one of each
+    # row); doing them apart keeps the padding small.
+    for length in np.unique(lens[todo]):
+        k = todo[lens[todo] == length]
+        X, valid = group_matrix(x32, starts[k], lens[k])
+        sc[k], mn[k] = mse_search(X, valid, lens[k], lo[k], hi[k], s0[k], m0[k], bits,
+                                  scale_dtype)
+    return sc.astype(sdt), mn.astype(sdt)  # exact: the values came from the stored dtype
+
+
+def quantize(x32, starts, lens, bits, scale_dtype, method="minmax"):
+    """§4. x32: flat float32. Returns (codes uint8, scale, min) where scale is the stored
+    dtype (float32 or float16) and min is too, except for symmetric where it is the float32
+    min a decoder derives (not stored)."""
+    x32 = np.ascontiguousarray(x32, dtype=np.float32)
+    if not np.isfinite(x32).all():
+        i = int(np.flatnonzero(~np.isfinite(x32))[0])
+        raise CannotQuantize(f"non-finite value {x32[i]} at element {i}")
+    scale_s, min_s = range_params(x32, starts, lens, bits, scale_dtype, method)
+    sc = np.repeat(scale_s.astype(np.float32), lens)
+    mn = np.repeat(min_s.astype(np.float32), lens)
+    return affine_codes(x32, sc, mn, (1 << bits) - 1).astype(np.uint8), scale_s, min_s
 
 
 def fma_f32(a, b, c):
@@ -296,6 +466,114 @@ def dequantize(codes, scale_s, min_s, lens):
     sc = np.repeat(np.asarray(scale_s).astype(np.float32), lens)
     mn = np.repeat(np.asarray(min_s).astype(np.float32), lens)
     return fma_f32(sc, codes.astype(np.float32), mn)
+
+
+# --------------------------------------------------------------------------------------
+# a second, literal reading of §4.1/§4.2, one group at a time in plain Python floats; the
+# vectorised code above is checked against it, and the vector generator reads its trace
+
+
+def _r_scalar(v, scale_dtype):
+    """R on one float32 value -> (float32 value, has a finite stored value)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = np.float32(np.float16(v)) if scale_dtype == "f16" else np.float32(v)
+    return r, bool(np.isfinite(r))
+
+
+def _sum8(terms):
+    acc = [0.0] * 8
+    for i, t in enumerate(terms):
+        acc[i % 8] = acc[i % 8] + t
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+
+
+def _codes_scalar(x, s, m, levels):
+    out = []
+    with np.errstate(all="ignore"):
+        for v in x:
+            q = np.rint((v - m) / s) if s != 0 else np.float32(0)
+            out.append(np.float32(min(max(q, np.float32(0)), np.float32(levels))))
+    return out
+
+
+def mse_group_scalar(x, bits, scale_dtype, trace=None):
+    """§4.1 for one group (a sequence of float32). Returns (scale, min) as float32 values of
+    the stored dtype and the best err. trace, a list, receives what happened, for the vector
+    generator: ('drop', c), ('stop', c, pass, why), ('best', c, pass)."""
+    x = [np.float32(v) for v in x]
+    n = len(x)
+    levels = (1 << bits) - 1
+    L = np.float32(levels)
+    lo, hi = min(x) + np.float32(0), max(x) + np.float32(0)
+    with np.errstate(over="ignore"):
+        span = hi - lo
+    if not np.isfinite(span):
+        raise CannotQuantize("range hi - lo overflows binary32")
+    s0, ok_s = _r_scalar(span / L, scale_dtype)
+    m0, ok_m = _r_scalar(lo, scale_dtype)
+    if not (ok_s and ok_m):
+        raise CannotQuantize("scale or min overflows float16")
+    trace = [] if trace is None else trace
+    if s0 == 0:
+        return s0, m0, None
+    cands = [(0, s0, m0)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        mid = lo * np.float32(0.5) + hi * np.float32(0.5)
+        for c, div in ((1, L - np.float32(1)), (2, L + np.float32(1))):
+            if c == 1 and bits < 2:
+                continue
+            s, ok_s = _r_scalar(s0 * L / div, scale_dtype)
+            m, ok_m = _r_scalar(mid - s * np.float32(levels / 2), scale_dtype)
+            if ok_s and ok_m and s > 0:
+                cands.append((c, s, m))
+            else:
+                trace.append(("drop", c))
+    best = None
+    for c, s, m in cands:
+        for p in range(5):
+            q = _codes_scalar(x, s, m, levels)
+            xd = fma_f32(np.full(n, s, np.float32), np.array(q, np.float32),
+                         np.full(n, m, np.float32))
+            e = [float(v) - float(d) for v, d in zip(x, xd)]
+            err = _sum8(t * t for t in e)
+            if best is None or err < best[2]:
+                best = (s, m, err)
+                trace.append(("best", c, p))
+            if p == 4:
+                break
+            qf = [float(v) for v in q]
+            sq = _sum8(qf)
+            sqq = _sum8(v * v for v in qf)
+            sx = _sum8(float(v) for v in x)
+            sqx = _sum8(a * float(b) for a, b in zip(qf, x))
+            det = n * sqq - sq * sq
+            if not det > 0:
+                trace.append(("stop", c, p, "det"))
+                break
+            sp = (n * sqx - sq * sx) / det
+            mp = (sx - sp * sq) / n
+            with np.errstate(over="ignore", invalid="ignore"):
+                s, ok_s = _r_scalar(np.float32(sp), scale_dtype)
+                m, ok_m = _r_scalar(np.float32(mp), scale_dtype)
+            if not (ok_s and ok_m):
+                trace.append(("stop", c, p, "nonfinite"))
+                break
+            if not s > 0:
+                trace.append(("stop", c, p, "scale"))
+                break
+    return best
+
+
+def symmetric_group_scalar(x, bits, scale_dtype):
+    """§4.2 for one group: (stored scale, derived min) as float32 values."""
+    x = [np.float32(v) for v in x]
+    k = np.float32(1 << (bits - 1))
+    lo, hi = min(x) + np.float32(0), max(x) + np.float32(0)
+    m = hi if hi >= -lo else lo
+    s, ok = _r_scalar(m / -k, scale_dtype)
+    if not ok:
+        raise CannotQuantize("scale overflows float16")
+    return s, -k * s
 
 
 # --------------------------------------------------------------------------------------
@@ -393,8 +671,9 @@ def load_wq_meta(cont):
         meta = json.loads(cont.metadata["wq"])
     except json.JSONDecodeError as e:
         raise Mismatch(f"{cont.path}: __metadata__['wq'] is not JSON: {e}")
-    if meta.get("version") != 1:
-        raise Mismatch(f"{cont.path}: wq version {meta.get('version')!r}, expected 1")
+    version = meta.get("version")
+    if type(version) is not int or version not in (1, 2):
+        raise Mismatch(f"{cont.path}: wq version {version!r}, expected 1 or 2")
     if not isinstance(meta.get("producer"), str):
         raise Mismatch(f"{cont.path}: wq producer missing or not a string")
     src = meta.get("source")
@@ -403,6 +682,11 @@ def load_wq_meta(cont):
         raise Mismatch(f"{cont.path}: wq source must be {{file, format, bytes}}: {src!r}")
     if not isinstance(meta.get("tensors"), dict):
         raise Mismatch(f"{cont.path}: wq tensors missing")
+    if version == 1:
+        for name, e in meta["tensors"].items():
+            if isinstance(e, dict) and e.get("encoding") == "symmetric":
+                raise Mismatch(f"{cont.path}: tensor {name}: symmetric encoding in a "
+                               f"version-1 container")
     return meta
 
 
@@ -410,6 +694,8 @@ def part_names(name, entry):
     enc = entry.get("encoding")
     if enc == "affine":
         return [entry.get("codes"), entry.get("scale"), entry.get("min")]
+    if enc == "symmetric":
+        return [entry.get("codes"), entry.get("scale")]
     if enc in ("raw", "cast"):
         return [entry.get("data")]
     raise Mismatch(f"tensor {name}: unknown encoding {enc!r}")
@@ -472,7 +758,17 @@ def cmd_check(args):
             raise Mismatch(f"tensor set differs: missing {missing[:5]}, extra {extra[:5]}")
         raise Mismatch("wq tensors are not in the input's order")
     sdt = "F16" if args.scale_dtype == "f16" else "F32"
-    counts = {"affine": 0, "raw": 0}
+    quantized = "symmetric" if args.method == "symmetric" else "affine"
+    expected = {}
+    for name in src.names():
+        enc = expected_encoding(src.dtype(name), src.shape(name), args.all)
+        expected[name] = quantized if enc == "affine" else enc
+    # design §2: version 2 only when it is needed, so that files without symmetric tensors stay
+    # byte for byte what version-1 writers produce
+    want_version = 2 if "symmetric" in expected.values() else 1
+    if meta["version"] != want_version:
+        raise Mismatch(f"wq version is {meta['version']}, expected {want_version}")
+    counts = {"affine": 0, "symmetric": 0, "raw": 0}
     hashed = False
     for name in src.names():
         e = tensors[name]
@@ -480,7 +776,7 @@ def cmd_check(args):
         if e.get("dtype") != dtype or e.get("shape") != shape:
             raise Mismatch(f"tensor {name}: metadata says {e.get('dtype')} {e.get('shape')},"
                            f" input is {dtype} {shape}")
-        enc = expected_encoding(dtype, shape, args.all)
+        enc = expected[name]
         if e.get("encoding") != enc:
             raise Mismatch(f"tensor {name}: encoding {e.get('encoding')!r}, expected {enc!r}")
         counts[enc] += 1
@@ -494,22 +790,28 @@ def cmd_check(args):
         else:
             n = math.prod(shape)
             starts, lens, stored = group_layout(shape, args.granularity, args.group_size)
+            sym = enc == "symmetric"
             for key, want in (("bits", args.bits), ("group_size", stored),
-                              ("range", "minmax"), ("codes", name + ".__codes"),
-                              ("scale", name + ".__scale"), ("min", name + ".__min")):
+                              ("range", args.method), ("codes", name + ".__codes"),
+                              ("scale", name + ".__scale"),
+                              ("min", None if sym else name + ".__min")):
                 if e.get(key) != want:
                     raise Mismatch(f"tensor {name}: {key} is {e.get(key)!r}, expected "
                                    f"{want!r}")
+            if sym and "min" in e:
+                raise Mismatch(f"tensor {name}: a symmetric tensor has no min, yet its entry "
+                               f"has a 'min' field")
             try:
                 codes, sc, mn = quantize(to_float32(src.raw(name), dtype), starts, lens,
-                                         args.bits, args.scale_dtype)
+                                         args.bits, args.scale_dtype, args.method)
             except CannotQuantize as ex:
                 raise Mismatch(f"tensor {name}: the contract makes quantizing it an error "
                                f"({ex}), yet the container holds it")
             nbytes = -(-n * args.bits // 8)
             expect_part(cont, name + ".__codes", "U8", [nbytes], f"tensor {name}")
             expect_part(cont, name + ".__scale", sdt, [len(starts)], f"tensor {name}")
-            expect_part(cont, name + ".__min", sdt, [len(starts)], f"tensor {name}")
+            if not sym:
+                expect_part(cont, name + ".__min", sdt, [len(starts)], f"tensor {name}")
             got_codes = cont.raw(name + ".__codes")
             want_codes = pack_codes(codes, args.bits)
             if got_codes != want_codes:
@@ -524,11 +826,13 @@ def cmd_check(args):
             isz = 2 if sdt == "F16" else 4
             expect_bytes(f"tensor {name} (scale)", cont.raw(name + ".__scale"),
                          sc.astype("<f2" if isz == 2 else "<f4").tobytes(), isz)
-            expect_bytes(f"tensor {name} (min)", cont.raw(name + ".__min"),
-                         mn.astype("<f2" if isz == 2 else "<f4").tobytes(), isz)
+            if not sym:
+                expect_bytes(f"tensor {name} (min)", cont.raw(name + ".__min"),
+                             mn.astype("<f2" if isz == 2 else "<f4").tobytes(), isz)
         hashed = check_checksum(cont, name, e) or hashed
-    print(f"ok: {len(src.names())} tensors ({counts['affine']} affine, {counts['raw']} raw), "
-          f"bits={args.bits} granularity={args.granularity}"
+    print(f"ok: {len(src.names())} tensors ({counts['affine']} affine, "
+          f"{counts['symmetric']} symmetric, {counts['raw']} raw), version {want_version}, "
+          f"method={args.method} bits={args.bits} granularity={args.granularity}"
           + (f" G={args.group_size}" if args.granularity == "group" else "")
           + f" scale={args.scale_dtype}"
           + ("; xxh3 verified" if hashed else "; xxh3 format only (no libxxhash)"))
@@ -553,13 +857,13 @@ def decode_tensor(cont, name, e):
         if pd not in ("F16", "BF16"):
             raise Mismatch(f"tensor {name}: cast part has dtype {pd}")
         return from_float32(to_float32(cont.raw(e["data"]), pd), dtype)
-    if enc != "affine":
+    if enc not in ("affine", "symmetric"):
         raise Mismatch(f"tensor {name}: unknown encoding {enc!r}")
     bits, g = e.get("bits"), e.get("group_size")
     if not isinstance(bits, int) or not 1 <= bits <= 8:
         raise Mismatch(f"tensor {name}: bits {bits!r} outside 1..8")
     if dtype not in FLOAT_DTYPES:
-        raise Mismatch(f"tensor {name}: affine tensor of non-float dtype {dtype}")
+        raise Mismatch(f"tensor {name}: {enc} tensor of non-float dtype {dtype}")
     if g == 0:
         starts, lens, _ = group_layout(shape, "tensor", 0)
     else:
@@ -569,11 +873,15 @@ def decode_tensor(cont, name, e):
         raise Mismatch(f"tensor {name}: codes part has {len(craw)} bytes, expected "
                        f"{-(-n * bits // 8)}")
     sd = cont.dtype(e["scale"])
-    if sd != cont.dtype(e["min"]) or sd not in ("F32", "F16"):
-        raise Mismatch(f"tensor {name}: scale/min dtypes {sd}/{cont.dtype(e['min'])}")
+    if sd not in ("F32", "F16") or (enc == "affine" and sd != cont.dtype(e["min"])):
+        raise Mismatch(f"tensor {name}: scale/min dtypes {sd}/"
+                       f"{cont.dtype(e['min']) if enc == 'affine' else '-'}")
     np_sd = "<f2" if sd == "F16" else "<f4"
     sc = np.frombuffer(cont.raw(e["scale"]), dtype=np_sd)
-    mn = np.frombuffer(cont.raw(e["min"]), dtype=np_sd)
+    if enc == "symmetric":
+        mn = symmetric_min(sc, bits)  # §4.3: from the stored scale, in binary32
+    else:
+        mn = np.frombuffer(cont.raw(e["min"]), dtype=np_sd)
     if sc.size != len(starts) or mn.size != len(starts):
         raise Mismatch(f"tensor {name}: {sc.size} scales / {mn.size} mins, expected "
                        f"{len(starts)} groups")
@@ -729,7 +1037,191 @@ def selftest_internal():
     check(list(s) == [0, 10, 20] and g == 10, "channel geometry")
     s, l, g = group_layout([7], "channel", 0)
     check(list(s) == [0] and list(l) == [7] and g == 7, "1-d channel geometry")
+    # §4.1's lane order: the matrix form must equal the literal loop, also for rows padded
+    # with zeros, and sums that cancel must come out as +0.0
+    rng = np.random.default_rng(11)
+    for w in (1, 7, 8, 9, 23, 64, 77):
+        t = rng.standard_normal((5, w)) * 10.0 ** rng.integers(-20, 20, (5, w))
+        t[0] = -0.0
+        t[1, ::2] = 1e30
+        t[1, 1::2] = -1e30
+        got = lane_sums(t)
+        check(all(float(got[r]) == _sum8(list(t[r])) for r in range(5)), f"lane sums w={w}")
+        check(np.signbit(got[0]) == np.signbit(_sum8(list(t[0]))), f"lane sum of -0.0 w={w}")
+    # §4.2: with b = 1 the two values are m and 0; a tie hi == -lo takes m = hi, so lo lies
+    # beyond the last code
+    for x, b, want in (([-3.0, 1.0, -1.0], 1, [-3.0, 0.0, 0.0]),
+                       ([2.0, -0.5, 0.0, 1.1], 1, [2.0, 0.0, 0.0, 2.0]),
+                       ([-2.0, 2.0, 0.0, 1.0], 2, [-1.0, 2.0, 0.0, 1.0])):  # -2 clipped
+        x = np.array(x, np.float32)
+        q, sc, mn = quantize(x, np.array([0]), np.array([x.size]), b, "f32", "symmetric")
+        check(list(dequantize(q, sc, mn, np.array([x.size]))) == want,
+              f"symmetric {b}-bit example {list(x)}")
     return failures
+
+
+def hexf64(a):
+    return np.asarray(a).astype("<f8").tobytes().hex()
+
+
+def case_layout(shape, group_size):
+    if group_size == 0:
+        return group_layout(shape, "tensor", 0)[:2]
+    return group_layout(shape, "group", group_size)[:2]
+
+
+def encode_case(x, shape, bits, group_size, scale_dtype, method):
+    """The computed fields of a known-answer vector case (tools/make_codec_vectors.py writes
+    them, selftest compares them), plus (codes, starts, lens, scale, min)."""
+    starts, lens = case_layout(shape, group_size)
+    codes, sc, mn = quantize(x, starts, lens, bits, scale_dtype, method)
+    out = {"codes_hex": pack_codes(codes, bits).hex(),
+           "scale_f32_hex": hexf32(sc.astype(np.float32))}
+    if method != "symmetric":
+        out["min_f32_hex"] = hexf32(mn.astype(np.float32))
+    out["decoded_f32_hex"] = hexf32(dequantize(codes, sc, mn, lens))
+    if method == "mse":
+        X, valid = group_matrix(x, starts, lens)
+        s0, m0 = range_params(x, starts, lens, bits, scale_dtype, "minmax")
+        out["minmax_sq_err_f64_hex"] = hexf64(group_sq_err(X, valid, s0, m0, bits))
+        out["sq_err_f64_hex"] = hexf64(group_sq_err(X, valid, sc, mn, bits))
+    return out, (codes, starts, lens, sc, mn)
+
+
+def same_f32(a, b):
+    return np.float32(a).view(np.uint32) == np.float32(b).view(np.uint32)
+
+
+def scalar_disagreements(x, starts, lens, bits, scale_dtype, method, sc, mn):
+    """Groups where the vectorised parameters differ (bit for bit) from the literal ones."""
+    bad = []
+    for k, (b, n) in enumerate(zip(starts, lens)):
+        g = x[b:b + n]
+        if method == "mse":
+            s, m = mse_group_scalar(g, bits, scale_dtype)[:2]
+        else:
+            s, m = symmetric_group_scalar(g, bits, scale_dtype)
+        if not (same_f32(sc[k], s) and same_f32(mn[k], m)):
+            bad.append(k)
+    return bad
+
+
+def selftest_properties():
+    """2000 random groups of varied length, bits, scale dtype and shape: mse never worse than
+    minmax, symmetric decodes zero exactly, and the vectorised search agrees with the
+    literal one."""
+    failures = []
+    rng = np.random.default_rng(20250412)
+    groups = {}
+    skipped = 0
+    for i in range(2000):
+        n = int(rng.integers(1, 97))
+        bits = int(rng.integers(1, 9))
+        sdt = "f16" if rng.random() < 0.3 else "f32"
+        kind = i % 5
+        if kind == 0:
+            x = rng.standard_normal(n)
+        elif kind == 1:
+            x = rng.uniform(-1, 1, n) + rng.uniform(-1, 1)
+        elif kind == 2:
+            x = rng.standard_normal(n)
+            x[rng.integers(n)] *= 25  # an outlier
+        elif kind == 3:
+            x = (np.abs(rng.standard_normal(n)) + rng.uniform(0, 3)) * rng.choice([-1, 1])
+        else:
+            x = np.round(rng.laplace(size=n) * 4) / 4  # many ties on the code grid
+        x = x * 10.0 ** (rng.uniform(-5, 2.5) if sdt == "f16" else rng.uniform(-35, 35))
+        x = x.astype(np.float32)
+        if rng.random() < 0.5:
+            x[rng.integers(n)] = rng.choice([0.0, -0.0])
+        groups.setdefault((bits, sdt), []).append(x)
+    checked_scalar = 0
+    for (bits, sdt), xs in sorted(groups.items()):
+        lens = np.array([len(g) for g in xs], np.int64)
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+        x = np.concatenate(xs)
+        lo, hi = group_range(x, starts)
+        try:
+            s0, m0 = minmax_params(lo, hi, bits, sdt)
+        except CannotQuantize:
+            keep = [k for k, g in enumerate(xs) if np.isfinite(np.float16(g).astype(
+                np.float32)).all() and np.isfinite(np.float16(g.max() - g.min()))]
+            skipped += len(xs) - len(keep)
+            xs = [xs[k] for k in keep]
+            lens = lens[keep]
+            starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+            x = np.concatenate(xs)
+            lo, hi = group_range(x, starts)
+            s0, m0 = minmax_params(lo, hi, bits, sdt)
+        # all lengths in one padded matrix: the lock-step search must not depend on the
+        # grouping that range_params uses
+        X, valid = group_matrix(x, starts, lens)
+        sc, mn = mse_search(X, valid, lens, lo, hi, s0, m0, bits, sdt)
+        e_mse = group_sq_err(X, valid, sc, mn, bits)
+        e_mm = group_sq_err(X, valid, s0, m0, bits)
+        worse = np.flatnonzero(~(e_mse <= e_mm))
+        if worse.size:
+            failures.append(f"mse worse than minmax: bits={bits} {sdt} group {worse[0]}")
+        k = len(xs)
+        bad = scalar_disagreements(x, starts[:k], lens[:k], bits, sdt, "mse", sc, mn)
+        if bad:
+            failures.append(f"mse vectorised != literal: bits={bits} {sdt} group {bad[0]}")
+        ss, smn = symmetric_params(lo, hi, bits, sdt)
+        bad = scalar_disagreements(x, starts[:k], lens[:k], bits, sdt, "symmetric", ss, smn)
+        if bad:
+            failures.append(f"symmetric vectorised != literal: bits={bits} {sdt} "
+                            f"group {bad[0]}")
+        checked_scalar += k
+        q = affine_codes(x, np.repeat(ss.astype(np.float32), lens), np.repeat(smn, lens),
+                         (1 << bits) - 1)
+        dec = dequantize(q.astype(np.uint8), ss, smn, lens)
+        nz = np.repeat(ss != 0, lens)
+        zero = nz & (x == 0)
+        if not (np.all(dec[zero] == 0) and np.all(q[zero] == 1 << (bits - 1))):
+            failures.append(f"symmetric zero not exact: bits={bits} {sdt}")
+        # the larger-magnitude end gets code 0 (where the scale is normal, so that its rounding
+        # is too small to move the code)
+        tiny = np.float32(2.0 ** -14 if sdt == "f16" else 2.0 ** -126)
+        m = np.where(hi >= -lo, hi, lo)
+        normal = np.abs(ss.astype(np.float32)) >= tiny
+        qm = affine_codes(m, ss.astype(np.float32), smn, (1 << bits) - 1)
+        if np.any(qm[normal] != 0):
+            failures.append(f"symmetric: m does not get code 0: bits={bits} {sdt}")
+    if skipped > 20:
+        failures.append(f"{skipped} random groups could not be quantized (expected a few)")
+    return failures, 2000 - skipped, checked_scalar
+
+
+def check_vector_case(case):
+    """Problems of one known-answer case (an empty list when it passes)."""
+    name, shape, bits = case["name"], case["shape"], case["bits"]
+    method = case.get("method", "minmax")
+    if method not in METHODS:
+        return [f"unknown method {method!r}"]
+    sdt = case["scale_dtype"].lower()
+    x = np.frombuffer(bytes.fromhex(case["input_f32_hex"]), dtype="<f4").astype(np.float32)
+    if x.size != math.prod(shape):
+        return [f"input has {x.size} elements for shape {shape}"]
+    got, (codes, starts, lens, sc, mn) = encode_case(x, shape, bits, case["group_size"], sdt,
+                                                   method)
+    bad = [k for k, v in got.items() if v != case.get(k)]
+    if method == "symmetric" and "min_f32_hex" in case:
+        bad.append("min_f32_hex (a symmetric case has no min)")
+    if list(codes[:len(case["codes"])]) != list(case["codes"]):
+        bad.append("codes")
+    # the packed bytes must also unpack to the same codes
+    if not np.array_equal(unpack_codes(bytes.fromhex(case["codes_hex"]), x.size, bits), codes):
+        bad.append("unpack(codes_hex)")
+    if method == "mse":
+        e_mm = np.frombuffer(bytes.fromhex(case["minmax_sq_err_f64_hex"]), "<f8")
+        e = np.frombuffer(bytes.fromhex(case["sq_err_f64_hex"]), "<f8")
+        if e.size != len(starts) or e_mm.size != len(starts) or not np.all(e <= e_mm):
+            bad.append("mse error above the minmax one")
+    if method != "minmax":
+        k = scalar_disagreements(x, starts, lens, bits, sdt, method, sc, mn)
+        if k:
+            bad.append(f"literal {method} differs in group {k[0]}")
+    return bad
 
 
 def cmd_selftest(args):
@@ -740,48 +1232,29 @@ def cmd_selftest(args):
     except OSError as e:
         raise UsageError(f"{path}: {e}")
     failures = selftest_internal()
+    prop_failures, n_groups, n_scalar = selftest_properties()
+    failures += prop_failures
     n_internal = len(failures)
     for msg in failures:
         print(f"FAIL internal: {msg}")
     ok = 0
+    by_method = {}
     for case in vec["cases"]:
-        name, shape, bits = case["name"], case["shape"], case["bits"]
-        g = case["group_size"]
-        sdt = case["scale_dtype"].lower()
-        x = np.frombuffer(bytes.fromhex(case["input_f32_hex"]), dtype="<f4").astype(
-            np.float32)
-        if x.size != math.prod(shape):
-            failures.append(f"{name}: input size")
-            print(f"FAIL {name}: input has {x.size} elements for shape {shape}")
-            continue
-        if g == 0:
-            starts, lens, _ = group_layout(shape, "tensor", 0)
-        else:
-            starts, lens, _ = group_layout(shape, "group", g)
-        codes, sc, mn = quantize(x, starts, lens, bits, sdt)
-        dec = dequantize(codes, sc, mn, lens)
-        got = {
-            "codes_hex": pack_codes(codes, bits).hex(),
-            "scale_f32_hex": hexf32(sc.astype(np.float32)),
-            "min_f32_hex": hexf32(mn.astype(np.float32)),
-            "decoded_f32_hex": hexf32(dec),
-        }
-        bad = [k for k, v in got.items() if v != case[k]]
-        if list(codes[:len(case["codes"])]) != list(case["codes"]):
-            bad.append("codes")
-        # the packed bytes must also unpack to the same codes
-        if not np.array_equal(unpack_codes(bytes.fromhex(case["codes_hex"]), x.size, bits),
-                              codes):
-            bad.append("unpack(codes_hex)")
+        name = case["name"]
+        method = case.get("method", "minmax")
+        by_method[method] = by_method.get(method, 0) + 1
+        bad = check_vector_case(case)
         if bad:
             failures.append(name)
             print(f"FAIL {name}: {', '.join(bad)}")
         else:
             ok += 1
-            print(f"ok   {name}: shape={shape} bits={bits} group_size={g} "
-                  f"scale={case['scale_dtype']} groups={len(starts)}")
-    print(f"selftest: {ok}/{len(vec['cases'])} vector cases passed, "
-          f"{n_internal} internal check failures")
+            print(f"ok   {name}: method={method} shape={case['shape']} bits={case['bits']} "
+                  f"group_size={case['group_size']} scale={case['scale_dtype']}")
+    print(f"selftest: {ok}/{len(vec['cases'])} vector cases passed ("
+          + ", ".join(f"{v} {k}" for k, v in sorted(by_method.items()))
+          + f"), {n_internal} internal check failures; properties on {n_groups} random "
+          f"groups, {n_scalar} of them also against the literal search")
     if xxh3_64(b"") is None:
         print("note: libxxhash not loadable; xxh3 fields will be format-checked only")
     else:
@@ -802,6 +1275,8 @@ def main(argv=None):
     c.add_argument("--granularity", choices=("tensor", "channel", "group"), required=True)
     c.add_argument("--group-size", type=int, default=0)
     c.add_argument("--scale-dtype", choices=("f32", "f16"), default="f32")
+    c.add_argument("--method", choices=METHODS, default="minmax",
+                   help="the --method given to wq-gpu quantize")
     c.add_argument("--all", action="store_true",
                    help="every floating tensor with >= 2 elements was quantized")
     d = sub.add_parser("decode-check", help="decoded file vs. container")

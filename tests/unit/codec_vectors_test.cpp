@@ -5,6 +5,7 @@
 
 #include "test_support.h"
 #include "wq/codec/affine.h"
+#include "wq/codec/mse.h"
 #include "wq/codec/pack.h"
 #include "wq/quant_spec.h"
 
@@ -38,7 +39,16 @@ VectorResult run_codec(const nlohmann::json& c) {
       hi = std::max(hi, x[i]);
     }
     codec::AffineParams p{};
-    EXPECT_EQ(codec::affine_params(lo, hi, bits, f16, &p), codec::ParamsStatus::kOk);
+    const std::string method = c.value("method", "minmax");
+    codec::ParamsStatus status = codec::ParamsStatus::kOk;
+    if (method == "symmetric") {
+      status = codec::symmetric_params(lo, hi, bits, f16, &p);
+    } else if (method == "mse") {
+      status = codec::mse_params([&](std::uint64_t i) { return x[begin + i]; }, end - begin, lo, hi, bits, f16, &p);
+    } else {
+      status = codec::affine_params(lo, hi, bits, f16, &p);
+    }
+    EXPECT_EQ(status, codec::ParamsStatus::kOk);
     r.scales.push_back(p.scale);
     r.mins.push_back(p.min);
     for (std::uint64_t i = begin; i < end; ++i) {
@@ -55,13 +65,15 @@ VectorResult run_codec(const nlohmann::json& c) {
 
 TEST(CodecVectors, EveryCaseMatchesTheIndependentImplementation) {
   const nlohmann::json vectors = test::codec_vectors();
-  ASSERT_GE(vectors["cases"].size(), 18u);
+  ASSERT_GE(vectors["cases"].size(), 48u);  // 18 minmax, 30 or more symmetric and mse
   for (const nlohmann::json& c : vectors["cases"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
     const VectorResult r = run_codec(c);
     EXPECT_EQ(to_hex(r.codes.data(), r.codes.size()), c["codes_hex"].get<std::string>());
     EXPECT_EQ(to_hex(r.scales.data(), r.scales.size() * 4), c["scale_f32_hex"].get<std::string>());
-    EXPECT_EQ(to_hex(r.mins.data(), r.mins.size() * 4), c["min_f32_hex"].get<std::string>());
+    if (c.value("method", "minmax") != "symmetric") {  // a symmetric tensor stores no mins
+      EXPECT_EQ(to_hex(r.mins.data(), r.mins.size() * 4), c["min_f32_hex"].get<std::string>());
+    }
     EXPECT_EQ(to_hex(r.decoded.data(), r.decoded.size() * 4), c["decoded_f32_hex"].get<std::string>());
   }
 }

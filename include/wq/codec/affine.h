@@ -55,6 +55,65 @@ WQ_HD inline ParamsStatus affine_params(float lo, float hi, int bits, bool f16_p
   return ParamsStatus::kOk;
 }
 
+/// The min of a symmetric group (docs/container-format.md §4.2): -2^(b-1) * scale, exact in
+/// binary32 (a power of two), so it is never stored.
+WQ_HD inline float symmetric_min(float scale, int bits) {
+  return mul_rn(-static_cast<float>(1u << (bits - 1)), scale);
+}
+
+/// A symmetric group's parameters from its finite range [lo, hi] (§4.2): m = the end of larger
+/// magnitude (hi on a tie), scale = S(m / -2^(b-1)), min = symmetric_min(scale). Zero gets code
+/// 2^(b-1) and decodes to exactly 0; m gets code 0. The range is never wider than binary32 here,
+/// but the scale may have no binary16 value.
+WQ_HD inline ParamsStatus symmetric_params(float lo, float hi, int bits, bool f16_params, AffineParams* out) {
+  const float zero = 0.0f;
+  const float l = add_rn(lo, zero), h = add_rn(hi, zero);  // -0.0 -> +0.0, as affine_params()
+  const float m = h >= -l ? h : l;
+  float scale = div_rn(m, -static_cast<float>(1u << (bits - 1)));
+  if (f16_params) {
+    if (f16_overflows(scale)) return ParamsStatus::kF16Overflow;
+    scale = round_through_f16(scale);
+  }
+  out->scale = scale;
+  out->min = symmetric_min(scale, bits);
+  return ParamsStatus::kOk;
+}
+
+/// How a group's parameters are chosen (QuantSpec's affine methods): the range stage.
+enum class RangeRule : int {
+  kMinMax = 0,     ///< affine_params() of the group's min and max: every element lies inside
+  kSymmetric = 1,  ///< symmetric_params(): the far end of the range may be clipped
+  kMse = 2,        ///< the least-error search of codec/mse.h: any element may be clipped
+};
+
+/// Whether every element of a group lies inside its coded range [min, min + M * scale], so that
+/// a coder may skip its clamp. Only Recipe::coverage() makes one: coders that skip the clamp
+/// take this type, so a clipping range cannot reach them by a stray `true`.
+enum class Coverage : bool { kMayClip = false, kEveryElementInside = true };
+
+/// Everything the kernels need to know of a QuantSpec, carried whole from the spec to every
+/// kernel instead of loose (bits, f16) scalars.
+struct Recipe {
+  RangeRule rule = RangeRule::kMinMax;
+  int bits = 8;
+  bool f16_params = false;
+
+  /// Only min-max parameters kept in binary32 contain every element: rounding them to F16 may
+  /// move min above the smallest element, and symmetric and mse ranges clip by design.
+  WQ_HD Coverage coverage() const {
+    return rule == RangeRule::kMinMax && !f16_params ? Coverage::kEveryElementInside : Coverage::kMayClip;
+  }
+  /// Whether the container stores no min (the symmetric encoding).
+  WQ_HD bool stores_min() const { return rule != RangeRule::kSymmetric; }
+};
+
+/// The parameters of a group under a min-max or symmetric rule (mse starts from min-max; its
+/// search is codec/mse.h).
+WQ_HD inline ParamsStatus rule_params(float lo, float hi, const Recipe& recipe, AffineParams* out) {
+  if (recipe.rule == RangeRule::kSymmetric) return symmetric_params(lo, hi, recipe.bits, recipe.f16_params, out);
+  return affine_params(lo, hi, recipe.bits, recipe.f16_params, out);
+}
+
 /// The code of a finite value as an integer-valued binary32, for scale != 0:
 /// clamp(rint((x - min) / scale), 0, 2^b - 1), rint rounding half to even. Clamping first and
 /// rounding after gives the same integer (the bounds are integers and rint is monotonic), and

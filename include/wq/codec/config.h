@@ -63,6 +63,48 @@ WQ_HD inline float fma_rn(float a, float b, float c) {
 #endif
 }
 
+// binary64 operations, for the sums of the mse search (codec/mse.h).
+WQ_HD inline double add_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+WQ_HD inline double sub_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+
+WQ_HD inline double mul_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+WQ_HD inline double div_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __ddiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
+/// binary64 -> binary32, round to nearest even.
+WQ_HD inline float narrow_rn(double a) {
+#if defined(__CUDA_ARCH__)
+  return __double2float_rn(a);
+#else
+  return static_cast<float>(a);
+#endif
+}
+
 #if !defined(__CUDA_ARCH__)
 // The host versions of the operations also accept SIMD vectors of floats (GCC/Clang vector
 // extensions), so the CPU backend runs the very same expressions four or eight lanes at a time.

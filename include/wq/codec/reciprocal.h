@@ -9,7 +9,7 @@
 // negatives and NaN, and f(v) = M for every v > M - 1/2). So if t is any number with
 // |t - v| <= B, and no half-integer lies within B of t, then f(t) = f(v).
 //
-// Here r = RN(1 / s) with s in [2^-126, 2^126] (so 1/s is a normal binary32), and
+// Here r = RN(1 / s) with |s| in [2^-126, 2^126] (so 1/s is a normal binary32), and
 // t = RN(d * r). Let z = d / s exactly, u = 2^-24, eta = 2^-150 (the absolute error bound of
 // rounding near zero). Then r = (1/s)(1 + e1) with |e1| <= u, p = d * r = z (1 + e1),
 // |t - p| <= u|p| + eta, |v - z| <= u|z| + eta, hence
@@ -44,9 +44,13 @@ inline constexpr std::uint32_t kRoundMagicBits = 0x4b400000u;
 /// Farther than this from an integer, the proof above does not hold for t.
 inline constexpr float kReciprocalMargin = 0.5f - 0x1p-12f;
 
-/// Whether RN(1 / scale) is a normal binary32, the premise of the proof above.
+/// Whether RN(1 / scale) is a normal binary32, the premise of the proof above. Every bound of
+/// the proof is on magnitudes, so it holds for a negative scale (symmetric groups) too: then d
+/// and r have opposite signs whenever t > 0, and an overflow of d * r to -inf lands in the
+/// t <= 0 case, where z is far below zero as well.
 WQ_HD inline bool reciprocal_is_exact_enough(float scale) {
-  return scale >= 0x1p-126f && scale <= 0x1p126f;
+  const float magnitude = scale < 0.0f ? -scale : scale;
+  return magnitude >= 0x1p-126f && magnitude <= 0x1p126f;
 }
 
 /// The code of d = RN(x - min) under a scale with reciprocal r (reciprocal_is_exact_enough),
