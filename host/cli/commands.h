@@ -13,5 +13,6 @@ CommandRunner add_quantize_command(CLI::App& app);
 CommandRunner add_decode_command(CLI::App& app);
 CommandRunner add_inspect_command(CLI::App& app);
 CommandRunner add_verify_command(CLI::App& app);
+CommandRunner add_sweep_command(CLI::App& app);
 
 }  // namespace wq::cli

@@ -1,4 +1,4 @@
-// wq-gpu: quantize, decode and inspect neural-network checkpoints.
+// wq-gpu: quantize, decode, inspect and verify neural-network checkpoints; sweep settings.
 //
 // Exit status: 0 success; 1 internal error; 2 usage (bad flags or values); 3 input missing or
 // unreadable; 4 input not a valid checkpoint/container; 5 tensor values cannot be encoded
@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   const wq::cli::CommandRunner decode = wq::cli::add_decode_command(app);
   const wq::cli::CommandRunner inspect = wq::cli::add_inspect_command(app);
   const wq::cli::CommandRunner verify = wq::cli::add_verify_command(app);
+  const wq::cli::CommandRunner sweep = wq::cli::add_sweep_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -36,8 +37,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     if (argc > 1 && argv[1][0] != '-' && app.get_subcommands({}).empty() &&
         std::string(argv[1]) != "quantize" && std::string(argv[1]) != "decode" &&
-        std::string(argv[1]) != "inspect" && std::string(argv[1]) != "verify") {
-      fmt::print(stderr, "wq-gpu: error: unknown command '{}' (commands: quantize, decode, inspect, verify)\n", argv[1]);
+        std::string(argv[1]) != "inspect" && std::string(argv[1]) != "verify" && std::string(argv[1]) != "sweep") {
+      fmt::print(stderr, "wq-gpu: error: unknown command '{}' (commands: quantize, decode, inspect, verify, sweep)\n",
+                 argv[1]);
       return static_cast<int>(wq::ErrorCode::kUsage);
     }
     fmt::print(stderr, "wq-gpu: error: {}\nRun 'wq-gpu --help' or 'wq-gpu COMMAND --help' for usage.\n", e.what());
@@ -52,6 +54,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("decode")) return decode();
     if (app.got_subcommand("inspect")) return inspect();
     if (app.got_subcommand("verify")) return verify();
+    if (app.got_subcommand("sweep")) return sweep();
   } catch (const wq::Error& e) {
     fmt::print(stderr, "wq-gpu: error: {}\n", e.what());
     return static_cast<int>(e.code());

@@ -6,6 +6,40 @@
 
 namespace wq::cli {
 
+CLI::Validator group_size_check() {
+  return CLI::Validator(
+      [](std::string& value) {
+        const bool digits = !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
+        return digits && value.find_first_not_of('0') != std::string::npos
+                   ? std::string()
+                   : "must be a whole number of at least 1, got '" + value + "'";
+      },
+      "N>=1");
+}
+
+void add_tensor_policy_flags(CLI::App& cmd, QuantizeFlags& flags, std::vector<std::string>& rules,
+                             std::vector<std::string>& keeps) {
+  cmd.add_flag("--all", flags.all, "Also quantize 0-d/1-d floating tensors with >= 2 elements");
+  cmd.add_flag("--keep-nonfinite", flags.keep_nonfinite, "Store tensors containing NaN/Inf unchanged instead of failing");
+  cmd.add_option("--rule", rules, "GLOB=KEY:VALUE,... per-tensor override, e.g. '*.mlp.*=bits:4,group:64' (repeatable)")
+      ->allow_extra_args(false);
+  cmd.add_option("--keep", keeps, "GLOB: leave matching tensors raw (repeatable)")->allow_extra_args(false);
+  cmd.add_option("--rules", flags.rule_files,
+                 "FILE of rules: JSON {\"rules\": [{\"match\": GLOB, \"bits\": 4, ...}, {\"match\": GLOB, "
+                 "\"keep\": true}]}, or the same as TOML [[rules]] tables in *.toml")
+      ->allow_extra_args(false);
+}
+
+void collect_rule_args(CLI::App& cmd, QuantizeFlags& flags, const std::vector<std::string>& rules,
+                       const std::vector<std::string>& keeps) {
+  std::size_t next_rule = 0, next_keep = 0;
+  flags.rule_args.clear();
+  for (const CLI::Option* option : cmd.parse_order()) {
+    if (option->get_name() == "--rule" && next_rule < rules.size()) flags.rule_args.emplace_back("rule", rules[next_rule++]);
+    if (option->get_name() == "--keep" && next_keep < keeps.size()) flags.rule_args.emplace_back("keep", keeps[next_keep++]);
+  }
+}
+
 QuantizeOptions options_from_flags(const QuantizeFlags& f) {
   QuantizeOptions options;
   options.spec.method = *parse_method(f.method);

@@ -40,6 +40,26 @@ struct QuantizeFlags {
   BackendFlags backend;
 };
 
+/// The values --method, --granularity and --scale-dtype accept.
+inline const std::vector<std::string> kMethodNames = {"minmax", "symmetric", "mse", "fp16", "bf16"};
+inline const std::vector<std::string> kGranularityNames = {"tensor", "channel", "group"};
+inline const std::vector<std::string> kScaleDTypeNames = {"f32", "f16"};
+
+/// The check of --group-size: a whole number of at least 1.
+CLI::Validator group_size_check();
+
+/// Adds the flags that decide which tensors are encoded and which rules change how (--all,
+/// --keep-nonfinite, --rule, --keep, --rules): quantize and sweep take the same. --rule and
+/// --keep land in `rules` and `keeps`; collect_rule_args() then puts them in `flags` in
+/// command-line order.
+void add_tensor_policy_flags(CLI::App& cmd, QuantizeFlags& flags, std::vector<std::string>& rules,
+                             std::vector<std::string>& keeps);
+
+/// --rule and --keep keep their command-line order (first match wins), which CLI11 only
+/// records in parse_order(): fills flags.rule_args from it.
+void collect_rule_args(CLI::App& cmd, QuantizeFlags& flags, const std::vector<std::string>& rules,
+                       const std::vector<std::string>& keeps);
+
 /// The options the flags ask for, rules included, validated (throws Error(kUsage) naming the
 /// bad flag, rule or rule file) before any file is touched. cancel/on_progress are left empty.
 QuantizeOptions options_from_flags(const QuantizeFlags& flags);
