@@ -140,9 +140,9 @@ std::uint64_t group_size_of(Gran g) {
   return g == Gran::kGroup32 ? 32 : g == Gran::kGroup128 ? 128 : 64;
 }
 
-wq::QuantSpec spec_of(int bits, Gran g) {
+wq::QuantSpec spec_of(int bits, Gran g, wq::Method method = wq::Method::kMinMax) {
   wq::QuantSpec spec;
-  spec.method = wq::Method::kMinMax;
+  spec.method = method;
   spec.bits = bits;
   spec.granularity = g == Gran::kTensor    ? wq::Granularity::kTensor
                      : g == Gran::kChannel ? wq::Granularity::kChannel
@@ -188,9 +188,10 @@ const Quantized& quantized(int bits, Gran g) {
 
 // ---- Benchmarks ---------------------------------------------------------------------------------
 
-void bm_quantize(benchmark::State& state, int bits, Gran g, unsigned threads, bool cached) {
+void bm_quantize(benchmark::State& state, int bits, Gran g, unsigned threads, bool cached,
+                 wq::Method method) {
   wq::Backend& be = backend(threads);
-  const wq::QuantSpec spec = spec_of(bits, g);
+  const wq::QuantSpec spec = spec_of(bits, g, method);
   OutputBuffers out(spec, cached);
   const wq::TensorView view = input_view(cached);
   const wq::AffineBuffers bufs = out.view();
@@ -320,10 +321,26 @@ void register_all() {
   for (int bits : {8, 4}) {
     for (Gran g : {Gran::kTensor, Gran::kChannel, Gran::kGroup32, Gran::kGroup64, Gran::kGroup128}) {
       const std::string name = "quantize_l2/b" + std::to_string(bits) + "/" + gran_name(g) + "/t1";
-      benchmark::RegisterBenchmark(name.c_str(), bm_quantize, bits, g, 1u, true)
+      benchmark::RegisterBenchmark(name.c_str(), bm_quantize, bits, g, 1u, true, wq::Method::kMinMax)
           ->UseRealTime()->MinTime(kMinTime)->Repetitions(kRepetitions)->ReportAggregatesOnly(true)
           ->Unit(benchmark::kMicrosecond);
       cases().push_back({name, 1, false});
+    }
+  }
+  // The other range rules beside min-max (same tensor, same run): quantize_symmetric/...,
+  // quantize_mse/...
+  for (const wq::Method method : {wq::Method::kSymmetric, wq::Method::kMse}) {
+    for (int bits : {4, 2}) {
+      for (Gran g : {Gran::kChannel, Gran::kGroup32, Gran::kGroup64, Gran::kGroup128}) {
+        for (unsigned t : thread_counts) {
+          const std::string name = "quantize_" + std::string(wq::method_name(method)) + "/b" + std::to_string(bits) +
+                                   "/" + gran_name(g) + "/t" + std::to_string(t);
+          benchmark::RegisterBenchmark(name.c_str(), bm_quantize, bits, g, t, false, method)
+              ->UseRealTime()->MinTime(kMinTime)->Repetitions(kRepetitions)
+              ->ReportAggregatesOnly(true)->Unit(benchmark::kMillisecond);
+          cases().push_back({name, t, false});
+        }
+      }
     }
   }
   for (const char* op : {"quantize", "dequantize"}) {
@@ -334,7 +351,7 @@ void register_all() {
                                    gran_name(g) + "/t" + std::to_string(t);
           benchmark::internal::Benchmark* b =
               std::string(op) == "quantize"
-                  ? benchmark::RegisterBenchmark(name.c_str(), bm_quantize, bits, g, t, false)
+                  ? benchmark::RegisterBenchmark(name.c_str(), bm_quantize, bits, g, t, false, wq::Method::kMinMax)
                   : benchmark::RegisterBenchmark(name.c_str(), bm_dequantize, bits, g, t);
           b->UseRealTime()->MinTime(kMinTime)->Repetitions(kRepetitions)
               ->ReportAggregatesOnly(true)->Unit(benchmark::kMillisecond);
