@@ -570,7 +570,7 @@ TEST_F(cli_sweep, HelpTeachesEveryOption) {
     EXPECT_TRUE(contains(r.out, flag)) << flag << "\n" << r;
   }
   for (const std::string text : {"8,7,6,5,4,3,2", "minmax,symmetric,mse", "channel", "128", "f32",
-                                 "symmetric/mse: see docs/range-study.md", "--eval '", "baseline", "130"}) {
+                                 "never worse", "symmetric stores no min", "docs/range-study.md", "--eval '", "baseline", "130"}) {
     EXPECT_TRUE(contains(r.out, text)) << text << "\n" << r;
   }
   const RunResult top = run({"--help"});
