@@ -185,9 +185,30 @@ int params_of_ranges(const float* lo, const float* hi, int count, const codec::R
   const V max_code = V{} + static_cast<float>(codec::max_code(bits));
   const V one = V{} + 1.0f, smallest = V{} + 0x1p-126f, largest = V{} + 0x1p126f;
   int b = 0;
-  // The vector loop spells min-max's arithmetic; a symmetric group costs one division anyway.
-  const bool vector = recipe.rule == codec::RangeRule::kMinMax && (!f16_params || use_f16c());
-  for (; vector && b + 4 <= count; b += 4) {
+  const bool vector = !f16_params || use_f16c();
+  if (recipe.rule == codec::RangeRule::kSymmetric) {
+    // codec::symmetric_params() four groups at a time, spelled lane-wise here (its scalar form
+    // is one function with a branch per F16 check); the backend suites hold both to the codec.
+    // The scalar loop below takes a block with a non-finite range.
+    const V zero{}, k = V{} + -static_cast<float>(1u << (bits - 1));
+    for (; vector && b + 4 <= count; b += 4) {
+      V l, h;
+      std::memcpy(&l, lo + b, sizeof l);
+      std::memcpy(&h, hi + b, sizeof h);
+      if (any_lane((((IntLanes<4>)l & 0x7f800000) == 0x7f800000) | (((IntLanes<4>)h & 0x7f800000) == 0x7f800000))) break;
+      l = l + zero;
+      h = h + zero;
+      const V m = h >= -l ? h : l;
+      V scale = m / k, unused = zero;
+      if (f16_params && !round_through_f16_f16c(&scale, &unused)) break;
+      const V min = k * scale;
+      const V magnitude = (V)((IntLanes<4>)scale & 0x7fffffff);
+      const V r = ((magnitude >= smallest) & (magnitude <= largest)) ? one / scale : V{};  // reciprocal_is_exact_enough
+      std::memcpy(reciprocal + b, &r, sizeof r);
+      for (int l4 = 0; l4 < 4; ++l4) params[b + l4] = codec::AffineParams{scale[l4], min[l4]};
+    }
+  }
+  for (; recipe.rule == codec::RangeRule::kMinMax && vector && b + 4 <= count; b += 4) {
     V l, h, range, scale, min;
     std::memcpy(&l, lo + b, sizeof l);
     std::memcpy(&h, hi + b, sizeof h);

@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "cpu/avx2_codes.h"
 #include "cpu/cpu_features.h"
 #include "cpu/element_io.h"
 #include "cpu/lanes.h"
@@ -48,56 +49,140 @@ struct F32Load {
 // encoding with codec::mse_params() over the scalar pass, on this path and with
 // WQ_CPU_BASELINE=1 on the scalar one. Why: the scalar pass measured 4x slower (0.07 against
 // 0.18 GB/s at 4-bit groups of 64; its lanes of 5 sums do not vectorise).
-using F8 = FloatLanes<8>;
-using D4 = double __attribute__((vector_size(32)));
-
-__attribute__((target("avx2,fma"))) inline D4 widen(F8 v, int half) {
-  const __m256 a = std::bit_cast<__m256>(v);
-  return std::bit_cast<D4>(_mm256_cvtps_pd(half == 0 ? _mm256_castps256_ps128(a) : _mm256_extractf128_ps(a, 1)));
+// The codes are avx2::codes_by_vector_division(), the CPU's 8-lane spelling of
+// codec::affine_code_value() that the minmax kernels already use (held to the codec there, on
+// values placed at the half-integers).
+// C candidates at once (mse_search() passes all live ones): x is loaded and widened once, and
+// the candidates' independent sums overlap. Sq and Sqq are sums of integers, exact in binary64
+// in any order, so they are kept in binary32 lanes (exact below 2^24: flushed every 256 steps)
+// and only widened at the flush; err, Sx and Sqx keep the codec's binary64 lane order.
+// ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)) of lanes 0-3 in `low` and 4-7 in `high`:
+// vhaddpd gives (l0+l1, l4+l5, l2+l3, l6+l7), adding its halves the two inner sums.
+__attribute__((target("avx2,fma"), always_inline)) inline double combine_lanes_avx2(__m256d low, __m256d high) {
+  const __m256d pairs = _mm256_hadd_pd(low, high);
+  const __m128d halves = _mm_add_pd(_mm256_castpd256_pd128(pairs), _mm256_extractf128_pd(pairs, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(halves, _mm_unpackhi_pd(halves, halves)));
 }
 
-__attribute__((target("avx2,fma"))) codec::FitSums pass_f32_avx2(const float* x, std::uint64_t n, codec::AffineParams p,
-                                                                 float max_code) {
-  const F8 zero{};
-  const F8 scale = zero + p.scale, min = zero + p.min, top = zero + max_code;
-  D4 err[2] = {}, q[2] = {}, qq[2] = {}, sx[2] = {}, qx[2] = {};
+template <int C>
+__attribute__((target("avx2,fma"), flatten)) void pass_f32_avx2(const float* x, std::uint64_t n,
+                                                                const codec::AffineParams* ps, float max_code,
+                                                                codec::FitSums* sums) {
+  const avx2::CodeConstants c = avx2::code_constants(max_code);
+  __m256 scale[C], min[C], q32[C], qq32[C];
+  __m256d err[C][2], qx[C][2], q64[C][2], qq64[C][2], sx[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+  for (int k = 0; k < C; ++k) {
+    scale[k] = _mm256_set1_ps(ps[k].scale);
+    min[k] = _mm256_set1_ps(ps[k].min);
+    q32[k] = qq32[k] = _mm256_setzero_ps();
+    for (int h = 0; h < 2; ++h) err[k][h] = qx[k][h] = q64[k][h] = qq64[k][h] = _mm256_setzero_pd();
+  }
+  // (No lambda for the flush: it would be compiled for the baseline target.)
   std::uint64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    F8 xv;
-    std::memcpy(&xv, x + i, sizeof xv);
-    const F8 qv = codec::affine_code_value(xv, scale, min, top);
-    const F8 decoded = std::bit_cast<F8>(_mm256_fmadd_ps(std::bit_cast<__m256>(scale), std::bit_cast<__m256>(qv),
-                                                         std::bit_cast<__m256>(min)));
-    for (int h = 0; h < 2; ++h) {
-      const D4 xd = widen(xv, h), qd = widen(qv, h);
-      const D4 e = xd - widen(decoded, h);
-      err[h] = err[h] + e * e;
-      q[h] = q[h] + qd;
-      qq[h] = qq[h] + qd * qd;
-      sx[h] = sx[h] + xd;
-      qx[h] = qx[h] + qd * xd;
+  for (unsigned steps = 0;; i += 8) {
+    if (steps == 256 || i + 8 > n) {
+      for (int k = 0; k < C; ++k) {
+        q64[k][0] = _mm256_add_pd(q64[k][0], _mm256_cvtps_pd(_mm256_castps256_ps128(q32[k])));
+        q64[k][1] = _mm256_add_pd(q64[k][1], _mm256_cvtps_pd(_mm256_extractf128_ps(q32[k], 1)));
+        qq64[k][0] = _mm256_add_pd(qq64[k][0], _mm256_cvtps_pd(_mm256_castps256_ps128(qq32[k])));
+        qq64[k][1] = _mm256_add_pd(qq64[k][1], _mm256_cvtps_pd(_mm256_extractf128_ps(qq32[k], 1)));
+        q32[k] = qq32[k] = _mm256_setzero_ps();
+      }
+      steps = 0;
+      if (i + 8 > n) break;
+    }
+    ++steps;
+    const __m256 xv = _mm256_loadu_ps(x + i);
+    const __m256d x0 = _mm256_cvtps_pd(_mm256_castps256_ps128(xv)), x1 = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
+    sx[0] = _mm256_add_pd(sx[0], x0);
+    sx[1] = _mm256_add_pd(sx[1], x1);
+    for (int k = 0; k < C; ++k) {
+      // The division, not the minmax kernels' reciprocal with its proof: with the proof's check
+      // and fallback in this loop the pass measured slower (0.25 against 0.29 GB/s).
+      const __m256 qv = avx2::codes_by_vector_division(xv, min[k], scale[k], c);
+      const __m256 decoded = _mm256_fmadd_ps(scale[k], qv, min[k]);  // one rounding, as codec::fma_rn
+      q32[k] = _mm256_add_ps(q32[k], qv);
+      qq32[k] = _mm256_fmadd_ps(qv, qv, qq32[k]);  // integers below 2^24: exact, fused or not
+      const __m256d q0 = _mm256_cvtps_pd(_mm256_castps256_ps128(qv)), q1 = _mm256_cvtps_pd(_mm256_extractf128_ps(qv, 1));
+      const __m256d e0 = _mm256_sub_pd(x0, _mm256_cvtps_pd(_mm256_castps256_ps128(decoded)));
+      const __m256d e1 = _mm256_sub_pd(x1, _mm256_cvtps_pd(_mm256_extractf128_ps(decoded, 1)));
+      err[k][0] = _mm256_add_pd(err[k][0], _mm256_mul_pd(e0, e0));
+      err[k][1] = _mm256_add_pd(err[k][1], _mm256_mul_pd(e1, e1));
+      qx[k][0] = _mm256_add_pd(qx[k][0], _mm256_mul_pd(q0, x0));
+      qx[k][1] = _mm256_add_pd(qx[k][1], _mm256_mul_pd(q1, x1));
     }
   }
-  codec::FitSums lane[codec::kMseLanes];
-  for (int j = 0; j < codec::kMseLanes; ++j) {
-    lane[j] = codec::FitSums{err[j / 4][j % 4], q[j / 4][j % 4], qq[j / 4][j % 4], sx[j / 4][j % 4], qx[j / 4][j % 4]};
+  if (i == n) {  // no tail: the lanes combined in registers, in codec::combine_lanes()'s tree
+    const double total_x = combine_lanes_avx2(sx[0], sx[1]);
+    for (int k = 0; k < C; ++k) {
+      sums[k] = codec::FitSums{combine_lanes_avx2(err[k][0], err[k][1]), combine_lanes_avx2(q64[k][0], q64[k][1]),
+                               combine_lanes_avx2(qq64[k][0], qq64[k][1]), total_x,
+                               combine_lanes_avx2(qx[k][0], qx[k][1])};
+    }
+    return;
   }
-  for (int j = 0; i + j < n; ++j) codec::fit_add(&lane[j], x[i + j], p, max_code);
-  return codec::combine_fit_lanes(lane);
+  alignas(32) double lanes[4][codec::kMseLanes], xs[codec::kMseLanes];
+  _mm256_store_pd(xs, sx[0]);
+  _mm256_store_pd(xs + 4, sx[1]);
+  for (int k = 0; k < C; ++k) {
+    for (int h = 0; h < 2; ++h) {
+      _mm256_store_pd(&lanes[0][4 * h], err[k][h]);
+      _mm256_store_pd(&lanes[1][4 * h], q64[k][h]);
+      _mm256_store_pd(&lanes[2][4 * h], qq64[k][h]);
+      _mm256_store_pd(&lanes[3][4 * h], qx[k][h]);
+    }
+    codec::FitSums lane[codec::kMseLanes];
+    for (int j = 0; j < codec::kMseLanes; ++j) lane[j] = codec::FitSums{lanes[0][j], lanes[1][j], lanes[2][j], xs[j], lanes[3][j]};
+    for (int j = 0; i + j < n; ++j) codec::fit_add(&lane[j], x[i + j], ps[k], max_code);
+    sums[k] = codec::combine_fit_lanes(lane);
+  }
 }
 
 struct F32PassAvx2 {
   const float* x;
   std::uint64_t n;
-  codec::FitSums operator()(codec::AffineParams p, float max_code) const { return pass_f32_avx2(x, n, p, max_code); }
+  void operator()(const codec::AffineParams* ps, int count, float max_code, codec::FitSums* sums) const {
+    switch (count) {
+      case 1: return pass_f32_avx2<1>(x, n, ps, max_code, sums);
+      case 2: return pass_f32_avx2<2>(x, n, ps, max_code, sums);
+      default: return pass_f32_avx2<3>(x, n, ps, max_code, sums);
+    }
+  }
 };
 
-template <DType D, bool Avx2>
-WQ_INLINE codec::ParamsStatus search(const std::byte* src, std::uint64_t begin, std::uint64_t n, float lo, float hi,
-                                     const codec::Recipe& recipe, codec::AffineParams* out) {
-  const float* x = as_f32<D>(src, begin, n);
+template <bool Avx2>
+WQ_INLINE codec::ParamsStatus search(const float* x, std::uint64_t n, float lo, float hi, const codec::Recipe& recipe,
+                                     codec::AffineParams* out) {
   if constexpr (Avx2) return codec::mse_search(F32PassAvx2{x, n}, n, lo, hi, recipe.bits, recipe.f16_params, out);
   return codec::mse_params(F32Load{x}, n, lo, hi, recipe.bits, recipe.f16_params, out);
+}
+
+// The min and max of n floats, NaN skipped (vminps returns its second operand when the first is
+// NaN, as `x < lo ? x : lo` does). Which zero a lane keeps may differ from the scalar loop's;
+// every rule adds +0.0 to its range ends first, so the parameters do not.
+__attribute__((target("avx2,fma"))) void range_f32_avx2(const float* x, std::uint64_t n, float* lo,
+                                                                              float* hi) {
+  __m256 l = _mm256_set1_ps(*lo), h = _mm256_set1_ps(*hi);
+  std::uint64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    l = _mm256_min_ps(v, l);
+    h = _mm256_max_ps(v, h);
+  }
+  alignas(32) float ls[8], hs[8];
+  _mm256_store_ps(ls, l);
+  _mm256_store_ps(hs, h);
+  float a = ls[0], b = hs[0];
+  for (int k = 1; k < 8; ++k) {
+    a = ls[k] < a ? ls[k] : a;
+    b = hs[k] > b ? hs[k] : b;
+  }
+  for (; i < n; ++i) {
+    a = x[i] < a ? x[i] : a;
+    b = x[i] > b ? x[i] : b;
+  }
+  *lo = a;
+  *hi = b;
 }
 
 template <DType D, bool Avx2>
@@ -107,16 +192,20 @@ WQ_INLINE GroupFailure groups_impl(const std::byte* src, const GroupGeometry& g,
     const std::uint64_t row = k / g.groups_per_row, j = k % g.groups_per_row;
     const std::uint64_t begin = row * g.cols + j * g.group_size;
     const std::uint64_t n = std::min(g.group_size, g.cols - j * g.group_size);
+    const float* x = as_f32<D>(src, begin, n);
     float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-    for (std::uint64_t i = 0; i < n; ++i) {  // NaN is skipped; the coder reports it
-      const float x = load_f32<D>(src, begin + i);
-      lo = x < lo ? x : lo;
-      hi = x > hi ? x : hi;
+    if constexpr (Avx2) {
+      range_f32_avx2(x, n, &lo, &hi);
+    } else {
+      for (std::uint64_t i = 0; i < n; ++i) {  // NaN is skipped; the coder reports it
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+      }
     }
     GroupFailure failure{true, !codec::is_finite(lo) || !codec::is_finite(hi), codec::ParamsStatus::kOk,
                          k, begin, begin + n, lo, hi};
     if (failure.nonfinite) return failure;
-    failure.status = search<D, Avx2>(src, begin, n, lo, hi, recipe, &params[k]);
+    failure.status = search<Avx2>(x, n, lo, hi, recipe, &params[k]);
     if (failure.status != codec::ParamsStatus::kOk) return failure;
   }
   return GroupFailure{};
@@ -137,14 +226,14 @@ __attribute__((target("avx2,fma"), flatten)) GroupFailure groups_avx2(const std:
 template <DType D>
 codec::ParamsStatus span_base(const std::byte* src, std::uint64_t n, float lo, float hi, const codec::Recipe& recipe,
                               codec::AffineParams* out) {
-  return search<D, false>(src, 0, n, lo, hi, recipe, out);
+  return search<false>(as_f32<D>(src, 0, n), n, lo, hi, recipe, out);
 }
 template <DType D>
 __attribute__((target("avx2,fma"), flatten)) codec::ParamsStatus span_avx2(const std::byte* src, std::uint64_t n,
                                                                            float lo, float hi,
                                                                            const codec::Recipe& recipe,
                                                                            codec::AffineParams* out) {
-  return search<D, false>(src, 0, n, lo, hi, recipe, out);
+  return search<true>(as_f32<D>(src, 0, n), n, lo, hi, recipe, out);
 }
 
 }  // namespace

@@ -127,28 +127,53 @@ WQ_HD inline int mse_candidates(float lo, float hi, AffineParams p0, int bits, b
 /// element every error is NaN, nothing compares less, and min-max is kept (the coder reports
 /// the NaN).
 ///
-/// `pass(p, max_code)` returns mse_pass() over the group under p: a backend may pass its own
-/// vectorised spelling of it, held to mse_pass() bit for bit by the tests.
+/// `pass(ps, count, max_code, sums)` fills sums[k] with mse_pass() over the group under ps[k]
+/// for k < count (count <= 3). The candidates' chains of passes are independent, so they run
+/// round by round, all live candidates in one call (a backend reads the group once for all of
+/// them, and their latencies overlap); the choice is then replayed in the order of §4.1 step 3
+/// (candidate by candidate, pass by pass, strictly less), which gives the same parameters as
+/// running the candidates one after the other.
 template <typename Pass>
 WQ_HD inline ParamsStatus mse_search(const Pass& pass, std::uint64_t n, float lo, float hi, int bits,
                                      bool f16_params, AffineParams* out) {
-  AffineParams start[3];
-  const ParamsStatus status = affine_params(lo, hi, bits, f16_params, &start[0]);
+  AffineParams p[3];
+  const ParamsStatus status = affine_params(lo, hi, bits, f16_params, &p[0]);
   if (status != ParamsStatus::kOk) return status;
-  *out = start[0];
-  if (start[0].scale == 0.0f) return ParamsStatus::kOk;
-  const int candidates = 1 + mse_candidates(lo, hi, start[0], bits, f16_params, start + 1);
+  *out = p[0];
+  if (p[0].scale == 0.0f) return ParamsStatus::kOk;
+  const int candidates = 1 + mse_candidates(lo, hi, p[0], bits, f16_params, p + 1);
   const float levels = static_cast<float>(max_code(bits));
-  double best = 0.0;
-  for (int c = 0; c < candidates; ++c) {
-    AffineParams p = start[c];
-    for (int round = 0; round < kMsePasses; ++round) {
-      const FitSums sums = pass(p, levels);
-      if ((c == 0 && round == 0) || sums.err < best) {  // min-max's first pass sets the first best
-        best = sums.err;
-        *out = p;
+  AffineParams tried[3][kMsePasses];
+  double err[3][kMsePasses];
+  int rounds[3] = {0, 0, 0};
+  bool live[3] = {true, candidates > 1, candidates > 2};
+  for (int round = 0; round < kMsePasses; ++round) {
+    AffineParams now[3];
+    int which[3], count = 0;
+    for (int c = 0; c < candidates; ++c) {
+      if (live[c]) {
+        now[count] = p[c];
+        which[count++] = c;
       }
-      if (round + 1 == kMsePasses || !mse_refit(sums, n, f16_params, &p)) break;
+    }
+    if (count == 0) break;
+    FitSums sums[3];
+    pass(now, count, levels, sums);
+    for (int k = 0; k < count; ++k) {
+      const int c = which[k];
+      tried[c][round] = p[c];
+      err[c][round] = sums[k].err;
+      rounds[c] = round + 1;
+      if (round + 1 == kMsePasses || !mse_refit(sums[k], n, f16_params, &p[c])) live[c] = false;
+    }
+  }
+  double best = err[0][0];  // min-max's first pass sets the first best
+  for (int c = 0; c < candidates; ++c) {
+    for (int round = 0; round < rounds[c]; ++round) {
+      if (err[c][round] < best) {
+        best = err[c][round];
+        *out = tried[c][round];
+      }
     }
   }
   return ParamsStatus::kOk;
@@ -159,7 +184,9 @@ template <typename Load>
 struct CodecPass {
   const Load& load;
   std::uint64_t n;
-  WQ_HD FitSums operator()(AffineParams p, float max_code) const { return mse_pass(load, n, p, max_code); }
+  WQ_HD void operator()(const AffineParams* ps, int count, float max_code, FitSums* sums) const {
+    for (int k = 0; k < count; ++k) sums[k] = mse_pass(load, n, ps[k], max_code);
+  }
 };
 
 /// mse_search() with the codec's own pass over elements load(0) .. load(n - 1).
