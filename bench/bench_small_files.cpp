@@ -56,6 +56,7 @@ class NullBackend final : public wq::Backend {
   std::string description() const override { return "no encoding"; }
   using Backend::cast;
   using Backend::dequantize;
+  using Backend::encode;
   using Backend::quantize;
   void quantize(std::span<wq::QuantizeJob> jobs) override {
     for (wq::QuantizeJob& job : jobs) {
@@ -63,6 +64,9 @@ class NullBackend final : public wq::Backend {
       std::memcpy(staging_.data(), job.input.data, job.input.nbytes());
       job.stats = {};
     }
+  }
+  void encode(std::span<wq::EncodeJob> jobs) override {
+    for (wq::EncodeJob& job : jobs) job.stats = {};
   }
   void dequantize(std::span<wq::DequantizeJob>) override {}
   void cast(std::span<wq::CastJob> jobs) override {

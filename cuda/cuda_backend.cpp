@@ -82,6 +82,7 @@ class CudaBackend final : public Backend {
 
   using Backend::cast;
   using Backend::dequantize;
+  using Backend::encode;
   using Backend::quantize;
 
   void quantize(std::span<QuantizeJob> jobs) override {
@@ -96,7 +97,7 @@ class CudaBackend final : public Backend {
     }
     const SlotCapacity& capacity =
         ring_for(std::max((batch_bytes + SlotRing::kSlots - 1) / SlotRing::kSlots, longest_group_bytes)).capacity();
-    std::vector<bool> failed(jobs.size(), false);
+    std::vector<bool> failed(jobs.size(), false), on_host(jobs.size(), false);
     std::vector<QuantTensor> tensors, giants;
     for (std::size_t i = 0; i < jobs.size(); ++i) {
       QuantizeJob& job = jobs[i];
@@ -122,12 +123,12 @@ class CudaBackend final : public Backend {
       t.cut = cut_tensor(t.geometry, job.input.numel(), static_cast<unsigned>(dtype_size(job.input.dtype)), capacity);
       if (t.rule == codec::RangeRule::kMse) {
         // The search (launch_mse_params) runs between the general schedule's parameters and
-        // codes, and reads each group whole from one slot.
+        // codes, and reads each group whole from one slot. A group larger than a slot (mse per
+        // tensor on a large tensor) is searched and coded by the host's CPU backend instead:
+        // the same codec, so the same bytes, only slower.
         if (t.cut.kind == PieceKind::kHostRanges) {
-          throw Error(ErrorCode::kUnsupported,
-                      "tensor '" + std::string(job.input.name) + "': a group of " + std::to_string(t.geometry.group_size) +
-                          " elements is larger than a CUDA slot, which the mse search needs whole; give the backend more "
-                          "memory or use the CPU backend");
+          on_host[i] = true;
+          continue;
         }
         t.cut.kind = PieceKind::kGeneral;
       }
@@ -154,8 +155,62 @@ class CudaBackend final : public Backend {
         plans.size(), [&](std::size_t i, Slot& slot) { enqueue_quantize(plans[i], jobs, ranges, slot, false); },
         [&](std::size_t i, Slot& slot) { harvest_quantize(plans[i], slot, jobs, failed); });
 
-    for (std::size_t i = 0; i < jobs.size(); ++i) {
+    for (std::size_t i = 0; i < jobs.size(); ++i) {  // in batch order, so the first error is the first job's
+      if (on_host[i]) cpu_->quantize(jobs.subspan(i, 1));
       if (failed[i]) report_failure(jobs.subspan(i, 1), [this](auto one) { cpu_->quantize(one); });
+    }
+  }
+
+  // The coding stage alone: the caller's parameters are uploaded where launch_group_params()
+  // would have written its own, and only the codes kernel runs (the general schedule, which
+  // clamps). Unverified on a GPU so far.
+  void encode(std::span<EncodeJob> jobs) override {
+    WQ_CUDA_CHECK(cudaSetDevice(ordinal_));
+    std::uint64_t batch_bytes = 0;
+    for (const EncodeJob& job : jobs) batch_bytes += job.input.nbytes();
+    const SlotCapacity& capacity = ring_for((batch_bytes + SlotRing::kSlots - 1) / SlotRing::kSlots).capacity();
+    std::vector<bool> failed(jobs.size(), false);
+    std::vector<std::vector<codec::AffineParams>> given(jobs.size());
+    std::vector<QuantTensor> tensors;
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      EncodeJob& job = jobs[i];
+      job.stats = {};
+      try {
+        job.spec.validate();
+      } catch (const Error&) {
+        failed[i] = true;  // the CPU backend reports it, below, in batch order
+        continue;
+      }
+      if (!job.spec.is_affine() || !is_floating(job.input.dtype)) {
+        failed[i] = true;
+        continue;
+      }
+      QuantTensor t;
+      t.job = i;
+      t.geometry = group_geometry(job.input.shape, job.spec);
+      if (t.geometry.groups == 0) continue;
+      const AffineTensor stored{nullptr, job.scales, job.spec.method == Method::kSymmetric ? nullptr : job.mins,
+                                job.spec.bits, t.geometry.stored_group_size, job.spec.scale_dtype};
+      if (detail::first_nonfinite_group(stored, 0, t.geometry.groups) != t.geometry.groups) {
+        failed[i] = true;
+        continue;
+      }
+      given[i] = widened_params(stored, t.geometry.groups);
+      t.type = element_type(job.input.dtype);
+      t.bits = job.spec.bits;
+      t.f16_params = job.spec.scale_dtype == ScaleDType::kF16;
+      t.cut = cut_tensor(t.geometry, job.input.numel(), static_cast<unsigned>(dtype_size(job.input.dtype)), capacity);
+      // Parameters known in advance need no range pass, whatever the group size: any cut will
+      // do, and every piece takes the general codes kernel.
+      if (t.cut.kind != PieceKind::kHostRanges) t.cut.kind = PieceKind::kGeneral;
+      tensors.push_back(std::move(t));
+    }
+    const std::vector<QuantSlot> plans = pack_quant_slots(tensors, capacity, false);
+    ring_->run(
+        plans.size(), [&](std::size_t i, Slot& slot) { enqueue_encode(plans[i], jobs, given, slot); },
+        [&](std::size_t i, Slot& slot) { harvest_encode(plans[i], slot, jobs, failed); });
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      if (failed[i]) report_failure(jobs.subspan(i, 1), [this](auto one) { cpu_->encode(one); });
     }
   }
 
@@ -353,6 +408,81 @@ class CudaBackend final : public Backend {
     WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_stats.get(), stats,
                                   plan.blocks() * sizeof(BlockStats),
                                   cudaMemcpyDeviceToHost, stream));
+  }
+
+  // A stored tensor's parameters widened to binary32, symmetric mins derived (as the CPU's).
+  static std::vector<codec::AffineParams> widened_params(const AffineTensor& in, std::uint64_t groups) {
+    std::vector<codec::AffineParams> p(groups);
+    for (std::uint64_t k = 0; k < groups; ++k) {
+      if (in.scale_dtype == ScaleDType::kF32) {
+        std::memcpy(&p[k].scale, in.scales + 4 * k, 4);
+        if (in.mins) std::memcpy(&p[k].min, in.mins + 4 * k, 4);
+      } else {
+        std::uint16_t h;
+        std::memcpy(&h, in.scales + 2 * k, 2);
+        p[k].scale = codec::f16_bits_to_f32(h);
+        if (in.mins) {
+          std::memcpy(&h, in.mins + 2 * k, 2);
+          p[k].min = codec::f16_bits_to_f32(h);
+        }
+      }
+      if (!in.mins) p[k].min = codec::symmetric_min(p[k].scale, in.bits);
+    }
+    return p;
+  }
+
+  void enqueue_encode(const QuantSlot& plan, std::span<EncodeJob> jobs,
+                      const std::vector<std::vector<codec::AffineParams>>& given, Slot& slot) {
+    auto* table = slot.host_tables[0].get<QuantPiece>();
+    auto* host_scales = slot.host_stored_scales.get<float>();  // staging: nothing else uses them here
+    auto* host_mins = slot.host_stored_mins.get<float>();
+    unsigned count = 0;
+    std::vector<SlotRing::Copy> copies;
+    for (const PlacedQuantPiece& placed : plan.pieces) {
+      const QuantPiece& d = placed.desc;
+      table[count++] = d;
+      const TensorView& in = jobs[placed.job].input;
+      const std::size_t size = dtype_size(in.dtype);
+      copies.push_back({slot.host_input.get() + d.src_offset, in.data + d.elem_begin * size,
+                        (d.elem_end - d.elem_begin) * size});
+      const std::vector<codec::AffineParams>& p = given[placed.job];
+      for (std::uint64_t g = d.first_group; g < d.last_group; ++g) {
+        host_scales[d.param_index + (g - d.first_group)] = p[g].scale;
+        host_mins[d.param_index + (g - d.first_group)] = p[g].min;
+      }
+    }
+    ring_->copy_all(copies);
+    const cudaStream_t stream = slot.stream.get();
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.tables[0].get(), table, count * sizeof(QuantPiece), cudaMemcpyHostToDevice, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.input.get(), slot.host_input.get(), plan.input_bytes, cudaMemcpyHostToDevice, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.scales.get(), host_scales, plan.groups * 4, cudaMemcpyHostToDevice, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.mins.get(), host_mins, plan.groups * 4, cudaMemcpyHostToDevice, stream));
+    auto* status = slot.status.get<std::uint32_t>();
+    auto* stats = slot.stats.get<BlockStats>();
+    WQ_CUDA_CHECK(cudaMemsetAsync(status, 0, plan.piece_count() * 4, stream));
+    launch_quantize_pack(slot.tables[0].get<QuantPiece>(), count, plan.launch_blocks[0], slot.input.get(),
+                         slot.scales.get<float>(), slot.mins.get<float>(), slot.output.get(), status, stats, stream);
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_output.get(), slot.output.get(), plan.code_bytes, cudaMemcpyDeviceToHost, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_status.get(), status, plan.piece_count() * 4, cudaMemcpyDeviceToHost, stream));
+    WQ_CUDA_CHECK(cudaMemcpyAsync(slot.host_stats.get(), stats, plan.blocks() * sizeof(BlockStats),
+                                  cudaMemcpyDeviceToHost, stream));
+  }
+
+  void harvest_encode(const QuantSlot& plan, Slot& slot, std::span<EncodeJob> jobs, std::vector<bool>& failed) {
+    const auto* status = slot.host_status.get<std::uint32_t>();
+    std::vector<SlotRing::Copy> copies;
+    for (const PlacedQuantPiece& placed : plan.pieces) {
+      const QuantPiece& d = placed.desc;
+      if (status[d.piece_index] != 0) failed[placed.job] = true;
+      if (failed[placed.job]) continue;
+      EncodeJob& job = jobs[placed.job];
+      const std::uint64_t n = d.elem_end - d.elem_begin;
+      copies.push_back({job.codes + d.elem_begin / 8 * static_cast<std::uint64_t>(d.bits),
+                        slot.host_output.get() + d.code_offset, codec::packed_bytes(n, d.bits)});
+      job.stats.merge(sum_blocks(slot.host_stats.get<BlockStats>(), plan.first_block(QuantLaunch::kGeneral) + d.block_begin,
+                                 blocks_of(placed.kind, n, d.last_group - d.first_group), n));
+    }
+    ring_->copy_all(copies);
   }
 
   static void harvest_ranges(const QuantSlot& plan, Slot& slot,

@@ -30,6 +30,13 @@ ErrorStats Backend::quantize(const TensorView& input, const QuantSpec& spec,
   return job.stats;
 }
 
+ErrorStats Backend::encode(const TensorView& input, const QuantSpec& spec, const std::byte* scales,
+                           const std::byte* mins, std::uint8_t* codes) {
+  EncodeJob job{input, spec, scales, mins, codes, {}};
+  encode(std::span<EncodeJob>(&job, 1));
+  return job.stats;
+}
+
 void Backend::dequantize(const AffineTensor& input, const MutableTensorView& out) {
   DequantizeJob job{input, out};
   dequantize(std::span<DequantizeJob>(&job, 1));

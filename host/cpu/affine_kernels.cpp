@@ -178,6 +178,7 @@ int params_of_ranges(const float* lo, const float* hi, int count, const codec::R
                      codec::AffineParams* params, float* reciprocal, UniformGroupsResult* result) {
   const int bits = recipe.bits;
   const bool f16_params = recipe.f16_params;
+  const codec::RangeRule rule = recipe.rule;
   // Four groups at a time with the codec's own expression, so that the two divisions of each
   // group run four to an instruction; a block with a range that is not finite is left to the
   // scalar loop below, which finds the first failing group and why.
@@ -186,7 +187,7 @@ int params_of_ranges(const float* lo, const float* hi, int count, const codec::R
   const V one = V{} + 1.0f, smallest = V{} + 0x1p-126f, largest = V{} + 0x1p126f;
   int b = 0;
   const bool vector = !f16_params || use_f16c();
-  if (recipe.rule == codec::RangeRule::kSymmetric) {
+  if (rule == codec::RangeRule::kSymmetric) {
     // codec::symmetric_params() four groups at a time, spelled lane-wise here (its scalar form
     // is one function with a branch per F16 check); the backend suites hold both to the codec.
     // The scalar loop below takes a block with a non-finite range.
@@ -208,7 +209,7 @@ int params_of_ranges(const float* lo, const float* hi, int count, const codec::R
       for (int l4 = 0; l4 < 4; ++l4) params[b + l4] = codec::AffineParams{scale[l4], min[l4]};
     }
   }
-  for (; recipe.rule == codec::RangeRule::kMinMax && vector && b + 4 <= count; b += 4) {
+  for (; rule == codec::RangeRule::kMinMax && vector && b + 4 <= count; b += 4) {
     V l, h, range, scale, min;
     std::memcpy(&l, lo + b, sizeof l);
     std::memcpy(&h, hi + b, sizeof h);
@@ -475,13 +476,12 @@ void minmax_elements(DType dtype, const std::byte* src, std::uint64_t begin, std
 }
 
 void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& geometry,
-                       const codec::AffineParams* params, const codec::Recipe& recipe, std::uint64_t begin,
+                       const codec::AffineParams* params, int bits, codec::Coverage coverage, std::uint64_t begin,
                        std::uint64_t end, std::uint8_t* codes, ErrorStats* stats, std::string_view tensor) {
-  const int bits = recipe.bits;
   dispatch_floating(dtype, [&]<DType D>() {
     ErrorStats local;
     // One range over the whole tensor: the whole-group kernel's codes pass, 16 elements at a
-    // time (clamped unless the recipe's range contains every element); the generic kernels
+    // time (clamped unless `coverage` says the range contains every element); the generic kernels
     // (which always clamp) do the rest.
     const bool span = geometry.groups == 1 && avx2_takes(D);
     std::uint64_t done = begin;
@@ -492,7 +492,7 @@ void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& g
       LaneStats<8> lanes;
       for (; done < span_end;) {  // binary32 sums folded into binary64 every kBlock elements
         const std::uint64_t n = std::min<std::uint64_t>(span_end - done, kBlock);
-        quantize_span_avx2(D, src + kElementBytes<D> * done, n, params[0], reciprocal, recipe.coverage(), bits,
+        quantize_span_avx2(D, src + kElementBytes<D> * done, n, params[0], reciprocal, coverage, bits,
                            codes + done / 8 * static_cast<std::uint64_t>(bits), lane_data(&lanes.signal), lane_data(&lanes.error),
                            lane_data(&lanes.max_error));
         lanes.fold_into(&local, n);

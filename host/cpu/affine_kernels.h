@@ -19,10 +19,10 @@ void minmax_elements(DType dtype, const std::byte* src, std::uint64_t begin, std
 /// Quantizes elements [begin, end) (begin a multiple of 8) into the packed stream at `codes`
 /// using `params[group]` of each element's group (rounded to F16 when `f16_params`), and adds
 /// their error to `stats`. Throws Error(kBadData) naming `tensor` and the element when one is
-/// NaN or infinite. Any params: the codes are clamped unless `recipe.coverage()` says that every
-/// element lies inside its group's range.
+/// NaN or infinite. Any params: the codes are clamped unless `coverage` says that every element
+/// lies inside its group's range.
 void quantize_elements(DType dtype, const std::byte* src, const GroupGeometry& geometry,
-                       const codec::AffineParams* params, const codec::Recipe& recipe, std::uint64_t begin,
+                       const codec::AffineParams* params, int bits, codec::Coverage coverage, std::uint64_t begin,
                        std::uint64_t end, std::uint8_t* codes, ErrorStats* stats, std::string_view tensor);
 
 /// Why quantize_groups() stopped early, for the caller to turn into an error message.

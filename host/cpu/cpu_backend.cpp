@@ -198,10 +198,15 @@ class CpuBackend final : public Backend {
 
   using Backend::cast;
   using Backend::dequantize;
+  using Backend::encode;
   using Backend::quantize;
 
   void quantize(std::span<QuantizeJob> jobs) override {
     run_batch(jobs, [this](QuantizeJob& job) { job.stats = quantize_one(job.input, job.spec, job.out); });
+  }
+
+  void encode(std::span<EncodeJob> jobs) override {
+    run_batch(jobs, [this](EncodeJob& job) { job.stats = encode_one(job); });
   }
 
   void dequantize(std::span<DequantizeJob> jobs) override {
@@ -267,8 +272,8 @@ class CpuBackend final : public Backend {
       }
       stats.resize(tasks);
       pool_.parallel_for(tasks, [&](std::size_t i) {
-        quantize_elements(t.dtype, t.data, g, params.data(), recipe, bounds[i], bounds[i + 1], out.codes, &stats[i],
-                          t.name);
+        quantize_elements(t.dtype, t.data, g, params.data(), recipe.bits, recipe.coverage(), bounds[i], bounds[i + 1],
+                          out.codes, &stats[i], t.name);
       });
     } else {
       // Many groups: each task owns whole groups, reduces and quantizes them while they are
@@ -283,8 +288,8 @@ class CpuBackend final : public Backend {
           const GroupFailure failure =
               mse_group_params(t.dtype, t.data, g, recipe, chunk.first_group, chunk.last_group, params.data());
           if (failure.failed) throw_group_failure(t, spec, failure);
-          quantize_elements(t.dtype, t.data, g, params.data(), recipe, chunk.begin, chunk.end, out.codes, &stats[c],
-                            t.name);
+          quantize_elements(t.dtype, t.data, g, params.data(), recipe.bits, codec::Coverage::kMayClip, chunk.begin,
+                            chunk.end, out.codes, &stats[c], t.name);
         } else {
           const GroupFailure failure = quantize_groups(t.dtype, t.data, g, recipe, chunk.first_group, chunk.last_group,
                                                        chunk.begin, chunk.end, params.data(), out.codes, &stats[c],
@@ -298,6 +303,37 @@ class CpuBackend final : public Backend {
       return merge_in_order(stats);
     }
     store_params(params, 0, 1, spec, out);
+    return merge_in_order(stats);
+  }
+
+  // The coding stage alone: the caller's parameters, the coders that clamp.
+  ErrorStats encode_one(const EncodeJob& job) {
+    const TensorView& t = job.input;
+    const QuantSpec& spec = job.spec;
+    spec.validate();
+    if (!spec.is_affine()) throw Error(ErrorCode::kUsage, "encode() needs an affine method");
+    if (!is_floating(t.dtype)) {
+      throw Error(ErrorCode::kUsage, tensor_label(t.name) + ": dtype " + std::string(dtype_name(t.dtype)) +
+                                         " cannot be quantized");
+    }
+    const GroupGeometry g = group_geometry(t.shape, spec);
+    if (g.groups == 0) return {};
+    const AffineTensor stored{nullptr, job.scales, spec.method == Method::kSymmetric ? nullptr : job.mins, spec.bits,
+                              g.stored_group_size, spec.scale_dtype};
+    const std::uint64_t bad = first_nonfinite_group(stored, 0, g.groups);
+    if (bad != g.groups) {
+      throw Error(ErrorCode::kUsage, tensor_label(t.name) + ": group " + std::to_string(bad) +
+                                         " was given a NaN or infinite scale or min");
+    }
+    const std::span<AffineParams> params = scratch_params(g.groups);
+    load_params(stored, 0, g.groups, params);
+    const std::uint64_t n = t.numel();
+    const std::vector<std::uint64_t> bounds = split_elements(n, task_elements(n, pool_.size()));
+    std::vector<ErrorStats> stats(bounds.size() - 1);
+    pool_.parallel_for(stats.size(), [&](std::size_t i) {
+      quantize_elements(t.dtype, t.data, g, params.data(), spec.bits, codec::Coverage::kMayClip, bounds[i],
+                        bounds[i + 1], job.codes, &stats[i], t.name);
+    });
     return merge_in_order(stats);
   }
 

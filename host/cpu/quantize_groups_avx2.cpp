@@ -166,6 +166,8 @@ __attribute__((target("avx2,fma,f16c"))) UniformGroupsResult uniform_groups(cons
                                                                         std::uint8_t* out, float* signal,
                                                                         float* error, float* max_error) {
   const float max_code = static_cast<float>(codec::max_code(recipe.bits));
+  // A local copy: the code stores may alias anything, and would make every group reload it.
+  const codec::Coverage coverage = recipe.coverage();
   const CodeConstants c = avx2::code_constants(max_code);
   const std::uint64_t out_per_group = size / 8 * Bits;
   const int batch = static_cast<int>(std::clamp<std::uint64_t>(kBatchElements / size, 1, kMaxBatch));
@@ -181,7 +183,7 @@ __attribute__((target("avx2,fma,f16c"))) UniformGroupsResult uniform_groups(cons
       const std::byte* g = x + kElementBytes<D> * (k + b) * size;
       std::uint8_t* o = out + (k + b) * out_per_group;
       if (reciprocal[b] != 0.0f) {
-        code_group<D, Bits>(g, size, p, reciprocal[b], recipe.coverage(), c, kElementBytes<D> * count * size, o, &err, &mx);
+        code_group<D, Bits>(g, size, p, reciprocal[b], coverage, c, kElementBytes<D> * count * size, o, &err, &mx);
       } else {
         code_group_by_division<D, Bits>(g, size, p, c, o, &err, &mx);
       }

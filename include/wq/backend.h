@@ -53,6 +53,21 @@ struct QuantizeJob {
   ErrorStats stats;
 };
 
+/// One tensor to code with per-group parameters its caller chose: the coding stage on its own,
+/// for range searches outside the library. `scales` and `mins` are laid out as a container
+/// stores them (AffineTensor: geometry.groups values of spec.scale_dtype; `mins` null for
+/// Method::kSymmetric, whose mins follow from the scales); `codes` receives geometry.code_bytes
+/// bytes. Any finite parameters are allowed: elements outside a group's range get its first or
+/// last code. `stats` is filled.
+struct EncodeJob {
+  TensorView input;
+  QuantSpec spec;
+  const std::byte* scales = nullptr;
+  const std::byte* mins = nullptr;
+  std::uint8_t* codes = nullptr;
+  ErrorStats stats;
+};
+
 /// One stored affine tensor to decode in a batch into `out` (original dtype and shape).
 struct DequantizeJob {
   AffineTensor input;
@@ -88,6 +103,13 @@ class Backend {
   /// overflow; Error(kUsage) for a non-floating input or an invalid spec.
   virtual void quantize(std::span<QuantizeJob> jobs) = 0;
 
+  /// Codes floating tensors with the caller's parameters (see EncodeJob), as quantize() codes
+  /// them after choosing its own: quantize() with a method's parameters and encode() with the
+  /// same parameters write the same codes. Throws Error(kBadData) for NaN/Inf elements,
+  /// Error(kUsage) for a parameter that is NaN or infinite, a non-floating input or an invalid
+  /// spec.
+  virtual void encode(std::span<EncodeJob> jobs) = 0;
+
   /// Decodes stored affine tensors.
   virtual void dequantize(std::span<DequantizeJob> jobs) = 0;
 
@@ -98,6 +120,8 @@ class Backend {
 
   /// Single-tensor conveniences over the batch calls.
   ErrorStats quantize(const TensorView& input, const QuantSpec& spec, const AffineBuffers& out);
+  ErrorStats encode(const TensorView& input, const QuantSpec& spec, const std::byte* scales, const std::byte* mins,
+                    std::uint8_t* codes);
   void dequantize(const AffineTensor& input, const MutableTensorView& out);
   ErrorStats cast(const TensorView& input, const MutableTensorView& out, bool check_overflow);
 };

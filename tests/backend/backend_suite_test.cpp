@@ -923,6 +923,94 @@ TEST_P(BackendSuite, SymmetricAndMseRefuseWhatMinMaxRefuses) {
   }
 }
 
+// --- the coding stage on its own (Backend::encode) ---------------------------------------------
+
+TEST_P(BackendSuite, EncodeWithAMethodsParametersWritesItsCodes) {
+  for (const Shape& shape : {Shape{13, 77}, Shape{64, 128}, Shape{1023}}) {
+    const std::vector<float> x = hard_groups(element_count(shape), 21);
+    const TensorView view{"t", DType::kF32, shape, reinterpret_cast<const std::byte*>(x.data())};
+    for (Method m : {Method::kMinMax, Method::kSymmetric, Method::kMse}) {
+      for (int bits : {1, 3, 4, 8}) {
+        for (Granularity gran : kAllGranularities) {
+          for (ScaleDType sd : {ScaleDType::kF32, ScaleDType::kF16}) {
+            const QuantSpec spec = method_spec(m, bits, gran, 32, sd);
+            SCOPED_TRACE(::testing::Message() << method_name(m) << " " << bits << " bits " << granularity_name(gran)
+                                              << " " << scale_dtype_name(sd) << " n " << x.size());
+            ErrorStats quantized_stats;
+            const Encoded e = quantize(x, shape, spec, &quantized_stats);
+            std::vector<std::uint8_t> codes(e.codes.size(), 0x5a);
+            const ErrorStats s = backend_->encode(view, spec, e.scales.data(),
+                                                  m == Method::kSymmetric ? nullptr : e.mins.data(), codes.data());
+            ASSERT_EQ(codes, e.codes);
+            EXPECT_EQ(s.count, quantized_stats.count);
+            EXPECT_NEAR(s.error_energy, quantized_stats.error_energy, 1e-5 * quantized_stats.error_energy + 1e-30);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(BackendSuite, EncodeWithAnyFiniteParametersClampsLikeTheCodec) {
+  const Shape shape{37, 96};
+  const std::vector<float> x = hard_groups(element_count(shape), 33);
+  const TensorView view{"t", DType::kF32, shape, reinterpret_cast<const std::byte*>(x.data())};
+  std::mt19937 rng(34);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int bits : {2, 5, 8}) {
+    const QuantSpec spec = spec_of(bits, Granularity::kGroup, 16);
+    const GroupGeometry g = group_geometry(shape, spec);
+    // Ranges that clip most elements, negative and zero scales, tiny and huge ones.
+    std::vector<float> scales(g.groups), mins(g.groups);
+    for (std::uint64_t k = 0; k < g.groups; ++k) {
+      const float kinds[] = {u(rng) * 0.01f, -0.003f, 0.0f, 1e-30f, 1e20f, 0x1p-130f};
+      scales[k] = kinds[k % 6];
+      mins[k] = u(rng) * 0.05f;
+    }
+    std::vector<std::uint8_t> codes(g.code_bytes, 0x5a);
+    backend_->encode(view, spec, reinterpret_cast<const std::byte*>(scales.data()),
+                     reinterpret_cast<const std::byte*>(mins.data()), codes.data());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const std::uint64_t row = i / g.cols, k = row * g.groups_per_row + (i - row * g.cols) / g.group_size;
+      std::uint32_t q = 0;
+      for (int j = 0; j < bits; ++j) {
+        const std::size_t bit = i * bits + j;
+        q |= static_cast<std::uint32_t>((codes[bit / 8] >> (bit % 8)) & 1) << j;
+      }
+      ASSERT_EQ(q, codec::affine_code(x[i], codec::AffineParams{scales[k], mins[k]}, static_cast<float>(codec::max_code(bits))))
+          << "bits " << bits << " element " << i << " scale " << scales[k];
+    }
+  }
+}
+
+TEST_P(BackendSuite, EncodeRefusesNonFiniteParametersAndValues) {
+  const Shape shape{4, 32};
+  std::vector<float> x = test::random_normal(element_count(shape), 3);
+  const QuantSpec spec = spec_of(4, Granularity::kGroup, 32);
+  std::vector<float> scales(4, 0.1f), mins(4, -1.0f);
+  std::vector<std::uint8_t> codes(group_geometry(shape, spec).code_bytes);
+  const TensorView view{"t", DType::kF32, shape, reinterpret_cast<const std::byte*>(x.data())};
+  scales[2] = std::numeric_limits<float>::infinity();
+  try {
+    backend_->encode(view, spec, reinterpret_cast<const std::byte*>(scales.data()),
+                     reinterpret_cast<const std::byte*>(mins.data()), codes.data());
+    ADD_FAILURE() << "no error for an infinite scale";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUsage);
+    EXPECT_NE(std::string(e.what()).find("group 2"), std::string::npos) << e.what();
+  }
+  scales[2] = 0.1f;
+  x[77] = std::numeric_limits<float>::quiet_NaN();
+  try {
+    backend_->encode(view, spec, reinterpret_cast<const std::byte*>(scales.data()),
+                     reinterpret_cast<const std::byte*>(mins.data()), codes.data());
+    ADD_FAILURE() << "no error for a NaN element";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadData);
+    EXPECT_NE(std::string(e.what()).find("77"), std::string::npos) << e.what();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, BackendSuite,
                          ::testing::Values(BackendCase{"cpu_1thread", BackendKind::kCpu, 1},
                                            BackendCase{"cpu_all_threads", BackendKind::kCpu, 0},

@@ -334,6 +334,17 @@ TEST_F(cli, CudaBackendMatchesCpuByteForByte) {
     }
   }
   settings.push_back({"--granularity", "group", "--group-size", "27"});
+  // The other range rules (per tensor on the large input: mse's groups larger than a slot).
+  for (const char* method : {"symmetric", "mse"}) {
+    for (const char* bits : {"1", "2", "4", "8"}) {
+      for (const char* granularity : {"tensor", "channel", "group"}) {
+        for (const char* scale : {"f32", "f16"}) {
+          settings.push_back({"--method", method, "--bits", bits, "--granularity", granularity, "--scale-dtype", scale});
+        }
+      }
+    }
+    settings.push_back({"--method", method, "--granularity", "group", "--group-size", "27"});
+  }
   settings.push_back({"--method", "fp16"});
   settings.push_back({"--method", "bf16"});
   int case_number = 0;
