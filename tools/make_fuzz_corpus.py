@@ -337,6 +337,9 @@ CONTAINER_RUNS = [
     ('minmax1_all', ['--bits', '1', '--all']),
     ('minmax7_group3_f16scale', ['--bits', '7', '--granularity', 'group', '--group-size', '3', '--scale-dtype', 'f16']),
     ('minmax2_all_f16scale', ['--bits', '2', '--all', '--scale-dtype', 'f16', '--granularity', 'group', '--group-size', '5']),
+    ('symmetric4_group4_v2', ['--method', 'symmetric', '--bits', '4', '--granularity', 'group', '--group-size', '4']),
+    ('symmetric1_all_f16scale_v2', ['--method', 'symmetric', '--bits', '1', '--all', '--scale-dtype', 'f16']),
+    ('mse3_group5', ['--method', 'mse', '--bits', '3', '--granularity', 'group', '--group-size', '5']),
     ('fp16', ['--method', 'fp16']),
     ('bf16_all', ['--method', 'bf16', '--all']),
 ]
