@@ -17,6 +17,7 @@
 
 #include "cli/atomic_copy.h"
 #include "cli/journal.h"
+#include "cli/rules.h"
 #include "cli/tree_dry_run.h"
 #include "cli/tree_progress.h"
 #include "cli/tree_report.h"
@@ -468,6 +469,7 @@ int run_quantize_tree(const QuantizeFlags& given, const QuantizeOptions& options
   if (f.json == "-") {
     fmt::print("{}\n", detail::json_text(report, 2));
   } else if (!f.quiet) {
+    fmt::print("  {}\n", spec_summary(options.spec));  // the method and layout every row used, unless a rule said otherwise
     fmt::print("{}", tree_table_text(run.rows()));
   }
   if (!f.json.empty() && f.json != "-") write_json_report(f.json, report);
