@@ -58,6 +58,8 @@ class NullBackend final : public wq::Backend {
   using Backend::dequantize;
   using Backend::encode;
   using Backend::quantize;
+  using Backend::decode_ggml;
+  using Backend::quantize_ggml;
   void quantize(std::span<wq::QuantizeJob> jobs) override {
     for (wq::QuantizeJob& job : jobs) {
       staging_.resize(std::max<std::size_t>(staging_.size(), job.input.nbytes()));
@@ -72,6 +74,10 @@ class NullBackend final : public wq::Backend {
   void cast(std::span<wq::CastJob> jobs) override {
     for (wq::CastJob& job : jobs) job.stats = {};
   }
+  void quantize_ggml(std::span<wq::GgmlQuantizeJob> jobs) override {
+    for (wq::GgmlQuantizeJob& job : jobs) job.stats = {};
+  }
+  void decode_ggml(std::span<wq::GgmlDecodeJob>) override {}
 
  private:
   std::vector<std::byte> staging_;

@@ -12,11 +12,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/ggml_jobs.h"
 #include "core/stored_params.h"
 #include "cpu/cpu_backend.h"
 #include "cuda_check.h"
 #include "device_probe.h"
 #include "elementwise_plan.h"
+#include "ggml_kernels.h"
 #include "kernels.h"
 #include "slot_ring.h"
 #include "work_plan.h"
@@ -243,6 +245,57 @@ class CudaBackend final : public Backend {
           }
           ring_->copy_all(copies);
         });
+  }
+
+  using Backend::decode_ggml;
+  using Backend::quantize_ggml;
+
+  // ggml blocks: one tensor at a time, whole on the device (bounded by the largest tensor, not
+  // streamed through the slot ring), one thread per block. Not yet run on a GPU.
+  void quantize_ggml(std::span<GgmlQuantizeJob> jobs) override {
+    WQ_CUDA_CHECK(cudaSetDevice(ordinal_));
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      GgmlQuantizeJob& job = jobs[i];
+      const codec::ggml::TypeLayout layout = detail::check_ggml_quantize_job(job);
+      const std::uint64_t blocks = job.input.numel() / layout.block_elements;
+      job.stats = {};
+      if (blocks == 0) continue;
+      const unsigned grid = ggml_quantize_grid(blocks);
+      DeviceBuffer input(job.input.nbytes()), out(blocks * layout.block_bytes), bad(sizeof(unsigned long long)),
+          partials(3 * sizeof(double) * grid);
+      const unsigned long long none = ~0ull;
+      WQ_CUDA_CHECK(cudaMemcpy(input.get(), job.input.data, job.input.nbytes(), cudaMemcpyHostToDevice));
+      WQ_CUDA_CHECK(cudaMemcpy(bad.get(), &none, sizeof none, cudaMemcpyHostToDevice));
+      launch_ggml_quantize(job.type, element_type(job.input.dtype), input.get(), blocks, out.get(),
+                           bad.get<unsigned long long>(), partials.get<double>(), nullptr);
+      unsigned long long bad_index = none;
+      WQ_CUDA_CHECK(cudaMemcpy(&bad_index, bad.get(), sizeof bad_index, cudaMemcpyDeviceToHost));
+      if (bad_index != none) {  // the CPU backend names the element in the same words
+        report_failure(jobs.subspan(i, 1), [this](auto one) { cpu_->quantize_ggml(one); });
+      }
+      WQ_CUDA_CHECK(cudaMemcpy(job.blocks, out.get(), blocks * layout.block_bytes, cudaMemcpyDeviceToHost));
+      std::vector<double> sums(3 * grid);
+      WQ_CUDA_CHECK(cudaMemcpy(sums.data(), partials.get(), sums.size() * sizeof(double), cudaMemcpyDeviceToHost));
+      for (unsigned g = 0; g < grid; ++g) {  // fixed order: reproducible sums
+        job.stats.signal_energy += sums[3 * g];
+        job.stats.error_energy += sums[3 * g + 1];
+        job.stats.max_abs_error = std::max(job.stats.max_abs_error, sums[3 * g + 2]);
+      }
+      job.stats.count = job.input.numel();
+    }
+  }
+
+  void decode_ggml(std::span<GgmlDecodeJob> jobs) override {
+    WQ_CUDA_CHECK(cudaSetDevice(ordinal_));
+    for (GgmlDecodeJob& job : jobs) {
+      const codec::ggml::TypeLayout layout = detail::check_ggml_decode_job(job);
+      const std::uint64_t blocks = job.out.numel() / layout.block_elements;
+      if (blocks == 0) continue;
+      DeviceBuffer in(blocks * layout.block_bytes), out(job.out.nbytes());
+      WQ_CUDA_CHECK(cudaMemcpy(in.get(), job.blocks, in.size(), cudaMemcpyHostToDevice));
+      launch_ggml_decode(job.type, element_type(job.out.dtype), in.get(), blocks, out.get(), nullptr);
+      WQ_CUDA_CHECK(cudaMemcpy(job.out.data, out.get(), job.out.nbytes(), cudaMemcpyDeviceToHost));
+    }
   }
 
   void cast(std::span<CastJob> jobs) override {

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --tests
+# The real llama.cpp/ggml (CPU build) and a GGUF parser from npm, pinned by tests/npm's lock
+# file: the independent checkers of wq's ggml block types and GGUF files.
+bash scripts/install-npm-tools.sh
 bash scripts/build.sh
 (cd build && ctest --output-on-failure -j "$(nproc)")
 

@@ -49,4 +49,15 @@ ErrorStats Backend::cast(const TensorView& input, const MutableTensorView& out,
   return job.stats;
 }
 
+ErrorStats Backend::quantize_ggml(const TensorView& input, codec::ggml::Type type, std::uint8_t* blocks) {
+  GgmlQuantizeJob job{input, type, blocks, {}};
+  quantize_ggml(std::span<GgmlQuantizeJob>(&job, 1));
+  return job.stats;
+}
+
+void Backend::decode_ggml(const std::uint8_t* blocks, codec::ggml::Type type, const MutableTensorView& out) {
+  GgmlDecodeJob job{blocks, type, out};
+  decode_ggml(std::span<GgmlDecodeJob>(&job, 1));
+}
+
 }  // namespace wq

@@ -9,9 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "core/ggml_jobs.h"
 #include "core/stored_params.h"
 #include "cpu/affine_kernels.h"
 #include "cpu/cast_kernels.h"
+#include "cpu/ggml_kernels.h"
 #include "cpu/mse_kernels.h"
 #include "cpu/thread_pool.h"
 #include "wq/codec/half.h"
@@ -200,6 +202,22 @@ class CpuBackend final : public Backend {
   using Backend::dequantize;
   using Backend::encode;
   using Backend::quantize;
+  using Backend::quantize_ggml;
+  using Backend::decode_ggml;
+
+  void quantize_ggml(std::span<GgmlQuantizeJob> jobs) override {
+    run_batch(jobs, [this](GgmlQuantizeJob& job) {
+      check_ggml_quantize_job(job);
+      job.stats = quantize_ggml_tensor(job, pool_);
+    });
+  }
+
+  void decode_ggml(std::span<GgmlDecodeJob> jobs) override {
+    run_batch(jobs, [this](GgmlDecodeJob& job) {
+      check_ggml_decode_job(job);
+      decode_ggml_tensor(job, pool_);
+    });
+  }
 
   void quantize(std::span<QuantizeJob> jobs) override {
     run_batch(jobs, [this](QuantizeJob& job) { job.stats = quantize_one(job.input, job.spec, job.out); });

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "wq/codec/ggml_blocks.h"
 #include "wq/quant_spec.h"
 #include "wq/tensor.h"
 
@@ -82,6 +83,25 @@ struct CastJob {
   ErrorStats stats;
 };
 
+/// One floating tensor to quantize into ggml blocks (docs/ggml-types.md) with ggml's reference
+/// quantizer for `type`: the bytes `llama-quantize` writes without an importance matrix.
+/// Blocks run along the innermost dimension (ggml's ne[0]), which must be a multiple of the
+/// type's block; `blocks` receives numel / block_elements * block_bytes bytes. `stats` is filled.
+struct GgmlQuantizeJob {
+  TensorView input;
+  codec::ggml::Type type = codec::ggml::Type::kQ8_0;
+  std::uint8_t* blocks = nullptr;
+  ErrorStats stats;
+};
+
+/// Blocks of a ggml type to decode into `out` (any floating dtype), as ggml's
+/// dequantize_row_* reads them; `out` has the tensor's element count.
+struct GgmlDecodeJob {
+  const std::uint8_t* blocks = nullptr;
+  codec::ggml::Type type = codec::ggml::Type::kQ8_0;
+  MutableTensorView out;
+};
+
 /// A compute backend. Each method takes a batch so that many small tensors can run at once
 /// (over CPU threads, or in one device launch); large tensors are split internally. Calls are
 /// safe from one thread at a time. On failure a method throws the wq::Error of the first
@@ -118,12 +138,24 @@ class Backend {
   /// (F16 beyond 65504) throw Error(kBadData).
   virtual void cast(std::span<CastJob> jobs) = 0;
 
+  /// Quantizes floating tensors into ggml blocks (see GgmlQuantizeJob), byte for byte as ggml's
+  /// quantize_row_*_ref. Throws Error(kBadData) for NaN/Inf elements (ggml would write
+  /// garbage); Error(kUsage) for a type that is not a block type, a non-floating input or an
+  /// innermost dimension that is not a multiple of the block.
+  virtual void quantize_ggml(std::span<GgmlQuantizeJob> jobs) = 0;
+
+  /// Decodes ggml blocks (see GgmlDecodeJob). Throws Error(kUsage) for a type that is not a
+  /// block type, or an element count that is not whole blocks.
+  virtual void decode_ggml(std::span<GgmlDecodeJob> jobs) = 0;
+
   /// Single-tensor conveniences over the batch calls.
   ErrorStats quantize(const TensorView& input, const QuantSpec& spec, const AffineBuffers& out);
   ErrorStats encode(const TensorView& input, const QuantSpec& spec, const std::byte* scales, const std::byte* mins,
                     std::uint8_t* codes);
   void dequantize(const AffineTensor& input, const MutableTensorView& out);
   ErrorStats cast(const TensorView& input, const MutableTensorView& out, bool check_overflow);
+  ErrorStats quantize_ggml(const TensorView& input, codec::ggml::Type type, std::uint8_t* blocks);
+  void decode_ggml(const std::uint8_t* blocks, codec::ggml::Type type, const MutableTensorView& out);
 };
 
 enum class BackendKind { kAuto, kCpu, kCuda };

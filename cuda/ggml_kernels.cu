@@ -1,0 +1,125 @@
+// The ggml block kernels. Each thread quantizes (or decodes) whole blocks with the codec's
+// per-block functions, so the device writes the CPU's bytes by construction; the only work
+// here is scheduling. A k-quant block's search is serial and branchy, so one thread per block
+// (not a warp) keeps the arithmetic identical and the code shared; the parallelism is across
+// the millions of blocks of a tensor.
+#include "ggml_kernels.h"
+
+#include <cub/block/block_reduce.cuh>
+
+#include "cuda_check.h"
+#include "device_elements.cuh"
+#include "wq/codec/ggml_kquants.h"
+#include "wq/codec/ggml_legacy.h"
+
+namespace wq::cuda {
+namespace {
+
+namespace ggml = codec::ggml;
+
+struct MaxOf {
+  __device__ double operator()(double a, double b) const { return fmax(a, b); }
+};
+
+constexpr unsigned kMaxGrid = 65535u * 8u;
+
+unsigned grid_for(std::uint64_t blocks) {
+  const std::uint64_t grid = (blocks + kGgmlThreads - 1) / kGgmlThreads;
+  return static_cast<unsigned>(grid < kMaxGrid ? (grid == 0 ? 1 : grid) : kMaxGrid);
+}
+
+template <typename Block>
+__global__ void __launch_bounds__(kGgmlThreads)
+ggml_quantize_kernel(ElementType element, const std::uint8_t* input, std::uint64_t blocks, std::uint8_t* out,
+                     unsigned long long* bad_index, double* partials) {
+  double signal = 0.0, error = 0.0, max_error = 0.0;
+  for (std::uint64_t b = blockIdx.x * static_cast<std::uint64_t>(kGgmlThreads) + threadIdx.x; b < blocks;
+       b += static_cast<std::uint64_t>(gridDim.x) * kGgmlThreads) {
+    const std::uint64_t base = b * Block::kElements;
+    float x[Block::kElements];
+    bool finite = true;
+    for (int i = 0; i < Block::kElements; ++i) {
+      x[i] = load_element(element, input, base + i);
+      if (!codec::is_finite(x[i])) {
+        atomicMin(bad_index, static_cast<unsigned long long>(base + i));
+        finite = false;
+      }
+    }
+    if (!finite) continue;  // the host reports the element and discards the output
+    Block block;
+    ggml::quantize_block(x, &block);
+    reinterpret_cast<Block*>(out)[b] = block;  // cudaMalloc'd, and every block size is even
+    float decoded[Block::kElements];
+    ggml::decode_block(block, decoded);
+    for (int i = 0; i < Block::kElements; ++i) {
+      const double v = x[i];
+      const double e = __dsub_rn(v, static_cast<double>(decoded[i]));
+      signal = __dadd_rn(signal, __dmul_rn(v, v));
+      error = __dadd_rn(error, __dmul_rn(e, e));
+      max_error = fmax(max_error, fabs(e));
+    }
+  }
+  using Reduce = cub::BlockReduce<double, kGgmlThreads>;
+  __shared__ typename Reduce::TempStorage storage;
+  const double total_signal = Reduce(storage).Sum(signal);
+  __syncthreads();
+  const double total_error = Reduce(storage).Sum(error);
+  __syncthreads();
+  const double total_max = Reduce(storage).Reduce(max_error, MaxOf{});
+  if (threadIdx.x == 0) {
+    partials[3 * blockIdx.x] = total_signal;
+    partials[3 * blockIdx.x + 1] = total_error;
+    partials[3 * blockIdx.x + 2] = total_max;
+  }
+}
+
+template <typename Block>
+__global__ void __launch_bounds__(kGgmlThreads)
+ggml_decode_kernel(ElementType element, const std::uint8_t* in, std::uint64_t blocks, std::uint8_t* out) {
+  for (std::uint64_t b = blockIdx.x * static_cast<std::uint64_t>(kGgmlThreads) + threadIdx.x; b < blocks;
+       b += static_cast<std::uint64_t>(gridDim.x) * kGgmlThreads) {
+    float decoded[Block::kElements];
+    ggml::decode_block(reinterpret_cast<const Block*>(in)[b], decoded);
+    for (int i = 0; i < Block::kElements; ++i) store_element(element, out, b * Block::kElements + i, decoded[i]);
+  }
+}
+
+template <typename Visitor>
+void with_block_type(ggml::Type type, const Visitor& f) {
+  switch (type) {
+    case ggml::Type::kQ4_0: return f(ggml::BlockQ4_0{});
+    case ggml::Type::kQ4_1: return f(ggml::BlockQ4_1{});
+    case ggml::Type::kQ5_0: return f(ggml::BlockQ5_0{});
+    case ggml::Type::kQ5_1: return f(ggml::BlockQ5_1{});
+    case ggml::Type::kQ8_0: return f(ggml::BlockQ8_0{});
+    case ggml::Type::kQ2_K: return f(ggml::BlockQ2_K{});
+    case ggml::Type::kQ3_K: return f(ggml::BlockQ3_K{});
+    case ggml::Type::kQ4_K: return f(ggml::BlockQ4_K{});
+    case ggml::Type::kQ5_K: return f(ggml::BlockQ5_K{});
+    case ggml::Type::kQ6_K: return f(ggml::BlockQ6_K{});
+    default: break;
+  }
+}
+
+}  // namespace
+
+unsigned ggml_quantize_grid(std::uint64_t blocks) { return grid_for(blocks); }
+
+void launch_ggml_quantize(ggml::Type type, ElementType element, const std::uint8_t* input, std::uint64_t blocks,
+                          std::uint8_t* out, unsigned long long* bad_index, double* partials, cudaStream_t stream) {
+  with_block_type(type, [&](auto tag) {
+    ggml_quantize_kernel<decltype(tag)><<<grid_for(blocks), kGgmlThreads, 0, stream>>>(element, input, blocks, out,
+                                                                                      bad_index, partials);
+  });
+  WQ_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_ggml_decode(ggml::Type type, ElementType element, const std::uint8_t* in, std::uint64_t blocks,
+                        std::uint8_t* out, cudaStream_t stream) {
+  with_block_type(type, [&](auto tag) {
+    ggml_decode_kernel<decltype(tag)><<<grid_for(blocks), kGgmlThreads, 0, stream>>>(element, in, blocks, out);
+  });
+  WQ_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace wq::cuda

@@ -1,0 +1,159 @@
+#include "cpu/ggml_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cpu/element_io.h"
+#include "wq/codec/ggml_kquants.h"
+#include "wq/codec/ggml_legacy.h"
+#include "wq/error.h"
+
+namespace wq::detail {
+namespace {
+
+namespace ggml = codec::ggml;
+
+// Work is handed out in runs of blocks big enough to amortise the pool's dispatch (a k-quant
+// block costs microseconds, a legacy one tens of nanoseconds).
+constexpr std::uint64_t kValuesPerTask = 1u << 16;
+
+template <typename Function>
+void for_each_run(std::uint64_t blocks, std::uint64_t blocks_per_task, ThreadPool* pool, const Function& run) {
+  const std::uint64_t tasks = (blocks + blocks_per_task - 1) / blocks_per_task;
+  auto task = [&](std::size_t t) {
+    const std::uint64_t first = t * blocks_per_task;
+    run(t, first, std::min(blocks, first + blocks_per_task));
+  };
+  if (pool == nullptr || tasks <= 1) {
+    for (std::uint64_t t = 0; t < tasks; ++t) task(t);
+  } else {
+    pool->parallel_for(tasks, task);
+  }
+}
+
+template <typename Block>
+void quantize_run(const float* x, std::uint64_t count, std::uint8_t* out, ThreadPool* pool) {
+  const std::uint64_t blocks = count / Block::kElements;
+  for_each_run(blocks, kValuesPerTask / Block::kElements, pool, [&](std::size_t, std::uint64_t first, std::uint64_t last) {
+    for (std::uint64_t b = first; b < last; ++b) {
+      Block block;  // built aligned, then copied: `out` need not be aligned for Block
+      ggml::quantize_block(x + b * Block::kElements, &block);
+      std::memcpy(out + b * sizeof(Block), &block, sizeof(Block));
+    }
+  });
+}
+
+template <typename Block>
+void decode_run(const std::uint8_t* in, std::uint64_t count, float* out, ThreadPool* pool) {
+  const std::uint64_t blocks = count / Block::kElements;
+  for_each_run(blocks, kValuesPerTask / Block::kElements, pool, [&](std::size_t, std::uint64_t first, std::uint64_t last) {
+    for (std::uint64_t b = first; b < last; ++b) {
+      Block block;
+      std::memcpy(&block, in + b * sizeof(Block), sizeof(Block));
+      ggml::decode_block(block, out + b * Block::kElements);
+    }
+  });
+}
+
+[[noreturn]] void refuse_nonfinite(std::string_view tensor, std::uint64_t index, float x) {
+  throw Error(ErrorCode::kBadData, "tensor '" + std::string(tensor) + "': element " + std::to_string(index) + " is " +
+                                       (std::isnan(x) ? "NaN" : x > 0 ? "+infinity" : "-infinity") +
+                                       " (ggml block types hold finite values only)");
+}
+
+template <typename Block, DType D>
+ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
+  const std::uint64_t blocks = job.input.numel() / Block::kElements;
+  const std::uint64_t per_task = kValuesPerTask / Block::kElements;
+  std::vector<ErrorStats> parts((blocks + per_task - 1) / per_task);
+  for_each_run(blocks, per_task, &pool, [&](std::size_t t, std::uint64_t first, std::uint64_t last) {
+    ErrorStats stats;
+    float x[Block::kElements];
+    float decoded[Block::kElements];
+    for (std::uint64_t b = first; b < last; ++b) {
+      const std::uint64_t base = b * Block::kElements;
+      for (int i = 0; i < Block::kElements; ++i) {
+        x[i] = load_f32<D>(job.input.data, base + i);
+        if (!codec::is_finite(x[i])) refuse_nonfinite(job.input.name, base + i, x[i]);
+      }
+      Block block;
+      ggml::quantize_block(x, &block);
+      std::memcpy(job.blocks + b * sizeof(Block), &block, sizeof(Block));
+      ggml::decode_block(block, decoded);
+      for (int i = 0; i < Block::kElements; ++i) {
+        const double v = x[i];
+        const double e = v - static_cast<double>(decoded[i]);
+        stats.signal_energy += v * v;
+        stats.error_energy += e * e;
+        stats.max_abs_error = std::max(stats.max_abs_error, std::fabs(e));
+      }
+    }
+    stats.count = (last - first) * Block::kElements;
+    parts[t] = stats;
+  });
+  ErrorStats total;
+  for (const ErrorStats& s : parts) total.merge(s);  // fixed order: reproducible sums
+  return total;
+}
+
+template <typename Block, DType D>
+void decode_tensor(const GgmlDecodeJob& job, ThreadPool& pool) {
+  const std::uint64_t blocks = job.out.numel() / Block::kElements;
+  for_each_run(blocks, kValuesPerTask / Block::kElements, &pool, [&](std::size_t, std::uint64_t first, std::uint64_t last) {
+    float decoded[Block::kElements];
+    for (std::uint64_t b = first; b < last; ++b) {
+      Block block;
+      std::memcpy(&block, job.blocks + b * sizeof(Block), sizeof(Block));
+      ggml::decode_block(block, decoded);
+      for (int i = 0; i < Block::kElements; ++i) store_f32<D>(job.out.data, b * Block::kElements + i, decoded[i]);
+    }
+  });
+}
+
+// Calls f(Block{}) for the block struct of a quantized type (the caller has checked the type).
+template <typename Visitor>
+decltype(auto) with_block_type(ggml::Type type, const Visitor& f) {
+  switch (type) {
+    case ggml::Type::kQ4_0: return f(ggml::BlockQ4_0{});
+    case ggml::Type::kQ4_1: return f(ggml::BlockQ4_1{});
+    case ggml::Type::kQ5_0: return f(ggml::BlockQ5_0{});
+    case ggml::Type::kQ5_1: return f(ggml::BlockQ5_1{});
+    case ggml::Type::kQ8_0: return f(ggml::BlockQ8_0{});
+    case ggml::Type::kQ2_K: return f(ggml::BlockQ2_K{});
+    case ggml::Type::kQ3_K: return f(ggml::BlockQ3_K{});
+    case ggml::Type::kQ4_K: return f(ggml::BlockQ4_K{});
+    case ggml::Type::kQ5_K: return f(ggml::BlockQ5_K{});
+    case ggml::Type::kQ6_K: return f(ggml::BlockQ6_K{});
+    default: break;  // plain types: no blocks
+  }
+  throw Error(ErrorCode::kInternal, "ggml kernels called with a type that is not a block type");
+}
+
+}  // namespace
+
+void quantize_ggml_blocks(ggml::Type type, const float* x, std::uint64_t count, std::uint8_t* out, ThreadPool* pool) {
+  with_block_type(type, [&](auto tag) { quantize_run<decltype(tag)>(x, count, out, pool); });
+}
+
+void decode_ggml_blocks(ggml::Type type, const std::uint8_t* blocks, std::uint64_t count, float* out,
+                        ThreadPool* pool) {
+  with_block_type(type, [&](auto tag) { decode_run<decltype(tag)>(blocks, count, out, pool); });
+}
+
+ErrorStats quantize_ggml_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
+  return with_block_type(job.type, [&](auto tag) {
+    return dispatch_floating(job.input.dtype,
+                             [&]<DType D>() { return quantize_tensor<decltype(tag), D>(job, pool); });
+  });
+}
+
+void decode_ggml_tensor(const GgmlDecodeJob& job, ThreadPool& pool) {
+  with_block_type(job.type, [&](auto tag) {
+    dispatch_floating(job.out.dtype, [&]<DType D>() { decode_tensor<decltype(tag), D>(job, pool); });
+  });
+}
+
+}  // namespace wq::detail

@@ -1,0 +1,364 @@
+// ggml's k-quant block types (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K): the reference quantizer and the
+// decoder of one super-block of 256, for host and device.
+//
+// Each quantizer is ggml's `quantize_row_*_ref` (no importance matrix) step for step: a search
+// per sub-block (ggml_kquant_search.h), the sub-block scales quantized against the
+// super-block's largest, and the codes then recomputed from the stored values. The decoders
+// are `dequantize_row_*`: each product and difference rounded on its own, never fused.
+// Names are ours; the arithmetic is ggml's (docs/ggml-types.md).
+#pragma once
+
+#include <cstdint>
+
+#include "wq/codec/config.h"
+#include "wq/codec/ggml_blocks.h"
+#include "wq/codec/ggml_kquant_search.h"
+#include "wq/codec/ggml_rounding.h"
+#include "wq/codec/half.h"
+
+namespace wq::codec::ggml {
+
+// --- the 6-bit scale/min packing of Q4_K and Q5_K ----------------------------------------
+
+/// Sub-block j's 6-bit scale and min (ggml's get_scale_min_k4).
+WQ_HD inline void unpack_scale_min(int j, const std::uint8_t* q, std::uint8_t* sc, std::uint8_t* m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = static_cast<std::uint8_t>((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
+    *m = static_cast<std::uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+/// The inverse, for j = 0..7 in order (j < 4 writes bytes 0..7 whole, j >= 4 ors into them).
+WQ_HD inline void pack_scale_min(int j, std::uint8_t ls, std::uint8_t lm, std::uint8_t* q) {
+  if (j < 4) {
+    q[j] = ls;
+    q[j + 4] = lm;
+  } else {
+    q[j + 4] = static_cast<std::uint8_t>((ls & 0x0f) | ((lm & 0x0f) << 4));
+    q[j - 4] = static_cast<std::uint8_t>(q[j - 4] | ((ls >> 4) << 6));
+    q[j] = static_cast<std::uint8_t>(q[j] | ((lm >> 4) << 6));
+  }
+}
+
+/// Q4_K and Q5_K share everything but the code width and the search's sweep: eight
+/// sub-blocks of 32, weights sqrt(mean x^2) + |x|, 6-bit scales and mins against fp16 d/dmin.
+/// Writes d, dmin and the 12 scale bytes, and the codes (0..nmax) to L.
+WQ_HD inline void quantize_scale_min_super_block(const float* x, int nmax, OffsetSearch search, std::uint16_t* d_out,
+                                                 std::uint16_t* dmin_out, std::uint8_t* scale_bytes, std::uint8_t* L) {
+  constexpr int kSub = 32;
+  float scales[kSuperBlock / kSub];
+  float mins[kSuperBlock / kSub];
+  float weights[kSub];
+  std::uint8_t scratch[kSub];
+  float max_scale = 0;
+  float max_min = 0;
+  for (int j = 0; j < kSuperBlock / kSub; ++j) {
+    const float* xs = x + kSub * j;
+    float sum_x2 = 0;
+    for (int l = 0; l < kSub; ++l) sum_x2 = add_rn(sum_x2, mul_rn(xs[l], xs[l]));
+    const float av_x = sqrt_rn(div_rn(sum_x2, 32.0f));
+    for (int l = 0; l < kSub; ++l) weights[l] = add_rn(av_x, abs_f32(xs[l]));
+    scales[j] = fit_scale_and_offset(kSub, nmax, xs, weights, L + kSub * j, &mins[j], scratch, search);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  const float inv_scale = max_scale > 0 ? div_rn(63.0f, max_scale) : 0.0f;
+  const float inv_min = max_min > 0 ? div_rn(63.0f, max_min) : 0.0f;
+  for (int j = 0; j < kSuperBlock / kSub; ++j) {
+    std::uint8_t ls = static_cast<std::uint8_t>(nearest_int(mul_rn(inv_scale, scales[j])));
+    std::uint8_t lm = static_cast<std::uint8_t>(nearest_int(mul_rn(inv_min, mins[j])));
+    ls = ls < 63 ? ls : 63;
+    lm = lm < 63 ? lm : 63;
+    pack_scale_min(j, ls, lm, scale_bytes);
+  }
+  *d_out = f32_to_f16_bits(div_rn(max_scale, 63.0f));
+  *dmin_out = f32_to_f16_bits(div_rn(max_min, 63.0f));
+  const float d_all = f16_bits_to_f32(*d_out);
+  const float dmin_all = f16_bits_to_f32(*dmin_out);
+  for (int j = 0; j < kSuperBlock / kSub; ++j) {
+    std::uint8_t sc, m;
+    unpack_scale_min(j, scale_bytes, &sc, &m);
+    const float d = mul_rn(d_all, static_cast<float>(sc));
+    if (d == 0.0f) continue;  // the search's codes stay, as in ggml
+    const float dm = mul_rn(dmin_all, static_cast<float>(m));
+    for (int ii = 0; ii < kSub; ++ii) {
+      const int l = nearest_int(div_rn(add_rn(x[kSub * j + ii], dm), d));
+      L[kSub * j + ii] = static_cast<std::uint8_t>(clamp_int(l, 0, nmax));
+    }
+  }
+}
+
+WQ_HD inline void quantize_block(const float* x, BlockQ4_K* y) {
+  std::uint8_t L[kSuperBlock];
+  quantize_scale_min_super_block(x, 15, OffsetSearch{-1.0f, 0.1f, 20, false}, &y->d, &y->dmin, y->scales, L);
+  for (int c = 0; c < 4; ++c) {  // chunk c of 64: byte 32c + l = element 64c + l | element 64c + 32 + l
+    for (int l = 0; l < 32; ++l) {
+      y->qs[32 * c + l] = static_cast<std::uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+    }
+  }
+}
+
+WQ_HD inline void quantize_block(const float* x, BlockQ5_K* y) {
+  std::uint8_t L[kSuperBlock];
+  quantize_scale_min_super_block(x, 31, OffsetSearch{-0.5f, 0.1f, 15, false}, &y->d, &y->dmin, y->scales, L);
+  for (int l = 0; l < kSuperBlock / 8; ++l) y->qh[l] = 0;
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      int l1 = L[64 * c + l];
+      int l2 = L[64 * c + 32 + l];
+      if (l1 > 15) {
+        l1 -= 16;
+        y->qh[l] = static_cast<std::uint8_t>(y->qh[l] | (1u << (2 * c)));
+      }
+      if (l2 > 15) {
+        l2 -= 16;
+        y->qh[l] = static_cast<std::uint8_t>(y->qh[l] | (2u << (2 * c)));
+      }
+      y->qs[32 * c + l] = static_cast<std::uint8_t>(l1 | (l2 << 4));
+    }
+  }
+}
+
+// Q2_K and Q3_K share the 2-bit plane layout: byte 32h + l of qs holds elements
+// 128h + l, +32, +64, +96 in bit pairs 0-1, 2-3, 4-5, 6-7.
+template <typename Code>
+WQ_HD inline void pack_two_bit_planes(const Code* L, std::uint8_t* qs) {
+  for (int h = 0; h < 2; ++h) {
+    for (int l = 0; l < 32; ++l) {
+      const int e = 128 * h + l;
+      qs[32 * h + l] = static_cast<std::uint8_t>(L[e] | (L[e + 32] << 2) | (L[e + 64] << 4) | (L[e + 96] << 6));
+    }
+  }
+}
+
+WQ_HD inline void quantize_block(const float* x, BlockQ2_K* y) {
+  constexpr int kSub = 16;
+  std::uint8_t L[kSuperBlock];
+  std::uint8_t scratch[kSub];
+  float weights[kSub];
+  float scales[kSuperBlock / kSub];
+  float mins[kSuperBlock / kSub];
+  float max_scale = 0;
+  float max_min = 0;
+  for (int j = 0; j < kSuperBlock / kSub; ++j) {
+    for (int l = 0; l < kSub; ++l) weights[l] = abs_f32(x[kSub * j + l]);
+    scales[j] = fit_scale_and_offset(kSub, 3, x + kSub * j, weights, L + kSub * j, &mins[j], scratch,
+                                     OffsetSearch{-0.5f, 0.1f, 15, true});
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  if (max_scale > 0) {
+    const float iscale = div_rn(15.0f, max_scale);
+    for (int j = 0; j < kSuperBlock / kSub; ++j) {
+      y->scales[j] = static_cast<std::uint8_t>(nearest_int(mul_rn(iscale, scales[j])));
+    }
+    y->d = f32_to_f16_bits(div_rn(max_scale, 15.0f));
+  } else {
+    for (int j = 0; j < kSuperBlock / kSub; ++j) y->scales[j] = 0;
+    y->d = f32_to_f16_bits(0.0f);
+  }
+  if (max_min > 0) {
+    const float iscale = div_rn(15.0f, max_min);
+    for (int j = 0; j < kSuperBlock / kSub; ++j) {
+      const int l = nearest_int(mul_rn(iscale, mins[j]));
+      y->scales[j] = static_cast<std::uint8_t>(y->scales[j] | (l << 4));
+    }
+    y->dmin = f32_to_f16_bits(div_rn(max_min, 15.0f));
+  } else {
+    y->dmin = f32_to_f16_bits(0.0f);
+  }
+  const float d_all = f16_bits_to_f32(y->d);
+  const float dmin_all = f16_bits_to_f32(y->dmin);
+  for (int j = 0; j < kSuperBlock / kSub; ++j) {
+    const float d = mul_rn(d_all, static_cast<float>(y->scales[j] & 0x0f));
+    if (d == 0.0f) continue;
+    const float dm = mul_rn(dmin_all, static_cast<float>(y->scales[j] >> 4));
+    for (int ii = 0; ii < kSub; ++ii) {
+      const int l = nearest_int(div_rn(add_rn(x[kSub * j + ii], dm), d));
+      L[kSub * j + ii] = static_cast<std::uint8_t>(clamp_int(l, 0, 3));
+    }
+  }
+  pack_two_bit_planes(L, y->qs);
+}
+
+/// Q3_K sub-block j's scale, 0..63 (stored + 32).
+WQ_HD inline int q3k_scale(const std::uint8_t* scales, int j) {
+  const int low = j < 8 ? (scales[j] & 0x0f) : (scales[j - 8] >> 4);
+  return low | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
+}
+
+WQ_HD inline void quantize_block(const float* x, BlockQ3_K* y) {
+  constexpr int kSub = 16;
+  std::int8_t L[kSuperBlock];
+  float scales[kSuperBlock / kSub];
+  float max_scale = 0;
+  float amax = 0;
+  for (int j = 0; j < kSuperBlock / kSub; ++j) {
+    scales[j] = fit_symmetric_refined(kSub, 4, x + kSub * j, L + kSub * j);
+    const float a = abs_f32(scales[j]);
+    if (a > amax) {
+      amax = a;
+      max_scale = scales[j];
+    }
+  }
+  for (int k = 0; k < kKScaleBytes; ++k) y->scales[k] = 0;
+  if (max_scale != 0.0f) {
+    const float iscale = div_rn(-32.0f, max_scale);
+    for (int j = 0; j < kSuperBlock / kSub; ++j) {
+      std::int8_t l = static_cast<std::int8_t>(nearest_int(mul_rn(iscale, scales[j])));
+      l = static_cast<std::int8_t>(clamp_int(l, -32, 31) + 32);
+      if (j < 8) {
+        y->scales[j] = static_cast<std::uint8_t>(l & 0x0f);
+      } else {
+        y->scales[j - 8] = static_cast<std::uint8_t>(y->scales[j - 8] | ((l & 0x0f) << 4));
+      }
+      l = static_cast<std::int8_t>(l >> 4);
+      y->scales[j % 4 + 8] = static_cast<std::uint8_t>(y->scales[j % 4 + 8] | (l << (2 * (j / 4))));
+    }
+    y->d = f32_to_f16_bits(div_rn(1.0f, iscale));
+  } else {
+    y->d = f32_to_f16_bits(0.0f);
+  }
+  const float d_all = f16_bits_to_f32(y->d);
+  for (int j = 0; j < kSuperBlock / kSub; ++j) {
+    const float d = mul_rn(d_all, static_cast<float>(q3k_scale(y->scales, j) - 32));
+    if (d == 0.0f) continue;
+    for (int ii = 0; ii < kSub; ++ii) {
+      const int l = nearest_int(div_rn(x[kSub * j + ii], d));
+      L[kSub * j + ii] = static_cast<std::int8_t>(clamp_int(l, -4, 3) + 4);
+    }
+  }
+  // Bit 2 of element e goes to bit e / 32 of hmask[e % 32].
+  for (int k = 0; k < kSuperBlock / 8; ++k) y->hmask[k] = 0;
+  for (int e = 0; e < kSuperBlock; ++e) {
+    if (L[e] > 3) {
+      y->hmask[e % 32] = static_cast<std::uint8_t>(y->hmask[e % 32] | (1u << (e / 32)));
+      L[e] = static_cast<std::int8_t>(L[e] - 4);
+    }
+  }
+  pack_two_bit_planes(L, y->qs);
+}
+
+WQ_HD inline void quantize_block(const float* x, BlockQ6_K* y) {
+  constexpr int kSub = 16;
+  std::int8_t L[kSuperBlock];
+  float scales[kSuperBlock / kSub];
+  float max_scale = 0;
+  float max_abs_scale = 0;
+  for (int ib = 0; ib < kSuperBlock / kSub; ++ib) {
+    scales[ib] = fit_symmetric_x2(kSub, 32, x + kSub * ib, L + kSub * ib);
+    const float a = abs_f32(scales[ib]);
+    if (a > max_abs_scale) {
+      max_abs_scale = a;
+      max_scale = scales[ib];
+    }
+  }
+  if (max_abs_scale < kGroupMaxEps) {  // the whole block is zero bytes
+    auto* bytes = reinterpret_cast<std::uint8_t*>(y);
+    for (unsigned k = 0; k < sizeof(BlockQ6_K); ++k) bytes[k] = 0;
+    return;
+  }
+  const float iscale = div_rn(-128.0f, max_scale);
+  y->d = f32_to_f16_bits(div_rn(1.0f, iscale));
+  for (int ib = 0; ib < kSuperBlock / kSub; ++ib) {
+    const int l = nearest_int(mul_rn(iscale, scales[ib]));
+    y->scales[ib] = static_cast<std::int8_t>(l < 127 ? l : 127);
+  }
+  const float d_all = f16_bits_to_f32(y->d);
+  for (int j = 0; j < kSuperBlock / kSub; ++j) {
+    const float d = mul_rn(d_all, static_cast<float>(y->scales[j]));
+    if (d == 0.0f) continue;
+    for (int ii = 0; ii < kSub; ++ii) {
+      const int l = nearest_int(div_rn(x[kSub * j + ii], d));
+      L[kSub * j + ii] = static_cast<std::int8_t>(clamp_int(l, -32, 31) + 32);
+    }
+  }
+  for (int h = 0; h < 2; ++h) {  // half h: ql[64h..], qh[32h..]
+    std::uint8_t* ql = y->ql + 64 * h;
+    std::uint8_t* qh = y->qh + 32 * h;
+    const std::int8_t* Lh = L + 128 * h;
+    for (int l = 0; l < 32; ++l) {
+      ql[l] = static_cast<std::uint8_t>((Lh[l] & 0x0f) | ((Lh[l + 64] & 0x0f) << 4));
+      ql[l + 32] = static_cast<std::uint8_t>((Lh[l + 32] & 0x0f) | ((Lh[l + 96] & 0x0f) << 4));
+      qh[l] = static_cast<std::uint8_t>((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) | ((Lh[l + 64] >> 4) << 4) |
+                                        ((Lh[l + 96] >> 4) << 6));
+    }
+  }
+}
+
+// --- decoders -----------------------------------------------------------------------------
+
+WQ_HD inline void decode_block(const BlockQ2_K& b, float* y) {
+  const float d = f16_bits_to_f32(b.d);
+  const float dmin = f16_bits_to_f32(b.dmin);
+  for (int e = 0; e < kSuperBlock; ++e) {
+    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+    const std::uint8_t sc = b.scales[8 * h + 2 * k + (l >= 16)];
+    const float dl = mul_rn(d, static_cast<float>(sc & 0x0f));
+    const float ml = mul_rn(dmin, static_cast<float>(sc >> 4));
+    const int q = (b.qs[32 * h + l] >> (2 * k)) & 3;
+    y[e] = sub_rn(mul_rn(dl, static_cast<float>(q)), ml);
+  }
+}
+
+WQ_HD inline void decode_block(const BlockQ3_K& b, float* y) {
+  const float d = f16_bits_to_f32(b.d);
+  for (int e = 0; e < kSuperBlock; ++e) {
+    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+    const float dl = mul_rn(d, static_cast<float>(q3k_scale(b.scales, 8 * h + 2 * k + (l >= 16)) - 32));
+    const int low = (b.qs[32 * h + l] >> (2 * k)) & 3;
+    const int high = (b.hmask[l] >> (e / 32)) & 1;
+    y[e] = mul_rn(dl, static_cast<float>(low - (high ? 0 : 4)));
+  }
+}
+
+WQ_HD inline void decode_block(const BlockQ4_K& b, float* y) {
+  const float d = f16_bits_to_f32(b.d);
+  const float dmin = f16_bits_to_f32(b.dmin);
+  for (int j = 0; j < 8; ++j) {
+    std::uint8_t sc, m;
+    unpack_scale_min(j, b.scales, &sc, &m);
+    const float dj = mul_rn(d, static_cast<float>(sc));
+    const float mj = mul_rn(dmin, static_cast<float>(m));
+    const std::uint8_t* q = b.qs + 32 * (j / 2);
+    for (int l = 0; l < 32; ++l) {
+      const int code = (j % 2 == 0) ? (q[l] & 0x0f) : (q[l] >> 4);
+      y[32 * j + l] = sub_rn(mul_rn(dj, static_cast<float>(code)), mj);
+    }
+  }
+}
+
+WQ_HD inline void decode_block(const BlockQ5_K& b, float* y) {
+  const float d = f16_bits_to_f32(b.d);
+  const float dmin = f16_bits_to_f32(b.dmin);
+  for (int j = 0; j < 8; ++j) {
+    std::uint8_t sc, m;
+    unpack_scale_min(j, b.scales, &sc, &m);
+    const float dj = mul_rn(d, static_cast<float>(sc));
+    const float mj = mul_rn(dmin, static_cast<float>(m));
+    const std::uint8_t* q = b.qs + 32 * (j / 2);
+    for (int l = 0; l < 32; ++l) {
+      const int low = (j % 2 == 0) ? (q[l] & 0x0f) : (q[l] >> 4);
+      const int code = low + (((b.qh[l] >> j) & 1) ? 16 : 0);  // bit j of qh[l]: sub-block j
+      y[32 * j + l] = sub_rn(mul_rn(dj, static_cast<float>(code)), mj);
+    }
+  }
+}
+
+WQ_HD inline void decode_block(const BlockQ6_K& b, float* y) {
+  const float d = f16_bits_to_f32(b.d);
+  for (int e = 0; e < kSuperBlock; ++e) {
+    const int h = e / 128, quarter = (e % 128) / 32, l = e % 32;
+    const std::uint8_t low_byte = b.ql[64 * h + l + (quarter % 2) * 32];
+    const int low = quarter < 2 ? (low_byte & 0x0f) : (low_byte >> 4);
+    const int high = (b.qh[32 * h + l] >> (2 * quarter)) & 3;
+    const int q = (low | (high << 4)) - 32;
+    const float dsc = mul_rn(d, static_cast<float>(b.scales[8 * h + l / 16 + 2 * quarter]));
+    y[e] = mul_rn(dsc, static_cast<float>(q));
+  }
+}
+
+}  // namespace wq::codec::ggml

@@ -1,0 +1,289 @@
+// ggml block types through every backend present: Backend::quantize_ggml and decode_ggml give
+// the bytes and values of the shared per-block codec (the definition, itself held to ggml's
+// own library by tests/unit/ggml_vectors_test.cpp and tests/reference/ggml_live_check.py), for
+// every type, every floating input dtype, odd row counts and sizes large enough to be split
+// over threads or device blocks; bad inputs are refused with the same errors on each backend.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include "test_support.h"
+#include "wq/backend.h"
+#include "wq/codec/ggml_kquants.h"
+#include "wq/codec/ggml_legacy.h"
+#include "wq/codec/half.h"
+#include "wq/error.h"
+
+namespace wq {
+namespace {
+
+namespace ggml = codec::ggml;
+
+struct BackendCase {
+  const char* name;
+  BackendKind kind;
+  unsigned threads;
+};
+
+template <typename Block>
+void codec_run(const std::vector<float>& x, std::vector<std::uint8_t>* blocks, std::vector<float>* decoded) {
+  const std::size_t n = x.size() / Block::kElements;
+  blocks->assign(n * sizeof(Block), 0);
+  decoded->assign(x.size(), 0.0f);
+  for (std::size_t b = 0; b < n; ++b) {
+    Block block;
+    ggml::quantize_block(x.data() + b * Block::kElements, &block);
+    std::memcpy(blocks->data() + b * sizeof(Block), &block, sizeof block);
+    ggml::decode_block(block, decoded->data() + b * Block::kElements);
+  }
+}
+
+// The definition: the codec block by block, in the plainest loop.
+void reference(ggml::Type type, const std::vector<float>& x, std::vector<std::uint8_t>* blocks,
+               std::vector<float>* decoded) {
+  switch (type) {
+    case ggml::Type::kQ4_0: return codec_run<ggml::BlockQ4_0>(x, blocks, decoded);
+    case ggml::Type::kQ4_1: return codec_run<ggml::BlockQ4_1>(x, blocks, decoded);
+    case ggml::Type::kQ5_0: return codec_run<ggml::BlockQ5_0>(x, blocks, decoded);
+    case ggml::Type::kQ5_1: return codec_run<ggml::BlockQ5_1>(x, blocks, decoded);
+    case ggml::Type::kQ8_0: return codec_run<ggml::BlockQ8_0>(x, blocks, decoded);
+    case ggml::Type::kQ2_K: return codec_run<ggml::BlockQ2_K>(x, blocks, decoded);
+    case ggml::Type::kQ3_K: return codec_run<ggml::BlockQ3_K>(x, blocks, decoded);
+    case ggml::Type::kQ4_K: return codec_run<ggml::BlockQ4_K>(x, blocks, decoded);
+    case ggml::Type::kQ5_K: return codec_run<ggml::BlockQ5_K>(x, blocks, decoded);
+    case ggml::Type::kQ6_K: return codec_run<ggml::BlockQ6_K>(x, blocks, decoded);
+    default: FAIL() << "not a block type";
+  }
+}
+
+// Weight-like values with a few outliers and, every ninth block, a constant run.
+std::vector<float> weights(std::size_t n, std::uint32_t seed) {
+  std::vector<float> x = test::random_normal(n, seed, 0.02f);
+  std::mt19937 rng(seed + 1);
+  for (std::size_t i = 0; i < n; i += 97) x[i] *= 30.0f;
+  for (std::size_t b = 0; b + 32 <= n; b += 9 * 32) std::fill(x.begin() + b, x.begin() + b + 32, -0.25f);
+  return x;
+}
+
+class GgmlBackendSuite : public ::testing::TestWithParam<BackendCase> {
+ protected:
+  void SetUp() override {
+    try {
+      backend_ = make_backend({GetParam().kind, GetParam().threads, 0, 0}).backend;
+    } catch (const Error& e) {
+      GTEST_SKIP() << GetParam().name << " backend not available here: " << e.what();
+    }
+  }
+
+  std::vector<std::uint8_t> quantize(ggml::Type type, const std::vector<std::byte>& data, DType dtype,
+                                     const Shape& shape, ErrorStats* stats = nullptr) {
+    const ggml::TypeLayout layout = ggml::layout_of(type);
+    std::vector<std::uint8_t> out(element_count(shape) / layout.block_elements * layout.block_bytes, 0xa5);
+    const ErrorStats s = backend_->quantize_ggml(TensorView{"blk.0.w", dtype, shape, data.data()}, type, out.data());
+    if (stats != nullptr) *stats = s;
+    return out;
+  }
+
+  std::vector<std::uint8_t> quantize(ggml::Type type, const std::vector<float>& x, const Shape& shape,
+                                     ErrorStats* stats = nullptr) {
+    std::vector<std::byte> bytes(x.size() * 4);
+    std::memcpy(bytes.data(), x.data(), bytes.size());
+    return quantize(type, bytes, DType::kF32, shape, stats);
+  }
+
+  std::unique_ptr<Backend> backend_;
+};
+
+TEST_P(GgmlBackendSuite, EveryTypeWritesTheCodecsBlocksAndDecodesToItsValues) {
+  for (ggml::Type type : ggml::kQuantizedTypes) {
+    const std::uint64_t block = ggml::layout_of(type).block_elements;
+    for (const Shape& shape : {Shape{block}, Shape{7, 2 * block}, Shape{3, 1, 3 * block}, Shape{1023, block}}) {
+      SCOPED_TRACE(::testing::Message() << ggml::type_name(type) << " " << element_count(shape) << " elements");
+      const std::vector<float> x = weights(element_count(shape), 11 + static_cast<std::uint32_t>(element_count(shape)));
+      std::vector<std::uint8_t> want;
+      std::vector<float> want_decoded;
+      reference(type, x, &want, &want_decoded);
+      ErrorStats stats;
+      ASSERT_EQ(quantize(type, x, shape, &stats), want);
+      // The statistics are those of the decoded values.
+      double signal = 0, error = 0;
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        signal += static_cast<double>(x[i]) * x[i];
+        const double e = static_cast<double>(x[i]) - want_decoded[i];
+        error += e * e;
+      }
+      EXPECT_EQ(stats.count, x.size());
+      EXPECT_NEAR(stats.signal_energy, signal, signal * 1e-12);
+      EXPECT_NEAR(stats.error_energy, error, error * 1e-9 + 1e-300);
+      EXPECT_GT(stats.sqnr_db(), 5.0);
+      std::vector<float> decoded(x.size(), std::numeric_limits<float>::quiet_NaN());
+      backend_->decode_ggml(want.data(), type,
+                            MutableTensorView{"blk.0.w", DType::kF32, shape, reinterpret_cast<std::byte*>(decoded.data())});
+      ASSERT_EQ(0, std::memcmp(decoded.data(), want_decoded.data(), 4 * x.size()));
+    }
+  }
+}
+
+TEST_P(GgmlBackendSuite, HalfAndDoubleInputsQuantizeThroughBinary32AndDecodeRoundsOnce) {
+  const Shape shape{5, 256};
+  const std::vector<float> x = weights(element_count(shape), 3);
+  for (DType dtype : {DType::kF16, DType::kBF16, DType::kF64}) {
+    std::vector<std::byte> bytes(x.size() * dtype_size(dtype));
+    std::vector<float> widened(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (dtype == DType::kF64) {
+        const double d = x[i] * (1.0 + 1e-12);  // not representable in binary32: rounded first
+        std::memcpy(&bytes[8 * i], &d, 8);
+        widened[i] = static_cast<float>(d);
+      } else {
+        const std::uint16_t h = dtype == DType::kF16 ? codec::f32_to_f16_bits(x[i]) : codec::f32_to_bf16_bits(x[i]);
+        std::memcpy(&bytes[2 * i], &h, 2);
+        widened[i] = dtype == DType::kF16 ? codec::f16_bits_to_f32(h) : codec::bf16_bits_to_f32(h);
+      }
+    }
+    for (ggml::Type type : {ggml::Type::kQ8_0, ggml::Type::kQ4_K, ggml::Type::kQ6_K}) {
+      SCOPED_TRACE(::testing::Message() << ggml::type_name(type) << " from " << dtype_name(dtype));
+      std::vector<std::uint8_t> want;
+      std::vector<float> want_decoded;
+      reference(type, widened, &want, &want_decoded);
+      ASSERT_EQ(quantize(type, bytes, dtype, shape), want);
+      if (dtype == DType::kF64) continue;
+      std::vector<std::uint16_t> out(x.size(), 0xffff);
+      backend_->decode_ggml(want.data(), type,
+                            MutableTensorView{"w", dtype, shape, reinterpret_cast<std::byte*>(out.data())});
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        const std::uint16_t h = dtype == DType::kF16 ? codec::f32_to_f16_bits(want_decoded[i])
+                                                     : codec::f32_to_bf16_bits(want_decoded[i]);
+        ASSERT_EQ(out[i], h) << i;
+      }
+    }
+  }
+}
+
+TEST_P(GgmlBackendSuite, LargeTensorsSplitOverWorkersGiveTheSameBytes) {
+  // More blocks than one task or one device grid pass holds.
+  for (ggml::Type type : {ggml::Type::kQ4_0, ggml::Type::kQ5_1, ggml::Type::kQ3_K, ggml::Type::kQ5_K}) {
+    const std::uint64_t block = ggml::layout_of(type).block_elements;
+    const std::uint64_t rows = block == 32 ? 70001 : 1031;
+    const Shape shape{rows, 2 * block};
+    SCOPED_TRACE(ggml::type_name(type));
+    const std::vector<float> x = weights(element_count(shape), 99);
+    std::vector<std::uint8_t> want;
+    std::vector<float> want_decoded;
+    reference(type, x, &want, &want_decoded);
+    ASSERT_EQ(quantize(type, x, shape), want);
+  }
+}
+
+TEST_P(GgmlBackendSuite, ZerosConstantsSubnormalsAndHugeValues) {
+  const Shape shape{4, 256};
+  std::vector<std::vector<float>> inputs;
+  inputs.emplace_back(1024, 0.0f);
+  inputs.emplace_back(1024, -0.0f);
+  inputs.emplace_back(1024, 3.5f);
+  std::vector<float> sub = test::random_normal(1024, 5, 1e-40f);
+  inputs.push_back(sub);
+  std::vector<float> huge = test::random_normal(1024, 6, 1e30f);
+  huge[17] = 3.0e38f;
+  huge[600] = -3.0e38f;
+  inputs.push_back(huge);
+  for (ggml::Type type : ggml::kQuantizedTypes) {
+    for (std::size_t k = 0; k < inputs.size(); ++k) {
+      SCOPED_TRACE(::testing::Message() << ggml::type_name(type) << " input " << k);
+      std::vector<std::uint8_t> want;
+      std::vector<float> want_decoded;
+      reference(type, inputs[k], &want, &want_decoded);
+      ASSERT_EQ(quantize(type, inputs[k], shape), want);
+    }
+  }
+}
+
+TEST_P(GgmlBackendSuite, NonFiniteValuesAreErrorsNamingTheTensorAndElement) {
+  for (ggml::Type type : {ggml::Type::kQ8_0, ggml::Type::kQ2_K}) {
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                      -std::numeric_limits<float>::infinity()}) {
+      std::vector<float> x = weights(2048, 8);
+      x[1500] = bad;
+      x[1700] = bad;
+      try {
+        quantize(type, x, Shape{8, 256});
+        ADD_FAILURE() << "no error for " << bad;
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kBadData);
+        const std::string what = e.what();
+        EXPECT_NE(what.find("blk.0.w"), std::string::npos) << what;
+        EXPECT_NE(what.find("element 1500"), std::string::npos) << what;
+      }
+    }
+  }
+}
+
+TEST_P(GgmlBackendSuite, ShapesAndTypesThatDoNotFitAreUsageErrors) {
+  const std::vector<float> x(4 * 48, 0.5f);
+  const auto expect_usage = [&](const auto& call, const char* words) {
+    try {
+      call();
+      ADD_FAILURE() << "no error; expected '" << words << "'";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kUsage);
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  // 48 is a multiple of nothing: legacy blocks are 32, k-quants 256.
+  expect_usage([&] { quantize(ggml::Type::kQ8_0, x, Shape{4, 48}); }, "not a multiple of Q8_0's block of 32");
+  expect_usage([&] { quantize(ggml::Type::kQ4_K, std::vector<float>(512, 1.0f), Shape{256, 2}); },
+               "innermost dimension (2)");
+  expect_usage([&] { quantize(ggml::Type::kF16, x, Shape{6, 32}); }, "F16 is not a ggml block type");
+  std::vector<std::byte> ints(4 * 64);
+  expect_usage([&] { quantize(ggml::Type::kQ8_0, ints, DType::kI32, Shape{2, 32}); }, "not I32");
+  std::vector<float> out(48);
+  std::vector<std::uint8_t> blocks(64);
+  expect_usage([&] {
+    backend_->decode_ggml(blocks.data(), ggml::Type::kQ8_0,
+                          MutableTensorView{"w", DType::kF32, Shape{48}, reinterpret_cast<std::byte*>(out.data())});
+  }, "48 elements are not whole Q8_0 blocks");
+}
+
+TEST_P(GgmlBackendSuite, EmptyTensorsAndBatchesOfMany) {
+  EXPECT_NO_THROW(quantize(ggml::Type::kQ4_K, std::vector<float>{}, Shape{0, 256}));
+  // A batch of tensors of different types gives each its own bytes.
+  std::vector<std::vector<float>> inputs;
+  std::vector<std::vector<std::uint8_t>> outs;
+  std::vector<GgmlQuantizeJob> jobs;
+  std::size_t k = 0;
+  for (ggml::Type type : ggml::kQuantizedTypes) {
+    inputs.push_back(weights(512 * (k + 1), static_cast<std::uint32_t>(k)));
+    outs.emplace_back(inputs.back().size() / ggml::layout_of(type).block_elements * ggml::layout_of(type).block_bytes);
+    ++k;
+  }
+  std::vector<Shape> shapes;
+  for (const auto& x : inputs) shapes.push_back(Shape{x.size() / 256, 256});
+  k = 0;
+  for (ggml::Type type : ggml::kQuantizedTypes) {
+    jobs.push_back(GgmlQuantizeJob{TensorView{"t", DType::kF32, shapes[k], reinterpret_cast<const std::byte*>(inputs[k].data())},
+                                   type, outs[k].data(), {}});
+    ++k;
+  }
+  backend_->quantize_ggml(std::span<GgmlQuantizeJob>(jobs));
+  k = 0;
+  for (ggml::Type type : ggml::kQuantizedTypes) {
+    std::vector<std::uint8_t> want;
+    std::vector<float> decoded;
+    reference(type, inputs[k], &want, &decoded);
+    EXPECT_EQ(outs[k], want) << ggml::type_name(type);
+    EXPECT_EQ(jobs[k].stats.count, inputs[k].size());
+    ++k;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, GgmlBackendSuite,
+                         ::testing::Values(BackendCase{"cpu_1thread", BackendKind::kCpu, 1},
+                                           BackendCase{"cpu_all_threads", BackendKind::kCpu, 0},
+                                           BackendCase{"cuda", BackendKind::kCuda, 0}),
+                         [](const auto& param_info) { return std::string(param_info.param.name); });
+
+}  // namespace
+}  // namespace wq
