@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "core/utf8.h"
+#include "formats/gguf_checkpoint.h"
 #include "formats/safetensors_file.h"
 #include "formats/numpy_reader.h"
 #include "formats/paddle_reader.h"
@@ -23,7 +24,7 @@ namespace wq {
 namespace {
 
 constexpr const char* kSupported =
-    "supported: safetensors (including WQ containers), PyTorch .pt/.pth (zip and legacy), Paddle .pdparams, numpy .npy/.npz, sharded safetensors (*.index.json)";
+    "supported: safetensors (including WQ containers), PyTorch .pt/.pth (zip and legacy), Paddle .pdparams, numpy .npy/.npz, sharded safetensors (*.index.json), GGUF";
 
 class SafetensorsCheckpoint final : public CheckpointReader {
  public:
@@ -89,7 +90,7 @@ FileKind classify_file(const std::string& path) {
     return detail::SafetensorsFile::has_metadata(std::move(probe), "wq") ? FileKind::kContainer
                                                                           : FileKind::kCheckpoint;
   }
-  if (detail::sniff_npy(head, size)) return FileKind::kCheckpoint;
+  if (detail::sniff_npy(head, size) || detail::GgufFile::sniff(head, size)) return FileKind::kCheckpoint;
   if (size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) {
     return detail::sniff_npz(path) || has_torch_pickle(path) ? FileKind::kCheckpoint : FileKind::kOther;
   }
@@ -109,6 +110,7 @@ std::unique_ptr<CheckpointReader> open_by_content(const std::string& path, const
   const std::size_t size = probe.size();
   if (detail::SafetensorsFile::sniff(head, size)) return std::make_unique<SafetensorsCheckpoint>(std::move(probe));
   if (detail::sniff_npy(head, size)) return detail::open_npy(path);
+  if (detail::GgufFile::sniff(head, size)) return detail::open_gguf(std::move(probe));
   if (size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) {
     return detail::sniff_npz(path) ? detail::open_npz(path) : detail::open_torch_zip(path, options);
   }

@@ -36,6 +36,14 @@ class CheckpointReader {
   /// Tells the reader tensor `index` will not be read again, so its pages can leave memory.
   virtual void release(std::size_t index) = 0;
 
+  /// For a tensor the file stores in a ggml block type (a quantized GGUF tensor), that type's
+  /// name ("Q4_K"): tensor() then gives its decoded float32 values, and quantizing it again
+  /// adds a second rounding. Empty for every other tensor.
+  virtual std::string_view stored_quantized_as(std::size_t index) const {
+    (void)index;
+    return {};
+  }
+
   /// The whole file as the reader has it mapped, for a checksum of the input that shares the
   /// reader's pages; empty where the reader does not map the file whole (zip formats).
   virtual std::span<const std::byte> mapped_bytes() const noexcept { return {}; }
@@ -63,7 +71,7 @@ std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path, const
 /// parsing it: cheap enough to run on every file of a model folder.
 enum class FileKind {
   kOther,       ///< not a checkpoint (config.json, tokenizer, README, a zip of something else)
-  kCheckpoint,  ///< safetensors, .pt/.pth (zip with a data.pkl, or legacy), .pdparams, .npy/.npz
+  kCheckpoint,  ///< safetensors, .pt/.pth (zip with a data.pkl, or legacy), .pdparams, .npy/.npz, GGUF
   kShardIndex,  ///< a sharded safetensors checkpoint's *.index.json
   kContainer,   ///< a WQ container (already quantized)
 };
