@@ -13,6 +13,10 @@
 // read_l2, the xor-reduce of the same 256 KiB. They measure the engine's compute rate, which
 // memory hides in the 64 MiB cases (and the rate to compare with anchors timed in cache).
 //
+// The quantize_ggml/TYPE cases time Backend::quantize_ggml (ggml's reference quantizers, the
+// bytes llama-quantize writes) over the same 64 MiB tensor (rows of 4096: whole blocks of every
+// type).
+//
 // After the run a table prints each case's median GB/s and its ratio to the memcpy and read
 // baselines at the same thread count (read_l2 for the quantize_l2 cases).
 //
@@ -205,6 +209,21 @@ void bm_quantize(benchmark::State& state, int bits, Gran g, unsigned threads, bo
   state.counters["sqnr_dB"] = stats.sqnr_db();
 }
 
+void bm_quantize_ggml(benchmark::State& state, wq::codec::ggml::Type type, unsigned threads) {
+  wq::Backend& be = backend(threads);
+  const wq::codec::ggml::TypeLayout layout = wq::codec::ggml::layout_of(type);
+  std::vector<std::uint8_t> out(kElements / layout.block_elements * layout.block_bytes, 1);
+  const wq::TensorView view = input_view();
+  wq::ErrorStats stats;
+  for (auto _ : state) {
+    stats = be.quantize_ggml(view, type, out.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kBytes));
+  state.counters["sqnr_dB"] = stats.sqnr_db();
+}
+
 void bm_dequantize(benchmark::State& state, int bits, Gran g, unsigned threads) {
   wq::Backend& be = backend(threads);
   const Quantized& q = quantized(bits, g);
@@ -341,6 +360,15 @@ void register_all() {
           cases().push_back({name, t, false});
         }
       }
+    }
+  }
+  for (const wq::codec::ggml::Type type : wq::codec::ggml::kQuantizedTypes) {
+    for (unsigned t : thread_counts) {
+      const std::string name = std::string("quantize_ggml/") + wq::codec::ggml::type_name(type) + "/t" + std::to_string(t);
+      benchmark::RegisterBenchmark(name.c_str(), bm_quantize_ggml, type, t)
+          ->UseRealTime()->MinTime(kMinTime)->Repetitions(kRepetitions)->ReportAggregatesOnly(true)
+          ->Unit(benchmark::kMillisecond);
+      cases().push_back({name, t, false});
     }
   }
   for (const char* op : {"quantize", "dequantize"}) {

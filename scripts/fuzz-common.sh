@@ -15,7 +15,7 @@
 fuzz_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 fuzz_build_dir=$fuzz_root/build-fuzz
 fuzz_all_targets=(fuzz_safetensors fuzz_sharded_index fuzz_torch_zip fuzz_torch_legacy fuzz_pdparams
-                  fuzz_npy fuzz_npz fuzz_container fuzz_rules)
+                  fuzz_npy fuzz_npz fuzz_container fuzz_rules fuzz_gguf)
 
 # The largest input libFuzzer makes for a target: a few times its largest seed.
 fuzz_max_len() {

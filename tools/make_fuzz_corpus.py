@@ -370,6 +370,38 @@ def container_seeds(wq_gpu):
     return seeds
 
 
+# --- GGUF ---------------------------------------------------------------------------------------------
+
+GGUF_RUNS = [('q8_0', 'Q8_0'), ('q4_0', 'Q4_0'), ('q5_1', 'Q5_1'), ('q2_k', 'Q2_K'), ('q3_k', 'Q3_K'),
+             ('q6_k', 'Q6_K'), ('f16', 'F16'), ('bf16', 'BF16')]
+
+
+def gguf_seeds(wq_gpu):
+    """GGUF files written by wq-gpu (every block family, plain types, an int64 scalar, a 4-d
+    tensor, a fallback to F16), and one written from a GGUF (metadata copied)."""
+    source = safetensors([
+        st_tensor('blk.0.attn_q.weight', weights(70, 2, 256)), st_tensor('blk.0.ffn_up.weight', weights(71, 3, 32)),
+        st_tensor('blk.0.conv.weight', weights(72, 1, 2, 1, 32)), st_tensor('blk.0.odd.weight', weights(73, 2, 5)),
+        st_tensor('blk.0.attn_norm.weight', weights(74, 8)), st_tensor('steps', np.array(3, dtype=np.int64))])
+    seeds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, 'model.safetensors')
+        with open(src, 'wb') as fp:
+            fp.write(source)
+        for name, gtype in GGUF_RUNS:
+            out = os.path.join(tmp, name + '.gguf')
+            subprocess.run([wq_gpu, 'quantize', src, '-o', out, '--type', gtype, '-q', '--backend', 'cpu', '--threads', '1'],
+                           check=True)
+            with open(out, 'rb') as fp:
+                seeds[name + '.gguf'] = fp.read()
+        requant = os.path.join(tmp, 'requant.gguf')
+        subprocess.run([wq_gpu, 'quantize', os.path.join(tmp, 'q8_0.gguf'), '-o', requant, '--type', 'Q5_0',
+                        '--allow-requantize', '-q', '--backend', 'cpu', '--threads', '1'], check=True)
+        with open(requant, 'rb') as fp:
+            seeds['requant_q5_0.gguf'] = fp.read()
+    return seeds
+
+
 # --- rules ------------------------------------------------------------------------------------------
 
 def rules_seeds():
@@ -411,12 +443,13 @@ def main():
         ('fuzz_safetensors', safetensors_seeds), ('fuzz_sharded_index', sharded_seeds),
         ('fuzz_torch_zip', torch_zip_seeds), ('fuzz_torch_legacy', torch_legacy_seeds),
         ('fuzz_pdparams', pdparams_seeds), ('fuzz_npy', npy_seeds), ('fuzz_npz', npz_seeds),
-        ('fuzz_container', lambda: container_seeds(wq_gpu)), ('fuzz_rules', rules_seeds)])
+        ('fuzz_container', lambda: container_seeds(wq_gpu)), ('fuzz_rules', rules_seeds),
+        ('fuzz_gguf', lambda: gguf_seeds(wq_gpu))])
     only = set(args.only.split(',')) if args.only else set(makers)
     unknown = only - set(makers)
     if unknown:
         sys.exit('unknown targets: ' + ', '.join(sorted(unknown)))
-    if 'fuzz_container' in only and wq_gpu is None:
+    if ('fuzz_container' in only or 'fuzz_gguf' in only) and wq_gpu is None:
         sys.exit('no wq-gpu binary: build one (scripts/build.sh) or pass --wq-gpu')
     for target, make in makers.items():
         if target not in only:

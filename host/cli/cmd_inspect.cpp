@@ -51,6 +51,9 @@ int run_inspect(const InspectFlags& f) {
                    (t.encoding == Encoding::kAffine && t.range != "minmax" ? ", " + t.range + " ranges" : "");
       } else if (t.encoding == Encoding::kCast) {
         r.layout = std::string(dtype_name(t.data_dtype));
+      } else if (t.encoding == Encoding::kGgml) {
+        r.layout = codec::ggml::type_name(t.ggml_type);
+        r.groups = element_count(t.shape) / codec::ggml::layout_of(t.ggml_type).block_elements;
       }
       rows.push_back(std::move(r));
     }
@@ -60,9 +63,21 @@ int run_inspect(const InspectFlags& f) {
     const std::unique_ptr<CheckpointReader> c = open_checkpoint(f.input, read);
     j["format"] = c->format();
     j["bytes"] = c->file_bytes();
-    for (const TensorInfo& t : c->tensors()) {
-      rows.push_back(Row{t.name, std::string(dtype_name(t.dtype)), shape_text(t.shape), "raw", "", 0, 0,
-                         element_count(t.shape) * dtype_size(t.dtype)});
+    for (std::size_t i = 0; i < c->tensors().size(); ++i) {
+      const TensorInfo& t = c->tensors()[i];
+      Row r{t.name, std::string(dtype_name(t.dtype)), shape_text(t.shape), "raw", "", 0, 0,
+            element_count(t.shape) * dtype_size(t.dtype)};
+      // A GGUF's quantized tensor reads as float32; the file holds its blocks.
+      const std::string_view stored = c->stored_quantized_as(i);
+      for (codec::ggml::Type type : codec::ggml::kQuantizedTypes) {
+        if (stored != codec::ggml::type_name(type)) continue;
+        const codec::ggml::TypeLayout layout = codec::ggml::layout_of(type);
+        r.encoding = "ggml";
+        r.layout = std::string(stored);
+        r.groups = element_count(t.shape) / layout.block_elements;
+        r.bytes = r.groups * layout.block_bytes;
+      }
+      rows.push_back(std::move(r));
     }
   }
   if (f.json) {
@@ -76,6 +91,10 @@ int run_inspect(const InspectFlags& f) {
         e["layout"] = r.layout;
       }
       if (r.encoding == "cast") e["stored_dtype"] = r.layout;
+      if (r.encoding == "ggml") {
+        e["type"] = r.layout;
+        e["blocks"] = r.groups;
+      }
       e["bytes"] = r.bytes;
       tensors.push_back(std::move(e));
     }

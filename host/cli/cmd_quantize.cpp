@@ -27,7 +27,7 @@ int run_quantize_file(const QuantizeFlags& f, const QuantizeOptions& options) {
   if (!f.shard.empty()) throw Error(ErrorCode::kUsage, "--shard splits the files of folders; " + input + " is one file");
   if (f.dry_run) {
     const QuantizeReport plan = plan_quantize(input, options);
-    fmt::print("Plan: {} -> {}  ({} -> ~{} bytes, container header not counted)\n{}Dry run: nothing was written.\n",
+    fmt::print("Plan: {} -> {}  ({} -> ~{} bytes, file header not counted)\n{}Dry run: nothing was written.\n",
                input, f.output, with_commas(plan.input_bytes), with_commas(plan.output_bytes),
                plan_tensor_lines(plan, options));
     return 0;
@@ -71,6 +71,10 @@ int run_quantize(const QuantizeFlags& f) {
   // Tree mode: any folder, or several inputs. One file keeps the one-file behaviour (-o is
   // the output file).
   const bool tree = f.inputs.size() > 1 || fs::is_directory(f.inputs[0], ec);
+  if (tree && options.output_format == OutputFormat::kGguf) {
+    throw Error(ErrorCode::kUsage, "--to gguf writes one file from one checkpoint; tree mode writes WQ containers "
+                                   "(--type there stores ggml blocks in them)");
+  }
   return tree ? run_quantize_tree(f, options) : run_quantize_file(f, options);
 }
 
@@ -80,7 +84,8 @@ CommandRunner add_quantize_command(CLI::App& app) {
   auto flags = std::make_shared<QuantizeFlags>();
   auto rules = std::make_shared<std::vector<std::string>>();
   auto keeps = std::make_shared<std::vector<std::string>>();
-  CLI::App* cmd = app.add_subcommand("quantize", "Quantize a checkpoint, or whole folders of them, into WQ containers");
+  CLI::App* cmd = app.add_subcommand("quantize",
+                                     "Quantize a checkpoint, or whole folders of them, into WQ containers (or a GGUF file)");
   cmd->footer(
       "\nDefault policy: floating tensors with >= 2 dimensions (weights) are quantized; 0-d and\n"
       "1-d tensors (biases, norms, scalars) and integer/bool tensors are kept unchanged.\n"
@@ -94,16 +99,29 @@ CommandRunner add_quantize_command(CLI::App& app) {
       "all). --shard I/N (or a Slurm array / Kubernetes Indexed Job, see README) splits the files\n"
       "among N processes.\n\n"
       "Rules (first match wins; command line before --rules files): --rule 'GLOB=KEY:VALUE,...'\n"
-      "with keys bits, group (implies per-group), granularity, method, scale (f32|f16);\n"
+      "with keys bits, group (implies per-group), granularity, method, scale (f32|f16), type (a ggml type);\n"
       "--keep GLOB leaves matching tensors raw. GLOB matches tensor names (fnmatch; * crosses dots).\n"
       "Rules change how eligible tensors are encoded, not which are eligible.\n\n"
+      "GGUF (llama.cpp, stable-diffusion.cpp, ComfyUI-GGUF): -o OUT.gguf (or --to gguf) with --type T\n"
+      "writes ggml's block types with the bytes of llama.cpp's own reference quantizers (no\n"
+      "importance matrix): Q8_0 (8.5 bits/weight), Q6_K (6.56), Q5_K (5.5), Q5_1/Q5_0, Q4_K (4.5),\n"
+      "Q4_1/Q4_0, Q3_K (3.44), Q2_K (2.63); F16/BF16/F32 store floats. 1-d tensors stay as they are,\n"
+      "as llama-quantize keeps them. A tensor whose rows are not whole blocks (256 for the K types,\n"
+      "32 for the others) falls back as llama-quantize does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0,\n"
+      "Q2_K/Q3_K -> Q4_0; then F16), with a note. From a GGUF input every metadata pair and the tensor\n"
+      "order are kept; from safetensors/.pt/.npz the GGUF holds the tensors under their own names, in\n"
+      "ggml's dimension order, with no architecture metadata (what stable-diffusion.cpp and\n"
+      "ComfyUI-GGUF read). Per-tensor types: --rule '*attn_v*=type:Q6_K'. --type into a WQ container\n"
+      "stores the same blocks there (encoding 'ggml'; 'wq-gpu decode' reads them).\n\n"
       "Examples:\n"
       "  wq-gpu quantize model.safetensors -o model.wq.safetensors            # 8 bits, per channel\n"
       "  wq-gpu quantize model.safetensors -o m4.wq.safetensors --bits 4 --granularity group --group-size 64\n"
       "  wq-gpu quantize model.safetensors -o m16.wq.safetensors --method fp16\n"
       "  wq-gpu quantize models/ -o models-wq/ --bits 4 --group-size 64 --granularity group\n"
       "  wq-gpu quantize llama/ -o llama-wq/ --rule '*.mlp.*=bits:4,group:64' --keep '*embed*' --dry-run\n"
-      "  wq-gpu quantize models/ -o models-wq/ --shard 0/4 --json=report-0.json\n");
+      "  wq-gpu quantize models/ -o models-wq/ --shard 0/4 --json=report-0.json\n"
+      "  wq-gpu quantize model-f16.gguf -o model-q4_k.gguf --type Q4_K --rule '*ffn_down*=type:Q6_K'\n"
+      "  wq-gpu quantize unet.safetensors -o unet-q8_0.gguf --type Q8_0\n");
   cmd->add_option("input", flags->inputs,
                   "Checkpoint files or folders (walked recursively); one file gives one container")
       ->required();
@@ -130,6 +148,19 @@ CommandRunner add_quantize_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--scale-dtype", flags->scale_dtype, "Stored type of scales and mins")
       ->check(CLI::IsMember(kScaleDTypeNames))->capture_default_str();
+  cmd->add_option("--type", flags->type,
+                  "A ggml type instead of --method: Q8_0, Q6_K, Q5_K, Q5_1, Q5_0, Q4_K, Q4_1, Q4_0, Q3_K, Q2_K "
+                  "(llama.cpp's reference quantizers, byte for byte), F16, BF16, F32 (GGUF only); required "
+                  "for GGUF output");
+  cmd->add_option("--to", flags->to,
+                  "Output format: wq (a WQ container) or gguf; default: gguf when -o ends in .gguf, else wq")
+      ->check(CLI::IsMember({"wq", "gguf"}));
+  cmd->add_flag("--allow-requantize", flags->allow_requantize,
+                "Quantize tensors the input already stores quantized (a GGUF's Q4_K, ...) from their decoded "
+                "values, adding a second rounding; without it they are an error");
+  cmd->add_flag("--gguf-long-names", flags->gguf_long_names,
+                "GGUF output: write tensor names of 64 bytes or more (stable-diffusion.cpp reads them; ggml and "
+                "llama.cpp refuse them, so without this flag such a name is an error)");
   add_tensor_policy_flags(*cmd, *flags, *rules, *keeps);
   cmd->add_flag("--dry-run", flags->dry_run,
                 "Print the plan (files, each tensor's encoding and the rule that chose it, estimated "

@@ -1,4 +1,5 @@
-// wq-gpu verify FILE|DIR: structure and every checksum of WQ containers.
+// wq-gpu verify FILE|DIR: structure and every checksum of WQ containers; the structure of GGUF
+// files (which carry no checksums).
 #include <filesystem>
 #include <memory>
 
@@ -6,6 +7,8 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "formats/gguf_checkpoint.h"
+#include "wq/checkpoint.h"
 #include "wq/container.h"
 #include "wq/error.h"
 
@@ -19,9 +22,16 @@ struct VerifyFlags {
   bool quiet = false;
 };
 
-// Checks one container; prints what is wrong and returns the worst error code (0 when good).
+// Checks one container (or GGUF file); prints what is wrong and returns the worst error code
+// (0 when good).
 int verify_file(const std::string& path, bool quiet) {
   try {
+    if (detail::starts_with_gguf_magic(path)) {
+      // Opening validates every rule of the format (docs/gguf.md); there is nothing more to check.
+      const std::size_t n = open_checkpoint(path)->tensors().size();
+      if (!quiet) fmt::print("ok  {} (GGUF, {} tensor{}; structure only: GGUF has no checksums)\n", path, n, n == 1 ? "" : "s");
+      return 0;
+    }
     const std::unique_ptr<ContainerReader> c = ContainerReader::open(path);
     int worst = 0;
     for (std::size_t i = 0; i < c->tensors().size(); ++i) {
@@ -62,7 +72,8 @@ int run_verify(const VerifyFlags& f) {
       for (auto it = fs::recursive_directory_iterator(input, fs::directory_options::skip_permission_denied, ec);
            it != fs::recursive_directory_iterator(); it.increment(ec)) {
         if (ec) break;
-        if (it->is_regular_file(ec) && !it->is_symlink(ec) && is_wq_container(it->path().string())) {
+        if (it->is_regular_file(ec) && !it->is_symlink(ec) &&
+            (is_wq_container(it->path().string()) || detail::starts_with_gguf_magic(it->path().string()))) {
           check(it->path().string());
         }
       }
@@ -81,7 +92,8 @@ int run_verify(const VerifyFlags& f) {
 
 CommandRunner add_verify_command(CLI::App& app) {
   auto flags = std::make_shared<VerifyFlags>();
-  CLI::App* cmd = app.add_subcommand("verify", "Check the structure and every checksum of WQ containers");
+  CLI::App* cmd = app.add_subcommand(
+      "verify", "Check the structure and every checksum of WQ containers (and the structure of GGUF files)");
   cmd->footer(
       "\nA folder is searched recursively for containers (recognised by content; links are not\n"
       "followed). Each bad file and tensor is named; the exit status is non-zero when any is bad\n"

@@ -1,5 +1,7 @@
 #include "cli/quantize_flags.h"
 
+#include <cctype>
+
 #include "cli/rules.h"
 #include "wq/error.h"
 #include "wq/version.h"
@@ -40,6 +42,14 @@ void collect_rule_args(CLI::App& cmd, QuantizeFlags& flags, const std::vector<st
   }
 }
 
+OutputFormat output_format_of(const QuantizeFlags& f) {
+  if (f.to == "gguf") return OutputFormat::kGguf;
+  if (f.to == "wq") return OutputFormat::kContainer;
+  std::string lower = f.output;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower.ends_with(".gguf") ? OutputFormat::kGguf : OutputFormat::kContainer;
+}
+
 QuantizeOptions options_from_flags(const QuantizeFlags& f) {
   QuantizeOptions options;
   options.spec.method = *parse_method(f.method);
@@ -47,6 +57,23 @@ QuantizeOptions options_from_flags(const QuantizeFlags& f) {
   options.spec.granularity = *parse_granularity(f.granularity);
   options.spec.group_size = f.group_size;
   options.spec.scale_dtype = *parse_scale_dtype(f.scale_dtype);
+  options.output_format = output_format_of(f);
+  options.allow_requantize = f.allow_requantize;
+  options.gguf_long_names = f.gguf_long_names;
+  if (!f.type.empty()) {
+    const std::optional<QuantSpec> typed = ggml_type_spec(f.type, options.spec);
+    if (!typed) {
+      throw Error(ErrorCode::kUsage, "--type " + f.type + ": not a ggml type wq writes (" + ggml_type_names() + ")");
+    }
+    options.spec = *typed;
+  } else if (options.output_format == OutputFormat::kGguf && options.spec.is_affine()) {
+    throw Error(ErrorCode::kUsage, f.output + ": a GGUF file holds ggml types: choose one with --type (" +
+                                       ggml_type_names() + "), e.g. --type Q8_0");
+  }
+  if (options.output_format == OutputFormat::kContainer && options.spec.method == Method::kGgml &&
+      options.spec.ggml_type == codec::ggml::Type::kF32) {
+    throw Error(ErrorCode::kUsage, "--type F32 is for GGUF output (a WQ container keeps float32 tensors with --keep '*')");
+  }
   options.spec.validate();  // before any file is touched
   options.all = f.all;
   options.keep_nonfinite = f.keep_nonfinite;
@@ -70,6 +97,9 @@ nlohmann::ordered_json settings_json(const QuantizeOptions& options) {
   j["granularity"] = std::string(granularity_name(options.spec.granularity));
   j["group_size"] = options.spec.group_size;
   j["scale"] = std::string(scale_dtype_name(options.spec.scale_dtype));
+  if (options.spec.method == Method::kGgml) j["type"] = codec::ggml::type_name(options.spec.ggml_type);
+  if (options.output_format == OutputFormat::kGguf) j["to"] = "gguf";
+  if (options.allow_requantize) j["allow_requantize"] = true;
   j["all"] = options.all;
   j["keep_nonfinite"] = options.keep_nonfinite;
   nlohmann::ordered_json rules = nlohmann::ordered_json::array();

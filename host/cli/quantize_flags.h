@@ -21,6 +21,10 @@ struct QuantizeFlags {
   std::string granularity = "channel";
   std::uint64_t group_size = 128;
   std::string scale_dtype = "f32";
+  std::string type;  ///< --type: a ggml type (or preset); empty: --method decides
+  std::string to;    ///< --to: "wq" or "gguf"; empty: from the output's name (*.gguf)
+  bool allow_requantize = false;
+  bool gguf_long_names = false;
   bool all = false;
   bool keep_nonfinite = false;
   /// Empty: no JSON; "-": the report as JSON on stdout (--json); else a file (--json=FILE).

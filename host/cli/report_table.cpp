@@ -17,6 +17,7 @@ nlohmann::ordered_json finite_or_null(double v) {
 }
 
 std::string spec_text(const QuantSpec& spec) {
+  if (spec.method == Method::kGgml) return std::string("ggml ") + codec::ggml::type_name(spec.ggml_type);
   if (!spec.is_affine()) return std::string(method_name(spec.method)) + " cast";
   std::string g = spec.granularity == Granularity::kTensor ? "per-tensor"
                 : spec.granularity == Granularity::kChannel ? "per-channel"
@@ -65,7 +66,7 @@ std::string report_text(const QuantizeReport& r, const QuantSpec& spec, bool per
   const ErrorSummary s = summarise_errors(r);
   std::size_t affine = 0, cast = 0, raw = 0;
   for (const TensorReport& t : r.tensors) {
-    (has_codes(t.encoding) ? affine : t.encoding == Encoding::kCast ? cast : raw)++;
+    (has_codes(t.encoding) || t.encoding == Encoding::kGgml ? affine : t.encoding == Encoding::kCast ? cast : raw)++;
   }
   std::string out;
   out += fmt::format("{} -> {}\n", r.input, r.output);
@@ -75,7 +76,8 @@ std::string report_text(const QuantizeReport& r, const QuantSpec& spec, bool per
                        "shape", "encoding", "bytes in", "bytes out", "SQNR dB", "max|err|");
     for (const TensorReport& t : r.tensors) {
       // The method shows where it is not the default: "4b mse", "4b sym".
-      const std::string enc = !has_codes(t.encoding) ? std::string(encoding_name(t.encoding))
+      const std::string enc = t.encoding == Encoding::kGgml ? t.range
+                              : !has_codes(t.encoding) ? std::string(encoding_name(t.encoding))
                               : t.range == "minmax"  ? fmt::format("{}b", t.bits)
                               : t.range == "symmetric" ? fmt::format("{}b sym", t.bits)
                                                        : fmt::format("{}b {}", t.bits, t.range);
@@ -112,6 +114,7 @@ nlohmann::ordered_json report_json(const QuantizeReport& r, const QuantSpec& spe
   j["spec"] = {{"method", std::string(method_name(spec.method))}, {"bits", spec.bits},
                {"granularity", std::string(granularity_name(spec.granularity))},
                {"group_size", spec.group_size}, {"scale_dtype", std::string(scale_dtype_name(spec.scale_dtype))}};
+  if (spec.method == Method::kGgml) j["spec"]["type"] = codec::ggml::type_name(spec.ggml_type);
   j["input_bytes"] = r.input_bytes;
   j["output_bytes"] = r.output_bytes;
   j["ratio"] = r.output_bytes ? static_cast<double>(r.input_bytes) / static_cast<double>(r.output_bytes) : 0.0;
@@ -130,6 +133,9 @@ nlohmann::ordered_json report_json(const QuantizeReport& r, const QuantSpec& spe
       e["bits"] = t.bits;
       e["group_size"] = t.group_size;
       e["groups"] = t.groups;
+    } else if (t.encoding == Encoding::kGgml) {
+      e["type"] = t.range;
+      e["blocks"] = t.groups;
     }
     e["input_bytes"] = t.input_bytes;
     e["output_bytes"] = t.output_bytes;

@@ -16,7 +16,7 @@ namespace {
 
 using Setting = std::pair<std::string, std::string>;  // key, value as text
 
-constexpr const char* kKeys = "bits, group, granularity, method, scale (or keep)";
+constexpr const char* kKeys = "bits, group, granularity, method, scale, type (or keep)";
 
 [[noreturn]] void bad_rule(const std::string& where, const std::string& what) {
   throw Error(ErrorCode::kUsage, where + ": " + what);
@@ -70,6 +70,10 @@ TensorRule make_rule(const std::string& where, const std::string& pattern, const
       const auto m = parse_method(value);
       if (!m) bad_rule(where, "method must be minmax, symmetric, mse, fp16 or bf16, got '" + value + "'");
       rule.spec.method = *m;
+    } else if (key == "type") {
+      const std::optional<QuantSpec> typed = ggml_type_spec(value, rule.spec);
+      if (!typed) bad_rule(where, "type must be a ggml type (" + ggml_type_names() + "), got '" + value + "'");
+      rule.spec = *typed;
     } else if (key == "scale") {
       const auto s = parse_scale_dtype(value);
       if (!s) bad_rule(where, "scale must be f32 or f16, got '" + value + "'");
@@ -216,6 +220,7 @@ std::vector<TensorRule> read_rules_file(const std::string& path, const QuantSpec
 }
 
 std::string spec_summary(const QuantSpec& spec) {
+  if (spec.method == Method::kGgml) return std::string("ggml ") + codec::ggml::type_name(spec.ggml_type);
   if (!spec.is_affine()) return std::string(method_name(spec.method)) + " cast";
   const std::string g = spec.granularity == Granularity::kTensor ? "per-tensor"
                       : spec.granularity == Granularity::kChannel ? "per-channel"
@@ -232,6 +237,7 @@ nlohmann::ordered_json rule_json(const TensorRule& rule) {
     return j;
   }
   j["method"] = std::string(method_name(rule.spec.method));
+  if (rule.spec.method == Method::kGgml) j["type"] = codec::ggml::type_name(rule.spec.ggml_type);
   j["bits"] = rule.spec.bits;
   j["granularity"] = std::string(granularity_name(rule.spec.granularity));
   j["group_size"] = rule.spec.group_size;

@@ -26,6 +26,7 @@ std::string_view encoding_name_impl(Encoding e) {
     case Encoding::kCast: return "cast";
     case Encoding::kRaw: return "raw";
     case Encoding::kSymmetric: return "symmetric";
+    case Encoding::kGgml: return "ggml";
   }
   return "?";
 }
@@ -33,6 +34,7 @@ std::string_view encoding_name_impl(Encoding e) {
 std::vector<std::string> part_names(const std::string& name, Encoding encoding) {
   if (encoding == Encoding::kAffine) return {name + ".__codes", name + ".__scale", name + ".__min"};
   if (encoding == Encoding::kSymmetric) return {name + ".__codes", name + ".__scale"};
+  if (encoding == Encoding::kGgml) return {name + ".__blocks"};
   return {name};
 }
 
@@ -45,6 +47,10 @@ std::vector<PartLayout> parts_of(const ContainerTensor& t) {
     if (t.encoding == Encoding::kAffine) parts.push_back(PartLayout{t.parts.at(2), scale, {g.groups}});
     return parts;
   }
+  if (t.encoding == Encoding::kGgml) {
+    const codec::ggml::TypeLayout layout = codec::ggml::layout_of(t.ggml_type);
+    return {PartLayout{t.parts.at(0), DType::kU8, {element_count(t.shape) / layout.block_elements * layout.block_bytes}}};
+  }
   return {PartLayout{t.parts.at(0), t.data_dtype, t.shape}};
 }
 
@@ -52,9 +58,11 @@ std::string metadata_json(const ContainerMetadata& m) {
   ojson root;
   // Version 2 only where version 1 cannot describe the file: other files stay byte for byte
   // what earlier releases wrote, and older readers still open them.
-  bool symmetric = false;
-  for (const ContainerTensor& t : m.tensors) symmetric = symmetric || t.encoding == Encoding::kSymmetric;
-  root["version"] = symmetric ? std::max(m.version, 2) : m.version;
+  bool needs_v2 = false;
+  for (const ContainerTensor& t : m.tensors) {
+    needs_v2 = needs_v2 || t.encoding == Encoding::kSymmetric || t.encoding == Encoding::kGgml;
+  }
+  root["version"] = needs_v2 ? std::max(m.version, 2) : m.version;
   root["producer"] = m.producer;
   root["source"] = {{"file", m.source.file}, {"format", m.source.format}, {"bytes", m.source.bytes}};
   ojson tensors = ojson::object();
@@ -72,6 +80,9 @@ std::string metadata_json(const ContainerMetadata& m) {
       entry["codes"] = t.parts.at(0);
       entry["scale"] = t.parts.at(1);
       if (t.encoding == Encoding::kAffine) entry["min"] = t.parts.at(2);
+    } else if (t.encoding == Encoding::kGgml) {
+      entry["ggml_type"] = codec::ggml::type_name(t.ggml_type);
+      entry["blocks"] = t.parts.at(0);
     } else {
       entry["data"] = t.parts.at(0);
     }

@@ -89,6 +89,9 @@ class ContainerReaderImpl final : public ContainerReader {
       case Encoding::kRaw:
         std::memcpy(out.data, part(0), file_.entries()[parts[0]].bytes());
         return;
+      case Encoding::kGgml:
+        backend.decode_ggml(reinterpret_cast<const std::uint8_t*>(part(0)), t.ggml_type, out);
+        return;
     }
   }
 
@@ -126,6 +129,8 @@ class ContainerReaderImpl final : public ContainerReader {
           bad(p, where + ": cast data must be F16 or BF16 of a floating tensor");
         }
         t.data_dtype = first.dtype;
+      } else if (t.encoding == Encoding::kGgml) {
+        t.data_dtype = DType::kU8;
       } else {
         t.data_dtype = t.dtype;
       }

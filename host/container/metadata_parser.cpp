@@ -20,13 +20,14 @@ std::optional<Encoding> parse_encoding(const std::string& name) {
   if (name == "cast") return Encoding::kCast;
   if (name == "raw") return Encoding::kRaw;
   if (name == "symmetric") return Encoding::kSymmetric;
+  if (name == "ggml") return Encoding::kGgml;
   return std::nullopt;
 }
 
 // One tensor's fields as they stream by; checked when its object closes.
 struct PendingTensor {
   std::string name;
-  std::optional<JsonScalar> dtype, encoding, bits, group_size, range, xxh3, codes, scale, min, data;
+  std::optional<JsonScalar> dtype, encoding, bits, group_size, range, xxh3, codes, scale, min, data, ggml_type, blocks;
   bool has_shape = false, shape_bad = false;
   Shape shape;
 };
@@ -96,7 +97,8 @@ class MetadataHandler final : public JsonStreamHandler {
         {"dtype", &PendingTensor::dtype}, {"encoding", &PendingTensor::encoding}, {"bits", &PendingTensor::bits},
         {"group_size", &PendingTensor::group_size}, {"range", &PendingTensor::range},
         {"xxh3", &PendingTensor::xxh3}, {"codes", &PendingTensor::codes}, {"scale", &PendingTensor::scale},
-        {"min", &PendingTensor::min}, {"data", &PendingTensor::data}};
+        {"min", &PendingTensor::min}, {"data", &PendingTensor::data}, {"ggml_type", &PendingTensor::ggml_type},
+        {"blocks", &PendingTensor::blocks}};
     for (const auto& [name, member] : kFields) {
       if (key_ == name) tensor_.*member = std::move(v);
     }
@@ -215,6 +217,23 @@ class MetadataHandler final : public JsonStreamHandler {
         if (!*value || !(*value)->is_string()) return tensor_problem(where + " has no '" + part + "' part");
         t.parts.push_back((*value)->text);
       }
+    } else if (t.encoding == Encoding::kGgml) {
+      const std::string type = text_or(p.ggml_type, "");
+      bool known = false;
+      for (codec::ggml::Type k : codec::ggml::kQuantizedTypes) {
+        if (type == codec::ggml::type_name(k)) {
+          t.ggml_type = k;
+          known = true;
+        }
+      }
+      if (!known) return tensor_problem(where + " has an unknown ggml_type '" + type + "'");
+      if (!is_floating(t.dtype)) return tensor_problem(where + " is ggml but its dtype is not floating");
+      const std::uint64_t block = codec::ggml::layout_of(t.ggml_type).block_elements;
+      if ((t.shape.empty() ? 1 : t.shape.back()) % block != 0) {
+        return tensor_problem(where + "'s innermost dimension is not whole " + type + " blocks of " + std::to_string(block));
+      }
+      if (!p.blocks || !p.blocks->is_string()) return tensor_problem(where + " has no 'blocks' part");
+      t.parts.push_back(p.blocks->text);
     } else {
       if (!p.data || !p.data->is_string()) return tensor_problem(where + " has no 'data' part");
       t.parts.push_back(p.data->text);
@@ -255,8 +274,9 @@ ContainerMetadata parse_metadata_json(const std::string& text, const std::string
   if (!sax.have_tensors_) bad(path, "no tensors object");
   if (!sax.tensor_error_.empty()) bad(path, sax.tensor_error_);
   for (const ContainerTensor& t : m.tensors) {  // after the whole object: "version" may come last
-    if (t.encoding == Encoding::kSymmetric && m.version < 2) {
-      bad(path, "tensor '" + t.name + "' has encoding 'symmetric', which needs container version 2");
+    if ((t.encoding == Encoding::kSymmetric || t.encoding == Encoding::kGgml) && m.version < 2) {
+      bad(path, "tensor '" + t.name + "' has encoding '" + std::string(encoding_name(t.encoding)) +
+                    "', which needs container version 2");
     }
   }
   return m;

@@ -1,6 +1,7 @@
 #include "wq/quant_spec.h"
 
 #include <array>
+#include <cctype>
 #include <limits>
 #include <string>
 
@@ -17,7 +18,7 @@ constexpr NameTable<Method, 5> kMethods{{{Method::kMinMax, "minmax"},
                                          {Method::kSymmetric, "symmetric"},
                                          {Method::kMse, "mse"},
                                          {Method::kFp16, "fp16"},
-                                         {Method::kBf16, "bf16"}}};
+                                         {Method::kBf16, "bf16"}}};  // kGgml is chosen by type
 constexpr NameTable<Granularity, 3> kGranularities{{{Granularity::kTensor, "tensor"},
                                                     {Granularity::kChannel, "channel"},
                                                     {Granularity::kGroup, "group"}}};
@@ -65,6 +66,14 @@ GroupGeometry geometry(const Shape& shape, std::uint64_t arithmetic_group,
 }  // namespace
 
 void QuantSpec::validate() const {
+  if (method == Method::kGgml) {
+    const codec::ggml::TypeLayout layout = codec::ggml::layout_of(ggml_type);
+    if (!layout.quantized && ggml_type != codec::ggml::Type::kF32) {
+      throw Error(ErrorCode::kUsage, "ggml type " + std::string(codec::ggml::type_name(ggml_type)) +
+                                         " cannot be chosen for a tensor (choose one of " + ggml_type_names() + ")");
+    }
+    return;
+  }
   if (!is_affine()) return;
   if (bits < 1 || bits > 8) {
     throw Error(ErrorCode::kUsage, "bits must be between 1 and 8, got " + std::to_string(bits));
@@ -74,7 +83,42 @@ void QuantSpec::validate() const {
   }
 }
 
-std::string_view method_name(Method m) noexcept { return name_of(kMethods, m); }
+std::string_view method_name(Method m) noexcept { return m == Method::kGgml ? "ggml" : name_of(kMethods, m); }
+
+std::optional<QuantSpec> ggml_type_spec(std::string_view name, const QuantSpec& base) {
+  std::string upper(name);
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  QuantSpec spec = base;
+  if (upper == "F16") {
+    spec.method = Method::kFp16;
+    return spec;
+  }
+  if (upper == "BF16") {
+    spec.method = Method::kBf16;
+    return spec;
+  }
+  for (codec::ggml::Type t : codec::ggml::kQuantizedTypes) {
+    std::string type = codec::ggml::type_name(t);
+    for (char& c : type) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (upper == type) {
+      spec.method = Method::kGgml;
+      spec.ggml_type = t;
+      return spec;
+    }
+  }
+  if (upper == "F32") {
+    spec.method = Method::kGgml;
+    spec.ggml_type = codec::ggml::Type::kF32;
+    return spec;
+  }
+  return std::nullopt;
+}
+
+std::string ggml_type_names() {
+  std::string names = "F32, F16, BF16";
+  for (codec::ggml::Type t : codec::ggml::kQuantizedTypes) names += std::string(", ") + codec::ggml::type_name(t);
+  return names;
+}
 std::string_view granularity_name(Granularity g) noexcept { return name_of(kGranularities, g); }
 std::string_view scale_dtype_name(ScaleDType s) noexcept { return name_of(kScaleDTypes, s); }
 std::optional<Method> parse_method(std::string_view n) noexcept { return parse_name(kMethods, n); }

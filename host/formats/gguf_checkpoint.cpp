@@ -1,5 +1,7 @@
 #include "formats/gguf_checkpoint.h"
 
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <vector>
 
@@ -76,6 +78,12 @@ std::optional<DType> dtype_of_plain_ggml_type(ggml::Type type) {
     case ggml::Type::kI64: return DType::kI64;
     default: return std::nullopt;
   }
+}
+
+bool starts_with_gguf_magic(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
 }
 
 std::unique_ptr<CheckpointReader> open_gguf(MappedFile file) { return std::make_unique<GgufCheckpoint>(std::move(file)); }

@@ -19,6 +19,9 @@ std::unique_ptr<CheckpointReader> open_gguf(MappedFile file);
 /// The GGUF file behind a reader that open_gguf() made; nullptr for any other reader.
 const GgufFile* gguf_file_of(const CheckpointReader& reader);
 
+/// Whether the file at `path` starts with the GGUF magic (false when it cannot be read).
+bool starts_with_gguf_magic(const std::string& path);
+
 /// The wq dtype of a plain ggml type; nullopt for block types.
 std::optional<DType> dtype_of_plain_ggml_type(codec::ggml::Type type);
 

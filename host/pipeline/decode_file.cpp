@@ -1,16 +1,52 @@
-// decode_file(): a WQ container in, a safetensors file with the original tensors out.
+// decode_file(): a WQ container (or a GGUF file) in, a checkpoint with the original tensors out.
 #include <vector>
 
 #include "formats/checkpoint_writer.h"
+#include "formats/gguf_checkpoint.h"
 #include "pipeline/output_path.h"
 #include "wq/error.h"
 #include "wq/pipeline.h"
 
 namespace wq {
+namespace {
+
+// A GGUF file's tensors under their names and numpy shapes: plain ones as they are stored,
+// block types decoded by the backend as ggml decodes them.
+void decode_gguf(const std::string& input, const std::string& output, Backend& backend, const DecodeOptions& options) {
+  std::unique_ptr<CheckpointReader> reader = open_checkpoint(input);
+  const detail::GgufFile& gguf = *detail::gguf_file_of(*reader);
+  const std::vector<TensorInfo>& infos = reader->tensors();
+  Progress progress;
+  for (const detail::GgufTensorInfo& t : gguf.tensors()) progress.bytes_total += t.bytes;
+  const std::string format = options.format.empty() ? "safetensors" : options.format;
+  std::unique_ptr<detail::CheckpointWriter> writer = detail::make_checkpoint_writer(format, output, infos, {});
+  std::vector<float> buffer;  // one decoded tensor at a time: memory is the largest tensor
+  for (std::size_t i = 0; i < infos.size(); ++i) {
+    detail::check_cancel(options.cancel);
+    const detail::GgufTensorInfo& t = gguf.tensors()[i];
+    if (codec::ggml::layout_of(t.type).quantized) {
+      buffer.resize(element_count(infos[i].shape));
+      backend.decode_ggml(reinterpret_cast<const std::uint8_t*>(gguf.data(t)), t.type,
+                          MutableTensorView{infos[i].name, DType::kF32, infos[i].shape,
+                                            reinterpret_cast<std::byte*>(buffer.data())});
+      writer->add(reinterpret_cast<const std::byte*>(buffer.data()));
+    } else {
+      writer->add(reader->tensor(i).data);
+    }
+    reader->release(i);
+    progress.bytes_done += t.bytes;
+    progress.current_tensor = t.name;
+    if (options.on_progress) options.on_progress(progress);
+  }
+  writer->finish();
+}
+
+}  // namespace
 
 void decode_file(const std::string& input, const std::string& output, Backend& backend,
                  const DecodeOptions& options) {
   detail::check_output_path(input, output);
+  if (detail::starts_with_gguf_magic(input)) return decode_gguf(input, output, backend, options);
   std::unique_ptr<ContainerReader> reader = ContainerReader::open(input);
   const std::vector<ContainerTensor>& tensors = reader->tensors();
 

@@ -26,7 +26,9 @@ TensorChoice choose_encoding(const TensorInfo& tensor, const QuantizeOptions& op
     choice.spec = rule.spec;
     break;
   }
-  choice.encoding = !choice.spec.is_affine()                  ? Encoding::kCast
+  const bool blocks = choice.spec.method == Method::kGgml && choice.spec.ggml_type != codec::ggml::Type::kF32;
+  choice.encoding = blocks                                     ? Encoding::kGgml
+                    : !choice.spec.is_affine()                 ? Encoding::kCast
                     : choice.spec.method == Method::kSymmetric ? Encoding::kSymmetric
                                                                : Encoding::kAffine;
   return choice;

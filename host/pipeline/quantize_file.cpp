@@ -10,10 +10,10 @@
 #include "container/checksum.h"
 #include "container/container_metadata.h"
 #include "formats/paddle_reader.h"
-#include "formats/safetensors_writer.h"
 #include "io/atomic_file.h"
 #include "pipeline/input_checksum.h"
 #include "pipeline/output_path.h"
+#include "pipeline/output_sink.h"
 #include "wq/checkpoint.h"
 #include "wq/codec/config.h"
 #include "wq/error.h"
@@ -85,7 +85,10 @@ ContainerTensor plan_tensor(const TensorInfo& info, Encoding encoding, const Qua
     t.range = std::string(method_name(spec.method));
     t.scale_dtype = spec.scale_dtype;
   } else if (encoding == Encoding::kCast) {
-    t.data_dtype = spec.method == Method::kBf16 ? DType::kBF16 : DType::kF16;
+    t.data_dtype = spec.method == Method::kBf16 ? DType::kBF16 : spec.method == Method::kGgml ? DType::kF32 : DType::kF16;
+  } else if (encoding == Encoding::kGgml) {
+    t.ggml_type = spec.ggml_type;
+    t.data_dtype = DType::kU8;
   } else {
     t.data_dtype = info.dtype;
   }
@@ -127,7 +130,8 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
   if (arena->size() < bytes) arena->resize(bytes);
   std::vector<QuantizeJob> quantize_jobs;
   std::vector<CastJob> cast_jobs;
-  std::vector<std::size_t> quantize_index, cast_index;
+  std::vector<GgmlQuantizeJob> ggml_jobs;
+  std::vector<std::size_t> quantize_index, cast_index, ggml_index;
   std::vector<const std::byte*> data(end - first, nullptr);
   std::uint64_t offset = 0;
   for (std::size_t i = first; i < end; ++i) {
@@ -148,6 +152,9 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
                             t.encoding == Encoding::kAffine ? base + g.code_bytes + g.groups * scale_bytes : nullptr};
       quantize_jobs.push_back(QuantizeJob{view, spec, buffers, {}});
       quantize_index.push_back(i);
+    } else if (t.encoding == Encoding::kGgml) {
+      ggml_jobs.push_back(GgmlQuantizeJob{view, t.ggml_type, reinterpret_cast<std::uint8_t*>(base), {}});
+      ggml_index.push_back(i);
     } else {
       cast_jobs.push_back(CastJob{view, MutableTensorView{t.name, t.data_dtype, t.shape, base}, true, {}});
       cast_index.push_back(i);
@@ -155,6 +162,8 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
   }
   if (!quantize_jobs.empty()) backend.quantize(std::span<QuantizeJob>(quantize_jobs));
   if (!cast_jobs.empty()) backend.cast(std::span<CastJob>(cast_jobs));
+  if (!ggml_jobs.empty()) backend.quantize_ggml(std::span<GgmlQuantizeJob>(ggml_jobs));
+  for (std::size_t k = 0; k < ggml_jobs.size(); ++k) reports[ggml_index[k]].error = ggml_jobs[k].stats;
   for (std::size_t k = 0; k < quantize_jobs.size(); ++k) reports[quantize_index[k]].error = quantize_jobs[k].stats;
   for (std::size_t k = 0; k < cast_jobs.size(); ++k) reports[cast_index[k]].error = cast_jobs[k].stats;
   return data;
@@ -170,14 +179,75 @@ struct TensorPlans {
   std::uint64_t total_input = 0;
 };
 
+// llama-quantize's fallback for a tensor whose rows are not whole blocks of its type
+// (llama_tensor_get_type): a k-quant becomes the legacy type of about its size, and rows that
+// are not whole blocks of 32 either are stored as F16. (For Q2_K and Q3_K llama.cpp now picks
+// IQ4_NL, which wq does not write; Q4_0, its size, is what it picked before.)
+void fall_back_for_rows(const TensorInfo& info, QuantSpec* spec, Encoding* encoding, std::string* note) {
+  namespace ggml = codec::ggml;
+  const std::uint64_t row = info.shape.empty() ? 1 : info.shape.back();
+  const ggml::Type wanted = spec->ggml_type;
+  if (row % ggml::layout_of(wanted).block_elements == 0) return;
+  ggml::Type fallback = wanted;
+  switch (wanted) {
+    case ggml::Type::kQ2_K:
+    case ggml::Type::kQ3_K: fallback = ggml::Type::kQ4_0; break;
+    case ggml::Type::kQ4_K: fallback = ggml::Type::kQ5_0; break;
+    case ggml::Type::kQ5_K: fallback = ggml::Type::kQ5_1; break;
+    case ggml::Type::kQ6_K: fallback = ggml::Type::kQ8_0; break;
+    default: break;
+  }
+  const std::string why = "rows of " + std::to_string(row) + " are not whole " + ggml::type_name(wanted) +
+                          " blocks of " + std::to_string(ggml::layout_of(wanted).block_elements);
+  if (row % ggml::layout_of(fallback).block_elements == 0) {
+    spec->ggml_type = fallback;
+    *note = why + ": " + ggml::type_name(fallback) + " instead (as llama-quantize does)";
+  } else {
+    spec->method = Method::kFp16;
+    *encoding = Encoding::kCast;
+    *note = why + ": F16 instead (as llama-quantize does)";
+  }
+}
+
+// What GGUF cannot hold, refused before anything is written (and in a dry run).
+void check_gguf_tensor(const std::string& input, const ContainerTensor& t, const QuantizeOptions& options) {
+  if (t.name.size() >= 64 && !options.gguf_long_names) {  // ggml's GGML_MAX_NAME
+    throw Error(ErrorCode::kUsage, input + ": tensor '" + t.name + "': its name is " + std::to_string(t.name.size()) +
+                                       " bytes; ggml and llama.cpp accept at most 63 (stable-diffusion.cpp "
+                                       "accepts longer names: --gguf-long-names writes them anyway)");
+  }
+  if (has_codes(t.encoding)) {
+    throw Error(ErrorCode::kUsage, input + ": tensor '" + t.name + "': GGUF files hold ggml types, not wq's " +
+                                       std::string(encoding_name(t.encoding)) + " encoding; choose a type with --type (" +
+                                       ggml_type_names() + ") or type: in a rule");
+  }
+  if (!detail::gguf_type_of(t)) {
+    throw Error(ErrorCode::kUnsupported, input + ": tensor '" + t.name + "' is " + std::string(dtype_name(t.dtype)) +
+                                             ", which GGUF has no type for (keep it out of the output, or "
+                                             "write a WQ container)");
+  }
+  if (t.shape.size() > 4) {
+    throw Error(ErrorCode::kUsage, input + ": tensor '" + t.name + "' has " + std::to_string(t.shape.size()) +
+                                       " dimensions; GGUF holds at most 4");
+  }
+}
+
 TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& options, bool look_for_nonfinite) {
   TensorPlans plans;
   const std::vector<TensorInfo>& infos = reader.tensors();
   for (std::size_t i = 0; i < infos.size(); ++i) {
-    const TensorChoice choice = choose_encoding(infos[i], options);
+    TensorChoice choice = choose_encoding(infos[i], options);
     Encoding encoding = choice.encoding;
     TensorReport r;
     if (choice.rule != nullptr) r.rule = choice.rule->text;
+    if (encoding == Encoding::kGgml) fall_back_for_rows(infos[i], &choice.spec, &encoding, &r.note);
+    const std::string_view stored = reader.stored_quantized_as(i);
+    if (encoding != Encoding::kRaw && !stored.empty() && !options.allow_requantize) {
+      throw Error(ErrorCode::kUsage, reader.path() + ": tensor '" + infos[i].name + "' is stored as " +
+                                         std::string(stored) +
+                                         " already; quantizing its decoded values again adds a second rounding "
+                                         "(allow it with --allow-requantize, or keep it with --keep)");
+    }
     if (encoding != Encoding::kRaw && look_for_nonfinite && options.keep_nonfinite && has_nonfinite_once(reader, i)) {
       encoding = Encoding::kRaw;
       r.note = "contains NaN or infinity: kept raw";
@@ -185,6 +255,7 @@ TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& option
     plans.metadata.tensors.push_back(plan_tensor(infos[i], encoding, choice.spec));
     plans.specs.push_back(choice.spec);
     const ContainerTensor& t = plans.metadata.tensors.back();
+    if (options.output_format == OutputFormat::kGguf) check_gguf_tensor(reader.path(), t, options);
     for (PartLayout& p : detail::parts_of(t)) plans.parts.push_back(std::move(p));
     r.name = t.name;
     r.dtype = t.dtype;
@@ -195,6 +266,9 @@ TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& option
     if (has_codes(encoding)) {
       r.groups = group_geometry(t.shape, choice.spec).groups;
       r.range = t.range;
+    } else if (encoding == Encoding::kGgml) {
+      r.groups = element_count(t.shape) / codec::ggml::layout_of(t.ggml_type).block_elements;
+      r.range = codec::ggml::type_name(t.ggml_type);
     }
     r.input_bytes = element_count(t.shape) * dtype_size(t.dtype);
     r.output_bytes = t.stored_bytes;
@@ -235,6 +309,10 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
   detail::check_output_path(input, output);
   std::unique_ptr<CheckpointReader> reader = open_checkpoint(input, options.read);
   if (reader->format() == "safetensors-sharded") {
+    if (options.output_format == OutputFormat::kGguf) {
+      throw Error(ErrorCode::kUsage, input + ": a sharded checkpoint is written as one container per shard; GGUF "
+                                             "output takes one file (quantize a shard at a time, or merge them first)");
+    }
     reader.reset();
     return quantize_sharded(input, output, backend, options);
   }
@@ -259,8 +337,9 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
 
   // A tensor named like another tensor's part ('w.__codes' next to a quantized 'w') cannot
   // share the container's namespace: say so before anything is written.
+  const bool gguf = options.output_format == OutputFormat::kGguf;
   std::map<std::string, std::string> owner_of_part;
-  for (const ContainerTensor& t : metadata.tensors) {
+  for (const ContainerTensor& t : gguf ? std::vector<ContainerTensor>{} : metadata.tensors) {
     for (const std::string& part : t.parts) {
       const auto [it, inserted] = owner_of_part.emplace(part, t.name);
       if (!inserted) {
@@ -281,8 +360,12 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
   if (options.checksum_input) checksum.emplace(*reader, input, one_batch, options.cancel);
 
   detail::AtomicFile out(output);
-  const detail::Metadata header_meta = {{"format", "pt"}, {"wq", detail::metadata_json(metadata)}};
-  detail::SafetensorsWriter writer(out, parts, header_meta);
+  std::unique_ptr<detail::OutputSink> sink;
+  try {
+    sink = gguf ? detail::make_gguf_sink(out, metadata, *reader, options) : detail::make_container_sink(out, metadata, parts);
+  } catch (const Error& e) {
+    throw in_file(input, e);
+  }
 
   // Batches alternate between two arenas: while one batch is checksummed and written on a
   // second thread, the next one is encoded. Memory: two batches of outputs.
@@ -318,12 +401,12 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
       }
       finish_writing();
       written = {next, end};
-      auto write_batch = [&metadata, &writer, data = std::move(data), first = next, end] {
+      auto write_batch = [&metadata, &sink, data = std::move(data), first = next, end] {
         for (std::size_t i = first; i < end; ++i) {
           ContainerTensor& t = metadata.tensors[i];
           detail::Xxh3 hash;
           hash.update(data[i - first], t.stored_bytes);
-          writer.append(data[i - first], t.stored_bytes);
+          sink->append(i, data[i - first], t.stored_bytes);
           t.xxh3 = hash.hex();
         }
       };
@@ -342,10 +425,9 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
     throw in_file(input, e);
   }
 
-  writer.rewrite_metadata({{"format", "pt"}, {"wq", detail::metadata_json(metadata)}});
-  writer.finish();
+  sink->finish(metadata);
   out.commit();
-  report.output_bytes = writer.total_bytes();
+  report.output_bytes = sink->total_bytes();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;
 }

@@ -14,7 +14,9 @@
 namespace wq {
 
 /// kSymmetric (version 2) stores codes and scales only: each min is -2^(b-1) * scale.
-enum class Encoding { kAffine, kCast, kRaw, kSymmetric };
+/// kGgml (version 2) stores the blocks of a ggml type (docs/ggml-types.md), the bytes a GGUF
+/// file holds, so that WQ and GGUF convert into each other without loss.
+enum class Encoding { kAffine, kCast, kRaw, kSymmetric, kGgml };
 
 std::string_view encoding_name(Encoding encoding) noexcept;
 
@@ -39,7 +41,8 @@ struct ContainerTensor {
   std::string range;                  ///< has_codes() only: "minmax", "mse" or "symmetric"
   ScaleDType scale_dtype = ScaleDType::kF32;  ///< has_codes() only
   DType data_dtype = DType::kF32;     ///< cast/raw: dtype of the data part
-  std::vector<std::string> parts;     ///< part names: codes, scale, min (affine), codes, scale (symmetric) or data
+  codec::ggml::Type ggml_type = codec::ggml::Type::kQ8_0;  ///< kGgml only: the block type
+  std::vector<std::string> parts;     ///< part names: codes, scale, min (affine), codes, scale (symmetric), blocks (ggml) or data
   std::string xxh3;                   ///< 16 lowercase hex digits
   std::uint64_t stored_bytes = 0;     ///< bytes of all parts
 };

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,8 +37,15 @@ struct TensorRule {
   std::string text;   ///< how the user wrote it, for reports ("*.mlp.*=bits:4,group:64")
 };
 
+/// What quantize_file() writes.
+enum class OutputFormat {
+  kContainer,  ///< a WQ container (docs/container-format.md)
+  kGguf,       ///< a GGUF file (docs/gguf.md): every tensor a ggml type, a float cast or raw
+};
+
 struct QuantizeOptions {
   QuantSpec spec;
+  OutputFormat output_format = OutputFormat::kContainer;
   /// Tried in order for each tensor; the first whose pattern matches decides. Empty: every
   /// tensor gets `spec` (the output is then byte-identical to a run without rules).
   std::vector<TensorRule> rules;
@@ -55,6 +63,16 @@ struct QuantizeOptions {
   bool checksum_input = false;
   /// Limits on reading the input (open_checkpoint()).
   ReadOptions read;
+  /// Quantize tensors that the input already stores quantized (a GGUF's Q4_K, ...) from their
+  /// decoded values; without it such a tensor is an error (a second rounding, as
+  /// llama-quantize's --allow-requantize warns).
+  bool allow_requantize = false;
+  /// GGUF output: write tensor names of 64 bytes or more, which stable-diffusion.cpp reads but
+  /// ggml and llama.cpp refuse.
+  bool gguf_long_names = false;
+  /// GGUF output: general.file_type to record (llama.cpp's LLAMA_FTYPE, as a preset such as
+  /// Q4_K_M sets it); unset: derived from the most common weight type.
+  std::optional<std::uint32_t> gguf_file_type;
 };
 
 /// What happened to one tensor.
@@ -66,7 +84,7 @@ struct TensorReport {
   int bits = 0;
   std::uint64_t group_size = 0;
   std::uint64_t groups = 0;
-  std::string range;     ///< has_codes(): how its ranges were chosen ("minmax", "symmetric", "mse")
+  std::string range;     ///< has_codes(): how its ranges were chosen ("minmax", "symmetric", "mse"); ggml: its type ("Q4_K")
   std::uint64_t input_bytes = 0;
   std::uint64_t output_bytes = 0;
   ErrorStats error;      ///< empty (count 0) for raw tensors
@@ -86,8 +104,9 @@ struct QuantizeReport {
   std::vector<TensorReport> tensors;
 };
 
-/// Quantizes the checkpoint at `input` into a WQ container at `output`. Throws wq::Error; on
-/// error no output exists. `output` must differ from `input`.
+/// Quantizes the checkpoint at `input` into a WQ container (or, with OutputFormat::kGguf, a
+/// GGUF file) at `output`. Throws wq::Error; on error no output exists. `output` must differ
+/// from `input`.
 QuantizeReport quantize_file(const std::string& input, const std::string& output,
                              Backend& backend, const QuantizeOptions& options);
 

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "wq/codec/affine.h"
+#include "wq/codec/ggml_blocks.h"
 #include "wq/tensor.h"
 
 namespace wq {
@@ -15,7 +16,9 @@ namespace wq {
 /// each group's parameters are chosen: `minmax` from the group's min and max; `symmetric` from
 /// its largest magnitude, zero exactly representable and no stored min (§4.2); `mse` by a
 /// least-error search that is never worse than minmax (§4.1). `fp16`/`bf16` cast to 16 bits.
-enum class Method { kMinMax, kSymmetric, kMse, kFp16, kBf16 };
+/// `ggml` stores the blocks of a ggml type (QuantSpec::ggml_type; docs/ggml-types.md), as
+/// llama.cpp's reference quantizers write them.
+enum class Method { kMinMax, kSymmetric, kMse, kFp16, kBf16, kGgml };
 
 /// Which elements share one (scale, min) pair. Groups never cross rows (design.md §3).
 enum class Granularity { kTensor, kChannel, kGroup };
@@ -30,11 +33,15 @@ struct QuantSpec {
   Granularity granularity = Granularity::kGroup;
   std::uint64_t group_size = 64;             ///< > 0; used with Granularity::kGroup
   ScaleDType scale_dtype = ScaleDType::kF32;
+  /// Method::kGgml only: a ggml block type (Q8_0 ... Q6_K), or F32 (GGUF output: floats
+  /// written as float32).
+  codec::ggml::Type ggml_type = codec::ggml::Type::kQ8_0;
 
   bool is_affine() const { return method == Method::kMinMax || method == Method::kSymmetric ||
                                   method == Method::kMse; }
 
-  /// Throws Error(kUsage) for bits outside 1..8 or group_size 0.
+  /// Throws Error(kUsage) for bits outside 1..8, group_size 0, or a ggml type that is neither a
+  /// block type nor F32.
   void validate() const;
 
   /// The part of the spec every kernel needs (affine methods): range rule, bits, scale dtype.
@@ -48,6 +55,13 @@ std::string_view scale_dtype_name(ScaleDType scale_dtype) noexcept;
 std::optional<Method> parse_method(std::string_view name) noexcept;
 std::optional<Granularity> parse_granularity(std::string_view name) noexcept;
 std::optional<ScaleDType> parse_scale_dtype(std::string_view name) noexcept;
+
+/// A ggml type name as users write it ("Q4_K", "q8_0", "F16", case-insensitive) as a spec:
+/// block types and F32 give Method::kGgml, F16 and BF16 the casts. nullopt for other names.
+std::optional<QuantSpec> ggml_type_spec(std::string_view name, const QuantSpec& base);
+
+/// The ggml types --type accepts, for messages: "F32, F16, BF16, Q4_0, ...".
+std::string ggml_type_names();
 
 /// The group geometry of a tensor under a spec (design.md §3): `rows = shape[0]` (1 for 0-d
 /// and 1-d tensors), `cols = n / rows`, groups of `group_size` consecutive elements of a row.

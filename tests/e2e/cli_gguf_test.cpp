@@ -1,0 +1,152 @@
+// End-to-end: GGUF through the real binary. Output with --type (and the refusals that keep a
+// user from a file llama.cpp cannot load), GGUF as an input to quantize, decode, inspect and
+// verify, and ggml blocks in a WQ container. ggml's own loader and llama.cpp check the bytes
+// in tests/reference/gguf_ggml_check.py and llama_kl_check.py.
+#include "e2e/cli_support.h"
+
+namespace wq::e2e {
+namespace {
+
+// A safetensors file with a weight of rows of 256, a 1-d vector, and whatever `extra` adds.
+std::string weights_file(const std::string& path, const std::string& extra_header = "", const Bytes& extra = "") {
+  std::vector<float> w(8 * 256), b(256);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.37f * static_cast<float>(i)) * 0.05f;
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = 1.0f + 0.001f * static_cast<float>(i);
+  const Bytes data = f32_bytes(w) + f32_bytes(b) + extra;
+  std::string header = R"({"blk.0.attn_q.weight":{"dtype":"F32","shape":[8,256],"data_offsets":[0,8192]},)"
+                       R"("blk.0.attn_norm.weight":{"dtype":"F32","shape":[256],"data_offsets":[8192,9216]})";
+  header += extra_header + "}";
+  write_safetensors(path, header, data);
+  return path;
+}
+
+TEST_F(cli, GgufOutputNeedsATypeAndLeavesNothingWithoutOne) {
+  const std::string input = weights_file(dir_.path() + "/w.safetensors");
+  const std::string output = out("w.gguf");
+  RunResult r = run({"quantize", input, "-o", output, "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {output, "--type"}, output);
+  r = run({"quantize", input, "-o", output, "--method", "mse", "--bits", "4", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {"--type"}, output);
+  r = run({"quantize", input, "-o", output, "--type", "Q7_K", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {"Q7_K", "Q4_K"}, output);
+  // A rule may still choose wq's own encoding: GGUF cannot hold it.
+  r = run({"quantize", input, "-o", output, "--type", "Q8_0", "--rule", "*attn_q*=method:minmax", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {input, "'blk.0.attn_q.weight'", "ggml types"}, output);
+  // --type F32 is a GGUF type only.
+  r = run({"quantize", input, "-o", out("w.wq.safetensors"), "--type", "F32", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {"F32"}, out("w.wq.safetensors"));
+}
+
+TEST_F(cli, GgufOutputWithTypesRulesAndFallbacks) {
+  // A weight of rows of 96: whole blocks of 32 but not of 256.
+  std::vector<float> odd(4 * 96);
+  for (std::size_t i = 0; i < odd.size(); ++i) odd[i] = 0.01f * static_cast<float>(i % 17);
+  const std::string input = weights_file(dir_.path() + "/w.safetensors",
+                                         R"(,"blk.0.ffn_down.weight":{"dtype":"F32","shape":[4,96],"data_offsets":[9216,10752]})",
+                                         f32_bytes(odd));
+  const std::string output = out("w.gguf");
+  const RunResult r = run({"quantize", input, "-o", output, "--type", "q4_k", "--rule", "*attn_q*=type:Q6_K",
+                           "--json", "--backend", "cpu"});
+  ASSERT_EQ(r.status, kOk) << r;
+  const ojson report = ojson::parse(r.out);
+  EXPECT_EQ(report["spec"]["type"], "Q4_K");
+  const ojson& tensors = report["tensors"];
+  EXPECT_EQ(tensors[0]["type"], "Q6_K");  // the rule
+  EXPECT_EQ(tensors[1]["encoding"], "raw");  // 1-d stays float32
+  EXPECT_EQ(tensors[2]["type"], "Q5_0");  // rows of 96: llama-quantize's fallback
+  EXPECT_TRUE(contains(tensors[2]["note"].get<std::string>(), "rows of 96 are not whole Q4_K blocks of 256"));
+  const Bytes file = read_file(output);
+  EXPECT_EQ(file.substr(0, 4), "GGUF");
+  // inspect and verify read it back; decode gives the decoded floats under the same names.
+  const RunResult inspect = run({"inspect", output, "--json"});
+  ASSERT_EQ(inspect.status, kOk) << inspect;
+  const ojson listed = ojson::parse(inspect.out);
+  EXPECT_EQ(listed["format"], "gguf");
+  EXPECT_EQ(listed["tensors"][0]["type"], "Q6_K");
+  EXPECT_EQ(listed["tensors"][0]["shape"], ojson::parse("[8,256]"));
+  EXPECT_EQ(listed["tensors"][2]["type"], "Q5_0");
+  const RunResult verify = run({"verify", output});
+  EXPECT_EQ(verify.status, kOk) << verify;
+  EXPECT_TRUE(contains(verify.out, "GGUF")) << verify;
+  const std::string decoded = out("w.decoded.safetensors");
+  ASSERT_EQ(run({"decode", output, "-o", decoded, "--backend", "cpu"}).status, kOk);
+  const Safetensors st = parse_safetensors(read_file(decoded));
+  EXPECT_EQ(st.header["blk.0.attn_q.weight"]["shape"], ojson::parse("[8,256]"));
+  EXPECT_EQ(st.header["blk.0.attn_norm.weight"]["dtype"], "F32");
+}
+
+TEST_F(cli, GgufInputAsACheckpointAndRequantizingNeedsAFlag) {
+  const std::string input = weights_file(dir_.path() + "/w.safetensors");
+  const std::string q8 = out("w-q8_0.gguf");
+  ASSERT_EQ(run({"quantize", input, "-o", q8, "--type", "Q8_0", "-q", "--backend", "cpu"}).status, kOk);
+  const Bytes before = read_file(q8);
+  // Its Q8_0 tensor is already quantized: a second rounding needs --allow-requantize.
+  const std::string q4 = out("w-q4_0.gguf");
+  RunResult r = run({"quantize", q8, "-o", q4, "--type", "Q4_0", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {q8, "'blk.0.attn_q.weight'", "Q8_0", "--allow-requantize"}, q4, q8, &before);
+  r = run({"quantize", q8, "-o", q4, "--type", "Q4_0", "--allow-requantize", "-q", "--backend", "cpu"});
+  ASSERT_EQ(r.status, kOk) << r;
+  // Into a WQ container the same way (the 1-d F32 vector is plain: no flag needed for it).
+  const std::string container = out("w.wq.safetensors");
+  r = run({"quantize", q8, "-o", container, "--bits", "4", "--keep", "*attn_q*", "-q", "--backend", "cpu"});
+  ASSERT_EQ(r.status, kOk) << r;
+  // A GGUF in a folder is a checkpoint for tree mode too.
+  fs::create_directories(dir_.path() + "/tree");
+  fs::copy_file(input, dir_.path() + "/tree/w.safetensors");
+  EXPECT_EQ(run({"quantize", dir_.path() + "/tree", "-o", out("tree.gguf"), "--to", "gguf", "--type", "Q8_0"}).status,
+            kUsage);
+}
+
+TEST_F(cli, GgufRefusesNamesAndTypesItCannotHold) {
+  const std::string long_name(70, 'n');
+  const std::string input = weights_file(
+      dir_.path() + "/w.safetensors",
+      ",\"" + long_name + "\":{\"dtype\":\"F32\",\"shape\":[1,32],\"data_offsets\":[9216,9344]}", f32_bytes(std::vector<float>(32, 0.5f)));
+  const std::string output = out("w.gguf");
+  RunResult r = run({"quantize", input, "-o", output, "--type", "Q8_0", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {input, long_name, "63", "--gguf-long-names"}, output);
+  r = run({"quantize", input, "-o", output, "--type", "Q8_0", "--gguf-long-names", "-q", "--backend", "cpu"});
+  EXPECT_EQ(r.status, kOk) << r;
+  // A U8 tensor has no GGUF type.
+  const std::string bytes_input = weights_file(dir_.path() + "/u8.safetensors",
+                                               R"(,"mask":{"dtype":"U8","shape":[4],"data_offsets":[9216,9220]})", "\x01\x02\x03\x04");
+  const std::string u8_out = out("u8.gguf");
+  r = run({"quantize", bytes_input, "-o", u8_out, "--type", "Q8_0", "--backend", "cpu"});
+  expect_clean_failure(r, kUnsupported, {bytes_input, "'mask'", "U8"}, u8_out);
+  // The dry run says the same before anything is read.
+  r = run({"quantize", input, "-o", out("w2.gguf"), "--type", "Q8_0", "--dry-run"});
+  EXPECT_EQ(r.status, kUsage) << r;
+}
+
+TEST_F(cli, GgmlBlocksInAContainerDecodeLikeTheGgufFile) {
+  const std::string input = weights_file(dir_.path() + "/w.safetensors");
+  const std::string container = out("w.wq.safetensors");
+  const std::string gguf = out("w.gguf");
+  ASSERT_EQ(run({"quantize", input, "-o", container, "--type", "Q3_K", "-q", "--backend", "cpu"}).status, kOk);
+  ASSERT_EQ(run({"quantize", input, "-o", gguf, "--type", "Q3_K", "-q", "--backend", "cpu"}).status, kOk);
+  const Safetensors st = parse_safetensors(read_file(container));
+  const ojson meta = ojson::parse(st.header["__metadata__"]["wq"].get<std::string>());
+  EXPECT_EQ(meta["version"], 2);
+  EXPECT_EQ(meta["tensors"]["blk.0.attn_q.weight"]["encoding"], "ggml");
+  EXPECT_EQ(meta["tensors"]["blk.0.attn_q.weight"]["ggml_type"], "Q3_K");
+  EXPECT_EQ(st.header["blk.0.attn_q.weight.__blocks"]["shape"], ojson::parse("[880]"));  // 8 blocks of 110
+  EXPECT_EQ(run({"verify", container}).status, kOk);
+  const std::string from_container = out("a.safetensors"), from_gguf = out("b.safetensors");
+  ASSERT_EQ(run({"decode", container, "-o", from_container, "--backend", "cpu"}).status, kOk);
+  ASSERT_EQ(run({"decode", gguf, "-o", from_gguf, "--backend", "cpu"}).status, kOk);
+  const Safetensors a = parse_safetensors(read_file(from_container)), b = parse_safetensors(read_file(from_gguf));
+  for (const char* name : {"blk.0.attn_q.weight", "blk.0.attn_norm.weight"}) {
+    EXPECT_TRUE(a.tensor_data(name) == b.tensor_data(name)) << name;  // the same blocks, decoded the same way
+  }
+  // A damaged ggml_type in the metadata is refused naming the tensor.
+  Bytes bad = read_file(container);
+  const std::size_t at = bad.find("\\\"Q3_K\\\"");
+  ASSERT_NE(at, std::string::npos);
+  bad.replace(at, 8, "\\\"Q9_K\\\"");
+  write_file(container, bad);
+  const RunResult r = run({"decode", container, "-o", out("c.safetensors"), "--backend", "cpu"});
+  expect_clean_failure(r, kBadFormat, {container, "'blk.0.attn_q.weight'", "ggml_type"}, out("c.safetensors"));
+}
+
+}  // namespace
+}  // namespace wq::e2e
