@@ -150,8 +150,13 @@ CommandRunner add_quantize_command(CLI::App& app) {
       ->check(CLI::IsMember(kScaleDTypeNames))->capture_default_str();
   cmd->add_option("--type", flags->type,
                   "A ggml type instead of --method: Q8_0, Q6_K, Q5_K, Q5_1, Q5_0, Q4_K, Q4_1, Q4_0, Q3_K, Q2_K "
-                  "(llama.cpp's reference quantizers, byte for byte), F16, BF16, F32 (GGUF only); required "
-                  "for GGUF output");
+                  "(llama.cpp's reference quantizers, byte for byte), F16, BF16, F32 (GGUF only), or a "
+                  "llama-quantize mix (Q4_K_M, Q5_K_M, ...: see --preset); required for GGUF output");
+  cmd->add_option("--preset", flags->preset,
+                  "llama-quantize's file type: Q4_K_M, Q5_K_M, Q3_K_M, ... (mixes: attn_v, ffn_down and the output "
+                  "matrix get more bits in the layers llama-quantize chooses, from the GGUF's names and metadata) "
+                  "or a plain name (Q4_0: the output matrix Q6_K, as llama-quantize does); a mix name works as "
+                  "--type too");
   cmd->add_option("--to", flags->to,
                   "Output format: wq (a WQ container) or gguf; default: gguf when -o ends in .gguf, else wq")
       ->check(CLI::IsMember({"wq", "gguf"}));

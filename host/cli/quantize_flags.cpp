@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "cli/rules.h"
+#include "pipeline/llama_presets.h"
 #include "wq/error.h"
 #include "wq/version.h"
 
@@ -60,12 +61,25 @@ QuantizeOptions options_from_flags(const QuantizeFlags& f) {
   options.output_format = output_format_of(f);
   options.allow_requantize = f.allow_requantize;
   options.gguf_long_names = f.gguf_long_names;
-  if (!f.type.empty()) {
-    const std::optional<QuantSpec> typed = ggml_type_spec(f.type, options.spec);
-    if (!typed) {
-      throw Error(ErrorCode::kUsage, "--type " + f.type + ": not a ggml type wq writes (" + ggml_type_names() + ")");
+  if (!f.type.empty() && !f.preset.empty()) {
+    throw Error(ErrorCode::kUsage, "--type and --preset both choose the types: give one");
+  }
+  // A name with a size suffix (Q4_K_M) is a llama-quantize mix, also as --type; a plain type
+  // name is that type for every weight there, and llama-quantize's file type with --preset.
+  const std::string preset = !f.preset.empty() ? f.preset : ggml_type_spec(f.type, options.spec) ? "" : f.type;
+  if (!preset.empty()) {
+    if (!detail::is_llama_preset(preset)) {
+      throw Error(ErrorCode::kUsage, (f.preset.empty() ? "--type " : "--preset ") + preset +
+                                         ": not a ggml type wq writes (" + ggml_type_names() +
+                                         ") nor a llama-quantize preset (" + detail::llama_preset_names() + ")");
     }
-    options.spec = *typed;
+    options.llama_preset = preset;
+    for (char& c : options.llama_preset) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    // The report's header names the preset's base type; each tensor's own type is in the table.
+    std::string base = options.llama_preset.substr(0, 4);
+    options.spec = *ggml_type_spec(base, options.spec);
+  } else if (!f.type.empty()) {
+    options.spec = *ggml_type_spec(f.type, options.spec);
   } else if (options.output_format == OutputFormat::kGguf && options.spec.is_affine()) {
     throw Error(ErrorCode::kUsage, f.output + ": a GGUF file holds ggml types: choose one with --type (" +
                                        ggml_type_names() + "), e.g. --type Q8_0");
@@ -100,6 +114,7 @@ nlohmann::ordered_json settings_json(const QuantizeOptions& options) {
   if (options.spec.method == Method::kGgml) j["type"] = codec::ggml::type_name(options.spec.ggml_type);
   if (options.output_format == OutputFormat::kGguf) j["to"] = "gguf";
   if (options.allow_requantize) j["allow_requantize"] = true;
+  if (!options.llama_preset.empty()) j["preset"] = options.llama_preset;
   j["all"] = options.all;
   j["keep_nonfinite"] = options.keep_nonfinite;
   nlohmann::ordered_json rules = nlohmann::ordered_json::array();

@@ -21,7 +21,8 @@ struct QuantizeFlags {
   std::string granularity = "channel";
   std::uint64_t group_size = 128;
   std::string scale_dtype = "f32";
-  std::string type;  ///< --type: a ggml type (or preset); empty: --method decides
+  std::string type;  ///< --type: a ggml type (or a llama-quantize mix such as Q4_K_M); empty: --method decides
+  std::string preset;  ///< --preset: a llama-quantize file type, mixes and plain names alike
   std::string to;    ///< --to: "wq" or "gguf"; empty: from the output's name (*.gguf)
   bool allow_requantize = false;
   bool gguf_long_names = false;

@@ -9,9 +9,11 @@
 
 #include "container/checksum.h"
 #include "container/container_metadata.h"
+#include "formats/gguf_checkpoint.h"
 #include "formats/paddle_reader.h"
 #include "io/atomic_file.h"
 #include "pipeline/input_checksum.h"
+#include "pipeline/llama_presets.h"
 #include "pipeline/output_path.h"
 #include "pipeline/output_sink.h"
 #include "wq/checkpoint.h"
@@ -119,13 +121,29 @@ std::size_t batch_end(const std::vector<TensorReport>& tensors, std::size_t firs
 // Encodes tensors [first, end) into `arena` with one batched call per encoding; returns each
 // tensor's stored bytes (in the arena, or the input itself for raw tensors) and fills in the
 // reports' error statistics.
+// A tensor whose stored bytes are the input's own: raw ones, and ggml blocks copied from a
+// GGUF input that holds the tensor in the same type.
+const std::byte* input_bytes_as_stored(CheckpointReader& reader, const ContainerTensor& t, std::size_t i) {
+  if (t.encoding == Encoding::kRaw) return reader.tensor(i).data;
+  if (t.encoding != Encoding::kGgml) return nullptr;
+  const detail::GgufFile* gguf = detail::gguf_file_of(reader);
+  if (gguf == nullptr || gguf->tensors()[i].type != t.ggml_type) return nullptr;
+  return gguf->data(gguf->tensors()[i]);
+}
+
+bool stored_as_in_input(const CheckpointReader& reader, const ContainerTensor& t, std::size_t i) {
+  if (t.encoding == Encoding::kRaw) return true;
+  const detail::GgufFile* gguf = detail::gguf_file_of(reader);
+  return t.encoding == Encoding::kGgml && gguf != nullptr && gguf->tensors()[i].type == t.ggml_type;
+}
+
 std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& backend,
                                            const std::vector<QuantSpec>& specs,
                                            const std::vector<ContainerTensor>& plan, std::vector<TensorReport>& reports,
                                            std::size_t first, std::size_t end, std::vector<std::byte>* arena) {
   std::uint64_t bytes = 0;
   for (std::size_t i = first; i < end; ++i) {
-    if (plan[i].encoding != Encoding::kRaw) bytes += plan[i].stored_bytes;
+    if (!stored_as_in_input(reader, plan[i], i)) bytes += plan[i].stored_bytes;
   }
   if (arena->size() < bytes) arena->resize(bytes);
   std::vector<QuantizeJob> quantize_jobs;
@@ -136,11 +154,11 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
   std::uint64_t offset = 0;
   for (std::size_t i = first; i < end; ++i) {
     const ContainerTensor& t = plan[i];
-    const TensorView view = reader.tensor(i);
-    if (t.encoding == Encoding::kRaw) {
-      data[i - first] = view.data;
+    if (const std::byte* as_stored = input_bytes_as_stored(reader, t, i)) {
+      data[i - first] = as_stored;
       continue;
     }
+    const TensorView view = reader.tensor(i);
     std::byte* base = arena->data() + offset;
     data[i - first] = base;
     offset += t.stored_bytes;
@@ -177,6 +195,7 @@ struct TensorPlans {
   std::vector<QuantSpec> specs;  ///< per tensor: the spec its encoding uses
   std::vector<PartLayout> parts;
   std::uint64_t total_input = 0;
+  std::optional<std::uint32_t> preset_file_type;  ///< general.file_type of a llama-quantize preset
 };
 
 // llama-quantize's fallback for a tensor whose rows are not whole blocks of its type
@@ -235,14 +254,37 @@ void check_gguf_tensor(const std::string& input, const ContainerTensor& t, const
 TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& options, bool look_for_nonfinite) {
   TensorPlans plans;
   const std::vector<TensorInfo>& infos = reader.tensors();
+  std::optional<detail::LlamaPresetPlan> preset;
+  if (!options.llama_preset.empty()) {
+    preset = detail::plan_llama_preset(options.llama_preset, reader);
+    plans.preset_file_type = preset->file_type;
+  }
   for (std::size_t i = 0; i < infos.size(); ++i) {
     TensorChoice choice = choose_encoding(infos[i], options);
-    Encoding encoding = choice.encoding;
     TensorReport r;
+    // A preset decides every tensor that no rule does, as llama-quantize's mix does where no
+    // --tensor-type override matches; which tensors it quantizes is its own rule too.
+    if (preset && choice.rule == nullptr) {
+      if (preset->types[i]) {
+        choice.spec.method = Method::kGgml;
+        choice.spec.ggml_type = *preset->types[i];
+        choice.encoding = Encoding::kGgml;
+        if (!preset->reasons[i].empty()) r.note = preset->reasons[i] + " (preset " + options.llama_preset + ")";
+      } else {
+        choice.encoding = Encoding::kRaw;
+      }
+    }
+    Encoding encoding = choice.encoding;
     if (choice.rule != nullptr) r.rule = choice.rule->text;
-    if (encoding == Encoding::kGgml) fall_back_for_rows(infos[i], &choice.spec, &encoding, &r.note);
+    if (encoding == Encoding::kGgml) {
+      std::string fallback;
+      fall_back_for_rows(infos[i], &choice.spec, &encoding, &fallback);
+      if (!fallback.empty()) r.note = fallback;
+    }
     const std::string_view stored = reader.stored_quantized_as(i);
-    if (encoding != Encoding::kRaw && !stored.empty() && !options.allow_requantize) {
+    const bool same_blocks = encoding == Encoding::kGgml && stored == codec::ggml::type_name(choice.spec.ggml_type);
+    if (same_blocks) r.note = "stored " + std::string(stored) + " blocks copied unchanged";
+    if (encoding != Encoding::kRaw && !stored.empty() && !same_blocks && !options.allow_requantize) {
       throw Error(ErrorCode::kUsage, reader.path() + ": tensor '" + infos[i].name + "' is stored as " +
                                          std::string(stored) +
                                          " already; quantizing its decoded values again adds a second rounding "
@@ -362,7 +404,10 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
   detail::AtomicFile out(output);
   std::unique_ptr<detail::OutputSink> sink;
   try {
-    sink = gguf ? detail::make_gguf_sink(out, metadata, *reader, options) : detail::make_container_sink(out, metadata, parts);
+    QuantizeOptions sink_options = options;
+    if (plans.preset_file_type && !sink_options.gguf_file_type) sink_options.gguf_file_type = plans.preset_file_type;
+    sink = gguf ? detail::make_gguf_sink(out, metadata, *reader, sink_options)
+                : detail::make_container_sink(out, metadata, parts);
   } catch (const Error& e) {
     throw in_file(input, e);
   }
@@ -381,7 +426,7 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
     for (std::size_t i = written.first; i < written.second; ++i) {
       // Raw tensors were written straight from the input; their pages can go now. (Releases
       // happen on this thread: readers need not be thread-safe.)
-      if (metadata.tensors[i].encoding == Encoding::kRaw) reader->release(i);
+      if (stored_as_in_input(*reader, metadata.tensors[i], i)) reader->release(i);
       progress.bytes_done += report.tensors[i].input_bytes;
       progress.current_tensor = metadata.tensors[i].name;
     }
@@ -397,7 +442,7 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
                                                         next, end, &arenas[which]);
       // An encoded tensor's input is not needed any more: drop its pages before the next batch.
       for (std::size_t i = next; i < end && !one_batch; ++i) {
-        if (metadata.tensors[i].encoding != Encoding::kRaw) reader->release(i);
+        if (!stored_as_in_input(*reader, metadata.tensors[i], i)) reader->release(i);
       }
       finish_writing();
       written = {next, end};

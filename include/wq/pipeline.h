@@ -70,6 +70,10 @@ struct QuantizeOptions {
   /// GGUF output: write tensor names of 64 bytes or more, which stable-diffusion.cpp reads but
   /// ggml and llama.cpp refuse.
   bool gguf_long_names = false;
+  /// llama-quantize's file type ("Q4_K_M", "Q5_K_S", "Q8_0", ...; docs/gguf.md §3.1): every
+  /// weight that no rule matches gets the ggml type llama-quantize picks for it from its name,
+  /// its layer and the GGUF metadata, and general.file_type records the preset. Empty: none.
+  std::string llama_preset;
   /// GGUF output: general.file_type to record (llama.cpp's LLAMA_FTYPE, as a preset such as
   /// Q4_K_M sets it); unset: derived from the most common weight type.
   std::optional<std::uint32_t> gguf_file_type;

@@ -4,6 +4,8 @@
 // in tests/reference/gguf_ggml_check.py and llama_kl_check.py.
 #include "e2e/cli_support.h"
 
+#include <map>
+
 namespace wq::e2e {
 namespace {
 
@@ -86,6 +88,21 @@ TEST_F(cli, GgufInputAsACheckpointAndRequantizingNeedsAFlag) {
   expect_clean_failure(r, kUsage, {q8, "'blk.0.attn_q.weight'", "Q8_0", "--allow-requantize"}, q4, q8, &before);
   r = run({"quantize", q8, "-o", q4, "--type", "Q4_0", "--allow-requantize", "-q", "--backend", "cpu"});
   ASSERT_EQ(r.status, kOk) << r;
+  // The same type again is no second rounding: the blocks are copied, GGUF to GGUF and into a
+  // container, and both decode to the values of the original.
+  const std::string again = out("again.gguf"), kept = out("kept.wq.safetensors");
+  r = run({"quantize", q8, "-o", again, "--type", "Q8_0", "--json", "--backend", "cpu"});
+  ASSERT_EQ(r.status, kOk) << r;
+  EXPECT_TRUE(contains(ojson::parse(r.out)["tensors"][0]["note"].get<std::string>(), "copied unchanged")) << r;
+  const Bytes original = read_file(q8), copy = read_file(again);
+  // The data section ends with the Q8_0 blocks (2176 bytes) and the F32 vector (1024), both aligned.
+  EXPECT_TRUE(original.substr(original.size() - 2176 - 1024) == copy.substr(copy.size() - 2176 - 1024));
+  ASSERT_EQ(run({"quantize", q8, "-o", kept, "--type", "Q8_0", "-q", "--backend", "cpu"}).status, kOk);
+  const std::string from_gguf = out("from_gguf.safetensors"), from_kept = out("from_kept.safetensors");
+  ASSERT_EQ(run({"decode", q8, "-o", from_gguf, "--backend", "cpu"}).status, kOk);
+  ASSERT_EQ(run({"decode", kept, "-o", from_kept, "--backend", "cpu"}).status, kOk);
+  EXPECT_TRUE(parse_safetensors(read_file(from_gguf)).tensor_data("blk.0.attn_q.weight") ==
+              parse_safetensors(read_file(from_kept)).tensor_data("blk.0.attn_q.weight"));
   // Into a WQ container the same way (the 1-d F32 vector is plain: no flag needed for it).
   const std::string container = out("w.wq.safetensors");
   r = run({"quantize", q8, "-o", container, "--bits", "4", "--keep", "*attn_q*", "-q", "--backend", "cpu"});
@@ -116,6 +133,62 @@ TEST_F(cli, GgufRefusesNamesAndTypesItCannotHold) {
   // The dry run says the same before anything is read.
   r = run({"quantize", input, "-o", out("w2.gguf"), "--type", "Q8_0", "--dry-run"});
   EXPECT_EQ(r.status, kUsage) << r;
+}
+
+// llama-quantize's Q4_K_M mix on 8 layers: attn_v and ffn_down get Q6_K in layers 0, 3, 6 and 7
+// (use_more_bits: the first and last eighth, and every third between), the output matrix Q6_K,
+// the rest Q4_K; 1-d tensors stay F32; a rule still wins; general.file_type is Q4_K_M's 15.
+TEST_F(cli, LlamaQuantizePresetsGiveTheirMix) {
+  std::string header = "{";
+  Bytes data;
+  const auto add = [&](const std::string& name, std::uint64_t rows, std::uint64_t cols) {
+    std::vector<float> v(rows == 0 ? cols : rows * cols);  // rows 0: a 1-d tensor
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = std::cos(0.1f * static_cast<float>(i + name.size()));
+    if (header.size() > 1) header += ",";
+    const std::string shape = rows == 0 ? "[" + std::to_string(cols) + "]" : "[" + std::to_string(rows) + "," + std::to_string(cols) + "]";
+    header += "\"" + name + "\":{\"dtype\":\"F32\",\"shape\":" + shape + ",\"data_offsets\":[" +
+              std::to_string(data.size()) + "," + std::to_string(data.size() + 4 * v.size()) + "]}";
+    data += f32_bytes(v);
+  };
+  add("token_embd.weight", 4, 256);
+  for (int layer = 0; layer < 8; ++layer) {
+    const std::string p = "blk." + std::to_string(layer) + ".";
+    add(p + "attn_norm.weight", 0, 256);
+    add(p + "attn_q.weight", 2, 256);
+    add(p + "attn_v.weight", 2, 256);
+    add(p + "ffn_down.weight", 2, 256);
+  }
+  add("output.weight", 4, 256);
+  header += "}";
+  const std::string input = dir_.path() + "/llama.safetensors";
+  write_safetensors(input, header, data);
+  const std::string output = out("q4_k_m.gguf");
+  const RunResult r = run({"quantize", input, "-o", output, "--type", "Q4_K_M", "--rule", "blk.1.attn_q*=type:Q8_0",
+                           "--json", "--backend", "cpu"});
+  ASSERT_EQ(r.status, kOk) << r;
+  std::map<std::string, std::string> type_of;
+  const ojson report = ojson::parse(r.out);
+  for (const ojson& t : report["tensors"]) {
+    type_of[t["name"].get<std::string>()] = t.contains("type") ? t["type"].get<std::string>() : t["encoding"].get<std::string>();
+  }
+  for (int layer = 0; layer < 8; ++layer) {
+    const std::string p = "blk." + std::to_string(layer) + ".";
+    const bool more = layer == 0 || layer == 3 || layer == 6 || layer == 7;
+    EXPECT_EQ(type_of[p + "attn_v.weight"], more ? "Q6_K" : "Q4_K") << layer;
+    EXPECT_EQ(type_of[p + "ffn_down.weight"], more ? "Q6_K" : "Q4_K") << layer;
+    EXPECT_EQ(type_of[p + "attn_q.weight"], layer == 1 ? "Q8_0" : "Q4_K") << layer;
+    EXPECT_EQ(type_of[p + "attn_norm.weight"], "raw") << layer;
+  }
+  EXPECT_EQ(type_of["output.weight"], "Q6_K");
+  EXPECT_EQ(type_of["token_embd.weight"], "Q4_K");
+  // general.file_type 15 (LLAMA_FTYPE_MOSTLY_Q4_K_M), as a UINT32 pair in the header.
+  const Bytes file = read_file(output);
+  const std::size_t key = file.find("general.file_type");
+  ASSERT_NE(key, std::string::npos);
+  EXPECT_EQ(file.substr(key + 17, 8), std::string("\x04\0\0\0\x0f\0\0\0", 8));
+  // Unknown names are refused with the list.
+  const RunResult bad = run({"quantize", input, "-o", out("x.gguf"), "--preset", "Q4_K_X", "--backend", "cpu"});
+  expect_clean_failure(bad, kUsage, {"Q4_K_X", "Q4_K_M"}, out("x.gguf"));
 }
 
 TEST_F(cli, GgmlBlocksInAContainerDecodeLikeTheGgufFile) {

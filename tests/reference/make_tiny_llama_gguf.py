@@ -1,6 +1,6 @@
 """A tiny llama-architecture GGUF (float32) that the real llama.cpp loads and runs.
 
-usage: make_tiny_llama_gguf.py OUT.gguf [--seed N]
+usage: make_tiny_llama_gguf.py OUT.gguf [--seed N] [--layers N]
 
 Written here with the standard library and numpy only (no wq code), following the GGUF v3
 layout and llama.cpp's llama loader (docs/gguf.md): 2 layers, n_embd 256, 4 heads of 64
@@ -58,7 +58,7 @@ def vocabulary():
     return tokens, scores, types
 
 
-def tensors(seed):
+def tensors(seed, n_layer):
     rng = np.random.default_rng(seed)
 
     def w(rows, cols, scale=None):  # numpy shape [rows, cols] = ggml ne [cols, rows]
@@ -66,7 +66,7 @@ def tensors(seed):
         return (rng.standard_normal((rows, cols)) * s).astype(np.float32)
 
     out = [("token_embd.weight", w(N_VOCAB, N_EMBD, 1.0))]
-    for i in range(N_LAYER):
+    for i in range(n_layer):
         p = "blk.%d." % i
         out += [
             (p + "attn_norm.weight", (1.0 + 0.1 * rng.standard_normal(N_EMBD)).astype(np.float32)),
@@ -84,14 +84,14 @@ def tensors(seed):
     return out
 
 
-def write(path, seed):
+def write(path, seed, n_layer=N_LAYER):
     tokens, scores, types = vocabulary()
     kvs = [
         kv("general.architecture", STRING, "llama"),
         kv("general.name", STRING, "wq tiny llama"),
         kv("llama.context_length", U32, N_CTX),
         kv("llama.embedding_length", U32, N_EMBD),
-        kv("llama.block_count", U32, N_LAYER),
+        kv("llama.block_count", U32, n_layer),
         kv("llama.feed_forward_length", U32, N_FF),
         kv("llama.attention.head_count", U32, N_HEAD),
         kv("llama.attention.head_count_kv", U32, N_HEAD_KV),
@@ -107,7 +107,7 @@ def write(path, seed):
         kv("tokenizer.ggml.eos_token_id", U32, 2),
         kv("tokenizer.ggml.unknown_token_id", U32, 0),
     ]
-    ts = tensors(seed)
+    ts = tensors(seed, n_layer)
     infos, blobs, offset = [], [], 0
     for name, a in ts:
         ne = list(reversed(a.shape))
@@ -128,4 +128,5 @@ if __name__ == "__main__":
         print(__doc__)
         sys.exit(2)
     seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 1
-    write(sys.argv[1], seed)
+    layers = int(sys.argv[sys.argv.index("--layers") + 1]) if "--layers" in sys.argv else N_LAYER
+    write(sys.argv[1], seed, layers)
