@@ -84,30 +84,13 @@ ggml_decode_kernel(ElementType element, const std::uint8_t* in, std::uint64_t bl
   }
 }
 
-template <typename Visitor>
-void with_block_type(ggml::Type type, const Visitor& f) {
-  switch (type) {
-    case ggml::Type::kQ4_0: return f(ggml::BlockQ4_0{});
-    case ggml::Type::kQ4_1: return f(ggml::BlockQ4_1{});
-    case ggml::Type::kQ5_0: return f(ggml::BlockQ5_0{});
-    case ggml::Type::kQ5_1: return f(ggml::BlockQ5_1{});
-    case ggml::Type::kQ8_0: return f(ggml::BlockQ8_0{});
-    case ggml::Type::kQ2_K: return f(ggml::BlockQ2_K{});
-    case ggml::Type::kQ3_K: return f(ggml::BlockQ3_K{});
-    case ggml::Type::kQ4_K: return f(ggml::BlockQ4_K{});
-    case ggml::Type::kQ5_K: return f(ggml::BlockQ5_K{});
-    case ggml::Type::kQ6_K: return f(ggml::BlockQ6_K{});
-    default: break;
-  }
-}
-
 }  // namespace
 
 unsigned ggml_quantize_grid(std::uint64_t blocks) { return grid_for(blocks); }
 
 void launch_ggml_quantize(ggml::Type type, ElementType element, const std::uint8_t* input, std::uint64_t blocks,
                           std::uint8_t* out, unsigned long long* bad_index, double* partials, cudaStream_t stream) {
-  with_block_type(type, [&](auto tag) {
+  ggml::visit_block_type(type, [&](auto tag) {
     ggml_quantize_kernel<decltype(tag)><<<grid_for(blocks), kGgmlThreads, 0, stream>>>(element, input, blocks, out,
                                                                                       bad_index, partials);
   });
@@ -116,7 +99,7 @@ void launch_ggml_quantize(ggml::Type type, ElementType element, const std::uint8
 
 void launch_ggml_decode(ggml::Type type, ElementType element, const std::uint8_t* in, std::uint64_t blocks,
                         std::uint8_t* out, cudaStream_t stream) {
-  with_block_type(type, [&](auto tag) {
+  ggml::visit_block_type(type, [&](auto tag) {
     ggml_decode_kernel<decltype(tag)><<<grid_for(blocks), kGgmlThreads, 0, stream>>>(element, in, blocks, out);
   });
   WQ_CUDA_CHECK(cudaGetLastError());

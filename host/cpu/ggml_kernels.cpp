@@ -113,23 +113,12 @@ void decode_tensor(const GgmlDecodeJob& job, ThreadPool& pool) {
   });
 }
 
-// Calls f(Block{}) for the block struct of a quantized type (the caller has checked the type).
+// Runs f(Block{}) for a block type; a plain type here is a bug of the caller, which checks.
 template <typename Visitor>
-decltype(auto) with_block_type(ggml::Type type, const Visitor& f) {
-  switch (type) {
-    case ggml::Type::kQ4_0: return f(ggml::BlockQ4_0{});
-    case ggml::Type::kQ4_1: return f(ggml::BlockQ4_1{});
-    case ggml::Type::kQ5_0: return f(ggml::BlockQ5_0{});
-    case ggml::Type::kQ5_1: return f(ggml::BlockQ5_1{});
-    case ggml::Type::kQ8_0: return f(ggml::BlockQ8_0{});
-    case ggml::Type::kQ2_K: return f(ggml::BlockQ2_K{});
-    case ggml::Type::kQ3_K: return f(ggml::BlockQ3_K{});
-    case ggml::Type::kQ4_K: return f(ggml::BlockQ4_K{});
-    case ggml::Type::kQ5_K: return f(ggml::BlockQ5_K{});
-    case ggml::Type::kQ6_K: return f(ggml::BlockQ6_K{});
-    default: break;  // plain types: no blocks
+void with_block_type(ggml::Type type, const Visitor& f) {
+  if (!ggml::visit_block_type(type, f)) {
+    throw Error(ErrorCode::kInternal, "ggml kernels called with a type that is not a block type");
   }
-  throw Error(ErrorCode::kInternal, "ggml kernels called with a type that is not a block type");
 }
 
 }  // namespace
@@ -144,10 +133,12 @@ void decode_ggml_blocks(ggml::Type type, const std::uint8_t* blocks, std::uint64
 }
 
 ErrorStats quantize_ggml_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
-  return with_block_type(job.type, [&](auto tag) {
-    return dispatch_floating(job.input.dtype,
-                             [&]<DType D>() { return quantize_tensor<decltype(tag), D>(job, pool); });
+  ErrorStats stats;
+  with_block_type(job.type, [&](auto tag) {
+    stats = dispatch_floating(job.input.dtype,
+                              [&]<DType D>() { return quantize_tensor<decltype(tag), D>(job, pool); });
   });
+  return stats;
 }
 
 void decode_ggml_tensor(const GgmlDecodeJob& job, ThreadPool& pool) {

@@ -10,6 +10,7 @@
 #include <limits>
 #include <random>
 
+#include "ggml_test_support.h"
 #include "test_support.h"
 #include "wq/backend.h"
 #include "wq/codec/ggml_kquants.h"
@@ -27,37 +28,6 @@ struct BackendCase {
   BackendKind kind;
   unsigned threads;
 };
-
-template <typename Block>
-void codec_run(const std::vector<float>& x, std::vector<std::uint8_t>* blocks, std::vector<float>* decoded) {
-  const std::size_t n = x.size() / Block::kElements;
-  blocks->assign(n * sizeof(Block), 0);
-  decoded->assign(x.size(), 0.0f);
-  for (std::size_t b = 0; b < n; ++b) {
-    Block block;
-    ggml::quantize_block(x.data() + b * Block::kElements, &block);
-    std::memcpy(blocks->data() + b * sizeof(Block), &block, sizeof block);
-    ggml::decode_block(block, decoded->data() + b * Block::kElements);
-  }
-}
-
-// The definition: the codec block by block, in the plainest loop.
-void reference(ggml::Type type, const std::vector<float>& x, std::vector<std::uint8_t>* blocks,
-               std::vector<float>* decoded) {
-  switch (type) {
-    case ggml::Type::kQ4_0: return codec_run<ggml::BlockQ4_0>(x, blocks, decoded);
-    case ggml::Type::kQ4_1: return codec_run<ggml::BlockQ4_1>(x, blocks, decoded);
-    case ggml::Type::kQ5_0: return codec_run<ggml::BlockQ5_0>(x, blocks, decoded);
-    case ggml::Type::kQ5_1: return codec_run<ggml::BlockQ5_1>(x, blocks, decoded);
-    case ggml::Type::kQ8_0: return codec_run<ggml::BlockQ8_0>(x, blocks, decoded);
-    case ggml::Type::kQ2_K: return codec_run<ggml::BlockQ2_K>(x, blocks, decoded);
-    case ggml::Type::kQ3_K: return codec_run<ggml::BlockQ3_K>(x, blocks, decoded);
-    case ggml::Type::kQ4_K: return codec_run<ggml::BlockQ4_K>(x, blocks, decoded);
-    case ggml::Type::kQ5_K: return codec_run<ggml::BlockQ5_K>(x, blocks, decoded);
-    case ggml::Type::kQ6_K: return codec_run<ggml::BlockQ6_K>(x, blocks, decoded);
-    default: FAIL() << "not a block type";
-  }
-}
 
 // Weight-like values with a few outliers and, every ninth block, a constant run.
 std::vector<float> weights(std::size_t n, std::uint32_t seed) {
@@ -105,7 +75,7 @@ TEST_P(GgmlBackendSuite, EveryTypeWritesTheCodecsBlocksAndDecodesToItsValues) {
       const std::vector<float> x = weights(element_count(shape), 11 + static_cast<std::uint32_t>(element_count(shape)));
       std::vector<std::uint8_t> want;
       std::vector<float> want_decoded;
-      reference(type, x, &want, &want_decoded);
+      test::ggml_reference(type, x, &want, &want_decoded);
       ErrorStats stats;
       ASSERT_EQ(quantize(type, x, shape, &stats), want);
       // The statistics are those of the decoded values.
@@ -148,7 +118,7 @@ TEST_P(GgmlBackendSuite, HalfAndDoubleInputsQuantizeThroughBinary32AndDecodeRoun
       SCOPED_TRACE(::testing::Message() << ggml::type_name(type) << " from " << dtype_name(dtype));
       std::vector<std::uint8_t> want;
       std::vector<float> want_decoded;
-      reference(type, widened, &want, &want_decoded);
+      test::ggml_reference(type, widened, &want, &want_decoded);
       ASSERT_EQ(quantize(type, bytes, dtype, shape), want);
       if (dtype == DType::kF64) continue;
       std::vector<std::uint16_t> out(x.size(), 0xffff);
@@ -173,7 +143,7 @@ TEST_P(GgmlBackendSuite, LargeTensorsSplitOverWorkersGiveTheSameBytes) {
     const std::vector<float> x = weights(element_count(shape), 99);
     std::vector<std::uint8_t> want;
     std::vector<float> want_decoded;
-    reference(type, x, &want, &want_decoded);
+    test::ggml_reference(type, x, &want, &want_decoded);
     ASSERT_EQ(quantize(type, x, shape), want);
   }
 }
@@ -195,7 +165,7 @@ TEST_P(GgmlBackendSuite, ZerosConstantsSubnormalsAndHugeValues) {
       SCOPED_TRACE(::testing::Message() << ggml::type_name(type) << " input " << k);
       std::vector<std::uint8_t> want;
       std::vector<float> want_decoded;
-      reference(type, inputs[k], &want, &want_decoded);
+      test::ggml_reference(type, inputs[k], &want, &want_decoded);
       ASSERT_EQ(quantize(type, inputs[k], shape), want);
     }
   }
@@ -272,7 +242,7 @@ TEST_P(GgmlBackendSuite, EmptyTensorsAndBatchesOfMany) {
   for (ggml::Type type : ggml::kQuantizedTypes) {
     std::vector<std::uint8_t> want;
     std::vector<float> decoded;
-    reference(type, inputs[k], &want, &decoded);
+    test::ggml_reference(type, inputs[k], &want, &decoded);
     EXPECT_EQ(outs[k], want) << ggml::type_name(type);
     EXPECT_EQ(jobs[k].stats.count, inputs[k].size());
     ++k;

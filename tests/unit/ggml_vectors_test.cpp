@@ -11,6 +11,7 @@
 
 #include "cpu/ggml_kernels.h"
 #include "cpu/thread_pool.h"
+#include "ggml_test_support.h"
 #include "test_support.h"
 #include "wq/codec/ggml_blocks.h"
 #include "wq/codec/ggml_kquants.h"
@@ -32,38 +33,6 @@ nlohmann::json load_vectors() {
 
 ggml::Type type_of(const nlohmann::json& c) { return static_cast<ggml::Type>(c["type_id"].get<std::uint32_t>()); }
 
-// The codec alone, block by block.
-template <typename Block>
-void codec_blocks(const std::vector<float>& x, std::vector<std::uint8_t>* blocks, std::vector<float>* decoded) {
-  const std::size_t n = x.size() / Block::kElements;
-  blocks->resize(n * sizeof(Block));
-  decoded->resize(x.size());
-  for (std::size_t b = 0; b < n; ++b) {
-    Block block;
-    std::memset(&block, 0xa5, sizeof block);  // every byte must be written
-    ggml::quantize_block(x.data() + b * Block::kElements, &block);
-    std::memcpy(blocks->data() + b * sizeof(Block), &block, sizeof block);
-    ggml::decode_block(block, decoded->data() + b * Block::kElements);
-  }
-}
-
-void run_codec(ggml::Type type, const std::vector<float>& x, std::vector<std::uint8_t>* blocks,
-               std::vector<float>* decoded) {
-  switch (type) {
-    case ggml::Type::kQ4_0: return codec_blocks<ggml::BlockQ4_0>(x, blocks, decoded);
-    case ggml::Type::kQ4_1: return codec_blocks<ggml::BlockQ4_1>(x, blocks, decoded);
-    case ggml::Type::kQ5_0: return codec_blocks<ggml::BlockQ5_0>(x, blocks, decoded);
-    case ggml::Type::kQ5_1: return codec_blocks<ggml::BlockQ5_1>(x, blocks, decoded);
-    case ggml::Type::kQ8_0: return codec_blocks<ggml::BlockQ8_0>(x, blocks, decoded);
-    case ggml::Type::kQ2_K: return codec_blocks<ggml::BlockQ2_K>(x, blocks, decoded);
-    case ggml::Type::kQ3_K: return codec_blocks<ggml::BlockQ3_K>(x, blocks, decoded);
-    case ggml::Type::kQ4_K: return codec_blocks<ggml::BlockQ4_K>(x, blocks, decoded);
-    case ggml::Type::kQ5_K: return codec_blocks<ggml::BlockQ5_K>(x, blocks, decoded);
-    case ggml::Type::kQ6_K: return codec_blocks<ggml::BlockQ6_K>(x, blocks, decoded);
-    default: FAIL() << "not a quantized type";
-  }
-}
-
 TEST(GgmlVectors, CoverEveryQuantizedType) {
   const nlohmann::json v = load_vectors();
   std::set<std::uint32_t> seen;
@@ -78,7 +47,7 @@ TEST(GgmlVectors, CodecWritesGgmlsBlocksAndDecodesLikeGgml) {
     const std::vector<float> x = from_hex_as<float>(c["input_f32_hex"]);
     std::vector<std::uint8_t> blocks;
     std::vector<float> decoded;
-    run_codec(type_of(c), x, &blocks, &decoded);
+    test::ggml_reference(type_of(c), x, &blocks, &decoded);
     EXPECT_EQ(to_hex(blocks.data(), blocks.size()), c["blocks_hex"].get<std::string>());
     // Decoding ggml's own blocks (equal to ours when the line above passes, but checked on
     // its own so that a decoder bug is reported as one).

@@ -184,6 +184,25 @@ inline constexpr Type kQuantizedTypes[] = {Type::kQ4_0, Type::kQ4_1, Type::kQ5_0
                                            Type::kQ8_0, Type::kQ2_K, Type::kQ3_K, Type::kQ4_K,
                                            Type::kQ5_K, Type::kQ6_K};
 
+/// Calls `f(Block{})` with the block struct of a quantized type (so that code templated on the
+/// block runs for `type`) and returns true; returns false, calling nothing, for the plain types.
+template <typename Visitor>
+bool visit_block_type(Type type, const Visitor& f) {
+  switch (type) {
+    case Type::kQ4_0: f(BlockQ4_0{}); return true;
+    case Type::kQ4_1: f(BlockQ4_1{}); return true;
+    case Type::kQ5_0: f(BlockQ5_0{}); return true;
+    case Type::kQ5_1: f(BlockQ5_1{}); return true;
+    case Type::kQ8_0: f(BlockQ8_0{}); return true;
+    case Type::kQ2_K: f(BlockQ2_K{}); return true;
+    case Type::kQ3_K: f(BlockQ3_K{}); return true;
+    case Type::kQ4_K: f(BlockQ4_K{}); return true;
+    case Type::kQ5_K: f(BlockQ5_K{}); return true;
+    case Type::kQ6_K: f(BlockQ6_K{}); return true;
+    default: return false;
+  }
+}
+
 /// ggml's name of a type ("Q4_K", "F16", ...), or "" for an id wq does not handle.
 constexpr const char* type_name(Type type) {
   switch (type) {
