@@ -4,9 +4,11 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/element_io.h"
+#include "cpu/ggml_kquant_lanes.h"
 #include "wq/codec/ggml_kquants.h"
 #include "wq/codec/ggml_legacy.h"
 #include "wq/error.h"
@@ -34,13 +36,26 @@ void for_each_run(std::uint64_t blocks, std::uint64_t blocks_per_task, ThreadPoo
   }
 }
 
+// One block with the codec, or with its lane-parallel spelling where there is one (Q4_K and
+// Q5_K: cpu/ggml_kquant_lanes.h says why it gives the same bytes).
+template <typename Block>
+void quantize_one(const float* x, Block* y) {
+  if constexpr (std::is_same_v<Block, ggml::BlockQ4_K>) {
+    quantize_q4_k_lanes(x, y);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_K>) {
+    quantize_q5_k_lanes(x, y);
+  } else {
+    ggml::quantize_block(x, y);
+  }
+}
+
 template <typename Block>
 void quantize_run(const float* x, std::uint64_t count, std::uint8_t* out, ThreadPool* pool) {
   const std::uint64_t blocks = count / Block::kElements;
   for_each_run(blocks, kValuesPerTask / Block::kElements, pool, [&](std::size_t, std::uint64_t first, std::uint64_t last) {
     for (std::uint64_t b = first; b < last; ++b) {
       Block block;  // built aligned, then copied: `out` need not be aligned for Block
-      ggml::quantize_block(x + b * Block::kElements, &block);
+      quantize_one(x + b * Block::kElements, &block);
       std::memcpy(out + b * sizeof(Block), &block, sizeof(Block));
     }
   });
@@ -80,7 +95,7 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
         if (!codec::is_finite(x[i])) refuse_nonfinite(job.input.name, base + i, x[i]);
       }
       Block block;
-      ggml::quantize_block(x, &block);
+      quantize_one(x, &block);
       std::memcpy(job.blocks + b * sizeof(Block), &block, sizeof(Block));
       ggml::decode_block(block, decoded);
       for (int i = 0; i < Block::kElements; ++i) {

@@ -43,18 +43,14 @@ WQ_HD inline void pack_scale_min(int j, std::uint8_t ls, std::uint8_t lm, std::u
   }
 }
 
-/// Q4_K and Q5_K share everything but the code width and the search's sweep: eight
-/// sub-blocks of 32, weights sqrt(mean x^2) + |x|, 6-bit scales and mins against fp16 d/dmin.
-/// Writes d, dmin and the 12 scale bytes, and the codes (0..nmax) to L.
-WQ_HD inline void quantize_scale_min_super_block(const float* x, int nmax, OffsetSearch search, std::uint16_t* d_out,
-                                                 std::uint16_t* dmin_out, std::uint8_t* scale_bytes, std::uint8_t* L) {
+/// The searches of Q4_K and Q5_K: sub-block j's weights sqrt(mean x^2) + |x| and its fitted
+/// scale, offset (-min, >= 0) and codes. The CPU backend runs the same steps eight sub-blocks at a
+/// time (host/cpu/ggml_kquant_lanes.cpp).
+WQ_HD inline void search_scale_min_sub_blocks(const float* x, int nmax, OffsetSearch search, float* scales, float* mins,
+                                              std::uint8_t* L) {
   constexpr int kSub = 32;
-  float scales[kSuperBlock / kSub];
-  float mins[kSuperBlock / kSub];
   float weights[kSub];
   std::uint8_t scratch[kSub];
-  float max_scale = 0;
-  float max_min = 0;
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
     const float* xs = x + kSub * j;
     float sum_x2 = 0;
@@ -62,6 +58,20 @@ WQ_HD inline void quantize_scale_min_super_block(const float* x, int nmax, Offse
     const float av_x = sqrt_rn(div_rn(sum_x2, 32.0f));
     for (int l = 0; l < kSub; ++l) weights[l] = add_rn(av_x, abs_f32(xs[l]));
     scales[j] = fit_scale_and_offset(kSub, nmax, xs, weights, L + kSub * j, &mins[j], scratch, search);
+  }
+}
+
+/// What Q4_K and Q5_K do after the searches: the eight scales and mins quantized to 6 bits
+/// against the largest of each, d and dmin, and the codes recomputed from the stored values
+/// (where a sub-block's stored scale is 0 the search's codes stay, as in ggml). Writes d, dmin,
+/// the 12 scale bytes and the final codes (0..nmax) to L.
+WQ_HD inline void finish_scale_min_super_block(const float* x, int nmax, const float* scales, const float* mins,
+                                               std::uint16_t* d_out, std::uint16_t* dmin_out, std::uint8_t* scale_bytes,
+                                               std::uint8_t* L) {
+  constexpr int kSub = 32;
+  float max_scale = 0;
+  float max_min = 0;
+  for (int j = 0; j < kSuperBlock / kSub; ++j) {
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -91,9 +101,15 @@ WQ_HD inline void quantize_scale_min_super_block(const float* x, int nmax, Offse
   }
 }
 
-WQ_HD inline void quantize_block(const float* x, BlockQ4_K* y) {
-  std::uint8_t L[kSuperBlock];
-  quantize_scale_min_super_block(x, 15, OffsetSearch{-1.0f, 0.1f, 20, false}, &y->d, &y->dmin, y->scales, L);
+// The searches' parameters (make_qkx2_quants' rmin, rdelta, nstep, use_mad) and code widths
+// (functions, not variables: device code reads them too).
+WQ_HD constexpr OffsetSearch q4_k_search() { return {-1.0f, 0.1f, 20, false}; }
+WQ_HD constexpr OffsetSearch q5_k_search() { return {-0.5f, 0.1f, 15, false}; }
+inline constexpr int kQ4KMax = 15;
+inline constexpr int kQ5KMax = 31;
+
+/// Q4_K's block from its final codes L (0..15); d, dmin and scales already written.
+WQ_HD inline void pack_q4_k_codes(const std::uint8_t* L, BlockQ4_K* y) {
   for (int c = 0; c < 4; ++c) {  // chunk c of 64: byte 32c + l = element 64c + l | element 64c + 32 + l
     for (int l = 0; l < 32; ++l) {
       y->qs[32 * c + l] = static_cast<std::uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
@@ -101,9 +117,16 @@ WQ_HD inline void quantize_block(const float* x, BlockQ4_K* y) {
   }
 }
 
-WQ_HD inline void quantize_block(const float* x, BlockQ5_K* y) {
+WQ_HD inline void quantize_block(const float* x, BlockQ4_K* y) {
   std::uint8_t L[kSuperBlock];
-  quantize_scale_min_super_block(x, 31, OffsetSearch{-0.5f, 0.1f, 15, false}, &y->d, &y->dmin, y->scales, L);
+  float scales[8], mins[8];
+  search_scale_min_sub_blocks(x, kQ4KMax, q4_k_search(), scales, mins, L);
+  finish_scale_min_super_block(x, kQ4KMax, scales, mins, &y->d, &y->dmin, y->scales, L);
+  pack_q4_k_codes(L, y);
+}
+
+/// Q5_K's block from its final codes L (0..31).
+WQ_HD inline void pack_q5_k_codes(const std::uint8_t* L, BlockQ5_K* y) {
   for (int l = 0; l < kSuperBlock / 8; ++l) y->qh[l] = 0;
   for (int c = 0; c < 4; ++c) {
     for (int l = 0; l < 32; ++l) {
@@ -120,6 +143,14 @@ WQ_HD inline void quantize_block(const float* x, BlockQ5_K* y) {
       y->qs[32 * c + l] = static_cast<std::uint8_t>(l1 | (l2 << 4));
     }
   }
+}
+
+WQ_HD inline void quantize_block(const float* x, BlockQ5_K* y) {
+  std::uint8_t L[kSuperBlock];
+  float scales[8], mins[8];
+  search_scale_min_sub_blocks(x, kQ5KMax, q5_k_search(), scales, mins, L);
+  finish_scale_min_super_block(x, kQ5KMax, scales, mins, &y->d, &y->dmin, y->scales, L);
+  pack_q5_k_codes(L, y);
 }
 
 // Q2_K and Q3_K share the 2-bit plane layout: byte 32h + l of qs holds elements

@@ -1,0 +1,168 @@
+#include "cpu/ggml_kquant_lanes.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "cpu/cpu_features.h"
+#include "wq/codec/ggml_kquants.h"
+
+namespace wq::detail {
+namespace {
+
+namespace ggml = codec::ggml;
+
+// Eight lanes: sub-block j of the super-block in lane j. GCC/Clang vector extensions, compiled
+// twice below (AVX2, and the baseline target as pairs of SSE registers). No fast-math and
+// -ffp-contract=off: each operation rounds on its own, as the codec's mul_rn/add_rn do.
+typedef float V __attribute__((vector_size(32)));
+typedef std::int32_t VI __attribute__((vector_size(32)));
+
+constexpr int kSub = 32;  // elements per sub-block
+constexpr int kLanes = 8;  // sub-blocks per super-block
+
+#define WQ_LANES_INLINE inline __attribute__((always_inline))
+
+WQ_LANES_INLINE VI bits_of(V v) {
+  VI b;
+  std::memcpy(&b, &v, sizeof b);
+  return b;
+}
+
+// codec::ggml::nearest_int() in every lane: the same addition, the same bits.
+WQ_LANES_INLINE VI nearest_int(V f) { return (bits_of(f + 12582912.0f) & 0x007fffff) - 0x00400000; }
+
+WQ_LANES_INLINE VI clamp(VI v, int lo, int hi) {
+  v = v < lo ? VI{} + lo : v;
+  return v > hi ? VI{} + hi : v;
+}
+
+WQ_LANES_INLINE V to_float(VI v) { return __builtin_convertvector(v, V); }
+
+// fit_scale_and_offset() (ggml's make_qkx2_quants) with squared error, lane j on sub-block j:
+// X[i], W[i] hold element i and its weight of every sub-block. Writes the codes to L[i] and
+// returns each lane's scale, and -min in *neg_offset.
+WQ_LANES_INLINE V fit_lanes(const V* X, const V* W, int nmax, ggml::OffsetSearch search, VI* L, V* neg_offset) {
+  V min = X[0], max = X[0];
+  V sum_w = W[0];
+  V sum_x = sum_w * X[0];
+  for (int i = 1; i < kSub; ++i) {
+    min = X[i] < min ? X[i] : min;
+    max = X[i] > max ? X[i] : max;
+    sum_w = sum_w + W[i];
+    sum_x = sum_x + W[i] * X[i];
+  }
+  min = min > 0.0f ? V{} : min;
+  const VI flat = max == min;  // the scalar search returns here: codes 0, scale 0
+  const V fnmax = V{} + static_cast<float>(nmax);
+  V iscale = fnmax / (max - min);
+  V scale = 1.0f / iscale;
+  V best = V{};
+  for (int i = 0; i < kSub; ++i) {
+    L[i] = clamp(nearest_int(iscale * (X[i] - min)), 0, nmax);
+    const V diff = scale * to_float(L[i]) + min - X[i];
+    best = best + W[i] * (diff * diff);
+  }
+  VI candidate[kSub];
+  V candidate_f[kSub];  // the same codes as floats, converted once per step
+  for (int step = 0; step <= search.steps; ++step) {
+    // `min` is each lane's latest accepted offset, as in ggml's loop.
+    iscale = (search.rmin + search.rdelta * static_cast<float>(step) + fnmax) / (max - min);
+    V sum_l = V{}, sum_l2 = V{}, sum_xl = V{};
+    for (int i = 0; i < kSub; ++i) {
+      candidate[i] = clamp(nearest_int(iscale * (X[i] - min)), 0, nmax);
+      const V l = to_float(candidate[i]);
+      candidate_f[i] = l;
+      const V wl = W[i] * l;
+      sum_l = sum_l + wl;
+      sum_l2 = sum_l2 + wl * l;
+      sum_xl = sum_xl + wl * X[i];
+    }
+    const V det = sum_w * sum_l2 - sum_l * sum_l;
+    V this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+    V this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+    const VI positive_min = this_min > 0.0f;
+    this_min = positive_min ? V{} : this_min;
+    this_scale = positive_min ? sum_xl / sum_l2 : this_scale;
+    V error = V{};
+    for (int i = 0; i < kSub; ++i) {
+      const V diff = this_scale * candidate_f[i] + this_min - X[i];
+      error = error + W[i] * (diff * diff);
+    }
+    // Lanes where the scalar search would not have taken this candidate keep what they have
+    // (the values computed for them here, from a det <= 0, are discarded unread).
+    const VI better = (det > 0.0f) & (error < best) & ~flat;
+    for (int i = 0; i < kSub; ++i) L[i] = better ? candidate[i] : L[i];
+    best = better ? error : best;
+    scale = better ? this_scale : scale;
+    min = better ? this_min : min;
+  }
+  for (int i = 0; i < kSub; ++i) L[i] = flat ? VI{} : L[i];
+  *neg_offset = -min;
+  return flat ? V{} : scale;
+}
+
+// search_scale_min_sub_blocks() with the eight searches in lanes.
+WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch search, float* scales, float* mins,
+                                  std::uint8_t* codes) {
+  V X[kSub], W[kSub];
+  for (int i = 0; i < kSub; ++i) {
+    for (int j = 0; j < kLanes; ++j) X[i][j] = x[kSub * j + i];
+  }
+  V sum_x2 = V{};
+  for (int i = 0; i < kSub; ++i) sum_x2 = sum_x2 + X[i] * X[i];
+  const V mean = sum_x2 / 32.0f;
+  V av_x;
+  for (int j = 0; j < kLanes; ++j) av_x[j] = std::sqrt(mean[j]);  // correctly rounded, as sqrt_rn
+  for (int i = 0; i < kSub; ++i) {
+    const VI magnitude = bits_of(X[i]) & 0x7fffffff;  // abs_f32: the sign bit cleared
+    V abs_x;
+    std::memcpy(&abs_x, &magnitude, sizeof abs_x);
+    W[i] = av_x + abs_x;
+  }
+  VI L[kSub];
+  V neg_offset;
+  const V scale = fit_lanes(X, W, nmax, search, L, &neg_offset);
+  for (int j = 0; j < kLanes; ++j) {
+    scales[j] = scale[j];
+    mins[j] = neg_offset[j];
+    for (int i = 0; i < kSub; ++i) codes[kSub * j + i] = static_cast<std::uint8_t>(L[i][j]);
+  }
+}
+
+template <typename Block>
+WQ_LANES_INLINE void quantize_lanes(const float* x, Block* y) {
+  constexpr bool q4 = sizeof(Block) == sizeof(ggml::BlockQ4_K);
+  constexpr int nmax = q4 ? ggml::kQ4KMax : ggml::kQ5KMax;
+  std::uint8_t L[ggml::kSuperBlock];
+  float scales[kLanes], mins[kLanes];
+  search_lanes(x, nmax, q4 ? ggml::q4_k_search() : ggml::q5_k_search(), scales, mins, L);
+  ggml::finish_scale_min_super_block(x, nmax, scales, mins, &y->d, &y->dmin, y->scales, L);
+  if constexpr (q4) {
+    ggml::pack_q4_k_codes(L, y);
+  } else {
+    ggml::pack_q5_k_codes(L, y);
+  }
+}
+
+template <typename Block>
+__attribute__((target("avx2"))) void quantize_avx2(const float* x, Block* y) {
+  quantize_lanes(x, y);
+}
+
+template <typename Block>
+void quantize_baseline(const float* x, Block* y) {
+  quantize_lanes(x, y);
+}
+
+}  // namespace
+
+void quantize_q4_k_lanes(const float* x, ggml::BlockQ4_K* y) {
+  use_avx2() ? quantize_avx2(x, y) : quantize_baseline(x, y);
+}
+
+void quantize_q5_k_lanes(const float* x, ggml::BlockQ5_K* y) {
+  use_avx2() ? quantize_avx2(x, y) : quantize_baseline(x, y);
+}
+
+}  // namespace wq::detail
