@@ -36,14 +36,18 @@ void for_each_run(std::uint64_t blocks, std::uint64_t blocks_per_task, ThreadPoo
   }
 }
 
-// One block with the codec, or with its lane-parallel spelling where there is one (Q4_K and
-// Q5_K: cpu/ggml_kquant_lanes.h says why it gives the same bytes).
+// One block with the codec, or with its lane-parallel spelling where there is one (Q2_K, Q4_K,
+// Q5_K, Q6_K: cpu/ggml_kquant_lanes.h says why it gives the same bytes).
 template <typename Block>
 void quantize_one(const float* x, Block* y) {
   if constexpr (std::is_same_v<Block, ggml::BlockQ4_K>) {
     quantize_q4_k_lanes(x, y);
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_K>) {
     quantize_q5_k_lanes(x, y);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ2_K>) {
+    quantize_q2_k_lanes(x, y);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ6_K>) {
+    quantize_q6_k_lanes(x, y);
   } else {
     ggml::quantize_block(x, y);
   }

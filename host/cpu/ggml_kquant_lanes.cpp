@@ -18,8 +18,8 @@ namespace ggml = codec::ggml;
 typedef float V __attribute__((vector_size(32)));
 typedef std::int32_t VI __attribute__((vector_size(32)));
 
-constexpr int kSub = 32;  // elements per sub-block
-constexpr int kLanes = 8;  // sub-blocks per super-block
+constexpr int kSub = 32;  // elements per sub-block of Q4_K/Q5_K (16 for Q2_K and Q6_K)
+constexpr int kLanes = 8;  // sub-blocks searched at once
 
 #define WQ_LANES_INLINE inline __attribute__((always_inline))
 
@@ -39,14 +39,32 @@ WQ_LANES_INLINE VI clamp(VI v, int lo, int hi) {
 
 WQ_LANES_INLINE V to_float(VI v) { return __builtin_convertvector(v, V); }
 
-// fit_scale_and_offset() (ggml's make_qkx2_quants) with squared error, lane j on sub-block j:
-// X[i], W[i] hold element i and its weight of every sub-block. Writes the codes to L[i] and
-// returns each lane's scale, and -min in *neg_offset.
+WQ_LANES_INLINE V abs_of(V v) {
+  const VI magnitude = bits_of(v) & 0x7fffffff;  // abs_f32: the sign bit cleared
+  V out;
+  std::memcpy(&out, &magnitude, sizeof out);
+  return out;
+}
+
+// codec::ggml::error_term(): squared or absolute.
+template <bool kAbsolute>
+WQ_LANES_INLINE V error_term(V diff) {
+  if constexpr (kAbsolute) {
+    return abs_of(diff);
+  } else {
+    return diff * diff;
+  }
+}
+
+// fit_scale_and_offset() (ggml's make_qkx2_quants) over N elements, lane j on sub-block j: X[i],
+// W[i] hold element i and its weight of every sub-block. Writes the codes to L[i] and returns
+// each lane's scale, and -min in *neg_offset.
+template <int N, bool kAbsolute>
 WQ_LANES_INLINE V fit_lanes(const V* X, const V* W, int nmax, ggml::OffsetSearch search, VI* L, V* neg_offset) {
   V min = X[0], max = X[0];
   V sum_w = W[0];
   V sum_x = sum_w * X[0];
-  for (int i = 1; i < kSub; ++i) {
+  for (int i = 1; i < N; ++i) {
     min = X[i] < min ? X[i] : min;
     max = X[i] > max ? X[i] : max;
     sum_w = sum_w + W[i];
@@ -58,18 +76,18 @@ WQ_LANES_INLINE V fit_lanes(const V* X, const V* W, int nmax, ggml::OffsetSearch
   V iscale = fnmax / (max - min);
   V scale = 1.0f / iscale;
   V best = V{};
-  for (int i = 0; i < kSub; ++i) {
+  for (int i = 0; i < N; ++i) {
     L[i] = clamp(nearest_int(iscale * (X[i] - min)), 0, nmax);
     const V diff = scale * to_float(L[i]) + min - X[i];
-    best = best + W[i] * (diff * diff);
+    best = best + W[i] * error_term<kAbsolute>(diff);
   }
-  VI candidate[kSub];
-  V candidate_f[kSub];  // the same codes as floats, converted once per step
+  VI candidate[N];
+  V candidate_f[N];  // the same codes as floats, converted once per step
   for (int step = 0; step <= search.steps; ++step) {
     // `min` is each lane's latest accepted offset, as in ggml's loop.
     iscale = (search.rmin + search.rdelta * static_cast<float>(step) + fnmax) / (max - min);
     V sum_l = V{}, sum_l2 = V{}, sum_xl = V{};
-    for (int i = 0; i < kSub; ++i) {
+    for (int i = 0; i < N; ++i) {
       candidate[i] = clamp(nearest_int(iscale * (X[i] - min)), 0, nmax);
       const V l = to_float(candidate[i]);
       candidate_f[i] = l;
@@ -85,19 +103,19 @@ WQ_LANES_INLINE V fit_lanes(const V* X, const V* W, int nmax, ggml::OffsetSearch
     this_min = positive_min ? V{} : this_min;
     this_scale = positive_min ? sum_xl / sum_l2 : this_scale;
     V error = V{};
-    for (int i = 0; i < kSub; ++i) {
+    for (int i = 0; i < N; ++i) {
       const V diff = this_scale * candidate_f[i] + this_min - X[i];
-      error = error + W[i] * (diff * diff);
+      error = error + W[i] * error_term<kAbsolute>(diff);
     }
     // Lanes where the scalar search would not have taken this candidate keep what they have
     // (the values computed for them here, from a det <= 0, are discarded unread).
     const VI better = (det > 0.0f) & (error < best) & ~flat;
-    for (int i = 0; i < kSub; ++i) L[i] = better ? candidate[i] : L[i];
+    for (int i = 0; i < N; ++i) L[i] = better ? candidate[i] : L[i];
     best = better ? error : best;
     scale = better ? this_scale : scale;
     min = better ? this_min : min;
   }
-  for (int i = 0; i < kSub; ++i) L[i] = flat ? VI{} : L[i];
+  for (int i = 0; i < N; ++i) L[i] = flat ? VI{} : L[i];
   *neg_offset = -min;
   return flat ? V{} : scale;
 }
@@ -114,20 +132,111 @@ WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch s
   const V mean = sum_x2 / 32.0f;
   V av_x;
   for (int j = 0; j < kLanes; ++j) av_x[j] = std::sqrt(mean[j]);  // correctly rounded, as sqrt_rn
-  for (int i = 0; i < kSub; ++i) {
-    const VI magnitude = bits_of(X[i]) & 0x7fffffff;  // abs_f32: the sign bit cleared
-    V abs_x;
-    std::memcpy(&abs_x, &magnitude, sizeof abs_x);
-    W[i] = av_x + abs_x;
-  }
+  for (int i = 0; i < kSub; ++i) W[i] = av_x + abs_of(X[i]);
   VI L[kSub];
   V neg_offset;
-  const V scale = fit_lanes(X, W, nmax, search, L, &neg_offset);
+  const V scale = fit_lanes<kSub, false>(X, W, nmax, search, L, &neg_offset);
   for (int j = 0; j < kLanes; ++j) {
     scales[j] = scale[j];
     mins[j] = neg_offset[j];
     for (int i = 0; i < kSub; ++i) codes[kSub * j + i] = static_cast<std::uint8_t>(L[i][j]);
   }
+}
+
+// search_q2_k_sub_blocks(): sixteen sub-blocks of 16, weights |x|, absolute error; two rounds
+// of eight lanes.
+WQ_LANES_INLINE void search_q2_k_lanes(const float* x, float* scales, float* mins, std::uint8_t* codes) {
+  constexpr int n = 16;
+  for (int round = 0; round < 2; ++round) {
+    const float* xr = x + n * kLanes * round;
+    V X[n], W[n];
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < kLanes; ++j) X[i][j] = xr[n * j + i];
+      W[i] = abs_of(X[i]);
+    }
+    VI L[n];
+    V neg_offset;
+    const V scale = fit_lanes<n, true>(X, W, 3, ggml::q2_k_search(), L, &neg_offset);
+    for (int j = 0; j < kLanes; ++j) {
+      scales[kLanes * round + j] = scale[j];
+      mins[kLanes * round + j] = neg_offset[j];
+      for (int i = 0; i < n; ++i) codes[n * (kLanes * round + j) + i] = static_cast<std::uint8_t>(L[i][j]);
+    }
+  }
+}
+
+// fit_symmetric_x2() (ggml's make_qx_quants, rmse_type 1) over 16 elements with nmax 32, lane j
+// on sub-block j: codes 0..63 to L[i]; returns the scales.
+WQ_LANES_INLINE V fit_symmetric_x2_lanes(const V* X, VI* L) {
+  constexpr int n = 16, nmax = 32;
+  V amax = V{}, max = V{};
+  for (int i = 0; i < n; ++i) {
+    const V ax = abs_of(X[i]);
+    const VI larger = ax > amax;  // the first of equal magnitudes wins
+    amax = larger ? ax : amax;
+    max = larger ? X[i] : max;
+  }
+  const VI flat = amax < ggml::kGroupMaxEps;
+  // Weights x^2 and the sums of one candidate grid; codes l - nmax in `codes`.
+  const auto sums = [&](V iscale, VI* codes, V* sumlx, V* suml2) {
+    *sumlx = V{};
+    *suml2 = V{};
+    for (int i = 0; i < n; ++i) {
+      codes[i] = clamp(nearest_int(iscale * X[i]), -nmax, nmax - 1);
+      const V l = to_float(codes[i]);
+      const V w = X[i] * X[i];
+      *sumlx = *sumlx + w * X[i] * l;
+      *suml2 = *suml2 + w * l * l;
+    }
+  };
+  VI codes[n];
+  V sumlx, suml2;
+  sums(static_cast<float>(-nmax) / max, codes, &sumlx, &suml2);
+  for (int i = 0; i < n; ++i) L[i] = codes[i] + nmax;
+  V scale = suml2 != 0.0f ? sumlx / suml2 : V{};
+  V best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    sums(-(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max, codes, &sumlx, &suml2);
+    const VI take = (suml2 > 0.0f) & (sumlx * sumlx > best * suml2) & ~flat;
+    for (int i = 0; i < n; ++i) L[i] = take ? codes[i] + nmax : L[i];
+    scale = take ? sumlx / suml2 : scale;
+    best = take ? scale * sumlx : best;
+  }
+  for (int i = 0; i < n; ++i) L[i] = flat ? VI{} : L[i];
+  return flat ? V{} : scale;
+}
+
+// search_q6_k_sub_blocks() in two rounds of eight lanes.
+WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, std::int8_t* codes) {
+  constexpr int n = 16;
+  for (int round = 0; round < 2; ++round) {
+    const float* xr = x + n * kLanes * round;
+    V X[n];
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < kLanes; ++j) X[i][j] = xr[n * j + i];
+    }
+    VI L[n];
+    const V scale = fit_symmetric_x2_lanes(X, L);
+    for (int j = 0; j < kLanes; ++j) {
+      scales[kLanes * round + j] = scale[j];
+      for (int i = 0; i < n; ++i) codes[n * (kLanes * round + j) + i] = static_cast<std::int8_t>(L[i][j]);
+    }
+  }
+}
+
+WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ2_K* y) {
+  std::uint8_t L[ggml::kSuperBlock];
+  float scales[16], mins[16];
+  search_q2_k_lanes(x, scales, mins, L);
+  ggml::finish_q2_k(x, scales, mins, L, y);
+}
+
+WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ6_K* y) {
+  std::int8_t L[ggml::kSuperBlock];
+  float scales[16];
+  search_q6_k_lanes(x, scales, L);
+  ggml::finish_q6_k(x, scales, L, y);
 }
 
 template <typename Block>
@@ -162,6 +271,14 @@ void quantize_q4_k_lanes(const float* x, ggml::BlockQ4_K* y) {
 }
 
 void quantize_q5_k_lanes(const float* x, ggml::BlockQ5_K* y) {
+  use_avx2() ? quantize_avx2(x, y) : quantize_baseline(x, y);
+}
+
+void quantize_q2_k_lanes(const float* x, ggml::BlockQ2_K* y) {
+  use_avx2() ? quantize_avx2(x, y) : quantize_baseline(x, y);
+}
+
+void quantize_q6_k_lanes(const float* x, ggml::BlockQ6_K* y) {
   use_avx2() ? quantize_avx2(x, y) : quantize_baseline(x, y);
 }
 

@@ -1,5 +1,5 @@
-// Q4_K and Q5_K on the CPU with the eight sub-block searches of a super-block side by side,
-// one per SIMD lane.
+// Q4_K, Q5_K, Q2_K and Q6_K on the CPU with the sub-block searches of a super-block side by
+// side, one per SIMD lane.
 //
 // Why a second spelling of ggml_kquant_search.h's fit_scale_and_offset: ggml's search adds its
 // sums in element order, one sub-block at a time, so it cannot be vectorised along the
@@ -18,5 +18,9 @@ namespace wq::detail {
 /// AVX2 where use_avx2() allows, the baseline vector code otherwise.
 void quantize_q4_k_lanes(const float* x, codec::ggml::BlockQ4_K* y);
 void quantize_q5_k_lanes(const float* x, codec::ggml::BlockQ5_K* y);
+/// The same for Q2_K (sixteen make_qkx2_quants searches of 16) and Q6_K (make_qx_quants), in two
+/// rounds of eight lanes.
+void quantize_q2_k_lanes(const float* x, codec::ggml::BlockQ2_K* y);
+void quantize_q6_k_lanes(const float* x, codec::ggml::BlockQ6_K* y);
 
 }  // namespace wq::detail

@@ -165,19 +165,26 @@ WQ_HD inline void pack_two_bit_planes(const Code* L, std::uint8_t* qs) {
   }
 }
 
-WQ_HD inline void quantize_block(const float* x, BlockQ2_K* y) {
+WQ_HD constexpr OffsetSearch q2_k_search() { return {-0.5f, 0.1f, 15, true}; }
+
+/// Q2_K's searches: sub-block j's scale, offset (-min) and codes (0..3), weights |x|. The CPU
+/// backend runs the same steps eight sub-blocks at a time (host/cpu/ggml_kquant_lanes.cpp).
+WQ_HD inline void search_q2_k_sub_blocks(const float* x, float* scales, float* mins, std::uint8_t* L) {
   constexpr int kSub = 16;
-  std::uint8_t L[kSuperBlock];
   std::uint8_t scratch[kSub];
   float weights[kSub];
-  float scales[kSuperBlock / kSub];
-  float mins[kSuperBlock / kSub];
+  for (int j = 0; j < kSuperBlock / kSub; ++j) {
+    for (int l = 0; l < kSub; ++l) weights[l] = abs_f32(x[kSub * j + l]);
+    scales[j] = fit_scale_and_offset(kSub, 3, x + kSub * j, weights, L + kSub * j, &mins[j], scratch, q2_k_search());
+  }
+}
+
+/// Q2_K after the searches: the 4-bit scales and mins, d and dmin, the final codes, the packing.
+WQ_HD inline void finish_q2_k(const float* x, const float* scales, const float* mins, std::uint8_t* L, BlockQ2_K* y) {
+  constexpr int kSub = 16;
   float max_scale = 0;
   float max_min = 0;
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
-    for (int l = 0; l < kSub; ++l) weights[l] = abs_f32(x[kSub * j + l]);
-    scales[j] = fit_scale_and_offset(kSub, 3, x + kSub * j, weights, L + kSub * j, &mins[j], scratch,
-                                     OffsetSearch{-0.5f, 0.1f, 15, true});
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -213,6 +220,13 @@ WQ_HD inline void quantize_block(const float* x, BlockQ2_K* y) {
     }
   }
   pack_two_bit_planes(L, y->qs);
+}
+
+WQ_HD inline void quantize_block(const float* x, BlockQ2_K* y) {
+  std::uint8_t L[kSuperBlock];
+  float scales[kSuperBlock / 16], mins[kSuperBlock / 16];
+  search_q2_k_sub_blocks(x, scales, mins, L);
+  finish_q2_k(x, scales, mins, L, y);
 }
 
 /// Q3_K sub-block j's scale, 0..63 (stored + 32).
@@ -273,14 +287,18 @@ WQ_HD inline void quantize_block(const float* x, BlockQ3_K* y) {
   pack_two_bit_planes(L, y->qs);
 }
 
-WQ_HD inline void quantize_block(const float* x, BlockQ6_K* y) {
+/// Q6_K's searches: sub-block ib's symmetric scale and codes (0..63). The CPU backend runs the
+/// same steps eight sub-blocks at a time (host/cpu/ggml_kquant_lanes.cpp).
+WQ_HD inline void search_q6_k_sub_blocks(const float* x, float* scales, std::int8_t* L) {
+  for (int ib = 0; ib < kSuperBlock / 16; ++ib) scales[ib] = fit_symmetric_x2(16, 32, x + 16 * ib, L + 16 * ib);
+}
+
+/// Q6_K after the searches: the 8-bit sub-block scales, d, the final codes and the packing.
+WQ_HD inline void finish_q6_k(const float* x, const float* scales, std::int8_t* L, BlockQ6_K* y) {
   constexpr int kSub = 16;
-  std::int8_t L[kSuperBlock];
-  float scales[kSuperBlock / kSub];
   float max_scale = 0;
   float max_abs_scale = 0;
   for (int ib = 0; ib < kSuperBlock / kSub; ++ib) {
-    scales[ib] = fit_symmetric_x2(kSub, 32, x + kSub * ib, L + kSub * ib);
     const float a = abs_f32(scales[ib]);
     if (a > max_abs_scale) {
       max_abs_scale = a;
@@ -318,6 +336,13 @@ WQ_HD inline void quantize_block(const float* x, BlockQ6_K* y) {
                                         ((Lh[l + 96] >> 4) << 6));
     }
   }
+}
+
+WQ_HD inline void quantize_block(const float* x, BlockQ6_K* y) {
+  std::int8_t L[kSuperBlock];
+  float scales[kSuperBlock / 16];
+  search_q6_k_sub_blocks(x, scales, L);
+  finish_q6_k(x, scales, L, y);
 }
 
 // --- decoders -----------------------------------------------------------------------------
