@@ -1,10 +1,12 @@
 // Test helper: wq's ggml block quantizers and decoders over raw files, so that
 // tests/reference/ggml_live_check.py can hold them to ggml's own library byte for byte.
 //
-//   ggml_blocks_tool quantize TYPE IN.f32 OUT.blocks [THREADS]
-//   ggml_blocks_tool decode   TYPE IN.blocks OUT.f32 [THREADS]
+//   ggml_blocks_tool quantize TYPE IN.f32 OUT.blocks [THREADS] [--time]
+//   ggml_blocks_tool decode   TYPE IN.blocks OUT.f32 [THREADS] [--time]
 //
+// --time prints the kernel's own seconds on stderr ("seconds S"), for bench/anchor_ggml.py.
 // IN.f32 / OUT.f32 are little-endian float32 arrays; TYPE is a ggml name (Q4_0 ... Q6_K).
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -55,6 +57,14 @@ int main(int argc, char** argv) {
   }
   const ggml::TypeLayout layout = ggml::layout_of(type);
   wq::detail::ThreadPool pool(argc > 5 ? static_cast<unsigned>(std::stoul(argv[5])) : 1u);
+  const bool timed = argc > 6 && std::strcmp(argv[6], "--time") == 0;
+  const auto started = std::chrono::steady_clock::now();
+  const auto report_time = [&] {
+    if (timed) {
+      std::fprintf(stderr, "seconds %.6f\n",
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    }
+  };
   const std::vector<char> input = read_all(argv[3]);
   if (std::strcmp(argv[1], "quantize") == 0) {
     const std::uint64_t count = input.size() / 4;
@@ -66,7 +76,11 @@ int main(int argc, char** argv) {
     std::vector<float> x(count);
     std::memcpy(x.data(), input.data(), input.size());
     std::vector<std::uint8_t> out(count / layout.block_elements * layout.block_bytes);
+    const auto kernel = std::chrono::steady_clock::now();
     wq::detail::quantize_ggml_blocks(type, x.data(), count, out.data(), &pool);
+    if (timed) {
+      std::fprintf(stderr, "seconds %.6f\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - kernel).count());
+    }
     return write_all(argv[4], out.data(), out.size()) ? 0 : 1;
   }
   if (std::strcmp(argv[1], "decode") == 0) {
@@ -77,6 +91,7 @@ int main(int argc, char** argv) {
     const std::uint64_t count = input.size() / layout.block_bytes * layout.block_elements;
     std::vector<float> out(count);
     wq::detail::decode_ggml_blocks(type, reinterpret_cast<const std::uint8_t*>(input.data()), count, out.data(), &pool);
+    report_time();
     return write_all(argv[4], out.data(), out.size() * 4) ? 0 : 1;
   }
   std::fprintf(stderr, "unknown command %s\n", argv[1]);
