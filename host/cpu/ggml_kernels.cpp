@@ -8,7 +8,10 @@
 #include <vector>
 
 #include "cpu/element_io.h"
+#include "cpu/cpu_features.h"
 #include "cpu/ggml_kquant_lanes.h"
+#include "cpu/ggml_legacy_avx2.h"
+#include "cpu/lanes.h"
 #include "wq/codec/ggml_kquants.h"
 #include "wq/codec/ggml_legacy.h"
 #include "wq/error.h"
@@ -36,11 +39,18 @@ void for_each_run(std::uint64_t blocks, std::uint64_t blocks_per_task, ThreadPoo
   }
 }
 
-// One block with the codec, or with its lane-parallel spelling where there is one (Q2_K, Q4_K,
-// Q5_K, Q6_K: cpu/ggml_kquant_lanes.h says why it gives the same bytes).
+// One block with the codec, or with a vector spelling where there is one (Q2_K, Q4_K, Q5_K,
+// Q6_K: cpu/ggml_kquant_lanes.h; Q8_0, Q4_0, Q4_1 on AVX2: cpu/ggml_legacy_avx2.h; each says
+// why it gives the same bytes).
 template <typename Block>
 void quantize_one(const float* x, Block* y) {
-  if constexpr (std::is_same_v<Block, ggml::BlockQ4_K>) {
+  if constexpr (std::is_same_v<Block, ggml::BlockQ8_0>) {
+    use_avx2() ? quantize_q8_0_avx2(x, y) : ggml::quantize_block(x, y);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ4_0>) {
+    use_avx2() ? quantize_q4_0_avx2(x, y) : ggml::quantize_block(x, y);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ4_1>) {
+    use_avx2() ? quantize_q4_1_avx2(x, y) : ggml::quantize_block(x, y);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ4_K>) {
     quantize_q4_k_lanes(x, y);
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_K>) {
     quantize_q5_k_lanes(x, y);
@@ -83,34 +93,75 @@ void decode_run(const std::uint8_t* in, std::uint64_t count, float* out, ThreadP
                                        " (ggml block types hold finite values only)");
 }
 
+// The error statistics are summed in binary32 lanes over chunks of this many elements, then
+// folded into binary64; a chunk whose sums are not finite (a NaN or infinity, which is then
+// refused, or squares beyond binary32) is summed again in binary64.
+constexpr int kStatsChunk = 256;
+
+// The binary32 lane sums of one chunk (a multiple of 8 elements), folded: L lanes, compiled for
+// AVX2 and for the baseline (the vector compares of the maximum are scalarised otherwise).
+template <int L>
+WQ_INLINE ErrorStats lane_stats(const float* x, const float* decoded, int count) {
+  LaneStats<L> lanes;
+  for (int i = 0; i < count; i += L) {
+    FloatLanes<L> xv, dv;
+    std::memcpy(&xv, x + i, sizeof xv);
+    std::memcpy(&dv, decoded + i, sizeof dv);
+    lanes.add(xv, dv);
+  }
+  ErrorStats s;
+  lanes.fold_into(&s, static_cast<std::uint64_t>(count));
+  return s;
+}
+__attribute__((target("avx2"))) ErrorStats lane_stats_avx2(const float* x, const float* decoded, int count) {
+  return lane_stats<8>(x, decoded, count);
+}
+ErrorStats lane_stats_baseline(const float* x, const float* decoded, int count) {
+  return lane_stats<4>(x, decoded, count);
+}
+
 template <typename Block, DType D>
 ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
+  constexpr int kBlocksPerChunk = kStatsChunk / Block::kElements > 0 ? kStatsChunk / Block::kElements : 1;
+  constexpr int kChunk = kBlocksPerChunk * Block::kElements;
   const std::uint64_t blocks = job.input.numel() / Block::kElements;
   const std::uint64_t per_task = kValuesPerTask / Block::kElements;
   std::vector<ErrorStats> parts((blocks + per_task - 1) / per_task);
   for_each_run(blocks, per_task, &pool, [&](std::size_t t, std::uint64_t first, std::uint64_t last) {
     ErrorStats stats;
-    float x[Block::kElements];
-    float decoded[Block::kElements];
-    for (std::uint64_t b = first; b < last; ++b) {
+    float x[kChunk];
+    float decoded[kChunk];
+    for (std::uint64_t b = first; b < last; b += kBlocksPerChunk) {
+      const int n = static_cast<int>(std::min<std::uint64_t>(kBlocksPerChunk, last - b));
+      const int count = n * Block::kElements;
       const std::uint64_t base = b * Block::kElements;
-      for (int i = 0; i < Block::kElements; ++i) {
-        x[i] = load_f32<D>(job.input.data, base + i);
-        if (!codec::is_finite(x[i])) refuse_nonfinite(job.input.name, base + i, x[i]);
+      if constexpr (D == DType::kF32) {
+        std::memcpy(x, job.input.data + 4 * base, 4 * static_cast<std::size_t>(count));
+      } else {
+        for (int i = 0; i < count; ++i) x[i] = load_f32<D>(job.input.data, base + i);
       }
-      Block block;
-      quantize_one(x, &block);
-      std::memcpy(job.blocks + b * sizeof(Block), &block, sizeof(Block));
-      ggml::decode_block(block, decoded);
-      for (int i = 0; i < Block::kElements; ++i) {
-        const double v = x[i];
-        const double e = v - static_cast<double>(decoded[i]);
-        stats.signal_energy += v * v;
-        stats.error_energy += e * e;
-        stats.max_abs_error = std::max(stats.max_abs_error, std::fabs(e));
+      // A NaN or infinity is found through the statistics below, before anything is returned;
+      // every block code tolerates one (bounded loops, clamped codes).
+      for (int k = 0; k < n; ++k) {
+        Block block;
+        quantize_one(x + k * Block::kElements, &block);
+        std::memcpy(job.blocks + (b + k) * sizeof(Block), &block, sizeof(Block));
+        ggml::decode_block(block, decoded + k * Block::kElements);
       }
+      ErrorStats chunk = use_avx2() ? lane_stats_avx2(x, decoded, count) : lane_stats_baseline(x, decoded, count);
+      if (!std::isfinite(chunk.signal_energy) || !std::isfinite(chunk.error_energy)) {
+        chunk = ErrorStats{};
+        chunk.count = static_cast<std::uint64_t>(count);
+        for (int i = 0; i < count; ++i) {
+          if (!codec::is_finite(x[i])) refuse_nonfinite(job.input.name, base + i, x[i]);
+          const double v = x[i], e = v - static_cast<double>(decoded[i]);
+          chunk.signal_energy += v * v;
+          chunk.error_energy += e * e;
+          chunk.max_abs_error = std::max(chunk.max_abs_error, std::fabs(e));
+        }
+      }
+      stats.merge(chunk);
     }
-    stats.count = (last - first) * Block::kElements;
     parts[t] = stats;
   });
   ErrorStats total;

@@ -1,0 +1,159 @@
+#include "cpu/ggml_legacy_avx2.h"
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "wq/codec/ggml_legacy.h"
+#include "wq/codec/half.h"
+
+namespace wq::detail {
+namespace {
+
+namespace ggml = codec::ggml;
+
+#define WQ_AVX2_INLINE __attribute__((target("avx2"), always_inline)) inline
+
+struct Block32 {
+  __m256 v[4];  // elements 0-7, 8-15, 16-23, 24-31
+};
+
+WQ_AVX2_INLINE Block32 load_block(const float* x) {
+  Block32 b;
+  for (int k = 0; k < 4; ++k) b.v[k] = _mm256_loadu_ps(x + 8 * k);
+  return b;
+}
+
+WQ_AVX2_INLINE __m256 abs_of(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+WQ_AVX2_INLINE float horizontal_max(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+
+WQ_AVX2_INLINE float horizontal_min(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+
+// The index of the first element equal (as a value: -0 == +0) to `value`, or -1.
+WQ_AVX2_INLINE int first_equal(const Block32& b, __m256 value) {
+  for (int k = 0; k < 4; ++k) {
+    const int mask = _mm256_movemask_ps(_mm256_cmp_ps(b.v[k], value, _CMP_EQ_OQ));
+    if (mask != 0) return 8 * k + __builtin_ctz(static_cast<unsigned>(mask));
+  }
+  return -1;
+}
+
+// The low byte of each of eight int32 lanes (C's narrowing to a byte: modular, no saturation).
+WQ_AVX2_INLINE void store_low_bytes(__m256i v, std::uint8_t* out) {
+  const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,  //
+                                        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, pick), _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0));
+  const std::uint64_t low = static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm256_castsi256_si128(bytes)));
+  std::memcpy(out, &low, 8);
+}
+
+// truncate_like_x86() of each lane: cvttps2dq gives INT32_MIN for NaN and out-of-range values,
+// as cvttss2si does.
+WQ_AVX2_INLINE __m256i truncate(__m256 v) { return _mm256_cvttps_epi32(v); }
+
+// round_half_away() then truncate_like_x86(): roundf is trunc plus the sign where the dropped
+// fraction is at least one half (the fraction p - trunc(p) is exact).
+WQ_AVX2_INLINE __m256i round_half_away_to_int(__m256 p) {
+  const __m256i i = truncate(p);
+  const __m256 fraction = _mm256_sub_ps(p, _mm256_cvtepi32_ps(i));
+  const __m256 away = _mm256_cmp_ps(abs_of(fraction), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m256i in_range = _mm256_xor_si256(_mm256_cmpeq_epi32(i, _mm256_set1_epi32(INT32_MIN)), _mm256_set1_epi32(-1));
+  const __m256i sign = _mm256_or_si256(_mm256_srai_epi32(_mm256_castps_si256(p), 31), _mm256_set1_epi32(1));
+  const __m256i step = _mm256_and_si256(_mm256_and_si256(_mm256_castps_si256(away), in_range), sign);
+  return _mm256_add_epi32(i, step);
+}
+
+// ggml's `MIN(15, (int8_t)v)` as an unsigned byte value (0..255: a negative int8 stays as its
+// two's complement byte, as the C code's uint8_t holds it).
+WQ_AVX2_INLINE __m256i nibble_code(__m256i truncated) {
+  const __m256i as_int8 = _mm256_srai_epi32(_mm256_slli_epi32(truncated, 24), 24);
+  return _mm256_and_si256(_mm256_min_epi32(as_int8, _mm256_set1_epi32(15)), _mm256_set1_epi32(0xff));
+}
+
+// Byte j = code j | code j + 16 << 4, narrowed to a byte as the C expression is.
+WQ_AVX2_INLINE void store_nibbles(__m256i low[2], __m256i high[2], std::uint8_t* qs) {
+  for (int k = 0; k < 2; ++k) {
+    const __m256i byte = _mm256_or_si256(low[k], _mm256_slli_epi32(high[k], 4));
+    store_low_bytes(byte, qs + 8 * k);
+  }
+}
+
+}  // namespace
+
+__attribute__((target("avx2"))) void quantize_q8_0_avx2(const float* x, ggml::BlockQ8_0* y) {
+  const Block32 b = load_block(x);
+  __m256 m = abs_of(b.v[0]);
+  for (int k = 1; k < 4; ++k) m = _mm256_max_ps(m, abs_of(b.v[k]));
+  const float amax = horizontal_max(m);
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  y->d = codec::f32_to_f16_bits(d);
+  const __m256 idv = _mm256_set1_ps(id);
+  for (int k = 0; k < 4; ++k) {
+    store_low_bytes(round_half_away_to_int(_mm256_mul_ps(b.v[k], idv)), reinterpret_cast<std::uint8_t*>(y->qs) + 8 * k);
+  }
+}
+
+__attribute__((target("avx2"))) void quantize_q4_0_avx2(const float* x, ggml::BlockQ4_0* y) {
+  const Block32 b = load_block(x);
+  __m256 m = abs_of(b.v[0]);
+  for (int k = 1; k < 4; ++k) m = _mm256_max_ps(m, abs_of(b.v[k]));
+  const float amax = horizontal_max(m);
+  // signed_absmax(): the first element of the largest magnitude, with its sign; +0 for a block
+  // of zeros (the scalar loop never takes one: 0 < 0 is false).
+  float max = 0.0f;
+  if (amax != 0.0f) {
+    Block32 magnitudes;
+    for (int k = 0; k < 4; ++k) magnitudes.v[k] = abs_of(b.v[k]);
+    max = x[first_equal(magnitudes, _mm256_set1_ps(amax))];
+  }
+  const float d = max / -8.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  y->d = codec::f32_to_f16_bits(d);
+  const __m256 idv = _mm256_set1_ps(id), offset = _mm256_set1_ps(8.5f);
+  __m256i low[2], high[2];
+  for (int k = 0; k < 2; ++k) {
+    low[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(b.v[k], idv), offset)));
+    high[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(b.v[k + 2], idv), offset)));
+  }
+  store_nibbles(low, high, y->qs);
+}
+
+__attribute__((target("avx2"))) void quantize_q4_1_avx2(const float* x, ggml::BlockQ4_1* y) {
+  const Block32 b = load_block(x);
+  __m256 lo = b.v[0], hi = b.v[0];
+  for (int k = 1; k < 4; ++k) {
+    lo = _mm256_min_ps(lo, b.v[k]);
+    hi = _mm256_max_ps(hi, b.v[k]);
+  }
+  // block_min_max() keeps the first of equal values, which only matters for a zero: take its
+  // sign from the first zero element.
+  float min = horizontal_min(lo), max = horizontal_max(hi);
+  if (min == 0.0f) min = x[first_equal(b, _mm256_setzero_ps())];
+  if (max == 0.0f) max = x[first_equal(b, _mm256_setzero_ps())];
+  const float d = (max - min) / 15.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  y->d = codec::f32_to_f16_bits(d);
+  y->m = codec::f32_to_f16_bits(min);
+  const __m256 idv = _mm256_set1_ps(id), minv = _mm256_set1_ps(min), half = _mm256_set1_ps(0.5f);
+  __m256i low[2], high[2];
+  for (int k = 0; k < 2; ++k) {
+    low[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k], minv), idv), half)));
+    high[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k + 2], minv), idv), half)));
+  }
+  store_nibbles(low, high, y->qs);
+}
+
+}  // namespace wq::detail

@@ -1,0 +1,24 @@
+// Q8_0, Q4_0 and Q4_1 blocks with AVX2: the 32 elements of a block in four registers.
+//
+// Why a second spelling of ggml_legacy.h: its per-element loops are scalar conversions
+// (cvttss2si one element at a time). These do the same operations on eight elements at once,
+// in the same order and with the same roundings: the block's extremes by comparisons (max and
+// min do not depend on the order; the first element of largest magnitude is found by its
+// index), d and 1/d in scalar code as there, each code by the same multiply, add and
+// truncation (cvttps2dq, whose INT32_MIN for NaN and huge values is what cvttss2si gives), then
+// ggml's narrowing to a byte and its clamp. The backend suites and
+// tests/reference/ggml_live_check.py (subnormal, huge and tie inputs included) hold the bytes
+// to the codec's and to ggml's own.
+#pragma once
+
+#include "wq/codec/ggml_blocks.h"
+
+namespace wq::detail {
+
+/// codec::ggml::quantize_block() for these types, bit for bit. Only call when use_avx2()
+/// (cpu/cpu_features.h) is true.
+void quantize_q8_0_avx2(const float* x, codec::ggml::BlockQ8_0* y);
+void quantize_q4_0_avx2(const float* x, codec::ggml::BlockQ4_0* y);
+void quantize_q4_1_avx2(const float* x, codec::ggml::BlockQ4_1* y);
+
+}  // namespace wq::detail
