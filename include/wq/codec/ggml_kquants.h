@@ -371,38 +371,29 @@ WQ_HD inline void decode_block(const BlockQ3_K& b, float* y) {
   }
 }
 
-WQ_HD inline void decode_block(const BlockQ4_K& b, float* y) {
-  const float d = f16_bits_to_f32(b.d);
-  const float dmin = f16_bits_to_f32(b.dmin);
+// Q4_K and Q5_K's decoder: x = d*sc*q - dmin*m per sub-block of 32; Q5_K's fifth bit of sub-block
+// j's element l is bit j of qh[l] (qh null for Q4_K).
+WQ_HD inline void decode_scale_min_block(std::uint16_t d_bits, std::uint16_t dmin_bits, const std::uint8_t* scales,
+                                         const std::uint8_t* qs, const std::uint8_t* qh, float* y) {
+  const float d = f16_bits_to_f32(d_bits);
+  const float dmin = f16_bits_to_f32(dmin_bits);
   for (int j = 0; j < 8; ++j) {
     std::uint8_t sc, m;
-    unpack_scale_min(j, b.scales, &sc, &m);
+    unpack_scale_min(j, scales, &sc, &m);
     const float dj = mul_rn(d, static_cast<float>(sc));
     const float mj = mul_rn(dmin, static_cast<float>(m));
-    const std::uint8_t* q = b.qs + 32 * (j / 2);
+    const std::uint8_t* q = qs + 32 * (j / 2);
     for (int l = 0; l < 32; ++l) {
-      const int code = (j % 2 == 0) ? (q[l] & 0x0f) : (q[l] >> 4);
+      const int low = (j % 2 == 0) ? (q[l] & 0x0f) : (q[l] >> 4);
+      const int code = low + (qh != nullptr && ((qh[l] >> j) & 1) ? 16 : 0);
       y[32 * j + l] = sub_rn(mul_rn(dj, static_cast<float>(code)), mj);
     }
   }
 }
 
-WQ_HD inline void decode_block(const BlockQ5_K& b, float* y) {
-  const float d = f16_bits_to_f32(b.d);
-  const float dmin = f16_bits_to_f32(b.dmin);
-  for (int j = 0; j < 8; ++j) {
-    std::uint8_t sc, m;
-    unpack_scale_min(j, b.scales, &sc, &m);
-    const float dj = mul_rn(d, static_cast<float>(sc));
-    const float mj = mul_rn(dmin, static_cast<float>(m));
-    const std::uint8_t* q = b.qs + 32 * (j / 2);
-    for (int l = 0; l < 32; ++l) {
-      const int low = (j % 2 == 0) ? (q[l] & 0x0f) : (q[l] >> 4);
-      const int code = low + (((b.qh[l] >> j) & 1) ? 16 : 0);  // bit j of qh[l]: sub-block j
-      y[32 * j + l] = sub_rn(mul_rn(dj, static_cast<float>(code)), mj);
-    }
-  }
-}
+WQ_HD inline void decode_block(const BlockQ4_K& b, float* y) { decode_scale_min_block(b.d, b.dmin, b.scales, b.qs, nullptr, y); }
+
+WQ_HD inline void decode_block(const BlockQ5_K& b, float* y) { decode_scale_min_block(b.d, b.dmin, b.scales, b.qs, b.qh, y); }
 
 WQ_HD inline void decode_block(const BlockQ6_K& b, float* y) {
   const float d = f16_bits_to_f32(b.d);
