@@ -71,9 +71,9 @@ int run_quantize(const QuantizeFlags& f) {
   // Tree mode: any folder, or several inputs. One file keeps the one-file behaviour (-o is
   // the output file).
   const bool tree = f.inputs.size() > 1 || fs::is_directory(f.inputs[0], ec);
-  if (tree && options.output_format == OutputFormat::kGguf) {
-    throw Error(ErrorCode::kUsage, "--to gguf writes one file from one checkpoint; tree mode writes WQ containers "
-                                   "(--type there stores ggml blocks in them)");
+  if (tree && options.output_format == OutputFormat::kGguf && f.to != "gguf") {
+    // -o names a folder in tree mode: only --to says the files are to be GGUF.
+    options.output_format = OutputFormat::kContainer;
   }
   return tree ? run_quantize_tree(f, options) : run_quantize_file(f, options);
 }
@@ -92,7 +92,7 @@ CommandRunner add_quantize_command(CLI::App& app) {
       "--all quantizes every floating tensor with >= 2 elements, as the original assignment did.\n"
       "Groups never cross rows: a tensor is viewed as shape[0] rows of n/shape[0] columns.\n\n"
       "Tree mode (an input folder, or several inputs; -o is then a folder): every checkpoint\n"
-      "(recognised by content) becomes NAME.wq.safetensors in the mirrored folder, a sharded one\n"
+      "(recognised by content) becomes NAME.wq.safetensors (NAME.gguf with --to gguf) in the mirrored folder, a sharded one\n"
       "(*.index.json) a container per shard and a new index; other files are copied, so the output\n"
       "is a complete model folder. Finished files are recorded in OUT/.wq-journal.jsonl: run the\n"
       "same command again after Ctrl-C or a crash and only what is missing is done (--force redoes\n"

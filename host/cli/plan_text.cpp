@@ -24,7 +24,13 @@ std::string plan_tensor_lines(const QuantizeReport& plan, const QuantizeOptions&
   for (const TensorReport& t : plan.tensors) {
     // The report does not carry the spec; choose_encoding() gives the same answer again.
     const TensorChoice choice = choose_encoding(TensorInfo{t.name, t.dtype, t.shape}, options);
-    const std::string encoding = t.encoding == Encoding::kRaw ? std::string("raw") : spec_summary(choice.spec);
+    // The report knows what planning settled on (a ggml type after a row fallback, a preset's
+    // type); the spec alone does not.
+    const std::string encoding = t.encoding == Encoding::kRaw    ? std::string("raw")
+                                 : t.encoding == Encoding::kGgml ? "ggml " + t.range
+                                 : t.encoding == Encoding::kCast && choice.spec.method == Method::kGgml
+                                     ? std::string("fp16 cast (rows not whole blocks)")
+                                     : spec_summary(choice.spec);
     const std::string why = t.rule.empty() ? (t.encoding == Encoding::kRaw ? "policy" : "default") : "rule " + t.rule;
     out += fmt::format("    {:<40} {:>5} {:>14}  {:<40} {:>12} -> {:>12}  {}\n", t.name, dtype_name(t.dtype),
                        shape_text(t.shape), encoding, with_commas(t.input_bytes), with_commas(t.output_bytes), why);

@@ -416,7 +416,7 @@ int run_quantize_tree(const QuantizeFlags& given, const QuantizeOptions& options
     throw Error(ErrorCode::kOutput, f.output + ": is a file; with a folder (or several inputs) to quantize, -o "
                                                "names the output folder");
   }
-  const TreePlan plan = walk_tree(f.inputs, f.output);
+  const TreePlan plan = walk_tree(f.inputs, f.output, options.output_format);
   if (!quiet) {
     for (const std::string& note : plan.notes) fmt::print(stderr, "wq-gpu: note: {}\n", note);
     if (plan.units.empty()) fmt::print(stderr, "wq-gpu: note: no files under the inputs: nothing to do\n");

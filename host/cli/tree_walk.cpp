@@ -71,7 +71,8 @@ std::vector<FileKind> classify_all(const std::vector<Found>& files) {
 
 class Walker {
  public:
-  Walker(std::string output_root, TreePlan* plan) : root_(std::move(output_root)), plan_(plan) {}
+  Walker(std::string output_root, TreePlan* plan, OutputFormat format)
+      : root_(std::move(output_root)), plan_(plan), format_(format) {}
 
   void add_folder(const fs::path& folder, const std::string& prefix) {
     std::error_code ec;
@@ -120,6 +121,11 @@ class Walker {
     for (std::size_t i = 0; i < files_.size(); ++i) kinds.emplace_back(files_[i], file_kinds[i]);
     for (const auto& [f, kind] : kinds) {
       if (kind != FileKind::kShardIndex) continue;
+      if (format_ == OutputFormat::kGguf) {
+        throw Error(ErrorCode::kUsage, f.path.string() + ": a sharded checkpoint becomes one WQ container per shard; "
+                                                         "GGUF output takes one file per checkpoint (leave --to gguf out "
+                                                         "for this folder, or merge the shards first)");
+      }
       const detail::ShardIndex index = detail::read_shard_index(f.path.string());
       WorkUnit unit;
       unit.kind = UnitKind::kSharded;
@@ -139,8 +145,9 @@ class Walker {
       if (!shard_paths.empty() && shard_paths.count(fs::weakly_canonical(f.path).string()) != 0) continue;
       WorkUnit unit;
       unit.kind = kind == FileKind::kCheckpoint ? UnitKind::kQuantize : UnitKind::kCopy;
-      unit.file = make_file(f, kind == FileKind::kCheckpoint ? container_name_for(f.path.filename().string(), false)
-                                                               : f.path.filename().string());
+      unit.file = make_file(f, kind == FileKind::kCheckpoint
+                                   ? container_name_for(f.path.filename().string(), false, format_)
+                                   : f.path.filename().string());
       unit.bytes = size_of(f.path);
       if (kind == FileKind::kContainer) {
         plan_->notes.push_back(f.path.string() + ": already a WQ container, copied unchanged");
@@ -186,12 +193,13 @@ class Walker {
 
   std::string root_;
   TreePlan* plan_;
+  OutputFormat format_;
   std::vector<Found> files_;
 };
 
 }  // namespace
 
-std::string container_name_for(const std::string& file_name, bool shard_index) {
+std::string container_name_for(const std::string& file_name, bool shard_index, OutputFormat format) {
   std::string stem = file_name;
   if (shard_index) {
     if (ends_with(stem, ".index.json")) stem.resize(stem.size() - std::string(".index.json").size());
@@ -200,15 +208,15 @@ std::string container_name_for(const std::string& file_name, bool shard_index) {
   }
   const auto dot = stem.rfind('.');
   if (dot != std::string::npos && dot != 0) stem.resize(dot);
-  return stem + ".wq.safetensors";
+  return stem + (format == OutputFormat::kGguf ? ".gguf" : ".wq.safetensors");
 }
 
-TreePlan walk_tree(const std::vector<std::string>& inputs, const std::string& output_root) {
+TreePlan walk_tree(const std::vector<std::string>& inputs, const std::string& output_root, OutputFormat format) {
   TreePlan plan;
   plan.output_root = output_root;
   std::error_code ec;
   const fs::path out = fs::weakly_canonical(fs::absolute(output_root), ec);
-  Walker walker(output_root, &plan);
+  Walker walker(output_root, &plan, format);
   std::set<std::string> names;
   for (const std::string& input : inputs) {
     if (!fs::exists(input, ec)) throw Error(ErrorCode::kInputMissing, input + ": no such file or folder");

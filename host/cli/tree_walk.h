@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "wq/pipeline.h"
+
 namespace wq::cli {
 
 enum class UnitKind {
@@ -49,11 +51,14 @@ struct TreePlan {
 /// skipped. Throws
 /// Error(kInputMissing) for a missing input, Error(kUsage) when the output folder is inside an
 /// input folder (or the reverse), or when two inputs would give the same output,
-/// Error(kBadFormat) for an unreadable shard index.
-TreePlan walk_tree(const std::vector<std::string>& inputs, const std::string& output_root);
+/// Error(kBadFormat) for an unreadable shard index. With OutputFormat::kGguf each checkpoint
+/// becomes NAME.gguf, and a sharded checkpoint is Error(kUsage) (GGUF output is one file).
+TreePlan walk_tree(const std::vector<std::string>& inputs, const std::string& output_root,
+                   OutputFormat format = OutputFormat::kContainer);
 
-/// "model.pt" -> "model.wq.safetensors"; "model.safetensors.index.json" ->
-/// "model.wq.safetensors.index.json".
-std::string container_name_for(const std::string& file_name, bool shard_index);
+/// "model.pt" -> "model.wq.safetensors" (kGguf: "model.gguf"); "model.safetensors.index.json"
+/// -> "model.wq.safetensors.index.json".
+std::string container_name_for(const std::string& file_name, bool shard_index,
+                               OutputFormat format = OutputFormat::kContainer);
 
 }  // namespace wq::cli

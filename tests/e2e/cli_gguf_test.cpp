@@ -107,11 +107,42 @@ TEST_F(cli, GgufInputAsACheckpointAndRequantizingNeedsAFlag) {
   const std::string container = out("w.wq.safetensors");
   r = run({"quantize", q8, "-o", container, "--bits", "4", "--keep", "*attn_q*", "-q", "--backend", "cpu"});
   ASSERT_EQ(r.status, kOk) << r;
-  // A GGUF in a folder is a checkpoint for tree mode too.
-  fs::create_directories(dir_.path() + "/tree");
-  fs::copy_file(input, dir_.path() + "/tree/w.safetensors");
-  EXPECT_EQ(run({"quantize", dir_.path() + "/tree", "-o", out("tree.gguf"), "--to", "gguf", "--type", "Q8_0"}).status,
-            kUsage);
+}
+
+// Tree mode with --to gguf: every checkpoint becomes NAME.gguf in the mirrored folder (GGUF
+// inputs too), other files are copied, a second run finds everything up to date, and a sharded
+// checkpoint is refused before anything is written.
+TEST_F(cli, TreeModeWritesGgufFilesAndResumes) {
+  const std::string tree = dir_.path() + "/tree";
+  fs::create_directories(tree + "/sub");
+  weights_file(tree + "/a.safetensors");
+  weights_file(tree + "/sub/b.safetensors");
+  write_file(tree + "/config.json", "{}");
+  ASSERT_EQ(run({"quantize", weights_file(dir_.path() + "/c.safetensors"), "-o", tree + "/sub/c.gguf", "--type", "F32",
+                 "-q", "--backend", "cpu"}).status, kOk);
+  const std::string output = out("tree-gguf");
+  RunResult r = run({"quantize", tree, "-o", output, "--to", "gguf", "--type", "Q8_0", "-q", "--backend", "cpu"});
+  ASSERT_EQ(r.status, kOk) << r;
+  for (const char* name : {"/a.gguf", "/sub/b.gguf", "/sub/c.gguf"}) {
+    EXPECT_EQ(read_file(output + name).substr(0, 4), "GGUF") << name;
+  }
+  EXPECT_EQ(read_file(output + "/config.json"), "{}");
+  r = run({"quantize", tree, "-o", output, "--to", "gguf", "--type", "Q8_0", "--backend", "cpu"});
+  ASSERT_EQ(r.status, kOk) << r;
+  EXPECT_TRUE(contains(r.out, "0 written, 4 up to date")) << r;
+  EXPECT_EQ(run({"verify", output}).status, kOk);
+  // A shard index in the tree: refused, nothing written.
+  const std::string sharded = dir_.path() + "/sharded";
+  fs::create_directories(sharded);
+  weights_file(sharded + "/model-00001-of-00001.safetensors");
+  write_file(sharded + "/model.safetensors.index.json",
+             R"({"metadata":{},"weight_map":{"blk.0.attn_q.weight":"model-00001-of-00001.safetensors",)"
+             R"("blk.0.attn_norm.weight":"model-00001-of-00001.safetensors"}})");
+  const std::string refused = out("sharded-gguf");
+  r = run({"quantize", sharded, "-o", refused, "--to", "gguf", "--type", "Q8_0", "--backend", "cpu"});
+  EXPECT_EQ(r.status, kUsage) << r;
+  EXPECT_TRUE(contains(r.err, "model.safetensors.index.json")) << r;
+  EXPECT_FALSE(fs::exists(refused + "/model-00001-of-00001.gguf"));
 }
 
 TEST_F(cli, GgufRefusesNamesAndTypesItCannotHold) {
