@@ -50,6 +50,10 @@ void quantize_one(const float* x, Block* y) {
     use_avx2() ? quantize_q4_0_avx2(x, y) : ggml::quantize_block(x, y);
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ4_1>) {
     use_avx2() ? quantize_q4_1_avx2(x, y) : ggml::quantize_block(x, y);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_0>) {
+    use_avx2() ? quantize_q5_0_avx2(x, y) : ggml::quantize_block(x, y);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_1>) {
+    use_avx2() ? quantize_q5_1_avx2(x, y) : ggml::quantize_block(x, y);
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ4_K>) {
     quantize_q4_k_lanes(x, y);
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_K>) {

@@ -90,7 +90,85 @@ WQ_AVX2_INLINE void store_nibbles(__m256i low[2], __m256i high[2], std::uint8_t*
   }
 }
 
+// Q5's codes split as ggml's store does: low nibbles paired as Q4's, and bit 4 of element j
+// at bit j of the little-endian qh (from the byte values, as the C code's uint8_t holds them).
+WQ_AVX2_INLINE void store_q5(const __m256i codes[4], std::uint8_t* qs, std::uint8_t* qh) {
+  const __m256i nibble = _mm256_set1_epi32(0x0f);
+  __m256i low[2], high[2];
+  for (int k = 0; k < 2; ++k) {
+    low[k] = _mm256_and_si256(codes[k], nibble);
+    high[k] = _mm256_and_si256(codes[k + 2], nibble);
+  }
+  store_nibbles(low, high, qs);
+  std::uint32_t bits = 0;
+  for (int k = 0; k < 4; ++k) {
+    const int fifth = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(codes[k], 27)));
+    bits |= static_cast<std::uint32_t>(fifth) << (8 * k);
+  }
+  ggml::store_u32_le(qh, bits);
+}
+
+// ggml's `MIN(31, (int8_t)v)` as an unsigned byte value, as nibble_code() for 15.
+WQ_AVX2_INLINE __m256i five_bit_code(__m256i truncated) {
+  const __m256i as_int8 = _mm256_srai_epi32(_mm256_slli_epi32(truncated, 24), 24);
+  return _mm256_and_si256(_mm256_min_epi32(as_int8, _mm256_set1_epi32(31)), _mm256_set1_epi32(0xff));
+}
+
+// The signed element of largest magnitude, first on ties; +0 for a block of zeros.
+WQ_AVX2_INLINE float signed_absmax(const float* x, const Block32& b) {
+  Block32 magnitudes;
+  __m256 m = abs_of(b.v[0]);
+  for (int k = 0; k < 4; ++k) {
+    magnitudes.v[k] = abs_of(b.v[k]);
+    m = _mm256_max_ps(m, magnitudes.v[k]);
+  }
+  const float amax = horizontal_max(m);
+  return amax != 0.0f ? x[first_equal(magnitudes, _mm256_set1_ps(amax))] : 0.0f;
+}
+
+// block_min_max(): the first of equal extremes, which only matters for the sign of a zero.
+WQ_AVX2_INLINE void block_min_max(const float* x, const Block32& b, float* min_out, float* max_out) {
+  __m256 lo = b.v[0], hi = b.v[0];
+  for (int k = 1; k < 4; ++k) {
+    lo = _mm256_min_ps(lo, b.v[k]);
+    hi = _mm256_max_ps(hi, b.v[k]);
+  }
+  float min = horizontal_min(lo), max = horizontal_max(hi);
+  if (min == 0.0f) min = x[first_equal(b, _mm256_setzero_ps())];
+  if (max == 0.0f) max = x[first_equal(b, _mm256_setzero_ps())];
+  *min_out = min;
+  *max_out = max;
+}
+
 }  // namespace
+
+__attribute__((target("avx2"))) void quantize_q5_0_avx2(const float* x, ggml::BlockQ5_0* y) {
+  const Block32 b = load_block(x);
+  const float d = signed_absmax(x, b) / -16.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  y->d = codec::f32_to_f16_bits(d);
+  const __m256 idv = _mm256_set1_ps(id), offset = _mm256_set1_ps(16.5f);
+  __m256i codes[4];
+  for (int k = 0; k < 4; ++k) codes[k] = five_bit_code(truncate(_mm256_add_ps(_mm256_mul_ps(b.v[k], idv), offset)));
+  store_q5(codes, y->qs, y->qh);
+}
+
+__attribute__((target("avx2"))) void quantize_q5_1_avx2(const float* x, ggml::BlockQ5_1* y) {
+  const Block32 b = load_block(x);
+  float min, max;
+  block_min_max(x, b, &min, &max);
+  const float d = (max - min) / 31.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  y->d = codec::f32_to_f16_bits(d);
+  y->m = codec::f32_to_f16_bits(min);
+  const __m256 idv = _mm256_set1_ps(id), minv = _mm256_set1_ps(min), half = _mm256_set1_ps(0.5f);
+  __m256i codes[4];
+  for (int k = 0; k < 4; ++k) {  // (uint8_t) of the truncation: the low byte, no clamp at all
+    const __m256i t = truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k], minv), idv), half));
+    codes[k] = _mm256_and_si256(t, _mm256_set1_epi32(0xff));
+  }
+  store_q5(codes, y->qs, y->qh);
+}
 
 __attribute__((target("avx2"))) void quantize_q8_0_avx2(const float* x, ggml::BlockQ8_0* y) {
   const Block32 b = load_block(x);
@@ -108,18 +186,7 @@ __attribute__((target("avx2"))) void quantize_q8_0_avx2(const float* x, ggml::Bl
 
 __attribute__((target("avx2"))) void quantize_q4_0_avx2(const float* x, ggml::BlockQ4_0* y) {
   const Block32 b = load_block(x);
-  __m256 m = abs_of(b.v[0]);
-  for (int k = 1; k < 4; ++k) m = _mm256_max_ps(m, abs_of(b.v[k]));
-  const float amax = horizontal_max(m);
-  // signed_absmax(): the first element of the largest magnitude, with its sign; +0 for a block
-  // of zeros (the scalar loop never takes one: 0 < 0 is false).
-  float max = 0.0f;
-  if (amax != 0.0f) {
-    Block32 magnitudes;
-    for (int k = 0; k < 4; ++k) magnitudes.v[k] = abs_of(b.v[k]);
-    max = x[first_equal(magnitudes, _mm256_set1_ps(amax))];
-  }
-  const float d = max / -8.0f;
+  const float d = signed_absmax(x, b) / -8.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   y->d = codec::f32_to_f16_bits(d);
   const __m256 idv = _mm256_set1_ps(id), offset = _mm256_set1_ps(8.5f);
@@ -133,16 +200,8 @@ __attribute__((target("avx2"))) void quantize_q4_0_avx2(const float* x, ggml::Bl
 
 __attribute__((target("avx2"))) void quantize_q4_1_avx2(const float* x, ggml::BlockQ4_1* y) {
   const Block32 b = load_block(x);
-  __m256 lo = b.v[0], hi = b.v[0];
-  for (int k = 1; k < 4; ++k) {
-    lo = _mm256_min_ps(lo, b.v[k]);
-    hi = _mm256_max_ps(hi, b.v[k]);
-  }
-  // block_min_max() keeps the first of equal values, which only matters for a zero: take its
-  // sign from the first zero element.
-  float min = horizontal_min(lo), max = horizontal_max(hi);
-  if (min == 0.0f) min = x[first_equal(b, _mm256_setzero_ps())];
-  if (max == 0.0f) max = x[first_equal(b, _mm256_setzero_ps())];
+  float min, max;
+  block_min_max(x, b, &min, &max);
   const float d = (max - min) / 15.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   y->d = codec::f32_to_f16_bits(d);

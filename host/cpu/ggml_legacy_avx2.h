@@ -1,4 +1,5 @@
-// Q8_0, Q4_0 and Q4_1 blocks with AVX2: the 32 elements of a block in four registers.
+// The legacy blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) with AVX2: the 32 elements of a block in four
+// registers.
 //
 // Why a second spelling of ggml_legacy.h: its per-element loops are scalar conversions
 // (cvttss2si one element at a time). These do the same operations on eight elements at once,
@@ -20,5 +21,7 @@ namespace wq::detail {
 void quantize_q8_0_avx2(const float* x, codec::ggml::BlockQ8_0* y);
 void quantize_q4_0_avx2(const float* x, codec::ggml::BlockQ4_0* y);
 void quantize_q4_1_avx2(const float* x, codec::ggml::BlockQ4_1* y);
+void quantize_q5_0_avx2(const float* x, codec::ggml::BlockQ5_0* y);
+void quantize_q5_1_avx2(const float* x, codec::ggml::BlockQ5_1* y);
 
 }  // namespace wq::detail
