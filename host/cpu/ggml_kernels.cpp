@@ -58,6 +58,8 @@ void quantize_one(const float* x, Block* y) {
     quantize_q4_k_lanes(x, y);
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_K>) {
     quantize_q5_k_lanes(x, y);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ3_K>) {
+    quantize_q3_k_lanes(x, y);
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ2_K>) {
     quantize_q2_k_lanes(x, y);
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ6_K>) {

@@ -225,6 +225,81 @@ WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, std::int8_
   }
 }
 
+// fit_symmetric_refined() (ggml's make_q3_quants with its rmse refinement) over 16 elements with
+// nmax 4, lane j on sub-block j: codes 0..7 to L[i]; returns the scales. The refinement walks
+// the elements in order and each accepted change moves the sums the next element sees; every
+// lane does that on its own. A lane whose pass changed nothing would change nothing in another
+// (its state is the same), so lanes run passes until none changes, at most five, as ggml does.
+WQ_LANES_INLINE V fit_symmetric_refined_lanes(const V* X, VI* L) {
+  constexpr int n = 16, nmax = 4;
+  V amax = V{}, max = V{};
+  for (int i = 0; i < n; ++i) {
+    const V ax = abs_of(X[i]);
+    const VI larger = ax > amax;
+    amax = larger ? ax : amax;
+    max = larger ? X[i] : max;
+  }
+  const VI flat = amax < ggml::kGroupMaxEps;
+  const V iscale = static_cast<float>(-nmax) / max;
+  V sumlx = V{}, suml2 = V{};
+  for (int i = 0; i < n; ++i) {
+    L[i] = clamp(nearest_int(iscale * X[i]), -nmax, nmax - 1);
+    const V l = to_float(L[i]);
+    const V w = X[i] * X[i];
+    sumlx = sumlx + w * X[i] * l;
+    suml2 = suml2 + w * l * l;
+  }
+  for (int pass = 0; pass < 5; ++pass) {
+    VI changed = VI{};
+    for (int i = 0; i < n; ++i) {
+      const V w = X[i] * X[i];
+      const V li = to_float(L[i]);
+      V slx = sumlx - w * X[i] * li;
+      const VI positive = slx > 0.0f;
+      V sl2 = suml2 - w * li * li;
+      const VI new_l = clamp(nearest_int(X[i] * sl2 / slx), -nmax, nmax - 1);
+      const V nl = to_float(new_l);
+      slx = slx + w * X[i] * nl;
+      sl2 = sl2 + w * nl * nl;
+      const VI take = positive & (new_l != L[i]) & (sl2 > 0.0f) & (slx * slx * suml2 > sumlx * sumlx * sl2) & ~flat;
+      L[i] = take ? new_l : L[i];
+      sumlx = take ? slx : sumlx;
+      suml2 = take ? sl2 : suml2;
+      changed |= take;
+    }
+    bool any = false;
+    for (int j = 0; j < kLanes; ++j) any = any || changed[j] != 0;
+    if (!any) break;
+  }
+  for (int i = 0; i < n; ++i) L[i] = flat ? VI{} : L[i] + nmax;
+  return flat ? V{} : (suml2 > 0.0f ? sumlx / suml2 : V{});
+}
+
+// search_q3_k_sub_blocks() in two rounds of eight lanes.
+WQ_LANES_INLINE void search_q3_k_lanes(const float* x, float* scales, std::int8_t* codes) {
+  constexpr int n = 16;
+  for (int round = 0; round < 2; ++round) {
+    const float* xr = x + n * kLanes * round;
+    V X[n];
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < kLanes; ++j) X[i][j] = xr[n * j + i];
+    }
+    VI L[n];
+    const V scale = fit_symmetric_refined_lanes(X, L);
+    for (int j = 0; j < kLanes; ++j) {
+      scales[kLanes * round + j] = scale[j];
+      for (int i = 0; i < n; ++i) codes[n * (kLanes * round + j) + i] = static_cast<std::int8_t>(L[i][j]);
+    }
+  }
+}
+
+WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ3_K* y) {
+  std::int8_t L[ggml::kSuperBlock];
+  float scales[16];
+  search_q3_k_lanes(x, scales, L);
+  ggml::finish_q3_k(x, scales, L, y);
+}
+
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ2_K* y) {
   std::uint8_t L[ggml::kSuperBlock];
   float scales[16], mins[16];
@@ -279,6 +354,10 @@ void quantize_q2_k_lanes(const float* x, ggml::BlockQ2_K* y) {
 }
 
 void quantize_q6_k_lanes(const float* x, ggml::BlockQ6_K* y) {
+  use_avx2() ? quantize_avx2(x, y) : quantize_baseline(x, y);
+}
+
+void quantize_q3_k_lanes(const float* x, ggml::BlockQ3_K* y) {
   use_avx2() ? quantize_avx2(x, y) : quantize_baseline(x, y);
 }
 

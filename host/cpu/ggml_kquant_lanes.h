@@ -1,4 +1,4 @@
-// Q4_K, Q5_K, Q2_K and Q6_K on the CPU with the sub-block searches of a super-block side by
+// The k-quants (Q2_K to Q6_K) on the CPU with the sub-block searches of a super-block side by
 // side, one per SIMD lane.
 //
 // Why a second spelling of ggml_kquant_search.h's fit_scale_and_offset: ggml's search adds its
@@ -22,5 +22,7 @@ void quantize_q5_k_lanes(const float* x, codec::ggml::BlockQ5_K* y);
 /// rounds of eight lanes.
 void quantize_q2_k_lanes(const float* x, codec::ggml::BlockQ2_K* y);
 void quantize_q6_k_lanes(const float* x, codec::ggml::BlockQ6_K* y);
+/// And Q3_K (make_q3_quants with its refinement passes, each lane on its own).
+void quantize_q3_k_lanes(const float* x, codec::ggml::BlockQ3_K* y);
 
 }  // namespace wq::detail

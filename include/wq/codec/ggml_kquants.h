@@ -235,14 +235,18 @@ WQ_HD inline int q3k_scale(const std::uint8_t* scales, int j) {
   return low | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
 }
 
-WQ_HD inline void quantize_block(const float* x, BlockQ3_K* y) {
+/// Q3_K's searches: sub-block j's symmetric scale and codes (0..7). The CPU backend runs the
+/// same steps eight sub-blocks at a time (host/cpu/ggml_kquant_lanes.cpp).
+WQ_HD inline void search_q3_k_sub_blocks(const float* x, float* scales, std::int8_t* L) {
+  for (int j = 0; j < kSuperBlock / 16; ++j) scales[j] = fit_symmetric_refined(16, 4, x + 16 * j, L + 16 * j);
+}
+
+/// Q3_K after the searches: the 6-bit signed scales, d, the final codes, hmask and qs.
+WQ_HD inline void finish_q3_k(const float* x, const float* scales, std::int8_t* L, BlockQ3_K* y) {
   constexpr int kSub = 16;
-  std::int8_t L[kSuperBlock];
-  float scales[kSuperBlock / kSub];
   float max_scale = 0;
   float amax = 0;
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
-    scales[j] = fit_symmetric_refined(kSub, 4, x + kSub * j, L + kSub * j);
     const float a = abs_f32(scales[j]);
     if (a > amax) {
       amax = a;
@@ -285,6 +289,13 @@ WQ_HD inline void quantize_block(const float* x, BlockQ3_K* y) {
     }
   }
   pack_two_bit_planes(L, y->qs);
+}
+
+WQ_HD inline void quantize_block(const float* x, BlockQ3_K* y) {
+  std::int8_t L[kSuperBlock];
+  float scales[kSuperBlock / 16];
+  search_q3_k_sub_blocks(x, scales, L);
+  finish_q3_k(x, scales, L, y);
 }
 
 /// Q6_K's searches: sub-block ib's symmetric scale and codes (0..63). The CPU backend runs the
