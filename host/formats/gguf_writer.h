@@ -50,6 +50,10 @@ struct GgufTensorPlan {
   std::uint64_t bytes = 0;  ///< checked against ne and type
 };
 
+/// "tensor 'NAME': its name is N bytes; ggml and llama.cpp accept at most 63 ...", for a name
+/// that GgufWriter refuses without allow_long_names.
+std::string gguf_long_name_problem(std::string_view name);
+
 class GgufWriter {
  public:
   /// Writes the header to `out` at once. Throws Error(kUsage) naming the tensor for a name of

@@ -10,6 +10,7 @@
 #include "container/checksum.h"
 #include "container/container_metadata.h"
 #include "formats/gguf_checkpoint.h"
+#include "formats/gguf_writer.h"
 #include "formats/paddle_reader.h"
 #include "io/atomic_file.h"
 #include "pipeline/input_checksum.h"
@@ -118,24 +119,24 @@ std::size_t batch_end(const std::vector<TensorReport>& tensors, std::size_t firs
   return end;
 }
 
-// Encodes tensors [first, end) into `arena` with one batched call per encoding; returns each
-// tensor's stored bytes (in the arena, or the input itself for raw tensors) and fills in the
-// reports' error statistics.
-// A tensor whose stored bytes are the input's own: raw ones, and ggml blocks copied from a
-// GGUF input that holds the tensor in the same type.
-const std::byte* input_bytes_as_stored(CheckpointReader& reader, const ContainerTensor& t, std::size_t i) {
-  if (t.encoding == Encoding::kRaw) return reader.tensor(i).data;
-  if (t.encoding != Encoding::kGgml) return nullptr;
-  const detail::GgufFile* gguf = detail::gguf_file_of(reader);
-  if (gguf == nullptr || gguf->tensors()[i].type != t.ggml_type) return nullptr;
-  return gguf->data(gguf->tensors()[i]);
-}
-
+// Whether tensor i is stored as the input holds it: raw tensors, and ggml blocks of a GGUF
+// input that has the tensor in the same type (copied, not quantized again).
 bool stored_as_in_input(const CheckpointReader& reader, const ContainerTensor& t, std::size_t i) {
   if (t.encoding == Encoding::kRaw) return true;
   const detail::GgufFile* gguf = detail::gguf_file_of(reader);
   return t.encoding == Encoding::kGgml && gguf != nullptr && gguf->tensors()[i].type == t.ggml_type;
 }
+
+// The input's bytes of such a tensor.
+const std::byte* input_bytes(CheckpointReader& reader, const ContainerTensor& t, std::size_t i) {
+  if (t.encoding == Encoding::kRaw) return reader.tensor(i).data;
+  const detail::GgufFile& gguf = *detail::gguf_file_of(reader);
+  return gguf.data(gguf.tensors()[i]);
+}
+
+// Encodes tensors [first, end) into `arena` with one batched call per encoding; returns each
+// tensor's stored bytes (in the arena, or the input itself, stored_as_in_input()) and fills in
+// the reports' error statistics.
 
 std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& backend,
                                            const std::vector<QuantSpec>& specs,
@@ -154,8 +155,8 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
   std::uint64_t offset = 0;
   for (std::size_t i = first; i < end; ++i) {
     const ContainerTensor& t = plan[i];
-    if (const std::byte* as_stored = input_bytes_as_stored(reader, t, i)) {
-      data[i - first] = as_stored;
+    if (stored_as_in_input(reader, t, i)) {
+      data[i - first] = input_bytes(reader, t, i);
       continue;
     }
     const TensorView view = reader.tensor(i);
@@ -199,9 +200,8 @@ struct TensorPlans {
 };
 
 // llama-quantize's fallback for a tensor whose rows are not whole blocks of its type
-// (llama_tensor_get_type): a k-quant becomes the legacy type of about its size, and rows that
-// are not whole blocks of 32 either are stored as F16. (For Q2_K and Q3_K llama.cpp now picks
-// IQ4_NL, which wq does not write; Q4_0, its size, is what it picked before.)
+// (tensor_type_fallback in llama.cpp's src/llama-quant.cpp): a k-quant becomes the legacy type
+// of about its size, and rows that are not whole blocks of 32 either are stored as F16.
 void fall_back_for_rows(const TensorInfo& info, QuantSpec* spec, Encoding* encoding, std::string* note) {
   namespace ggml = codec::ggml;
   const std::uint64_t row = info.shape.empty() ? 1 : info.shape.back();
@@ -230,10 +230,8 @@ void fall_back_for_rows(const TensorInfo& info, QuantSpec* spec, Encoding* encod
 
 // What GGUF cannot hold, refused before anything is written (and in a dry run).
 void check_gguf_tensor(const std::string& input, const ContainerTensor& t, const QuantizeOptions& options) {
-  if (t.name.size() >= 64 && !options.gguf_long_names) {  // ggml's GGML_MAX_NAME
-    throw Error(ErrorCode::kUsage, input + ": tensor '" + t.name + "': its name is " + std::to_string(t.name.size()) +
-                                       " bytes; ggml and llama.cpp accept at most 63 (stable-diffusion.cpp "
-                                       "accepts longer names: --gguf-long-names writes them anyway)");
+  if (t.name.size() >= detail::GgufWriter::kMaxNameBytes && !options.gguf_long_names) {
+    throw Error(ErrorCode::kUsage, input + ": " + detail::gguf_long_name_problem(t.name));
   }
   if (has_codes(t.encoding)) {
     throw Error(ErrorCode::kUsage, input + ": tensor '" + t.name + "': GGUF files hold ggml types, not wq's " +
