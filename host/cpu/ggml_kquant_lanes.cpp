@@ -143,39 +143,59 @@ WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch s
   }
 }
 
-// search_q2_k_sub_blocks(): sixteen sub-blocks of 16, weights |x|, absolute error; two rounds
-// of eight lanes.
-WQ_LANES_INLINE void search_q2_k_lanes(const float* x, float* scales, float* mins, std::uint8_t* codes) {
+// Sixteen sub-blocks of 16 in two rounds of eight lanes (round r's lane j is sub-block 8r + j):
+// `fit(X, L, &neg_offset)` fits the lanes and returns their scales; `mins` may be null.
+template <typename Code, typename Fit>
+WQ_LANES_INLINE void search_sixteen_sub_blocks(const float* x, const Fit& fit, float* scales, float* mins,
+                                               Code* codes) {
   constexpr int n = 16;
   for (int round = 0; round < 2; ++round) {
     const float* xr = x + n * kLanes * round;
-    V X[n], W[n];
+    V X[n];
     for (int i = 0; i < n; ++i) {
       for (int j = 0; j < kLanes; ++j) X[i][j] = xr[n * j + i];
-      W[i] = abs_of(X[i]);
     }
     VI L[n];
-    V neg_offset;
-    const V scale = fit_lanes<n, true>(X, W, 3, ggml::q2_k_search(), L, &neg_offset);
+    V neg_offset{};
+    const V scale = fit(X, L, &neg_offset);
     for (int j = 0; j < kLanes; ++j) {
       scales[kLanes * round + j] = scale[j];
-      mins[kLanes * round + j] = neg_offset[j];
-      for (int i = 0; i < n; ++i) codes[n * (kLanes * round + j) + i] = static_cast<std::uint8_t>(L[i][j]);
+      if (mins != nullptr) mins[kLanes * round + j] = neg_offset[j];
+      for (int i = 0; i < n; ++i) codes[n * (kLanes * round + j) + i] = static_cast<Code>(L[i][j]);
     }
   }
+}
+
+// search_q2_k_sub_blocks(): weights |x|, absolute error.
+WQ_LANES_INLINE void search_q2_k_lanes(const float* x, float* scales, float* mins, std::uint8_t* codes) {
+  const auto fit = [](const V* X, VI* L, V* neg_offset) {
+    V W[16];
+    for (int i = 0; i < 16; ++i) W[i] = abs_of(X[i]);
+    return fit_lanes<16, true>(X, W, 3, ggml::q2_k_search(), L, neg_offset);
+  };
+  search_sixteen_sub_blocks(x, fit, scales, mins, codes);
+}
+
+// signed_extreme() in every lane: the element of largest magnitude with its sign (the first of
+// equal magnitudes), and that magnitude.
+WQ_LANES_INLINE V signed_extreme_lanes(const V* X, int n, V* amax_out) {
+  V amax = V{}, max = V{};
+  for (int i = 0; i < n; ++i) {
+    const V ax = abs_of(X[i]);
+    const VI larger = ax > amax;
+    amax = larger ? ax : amax;
+    max = larger ? X[i] : max;
+  }
+  *amax_out = amax;
+  return max;
 }
 
 // fit_symmetric_x2() (ggml's make_qx_quants, rmse_type 1) over 16 elements with nmax 32, lane j
 // on sub-block j: codes 0..63 to L[i]; returns the scales.
 WQ_LANES_INLINE V fit_symmetric_x2_lanes(const V* X, VI* L) {
   constexpr int n = 16, nmax = 32;
-  V amax = V{}, max = V{};
-  for (int i = 0; i < n; ++i) {
-    const V ax = abs_of(X[i]);
-    const VI larger = ax > amax;  // the first of equal magnitudes wins
-    amax = larger ? ax : amax;
-    max = larger ? X[i] : max;
-  }
+  V amax;
+  const V max = signed_extreme_lanes(X, n, &amax);
   const VI flat = amax < ggml::kGroupMaxEps;
   // Weights x^2 and the sums of one candidate grid; codes l - nmax in `codes`.
   const auto sums = [&](V iscale, VI* codes, V* sumlx, V* suml2) {
@@ -207,22 +227,10 @@ WQ_LANES_INLINE V fit_symmetric_x2_lanes(const V* X, VI* L) {
   return flat ? V{} : scale;
 }
 
-// search_q6_k_sub_blocks() in two rounds of eight lanes.
+// search_q6_k_sub_blocks().
 WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, std::int8_t* codes) {
-  constexpr int n = 16;
-  for (int round = 0; round < 2; ++round) {
-    const float* xr = x + n * kLanes * round;
-    V X[n];
-    for (int i = 0; i < n; ++i) {
-      for (int j = 0; j < kLanes; ++j) X[i][j] = xr[n * j + i];
-    }
-    VI L[n];
-    const V scale = fit_symmetric_x2_lanes(X, L);
-    for (int j = 0; j < kLanes; ++j) {
-      scales[kLanes * round + j] = scale[j];
-      for (int i = 0; i < n; ++i) codes[n * (kLanes * round + j) + i] = static_cast<std::int8_t>(L[i][j]);
-    }
-  }
+  const auto fit = [](const V* X, VI* L, V*) { return fit_symmetric_x2_lanes(X, L); };
+  search_sixteen_sub_blocks(x, fit, scales, static_cast<float*>(nullptr), codes);
 }
 
 // fit_symmetric_refined() (ggml's make_q3_quants with its rmse refinement) over 16 elements with
@@ -232,13 +240,8 @@ WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, std::int8_
 // (its state is the same), so lanes run passes until none changes, at most five, as ggml does.
 WQ_LANES_INLINE V fit_symmetric_refined_lanes(const V* X, VI* L) {
   constexpr int n = 16, nmax = 4;
-  V amax = V{}, max = V{};
-  for (int i = 0; i < n; ++i) {
-    const V ax = abs_of(X[i]);
-    const VI larger = ax > amax;
-    amax = larger ? ax : amax;
-    max = larger ? X[i] : max;
-  }
+  V amax;
+  const V max = signed_extreme_lanes(X, n, &amax);
   const VI flat = amax < ggml::kGroupMaxEps;
   const V iscale = static_cast<float>(-nmax) / max;
   V sumlx = V{}, suml2 = V{};
@@ -275,22 +278,10 @@ WQ_LANES_INLINE V fit_symmetric_refined_lanes(const V* X, VI* L) {
   return flat ? V{} : (suml2 > 0.0f ? sumlx / suml2 : V{});
 }
 
-// search_q3_k_sub_blocks() in two rounds of eight lanes.
+// search_q3_k_sub_blocks().
 WQ_LANES_INLINE void search_q3_k_lanes(const float* x, float* scales, std::int8_t* codes) {
-  constexpr int n = 16;
-  for (int round = 0; round < 2; ++round) {
-    const float* xr = x + n * kLanes * round;
-    V X[n];
-    for (int i = 0; i < n; ++i) {
-      for (int j = 0; j < kLanes; ++j) X[i][j] = xr[n * j + i];
-    }
-    VI L[n];
-    const V scale = fit_symmetric_refined_lanes(X, L);
-    for (int j = 0; j < kLanes; ++j) {
-      scales[kLanes * round + j] = scale[j];
-      for (int i = 0; i < n; ++i) codes[n * (kLanes * round + j) + i] = static_cast<std::int8_t>(L[i][j]);
-    }
-  }
+  const auto fit = [](const V* X, VI* L, V*) { return fit_symmetric_refined_lanes(X, L); };
+  search_sixteen_sub_blocks(x, fit, scales, static_cast<float*>(nullptr), codes);
 }
 
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ3_K* y) {
