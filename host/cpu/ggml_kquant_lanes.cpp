@@ -144,7 +144,10 @@ WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch s
 }
 
 // Sixteen sub-blocks of 16 in two rounds of eight lanes (round r's lane j is sub-block 8r + j):
-// `fit(X, L, &neg_offset)` fits the lanes and returns their scales; `mins` may be null.
+// `fit(X, L, &neg_offset)` fits the lanes and returns their scales; `mins` may be null. The fits
+// are structs with always-inline calls, not lambdas: a lambda is its own function, compiled
+// without the caller's AVX2 target, and 32-byte vectors would cross that call in different
+// registers on each side.
 template <typename Code, typename Fit>
 WQ_LANES_INLINE void search_sixteen_sub_blocks(const float* x, const Fit& fit, float* scales, float* mins,
                                                Code* codes) {
@@ -167,13 +170,16 @@ WQ_LANES_INLINE void search_sixteen_sub_blocks(const float* x, const Fit& fit, f
 }
 
 // search_q2_k_sub_blocks(): weights |x|, absolute error.
-WQ_LANES_INLINE void search_q2_k_lanes(const float* x, float* scales, float* mins, std::uint8_t* codes) {
-  const auto fit = [](const V* X, VI* L, V* neg_offset) {
+struct FitQ2K {
+  WQ_LANES_INLINE V operator()(const V* X, VI* L, V* neg_offset) const {
     V W[16];
     for (int i = 0; i < 16; ++i) W[i] = abs_of(X[i]);
     return fit_lanes<16, true>(X, W, 3, ggml::q2_k_search(), L, neg_offset);
-  };
-  search_sixteen_sub_blocks(x, fit, scales, mins, codes);
+  }
+};
+
+WQ_LANES_INLINE void search_q2_k_lanes(const float* x, float* scales, float* mins, std::uint8_t* codes) {
+  search_sixteen_sub_blocks(x, FitQ2K{}, scales, mins, codes);
 }
 
 // signed_extreme() in every lane: the element of largest magnitude with its sign (the first of
@@ -190,6 +196,21 @@ WQ_LANES_INLINE V signed_extreme_lanes(const V* X, int n, V* amax_out) {
   return max;
 }
 
+// The codes of one candidate grid (l - nmax, clamped) and its sums with weights x^2. (A function,
+// not a lambda: see search_sixteen_sub_blocks.)
+template <int n, int nmax>
+WQ_LANES_INLINE void x2_grid_sums(const V* X, V iscale, VI* codes, V* sumlx, V* suml2) {
+  *sumlx = V{};
+  *suml2 = V{};
+  for (int i = 0; i < n; ++i) {
+    codes[i] = clamp(nearest_int(iscale * X[i]), -nmax, nmax - 1);
+    const V l = to_float(codes[i]);
+    const V w = X[i] * X[i];
+    *sumlx = *sumlx + w * X[i] * l;
+    *suml2 = *suml2 + w * l * l;
+  }
+}
+
 // fit_symmetric_x2() (ggml's make_qx_quants, rmse_type 1) over 16 elements with nmax 32, lane j
 // on sub-block j: codes 0..63 to L[i]; returns the scales.
 WQ_LANES_INLINE V fit_symmetric_x2_lanes(const V* X, VI* L) {
@@ -197,27 +218,15 @@ WQ_LANES_INLINE V fit_symmetric_x2_lanes(const V* X, VI* L) {
   V amax;
   const V max = signed_extreme_lanes(X, n, &amax);
   const VI flat = amax < ggml::kGroupMaxEps;
-  // Weights x^2 and the sums of one candidate grid; codes l - nmax in `codes`.
-  const auto sums = [&](V iscale, VI* codes, V* sumlx, V* suml2) {
-    *sumlx = V{};
-    *suml2 = V{};
-    for (int i = 0; i < n; ++i) {
-      codes[i] = clamp(nearest_int(iscale * X[i]), -nmax, nmax - 1);
-      const V l = to_float(codes[i]);
-      const V w = X[i] * X[i];
-      *sumlx = *sumlx + w * X[i] * l;
-      *suml2 = *suml2 + w * l * l;
-    }
-  };
   VI codes[n];
   V sumlx, suml2;
-  sums(static_cast<float>(-nmax) / max, codes, &sumlx, &suml2);
+  x2_grid_sums<n, nmax>(X, static_cast<float>(-nmax) / max, codes, &sumlx, &suml2);
   for (int i = 0; i < n; ++i) L[i] = codes[i] + nmax;
   V scale = suml2 != 0.0f ? sumlx / suml2 : V{};
   V best = scale * sumlx;
   for (int is = -9; is <= 9; ++is) {
     if (is == 0) continue;
-    sums(-(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max, codes, &sumlx, &suml2);
+    x2_grid_sums<n, nmax>(X, -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max, codes, &sumlx, &suml2);
     const VI take = (suml2 > 0.0f) & (sumlx * sumlx > best * suml2) & ~flat;
     for (int i = 0; i < n; ++i) L[i] = take ? codes[i] + nmax : L[i];
     scale = take ? sumlx / suml2 : scale;
@@ -228,9 +237,12 @@ WQ_LANES_INLINE V fit_symmetric_x2_lanes(const V* X, VI* L) {
 }
 
 // search_q6_k_sub_blocks().
+struct FitQ6K {
+  WQ_LANES_INLINE V operator()(const V* X, VI* L, V*) const { return fit_symmetric_x2_lanes(X, L); }
+};
+
 WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, std::int8_t* codes) {
-  const auto fit = [](const V* X, VI* L, V*) { return fit_symmetric_x2_lanes(X, L); };
-  search_sixteen_sub_blocks(x, fit, scales, static_cast<float*>(nullptr), codes);
+  search_sixteen_sub_blocks(x, FitQ6K{}, scales, static_cast<float*>(nullptr), codes);
 }
 
 // fit_symmetric_refined() (ggml's make_q3_quants with its rmse refinement) over 16 elements with
@@ -279,9 +291,12 @@ WQ_LANES_INLINE V fit_symmetric_refined_lanes(const V* X, VI* L) {
 }
 
 // search_q3_k_sub_blocks().
+struct FitQ3K {
+  WQ_LANES_INLINE V operator()(const V* X, VI* L, V*) const { return fit_symmetric_refined_lanes(X, L); }
+};
+
 WQ_LANES_INLINE void search_q3_k_lanes(const float* x, float* scales, std::int8_t* codes) {
-  const auto fit = [](const V* X, VI* L, V*) { return fit_symmetric_refined_lanes(X, L); };
-  search_sixteen_sub_blocks(x, fit, scales, static_cast<float*>(nullptr), codes);
+  search_sixteen_sub_blocks(x, FitQ3K{}, scales, static_cast<float*>(nullptr), codes);
 }
 
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ3_K* y) {
