@@ -24,13 +24,15 @@ import wq_reference as ref  # noqa: E402
 
 VECTORS = os.path.join(ROOT, "tests", "data", "codec_vectors.json")
 
-ABOUT_METHODS = (
-    " A case without \"method\" is minmax (docs/container-format.md \u00a74). \"method\": "
+ABOUT_MARK = " A case without \"method\""
+ABOUT_METHODS = ABOUT_MARK + (
+    " is minmax (docs/container-format.md \u00a74). \"method\": "
     "\"symmetric\" cases (\u00a74.2) have no min_f32_hex: the min is -2^(bits-1) * scale. "
     "\"method\": \"mse\" cases (\u00a74.1) also list, per group, the squared error with the "
-    "min-max parameters (minmax_sq_err_f64_hex) and with the chosen ones (sq_err_f64_hex), "
-    "binary64 in \u00a74.1's summation order. \"note\" says what a case is for. The symmetric "
-    "and mse cases are written by tools/make_codec_vectors.py.")
+    "min-max parameters (minmax_sq_err_f64_hex) and with the chosen ones (sq_err_f64_hex): "
+    "the err of \u00a74.1 step 3, binary32 lanes and blocks of fmas added into binary64 lane "
+    "totals. \"note\" says what a case is for. The symmetric and mse cases are written by "
+    "tools/make_codec_vectors.py.")
 
 U = np.float32(2.0 ** -149)  # the smallest binary32 subnormal
 
@@ -214,7 +216,8 @@ def mse_cases():
     x = (rng.uniform(-1, 1, (3, 8)) * 1.6e38).astype(np.float32)
     x[2] = np.abs(x[2])
     yield dict(name="mse_huge_range_4bit", shape=[3, 8], bits=4, group_size=8, x=x,
-               note="values near +-1.6e38 (hi - lo just below FLT_MAX)")
+               note="values near +-1.6e38 (hi - lo just below FLT_MAX): e*e and q*x overflow "
+                    "binary32, so err is infinite, every refit stops and min-max is kept")
     rng = np.random.default_rng(424)
 
     def lopsided(r):
@@ -234,7 +237,8 @@ def mse_cases():
                            [3 * U, U, 2 * U, 0.0, 2 * U, U],
                            [2.0 ** -126, -2.0 ** -127, 7 * U, -9 * U, 0.0, 2.0 ** -125]],
                           np.float32),
-               note="subnormal inputs and scales")
+               note="subnormal inputs and scales: e*e underflows to 0 in binary32, so "
+                    "nothing is strictly better than min-max")
     f16_tight = np.array([[1000.2, 1000.3, 1000.25, 1000.22, 1000.28, 1000.21],
                           [3.1001, 3.1002, 3.1004, 3.1001, 3.1003, 3.1002]], np.float32)
     rng = np.random.default_rng(425)
@@ -285,16 +289,18 @@ def mse_cases():
     yield dict(name="mse_every_winner_3bit", shape=[4, 24], bits=3, group_size=24, x=rows,
                note="the best comes from: min-max as is (values on its grid), a min-max "
                     "refit, a refit of grown, a refit of shrunk (one row each)")
-    # on a coarse grid of subnormals a refit can make things worse, so grown and shrunk
-    # also win as they are
+    # on a coarse grid of binary16 subnormals a refit can make things worse, so grown and
+    # shrunk also win as they are (binary32 subnormals would not do: their e*e underflows)
     rng = np.random.default_rng(433)
-    gen = (lambda r: (r.integers(-20, 20, 24) * U).astype(np.float32))
-    rows = np.concatenate([find_rows(rng, gen, 3, "f32", want, 1) for want in
+    gen = (lambda r: (r.integers(-20, 20, 24) * 2.0 ** -24).astype(np.float32))
+    rows = np.concatenate([find_rows(rng, gen, 3, "f16", want, 1) for want in
                            (("win", 0, False), ("win", 0, True), ("win", 1, False),
                             ("win", 1, True), ("win", 2, False), ("win", 2, True))])
-    yield dict(name="mse_subnormal_every_winner_3bit", shape=[6, 24], bits=3, group_size=24,
-               x=rows, note="subnormal multiples: the best comes from min-max, a min-max "
-                            "refit, grown, a grown refit, shrunk, a shrunk refit (one row each)")
+    yield dict(name="mse_f16_subnormal_every_winner_3bit", shape=[6, 24], bits=3,
+               group_size=24, scale_dtype="F16", x=rows,
+               note="multiples of 2^-24, F16 subnormal scales and mins: the best comes from "
+                    "min-max, a min-max refit, grown, a grown refit, shrunk, a shrunk refit "
+                    "(one row each)")
     rng = np.random.default_rng(429)
     yield dict(name="mse_group_size1_3bit", shape=[2, 5], bits=3, group_size=1,
                x=random_rows(rng, 2, 5), note="single-element groups are constant: min-max")
@@ -305,6 +311,11 @@ def mse_cases():
     yield dict(name="mse_per_tensor_8bit_len100", shape=[100], bits=8, group_size=0,
                x=(rng.standard_normal(100) * 0.02).astype(np.float32),
                note="one group of 100: lanes of 13 and 12 elements")
+    rng = np.random.default_rng(441)
+    yield dict(name="mse_per_tensor_4bit_len2100", shape=[2100], bits=4, group_size=0,
+               x=(rng.standard_normal(2100) * 0.02).astype(np.float32),
+               note="one group of 2100: each lane adds 256 elements in block 0 and 7 or 6 in "
+                    "block 1; without the binary32 blocks another scale would be chosen")
     rng = np.random.default_rng(432)
     yield dict(name="mse_short_groups_1bit_3x10_group4", shape=[3, 10], bits=1, group_size=4,
                x=random_rows(rng, 3, 10), note="1 bit: no grown candidate; groups 4, 4, 2")
@@ -345,9 +356,8 @@ def main():
     new += [build_case("mse", s) for s in mse_cases()]
     names = [c["name"] for c in kept + new]
     assert len(set(names)) == len(names), "duplicate case names"
-    about = vec["about"]
-    if ABOUT_METHODS not in about:
-        about += ABOUT_METHODS
+    # the minmax part of "about" is kept, the part this script wrote before is replaced
+    about = vec["about"].partition(ABOUT_MARK)[0] + ABOUT_METHODS
     text = json.dumps({"about": about, "cases": kept + new}, indent=1)
     if args.check:
         if text != old_text:

@@ -17,8 +17,8 @@
 namespace wq::detail {
 namespace {
 
-// The search reads its group 15 times: a group of F16/BF16/F64 is widened to binary32 once,
-// into a buffer that stays in L1 for group-sized runs.
+// The search reads its group up to 17 times: a group of F16/BF16/F64 is widened to binary32
+// once, into a buffer that stays in L1 for group-sized runs.
 thread_local std::vector<float> t_widened;
 
 template <DType D>
@@ -32,30 +32,16 @@ const float* as_f32(const std::byte* src, std::uint64_t begin, std::uint64_t n) 
   }
 }
 
-// The search's loops are the codec's, compiled twice like every CPU kernel: for the baseline
-// and, through `flatten`, inside an AVX2+FMA function (the lane loop of codec::mse_pass keeps
-// its 8 binary64 lanes in vector registers, and fma is one instruction instead of a libm call).
-// Both give the same parameters: the operations and their order are the codec's.
 struct F32Load {
   const float* x;
   float operator()(std::uint64_t i) const { return x[i]; }
 };
 
-// codec::mse_pass() on 8 lanes at once (AVX2 + FMA): the codec's 8 binary64 lanes are two
-// 4-double vectors, element i of each block of 8 in lane i, each operation the codec's with the
-// same single rounding (vfmadd is one rounding, as fma_rn; products and sums are separate
-// instructions, -ffp-contract=off). The tail goes through the codec's scalar fit_add() into the
-// same lanes, so the sums are mse_pass()'s bit for bit: the backend suites compare every mse
-// encoding with codec::mse_params() over the scalar pass, on this path and with
-// WQ_CPU_BASELINE=1 on the scalar one. Why: the scalar pass measured 4x slower (0.07 against
-// 0.18 GB/s at 4-bit groups of 64; its lanes of 5 sums do not vectorise).
-// The codes are avx2::codes_by_vector_division(), the CPU's 8-lane spelling of
-// codec::affine_code_value() that the minmax kernels already use (held to the codec there, on
-// values placed at the half-integers).
-// C candidates at once (mse_search() passes all live ones): x is loaded and widened once, and
-// the candidates' independent sums overlap. Sq and Sqq are sums of integers, exact in binary64
-// in any order, so they are kept in binary32 lanes (exact below 2^24: flushed every 256 steps)
-// and only widened at the flush; err, Sx and Sqx keep the codec's binary64 lane order.
+// The passes are the codec's (codec::mse_pass, codec::mse_sum_x) on the baseline target, and
+// their AVX2+FMA spellings below, which keep the codec's operations and order bit for bit: the
+// backend suites compare every mse encoding with codec::mse_params() on this path and, with
+// WQ_CPU_BASELINE=1, on the codec's own.
+
 // ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)) of lanes 0-3 in `low` and 4-7 in `high`:
 // vhaddpd gives (l0+l1, l4+l5, l2+l3, l6+l7), adding its halves the two inner sums.
 __attribute__((target("avx2,fma"), always_inline)) inline double combine_lanes_avx2(__m256d low, __m256d high) {
@@ -64,97 +50,195 @@ __attribute__((target("avx2,fma"), always_inline)) inline double combine_lanes_a
   return _mm_cvtsd_f64(_mm_add_sd(halves, _mm_unpackhi_pd(halves, halves)));
 }
 
+// Adds the 8 binary32 lanes of `v`, widened exactly, to the binary64 lane totals `t`.
+__attribute__((target("avx2,fma"), always_inline)) inline void widen_into(__m256d t[2], __m256 v) {
+  t[0] = _mm256_add_pd(t[0], _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+  t[1] = _mm256_add_pd(t[1], _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+}
+
+// The first `count` lanes set (count < 8), for the last, partial vector of a group.
+__attribute__((target("avx2,fma"), always_inline)) inline __m256i first_lanes(std::uint64_t count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// codec::mse_sum_x(): element i of each 8 in binary64 lane i, lanes 0-3 in one vector and 4-7
+// in the other. The partial vector's missing lanes add +0.0, which changes no lane (a lane
+// that starts at +0.0 and adds binary32 values is never -0.0).
+__attribute__((target("avx2,fma"))) double sum_x_avx2(const float* x, std::uint64_t n) {
+  __m256d t[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+  std::uint64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    t[0] = _mm256_add_pd(t[0], _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    t[1] = _mm256_add_pd(t[1], _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+  }
+  if (i < n) {
+    const __m256 v = _mm256_maskload_ps(x + i, first_lanes(n - i));
+    t[0] = _mm256_add_pd(t[0], _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    t[1] = _mm256_add_pd(t[1], _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+  }
+  return combine_lanes_avx2(t[0], t[1]);
+}
+
+// One candidate's accumulators of codec::mse_pass() in a block: the 8 lanes of err and Sqx
+// (binary32, as the codec's), and of Sq and Sqq, whose lane sums within a block are integers
+// below 2^24 and so exact in binary32 in any order.
+struct BlockAccumulators {
+  __m256 err, qx, q, qq;
+};
+
+// codec::block_lane_add() on 8 lanes: the same operations with the same single roundings
+// (vfmadd is one rounding, as fma_rn; -ffp-contract=off keeps the rest separate). The codes
+// are avx2::codes_by_vector_division(), the 8-lane spelling of codec::affine_code_value()
+// that the minmax kernels use too. `keep` zeroes the code and the error of the lanes past the
+// end of the group, so that they add exactly nothing: fma(0, 0, acc) is acc, and these
+// accumulators are never -0.0.
+template <bool Partial>
+__attribute__((target("avx2,fma"), always_inline)) inline void add_lanes(BlockAccumulators* a, __m256 x, __m256 scale,
+                                                                         __m256 min, const avx2::CodeConstants& c,
+                                                                         __m256 keep) {
+  __m256 q = avx2::codes_by_vector_division(x, min, scale, c);
+  __m256 e = _mm256_sub_ps(x, _mm256_fmadd_ps(scale, q, min));
+  if constexpr (Partial) {
+    q = _mm256_and_ps(q, keep);
+    e = _mm256_and_ps(e, keep);
+  }
+  a->err = _mm256_fmadd_ps(e, e, a->err);
+  a->qx = _mm256_fmadd_ps(q, x, a->qx);
+  a->q = _mm256_add_ps(a->q, q);
+  a->qq = _mm256_fmadd_ps(q, q, a->qq);
+}
+
+// codec::mse_pass() for C candidates over the same group: x is loaded once for all of them,
+// and their independent sums overlap. Why a spelling of its own: the codec's scalar loop does
+// not vectorise (its lanes sit in arrays of structs); this runs eight lanes in one register.
 template <int C>
 __attribute__((target("avx2,fma"), flatten)) void pass_f32_avx2(const float* x, std::uint64_t n,
                                                                 const codec::AffineParams* ps, float max_code,
-                                                                codec::FitSums* sums) {
+                                                                double sum_x, codec::FitSums* sums) {
   const avx2::CodeConstants c = avx2::code_constants(max_code);
-  __m256 scale[C], min[C], q32[C], qq32[C];
-  __m256d err[C][2], qx[C][2], q64[C][2], qq64[C][2], sx[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+  __m256 scale[C], min[C];
+  __m256d err[C][2], qx[C][2], q[C][2], qq[C][2];
   for (int k = 0; k < C; ++k) {
     scale[k] = _mm256_set1_ps(ps[k].scale);
     min[k] = _mm256_set1_ps(ps[k].min);
-    q32[k] = qq32[k] = _mm256_setzero_ps();
-    for (int h = 0; h < 2; ++h) err[k][h] = qx[k][h] = q64[k][h] = qq64[k][h] = _mm256_setzero_pd();
+    for (int h = 0; h < 2; ++h) err[k][h] = qx[k][h] = q[k][h] = qq[k][h] = _mm256_setzero_pd();
   }
-  // (No lambda for the flush: it would be compiled for the baseline target.)
-  std::uint64_t i = 0;
-  for (unsigned steps = 0;; i += 8) {
-    if (steps == 256 || i + 8 > n) {
-      for (int k = 0; k < C; ++k) {
-        q64[k][0] = _mm256_add_pd(q64[k][0], _mm256_cvtps_pd(_mm256_castps256_ps128(q32[k])));
-        q64[k][1] = _mm256_add_pd(q64[k][1], _mm256_cvtps_pd(_mm256_extractf128_ps(q32[k], 1)));
-        qq64[k][0] = _mm256_add_pd(qq64[k][0], _mm256_cvtps_pd(_mm256_castps256_ps128(qq32[k])));
-        qq64[k][1] = _mm256_add_pd(qq64[k][1], _mm256_cvtps_pd(_mm256_extractf128_ps(qq32[k], 1)));
-        q32[k] = qq32[k] = _mm256_setzero_ps();
-      }
-      steps = 0;
-      if (i + 8 > n) break;
+  for (std::uint64_t begin = 0; begin < n; begin += codec::kMseBlock) {
+    const std::uint64_t end = n - begin < codec::kMseBlock ? n : begin + codec::kMseBlock;
+    BlockAccumulators a[C];
+    for (int k = 0; k < C; ++k) a[k] = BlockAccumulators{_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    std::uint64_t i = begin;
+    for (; i + 8 <= end; i += 8) {
+      const __m256 xv = _mm256_loadu_ps(x + i);
+      for (int k = 0; k < C; ++k) add_lanes<false>(&a[k], xv, scale[k], min[k], c, xv);
     }
-    ++steps;
-    const __m256 xv = _mm256_loadu_ps(x + i);
-    const __m256d x0 = _mm256_cvtps_pd(_mm256_castps256_ps128(xv)), x1 = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
-    sx[0] = _mm256_add_pd(sx[0], x0);
-    sx[1] = _mm256_add_pd(sx[1], x1);
+    if (i < end) {
+      const __m256i mask = first_lanes(end - i);
+      const __m256 xv = _mm256_maskload_ps(x + i, mask);
+      for (int k = 0; k < C; ++k) add_lanes<true>(&a[k], xv, scale[k], min[k], c, _mm256_castsi256_ps(mask));
+    }
     for (int k = 0; k < C; ++k) {
-      // The division, not the minmax kernels' reciprocal with its proof: with the proof's check
-      // and fallback in this loop the pass measured slower (0.25 against 0.29 GB/s).
-      const __m256 qv = avx2::codes_by_vector_division(xv, min[k], scale[k], c);
-      const __m256 decoded = _mm256_fmadd_ps(scale[k], qv, min[k]);  // one rounding, as codec::fma_rn
-      q32[k] = _mm256_add_ps(q32[k], qv);
-      qq32[k] = _mm256_fmadd_ps(qv, qv, qq32[k]);  // integers below 2^24: exact, fused or not
-      const __m256d q0 = _mm256_cvtps_pd(_mm256_castps256_ps128(qv)), q1 = _mm256_cvtps_pd(_mm256_extractf128_ps(qv, 1));
-      const __m256d e0 = _mm256_sub_pd(x0, _mm256_cvtps_pd(_mm256_castps256_ps128(decoded)));
-      const __m256d e1 = _mm256_sub_pd(x1, _mm256_cvtps_pd(_mm256_extractf128_ps(decoded, 1)));
-      err[k][0] = _mm256_add_pd(err[k][0], _mm256_mul_pd(e0, e0));
-      err[k][1] = _mm256_add_pd(err[k][1], _mm256_mul_pd(e1, e1));
-      qx[k][0] = _mm256_add_pd(qx[k][0], _mm256_mul_pd(q0, x0));
-      qx[k][1] = _mm256_add_pd(qx[k][1], _mm256_mul_pd(q1, x1));
+      widen_into(err[k], a[k].err);
+      widen_into(qx[k], a[k].qx);
+      widen_into(q[k], a[k].q);
+      widen_into(qq[k], a[k].qq);
     }
   }
-  if (i == n) {  // no tail: the lanes combined in registers, in codec::combine_lanes()'s tree
-    const double total_x = combine_lanes_avx2(sx[0], sx[1]);
-    for (int k = 0; k < C; ++k) {
-      sums[k] = codec::FitSums{combine_lanes_avx2(err[k][0], err[k][1]), combine_lanes_avx2(q64[k][0], q64[k][1]),
-                               combine_lanes_avx2(qq64[k][0], qq64[k][1]), total_x,
-                               combine_lanes_avx2(qx[k][0], qx[k][1])};
-    }
-    return;
-  }
-  alignas(32) double lanes[4][codec::kMseLanes], xs[codec::kMseLanes];
-  _mm256_store_pd(xs, sx[0]);
-  _mm256_store_pd(xs + 4, sx[1]);
   for (int k = 0; k < C; ++k) {
-    for (int h = 0; h < 2; ++h) {
-      _mm256_store_pd(&lanes[0][4 * h], err[k][h]);
-      _mm256_store_pd(&lanes[1][4 * h], q64[k][h]);
-      _mm256_store_pd(&lanes[2][4 * h], qq64[k][h]);
-      _mm256_store_pd(&lanes[3][4 * h], qx[k][h]);
-    }
-    codec::FitSums lane[codec::kMseLanes];
-    for (int j = 0; j < codec::kMseLanes; ++j) lane[j] = codec::FitSums{lanes[0][j], lanes[1][j], lanes[2][j], xs[j], lanes[3][j]};
-    for (int j = 0; i + j < n; ++j) codec::fit_add(&lane[j], x[i + j], ps[k], max_code);
-    sums[k] = codec::combine_fit_lanes(lane);
+    sums[k] = codec::FitSums{combine_lanes_avx2(err[k][0], err[k][1]), combine_lanes_avx2(q[k][0], q[k][1]),
+                             combine_lanes_avx2(qq[k][0], qq[k][1]), sum_x, combine_lanes_avx2(qx[k][0], qx[k][1])};
   }
 }
 
-struct F32PassAvx2 {
+// The lanes of binary32 `v` widened and combined as codec::combine_lanes() combines binary64
+// lane totals that start at +0.0 and receive one block: +0.0 + t is t for every t that is not
+// -0.0, and these accumulators never are.
+__attribute__((target("avx2,fma"), always_inline)) inline double combine_one_block(__m256 v) {
+  return combine_lanes_avx2(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+}
+
+// The sum of the 8 lanes of integer-valued `v` whose total is below 2^24: exact in binary32,
+// in any order.
+__attribute__((target("avx2,fma"), always_inline)) inline double exact_lane_total(__m256 v) {
+  const __m128 four = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 two = _mm_add_ps(four, _mm_movehl_ps(four, four));
+  return _mm_cvtss_f32(_mm_add_ss(two, _mm_movehdup_ps(two)));
+}
+
+// pass_f32_avx2() for a group of at most 256 elements, the common case (groups of 32-256):
+// one block, so the binary64 totals are the widened block sums, and Sq and Sqq (at most 256 *
+// 255^2 < 2^24) are exact in binary32. The same sums, with less work between two rounds.
+template <int C>
+__attribute__((target("avx2,fma"), flatten)) void short_pass_f32_avx2(const float* x, std::uint64_t n,
+                                                                      const codec::AffineParams* ps, float max_code,
+                                                                      double sum_x, codec::FitSums* sums) {
+  const avx2::CodeConstants c = avx2::code_constants(max_code);
+  __m256 scale[C], min[C];
+  BlockAccumulators a[C];
+  for (int k = 0; k < C; ++k) {
+    scale[k] = _mm256_set1_ps(ps[k].scale);
+    min[k] = _mm256_set1_ps(ps[k].min);
+    a[k] = BlockAccumulators{_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  }
+  std::uint64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + i);
+    for (int k = 0; k < C; ++k) add_lanes<false>(&a[k], xv, scale[k], min[k], c, xv);
+  }
+  if (i < n) {
+    const __m256i mask = first_lanes(n - i);
+    const __m256 xv = _mm256_maskload_ps(x + i, mask);
+    for (int k = 0; k < C; ++k) add_lanes<true>(&a[k], xv, scale[k], min[k], c, _mm256_castsi256_ps(mask));
+  }
+  for (int k = 0; k < C; ++k) {
+    sums[k] = codec::FitSums{combine_one_block(a[k].err), exact_lane_total(a[k].q), exact_lane_total(a[k].qq), sum_x,
+                             combine_one_block(a[k].qx)};
+  }
+}
+
+// A group's elements and its search.
+struct GroupSearch {
   const float* x;
   std::uint64_t n;
-  void operator()(const codec::AffineParams* ps, int count, float max_code, codec::FitSums* sums) const {
-    switch (count) {
-      case 1: return pass_f32_avx2<1>(x, n, ps, max_code, sums);
-      case 2: return pass_f32_avx2<2>(x, n, ps, max_code, sums);
-      default: return pass_f32_avx2<3>(x, n, ps, max_code, sums);
-    }
-  }
+  double sum_x;
+  codec::MseSearch search;
 };
 
 template <bool Avx2>
-WQ_INLINE codec::ParamsStatus search(const float* x, std::uint64_t n, float lo, float hi, const codec::Recipe& recipe,
-                                     codec::AffineParams* out) {
-  if constexpr (Avx2) return codec::mse_search(F32PassAvx2{x, n}, n, lo, hi, recipe.bits, recipe.f16_params, out);
-  return codec::mse_params(F32Load{x}, n, lo, hi, recipe.bits, recipe.f16_params, out);
+WQ_INLINE void run_passes(const GroupSearch& g, const codec::AffineParams* ps, int count, codec::FitSums* sums) {
+  if constexpr (Avx2) {
+    if (g.n <= 256) {
+      switch (count) {
+        case 1: return short_pass_f32_avx2<1>(g.x, g.n, ps, g.search.levels(), g.sum_x, sums);
+        case 2: return short_pass_f32_avx2<2>(g.x, g.n, ps, g.search.levels(), g.sum_x, sums);
+        default: return short_pass_f32_avx2<3>(g.x, g.n, ps, g.search.levels(), g.sum_x, sums);
+      }
+    }
+    switch (count) {
+      case 1: return pass_f32_avx2<1>(g.x, g.n, ps, g.search.levels(), g.sum_x, sums);
+      case 2: return pass_f32_avx2<2>(g.x, g.n, ps, g.search.levels(), g.sum_x, sums);
+      default: return pass_f32_avx2<3>(g.x, g.n, ps, g.search.levels(), g.sum_x, sums);
+    }
+  }
+  for (int k = 0; k < count; ++k) sums[k] = codec::mse_pass(F32Load{g.x}, g.n, ps[k], g.search.levels(), g.sum_x);
+}
+
+// Runs a started search round by round: the passes of the live candidates, then their refits.
+template <bool Avx2>
+WQ_INLINE void run_search(GroupSearch* group) {
+  codec::AffineParams ps[3];
+  for (int live; (live = group->search.round(ps)) > 0;) {
+    codec::FitSums sums[3];
+    run_passes<Avx2>(*group, ps, live, sums);
+    group->search.take(sums);
+  }
+}
+
+template <bool Avx2>
+WQ_INLINE double sum_x(const float* x, std::uint64_t n) {
+  if constexpr (Avx2) return sum_x_avx2(x, n);
+  return codec::mse_sum_x(F32Load{x}, n);
 }
 
 // The min and max of n floats, NaN skipped (vminps returns its second operand when the first is
@@ -205,10 +289,30 @@ WQ_INLINE GroupFailure groups_impl(const std::byte* src, const GroupGeometry& g,
     GroupFailure failure{true, !codec::is_finite(lo) || !codec::is_finite(hi), codec::ParamsStatus::kOk,
                          k, begin, begin + n, lo, hi};
     if (failure.nonfinite) return failure;
-    failure.status = search<Avx2>(x, n, lo, hi, recipe, &params[k]);
+    GroupSearch group;
+    failure.status = group.search.start(n, lo, hi, recipe.bits, recipe.f16_params);
     if (failure.status != codec::ParamsStatus::kOk) return failure;
+    group.x = x;
+    group.n = n;
+    group.sum_x = sum_x<Avx2>(x, n);
+    run_search<Avx2>(&group);
+    params[k] = group.search.best();
   }
   return GroupFailure{};
+}
+
+template <DType D, bool Avx2>
+WQ_INLINE codec::ParamsStatus span_impl(const std::byte* src, std::uint64_t n, float lo, float hi,
+                                        const codec::Recipe& recipe, codec::AffineParams* out) {
+  GroupSearch group;
+  const codec::ParamsStatus status = group.search.start(n, lo, hi, recipe.bits, recipe.f16_params);
+  if (status != codec::ParamsStatus::kOk) return status;
+  group.x = as_f32<D>(src, 0, n);
+  group.n = n;
+  group.sum_x = sum_x<Avx2>(group.x, n);
+  run_search<Avx2>(&group);
+  *out = group.search.best();
+  return codec::ParamsStatus::kOk;
 }
 
 template <DType D>
@@ -226,14 +330,14 @@ __attribute__((target("avx2,fma"), flatten)) GroupFailure groups_avx2(const std:
 template <DType D>
 codec::ParamsStatus span_base(const std::byte* src, std::uint64_t n, float lo, float hi, const codec::Recipe& recipe,
                               codec::AffineParams* out) {
-  return search<false>(as_f32<D>(src, 0, n), n, lo, hi, recipe, out);
+  return span_impl<D, false>(src, n, lo, hi, recipe, out);
 }
 template <DType D>
 __attribute__((target("avx2,fma"), flatten)) codec::ParamsStatus span_avx2(const std::byte* src, std::uint64_t n,
                                                                            float lo, float hi,
                                                                            const codec::Recipe& recipe,
                                                                            codec::AffineParams* out) {
-  return search<true>(as_f32<D>(src, 0, n), n, lo, hi, recipe, out);
+  return span_impl<D, true>(src, n, lo, hi, recipe, out);
 }
 
 }  // namespace

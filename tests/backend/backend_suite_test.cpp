@@ -834,8 +834,8 @@ TEST_P(BackendSuite, SymmetricAndMseMatchTheReferenceEverywhere) {
   }
 }
 
-// The error of each group of `x` decoded as `d`, in binary64 (any order: compared with a margin
-// far below one rounding of the search's own sums).
+// The error of each group of `x` decoded as `d`, in binary64 (any order: its rounding is far
+// below the margin of the search's binary32 sums).
 std::vector<double> group_errors(const std::vector<float>& x, const std::vector<float>& d, const GroupGeometry& g) {
   std::vector<double> err(g.groups, 0.0);
   for (std::size_t i = 0; i < x.size(); ++i) {
@@ -861,8 +861,12 @@ TEST_P(BackendSuite, MseIsNeverWorseThanMinMaxOnAnyGroup) {
         const std::vector<double> before = group_errors(x, dequantize(quantize(x, shape, minmax, &minmax_stats), shape, minmax), g);
         const std::vector<double> after = group_errors(x, dequantize(quantize(x, shape, mse, &mse_stats), shape, mse), g);
         std::uint64_t better = 0;
+        // The search compares errors summed in binary32 lanes: by the exact error its choice is
+        // at most 2 * (k + 2) * 2^-24 worse than min-max, k <= 256 elements per lane and block
+        // (docs/container-format.md §4.1 step 3).
+        const double margin = 2.0 * (256 + 2) * 0x1p-24;
         for (std::uint64_t k = 0; k < g.groups; ++k) {
-          ASSERT_LE(after[k], before[k] * (1 + 1e-12)) << "group " << k;
+          ASSERT_LE(after[k], before[k] * (1 + margin)) << "group " << k;
           better += after[k] < before[k];
         }
         EXPECT_GT(better, 0u) << "the search never found anything better than min-max";

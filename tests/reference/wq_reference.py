@@ -285,10 +285,17 @@ def affine_codes(x32, sc, mn, levels):
     return t
 
 
+def _combine8(la):
+    """§4.1 step 3: the eight binary64 lane totals (last axis) combined pairwise."""
+    return (((la[..., 0] + la[..., 1]) + (la[..., 2] + la[..., 3]))
+            + ((la[..., 4] + la[..., 5]) + (la[..., 6] + la[..., 7])))
+
+
 def lane_sums(t):
-    """§4.1 step 3's summation order, per row of the float64 matrix t: element i goes to lane
-    i mod 8, each lane adds in index order, the lanes are combined pairwise. Padding a row with
-    zeros does not change its sums, so rows of different lengths can share one matrix."""
+    """§4.1 step 3's binary64 summation order (that of Sx; Sq and Sqq, sums of integers, are
+    exact in it too), per row of the float64 matrix t: element i goes to lane i mod 8, each
+    lane adds in index order, the lanes are combined pairwise. Padding a row with zeros does
+    not change its sums, so rows of different lengths can share one matrix."""
     g, w = t.shape
     pad = (-w) % 8
     if pad:
@@ -298,9 +305,40 @@ def lane_sums(t):
     # cumsum is a strictly sequential accumulation (np.sum would sum pairwise). It starts from
     # the first term instead of from +0.0, which can only change the sign of a zero; adding
     # +0.0 at the end makes that sign the one a +0.0-initialised accumulator gives.
-    la = np.cumsum(t.reshape(g, -1, 8), axis=1)[:, -1, :] + 0.0
-    return (((la[:, 0] + la[:, 1]) + (la[:, 2] + la[:, 3]))
-            + ((la[:, 4] + la[:, 5]) + (la[:, 6] + la[:, 7])))
+    return _combine8(np.cumsum(t.reshape(g, -1, 8), axis=1)[:, -1, :] + 0.0)
+
+
+BLOCK = 2048  # §4.1 step 3: elements per binary32 block, 256 per lane
+
+
+def fma_lane_sums(u, v, valid):
+    """§4.1 step 3's binary32 sum of u*v (that of err and Sqx), per row of the float32
+    matrices u and v: element i goes to lane i mod 8 of block i // 2048; each lane of each
+    block adds acc = fma(u, v, acc) in index order from +0.0, and its acc goes into the
+    lane's binary64 total at the end of the block. Elements outside valid add nothing."""
+    g, w = u.shape
+    # zeros for the padding: fma(+-0, 0, acc) is acc, except that -0.0 becomes +0.0; the
+    # binary64 totals start at +0.0, and +0.0 + -0.0 is +0.0 too, so a padded row sums exactly
+    # as it would alone. (For err and Sqx no acc is ever -0.0: e*e >= 0, and q*x is 0 or at
+    # least the smallest subnormal, so a round-to-nearest sum from +0.0 is never -0.0.)
+    u = np.where(valid, u, np.float32(0))
+    v = np.where(valid, v, np.float32(0))
+    nb = max(1, -(-w // BLOCK))
+    steps = min(BLOCK // 8, -(-w // 8))
+    pad = nb * steps * 8 - w
+    if pad:
+        u = np.concatenate([u, np.zeros((g, pad), np.float32)], axis=1)
+        v = np.concatenate([v, np.zeros((g, pad), np.float32)], axis=1)
+    u = u.reshape(g, nb, steps, 8)
+    v = v.reshape(g, nb, steps, 8)
+    # an fma accumulation is sequential: one step of every lane of every block at a time
+    acc = np.zeros((g, nb, 8), np.float32)
+    for j in range(steps):
+        acc = fma_f32(u[:, :, j], v[:, :, j], acc)
+    # cumsum adds the blocks in order; as in lane_sums, adding +0.0 at the end gives the sign
+    # of zero of a total started at +0.0
+    with np.errstate(invalid="ignore"):
+        return _combine8(np.cumsum(acc.astype(np.float64), axis=1)[:, -1] + 0.0)
 
 
 def group_matrix(x32, starts, lens):
@@ -314,23 +352,21 @@ def group_matrix(x32, starts, lens):
     return x32[idx], valid
 
 
-def _pass(X, X64, valid, s, m, levels):
-    """One coding pass of §4.1 step 3 over group rows: (codes, err), err in binary64."""
+def _pass(X, valid, s, m, levels):
+    """One coding pass of §4.1 step 3 over group rows: (codes, err)."""
     Q = affine_codes(X, s[:, None], m[:, None], levels)
     shape = X.shape
-    xd = fma_f32(np.broadcast_to(s[:, None], shape).ravel(), Q.ravel(),
-                 np.broadcast_to(m[:, None], shape).ravel()).reshape(shape)
-    with np.errstate(over="ignore", invalid="ignore"):
-        e = X64 - xd.astype(np.float64)
-        ee = np.where(valid, e * e, 0.0)
-    return Q, lane_sums(ee)
+    xd = fma_f32(np.broadcast_to(s[:, None], shape), Q, np.broadcast_to(m[:, None], shape))
+    with np.errstate(over="ignore"):
+        e = X - xd  # binary32; past FLT_MAX it is infinite, and so is err
+    return Q, fma_lane_sums(e, e, valid)
 
 
 def group_sq_err(X, valid, s, m, bits):
     """The squared error of §4.1 for rows X coded with stored (s, m) widened to float32."""
     s = np.asarray(s).astype(np.float32)
     m = np.asarray(m).astype(np.float32)
-    return _pass(X, X.astype(np.float64), valid, s, m, (1 << bits) - 1)[1]
+    return _pass(X, valid, s, m, (1 << bits) - 1)[1]
 
 
 def _widen(v):
@@ -344,9 +380,8 @@ def mse_search(X, valid, lens, lo, hi, s0, m0, bits, scale_dtype):
     group decisions are exactly the sequential ones."""
     levels = (1 << bits) - 1
     L = np.float32(levels)
-    X64 = X.astype(np.float64)
     nf = lens.astype(np.float64)
-    Sx = lane_sums(np.where(valid, X64, 0.0))
+    Sx = lane_sums(np.where(valid, X.astype(np.float64), 0.0))
     s0, m0 = _widen(s0), _widen(m0)
     searched = s0 != 0
     cands = [(s0, m0, searched.copy())]
@@ -368,7 +403,7 @@ def mse_search(X, valid, lens, lo, hi, s0, m0, bits, scale_dtype):
         for p in range(5):
             if not act.any():
                 break
-            Q, err = _pass(X, X64, valid, s, m, levels)
+            Q, err = _pass(X, valid, s, m, levels)
             # the first pass of min-max always sets the best: its err may be inf (x' can round
             # past FLT_MAX next to a huge hi), and inf < inf would leave no best at all
             better = act.copy() if first else act & (err < best_err)
@@ -377,9 +412,9 @@ def mse_search(X, valid, lens, lo, hi, s0, m0, bits, scale_dtype):
             if p == 4:
                 break
             Q64 = np.where(valid, Q.astype(np.float64), 0.0)
-            Sq = lane_sums(Q64)
+            Sq = lane_sums(Q64)  # integers: exact in any order
             Sqq = lane_sums(Q64 * Q64)
-            Sqx = lane_sums(np.where(valid, Q64 * X64, 0.0))
+            Sqx = fma_lane_sums(Q, X, valid)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 det = nf * Sqq - Sq * Sq
                 act &= det > 0
@@ -432,33 +467,38 @@ def quantize(x32, starts, lens, bits, scale_dtype, method="minmax"):
 
 
 def fma_f32(a, b, c):
-    """Correctly rounded float32 fma(a, b, c) for float32 a, c and small-integer b.
+    """Correctly rounded float32 fma(a, b, c), elementwise, for float32 arrays of one shape.
 
-    a*b is exact in float64 (24-bit x 8-bit significands). TwoSum then gives s + e ==
-    a*b + c exactly. Rounding s to float32 is the right answer except when s is exactly
-    halfway between two float32 values and e != 0: then the exact sum lies on e's side.
+    a*b is exact in float64 for any two float32 values: 24 + 24 significand bits fit in 53,
+    and a product's magnitude (2^-298 to 2^256) lies far inside float64's normal range. TwoSum
+    then gives s + e == a*b + c exactly (float64 cannot overflow here either). Rounding s to
+    float32 is the right answer except when s is exactly halfway between two float32 values
+    and e != 0: then the exact sum lies on e's side. That includes 2^128 - 2^103, halfway
+    from FLT_MAX to 2^128, where the exact sum rounds to infinity only at or above it. An
+    infinite or NaN operand makes s infinite or NaN as IEEE fma would (inf*0 and inf - inf
+    are NaN), and s is kept as it is.
     """
-    p = a.astype(np.float64) * b.astype(np.float64)
     c64 = c.astype(np.float64)
-    s = p + c64
-    bp = s - c64
-    e = (p - bp) + (c64 - (s - bp))
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = a.astype(np.float64) * b.astype(np.float64)
+        s = p + c64
+        bp = s - c64
+        e = (p - bp) + (c64 - (s - bp))
         r = s.astype(np.float32)
-    r64 = r.astype(np.float64)
-    cand = (r64 != s) & (e != 0) & np.isfinite(r)
+    # 2^128 stands for the rounding to infinity of a finite s, so that FLT_MAX and infinity
+    # have their midpoint like any two neighbours
+    r64 = np.where(np.isinf(r) & np.isfinite(s), np.copysign(2.0 ** 128, s),
+                   r.astype(np.float64))
+    cand = np.isfinite(s) & (e != 0) & (r64 != s)
     if cand.any():
-        idx = np.flatnonzero(cand)
-        rs = r[idx]
-        toward = np.where(s[idx] > r64[idx], np.float32(np.inf), np.float32(-np.inf))
-        other = np.nextafter(rs, toward.astype(np.float32))
-        mid = (rs.astype(np.float64) + other.astype(np.float64)) * 0.5
-        on_mid = (mid == s[idx]) & np.isfinite(other)
-        if on_mid.any():
-            k = idx[on_mid]
-            lo_v = np.minimum(rs[on_mid], other[on_mid])
-            hi_v = np.maximum(rs[on_mid], other[on_mid])
-            r[k] = np.where(e[k] > 0, hi_v, lo_v)
+        rc, r64c, sc, ec = r[cand], r64[cand], s[cand], e[cand]
+        toward = np.where(sc > r64c, np.float32(np.inf), np.float32(-np.inf))
+        other = np.nextafter(rc, toward)
+        other64 = np.where(np.isinf(other), np.copysign(2.0 ** 128, other),
+                           other.astype(np.float64))
+        on_mid = ((r64c + other64) * 0.5 == sc) & ((ec > 0) == (other64 > r64c))
+        rc[on_mid] = other[on_mid]
+        r[cand] = rc
     return r
 
 
@@ -481,10 +521,48 @@ def _r_scalar(v, scale_dtype):
 
 
 def _sum8(terms):
+    """Binary64 lanes: Sx, and Sq and Sqq (exact)."""
     acc = [0.0] * 8
     for i, t in enumerate(terms):
         acc[i % 8] = acc[i % 8] + t
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+
+
+def _fma32(a, b, c):
+    """fma(a, b, c) rounded once to binary32, for Python floats holding binary32 values.
+
+    a*b is exact in binary64 and TwoSum gives s + t == a*b + c exactly. The result is s + t
+    rounded to a multiple of the binary32 unit in the last place at s's binade (2^-149 at
+    least), half to even; t, smaller than half a binary64 unit of s, decides only when s
+    lies exactly halfway.
+    """
+    p = a * b
+    s = p + c
+    if s == 0 or not math.isfinite(s):
+        return s  # an exact zero has IEEE's sign; inf and NaN as IEEE fma gives them
+    bp = s - c
+    t = (p - bp) + (c - (s - bp))
+    ex = max(math.frexp(s)[1] - 24, -149)
+    u = math.ldexp(s, -ex)  # s in units of the last place: exact, at most 2^24
+    k = math.floor(u)
+    frac = u - k
+    if frac > 0.5 or (frac == 0.5 and (t > 0 or (t == 0 and k % 2))):
+        k += 1
+    r = math.ldexp(k, ex) if k else math.copysign(0.0, s)
+    return r if abs(r) < 2.0 ** 128 else math.copysign(math.inf, s)
+
+
+def _sum8_f32(us, vs):
+    """Binary32 lanes and blocks of fmas: err (us = vs = e) and Sqx (us = q, vs = x)."""
+    tot = [0.0] * 8
+    acc = [0.0] * 8
+    n = len(us)
+    for i in range(n):
+        acc[i % 8] = _fma32(us[i], vs[i], acc[i % 8])
+        if (i + 1) % BLOCK == 0 or i == n - 1:  # the end of a block
+            tot = [tt + a for tt, a in zip(tot, acc)]
+            acc = [0.0] * 8
+    return ((tot[0] + tot[1]) + (tot[2] + tot[3])) + ((tot[4] + tot[5]) + (tot[6] + tot[7]))
 
 
 def _codes_scalar(x, s, m, levels):
@@ -534,8 +612,9 @@ def mse_group_scalar(x, bits, scale_dtype, trace=None):
             q = _codes_scalar(x, s, m, levels)
             xd = fma_f32(np.full(n, s, np.float32), np.array(q, np.float32),
                          np.full(n, m, np.float32))
-            e = [float(v) - float(d) for v, d in zip(x, xd)]
-            err = _sum8(t * t for t in e)
+            with np.errstate(over="ignore"):
+                e = [float(v - d) for v, d in zip(x, xd)]  # binary32 subtraction
+            err = _sum8_f32(e, e)
             if best is None or err < best[2]:
                 best = (s, m, err)
                 trace.append(("best", c, p))
@@ -545,7 +624,7 @@ def mse_group_scalar(x, bits, scale_dtype, trace=None):
             sq = _sum8(qf)
             sqq = _sum8(v * v for v in qf)
             sx = _sum8(float(v) for v in x)
-            sqx = _sum8(a * float(b) for a, b in zip(qf, x))
+            sqx = _sum8_f32(qf, [float(v) for v in x])
             det = n * sqq - sq * sq
             if not det > 0:
                 trace.append(("stop", c, p, "det"))
@@ -990,33 +1069,46 @@ def selftest_internal():
         check(len(p) == -(-1001 * b // 8), f"packed size b={b}")
         check(np.array_equal(unpack_codes(p, 1001, b), q), f"pack round trip b={b}")
         check(len(pack_codes(q[:8], b)) == b, f"8 codes fill b bytes b={b}")
-    # fma: cases where rounding the float64 sum to float32 would round twice.
+    # fma, both spellings: cases where rounding the float64 sum to float32 would round twice.
     # (1 + 2^-23) * 3 = 3 + 1.5 ulp (ulp = 2^-22 in [2, 4)): an exact float32 midpoint.
-    sc = np.array([1.0 + 2.0 ** -23], np.float32)
-    q = np.array([3.0], np.float32)
-    tiny = np.array([2.0 ** -149], np.float32)
-    check(fma_f32(sc, q, np.zeros(1, np.float32))[0] == np.float32(3.0 + 2.0 ** -21),
-          "fma exact midpoint ties to even")
-    check(fma_f32(sc, q, -tiny)[0] == np.float32(3.0 + 2.0 ** -22),
-          "fma midpoint minus a subnormal rounds down")
     # (1 + 2^-22) * 5 = 5 + 2.5 ulp (ulp = 2^-21 in [4, 8)): the even neighbour is below.
-    sc = np.array([1.0 + 2.0 ** -22], np.float32)
-    q = np.array([5.0], np.float32)
-    check(fma_f32(sc, q, np.zeros(1, np.float32))[0] == np.float32(5.0 + 2 * 2.0 ** -21),
-          "fma exact midpoint ties to even (down)")
-    check(fma_f32(sc, q, tiny)[0] == np.float32(5.0 + 3 * 2.0 ** -21),
-          "fma midpoint plus a subnormal rounds up")
-    # random agreement with exact rational arithmetic
+    # 18631 * 1801 = 2^25 - 1, so 18631 * (1801 * 2^103) = 2^128 - 2^103, halfway from FLT_MAX
+    # to 2^128 (where infinity begins).
+    tiny, big, fmax = 2.0 ** -149, 1801 * 2.0 ** 103, float(np.finfo(np.float32).max)
+    for a, b, c, want, what in (
+            (1.0 + 2.0 ** -23, 3.0, 0.0, 3.0 + 2.0 ** -21, "exact midpoint ties to even"),
+            (1.0 + 2.0 ** -23, 3.0, -tiny, 3.0 + 2.0 ** -22,
+             "midpoint minus a subnormal rounds down"),
+            (1.0 + 2.0 ** -22, 5.0, 0.0, 5.0 + 2 * 2.0 ** -21,
+             "exact midpoint ties to even (down)"),
+            (1.0 + 2.0 ** -22, 5.0, tiny, 5.0 + 3 * 2.0 ** -21,
+             "midpoint plus a subnormal rounds up"),
+            (18631.0, big, 0.0, math.inf, "halfway to 2^128 rounds to infinity"),
+            (18631.0, big, -tiny, fmax, "just below halfway to 2^128 rounds to FLT_MAX"),
+            (-18631.0, big, tiny, -fmax, "just above halfway to -2^128 rounds to -FLT_MAX"),
+            (3e19, 3e19, -fmax, math.inf, "a product past FLT_MAX"),
+            (math.inf, 0.0, 1.0, math.nan, "inf * 0"),
+            (-0.0, 5.0, -0.0, -0.0, "-0 + -0"),
+            (2.0 ** -80, -(2.0 ** -80), 0.0, -0.0, "an underflow keeps its sign")):
+        got = fma_f32(*(np.array([v], np.float32) for v in (a, b, c)))[0]
+        check(same_f64(got, want), f"fma {what}")
+        check(same_f64(_fma32(a, b, c), want), f"literal fma {what}")
+    # random agreement with exact rational arithmetic, for codes and any float32 as b
     from fractions import Fraction
     rng = np.random.default_rng(7)
     sc = (rng.standard_normal(2000) * 10.0 ** rng.integers(-40, 30, 2000)).astype(np.float32)
     mn = (rng.standard_normal(2000) * 10.0 ** rng.integers(-40, 30, 2000)).astype(np.float32)
-    q = rng.integers(0, 256, 2000).astype(np.float32)
+    q = np.where(np.arange(2000) < 1000, rng.integers(0, 256, 2000),
+                 rng.standard_normal(2000) * 10.0 ** rng.integers(-40, 30, 2000)
+                 ).astype(np.float32)
     got = fma_f32(sc, q, mn)
     for i in range(2000):
-        exact = Fraction(float(sc[i])) * int(q[i]) + Fraction(float(mn[i]))
+        if not same_f64(_fma32(float(sc[i]), float(q[i]), float(mn[i])), got[i]):
+            check(False, f"literal fma random case {i}")
+            break
         if not np.isfinite(got[i]):
             continue
+        exact = Fraction(float(sc[i])) * Fraction(float(q[i])) + Fraction(float(mn[i]))
         g = Fraction(float(got[i]))
         nb = [Fraction(float(np.nextafter(got[i], np.float32(t)))) for t in (-np.inf, np.inf)]
         err = abs(g - exact)
@@ -1048,6 +1140,35 @@ def selftest_internal():
         got = lane_sums(t)
         check(all(float(got[r]) == _sum8(list(t[r])) for r in range(5)), f"lane sums w={w}")
         check(np.signbit(got[0]) == np.signbit(_sum8(list(t[0]))), f"lane sum of -0.0 w={w}")
+    # §4.1's binary32 lanes and blocks: the matrix form must equal the literal loop, for a row
+    # alone as for the same row padded with masked garbage, across block ends, with the sign
+    # of zero that sums started at +0.0 give (rows 0-1: products -0.0, and products that
+    # underflow to -0.0), and overflows (row 3: +inf lanes; row 4: +inf and -inf lanes)
+    rng = np.random.default_rng(12)
+    for w in (1, 7, 8, 9, 77, 2047, 2048, 2049, 4103):
+        u, v = (rng.standard_normal((2, 6, w)) * 10.0 ** rng.integers(-20, 20, (2, 6, w))
+                ).astype(np.float32)
+        u[0], v[0] = -0.0, 1.0
+        u[1], v[1] = -(2.0 ** -80), 2.0 ** -80
+        u[2], v[2] = np.where(np.arange(w) // 8 % 2, -1e30, 1e30), 1.0  # lanes cancel to 0
+        u[3], v[3] = 3e19, 3e19
+        u[4], v[4] = np.where(np.arange(w) % 2, -3e19, 3e19), 3e19
+        got = fma_lane_sums(np.concatenate([u, np.full((6, 5), np.inf, np.float32)], axis=1),
+                            np.concatenate([v, np.full((6, 5), np.nan, np.float32)], axis=1),
+                            np.broadcast_to(np.arange(w + 5) < w, (6, w + 5)))
+        for r in range(6):
+            want = _sum8_f32([float(a) for a in u[r]], [float(b) for b in v[r]])
+            alone = fma_lane_sums(u[r:r + 1], v[r:r + 1], np.ones((1, w), bool))[0]
+            check(all(same_f64(g, want) for g in (got[r], alone)),
+                  f"binary32 lane sums w={w} row {r}")
+    # a lane's binary32 acc of 2^24 loses the 1s that follow in its block, not those of the
+    # next block: each lane ends at 2^24 + 256 (2^24 + 511 exactly, 2^24 without blocks)
+    u = np.ones((1, 4096), np.float32)
+    u[0, :8] = 4096
+    want = 8 * (2.0 ** 24 + 256)
+    check(fma_lane_sums(u, u, np.ones(u.shape, bool))[0] == want
+          and _sum8_f32([float(a) for a in u[0]], [float(a) for a in u[0]]) == want,
+          "binary32 blocks end every 2048 elements")
     # §4.2: with b = 1 the two values are m and 0; a tie hi == -lo takes m = hi, so lo lies
     # beyond the last code
     for x, b, want in (([-3.0, 1.0, -1.0], 1, [-3.0, 0.0, 0.0]),
@@ -1092,6 +1213,12 @@ def same_f32(a, b):
     return np.float32(a).view(np.uint32) == np.float32(b).view(np.uint32)
 
 
+def same_f64(a, b):
+    """Equal, with the same sign of zero, or both NaN (whose bits nothing specifies)."""
+    a, b = float(a), float(b)
+    return (a == b and math.copysign(1, a) == math.copysign(1, b)) or (a != a and b != b)
+
+
 def scalar_disagreements(x, starts, lens, bits, scale_dtype, method, sc, mn):
     """Groups where the vectorised parameters differ (bit for bit) from the literal ones."""
     bad = []
@@ -1109,7 +1236,7 @@ def scalar_disagreements(x, starts, lens, bits, scale_dtype, method, sc, mn):
 def selftest_properties():
     """2000 random groups of varied length, bits, scale dtype and shape: mse never worse than
     minmax, symmetric decodes zero exactly, and the vectorised search agrees with the
-    literal one."""
+    literal one; then a few groups longer than a §4.1 block, for mse."""
     failures = []
     rng = np.random.default_rng(20250412)
     groups = {}
@@ -1189,7 +1316,26 @@ def selftest_properties():
             failures.append(f"symmetric: m does not get code 0: bits={bits} {sdt}")
     if skipped > 20:
         failures.append(f"{skipped} random groups could not be quantized (expected a few)")
-    return failures, 2000 - skipped, checked_scalar
+    # groups that end in a second or third block, padded in one matrix, against the literal
+    # search: the same parameters and the same err
+    lens = np.array([2049, 2100, 4103, 37], np.int64)
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+    for bits, sdt in ((4, "f32"), (3, "f16")):
+        x = (rng.standard_normal(int(lens.sum())) * rng.uniform(0.01, 1)).astype(np.float32)
+        x[rng.integers(x.size, size=4)] *= 30  # outliers
+        lo, hi = group_range(x, starts)
+        s0, m0 = minmax_params(lo, hi, bits, sdt)
+        X, valid = group_matrix(x, starts, lens)
+        sc, mn = mse_search(X, valid, lens, lo, hi, s0, m0, bits, sdt)
+        e_mse = group_sq_err(X, valid, sc, mn, bits)
+        if not np.all(e_mse <= group_sq_err(X, valid, s0, m0, bits)):
+            failures.append(f"mse worse than minmax: long groups, bits={bits} {sdt}")
+        for k, (b, n) in enumerate(zip(starts, lens)):
+            s, m, err = mse_group_scalar(x[b:b + n], bits, sdt)
+            if not (same_f32(sc[k], s) and same_f32(mn[k], m) and same_f64(e_mse[k], err)):
+                failures.append(f"mse vectorised != literal: bits={bits} {sdt} group of {n}")
+        checked_scalar += len(lens)
+    return failures, 2000 - skipped + 2 * len(lens), checked_scalar
 
 
 def check_vector_case(case):

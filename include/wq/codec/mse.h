@@ -2,9 +2,10 @@
 // (scale, min) that starts from min-max and keeps it unless something is strictly better.
 //
 // Every backend runs these functions, so the choice between candidates is made by one
-// definition of the error. Its binary64 sums have a fixed order (element i in lane i mod 8,
-// each lane in index order, lanes combined pairwise) that a SIMD loop keeps on the CPU and one
-// thread per group keeps on a GPU: the same parameters, bit for bit, everywhere.
+// definition of the error. Its sums have a fixed order (element i in lane i mod 8 of block
+// i / 2048, binary32 within a lane's block, binary64 totals combined pairwise) that a SIMD loop
+// keeps on the CPU and one thread per group keeps on a GPU: the same parameters, bit for bit,
+// everywhere.
 #pragma once
 
 #include <cstdint>
@@ -17,25 +18,35 @@ namespace wq::codec {
 
 /// Lanes of the pass sums; the order of operations of the search depends on it.
 inline constexpr int kMseLanes = 8;
+/// Elements per block of the binary32 sums (256 per lane): each lane's binary32 accumulators
+/// are added to its binary64 totals at the end of a block, which bounds their rounding error.
+/// (A lane's Sq and Sqq over a block are integers below 2^24, 256 * 255^2: exact in binary32
+/// too, which a SIMD spelling may use.)
+inline constexpr std::uint64_t kMseBlock = 2048;
 /// Passes per candidate, with a least-squares refit between two passes.
 inline constexpr int kMsePasses = 5;
 
-/// One pass's binary64 sums over a group: squared error, and the terms of the least-squares
-/// fit of (scale, min) to the pass's codes q.
+/// One pass's sums over a group, in binary64: squared error, and the terms of the
+/// least-squares fit of (scale, min) to the pass's codes q. (No default initialisers: arrays
+/// of them sit in the search's inner loops; `FitSums s{}` is all zeros.)
 struct FitSums {
-  double err = 0, q = 0, qq = 0, x = 0, qx = 0;
+  double err, q, qq, x, qx;
 };
 
-/// Adds one element to a lane: its code under `p` (scale > 0), the decoded value, the error.
-WQ_HD inline void fit_add(FitSums* lane, float x, AffineParams p, float max_code) {
+/// One lane's binary32 accumulators within a block (§4.1 step 3).
+struct BlockLane {
+  float err = 0, qx = 0;
+};
+
+/// Adds one element to a lane of a block: its code under `p` (scale > 0) and decoded value,
+/// then e*e and q*x, each fused into the lane's binary32 sum with one rounding. Returns the
+/// code, for the exact integer sums.
+WQ_HD inline float block_lane_add(BlockLane* lane, float x, AffineParams p, float max_code) {
   const float q = affine_code_value(x, p.scale, p.min, max_code);
-  const double e = sub_rn(static_cast<double>(x), static_cast<double>(fma_rn(p.scale, q, p.min)));
-  const double qd = q, xd = x;
-  lane->err = add_rn(lane->err, mul_rn(e, e));
-  lane->q = add_rn(lane->q, qd);
-  lane->qq = add_rn(lane->qq, mul_rn(qd, qd));
-  lane->x = add_rn(lane->x, xd);
-  lane->qx = add_rn(lane->qx, mul_rn(qd, xd));
+  const float e = sub_rn(x, fma_rn(p.scale, q, p.min));
+  lane->err = fma_rn(e, e, lane->err);
+  lane->qx = fma_rn(q, x, lane->qx);
+  return q;
 }
 
 WQ_HD inline double combine_lanes(double l0, double l1, double l2, double l3, double l4, double l5, double l6,
@@ -43,33 +54,42 @@ WQ_HD inline double combine_lanes(double l0, double l1, double l2, double l3, do
   return add_rn(add_rn(add_rn(l0, l1), add_rn(l2, l3)), add_rn(add_rn(l4, l5), add_rn(l6, l7)));
 }
 
-/// The lanes' sums combined pairwise, field by field.
-WQ_HD inline FitSums combine_fit_lanes(const FitSums (&lane)[kMseLanes]) {
-  FitSums total;
-#define WQ_COMBINE(field)                                                                              \
-  total.field = combine_lanes(lane[0].field, lane[1].field, lane[2].field, lane[3].field, lane[4].field, \
-                              lane[5].field, lane[6].field, lane[7].field)
-  WQ_COMBINE(err);
-  WQ_COMBINE(q);
-  WQ_COMBINE(qq);
-  WQ_COMBINE(x);
-  WQ_COMBINE(qx);
-#undef WQ_COMBINE
-  return total;
+WQ_HD inline double combine_lanes(const double (&l)[kMseLanes]) {
+  return combine_lanes(l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]);
 }
 
-/// The pass of §4.1 step 3 over elements load(0) .. load(n - 1) under `p` (scale > 0). Load is
-/// `float(std::uint64_t)`. The loop is written in blocks of kMseLanes so that a compiler can
-/// keep the lanes in vector registers: each lane still adds its elements in index order.
+/// Sx of §4.1 over elements load(0) .. load(n - 1): binary64 lanes, each in index order,
+/// combined pairwise. The same in every pass of a group.
 template <typename Load>
-WQ_HD inline FitSums mse_pass(const Load& load, std::uint64_t n, AffineParams p, float max_code) {
-  FitSums lane[kMseLanes];
-  std::uint64_t i = 0;
-  for (; i + kMseLanes <= n; i += kMseLanes) {
-    for (int j = 0; j < kMseLanes; ++j) fit_add(&lane[j], load(i + j), p, max_code);
+WQ_HD inline double mse_sum_x(const Load& load, std::uint64_t n) {
+  double lane[kMseLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (std::uint64_t i = 0; i < n; ++i) lane[i % kMseLanes] = add_rn(lane[i % kMseLanes], static_cast<double>(load(i)));
+  return combine_lanes(lane);
+}
+
+/// The pass of §4.1 step 3 over elements load(0) .. load(n - 1) under `p` (scale > 0), with
+/// `sum_x` = mse_sum_x() of the same elements. Load is `float(std::uint64_t)`.
+template <typename Load>
+WQ_HD inline FitSums mse_pass(const Load& load, std::uint64_t n, AffineParams p, float max_code, double sum_x) {
+  double err[kMseLanes] = {0, 0, 0, 0, 0, 0, 0, 0}, qx[kMseLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  FitSums sums{};
+  for (std::uint64_t begin = 0; begin < n; begin += kMseBlock) {
+    const std::uint64_t end = n - begin < kMseBlock ? n : begin + kMseBlock;
+    BlockLane lane[kMseLanes];
+    for (std::uint64_t i = begin; i < end; ++i) {
+      const double code = block_lane_add(&lane[i % kMseLanes], load(i), p, max_code);
+      sums.q = add_rn(sums.q, code);  // integers below 2^53: exact
+      sums.qq = add_rn(sums.qq, mul_rn(code, code));
+    }
+    for (int j = 0; j < kMseLanes; ++j) {
+      err[j] = add_rn(err[j], static_cast<double>(lane[j].err));
+      qx[j] = add_rn(qx[j], static_cast<double>(lane[j].qx));
+    }
   }
-  for (int j = 0; i + j < n; ++j) fit_add(&lane[j], load(i + j), p, max_code);
-  return combine_fit_lanes(lane);
+  sums.err = combine_lanes(err);
+  sums.qx = combine_lanes(qx);
+  sums.x = sum_x;
+  return sums;
 }
 
 /// R of §4: rounds a candidate's binary32 scale and min to the stored dtype. False when the
@@ -121,79 +141,113 @@ WQ_HD inline int mse_candidates(float lo, float hi, AffineParams p0, int bits, b
   return count;
 }
 
-/// The whole search of §4.1 for a group of n finite elements with finite range [lo, hi]:
-/// writes the chosen parameters into *out. The status is min-max's (a range wider than
-/// binary32, or F16 parameters out of range, fail exactly as they do for min-max). With a NaN
-/// element every error is NaN, nothing compares less, and min-max is kept (the coder reports
-/// the NaN).
+/// The search of §4.1 over one group as a state machine: round after round, round() gives the
+/// live candidates' parameters, the backend runs their passes (mse_pass() or a spelling of it
+/// that gives the same sums) and hands the sums to take(), until round() gives none. So every
+/// backend runs its passes its own way while the choice between candidates is made here.
 ///
-/// `pass(ps, count, max_code, sums)` fills sums[k] with mse_pass() over the group under ps[k]
-/// for k < count (count <= 3). The candidates' chains of passes are independent, so they run
-/// round by round, all live candidates in one call (a backend reads the group once for all of
-/// them, and their latencies overlap); the choice is then replayed in the order of §4.1 step 3
-/// (candidate by candidate, pass by pass, strictly less), which gives the same parameters as
-/// running the candidates one after the other.
-template <typename Pass>
-WQ_HD inline ParamsStatus mse_search(const Pass& pass, std::uint64_t n, float lo, float hi, int bits,
-                                     bool f16_params, AffineParams* out) {
-  AffineParams p[3];
-  const ParamsStatus status = affine_params(lo, hi, bits, f16_params, &p[0]);
-  if (status != ParamsStatus::kOk) return status;
-  *out = p[0];
-  if (p[0].scale == 0.0f) return ParamsStatus::kOk;
-  const int candidates = 1 + mse_candidates(lo, hi, p[0], bits, f16_params, p + 1);
-  const float levels = static_cast<float>(max_code(bits));
-  AffineParams tried[3][kMsePasses];
-  double err[3][kMsePasses];
-  int rounds[3] = {0, 0, 0};
-  bool live[3] = {true, candidates > 1, candidates > 2};
-  for (int round = 0; round < kMsePasses; ++round) {
-    AffineParams now[3];
-    int which[3], count = 0;
-    for (int c = 0; c < candidates; ++c) {
-      if (live[c]) {
-        now[count] = p[c];
-        which[count++] = c;
-      }
-    }
-    if (count == 0) break;
-    FitSums sums[3];
-    pass(now, count, levels, sums);
-    for (int k = 0; k < count; ++k) {
-      const int c = which[k];
-      tried[c][round] = p[c];
-      err[c][round] = sums[k].err;
-      rounds[c] = round + 1;
-      if (round + 1 == kMsePasses || !mse_refit(sums[k], n, f16_params, &p[c])) live[c] = false;
-    }
+/// The candidates run round-major (every live candidate's pass r, then every pass r + 1: a
+/// backend reads the group once for all of them) where step 3 reads candidate by candidate;
+/// take() keeps the same best: step 3's "strictly less, in candidate order" chooses the least
+/// err, and among equal ones the first in candidate order, which is what take() compares.
+///
+/// Its members have no initialisers: nothing but start() may be called first.
+class MseSearch {
+ public:
+  /// Starts the search of a group of n finite elements with finite range [lo, hi]. The status
+  /// is min-max's (a range wider than binary32, or F16 parameters out of range, fail exactly as
+  /// they do for min-max); when it is not kOk there is nothing to search. With a NaN element
+  /// every err is NaN, nothing compares less, and min-max is kept (the coder reports the NaN).
+  WQ_HD ParamsStatus start(std::uint64_t n, float lo, float hi, int bits, bool f16_params) {
+    n_ = n;
+    f16_params_ = f16_params;
+    levels_ = static_cast<float>(max_code(bits));
+    round_ = 0;
+    live_[0] = live_[1] = live_[2] = false;
+    const ParamsStatus status = affine_params(lo, hi, bits, f16_params, &p_[0]);
+    if (status != ParamsStatus::kOk) return status;
+    best_ = p_[0];
+    if (p_[0].scale == 0.0f) return ParamsStatus::kOk;  // a constant group: nothing to search
+    const int more = mse_candidates(lo, hi, p_[0], bits, f16_params, p_ + 1);
+    live_[0] = true;
+    live_[1] = more > 0;
+    live_[2] = more > 1;
+    return ParamsStatus::kOk;
   }
-  double best = err[0][0];  // min-max's first pass sets the first best
-  for (int c = 0; c < candidates; ++c) {
-    for (int round = 0; round < rounds[c]; ++round) {
-      if (err[c][round] < best) {
-        best = err[c][round];
-        *out = tried[c][round];
-      }
-    }
-  }
-  return ParamsStatus::kOk;
-}
 
-/// The codec's own pass as mse_search() calls it.
-template <typename Load>
-struct CodecPass {
-  const Load& load;
-  std::uint64_t n;
-  WQ_HD void operator()(const AffineParams* ps, int count, float max_code, FitSums* sums) const {
-    for (int k = 0; k < count; ++k) sums[k] = mse_pass(load, n, ps[k], max_code);
+  /// The live candidates' parameters of this round, in candidate order, into ps; how many
+  /// (0: the search is over, best() is the result).
+  WQ_HD int round(AffineParams ps[3]) const {
+    int count = 0;
+    for (int c = 0; c < 3; ++c) {
+      if (live_[c]) ps[count++] = p_[c];
+    }
+    return count;
   }
+
+  /// The pass sums of round()'s parameters, in its order: the best so far is updated and each
+  /// candidate refitted (mse_refit()) or stopped.
+  WQ_HD void take(const FitSums* sums) {
+    int k = 0;
+    for (int c = 0; c < 3; ++c) {
+      if (!live_[c]) continue;
+      const double err = sums[k].err;
+      const int key = c * kMsePasses + round_;
+      if (key == 0 || err < best_err_ || (err == best_err_ && key < best_key_)) {
+        best_ = p_[c];  // min-max's first pass sets the first best, whatever its err
+        best_err_ = err;
+        best_key_ = key;
+      }
+      AffineParams refit;
+      if (round_ + 1 == kMsePasses || !mse_refit(sums[k], n_, f16_params_, &refit)) {
+        live_[c] = false;
+      } else if (float_bits(refit.scale) == float_bits(p_[c].scale) && float_bits(refit.min) == float_bits(p_[c].min)) {
+        // A fixed point: the remaining passes would repeat this one (same codes, same sums,
+        // same refit), and an equal err later in candidate order is never chosen. Stopping
+        // here changes nothing but the time.
+        live_[c] = false;
+      } else {
+        p_[c] = refit;
+      }
+      ++k;
+    }
+    ++round_;
+  }
+
+  WQ_HD AffineParams best() const { return best_; }
+  /// The largest code, max_code(bits) as a float, for the passes.
+  WQ_HD float levels() const { return levels_; }
+
+ private:
+  std::uint64_t n_;
+  bool f16_params_;
+  float levels_;
+  int round_;
+  bool live_[3];
+  AffineParams p_[3];
+  AffineParams best_;
+  double best_err_;
+  int best_key_;
 };
 
-/// mse_search() with the codec's own pass over elements load(0) .. load(n - 1).
+/// The whole search of §4.1 over elements load(0) .. load(n - 1) (finite range [lo, hi]) with
+/// the codec's own pass, one round after another: writes the chosen parameters into *out.
+/// The status is MseSearch::start()'s.
 template <typename Load>
 WQ_HD inline ParamsStatus mse_params(const Load& load, std::uint64_t n, float lo, float hi, int bits,
                                      bool f16_params, AffineParams* out) {
-  return mse_search(CodecPass<Load>{load, n}, n, lo, hi, bits, f16_params, out);
+  MseSearch search;
+  const ParamsStatus status = search.start(n, lo, hi, bits, f16_params);
+  if (status != ParamsStatus::kOk) return status;
+  const double sum_x = mse_sum_x(load, n);
+  AffineParams ps[3];
+  for (int count; (count = search.round(ps)) > 0;) {
+    FitSums sums[3];
+    for (int k = 0; k < count; ++k) sums[k] = mse_pass(load, n, ps[k], search.levels(), sum_x);
+    search.take(sums);
+  }
+  *out = search.best();
+  return ParamsStatus::kOk;
 }
 
 }  // namespace wq::codec
