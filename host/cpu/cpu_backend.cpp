@@ -17,6 +17,7 @@
 #include "cpu/mse_kernels.h"
 #include "cpu/thread_pool.h"
 #include "wq/codec/half.h"
+#include "wq/codec/reciprocal.h"
 #include "wq/error.h"
 
 namespace wq::detail {
@@ -288,9 +289,17 @@ class CpuBackend final : public Backend {
       if (recipe.rule == codec::RangeRule::kMse) {  // the range stage: one search over every element
         mse_span_params(t.dtype, t.data, n, tensor_lo, tensor_hi, recipe, &params[0]);  // min-max's status, checked above
       }
+      // A range that may clip (symmetric, F16 parameters, mse) may not clip this tensor: then
+      // its codes skip the clamp too.
+      codec::Coverage coverage = recipe.coverage();
+      const float scale = params[0].scale;
+      if (coverage == codec::Coverage::kMayClip && scale != 0.0f && codec::reciprocal_is_exact_enough(scale)) {
+        coverage = codec::reciprocal_coverage(tensor_lo, tensor_hi, params[0], codec::div_rn(1.0f, scale),
+                                              static_cast<float>(codec::max_code(recipe.bits)));
+      }
       stats.resize(tasks);
       pool_.parallel_for(tasks, [&](std::size_t i) {
-        quantize_elements(t.dtype, t.data, g, params.data(), recipe.bits, recipe.coverage(), bounds[i], bounds[i + 1],
+        quantize_elements(t.dtype, t.data, g, params.data(), recipe.bits, coverage, bounds[i], bounds[i + 1],
                           out.codes, &stats[i], t.name);
       });
     } else {

@@ -834,6 +834,50 @@ TEST_P(BackendSuite, SymmetricAndMseMatchTheReferenceEverywhere) {
   }
 }
 
+// Ranges that may clip (symmetric; F16 parameters) skip the clamp in groups whose ends code
+// inside [-1/2, M + 1/2] (codec::reciprocal_coverage): groups whose far end sits exactly on,
+// just inside and just outside that bound, and F16-rounded ends that fall just below code 0,
+// must code as the codec does, on the whole-group kernels (groups of 16) and per tensor.
+TEST_P(BackendSuite, RangesThatMayClipCodeAsTheCodecAtTheirBounds) {
+  std::mt19937 rng(31);
+  std::uniform_real_distribution<float> inside(0.0f, 1.0f);
+  for (int bits = 1; bits <= 8; ++bits) {
+    const float k = static_cast<float>(1 << (bits - 1)), top = 2.0f * k - 1.0f;
+    std::vector<float> x;
+    // hi = k: symmetric scale -1 and min k exactly (F32), so lo = k - (M + 1/2) is on the bound.
+    const float on_bound = k - (top + 0.5f);
+    for (float lo : {on_bound, std::nextafter(on_bound, 0.0f), std::nextafter(on_bound, -1e9f), on_bound + 0x1p-12f,
+                     on_bound - 0x1p-12f, on_bound + 0.25f, -k, -k + 0.75f}) {
+      std::vector<float> row(16);
+      row[0] = k;
+      row[1] = lo;
+      for (int i = 2; i < 16; ++i) row[i] = lo + (k - lo) * inside(rng);
+      row[15] = std::nextafter(lo, k);
+      x.insert(x.end(), row.begin(), row.end());
+    }
+    for (int j = 1; j <= 8; ++j) {  // ends that F16 parameters do not represent
+      std::vector<float> row(16);
+      const float hi = 1.0f + static_cast<float>(j) * 0x1p-19f, lo = -hi * (1.0f - 0.3f / k);
+      row[0] = hi;
+      row[1] = lo;
+      for (int i = 2; i < 16; ++i) row[i] = lo + (hi - lo) * inside(rng);
+      x.insert(x.end(), row.begin(), row.end());
+    }
+    const Shape shape{x.size() / 16, 16};
+    for (Method m : {Method::kMinMax, Method::kSymmetric}) {
+      for (ScaleDType sd : {ScaleDType::kF32, ScaleDType::kF16}) {
+        SCOPED_TRACE(::testing::Message() << method_name(m) << " " << scale_dtype_name(sd));
+        expect_matches_reference(x, shape, method_spec(m, bits, Granularity::kGroup, 16, sd));
+        expect_matches_reference(x, shape, method_spec(m, bits, Granularity::kChannel, 64, sd));
+        for (std::size_t row : {0, 1, 2, 8, 12}) {  // one row as a whole tensor: the per-tensor coder
+          const std::vector<float> one(x.begin() + 16 * row, x.begin() + 16 * row + 16);
+          expect_matches_reference(one, {16}, method_spec(m, bits, Granularity::kTensor, 64, sd));
+        }
+      }
+    }
+  }
+}
+
 // The error of each group of `x` decoded as `d`, in binary64 (any order: its rounding is far
 // below the margin of the search's binary32 sums).
 std::vector<double> group_errors(const std::vector<float>& x, const std::vector<float>& d, const GroupGeometry& g) {

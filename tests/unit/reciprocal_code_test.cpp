@@ -83,4 +83,54 @@ TEST(ReciprocalCode, PremiseExcludesZeroSubnormalAndHugeScales) {
 }
 
 }  // namespace
+// The code of x without the clamp, as the CPU's clamp-free coders make it: rint(t), or the
+// division where the proof's check fails.
+float clamp_free_code(float x, codec::AffineParams p, float r, float max_code) {
+  const float t = codec::mul_rn(codec::sub_rn(x, p.min), r);
+  const float q = std::nearbyint(t);
+  if (!(std::fabs(t - q) <= codec::kReciprocalMargin)) return codec::affine_code_value(x, p.scale, p.min, max_code);
+  return q;
+}
+
+// reciprocal_coverage() says a group may skip the clamp only where every element's clamp-free
+// code is the codec's: random groups whose ends fall on either side of [-1/2, M + 1/2] by up to
+// a code, each checked at its ends and 64 points between; and the bound itself is exact.
+TEST(ReciprocalCoverage, SaysInsideOnlyWhereTheClampChangesNoCode) {
+  std::mt19937 rng(23);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f), side(-1.0f, 1.0f);
+  int inside = 0, outside = 0;
+  for (int bits = 1; bits <= 8; ++bits) {
+    const float max_code = static_cast<float>(codec::max_code(bits));
+    for (int trial = 0; trial < 4000; ++trial) {
+      const float scale = (trial % 2 ? -1.0f : 1.0f) * std::ldexp(0.5f + unit(rng), static_cast<int>(rng() % 40) - 20);
+      const codec::AffineParams p{scale, side(rng) * 100.0f * std::fabs(scale)};
+      const float r = codec::div_rn(1.0f, p.scale);
+      // ends at codes -1..1 below 0 and M-1..M+1 (in the direction of the scale's sign)
+      const float a = p.min + scale * side(rng), b = p.min + scale * (max_code + side(rng));
+      const float lo = std::min(a, b), hi = std::max(a, b);
+      if (codec::reciprocal_coverage(lo, hi, p, r, max_code) != codec::Coverage::kEveryElementInside) {
+        ++outside;
+        continue;
+      }
+      ++inside;
+      for (int i = 0; i <= 65; ++i) {
+        const float x = i == 0 ? lo : i == 65 ? hi : lo + (hi - lo) * unit(rng);
+        const float want = codec::affine_code_value(x, p.scale, p.min, max_code);
+        ASSERT_EQ(clamp_free_code(x, p, r, max_code), want) << "bits " << bits << " x " << x << " scale " << p.scale
+                                                            << " min " << p.min << " [" << lo << ", " << hi << "]";
+      }
+    }
+  }
+  EXPECT_GT(inside, 4000);
+  EXPECT_GT(outside, 4000);
+  // scale 1, min 0: t = x, so the bound is the ends' values.
+  const codec::AffineParams unit_scale{1.0f, 0.0f};
+  EXPECT_EQ(codec::reciprocal_coverage(-0.5f, 15.5f, unit_scale, 1.0f, 15.0f), codec::Coverage::kEveryElementInside);
+  EXPECT_EQ(codec::reciprocal_coverage(std::nextafter(-0.5f, -1.0f), 15.0f, unit_scale, 1.0f, 15.0f),
+            codec::Coverage::kMayClip);
+  EXPECT_EQ(codec::reciprocal_coverage(0.0f, std::nextafter(15.5f, 16.0f), unit_scale, 1.0f, 15.0f),
+            codec::Coverage::kMayClip);
+  EXPECT_EQ(codec::reciprocal_coverage(0.0f, std::nanf(""), unit_scale, 1.0f, 15.0f), codec::Coverage::kMayClip);
+}
+
 }  // namespace wq

@@ -87,8 +87,9 @@ enum class RangeRule : int {
 };
 
 /// Whether every element of a group lies inside its coded range [min, min + M * scale], so that
-/// a coder may skip its clamp. Only Recipe::coverage() makes one: coders that skip the clamp
-/// take this type, so a clipping range cannot reach them by a stray `true`.
+/// a coder may skip its clamp. Only Recipe::coverage() (for a whole recipe) and
+/// reciprocal_coverage() (for one group's ends, wq/codec/reciprocal.h) make one: coders that
+/// skip the clamp take this type, so a clipping range cannot reach them by a stray `true`.
 enum class Coverage : bool { kMayClip = false, kEveryElementInside = true };
 
 /// Everything the kernels need to know of a QuantSpec, carried whole from the spec to every

@@ -32,6 +32,7 @@
 
 #include <cstdint>
 
+#include "wq/codec/affine.h"
 #include "wq/codec/config.h"
 
 namespace wq::codec {
@@ -67,6 +68,23 @@ WQ_HD inline float reciprocal_code_biased(float d, float r, float max_code, floa
   const float distance = tc > q ? sub_rn(tc, q) : sub_rn(q, tc);  // exact
   *unproved = distance > kReciprocalMargin;
   return biased;
+}
+
+/// Whether the reciprocal coder may skip its clamp for a group whose elements lie in [lo, hi],
+/// coded with `p` through r = RN(1 / p.scale) (reciprocal_is_exact_enough): a per-group test for
+/// ranges that may clip in general (symmetric, F16 parameters) but often do not.
+///
+/// Why it holds. t = RN(RN(x - min) * r) is monotone in x (each rounding is monotone), so every
+/// element's t lies between t(lo) and t(hi). If both lie in [-1/2, M + 1/2], an element's
+/// rint(t) differs from rint(clamp(t, 0, M)) only where t is a half-integer at an end (-1/2 or
+/// M + 1/2), and there |t - rint(t)| = 1/2 exceeds kReciprocalMargin, so the coder's check sends
+/// the element to the division, which clamps. (rint(t) may be -0.0 for t in (-1/2, 0): code 0.)
+/// A NaN end gives kMayClip.
+WQ_HD inline Coverage reciprocal_coverage(float lo, float hi, AffineParams p, float r, float max_code) {
+  const float t_lo = mul_rn(sub_rn(lo, p.min), r), t_hi = mul_rn(sub_rn(hi, p.min), r);
+  const float low = t_lo < t_hi ? t_lo : t_hi, high = t_lo < t_hi ? t_hi : t_lo;
+  const bool inside = low >= -0.5f && high <= add_rn(max_code, 0.5f);
+  return inside ? Coverage::kEveryElementInside : Coverage::kMayClip;
 }
 
 }  // namespace wq::codec
