@@ -134,7 +134,7 @@ CommandRunner add_quantize_command(CLI::App& app) {
   cmd->add_option("--method", flags->method,
                   "minmax: affine over each group's [min, max] (the fastest); "
                   "mse: a least-squared-error search per group, never worse than minmax on any group "
-                  "(+0.9 dB SQNR at 4 bits, +2.5 dB at 2 bits on real weights, groups of 64; ~15x the work); "
+                  "(+0.9 dB SQNR at 4 bits, +2.5 dB at 2 bits on real weights, groups of 64; ~12-15x the work); "
                   "symmetric: scale only, zero exact (ggml Q4_0 style), one parameter per group instead of two, "
                   "which pays off at 2 bits with small groups and loses 0.7-1 dB at 4 bits (docs/range-study.md); "
                   "fp16/bf16: cast to 16 bits")
