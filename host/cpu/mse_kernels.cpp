@@ -109,6 +109,26 @@ __attribute__((target("avx2,fma"), always_inline)) inline void add_lanes(BlockAc
   a->qq = _mm256_fmadd_ps(q, q, a->qq);
 }
 
+// Elements [begin, end) of one block into C candidates' zeroed accumulators.
+template <int C>
+__attribute__((target("avx2,fma"), always_inline)) inline void accumulate_block(const float* x, std::uint64_t begin,
+                                                                                std::uint64_t end, const __m256* scale,
+                                                                                const __m256* min,
+                                                                                const avx2::CodeConstants& c,
+                                                                                BlockAccumulators* a) {
+  for (int k = 0; k < C; ++k) a[k] = BlockAccumulators{_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  std::uint64_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + i);
+    for (int k = 0; k < C; ++k) add_lanes<false>(&a[k], xv, scale[k], min[k], c, xv);
+  }
+  if (i < end) {
+    const __m256i mask = first_lanes(end - i);
+    const __m256 xv = _mm256_maskload_ps(x + i, mask);
+    for (int k = 0; k < C; ++k) add_lanes<true>(&a[k], xv, scale[k], min[k], c, _mm256_castsi256_ps(mask));
+  }
+}
+
 // codec::mse_pass() for C candidates over the same group: x is loaded once for all of them,
 // and their independent sums overlap. Why a spelling of its own: the codec's scalar loop does
 // not vectorise (its lanes sit in arrays of structs); this runs eight lanes in one register.
@@ -127,17 +147,7 @@ __attribute__((target("avx2,fma"), flatten)) void pass_f32_avx2(const float* x, 
   for (std::uint64_t begin = 0; begin < n; begin += codec::kMseBlock) {
     const std::uint64_t end = n - begin < codec::kMseBlock ? n : begin + codec::kMseBlock;
     BlockAccumulators a[C];
-    for (int k = 0; k < C; ++k) a[k] = BlockAccumulators{_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    std::uint64_t i = begin;
-    for (; i + 8 <= end; i += 8) {
-      const __m256 xv = _mm256_loadu_ps(x + i);
-      for (int k = 0; k < C; ++k) add_lanes<false>(&a[k], xv, scale[k], min[k], c, xv);
-    }
-    if (i < end) {
-      const __m256i mask = first_lanes(end - i);
-      const __m256 xv = _mm256_maskload_ps(x + i, mask);
-      for (int k = 0; k < C; ++k) add_lanes<true>(&a[k], xv, scale[k], min[k], c, _mm256_castsi256_ps(mask));
-    }
+    accumulate_block<C>(x, begin, end, scale, min, c, a);
     for (int k = 0; k < C; ++k) {
       widen_into(err[k], a[k].err);
       widen_into(qx[k], a[k].qx);
@@ -175,22 +185,12 @@ __attribute__((target("avx2,fma"), flatten)) void short_pass_f32_avx2(const floa
                                                                       double sum_x, codec::FitSums* sums) {
   const avx2::CodeConstants c = avx2::code_constants(max_code);
   __m256 scale[C], min[C];
-  BlockAccumulators a[C];
   for (int k = 0; k < C; ++k) {
     scale[k] = _mm256_set1_ps(ps[k].scale);
     min[k] = _mm256_set1_ps(ps[k].min);
-    a[k] = BlockAccumulators{_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   }
-  std::uint64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 xv = _mm256_loadu_ps(x + i);
-    for (int k = 0; k < C; ++k) add_lanes<false>(&a[k], xv, scale[k], min[k], c, xv);
-  }
-  if (i < n) {
-    const __m256i mask = first_lanes(n - i);
-    const __m256 xv = _mm256_maskload_ps(x + i, mask);
-    for (int k = 0; k < C; ++k) add_lanes<true>(&a[k], xv, scale[k], min[k], c, _mm256_castsi256_ps(mask));
-  }
+  BlockAccumulators a[C];
+  accumulate_block<C>(x, 0, n, scale, min, c, a);
   for (int k = 0; k < C; ++k) {
     sums[k] = codec::FitSums{combine_one_block(a[k].err), exact_lane_total(a[k].q), exact_lane_total(a[k].qq), sum_x,
                              combine_one_block(a[k].qx)};
