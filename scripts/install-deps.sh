@@ -16,6 +16,7 @@ main=(
 tests=(
   libgtest-dev libgmock-dev libbenchmark-dev                 # tests and benchmarks
   python3 python3-numpy python3-torch                        # reference checks, fixtures
+  python3-dev pybind11-dev python3-pytest                    # the Python package and its tests
   clang-16 libclang-rt-16-dev                                # libFuzzer targets (fuzz/, scripts/fuzz.sh)
 )
 case "${1:-}" in

@@ -26,3 +26,10 @@ cmake --build "$prefix/consumer-build" >/dev/null
 "$prefix/consumer-build/wq_consumer"
 "$prefix/bin/wq-gpu" --version
 echo "1 passed, 0 failed: installed package consumer"
+
+# The Python package as a user installs it (scripts/install-python.sh, here into a temporary
+# folder and from the build above), then the README's Python example, run from elsewhere.
+WQ_BUILD_TESTS=ON WQ_BUILD_BENCH=ON bash scripts/install-python.sh "$prefix/python" >/dev/null
+awk '/^## Python/{p=1} p && /^```python/{f=1; next} f && /^```/{exit} f' README.md > "$prefix/readme_example.py"
+(cd "$prefix" && PYTHONPATH="$prefix/python" /usr/bin/python3 readme_example.py)
+echo "1 passed, 0 failed: installed Python package and the README's example"

@@ -339,26 +339,21 @@ QuantizeReport plan_quantize(const std::string& input, const QuantizeOptions& op
   return report;
 }
 
-QuantizeReport quantize_file(const std::string& input, const std::string& output, Backend& backend,
-                             const QuantizeOptions& options) {
-  const auto started = std::chrono::steady_clock::now();
+namespace {
+
+void validate_options(const QuantizeOptions& options) {
   options.spec.validate();
   for (const TensorRule& rule : options.rules) {
     if (!rule.keep) rule.spec.validate();
   }
-  detail::check_output_path(input, output);
-  std::unique_ptr<CheckpointReader> reader = open_checkpoint(input, options.read);
-  if (reader->format() == "safetensors-sharded") {
-    if (options.output_format == OutputFormat::kGguf) {
-      throw Error(ErrorCode::kUsage, input + ": a sharded checkpoint is written as one container per shard; GGUF "
-                                             "output takes one file (quantize a shard at a time, or merge them first)");
-    }
-    reader.reset();
-    return quantize_sharded(input, output, backend, options);
-  }
-  if (reader->format() == "wq") {
-    throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it with 'wq-gpu decode')");
-  }
+}
+
+// quantize_file() once its input is open (and neither sharded nor a container): `input` names
+// it in messages and in the container's source.
+QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& input, const std::string& output,
+                               Backend& backend, const QuantizeOptions& options,
+                               std::chrono::steady_clock::time_point started) {
+  CheckpointReader* reader = &reader_ref;
   TensorPlans plans = plan_tensors(*reader, options, /*look_for_nonfinite=*/true);
   detail::ContainerMetadata& metadata = plans.metadata;
   metadata.producer = std::string("wq-gpu ") + kVersion;
@@ -473,6 +468,42 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
   report.output_bytes = sink->total_bytes();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;
+}
+
+}  // namespace
+
+QuantizeReport quantize_file(const std::string& input, const std::string& output, Backend& backend,
+                             const QuantizeOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  validate_options(options);
+  detail::check_output_path(input, output);
+  std::unique_ptr<CheckpointReader> reader = open_checkpoint(input, options.read);
+  if (reader->format() == "safetensors-sharded") {
+    if (options.output_format == OutputFormat::kGguf) {
+      throw Error(ErrorCode::kUsage, input + ": a sharded checkpoint is written as one container per shard; GGUF "
+                                             "output takes one file (quantize a shard at a time, or merge them first)");
+    }
+    reader.reset();
+    return quantize_sharded(input, output, backend, options);
+  }
+  if (reader->format() == "wq") {
+    throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it with 'wq-gpu decode')");
+  }
+  return quantize_reader(*reader, input, output, backend, options, started);
+}
+
+QuantizeReport quantize_checkpoint(CheckpointReader& reader, const std::string& output, Backend& backend,
+                                   const QuantizeOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  validate_options(options);
+  if (reader.format() == "safetensors-sharded" || reader.format() == "wq") {
+    throw Error(ErrorCode::kUsage, reader.path() + ": quantize_checkpoint() takes one plain checkpoint (" +
+                                       reader.format() + " given); use quantize_file()");
+  }
+  if (options.checksum_input && reader.mapped_bytes().empty()) {
+    throw Error(ErrorCode::kUsage, reader.path() + ": an input checksum needs a file the reader maps whole");
+  }
+  return quantize_reader(reader, reader.path(), output, backend, options, started);
 }
 
 }  // namespace wq

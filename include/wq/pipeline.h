@@ -114,6 +114,12 @@ struct QuantizeReport {
 QuantizeReport quantize_file(const std::string& input, const std::string& output,
                              Backend& backend, const QuantizeOptions& options);
 
+/// quantize_file() for a checkpoint that is already open, from any CheckpointReader (one over
+/// tensors in memory, say): its path() names it in messages and as the container's source file,
+/// its format() as the source format. Not for sharded indexes or containers (Error(kUsage)).
+QuantizeReport quantize_checkpoint(CheckpointReader& reader, const std::string& output, Backend& backend,
+                                   const QuantizeOptions& options);
+
 /// Quantizes a sharded safetensors checkpoint (its *.index.json) into one container per shard,
 /// named NAME.wq.safetensors beside `output`, and a new index at `output` (which must end in
 /// .index.json). quantize_file() calls this for index inputs. All or nothing: containers

@@ -1,0 +1,226 @@
+"""The Python package against the CLI and the frameworks: run by ctest (python.pytest) with
+PYTHONPATH=build/python, WQ_GPU = the CLI and WQ_SOURCE_DIR = the repository."""
+
+import os
+import resource
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+import wq
+
+WQ_GPU = os.environ.get("WQ_GPU", "wq-gpu")
+SOURCE = os.environ.get("WQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.fc1 = torch.nn.Linear(200, 96)
+        self.norm = torch.nn.LayerNorm(96)
+        self.fc2 = torch.nn.Linear(96, 10)
+
+    def forward(self, x):
+        return self.fc2(self.norm(self.fc1(x)))
+
+
+def net(seed=0):
+    torch.manual_seed(seed)
+    return Net()
+
+
+def cli(*args):
+    return subprocess.run([WQ_GPU, *args], check=True, capture_output=True, text=True).stdout
+
+
+def bits_equal(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_version_is_the_clis():
+    assert wq.__version__ in cli("--version")
+
+
+@pytest.mark.parametrize("method", ["minmax", "mse", "symmetric"])
+@pytest.mark.parametrize("granularity", ["tensor", "channel", "group"])
+def test_torch_state_dict_round_trip_equals_the_cli(tmp_path, method, granularity):
+    model = net()
+    sd = model.state_dict()
+    ours = tmp_path / "py.wq.safetensors"
+    report = wq.save(sd, ours, bits=4, method=method, granularity=granularity, group_size=32)
+    assert [t["name"] for t in report["tensors"]] == list(sd)
+    # The CLI on the same weights, from a .pt file: the same codes and parameters.
+    torch.save(sd, tmp_path / "model.pt")
+    theirs = tmp_path / "cli.wq.safetensors"
+    cli("quantize", str(tmp_path / "model.pt"), "-o", str(theirs), "--bits", "4", "--method", method,
+        "--granularity", granularity, "--group-size", "32", "-q")
+    a, b = wq.load(ours), wq.load(theirs)
+    assert list(a) == list(b) == list(sd)
+    for name in sd:
+        assert bits_equal(a[name], b[name]), name
+    # Back into the model, strictly; 1-d tensors are stored as they are.
+    loaded = wq.load(ours, framework="torch")
+    fresh = net(seed=1)
+    fresh.load_state_dict(loaded, strict=True)
+    assert torch.equal(fresh.fc1.bias, model.fc1.bias)
+    x = torch.randn(4, 200)
+    err = (fresh(x) - model(x)).abs().max().item()
+    assert 0 < err < 1.0
+
+
+def test_the_assignments_encode8_decode8_flow(tmp_path):
+    model = net()
+    sd = model.state_dict()
+    path = tmp_path / "params.wq"
+    wq.save(sd, path, bits=8)                                   # encode8(params, fname)
+    decoded = wq.load(path, framework="torch")                  # decode8(fname)
+    model2 = net(seed=3)
+    model2.load_state_dict(decoded, strict=True)
+    x = torch.randn(8, 200)
+    assert torch.allclose(model2(x), model(x), atol=2e-2)
+    for name, value in sd.items():  # 1-d tensors (all-zero biases too) come back exactly
+        assert (decoded[name] - value).norm() <= 1e-2 * value.norm(), name
+    # The same through the lazy reader, one tensor at a time.
+    with wq.open(path, framework="torch") as r:
+        assert r.keys() == list(sd)
+        assert r.metadata()["format"] == "wq"
+        assert r.metadata()["tensors"]["fc1.weight"]["bits"] == 8
+        for name in r:
+            assert torch.equal(r.get_tensor(name), decoded[name])
+
+
+def test_cli_decodes_and_inspects_what_python_saved(tmp_path):
+    sd = {"w": np.random.default_rng(1).standard_normal((64, 48)).astype(np.float32)}
+    path = tmp_path / "w.wq.safetensors"
+    wq.save(sd, path, bits=6, method="mse")
+    cli("verify", str(path))
+    cli("decode", str(path), "-o", str(tmp_path / "w.safetensors"))
+    assert bits_equal(wq.load(tmp_path / "w.safetensors")["w"], wq.load(path)["w"])
+
+
+def test_quantize_and_dequantize_one_array_equal_save_and_load(tmp_path):
+    x = np.random.default_rng(2).standard_normal((37, 130)).astype(np.float32)
+    for method in ("minmax", "mse", "symmetric"):
+        q = wq.quantize(x, bits=3, method=method, granularity="group", group_size=16)
+        assert q.codes.dtype == np.uint8 and q.codes.size == (x.size * 3 + 7) // 8
+        assert (q.mins is None) == (method == "symmetric")
+        y = q.dequantize()
+        assert y.shape == x.shape and y.dtype == x.dtype
+        wq.save({"x": x}, tmp_path / "x.wq", bits=3, method=method, granularity="group", group_size=16)
+        assert bits_equal(y, wq.load(tmp_path / "x.wq")["x"]), method
+        assert 5 < q.sqnr_db < 30
+
+
+def test_every_input_dtype_and_bfloat16(tmp_path):
+    rng = np.random.default_rng(3)
+    sd = {
+        "f64": rng.standard_normal((8, 16)),
+        "f16": rng.standard_normal((8, 16)).astype(np.float16),
+        "bf16": torch.randn(8, 16).to(torch.bfloat16),
+        "i64": np.arange(12, dtype=np.int64).reshape(3, 4),
+        "u8": np.arange(6, dtype=np.uint8),
+        "bool": np.array([True, False]),
+    }
+    path = tmp_path / "mix.wq"
+    wq.save(sd, path, bits=8)
+    out = wq.load(path, framework="torch")
+    assert out["bf16"].dtype == torch.bfloat16 and out["f16"].dtype == torch.float16
+    assert torch.equal(out["i64"], torch.from_numpy(sd["i64"]))
+    assert torch.equal(out["bool"], torch.from_numpy(sd["bool"]))
+    as_numpy = wq.load(path)
+    assert as_numpy["bf16"].dtype == np.float32  # numpy has no bfloat16: widened exactly
+    assert np.array_equal(as_numpy["bf16"], out["bf16"].float().numpy())
+
+
+def test_non_contiguous_and_big_endian_arrays_give_the_same_file(tmp_path):
+    x = np.random.default_rng(4).standard_normal((64, 32)).astype(np.float32)
+    wq.save({"x": x}, tmp_path / "a.wq", bits=4)
+    wq.save({"x": np.asfortranarray(x)}, tmp_path / "b.wq", bits=4)
+    wq.save({"x": x.astype(">f4")}, tmp_path / "c.wq", bits=4)
+    wq.save({"x": torch.from_numpy(np.ascontiguousarray(x.T)).t()}, tmp_path / "d.wq", bits=4)
+    want = wq.load(tmp_path / "a.wq")["x"]
+    for f in "bcd":
+        assert bits_equal(wq.load(tmp_path / f"{f}.wq")["x"], want), f
+
+
+def test_reads_every_checkpoint_format_the_cli_reads(tmp_path):
+    sd = net().state_dict()
+    torch.save(sd, tmp_path / "m.pt")
+    loaded = wq.load(tmp_path / "m.pt", framework="torch")
+    assert list(loaded) == list(sd)
+    for name in sd:
+        assert torch.equal(loaded[name], sd[name])
+    np.savez(tmp_path / "m.npz", a=np.arange(6.0).reshape(2, 3), b=np.int32(7))
+    npz = wq.load(tmp_path / "m.npz")
+    assert np.array_equal(npz["a"], np.arange(6.0).reshape(2, 3)) and npz["b"] == 7
+    example = os.path.join(SOURCE, "examples", "student_net.safetensors")
+    if os.path.exists(example):
+        with wq.open(example) as r:
+            assert len(r) > 0 and r.metadata()["format"] == "safetensors"
+
+
+def test_the_input_is_not_copied(tmp_path):
+    x = np.random.default_rng(5).standard_normal((4096, 8192)).astype(np.float32)  # 128 MiB
+    _, _, buf = wq._as_buffer(x, "x")
+    assert buf is x  # handed over as it is
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, the high-water mark
+    wq.save({"x": x}, tmp_path / "big.wq", bits=4, backend="cpu")
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 96, f"peak memory grew by {grown_mib:.0f} MiB saving a 128 MiB tensor"
+
+
+def test_errors_are_exceptions_naming_file_and_tensor(tmp_path):
+    with pytest.raises(wq.InputMissingError) as e:
+        wq.load(tmp_path / "nothing.wq")
+    assert e.value.code == "input-missing" and "nothing.wq" in str(e.value)
+    bad = np.ones((4, 8), np.float32)
+    bad[1, 2] = np.nan
+    out = tmp_path / "nan.wq"
+    with pytest.raises(wq.BadDataError) as e:
+        wq.save({"layer.weight": bad}, out)
+    assert "layer.weight" in str(e.value)
+    assert not out.exists() and os.listdir(tmp_path) == []
+    with pytest.raises(wq.UsageError):
+        wq.save({"w": np.ones((4, 8), np.float32)}, tmp_path / "x.wq", bits=9)
+    with pytest.raises(wq.UsageError):
+        wq.save({"w": np.ones((4, 8), np.complex64)}, tmp_path / "x.wq")
+    with pytest.raises(wq.UsageError):
+        wq.quantize(np.ones(8, np.float32), method="nope")
+    (tmp_path / "junk.bin").write_bytes(b"\x00" * 100)
+    with pytest.raises(wq.BadFormatError):
+        wq.open(tmp_path / "junk.bin")
+    with pytest.raises(wq.Error):
+        wq.save({"w": np.ones((4, 8), np.float32)}, tmp_path / "no" / "such" / "dir.wq")
+
+
+def test_ctrl_c_stops_a_save_and_leaves_nothing(tmp_path):
+    sd = {f"w{i}": np.random.default_rng(i).standard_normal((256, 256)).astype(np.float32) for i in range(64)}
+    out = tmp_path / "big.wq"
+    calls = []
+
+    def press_ctrl_c(done, total, tensor):
+        calls.append(done)
+        signal.raise_signal(signal.SIGINT)  # as a terminal would: Python's handler flags it
+
+    with pytest.raises(KeyboardInterrupt):
+        wq.save(sd, out, bits=4, method="mse", progress=press_ctrl_c)
+    assert calls and not out.exists() and os.listdir(tmp_path) == []
+
+    def fail(done, total, tensor):
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        wq.save(sd, out, bits=4, progress=fail)
+    assert os.listdir(tmp_path) == []
+
+
+def test_progress_reaches_the_total(tmp_path):
+    sd = {f"w{i}": np.ones((64, 64), np.float32) * i for i in range(5)}
+    seen = []
+    wq.save(sd, tmp_path / "p.wq", progress=lambda done, total, tensor: seen.append((done, total)))
+    assert seen and seen[-1][0] == seen[-1][1] == sum(v.nbytes for v in sd.values())

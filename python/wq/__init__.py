@@ -1,0 +1,307 @@
+"""wq: weight quantization of neural-network checkpoints, through the C++ library libwqcuda.
+
+    import torch, wq
+    wq.save(model.state_dict(), "model.wq.safetensors", bits=4)      # quantize, write atomically
+    model.load_state_dict(wq.load("model.wq.safetensors", framework="torch"))
+
+The file is a WQ container (docs/container-format.md), which `wq-gpu decode/inspect/verify`
+read too. Arrays go to the library in place (numpy arrays, CPU torch tensors, anything with
+the buffer protocol or `.numpy()`); only arrays that are not C-contiguous little-endian are
+copied first. Long calls release the GIL, and Ctrl-C stops them with KeyboardInterrupt,
+leaving no partial file. Errors are wq.Error subclasses, one per library error code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
+
+import numpy as np
+
+from . import _wq
+
+__version__: str = _wq.__version__
+
+__all__ = [
+    "__version__", "save", "load", "open", "quantize", "dequantize", "Quantized", "Reader",
+    "Error", "UsageError", "InputMissingError", "BadFormatError", "BadDataError", "OutputError",
+    "IntegrityError", "UnsupportedError", "CancelledError", "InternalError",
+]
+
+
+# ---- errors --------------------------------------------------------------------------------
+
+
+class Error(Exception):
+    """A libwqcuda error. The message names the file and the tensor; `code` is the library's
+    short name for it ("usage", "bad-format", ...), the same as the CLI's JSON reports."""
+
+    code: str = "internal"
+
+
+class UsageError(Error, ValueError):
+    """An invalid argument: bits outside 1..8, an unknown method, a wrong buffer size, ..."""
+
+
+class InputMissingError(Error, FileNotFoundError):
+    """An input file does not exist or cannot be read."""
+
+
+class BadFormatError(Error):
+    """An input is not a valid checkpoint or container (truncated, hostile, ...)."""
+
+
+class BadDataError(Error):
+    """Values that cannot be encoded: NaN/Inf, a range that overflows, F16 scales that overflow."""
+
+
+class OutputError(Error, OSError):
+    """The output cannot be written (folder missing or read-only, disk full, same as the input)."""
+
+
+class IntegrityError(Error):
+    """A container's checksum or metadata does not match its data."""
+
+
+class UnsupportedError(Error):
+    """Valid input that this build cannot handle (e.g. backend="cuda" without a GPU)."""
+
+
+class CancelledError(Error):
+    """The operation was cancelled."""
+
+
+class InternalError(Error):
+    """A bug in wq."""
+
+
+_wq.set_error_types({2: UsageError, 3: InputMissingError, 4: BadFormatError, 5: BadDataError, 6: OutputError,
+                     7: IntegrityError, 8: UnsupportedError, 130: CancelledError, 1: InternalError})
+
+
+# ---- arrays --------------------------------------------------------------------------------
+
+_NUMPY_TO_WQ = {
+    np.dtype("float64"): "F64", np.dtype("float32"): "F32", np.dtype("float16"): "F16",
+    np.dtype("int64"): "I64", np.dtype("int32"): "I32", np.dtype("int16"): "I16", np.dtype("int8"): "I8",
+    np.dtype("uint8"): "U8", np.dtype("bool"): "BOOL",
+}
+_WQ_TO_NUMPY = {v: k for k, v in _NUMPY_TO_WQ.items()}
+
+
+def _is_torch_tensor(value: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _as_buffer(value: Any, what: str) -> Tuple[str, Tuple[int, ...], Any]:
+    """(wq dtype name, shape, buffer) of an array-like, without a copy where the library can
+    read it as it is: C-contiguous, little-endian."""
+    if _is_torch_tensor(value):
+        import torch
+        t = value.detach()
+        if t.device.type != "cpu":
+            raise UsageError(f"{what}: a torch tensor on {t.device}; move it to the CPU first (.cpu())")
+        if not t.is_contiguous():
+            t = t.contiguous()
+        if t.dtype == torch.bfloat16:  # numpy has no bfloat16: hand over its bits
+            return "BF16", tuple(t.shape), t.view(torch.int16).numpy()
+        value = t.numpy()
+    elif not isinstance(value, np.ndarray):
+        if hasattr(value, "numpy") and callable(value.numpy):  # Paddle, TensorFlow eager, ...
+            value = value.numpy()
+        value = np.asarray(value)
+    dtype = value.dtype
+    if dtype.byteorder == ">" or (dtype.byteorder == "=" and sys.byteorder == "big"):
+        value = value.astype(dtype.newbyteorder("<"))
+        dtype = value.dtype
+    name = _NUMPY_TO_WQ.get(dtype.newbyteorder("="))
+    if name is None:
+        raise UsageError(f"{what}: dtype {dtype} is not one wq reads "
+                         "(float64/32/16, bfloat16 via torch, int64/32/16/8, uint8, bool)")
+    if not value.flags.c_contiguous:
+        value = np.ascontiguousarray(value)
+    return name, tuple(value.shape), value
+
+
+def _spec(method: str, bits: int, granularity: str, group_size: int, scale_dtype: str) -> Dict[str, Any]:
+    return {"method": method, "bits": int(bits), "granularity": granularity, "group_size": int(group_size),
+            "scale_dtype": scale_dtype}
+
+
+def _empty(dtype: str, shape: Tuple[int, ...], framework: str):
+    """A fresh array of a tensor's dtype and shape, and the buffer the library writes into."""
+    if framework == "torch":
+        import torch
+        tdtype = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                  "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                  "U8": torch.uint8, "BOOL": torch.bool}[dtype]
+        t = torch.empty(shape, dtype=tdtype)
+        return t, (t.view(torch.int16) if dtype == "BF16" else t).numpy()
+    if framework != "numpy":
+        raise UsageError(f"framework must be 'numpy' or 'torch', not {framework!r}")
+    if dtype == "BF16":
+        raw = np.empty(shape, dtype=np.uint16)
+        return raw, raw
+    a = np.empty(shape, dtype=_WQ_TO_NUMPY[dtype])
+    return a, a
+
+
+def _finish(array, dtype: str, framework: str):
+    if framework == "numpy" and dtype == "BF16":  # numpy has no bfloat16: widen exactly to float32
+        return (array.astype(np.uint32) << 16).view(np.float32)
+    return array
+
+
+# ---- files ---------------------------------------------------------------------------------
+
+
+def save(state_dict: Mapping[str, Any], path: str | os.PathLike, *, bits: int = 8, method: str = "minmax",
+         granularity: str = "channel", group_size: int = 128, scale_dtype: str = "f32",
+         rules: Optional[Mapping[str, Any]] = None, all: bool = False, keep_nonfinite: bool = False,
+         backend: str = "auto", progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, Any]:
+    """Quantizes a state dict into a WQ container at `path`, as `wq-gpu quantize` does, with
+    the CLI's defaults (8 bits per channel; `granularity="group"` uses `group_size`).
+
+    Values: numpy arrays, CPU torch tensors (any dtype wq reads, bfloat16 included), or
+    anything with `.numpy()` or the array interface. Floating tensors of 2 or more dimensions
+    are quantized with the method (minmax, mse, symmetric; or fp16/bf16 casts); 0-d and 1-d
+    ones (biases, norms) and integer tensors are stored as they are, unless `all=True`.
+    `rules` maps glob patterns to "keep" or to a dict of changes ({"bits": 4}); the first
+    matching pattern decides. The file appears only complete (temporary file, fsync, rename).
+    Returns the report: per tensor its encoding, bytes and SQNR. `progress(done, total,
+    tensor)` is called between tensors and chunks.
+    """
+    tensors = []
+    torch_only = bool(state_dict)
+    for name, value in state_dict.items():
+        torch_only = torch_only and _is_torch_tensor(value)
+        dtype, shape, buf = _as_buffer(value, f"tensor '{name}'")
+        tensors.append((str(name), dtype, shape, buf))
+    rule_list = []
+    for pattern, change in (rules or {}).items():
+        if change == "keep":
+            rule_list.append((pattern, None, f"{pattern}=keep"))
+        elif isinstance(change, Mapping):
+            text = ",".join(f"{k}:{v}" for k, v in change.items())
+            rule_list.append((pattern, dict(change), f"{pattern}={text}"))
+        else:
+            raise UsageError(f"rule {pattern!r}: 'keep' or a dict of changes such as {{'bits': 4}}, not {change!r}")
+    return _wq.save(tensors, os.fspath(path), _spec(method, bits, granularity, group_size, scale_dtype), rule_list,
+                    all, keep_nonfinite, "torch" if torch_only else "safetensors", backend, progress)
+
+
+class Reader:
+    """A checkpoint or WQ container opened for reading one tensor at a time (like
+    safetensors.safe_open): memory stays at one decoded tensor plus the file's pages."""
+
+    def __init__(self, path: str | os.PathLike, framework: str = "numpy", backend: str = "auto"):
+        if framework not in ("numpy", "torch"):
+            raise UsageError(f"framework must be 'numpy' or 'torch', not {framework!r}")
+        self._reader = _wq.Reader(os.fspath(path))
+        self._framework = framework
+        self._backend = backend
+        self._infos = {name: (i, dtype, tuple(shape)) for i, (name, dtype, shape) in enumerate(self._reader.tensors())}
+
+    def keys(self):
+        """Tensor names, in the file's order."""
+        return list(self._infos)
+
+    def metadata(self) -> Dict[str, Any]:
+        """The file's format and, for a container, how each tensor is stored."""
+        return self._reader.metadata()
+
+    def dtype(self, name: str) -> str:
+        return self._infos[name][1]
+
+    def shape(self, name: str) -> Tuple[int, ...]:
+        return self._infos[name][2]
+
+    def get_tensor(self, name: str, framework: Optional[str] = None):
+        """Decodes (a container) or reads (a checkpoint) one tensor into a new array."""
+        if name not in self._infos:
+            raise KeyError(name)
+        index, dtype, shape = self._infos[name]
+        framework = framework or self._framework
+        array, buf = _empty(dtype, shape, framework)
+        self._reader.read_into(index, buf.reshape(-1) if buf.ndim == 0 else buf, self._backend)
+        return _finish(array, dtype, framework)
+
+    def __getitem__(self, name: str):
+        return self.get_tensor(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._infos
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._infos)
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+    def close(self) -> None:
+        self._reader = None
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open(path: str | os.PathLike, framework: str = "numpy", backend: str = "auto") -> Reader:  # noqa: A001
+    """Opens a WQ container or any checkpoint the CLI reads (safetensors, .pt, .pdparams,
+    .npy/.npz, GGUF; pickles through wq's restricted reader, never executed) for reading one
+    tensor at a time."""
+    return Reader(path, framework, backend)
+
+
+def load(path: str | os.PathLike, framework: str = "numpy", backend: str = "auto") -> Dict[str, Any]:
+    """Every tensor of a container (decoded) or checkpoint, as a dict in the file's order."""
+    with Reader(path, framework, backend) as r:
+        return {name: r.get_tensor(name) for name in r.keys()}
+
+
+# ---- one array -----------------------------------------------------------------------------
+
+
+class Quantized:
+    """An array quantized with wq's affine arithmetic (docs/container-format.md §3-4): packed
+    `codes` (uint8), per-group `scales` and `mins` (float32 or float16; mins is None for the
+    symmetric method), and the spec that made them."""
+
+    def __init__(self, result: Dict[str, Any], spec: Dict[str, Any], dtype: str, shape: Tuple[int, ...]):
+        param = np.float16 if spec["scale_dtype"] == "f16" else np.float32
+        self.codes = np.frombuffer(result["codes"], dtype=np.uint8)
+        self.scales = np.frombuffer(result["scales"], dtype=param)
+        self.mins = None if result["mins"] is None else np.frombuffer(result["mins"], dtype=param)
+        self.spec = dict(spec)
+        self.dtype = dtype
+        self.shape = shape
+        self.sqnr_db = result["sqnr_db"]
+        self.max_abs_error = result["max_abs_error"]
+
+    def dequantize(self, framework: str = "numpy", backend: str = "auto"):
+        return dequantize(self, framework=framework, backend=backend)
+
+    def __repr__(self) -> str:
+        return (f"Quantized(shape={self.shape}, dtype={self.dtype}, method={self.spec['method']}, "
+                f"bits={self.spec['bits']}, groups={self.scales.size}, sqnr_db={self.sqnr_db})")
+
+
+def quantize(array: Any, *, bits: int = 8, method: str = "minmax", granularity: str = "channel",
+             group_size: int = 128, scale_dtype: str = "f32", backend: str = "auto") -> Quantized:
+    """Quantizes one floating array (float64/32/16, bfloat16) in memory, with the CLI's
+    defaults (rows are shape[0]; docs/container-format.md §3)."""
+    dtype, shape, buf = _as_buffer(array, "array")
+    spec = _spec(method, bits, granularity, group_size, scale_dtype)
+    return Quantized(_wq.quantize(buf, dtype, shape, spec, backend), spec, dtype, shape)
+
+
+def dequantize(q: Quantized, framework: str = "numpy", backend: str = "auto"):
+    """The decoded values of a Quantized, in its original dtype and shape."""
+    array, buf = _empty(q.dtype, q.shape, framework)
+    _wq.dequantize(q.codes, q.scales, q.mins, q.spec, q.dtype, q.shape, buf.reshape(-1) if buf.ndim == 0 else buf,
+                   backend)
+    return _finish(array, q.dtype, framework)
