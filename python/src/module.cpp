@@ -234,20 +234,9 @@ py::dict report_dict(const wq::QuantizeReport& r) {
   return d;
 }
 
-// tensors: [(name, dtype, shape, buffer)]; rules: [(pattern, spec dict or None to keep raw)].
-py::dict save(const py::list& tensors, const std::string& path, const py::dict& spec_dict, const py::list& rules,
-              bool all, bool keep_nonfinite, const std::string& source_format, const std::string& backend_kind,
-              const py::object& progress) {
-  MemoryCheckpoint checkpoint("<state_dict>", source_format);
-  std::vector<py::buffer_info> held;  // the callers' buffers, pinned for the call
-  held.reserve(tensors.size());
-  for (const py::handle& item : tensors) {
-    const py::tuple t = item.cast<py::tuple>();
-    wq::TensorInfo info{t[0].cast<std::string>(), dtype_of(t[1].cast<std::string>()), shape_of(t[2].cast<py::sequence>())};
-    const std::uint64_t bytes = wq::element_count(info.shape) * wq::dtype_size(info.dtype);
-    held.push_back(contiguous(t[3].cast<py::buffer>(), bytes, "tensor '" + info.name + "'", false));
-    checkpoint.add(std::move(info), static_cast<const std::byte*>(held.back().ptr));
-  }
+// The options of a quantize call; rules: [(pattern, spec changes or None to keep raw, text)].
+wq::QuantizeOptions quantize_options(const py::dict& spec_dict, const py::list& rules, bool all, bool keep_nonfinite,
+                                     ProgressHook& hook) {
   wq::QuantizeOptions options;
   options.spec = spec_of(spec_dict);
   for (const py::handle& item : rules) {
@@ -265,20 +254,81 @@ py::dict save(const py::list& tensors, const std::string& path, const py::dict& 
   }
   options.all = all;
   options.keep_nonfinite = keep_nonfinite;
-  ProgressHook hook{progress};
   options.on_progress = hook.function();
   options.cancel = &hook.cancel;
+  return options;
+}
+
+// Runs `work` without the GIL on the backend, a Python exception that stopped it (Ctrl-C, the
+// progress callback's) raised in place of the library's kInterrupted.
+template <typename Work>
+auto run_cancellable(ProgressHook& hook, const std::string& backend_kind, Work&& work) {
   SharedBackend& backend = backend_for(backend_kind);
-  wq::QuantizeReport report;
   try {
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(backend.busy);
-    report = wq::quantize_checkpoint(checkpoint, path, *backend.backend, options);
-  } catch (const wq::Error& e) {
+    return work(*backend.backend);
+  } catch (const wq::Error&) {
     hook.rethrow_pending();
     throw;
   }
-  return report_dict(report);
+}
+
+// tensors: [(name, dtype, shape, buffer)].
+py::dict save(const py::list& tensors, const std::string& path, const py::dict& spec_dict, const py::list& rules,
+              bool all, bool keep_nonfinite, const std::string& source_format, const std::string& backend_kind,
+              const py::object& progress) {
+  MemoryCheckpoint checkpoint("<state_dict>", source_format);
+  std::vector<py::buffer_info> held;  // the callers' buffers, pinned for the call
+  held.reserve(tensors.size());
+  for (const py::handle& item : tensors) {
+    const py::tuple t = item.cast<py::tuple>();
+    wq::TensorInfo info{t[0].cast<std::string>(), dtype_of(t[1].cast<std::string>()), shape_of(t[2].cast<py::sequence>())};
+    const std::uint64_t bytes = wq::element_count(info.shape) * wq::dtype_size(info.dtype);
+    held.push_back(contiguous(t[3].cast<py::buffer>(), bytes, "tensor '" + info.name + "'", false));
+    checkpoint.add(std::move(info), static_cast<const std::byte*>(held.back().ptr));
+  }
+  ProgressHook hook{progress};
+  const wq::QuantizeOptions options = quantize_options(spec_dict, rules, all, keep_nonfinite, hook);
+  return report_dict(run_cancellable(hook, backend_kind, [&](wq::Backend& backend) {
+    return wq::quantize_checkpoint(checkpoint, path, backend, options);
+  }));
+}
+
+py::dict quantize_file(const std::string& input, const std::string& output, const py::dict& spec_dict,
+                       const py::list& rules, bool all, bool keep_nonfinite, const std::string& backend_kind,
+                       const py::object& progress) {
+  ProgressHook hook{progress};
+  const wq::QuantizeOptions options = quantize_options(spec_dict, rules, all, keep_nonfinite, hook);
+  py::dict report = report_dict(run_cancellable(hook, backend_kind, [&](wq::Backend& backend) {
+    return wq::quantize_file(input, output, backend, options);
+  }));
+  report["input"] = input;
+  return report;
+}
+
+void decode_file(const std::string& input, const std::string& output, const std::string& format,
+                 const std::string& backend_kind, const py::object& progress) {
+  ProgressHook hook{progress};
+  wq::DecodeOptions options;
+  options.format = format;
+  options.on_progress = hook.function();
+  options.cancel = &hook.cancel;
+  run_cancellable(hook, backend_kind, [&](wq::Backend& backend) {
+    wq::decode_file(input, output, backend, options);
+    return 0;
+  });
+}
+
+// Every tensor's checksum of a container; throws the IntegrityError of the first mismatch.
+std::size_t verify(const std::string& path) {
+  py::gil_scoped_release nogil;
+  const std::unique_ptr<wq::ContainerReader> reader = wq::ContainerReader::open(path);
+  for (std::size_t i = 0; i < reader->tensors().size(); ++i) {
+    reader->verify(i);
+    reader->release(i);
+  }
+  return reader->tensors().size();
 }
 
 // ---- Reading: a container or any checkpoint, one tensor at a time ------------------------------
@@ -444,6 +494,11 @@ PYBIND11_MODULE(_wq, m) {
   m.def("cuda_compiled", &wq::cuda_compiled);
   m.def("save", &save, py::arg("tensors"), py::arg("path"), py::arg("spec"), py::arg("rules"), py::arg("all"),
         py::arg("keep_nonfinite"), py::arg("source_format"), py::arg("backend"), py::arg("progress"));
+  m.def("quantize_file", &quantize_file, py::arg("input"), py::arg("output"), py::arg("spec"), py::arg("rules"),
+        py::arg("all"), py::arg("keep_nonfinite"), py::arg("backend"), py::arg("progress"));
+  m.def("decode_file", &decode_file, py::arg("input"), py::arg("output"), py::arg("format"), py::arg("backend"),
+        py::arg("progress"));
+  m.def("verify", &verify);
   m.def("quantize", &quantize_array);
   m.def("dequantize", &dequantize_array);
   py::class_<Reader>(m, "Reader")

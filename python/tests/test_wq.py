@@ -240,3 +240,41 @@ def test_progress_reaches_the_total(tmp_path):
     seen = []
     wq.save(sd, tmp_path / "p.wq", progress=lambda done, total, tensor: seen.append((done, total)))
     assert seen and seen[-1][0] == seen[-1][1] == sum(v.nbytes for v in sd.values())
+
+
+def test_file_calls_write_the_clis_bytes(tmp_path):
+    torch.save(net().state_dict(), tmp_path / "m.pt")
+    report = wq.quantize_file(tmp_path / "m.pt", tmp_path / "py.wq", bits=4, method="mse", granularity="group",
+                              group_size=64, rules={"fc2.*": {"bits": 8}, "conv.*": "keep"})
+    cli("quantize", str(tmp_path / "m.pt"), "-o", str(tmp_path / "cli.wq"), "--bits", "4", "--method", "mse",
+        "--granularity", "group", "--group-size", "64", "--rule", "fc2.*=bits:8", "--rule", "conv.*=keep", "-q")
+    assert (tmp_path / "py.wq").read_bytes() == (tmp_path / "cli.wq").read_bytes()
+    encodings = {t["name"]: (t["encoding"], t["bits"]) for t in report["tensors"]}
+    assert encodings["fc2.weight"] == ("affine", 8) and encodings["conv.weight"][0] == "raw"
+    wq.decode_file(tmp_path / "py.wq", tmp_path / "py.pt")
+    cli("decode", str(tmp_path / "cli.wq"), "-o", str(tmp_path / "cli.pt"))
+    assert (tmp_path / "py.pt").read_bytes() == (tmp_path / "cli.pt").read_bytes()
+    assert wq.verify(tmp_path / "py.wq") == len(report["tensors"])
+    info = wq.inspect(tmp_path / "py.wq")
+    assert info["tensors"]["fc1.weight"]["range"] == "mse" and info["shapes"]["fc1.weight"]["shape"] == (96, 200)
+
+
+def test_verify_finds_a_flipped_byte(tmp_path):
+    path = tmp_path / "w.wq"
+    wq.save({"w": np.random.default_rng(6).standard_normal((64, 64)).astype(np.float32)}, path, bits=4)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(wq.IntegrityError) as e:
+        wq.verify(path)
+    assert str(path) in str(e.value) and e.value.code == "integrity"
+
+
+def test_ctrl_c_stops_quantize_file_and_leaves_nothing(tmp_path):
+    sd = {f"w{i}": np.random.default_rng(i).standard_normal((256, 256)).astype(np.float32) for i in range(32)}
+    wq.save(sd, tmp_path / "in.wq", bits=8)
+    wq.decode_file(tmp_path / "in.wq", tmp_path / "in.safetensors")
+    with pytest.raises(KeyboardInterrupt):
+        wq.quantize_file(tmp_path / "in.safetensors", tmp_path / "out.wq", bits=4, method="mse",
+                         progress=lambda *a: signal.raise_signal(signal.SIGINT))
+    assert sorted(os.listdir(tmp_path)) == ["in.safetensors", "in.wq"]

@@ -25,6 +25,7 @@ __version__: str = _wq.__version__
 
 __all__ = [
     "__version__", "save", "load", "open", "quantize", "dequantize", "Quantized", "Reader",
+    "quantize_file", "decode_file", "verify", "inspect",
     "Error", "UsageError", "InputMissingError", "BadFormatError", "BadDataError", "OutputError",
     "IntegrityError", "UnsupportedError", "CancelledError", "InternalError",
 ]
@@ -179,17 +180,55 @@ def save(state_dict: Mapping[str, Any], path: str | os.PathLike, *, bits: int = 
         torch_only = torch_only and _is_torch_tensor(value)
         dtype, shape, buf = _as_buffer(value, f"tensor '{name}'")
         tensors.append((str(name), dtype, shape, buf))
-    rule_list = []
+    return _wq.save(tensors, os.fspath(path), _spec(method, bits, granularity, group_size, scale_dtype), _rules(rules),
+                    all, keep_nonfinite, "torch" if torch_only else "safetensors", backend, progress)
+
+
+def _rules(rules: Optional[Mapping[str, Any]]):
+    """{pattern: "keep" | {changes}} as the library's (pattern, changes or None, text) list."""
+    out = []
     for pattern, change in (rules or {}).items():
         if change == "keep":
-            rule_list.append((pattern, None, f"{pattern}=keep"))
+            out.append((pattern, None, f"{pattern}=keep"))
         elif isinstance(change, Mapping):
             text = ",".join(f"{k}:{v}" for k, v in change.items())
-            rule_list.append((pattern, dict(change), f"{pattern}={text}"))
+            out.append((pattern, dict(change), f"{pattern}={text}"))
         else:
             raise UsageError(f"rule {pattern!r}: 'keep' or a dict of changes such as {{'bits': 4}}, not {change!r}")
-    return _wq.save(tensors, os.fspath(path), _spec(method, bits, granularity, group_size, scale_dtype), rule_list,
-                    all, keep_nonfinite, "torch" if torch_only else "safetensors", backend, progress)
+    return out
+
+
+def quantize_file(input: str | os.PathLike, output: str | os.PathLike, *, bits: int = 8, method: str = "minmax",
+                  granularity: str = "channel", group_size: int = 128, scale_dtype: str = "f32",
+                  rules: Optional[Mapping[str, Any]] = None, all: bool = False, keep_nonfinite: bool = False,
+                  backend: str = "auto", progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, Any]:
+    """`wq-gpu quantize INPUT -o OUTPUT` on one checkpoint file (or a sharded index), the same
+    bytes as the CLI with the same settings. Options and the report as for save()."""
+    return _wq.quantize_file(os.fspath(input), os.fspath(output),
+                             _spec(method, bits, granularity, group_size, scale_dtype), _rules(rules), all,
+                             keep_nonfinite, backend, progress)
+
+
+def decode_file(input: str | os.PathLike, output: str | os.PathLike, *, format: str = "", backend: str = "auto",
+                progress: Optional[Callable[[int, int, str], None]] = None) -> None:
+    """`wq-gpu decode`: a WQ container back to a checkpoint of its original tensors, in
+    `format` ("safetensors", "pt", "pdparams", "npz"; default: the source's own kind)."""
+    _wq.decode_file(os.fspath(input), os.fspath(output), format, backend, progress)
+
+
+def verify(path: str | os.PathLike) -> int:
+    """`wq-gpu verify`: recomputes every tensor's checksum of a container; returns how many
+    tensors were checked, raises IntegrityError at the first mismatch."""
+    return _wq.verify(os.fspath(path))
+
+
+def inspect(path: str | os.PathLike) -> Dict[str, Any]:
+    """What a container or checkpoint holds: its metadata (format, producer, source; per
+    tensor of a container its encoding) and its tensors' names, dtypes and shapes."""
+    with Reader(path) as r:
+        info = r.metadata()
+        info["shapes"] = {name: {"dtype": r.dtype(name), "shape": r.shape(name)} for name in r.keys()}
+        return info
 
 
 class Reader:
