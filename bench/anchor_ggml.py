@@ -19,24 +19,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
 import ggml_oracle  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 N = 16 << 20  # 64 MiB of float32
 
 
-def median_seconds(fn, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

@@ -16,15 +16,14 @@
 import argparse
 import os
 import pickle
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 import wq
+from timing import median_seconds
 
 
 def encode8(params, fname):
@@ -43,13 +42,6 @@ def encode8(params, fname):
     pickle.dump(custom_dict, open(fname, 'wb'))
 
 
-def timed(fn, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 # VmHWM, the process's peak RSS, in KiB: reset first (ru_maxrss would carry the parent's peak
@@ -79,11 +71,11 @@ def main():
     nbytes = sum(a.nbytes for a in sd.values())
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         pk, w8, w4, dec = (os.path.join(d, n) for n in ("a.pkl", "b.wq", "c.wq", "d.safetensors"))
-        t_encode8 = timed(lambda: encode8(sd, pk), args.runs)
-        t_save8 = timed(lambda: wq.save(sd, w8, bits=8), args.runs)
-        t_save4 = timed(lambda: wq.save(sd, w4, bits=4, granularity="group", group_size=64), args.runs)
-        t_load = timed(lambda: wq.load(w4), args.runs)
-        t_decode = timed(lambda: subprocess.run([args.wq_gpu, "decode", w4, "-o", dec, "-q"], check=True), args.runs)
+        t_encode8 = median_seconds(lambda: encode8(sd, pk), args.runs)
+        t_save8 = median_seconds(lambda: wq.save(sd, w8, bits=8), args.runs)
+        t_save4 = median_seconds(lambda: wq.save(sd, w4, bits=4, granularity="group", group_size=64), args.runs)
+        t_load = median_seconds(lambda: wq.load(w4), args.runs)
+        t_decode = median_seconds(lambda: subprocess.run([args.wq_gpu, "decode", w4, "-o", dec, "-q"], check=True), args.runs)
         peak = subprocess.run([sys.executable, "-c", LOAD_PEAK, w4], check=True, capture_output=True, text=True,
                               env=dict(os.environ)).stdout.split()
         before, after, decoded = (int(v) for v in peak)
