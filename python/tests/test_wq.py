@@ -278,3 +278,17 @@ def test_ctrl_c_stops_quantize_file_and_leaves_nothing(tmp_path):
         wq.quantize_file(tmp_path / "in.safetensors", tmp_path / "out.wq", bits=4, method="mse",
                          progress=lambda *a: signal.raise_signal(signal.SIGINT))
     assert sorted(os.listdir(tmp_path)) == ["in.safetensors", "in.wq"]
+
+
+def test_objects_with_numpy_like_paddle_tensors(tmp_path):
+    class PaddleLike:  # paddle.Tensor offers .numpy(); so do TensorFlow's eager tensors
+        def __init__(self, a):
+            self._a = a
+
+        def numpy(self):
+            return self._a
+
+    x = np.random.default_rng(7).standard_normal((32, 48)).astype(np.float32)
+    wq.save({"w": PaddleLike(x)}, tmp_path / "p.wq", bits=4)
+    wq.save({"w": x}, tmp_path / "n.wq", bits=4)
+    assert bits_equal(wq.load(tmp_path / "p.wq")["w"], wq.load(tmp_path / "n.wq")["w"])
