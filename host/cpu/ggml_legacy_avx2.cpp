@@ -140,12 +140,26 @@ WQ_AVX2_INLINE void block_min_max(const float* x, const Block32& b, float* min_o
   *max_out = max;
 }
 
+// The header of the blocks with a min (Q4_1, Q5_1), as ggml writes it: d = (max - min) / levels,
+// d and min as F16; *id gets the broadcast reciprocal of d (0 for a constant block), *minv min.
+template <typename Block>
+WQ_AVX2_INLINE void min_scale_header(const float* x, const Block32& b, float levels, Block* y, __m256* id,
+                                     __m256* minv) {
+  float min, max;
+  block_min_max(x, b, &min, &max);
+  const float d = (max - min) / levels;
+  *id = _mm256_set1_ps(ggml::reciprocal_or_zero(d));
+  *minv = _mm256_set1_ps(min);
+  y->d = codec::f32_to_f16_bits(d);
+  y->m = codec::f32_to_f16_bits(min);
+}
+
 }  // namespace
 
 __attribute__((target("avx2"))) void quantize_q5_0_avx2(const float* x, ggml::BlockQ5_0* y) {
   const Block32 b = load_block(x);
   const float d = signed_absmax(x, b) / -16.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float id = ggml::reciprocal_or_zero(d);
   y->d = codec::f32_to_f16_bits(d);
   const __m256 idv = _mm256_set1_ps(id), offset = _mm256_set1_ps(16.5f);
   __m256i codes[4];
@@ -155,13 +169,9 @@ __attribute__((target("avx2"))) void quantize_q5_0_avx2(const float* x, ggml::Bl
 
 __attribute__((target("avx2"))) void quantize_q5_1_avx2(const float* x, ggml::BlockQ5_1* y) {
   const Block32 b = load_block(x);
-  float min, max;
-  block_min_max(x, b, &min, &max);
-  const float d = (max - min) / 31.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  y->d = codec::f32_to_f16_bits(d);
-  y->m = codec::f32_to_f16_bits(min);
-  const __m256 idv = _mm256_set1_ps(id), minv = _mm256_set1_ps(min), half = _mm256_set1_ps(0.5f);
+  __m256 idv, minv;
+  min_scale_header(x, b, 31.0f, y, &idv, &minv);
+  const __m256 half = _mm256_set1_ps(0.5f);
   __m256i codes[4];
   for (int k = 0; k < 4; ++k) {  // (uint8_t) of the truncation: the low byte, no clamp at all
     const __m256i t = truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k], minv), idv), half));
@@ -176,7 +186,7 @@ __attribute__((target("avx2"))) void quantize_q8_0_avx2(const float* x, ggml::Bl
   for (int k = 1; k < 4; ++k) m = _mm256_max_ps(m, abs_of(b.v[k]));
   const float amax = horizontal_max(m);
   const float d = amax / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float id = ggml::reciprocal_or_zero(d);
   y->d = codec::f32_to_f16_bits(d);
   const __m256 idv = _mm256_set1_ps(id);
   for (int k = 0; k < 4; ++k) {
@@ -187,7 +197,7 @@ __attribute__((target("avx2"))) void quantize_q8_0_avx2(const float* x, ggml::Bl
 __attribute__((target("avx2"))) void quantize_q4_0_avx2(const float* x, ggml::BlockQ4_0* y) {
   const Block32 b = load_block(x);
   const float d = signed_absmax(x, b) / -8.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float id = ggml::reciprocal_or_zero(d);
   y->d = codec::f32_to_f16_bits(d);
   const __m256 idv = _mm256_set1_ps(id), offset = _mm256_set1_ps(8.5f);
   __m256i low[2], high[2];
@@ -200,13 +210,9 @@ __attribute__((target("avx2"))) void quantize_q4_0_avx2(const float* x, ggml::Bl
 
 __attribute__((target("avx2"))) void quantize_q4_1_avx2(const float* x, ggml::BlockQ4_1* y) {
   const Block32 b = load_block(x);
-  float min, max;
-  block_min_max(x, b, &min, &max);
-  const float d = (max - min) / 15.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  y->d = codec::f32_to_f16_bits(d);
-  y->m = codec::f32_to_f16_bits(min);
-  const __m256 idv = _mm256_set1_ps(id), minv = _mm256_set1_ps(min), half = _mm256_set1_ps(0.5f);
+  __m256 idv, minv;
+  min_scale_header(x, b, 15.0f, y, &idv, &minv);
+  const __m256 half = _mm256_set1_ps(0.5f);
   __m256i low[2], high[2];
   for (int k = 0; k < 2; ++k) {
     low[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k], minv), idv), half)));

@@ -344,16 +344,20 @@ class Reader {
     }
   }
 
+  std::size_t size() const { return container_ ? container_->tensors().size() : checkpoint_->tensors().size(); }
+
+  // Name, original dtype and shape of tensor `index`, from either kind of file.
+  wq::TensorInfo info(std::size_t index) const {
+    if (!container_) return checkpoint_->tensors()[index];
+    const wq::ContainerTensor& t = container_->tensors()[index];
+    return {t.name, t.dtype, t.shape};
+  }
+
   py::list tensors() const {
     py::list out;
-    if (container_) {
-      for (const wq::ContainerTensor& t : container_->tensors()) {
-        out.append(py::make_tuple(t.name, std::string(wq::dtype_name(t.dtype)), shape_tuple(t.shape)));
-      }
-    } else {
-      for (const wq::TensorInfo& t : checkpoint_->tensors()) {
-        out.append(py::make_tuple(t.name, std::string(wq::dtype_name(t.dtype)), shape_tuple(t.shape)));
-      }
+    for (std::size_t i = 0; i < size(); ++i) {
+      const wq::TensorInfo t = info(i);
+      out.append(py::make_tuple(t.name, std::string(wq::dtype_name(t.dtype)), shape_tuple(t.shape)));
     }
     return out;
   }
@@ -390,19 +394,16 @@ class Reader {
   // Decodes (a container) or copies (a checkpoint) tensor `index` into `out`, a C-contiguous
   // buffer of the tensor's dtype and size.
   void read_into(std::size_t index, const py::buffer& out, const std::string& backend_kind) {
-    const std::size_t count = container_ ? container_->tensors().size() : checkpoint_->tensors().size();
-    if (index >= count) throw py::index_error("tensor index out of range");
-    const std::string name = container_ ? container_->tensors()[index].name : checkpoint_->tensors()[index].name;
-    const wq::DType dtype = container_ ? container_->tensors()[index].dtype : checkpoint_->tensors()[index].dtype;
-    const wq::Shape shape = container_ ? container_->tensors()[index].shape : checkpoint_->tensors()[index].shape;
-    const std::uint64_t bytes = wq::element_count(shape) * wq::dtype_size(dtype);
-    py::buffer_info info = contiguous(out, bytes, "output for '" + name + "'", true);
-    auto* data = static_cast<std::byte*>(info.ptr);
+    if (index >= size()) throw py::index_error("tensor index out of range");
+    const wq::TensorInfo t = info(index);
+    const std::uint64_t bytes = wq::element_count(t.shape) * wq::dtype_size(t.dtype);
+    py::buffer_info target = contiguous(out, bytes, "output for '" + t.name + "'", true);
+    auto* data = static_cast<std::byte*>(target.ptr);
     if (container_) {
       SharedBackend& backend = backend_for(backend_kind);
       py::gil_scoped_release nogil;
       std::lock_guard<std::mutex> lock(backend.busy);
-      container_->decode(index, *backend.backend, wq::MutableTensorView{name, dtype, shape, data});
+      container_->decode(index, *backend.backend, wq::MutableTensorView{t.name, t.dtype, t.shape, data});
       container_->release(index);
     } else {
       py::gil_scoped_release nogil;
@@ -428,11 +429,10 @@ py::dict quantize_array(const py::buffer& x, const std::string& dtype_name, cons
   const py::buffer_info in = contiguous(x, wq::element_count(shape) * wq::dtype_size(dtype), "array", false);
   const wq::GroupGeometry g = wq::group_geometry(shape, spec);
   const std::size_t param_bytes = spec.scale_dtype == wq::ScaleDType::kF16 ? 2 : 4;
-  py::bytearray codes(nullptr, 0), scales(nullptr, 0), mins(nullptr, 0);
-  codes = py::bytearray(std::string(g.code_bytes, '\0'));
-  scales = py::bytearray(std::string(g.groups * param_bytes, '\0'));
   const bool symmetric = spec.method == wq::Method::kSymmetric;
-  if (!symmetric) mins = py::bytearray(std::string(g.groups * param_bytes, '\0'));
+  // Uninitialised buffers of their sizes: the backend writes every byte.
+  py::bytearray codes(nullptr, g.code_bytes), scales(nullptr, g.groups * param_bytes);
+  py::bytearray mins(nullptr, symmetric ? 0 : g.groups * param_bytes);
   wq::AffineBuffers out{reinterpret_cast<std::uint8_t*>(PyByteArray_AsString(codes.ptr())),
                         reinterpret_cast<std::byte*>(PyByteArray_AsString(scales.ptr())),
                         symmetric ? nullptr : reinterpret_cast<std::byte*>(PyByteArray_AsString(mins.ptr()))};
