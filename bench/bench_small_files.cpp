@@ -78,6 +78,10 @@ class NullBackend final : public wq::Backend {
     for (wq::GgmlQuantizeJob& job : jobs) job.stats = {};
   }
   void decode_ggml(std::span<wq::GgmlDecodeJob>) override {}
+  using Backend::quantize_packed;
+  void quantize_packed(std::span<wq::PackQuantizeJob> jobs) override {
+    for (wq::PackQuantizeJob& job : jobs) job.stats = {};
+  }
 
  private:
   std::vector<std::byte> staging_;

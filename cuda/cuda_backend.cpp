@@ -13,12 +13,14 @@
 #include <vector>
 
 #include "core/ggml_jobs.h"
+#include "core/packed_jobs.h"
 #include "core/stored_params.h"
 #include "cpu/cpu_backend.h"
 #include "cuda_check.h"
 #include "device_probe.h"
 #include "elementwise_plan.h"
 #include "ggml_kernels.h"
+#include "packed_kernels.h"
 #include "kernels.h"
 #include "slot_ring.h"
 #include "work_plan.h"
@@ -280,6 +282,51 @@ class CudaBackend final : public Backend {
         job.stats.signal_energy += sums[3 * g];
         job.stats.error_energy += sums[3 * g + 1];
         job.stats.max_abs_error = std::max(job.stats.max_abs_error, sums[3 * g + 2]);
+      }
+      job.stats.count = job.input.numel();
+    }
+  }
+
+  using Backend::quantize_packed;
+
+  // compressed-tensors' pack-quantized weights: one tensor at a time, whole on the device (as
+  // the ggml blocks). Not yet run on a GPU.
+  void quantize_packed(std::span<PackQuantizeJob> jobs) override {
+    WQ_CUDA_CHECK(cudaSetDevice(ordinal_));
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      PackQuantizeJob& job = jobs[i];
+      const detail::PackedGeometry g = detail::check_pack_quantize_job(job);
+      job.stats = {};
+      const std::uint64_t groups = g.rows * g.groups_per_row;
+      if (groups == 0) continue;
+      const PackedLaunch launch{element_type(job.input.dtype), job.bits, job.symmetric, g.rows, g.cols, g.group_size,
+                                g.groups_per_row, g.words_per_row, g.zero_point_rows};
+      const unsigned grid = packed_codes_grid(launch);
+      const std::size_t packed_bytes = 4 * g.rows * g.words_per_row, scale_bytes = groups * dtype_size(job.input.dtype);
+      const std::size_t zero_bytes = job.symmetric ? 0 : 4 * g.zero_point_rows * g.groups_per_row;
+      DeviceBuffer input(job.input.nbytes()), packed(packed_bytes), scales(scale_bytes), zeros(zero_bytes),
+          scratch_scale(4 * groups), scratch_zero(4 * groups), bad(2 * sizeof(unsigned long long)),
+          partials(3 * sizeof(double) * grid);
+      const unsigned long long none[2] = {~0ull, ~0ull};
+      WQ_CUDA_CHECK(cudaMemcpy(input.get(), job.input.data, job.input.nbytes(), cudaMemcpyHostToDevice));
+      WQ_CUDA_CHECK(cudaMemcpy(bad.get(), none, sizeof none, cudaMemcpyHostToDevice));
+      launch_packed_quantize(launch, input.get(), packed.get(), scales.get(), zeros.get(), scratch_scale.get<float>(),
+                             scratch_zero.get<int>(), bad.get<unsigned long long>(),
+                             bad.get<unsigned long long>() + 1, partials.get<double>(), nullptr);
+      unsigned long long found[2] = {~0ull, ~0ull};
+      WQ_CUDA_CHECK(cudaMemcpy(found, bad.get(), sizeof found, cudaMemcpyDeviceToHost));
+      if (found[0] != none[0] || found[1] != none[1]) {  // the CPU backend names the element or group
+        report_failure(jobs.subspan(i, 1), [this](auto one) { cpu_->quantize_packed(one); });
+      }
+      WQ_CUDA_CHECK(cudaMemcpy(job.packed, packed.get(), packed_bytes, cudaMemcpyDeviceToHost));
+      WQ_CUDA_CHECK(cudaMemcpy(job.scales, scales.get(), scale_bytes, cudaMemcpyDeviceToHost));
+      if (zero_bytes != 0) WQ_CUDA_CHECK(cudaMemcpy(job.zero_points, zeros.get(), zero_bytes, cudaMemcpyDeviceToHost));
+      std::vector<double> sums(3 * grid);
+      WQ_CUDA_CHECK(cudaMemcpy(sums.data(), partials.get(), sums.size() * sizeof(double), cudaMemcpyDeviceToHost));
+      for (unsigned b = 0; b < grid; ++b) {  // fixed order: reproducible sums
+        job.stats.signal_energy += sums[3 * b];
+        job.stats.error_energy += sums[3 * b + 1];
+        job.stats.max_abs_error = std::max(job.stats.max_abs_error, sums[3 * b + 2]);
       }
       job.stats.count = job.input.numel();
     }

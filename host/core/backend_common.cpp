@@ -60,4 +60,10 @@ void Backend::decode_ggml(const std::uint8_t* blocks, codec::ggml::Type type, co
   decode_ggml(std::span<GgmlDecodeJob>(&job, 1));
 }
 
+ErrorStats Backend::quantize_packed(const PackQuantizeJob& job) {
+  PackQuantizeJob one = job;
+  quantize_packed(std::span<PackQuantizeJob>(&one, 1));
+  return one.stats;
+}
+
 }  // namespace wq

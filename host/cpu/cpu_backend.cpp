@@ -14,6 +14,7 @@
 #include "cpu/affine_kernels.h"
 #include "cpu/cast_kernels.h"
 #include "cpu/ggml_kernels.h"
+#include "cpu/packed_kernels.h"
 #include "cpu/mse_kernels.h"
 #include "cpu/thread_pool.h"
 #include "wq/codec/half.h"
@@ -218,6 +219,12 @@ class CpuBackend final : public Backend {
       check_ggml_decode_job(job);
       decode_ggml_tensor(job, pool_);
     });
+  }
+
+  using Backend::quantize_packed;
+
+  void quantize_packed(std::span<PackQuantizeJob> jobs) override {
+    run_batch(jobs, [this](PackQuantizeJob& job) { job.stats = quantize_packed_tensor(job, pool_); });
   }
 
   void quantize(std::span<QuantizeJob> jobs) override {

@@ -102,6 +102,26 @@ struct GgmlDecodeJob {
   MutableTensorView out;
 };
 
+/// One 2-D floating tensor (F32/F16/BF16) [rows, cols] to quantize as compressed-tensors'
+/// `pack-quantized` weights (docs/compressed-tensors.md), with its round-to-nearest arithmetic
+/// emulated in the tensor's dtype (codec/pack_quantized.h): the bytes that compressed-tensors
+/// writes for the same weights. Groups of `group_size` consecutive elements of a row (0: one
+/// group per row, the "channel" strategy); group_size must divide cols. Outputs, caller-owned,
+/// little-endian: `packed` rows * ceil(cols * bits / 32) int32 (weight_packed), `scales`
+/// rows * groups values of the input dtype (weight_scale), and for asymmetric schemes
+/// `zero_points` ceil(rows * bits / 32) * groups int32 (weight_zero_point, packed down the
+/// rows). `stats` is filled.
+struct PackQuantizeJob {
+  TensorView input;
+  int bits = 4;
+  bool symmetric = true;
+  std::uint64_t group_size = 0;
+  std::byte* packed = nullptr;
+  std::byte* scales = nullptr;
+  std::byte* zero_points = nullptr;  ///< asymmetric only; may be null for symmetric
+  ErrorStats stats;
+};
+
 /// A compute backend. Each method takes a batch so that many small tensors can run at once
 /// (over CPU threads, or in one device launch); large tensors are split internally. Calls are
 /// safe from one thread at a time. On failure a method throws the wq::Error of the first
@@ -148,6 +168,12 @@ class Backend {
   /// block type, or an element count that is not whole blocks.
   virtual void decode_ggml(std::span<GgmlDecodeJob> jobs) = 0;
 
+  /// Quantizes tensors as compressed-tensors' pack-quantized weights (see PackQuantizeJob).
+  /// Throws Error(kBadData) for NaN/Inf elements, or an F16 group whose range overflows F16;
+  /// Error(kUsage) for a tensor that is not 2-D F32/F16/BF16, bits outside 1..8, or a group size
+  /// that does not divide the rows.
+  virtual void quantize_packed(std::span<PackQuantizeJob> jobs) = 0;
+
   /// Single-tensor conveniences over the batch calls.
   ErrorStats quantize(const TensorView& input, const QuantSpec& spec, const AffineBuffers& out);
   ErrorStats encode(const TensorView& input, const QuantSpec& spec, const std::byte* scales, const std::byte* mins,
@@ -156,6 +182,7 @@ class Backend {
   ErrorStats cast(const TensorView& input, const MutableTensorView& out, bool check_overflow);
   ErrorStats quantize_ggml(const TensorView& input, codec::ggml::Type type, std::uint8_t* blocks);
   void decode_ggml(const std::uint8_t* blocks, codec::ggml::Type type, const MutableTensorView& out);
+  ErrorStats quantize_packed(const PackQuantizeJob& job);
 };
 
 enum class BackendKind { kAuto, kCpu, kCuda };

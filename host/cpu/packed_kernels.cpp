@@ -1,0 +1,109 @@
+#include "cpu/packed_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/packed_jobs.h"
+#include "cpu/element_io.h"
+#include "wq/codec/pack_quantized.h"
+
+namespace wq::detail {
+namespace {
+
+namespace ct = codec::ct;
+
+// Rows per task: the zero points of 32 rows fill `bits` whole words of each column.
+constexpr std::uint64_t kRowsPerRun = 32;
+
+void store_word(std::byte* base, std::uint64_t index, std::uint32_t word) {
+  std::memcpy(base + 4 * index, &word, 4);  // little-endian hosts only (as the whole library)
+}
+
+template <DType D>
+ErrorStats quantize_run(const PackQuantizeJob& job, const PackedGeometry& g, std::uint64_t run) {
+  const ct::Scalar scalar = packed_scalar(D);
+  const std::uint64_t first = run * kRowsPerRun, last = std::min(g.rows, first + kRowsPerRun);
+  const std::byte* in = job.input.data;
+  std::vector<ct::Params> params((last - first) * g.groups_per_row);
+  ErrorStats stats;
+  for (std::uint64_t r = first; r < last; ++r) {
+    const std::uint64_t row = r * g.cols;
+    ct::Params* row_params = params.data() + (r - first) * g.groups_per_row;
+    for (std::uint64_t k = 0; k < g.groups_per_row; ++k) {
+      const std::uint64_t begin = row + k * g.group_size;
+      float lo = load_f32<D>(in, begin), hi = lo;
+      for (std::uint64_t i = begin; i < begin + g.group_size; ++i) {
+        const float x = load_f32<D>(in, i);
+        if (!codec::is_finite(x)) refuse_packed_nonfinite(job.input.name, i, x);
+        lo = std::min(lo, x);
+        hi = std::max(hi, x);
+      }
+      if (ct::group_params(lo, hi, job.bits, job.symmetric, scalar, &row_params[k]) != ct::ParamsStatus::kOk) {
+        refuse_packed_range(job.input.name, r * g.groups_per_row + k, D);
+      }
+      store_f32<D>(job.scales, r * g.groups_per_row + k, row_params[k].scale);  // a value of D: exact
+    }
+    // 32 elements at a time become `bits` words; the row's last words may be fewer.
+    for (std::uint64_t e0 = 0, word = 0; e0 < g.cols; e0 += 32, word += static_cast<std::uint64_t>(job.bits)) {
+      const int count = static_cast<int>(std::min<std::uint64_t>(32, g.cols - e0));
+      std::uint32_t u[32], words[8];
+      for (int e = 0; e < count; ++e) {
+        const std::uint64_t col = e0 + static_cast<std::uint64_t>(e);
+        const ct::Params p = row_params[col / g.group_size];
+        const float x = load_f32<D>(in, row + col);
+        u[e] = ct::code(x, p, job.bits, scalar);
+        const float decoded = ct::decode(u[e], p, job.bits, scalar);
+        if (!codec::is_finite(decoded)) refuse_packed_decode(job.input.name, row + col, x, D);
+        const double v = x, err = v - static_cast<double>(decoded);
+        stats.signal_energy += v * v;
+        stats.error_energy += err * err;
+        stats.max_abs_error = std::max(stats.max_abs_error, std::fabs(err));
+      }
+      ct::pack_32(u, count, job.bits, words);
+      const std::uint64_t n = std::min<std::uint64_t>(static_cast<std::uint64_t>(job.bits), g.words_per_row - word);
+      for (std::uint64_t w = 0; w < n; ++w) store_word(job.packed, r * g.words_per_row + word + w, words[w]);
+    }
+  }
+  stats.count = (last - first) * g.cols;
+  if (!job.symmetric) {
+    // Column k of weight_zero_point packs this run's zero points: words [run*bits, +bits).
+    const int count = static_cast<int>(last - first);
+    const std::uint64_t word = run * static_cast<std::uint64_t>(job.bits);
+    const std::uint64_t n = std::min<std::uint64_t>(static_cast<std::uint64_t>(job.bits), g.zero_point_rows - word);
+    for (std::uint64_t k = 0; k < g.groups_per_row; ++k) {
+      std::uint32_t z[32], words[8];
+      for (int r = 0; r < count; ++r) z[r] = ct::stored_zero(params[static_cast<std::uint64_t>(r) * g.groups_per_row + k], job.bits);
+      ct::pack_32(z, count, job.bits, words);
+      for (std::uint64_t w = 0; w < n; ++w) store_word(job.zero_points, (word + w) * g.groups_per_row + k, words[w]);
+    }
+  }
+  return stats;
+}
+
+}  // namespace
+
+ErrorStats quantize_packed_tensor(const PackQuantizeJob& job, ThreadPool& pool) {
+  const PackedGeometry g = check_pack_quantize_job(job);
+  const std::uint64_t runs = (g.rows + kRowsPerRun - 1) / kRowsPerRun;
+  std::vector<ErrorStats> parts(runs);
+  if (g.cols == 0) return {};
+  const auto task = [&](std::size_t run) {
+    switch (job.input.dtype) {
+      case DType::kF16: parts[run] = quantize_run<DType::kF16>(job, g, run); break;
+      case DType::kBF16: parts[run] = quantize_run<DType::kBF16>(job, g, run); break;
+      default: parts[run] = quantize_run<DType::kF32>(job, g, run); break;
+    }
+  };
+  if (runs <= 1) {
+    for (std::size_t r = 0; r < runs; ++r) task(r);
+  } else {
+    pool.parallel_for(runs, task);
+  }
+  ErrorStats total;
+  for (const ErrorStats& s : parts) total.merge(s);  // fixed order: reproducible sums
+  return total;
+}
+
+}  // namespace wq::detail
