@@ -113,6 +113,12 @@ CommandRunner add_quantize_command(CLI::App& app) {
       "ggml's dimension order, with no architecture metadata (what stable-diffusion.cpp and\n"
       "ComfyUI-GGUF read). Per-tensor types: --rule '*attn_v*=type:Q6_K'. --type into a WQ container\n"
       "stores the same blocks there (encoding 'ggml'; 'wq-gpu decode' reads them).\n\n"
+      "compressed-tensors (vLLM, transformers): wq-gpu quantize MODEL_DIR -o OUT_DIR --to compressed-tensors\n"
+      "[--scheme W4A16|W4A16_ASYM|W8A16|W8A16_ASYM] turns a Hugging Face model folder (safetensors, one file\n"
+      "or sharded, bf16/fp16/fp32) into the pack-quantized checkpoint that llm-compressor writes for a\n"
+      "round-to-nearest scheme, with the same bytes (its arithmetic emulated in the model's dtype): each\n"
+      "Linear weight becomes weight_packed/weight_scale/[weight_zero_point]/weight_shape, every other tensor\n"
+      "and file is kept, config.json gains the quantization_config. Then: vllm serve OUT_DIR.\n\n"
       "Examples:\n"
       "  wq-gpu quantize model.safetensors -o model.wq.safetensors            # 8 bits, per channel\n"
       "  wq-gpu quantize model.safetensors -o m4.wq.safetensors --bits 4 --granularity group --group-size 64\n"
@@ -121,7 +127,8 @@ CommandRunner add_quantize_command(CLI::App& app) {
       "  wq-gpu quantize llama/ -o llama-wq/ --rule '*.mlp.*=bits:4,group:64' --keep '*embed*' --dry-run\n"
       "  wq-gpu quantize models/ -o models-wq/ --shard 0/4 --json=report-0.json\n"
       "  wq-gpu quantize model-f16.gguf -o model-q4_k.gguf --type Q4_K --rule '*ffn_down*=type:Q6_K'\n"
-      "  wq-gpu quantize unet.safetensors -o unet-q8_0.gguf --type Q8_0\n");
+      "  wq-gpu quantize unet.safetensors -o unet-q8_0.gguf --type Q8_0\n"
+      "  wq-gpu quantize Llama-3.1-8B/ -o Llama-3.1-8B-W4A16/ --to compressed-tensors --scheme W4A16\n");
   cmd->add_option("input", flags->inputs,
                   "Checkpoint files or folders (walked recursively); one file gives one container")
       ->required();
@@ -158,8 +165,18 @@ CommandRunner add_quantize_command(CLI::App& app) {
                   "or a plain name (Q4_0: the output matrix Q6_K, as llama-quantize does); a mix name works as "
                   "--type too");
   cmd->add_option("--to", flags->to,
-                  "Output format: wq (a WQ container) or gguf; default: gguf when -o ends in .gguf, else wq")
-      ->check(CLI::IsMember({"wq", "gguf"}));
+                  "Output format: wq (a WQ container), gguf, or compressed-tensors (vLLM's pack-quantized "
+                  "weights: see --scheme); default: gguf when -o ends in .gguf, else wq")
+      ->check(CLI::IsMember({"wq", "gguf", "compressed-tensors"}));
+  cmd->add_option("--scheme", flags->scheme,
+                  "With --to compressed-tensors: W4A16 (int4, symmetric; the default), W4A16_ASYM (int4 with a "
+                  "zero point per group), W8A16, W8A16_ASYM. Groups of --group-size (128 by default) along the "
+                  "input dimension, or --granularity channel for one group per output row");
+  cmd->add_option("--ignore", flags->ignore,
+                  "With --to compressed-tensors: MODULE glob left unquantized (repeatable; matched against the "
+                  "weight's name without .weight), added to the defaults lm_head, *.mlp.gate and "
+                  "*.shared_expert_gate (MoE routers, which vLLM builds unquantized)")
+      ->allow_extra_args(false);
   cmd->add_flag("--allow-requantize", flags->allow_requantize,
                 "Quantize tensors the input already stores quantized (a GGUF's Q4_K, ...) from their decoded "
                 "values, adding a second rounding; without it they are an error");
@@ -198,6 +215,11 @@ CommandRunner add_quantize_command(CLI::App& app) {
   return [flags, rules, keeps, cmd] {
     collect_rule_args(*cmd, *flags, *rules, *keeps);
     if (flags->json == "true") flags->json = "-";  // CLI11's value for a bare --json
+    flags->bits_given = cmd->count("--bits") > 0;
+    flags->method_given = cmd->count("--method") > 0;
+    flags->granularity_given = cmd->count("--granularity") > 0;
+    flags->group_size_given = cmd->count("--group-size") > 0;
+    flags->scale_dtype_given = cmd->count("--scale-dtype") > 0;
     return run_quantize(*flags);
   };
 }

@@ -1,14 +1,18 @@
 // wq-gpu verify FILE|DIR: structure and every checksum of WQ containers; the structure of GGUF
-// files (which carry no checksums).
+// files and of compressed-tensors checkpoints (which carry no checksums).
 #include <filesystem>
+#include <cstring>
 #include <memory>
+#include <vector>
 
 #include <fmt/core.h>
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "formats/gguf_checkpoint.h"
+#include "pipeline/packed_checkpoint.h"
 #include "wq/checkpoint.h"
+#include "wq/codec/half.h"
 #include "wq/container.h"
 #include "wq/error.h"
 
@@ -22,10 +26,51 @@ struct VerifyFlags {
   bool quiet = false;
 };
 
-// Checks one container (or GGUF file); prints what is wrong and returns the worst error code
-// (0 when good).
+// A compressed-tensors checkpoint (docs/compressed-tensors.md): the safetensors file's own
+// checks, its modules' parts fit together, and every quantized weight decodes to finite
+// values. Returns false when `path` is a safetensors file without such weights.
+bool verify_packed(const std::string& path, bool quiet) {
+  std::unique_ptr<CheckpointReader> reader = open_checkpoint(path);
+  if (reader->format() != "safetensors" && reader->format() != "safetensors-sharded") return false;
+  const std::vector<detail::PackedTensor> tensors = detail::packed_tensors(*reader, path);
+  if (tensors.empty()) return false;
+  std::vector<std::byte> buffer;
+  std::size_t quantized = 0;
+  for (const detail::PackedTensor& t : tensors) {
+    if (t.bits == 0) continue;
+    ++quantized;
+    const std::uint64_t n = element_count(t.info.shape);
+    buffer.resize(n * dtype_size(t.info.dtype));
+    detail::decode_packed_weight(*reader, t, buffer.data());
+    const TensorView view{t.info.name, t.info.dtype, t.info.shape, buffer.data()};
+    for (std::uint64_t i = 0; i < n; ++i) {
+      float v = 0.0f;
+      if (view.dtype == DType::kF32) {
+        std::memcpy(&v, view.data + 4 * i, 4);
+      } else {
+        std::uint16_t h = 0;
+        std::memcpy(&h, view.data + 2 * i, 2);
+        v = view.dtype == DType::kF16 ? codec::f16_bits_to_f32(h) : codec::bf16_bits_to_f32(h);
+      }
+      if (!codec::is_finite(v)) {
+        throw Error(ErrorCode::kBadData, path + ": tensor '" + t.info.name + "': element " + std::to_string(i) +
+                                             " decodes to " + (v != v ? "NaN" : "an infinity"));
+      }
+    }
+  }
+  if (!quiet) {
+    fmt::print("ok  {} (compressed-tensors, {} tensor{}, {} quantized; structure and decoded values only: no "
+               "checksums)\n",
+               path, tensors.size(), tensors.size() == 1 ? "" : "s", quantized);
+  }
+  return true;
+}
+
+// Checks one container (or GGUF file, or compressed-tensors checkpoint); prints what is wrong
+// and returns the worst error code (0 when good).
 int verify_file(const std::string& path, bool quiet) {
   try {
+    if (!is_wq_container(path) && !detail::starts_with_gguf_magic(path) && verify_packed(path, quiet)) return 0;
     if (detail::starts_with_gguf_magic(path)) {
       // Opening validates every rule of the format (docs/gguf.md); there is nothing more to check.
       const std::size_t n = open_checkpoint(path)->tensors().size();
@@ -54,6 +99,18 @@ int verify_file(const std::string& path, bool quiet) {
   }
 }
 
+// Whether a safetensors file holds compressed-tensors weights (a header parse).
+bool is_packed_file(const std::string& path) {
+  try {
+    std::unique_ptr<CheckpointReader> reader = open_checkpoint(path);
+    for (const TensorInfo& t : reader->tensors()) {
+      if (t.name.ends_with(".weight_packed")) return true;
+    }
+  } catch (const Error&) {
+  }
+  return false;
+}
+
 int run_verify(const VerifyFlags& f) {
   std::size_t checked = 0, bad = 0;
   int status = 0;
@@ -72,9 +129,13 @@ int run_verify(const VerifyFlags& f) {
       for (auto it = fs::recursive_directory_iterator(input, fs::directory_options::skip_permission_denied, ec);
            it != fs::recursive_directory_iterator(); it.increment(ec)) {
         if (ec) break;
-        if (it->is_regular_file(ec) && !it->is_symlink(ec) &&
-            (is_wq_container(it->path().string()) || detail::starts_with_gguf_magic(it->path().string()))) {
-          check(it->path().string());
+        const std::string path = it->path().string();
+        if (!it->is_regular_file(ec) || it->is_symlink(ec)) continue;
+        // compressed-tensors checkpoints: a model folder's safetensors files (a shard index
+        // is checked through its shards).
+        if (is_wq_container(path) || detail::starts_with_gguf_magic(path) ||
+            (path.ends_with(".safetensors") && is_packed_file(path))) {
+          check(path);
         }
       }
     } else if (fs::exists(input, ec)) {
@@ -93,11 +154,14 @@ int run_verify(const VerifyFlags& f) {
 CommandRunner add_verify_command(CLI::App& app) {
   auto flags = std::make_shared<VerifyFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "verify", "Check the structure and every checksum of WQ containers (and the structure of GGUF files)");
+      "verify", "Check the structure and every checksum of WQ containers (and the structure of GGUF files and "
+                "compressed-tensors checkpoints)");
   cmd->footer(
-      "\nA folder is searched recursively for containers (recognised by content; links are not\n"
-      "followed). Each bad file and tensor is named; the exit status is non-zero when any is bad\n"
-      "(7: a checksum mismatch, 4: a malformed container).\n");
+      "\nA folder is searched recursively for containers, GGUF files and compressed-tensors safetensors\n"
+      "files (recognised by content; links are not followed). Each bad file and tensor is named; the\n"
+      "exit status is non-zero when any is bad (7: a checksum mismatch, 4: a malformed file, 5: a\n"
+      "compressed-tensors weight that decodes to NaN or infinity). GGUF and compressed-tensors files\n"
+      "carry no checksums: their structure is checked, and compressed-tensors weights are decoded.\n");
   cmd->add_option("input", flags->inputs, "Containers, or folders holding them")->required();
   cmd->add_flag("-q,--quiet", flags->quiet, "Print only problems");
   return [flags] { return run_verify(*flags); };

@@ -28,6 +28,9 @@ std::string plan_tensor_lines(const QuantizeReport& plan, const QuantizeOptions&
     // type); the spec alone does not.
     const std::string encoding = t.encoding == Encoding::kRaw    ? std::string("raw")
                                  : t.encoding == Encoding::kGgml ? "ggml " + t.range
+                                 : t.encoding == Encoding::kPackQuantized
+                                     ? t.range + (t.group_size == 0 ? std::string(", per-channel")
+                                                                    : ", per-group " + std::to_string(t.group_size))
                                  : t.encoding == Encoding::kCast && choice.spec.method == Method::kGgml
                                      ? std::string("fp16 cast (rows not whole blocks)")
                                      : spec_summary(choice.spec);

@@ -45,14 +45,62 @@ void collect_rule_args(CLI::App& cmd, QuantizeFlags& flags, const std::vector<st
 
 OutputFormat output_format_of(const QuantizeFlags& f) {
   if (f.to == "gguf") return OutputFormat::kGguf;
+  if (f.to == "compressed-tensors") return OutputFormat::kCompressedTensors;
   if (f.to == "wq") return OutputFormat::kContainer;
   std::string lower = f.output;
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return lower.ends_with(".gguf") ? OutputFormat::kGguf : OutputFormat::kContainer;
 }
 
+namespace {
+
+// --scheme and the flags beside it: the scheme fixes the bits, the method and the scale dtype;
+// --granularity channel or --group-size choose the strategy.
+PackQuantizedScheme scheme_from_flags(const QuantizeFlags& f) {
+  const auto refuse = [](const std::string& flag, const std::string& why) {
+    throw Error(ErrorCode::kUsage, flag + " does not apply to --to compressed-tensors: " + why);
+  };
+  if (f.bits_given) refuse("--bits", "--scheme chooses the bits (W4A16: 4, W8A16: 8)");
+  if (f.method_given) refuse("--method", "compressed-tensors has one quantizer, its own round-to-nearest");
+  if (f.scale_dtype_given) refuse("--scale-dtype", "scales are stored in the model's dtype, as vLLM expects");
+  if (!f.type.empty() || !f.preset.empty()) refuse("--type/--preset", "ggml types are for GGUF output");
+  if (!f.rule_args.empty() || !f.rule_files.empty()) refuse("--rule/--keep/--rules", "leave modules out with --ignore");
+  if (f.all) refuse("--all", "only Linear weights are quantized");
+  PackQuantizedScheme scheme;
+  std::string name = f.scheme.empty() ? "W4A16" : f.scheme;
+  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (name == "W4A16" || name == "W4A16_ASYM" || name == "W8A16" || name == "W8A16_ASYM") {
+    scheme.bits = name[1] - '0';
+    scheme.symmetric = !name.ends_with("_ASYM");
+  } else {
+    throw Error(ErrorCode::kUsage, "--scheme " + f.scheme + ": compressed-tensors output takes W4A16, W4A16_ASYM, "
+                                                            "W8A16 or W8A16_ASYM");
+  }
+  if (f.granularity_given && f.granularity == "tensor") {
+    refuse("--granularity tensor", "vLLM takes group or channel strategies only");
+  }
+  const bool channel = f.granularity_given && f.granularity == "channel";
+  if (channel && f.group_size_given) throw Error(ErrorCode::kUsage, "--group-size and --granularity channel: give one");
+  scheme.group_size = channel ? 0 : f.group_size;
+  for (const std::string& glob : f.ignore) scheme.ignore.push_back(glob);
+  return scheme;
+}
+
+}  // namespace
+
 QuantizeOptions options_from_flags(const QuantizeFlags& f) {
   QuantizeOptions options;
+  if (output_format_of(f) == OutputFormat::kCompressedTensors) {
+    options.output_format = OutputFormat::kCompressedTensors;
+    options.pack_quantized = scheme_from_flags(f);
+    options.keep_nonfinite = f.keep_nonfinite;
+    options.read.max_expanded_view_bytes = f.max_view_expansion;
+    return options;
+  }
+  if (!f.scheme.empty() || !f.ignore.empty()) {
+    throw Error(ErrorCode::kUsage, std::string(!f.scheme.empty() ? "--scheme" : "--ignore") +
+                                       " is for compressed-tensors output: add --to compressed-tensors");
+  }
   options.spec.method = *parse_method(f.method);
   options.spec.bits = f.bits;
   options.spec.granularity = *parse_granularity(f.granularity);
@@ -113,6 +161,17 @@ nlohmann::ordered_json settings_json(const QuantizeOptions& options) {
   j["scale"] = std::string(scale_dtype_name(options.spec.scale_dtype));
   if (options.spec.method == Method::kGgml) j["type"] = codec::ggml::type_name(options.spec.ggml_type);
   if (options.output_format == OutputFormat::kGguf) j["to"] = "gguf";
+  if (options.output_format == OutputFormat::kCompressedTensors) {
+    // The scheme replaces the spec: these are all that decide the bytes.
+    nlohmann::ordered_json ct;
+    ct["producer"] = j["producer"];
+    ct["to"] = "compressed-tensors";
+    ct["scheme"] = options.pack_quantized.name();
+    ct["group_size"] = options.pack_quantized.group_size;
+    ct["ignore"] = options.pack_quantized.ignore;
+    ct["keep_nonfinite"] = options.keep_nonfinite;
+    return ct;
+  }
   if (options.allow_requantize) j["allow_requantize"] = true;
   if (!options.llama_preset.empty()) j["preset"] = options.llama_preset;
   j["all"] = options.all;

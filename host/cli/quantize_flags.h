@@ -23,7 +23,12 @@ struct QuantizeFlags {
   std::string scale_dtype = "f32";
   std::string type;  ///< --type: a ggml type (or a llama-quantize mix such as Q4_K_M); empty: --method decides
   std::string preset;  ///< --preset: a llama-quantize file type, mixes and plain names alike
-  std::string to;    ///< --to: "wq" or "gguf"; empty: from the output's name (*.gguf)
+  std::string to;    ///< --to: "wq", "gguf" or "compressed-tensors"; empty: from the output's name (*.gguf)
+  std::string scheme;  ///< --scheme (compressed-tensors): W4A16, W4A16_ASYM, W8A16, W8A16_ASYM; empty: W4A16
+  std::vector<std::string> ignore;  ///< --ignore (compressed-tensors): module globs added to the defaults
+  /// Which of the flags that compressed-tensors output decides otherwise were given.
+  bool bits_given = false, method_given = false, granularity_given = false, group_size_given = false,
+       scale_dtype_given = false;
   bool allow_requantize = false;
   bool gguf_long_names = false;
   bool all = false;

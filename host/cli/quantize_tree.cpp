@@ -132,6 +132,7 @@ class TreeRun {
       case UnitKind::kQuantize: quantize(job, u.file); break;
       case UnitKind::kCopy: copy(job, u.file); break;
       case UnitKind::kSharded: sharded(job, u); break;
+      case UnitKind::kConfig: config(job, u.file); break;
     }
   }
 
@@ -233,6 +234,28 @@ class TreeRun {
     finished(job, row);
   }
 
+  // compressed-tensors output: the model's config.json with the scheme's quantization_config.
+  void config(const Job& job, const TreeFile& f) {
+    if (const JournalEntry* e = done(f, settings_)) {
+      finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
+      return;
+    }
+    make_folder(parent_folder(f.output));
+    const auto started = std::chrono::steady_clock::now();
+    const FileIdentity input = input_identity(f.input, options_.cancel);
+    write_quantized_model_config(f.input, f.output, options_.pack_quantized);
+    FileRow row;
+    row.input = f.rel_input;
+    row.output = f.rel_output;
+    row.action = "configured";
+    row.kind = "config";
+    row.original_bytes = input.size;
+    row.output_bytes = output_identity(f.output).size;
+    row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    journal(f, "config", input, settings_, row);
+    finished(job, row);
+  }
+
   // Shard by shard, each journaled on its own (a long sharded model resumes mid-way); the
   // index last, when every container is in place.
   void sharded(const Job& job, const WorkUnit& u) {
@@ -259,7 +282,13 @@ class TreeRun {
     row.action = "indexed";
     row.kind = "index";
     row.original_bytes = input.size;
-    row.output_bytes = detail::write_container_index(index, containers, f.output);
+    if (options_.output_format == OutputFormat::kCompressedTensors) {
+      std::vector<std::pair<std::string, std::string>> shards;
+      for (const TreeFile& s : u.shards) shards.emplace_back(fs::path(s.output).filename().string(), s.output);
+      row.output_bytes = detail::write_tensor_index(shards, f.output);
+    } else {
+      row.output_bytes = detail::write_container_index(index, containers, f.output);
+    }
     row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     journal(f, "index", input, settings_, row);
     finished(job, row);
@@ -378,7 +407,7 @@ void check_checkpoints_readable(std::vector<WorkUnit>& units, const QuantizeOpti
   std::vector<std::exception_ptr> failures(units.size());
   detail::ThreadPool pool(metadata_threads(units.size()));
   pool.parallel_for(units.size(), [&](std::size_t i) {
-    if (units[i].kind == UnitKind::kCopy) return;
+    if (units[i].kind == UnitKind::kCopy || units[i].kind == UnitKind::kConfig) return;
     try {
       plan_quantize(units[i].file.input, options);
     } catch (...) {
@@ -469,7 +498,9 @@ int run_quantize_tree(const QuantizeFlags& given, const QuantizeOptions& options
   if (f.json == "-") {
     fmt::print("{}\n", detail::json_text(report, 2));
   } else if (!f.quiet) {
-    fmt::print("  {}\n", spec_summary(options.spec));  // the method and layout every row used, unless a rule said otherwise
+    // the method and layout every row used, unless a rule said otherwise
+    fmt::print("  {}\n", options.output_format == OutputFormat::kCompressedTensors ? pack_quantized_summary(options)
+                                                                                  : spec_summary(options.spec));
     fmt::print("{}", tree_table_text(run.rows()));
   }
   if (!f.json.empty() && f.json != "-") write_json_report(f.json, report);

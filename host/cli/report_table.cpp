@@ -66,17 +66,28 @@ std::string report_text(const QuantizeReport& r, const QuantSpec& spec, bool per
   const ErrorSummary s = summarise_errors(r);
   std::size_t affine = 0, cast = 0, raw = 0;
   for (const TensorReport& t : r.tensors) {
-    (has_codes(t.encoding) || t.encoding == Encoding::kGgml ? affine : t.encoding == Encoding::kCast ? cast : raw)++;
+    (has_codes(t.encoding) || t.encoding == Encoding::kGgml || t.encoding == Encoding::kPackQuantized ? affine
+     : t.encoding == Encoding::kCast                                                                  ? cast
+                                                                                                      : raw)++;
+  }
+  // compressed-tensors output: the scheme replaces the spec (every quantized tensor has it).
+  std::string header = spec_text(spec);
+  for (const TensorReport& t : r.tensors) {
+    if (t.encoding == Encoding::kPackQuantized) {
+      header = "compressed-tensors " + t.range + ", " +
+               (t.group_size == 0 ? std::string("per-channel") : "per-group " + std::to_string(t.group_size));
+      break;
+    }
   }
   std::string out;
   out += fmt::format("{} -> {}\n", r.input, r.output);
-  out += fmt::format("{}; backend {}\n\n", spec_text(spec), r.backend);
+  out += fmt::format("{}; backend {}\n\n", header, r.backend);
   if (per_tensor) {
     out += fmt::format("  {:<40} {:>5} {:>16} {:>8} {:>12} {:>10} {:>8} {:>10}\n", "tensor", "dtype",
                        "shape", "encoding", "bytes in", "bytes out", "SQNR dB", "max|err|");
     for (const TensorReport& t : r.tensors) {
       // The method shows where it is not the default: "4b mse", "4b sym".
-      const std::string enc = t.encoding == Encoding::kGgml ? t.range
+      const std::string enc = t.encoding == Encoding::kGgml || t.encoding == Encoding::kPackQuantized ? t.range
                               : !has_codes(t.encoding) ? std::string(encoding_name(t.encoding))
                               : t.range == "minmax"  ? fmt::format("{}b", t.bits)
                               : t.range == "symmetric" ? fmt::format("{}b sym", t.bits)
@@ -136,6 +147,11 @@ nlohmann::ordered_json report_json(const QuantizeReport& r, const QuantSpec& spe
     } else if (t.encoding == Encoding::kGgml) {
       e["type"] = t.range;
       e["blocks"] = t.groups;
+    } else if (t.encoding == Encoding::kPackQuantized) {
+      e["scheme"] = t.range;
+      e["bits"] = t.bits;
+      e["group_size"] = t.group_size;  // 0: one group per output row
+      e["groups"] = t.groups;
     }
     e["input_bytes"] = t.input_bytes;
     e["output_bytes"] = t.output_bytes;

@@ -27,6 +27,8 @@ std::vector<TensorRule> read_rules_file(const std::string& path, const QuantSpec
 
 /// "minmax 4 bits, per-group 64, f32 scales" / "fp16 cast": how a spec is described to users.
 std::string spec_summary(const QuantSpec& spec);
+/// The same for compressed-tensors output: "compressed-tensors W4A16, per-group 128, ...".
+std::string pack_quantized_summary(const QuantizeOptions& options);
 
 /// A rule as canonical JSON (for the settings fingerprint and --json reports).
 nlohmann::ordered_json rule_json(const TensorRule& rule);

@@ -36,6 +36,16 @@ int print_tree_plan(const std::vector<WorkUnit>& units, const QuantizeOptions& o
       ++files;
       text += fmt::format("  index       {} -> {}\n", u.file.rel_input, u.file.rel_output);
     }
+    if (u.kind == UnitKind::kConfig) {
+      ++files;
+      if (up_to_date(u.file, settings)) {
+        ++current;
+        text += fmt::format("  up to date  {}\n", u.file.rel_output);
+      } else {
+        text += fmt::format("  configure   {}  (quantization_config: {})\n", u.file.rel_input,
+                            options.pack_quantized.name());
+      }
+    }
     if (u.kind == UnitKind::kCopy) {
       ++files;
       if (up_to_date(u.file, "copy")) {

@@ -130,11 +130,12 @@ class Walker {
       WorkUnit unit;
       unit.kind = UnitKind::kSharded;
       const std::string folder_rel = parent_of(f.rel);
-      unit.file = make_file(f, container_name_for(f.path.filename().string(), true));
+      const bool packed = format_ == OutputFormat::kCompressedTensors;  // shards keep their names
+      unit.file = make_file(f, packed ? f.path.filename().string() : container_name_for(f.path.filename().string(), true));
       unit.bytes = size_of(f.path);
       for (const std::string& shard : index.shards) {
         const Found s{f.path.parent_path() / shard, join(folder_rel, shard)};
-        unit.shards.push_back(make_file(s, detail::shard_container_name(shard)));
+        unit.shards.push_back(make_file(s, packed ? shard : detail::shard_container_name(shard)));
         unit.bytes += size_of(s.path);
         shard_paths.insert(fs::weakly_canonical(s.path).string());
       }
@@ -145,7 +146,13 @@ class Walker {
       if (!shard_paths.empty() && shard_paths.count(fs::weakly_canonical(f.path).string()) != 0) continue;
       WorkUnit unit;
       unit.kind = kind == FileKind::kCheckpoint ? UnitKind::kQuantize : UnitKind::kCopy;
-      unit.file = make_file(f, kind == FileKind::kCheckpoint
+      const bool packed = format_ == OutputFormat::kCompressedTensors;
+      if (packed && kind == FileKind::kCheckpoint && !ends_with(f.path.filename().string(), ".safetensors")) {
+        throw Error(ErrorCode::kUsage, f.path.string() + ": compressed-tensors output is a safetensors model folder; "
+                                                         "this checkpoint is not safetensors (convert it, or move it "
+                                                         "out of the folder)");
+      }
+      unit.file = make_file(f, kind == FileKind::kCheckpoint && !packed
                                    ? container_name_for(f.path.filename().string(), false, format_)
                                    : f.path.filename().string());
       unit.bytes = size_of(f.path);
@@ -156,6 +163,7 @@ class Walker {
     }
     std::sort(plan_->units.begin(), plan_->units.end(),
               [](const WorkUnit& a, const WorkUnit& b) { return a.file.rel_input < b.file.rel_input; });
+    if (format_ == OutputFormat::kCompressedTensors) find_model_configs();
     check_distinct_outputs();
   }
 
@@ -172,6 +180,30 @@ class Walker {
     t.rel_output = join(parent_of(f.rel), output_name);
     t.output = root_ + "/" + t.rel_output;
     return t;
+  }
+
+  // compressed-tensors output: every folder with a checkpoint is a model folder whose
+  // config.json (vLLM reads the scheme there) is rewritten, not copied. Checked before anything
+  // is written.
+  void find_model_configs() {
+    std::map<std::string, WorkUnit*> configs;  // folder -> its config.json's unit
+    for (WorkUnit& u : plan_->units) {
+      if (u.kind == UnitKind::kCopy && fs::path(u.file.rel_input).filename() == "config.json") {
+        configs[parent_of(u.file.rel_input)] = &u;
+      }
+    }
+    for (const WorkUnit& u : plan_->units) {
+      if (u.kind != UnitKind::kQuantize && u.kind != UnitKind::kSharded) continue;
+      const auto it = configs.find(parent_of(u.file.rel_input));
+      if (it == configs.end()) {
+        throw Error(ErrorCode::kUsage, u.file.input + ": no config.json beside it; compressed-tensors output is a "
+                                                      "Hugging Face model folder, whose config.json gains the "
+                                                      "quantization_config that vLLM reads");
+      }
+      if (it->second->kind == UnitKind::kConfig) continue;
+      check_model_config(it->second->file.input);
+      it->second->kind = UnitKind::kConfig;
+    }
   }
 
   // Two inputs that would write one output (a.pt and a.safetensors side by side, or a copied

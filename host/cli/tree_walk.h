@@ -20,6 +20,7 @@ enum class UnitKind {
   kSharded,   ///< an index + its shards -> a container per shard + a new index (one unit: the
               ///< index can only be written when every shard is done)
   kCopy,      ///< any other file, copied byte for byte
+  kConfig,    ///< compressed-tensors output: a model folder's config.json, written with its quantization_config
 };
 
 /// One input file and its output. `rel_*` are relative to the output root: they name the file
@@ -53,6 +54,10 @@ struct TreePlan {
 /// input folder (or the reverse), or when two inputs would give the same output,
 /// Error(kBadFormat) for an unreadable shard index. With OutputFormat::kGguf each checkpoint
 /// becomes NAME.gguf, and a sharded checkpoint is Error(kUsage) (GGUF output is one file).
+/// With OutputFormat::kCompressedTensors every checkpoint (safetensors only: others are
+/// Error(kUsage)) and shard keeps its name, and each folder holding one needs a config.json
+/// without a quantization_config (its unit is kConfig); else Error(kUsage) before anything is
+/// written.
 TreePlan walk_tree(const std::vector<std::string>& inputs, const std::string& output_root,
                    OutputFormat format = OutputFormat::kContainer);
 

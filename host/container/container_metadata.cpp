@@ -11,6 +11,7 @@
 #include "core/json_members.h"
 #include "core/json_text.h"
 #include "wq/codec/pack.h"
+#include "wq/codec/pack_quantized.h"
 #include "wq/error.h"
 
 namespace wq::detail {
@@ -27,8 +28,15 @@ std::string_view encoding_name_impl(Encoding e) {
     case Encoding::kRaw: return "raw";
     case Encoding::kSymmetric: return "symmetric";
     case Encoding::kGgml: return "ggml";
+    case Encoding::kPackQuantized: return "pack-quantized";
   }
   return "?";
+}
+
+std::vector<std::string> pack_quantized_part_names(const std::string& name, bool symmetric) {
+  const std::string module = name.ends_with(".weight") ? name.substr(0, name.size() - 7) : name;
+  if (symmetric) return {module + ".weight_packed", module + ".weight_scale", module + ".weight_shape"};
+  return {module + ".weight_packed", module + ".weight_scale", module + ".weight_zero_point", module + ".weight_shape"};
 }
 
 std::vector<std::string> part_names(const std::string& name, Encoding encoding) {
@@ -45,6 +53,17 @@ std::vector<PartLayout> parts_of(const ContainerTensor& t) {
     std::vector<PartLayout> parts{PartLayout{t.parts.at(0), DType::kU8, {g.code_bytes}},
                                   PartLayout{t.parts.at(1), scale, {g.groups}}};
     if (t.encoding == Encoding::kAffine) parts.push_back(PartLayout{t.parts.at(2), scale, {g.groups}});
+    return parts;
+  }
+  if (t.encoding == Encoding::kPackQuantized) {
+    const std::uint64_t rows = t.shape.at(0), cols = t.shape.at(1);
+    const std::uint64_t groups = t.group_size == 0 ? 1 : cols / t.group_size;
+    std::vector<PartLayout> parts{PartLayout{t.parts.at(0), DType::kI32, {rows, codec::ct::packed_words(cols, t.bits)}},
+                                  PartLayout{t.parts.at(1), t.dtype, {rows, groups}}};
+    if (t.parts.size() == 4) {
+      parts.push_back(PartLayout{t.parts.at(2), DType::kI32, {codec::ct::packed_words(rows, t.bits), groups}});
+    }
+    parts.push_back(PartLayout{t.parts.back(), DType::kI64, {2}});
     return parts;
   }
   if (t.encoding == Encoding::kGgml) {

@@ -28,7 +28,11 @@ ContainerMetadata parse_metadata_json(const std::string& json, const std::string
 /// The safetensors parts (name, dtype, shape) that store `tensor`, in the checksum's order.
 std::vector<PartLayout> parts_of(const ContainerTensor& tensor);
 
-/// The parts' names for a tensor called `name` with `encoding`.
+/// compressed-tensors' tensors for the weight `name` (MODULE.weight): MODULE.weight_packed,
+/// .weight_scale, .weight_zero_point (asymmetric only) and .weight_shape, in that order.
+std::vector<std::string> pack_quantized_part_names(const std::string& name, bool symmetric);
+
+/// The parts' names for a tensor called `name` with `encoding` (not kPackQuantized).
 std::vector<std::string> part_names(const std::string& name, Encoding encoding);
 
 }  // namespace wq::detail

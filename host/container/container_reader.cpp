@@ -92,7 +92,9 @@ class ContainerReaderImpl final : public ContainerReader {
       case Encoding::kGgml:
         backend.decode_ggml(reinterpret_cast<const std::uint8_t*>(part(0)), t.ggml_type, out);
         return;
+      case Encoding::kPackQuantized: break;  // the metadata parser never gives it
     }
+    throw Error(ErrorCode::kInternal, path() + ": tensor '" + t.name + "' has an encoding containers do not hold");
   }
 
   void release(std::size_t index) override {

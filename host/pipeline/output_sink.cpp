@@ -115,6 +115,20 @@ class GgufSink final : public OutputSink {
   GgufWriter writer_;
 };
 
+// compressed-tensors output: a plain safetensors file of the parts, as transformers saves one
+// (metadata "format": "pt"); vLLM reads config.json for the scheme.
+class SafetensorsSink final : public OutputSink {
+ public:
+  SafetensorsSink(AtomicFile& out, const std::vector<PartLayout>& parts) : writer_(out, parts, {{"format", "pt"}}) {}
+
+  void append(std::size_t, const std::byte* data, std::uint64_t bytes) override { writer_.append(data, bytes); }
+  void finish(const ContainerMetadata&) override { writer_.finish(); }
+  std::uint64_t total_bytes() const override { return writer_.total_bytes(); }
+
+ private:
+  SafetensorsWriter writer_;
+};
+
 }  // namespace
 
 std::optional<ggml::Type> gguf_type_of(const ContainerTensor& t) {
@@ -138,7 +152,8 @@ std::optional<ggml::Type> gguf_type_of(const ContainerTensor& t) {
         default: return std::nullopt;  // U8 and BOOL: GGUF has no such type
       }
     case Encoding::kAffine:
-    case Encoding::kSymmetric: return std::nullopt;
+    case Encoding::kSymmetric:
+    case Encoding::kPackQuantized: return std::nullopt;
   }
   return std::nullopt;
 }
@@ -146,6 +161,10 @@ std::optional<ggml::Type> gguf_type_of(const ContainerTensor& t) {
 std::unique_ptr<OutputSink> make_container_sink(AtomicFile& out, const ContainerMetadata& metadata,
                                                 const std::vector<PartLayout>& parts) {
   return std::make_unique<ContainerSink>(out, metadata, parts);
+}
+
+std::unique_ptr<OutputSink> make_safetensors_sink(AtomicFile& out, const std::vector<PartLayout>& parts) {
+  return std::make_unique<SafetensorsSink>(out, parts);
 }
 
 std::unique_ptr<OutputSink> make_gguf_sink(AtomicFile& out, const ContainerMetadata& metadata,

@@ -32,6 +32,10 @@ class OutputSink {
 std::unique_ptr<OutputSink> make_container_sink(AtomicFile& out, const ContainerMetadata& metadata,
                                                 const std::vector<PartLayout>& parts);
 
+/// A plain safetensors file of the plan's parts (compressed-tensors output), metadata
+/// {"format": "pt"}.
+std::unique_ptr<OutputSink> make_safetensors_sink(AtomicFile& out, const std::vector<PartLayout>& parts);
+
 /// A GGUF file (docs/gguf.md) of the plan's tensors, each of which must be stored as a ggml
 /// type (ggml blocks, a cast to F32/F16/BF16, or a raw tensor of a type GGUF has). A GGUF
 /// input's metadata is kept, with general.file_type and general.quantization_version updated.

@@ -3,15 +3,67 @@
 #include <filesystem>
 #include <system_error>
 
+#include <string>
+
 #include "pipeline/output_path.h"
 #include "wq/error.h"
 #include "wq/pipeline.h"
 
 namespace wq {
 
+namespace {
+
+bool matches(const std::string& pattern, const std::string& name) {
+  return ::fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+}
+
+}  // namespace
+
+std::string PackQuantizedScheme::name() const {
+  // Only 4 and 8 are valid (validate()); the digit is the width either way.
+  std::string name = "W0A16";
+  name[1] = static_cast<char>('0' + bits % 10);
+  if (!symmetric) name += "_ASYM";
+  return name;
+}
+
+void PackQuantizedScheme::validate() const {
+  if (bits != 4 && bits != 8) {
+    throw Error(ErrorCode::kUsage, "compressed-tensors output takes 4 or 8 bits (W4A16, W8A16), not " +
+                                       std::to_string(bits) +
+                                       ": other widths are packed differently by different compressed-tensors "
+                                       "versions, and vLLM's kernels take 4 and 8");
+  }
+}
+
+bool is_linear_weight(const TensorInfo& tensor, const PackQuantizedScheme& scheme) {
+  const std::string suffix = ".weight";
+  if (!is_floating(tensor.dtype) || tensor.shape.size() != 2 || element_count(tensor.shape) == 0) return false;
+  if (tensor.name.size() <= suffix.size() || !tensor.name.ends_with(suffix)) return false;
+  const std::string module = tensor.name.substr(0, tensor.name.size() - suffix.size());
+  const auto dot = module.rfind('.');
+  const std::string last = dot == std::string::npos ? module : module.substr(dot + 1);
+  if (last.find("embed") != std::string::npos || last == "wte" || last == "wpe") return false;
+  for (const std::string& glob : scheme.ignore) {
+    if (matches(glob, module)) return false;
+  }
+  return true;
+}
+
 TensorChoice choose_encoding(const TensorInfo& tensor, const QuantizeOptions& options) {
   TensorChoice choice;
   choice.spec = options.spec;
+  if (options.output_format == OutputFormat::kCompressedTensors) {
+    // The scheme decides alone: rules and --all do not apply to this format.
+    const PackQuantizedScheme& scheme = options.pack_quantized;
+    if (!is_linear_weight(tensor, scheme)) return choice;
+    choice.spec.method = scheme.symmetric ? Method::kSymmetric : Method::kMinMax;
+    choice.spec.bits = scheme.bits;
+    choice.spec.granularity = scheme.group_size == 0 ? Granularity::kChannel : Granularity::kGroup;
+    if (scheme.group_size != 0) choice.spec.group_size = scheme.group_size;
+    choice.encoding = Encoding::kPackQuantized;
+    return choice;
+  }
   if (!is_floating(tensor.dtype)) return choice;
   const std::uint64_t n = element_count(tensor.shape);
   // Default: weights (>= 2 dimensions). --all: every floating tensor with >= 2 elements, as

@@ -73,15 +73,22 @@ bool has_nonfinite_once(CheckpointReader& reader, std::size_t index) {
   return found;
 }
 
-ContainerTensor plan_tensor(const TensorInfo& info, Encoding encoding, const QuantSpec& spec) {
+ContainerTensor plan_tensor(const TensorInfo& info, Encoding encoding, const QuantSpec& spec,
+                            const PackQuantizedScheme& scheme) {
   ContainerTensor t;
   t.name = info.name;
   t.dtype = info.dtype;
   t.shape = info.shape;
   t.encoding = encoding;
   t.xxh3 = detail::kPendingChecksum;
-  t.parts = detail::part_names(info.name, encoding);
-  if (has_codes(encoding)) {
+  t.parts = encoding == Encoding::kPackQuantized ? detail::pack_quantized_part_names(info.name, scheme.symmetric)
+                                                 : detail::part_names(info.name, encoding);
+  if (encoding == Encoding::kPackQuantized) {  // parts_of() lays the parts out from these
+    t.bits = scheme.bits;
+    t.group_size = scheme.group_size;
+    t.range = scheme.name();
+    t.data_dtype = info.dtype;
+  } else if (has_codes(encoding)) {
     const GroupGeometry g = group_geometry(info.shape, spec);
     t.bits = spec.bits;
     t.group_size = g.stored_group_size;
@@ -150,7 +157,8 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
   std::vector<QuantizeJob> quantize_jobs;
   std::vector<CastJob> cast_jobs;
   std::vector<GgmlQuantizeJob> ggml_jobs;
-  std::vector<std::size_t> quantize_index, cast_index, ggml_index;
+  std::vector<PackQuantizeJob> packed_jobs;
+  std::vector<std::size_t> quantize_index, cast_index, ggml_index, packed_index;
   std::vector<const std::byte*> data(end - first, nullptr);
   std::uint64_t offset = 0;
   for (std::size_t i = first; i < end; ++i) {
@@ -174,6 +182,20 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
     } else if (t.encoding == Encoding::kGgml) {
       ggml_jobs.push_back(GgmlQuantizeJob{view, t.ggml_type, reinterpret_cast<std::uint8_t*>(base), {}});
       ggml_index.push_back(i);
+    } else if (t.encoding == Encoding::kPackQuantized) {
+      // The parts in parts_of()'s order: packed, scale, [zero point,] shape.
+      const std::vector<PartLayout> parts = detail::parts_of(t);
+      std::vector<std::byte*> at;
+      std::byte* p = base;
+      for (const PartLayout& part : parts) {
+        at.push_back(p);
+        p += element_count(part.shape) * dtype_size(part.dtype);
+      }
+      const std::int64_t shape[2] = {static_cast<std::int64_t>(t.shape[0]), static_cast<std::int64_t>(t.shape[1])};
+      std::memcpy(at.back(), shape, sizeof shape);  // weight_shape, little-endian int64
+      packed_jobs.push_back(PackQuantizeJob{view, t.bits, parts.size() == 3, t.group_size, at[0], at[1],
+                                            parts.size() == 4 ? at[2] : nullptr, {}});
+      packed_index.push_back(i);
     } else {
       cast_jobs.push_back(CastJob{view, MutableTensorView{t.name, t.data_dtype, t.shape, base}, true, {}});
       cast_index.push_back(i);
@@ -182,6 +204,8 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
   if (!quantize_jobs.empty()) backend.quantize(std::span<QuantizeJob>(quantize_jobs));
   if (!cast_jobs.empty()) backend.cast(std::span<CastJob>(cast_jobs));
   if (!ggml_jobs.empty()) backend.quantize_ggml(std::span<GgmlQuantizeJob>(ggml_jobs));
+  if (!packed_jobs.empty()) backend.quantize_packed(std::span<PackQuantizeJob>(packed_jobs));
+  for (std::size_t k = 0; k < packed_jobs.size(); ++k) reports[packed_index[k]].error = packed_jobs[k].stats;
   for (std::size_t k = 0; k < ggml_jobs.size(); ++k) reports[ggml_index[k]].error = ggml_jobs[k].stats;
   for (std::size_t k = 0; k < quantize_jobs.size(); ++k) reports[quantize_index[k]].error = quantize_jobs[k].stats;
   for (std::size_t k = 0; k < cast_jobs.size(); ++k) reports[cast_index[k]].error = cast_jobs[k].stats;
@@ -249,6 +273,22 @@ void check_gguf_tensor(const std::string& input, const ContainerTensor& t, const
   }
 }
 
+// What compressed-tensors cannot hold, refused before anything is written (and in a dry run).
+void check_packed_tensor(const std::string& input, const TensorInfo& t, const PackQuantizedScheme& scheme) {
+  const std::string module = t.name.substr(0, t.name.size() - std::string(".weight").size());
+  if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16) {
+    throw Error(ErrorCode::kUsage, input + ": tensor '" + t.name + "' is " + std::string(dtype_name(t.dtype)) +
+                                       "; compressed-tensors quantizes bf16, fp16 and fp32 weights (leave the module "
+                                       "out with --ignore '" + module + "')");
+  }
+  if (scheme.group_size != 0 && t.shape[1] % scheme.group_size != 0) {
+    throw Error(ErrorCode::kUsage, input + ": tensor '" + t.name + "' has " + std::to_string(t.shape[1]) +
+                                       " input columns, not whole groups of " + std::to_string(scheme.group_size) +
+                                       ", which compressed-tensors refuses; choose a --group-size that divides it, "
+                                       "--granularity channel, or leave the module out with --ignore '" + module + "'");
+  }
+}
+
 TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& options, bool look_for_nonfinite) {
   TensorPlans plans;
   const std::vector<TensorInfo>& infos = reader.tensors();
@@ -292,7 +332,8 @@ TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& option
       encoding = Encoding::kRaw;
       r.note = "contains NaN or infinity: kept raw";
     }
-    plans.metadata.tensors.push_back(plan_tensor(infos[i], encoding, choice.spec));
+    if (encoding == Encoding::kPackQuantized) check_packed_tensor(reader.path(), infos[i], options.pack_quantized);
+    plans.metadata.tensors.push_back(plan_tensor(infos[i], encoding, choice.spec, options.pack_quantized));
     plans.specs.push_back(choice.spec);
     const ContainerTensor& t = plans.metadata.tensors.back();
     if (options.output_format == OutputFormat::kGguf) check_gguf_tensor(reader.path(), t, options);
@@ -305,6 +346,9 @@ TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& option
     r.group_size = t.group_size;
     if (has_codes(encoding)) {
       r.groups = group_geometry(t.shape, choice.spec).groups;
+      r.range = t.range;
+    } else if (encoding == Encoding::kPackQuantized) {
+      r.groups = t.shape[0] * (t.group_size == 0 ? 1 : t.shape[1] / t.group_size);
       r.range = t.range;
     } else if (encoding == Encoding::kGgml) {
       r.groups = element_count(t.shape) / codec::ggml::layout_of(t.ggml_type).block_elements;
@@ -322,6 +366,7 @@ TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& option
 
 QuantizeReport plan_quantize(const std::string& input, const QuantizeOptions& options) {
   options.spec.validate();
+  if (options.output_format == OutputFormat::kCompressedTensors) options.pack_quantized.validate();
   for (const TensorRule& rule : options.rules) {
     if (!rule.keep) rule.spec.validate();
   }
@@ -343,6 +388,7 @@ namespace {
 
 void validate_options(const QuantizeOptions& options) {
   options.spec.validate();
+  if (options.output_format == OutputFormat::kCompressedTensors) options.pack_quantized.validate();
   for (const TensorRule& rule : options.rules) {
     if (!rule.keep) rule.spec.validate();
   }
@@ -399,8 +445,9 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
   try {
     QuantizeOptions sink_options = options;
     if (plans.preset_file_type && !sink_options.gguf_file_type) sink_options.gguf_file_type = plans.preset_file_type;
-    sink = gguf ? detail::make_gguf_sink(out, metadata, *reader, sink_options)
-                : detail::make_container_sink(out, metadata, parts);
+    sink = gguf                                                        ? detail::make_gguf_sink(out, metadata, *reader, sink_options)
+           : options.output_format == OutputFormat::kCompressedTensors ? detail::make_safetensors_sink(out, parts)
+                                                                        : detail::make_container_sink(out, metadata, parts);
   } catch (const Error& e) {
     throw in_file(input, e);
   }

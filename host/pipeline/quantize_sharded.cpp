@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/json_members.h"
+#include "formats/safetensors_file.h"
 #include "formats/sharded_safetensors.h"
 #include "io/atomic_file.h"
 #include "pipeline/output_path.h"
@@ -36,6 +37,27 @@ std::uint64_t write_container_index(const ShardIndex& index, std::uint64_t conta
   return text.size();
 }
 
+std::uint64_t write_tensor_index(const std::vector<std::pair<std::string, std::string>>& shards,
+                                 const std::string& output) {
+  nlohmann::ordered_json map = nlohmann::ordered_json::object();
+  std::uint64_t data_bytes = 0;
+  for (const auto& [name, path] : shards) {
+    const SafetensorsFile file(path);
+    for (const SafetensorsEntry& e : file.entries()) {
+      append_member(map, e.name, name);  // names are unique: the pipeline refuses clashes
+      data_bytes += e.bytes();
+    }
+  }
+  nlohmann::ordered_json json;
+  json["metadata"] = {{"total_size", data_bytes}};
+  json["weight_map"] = std::move(map);
+  const std::string text = json.dump(2) + "\n";
+  AtomicFile file(output);
+  file.write(text.data(), text.size());
+  file.commit();
+  return text.size();
+}
+
 }  // namespace detail
 
 namespace {
@@ -46,9 +68,11 @@ using detail::shard_container_name;
 QuantizeReport quantize_sharded(const std::string& index_path, const std::string& output, Backend& backend,
                                 const QuantizeOptions& options) {
   const std::string suffix = ".index.json";
+  const bool packed = options.output_format == OutputFormat::kCompressedTensors;
   if (output.size() <= suffix.size() || output.compare(output.size() - suffix.size(), suffix.size(), suffix) != 0) {
-    throw Error(ErrorCode::kUsage, index_path + ": a sharded checkpoint is quantized into one container per shard; "
-                                                "give -o the new index's path, e.g. out/model.wq.safetensors.index.json");
+    throw Error(ErrorCode::kUsage, index_path + ": a sharded checkpoint is quantized into one file per shard; give -o "
+                                                "the new index's path, e.g. out/" +
+                                       (packed ? "model.safetensors.index.json" : "model.wq.safetensors.index.json"));
   }
   detail::check_output_path(index_path, output);
   const detail::ShardIndex index = detail::read_shard_index(index_path);
@@ -61,17 +85,24 @@ QuantizeReport quantize_sharded(const std::string& index_path, const std::string
   total.format = "safetensors-sharded";
   total.backend = backend.description();
   std::vector<std::string> written;  // removed again if a later shard fails: all or nothing
+  std::vector<std::pair<std::string, std::string>> outputs;
   try {
     for (const std::string& shard : index.shards) {
-      const std::string out = (out_folder / shard_container_name(shard)).string();
+      const std::string name = packed ? shard : shard_container_name(shard);
+      const std::string out = (out_folder / name).string();
+      if (packed && fs::exists(out) && fs::equivalent(out, in_folder / shard)) {
+        throw Error(ErrorCode::kOutput, out + ": is the input shard; write the output into another folder");
+      }
       const QuantizeReport r = quantize_file((in_folder / shard).string(), out, backend, options);
       written.push_back(out);
+      outputs.emplace_back(name, out);
       total.input_bytes += r.input_bytes;
       total.output_bytes += r.output_bytes;
       total.seconds += r.seconds;
       total.tensors.insert(total.tensors.end(), r.tensors.begin(), r.tensors.end());
     }
-    total.output_bytes += detail::write_container_index(index, total.output_bytes, output);
+    total.output_bytes += packed ? detail::write_tensor_index(outputs, output)
+                                 : detail::write_container_index(index, total.output_bytes, output);
   } catch (...) {
     for (const std::string& path : written) fs::remove(path);
     throw;

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "formats/sharded_safetensors.h"
 
@@ -19,5 +21,12 @@ std::string shard_container_name(const std::string& shard);
 /// container. Returns the bytes written. Throws Error(kOutput).
 std::uint64_t write_container_index(const ShardIndex& index, std::uint64_t containers_bytes,
                                     const std::string& output);
+
+/// compressed-tensors output: each shard keeps its name (vLLM and transformers find the shards
+/// through the index), and the index's weight_map lists every tensor of the written shards
+/// (read back from their headers, in file order) with metadata.total_size their data bytes, as
+/// transformers writes it. `shards` are (file name, written path) in the index's order.
+std::uint64_t write_tensor_index(const std::vector<std::pair<std::string, std::string>>& shards,
+                                 const std::string& output);
 
 }  // namespace wq::detail

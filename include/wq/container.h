@@ -16,7 +16,10 @@ namespace wq {
 /// kSymmetric (version 2) stores codes and scales only: each min is -2^(b-1) * scale.
 /// kGgml (version 2) stores the blocks of a ggml type (docs/ggml-types.md), the bytes a GGUF
 /// file holds, so that WQ and GGUF convert into each other without loss.
-enum class Encoding { kAffine, kCast, kRaw, kSymmetric, kGgml };
+/// kPackQuantized is compressed-tensors' weight_packed/weight_scale/weight_zero_point/
+/// weight_shape (docs/compressed-tensors.md): an output of OutputFormat::kCompressedTensors
+/// only, never stored in a WQ container.
+enum class Encoding { kAffine, kCast, kRaw, kSymmetric, kGgml, kPackQuantized };
 
 std::string_view encoding_name(Encoding encoding) noexcept;
 

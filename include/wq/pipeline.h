@@ -41,7 +41,50 @@ struct TensorRule {
 enum class OutputFormat {
   kContainer,  ///< a WQ container (docs/container-format.md)
   kGguf,       ///< a GGUF file (docs/gguf.md): every tensor a ggml type, a float cast or raw
+  /// A safetensors file of compressed-tensors' `pack-quantized` weights, as vLLM loads them
+  /// (docs/compressed-tensors.md): Linear weights quantized per QuantizeOptions::pack_quantized,
+  /// every other tensor unchanged.
+  kCompressedTensors,
 };
+
+/// How OutputFormat::kCompressedTensors quantizes: one of compressed-tensors' W4A16 / W8A16
+/// schemes, symmetric or with a zero point, in groups along the input dimension or one group
+/// per output row.
+struct PackQuantizedScheme {
+  int bits = 4;               ///< 4 or 8: the widths vLLM's kernels take, packed alike by every compressed-tensors version
+  bool symmetric = true;      ///< false: an integer zero point per group (the _ASYM schemes)
+  std::uint64_t group_size = 128;  ///< 0: one group per output row (strategy "channel")
+  /// Module names (a weight's name without ".weight"; fnmatch(3) globs, `*` also matches dots)
+  /// left unquantized besides the non-Linear weights, which never are (embeddings, norms,
+  /// convolutions: see is_linear_weight()). Written to quantization_config.ignore.
+  std::vector<std::string> ignore = {"lm_head", "*.mlp.gate", "*.shared_expert_gate"};
+
+  /// compressed-tensors' preset name: "W4A16", "W4A16_ASYM", "W8A16", "W8A16_ASYM"; with a
+  /// group size other than 128 the name is that of the preset the arithmetic follows.
+  std::string name() const;
+  /// Throws Error(kUsage) for bits other than 4 and 8.
+  void validate() const;
+};
+
+/// The `quantization_config` object that vLLM and transformers read from config.json for
+/// `scheme` (docs/compressed-tensors.md §4), as JSON text: only the fields every
+/// compressed-tensors release since 0.11 accepts (its QuantizationArgs forbids unknown keys).
+std::string pack_quantized_config_json(const PackQuantizedScheme& scheme);
+
+/// Throws Error(kBadFormat) unless `config` is a readable JSON object (a model's config.json),
+/// Error(kUsage) when it has a quantization_config already (the model is quantized).
+void check_model_config(const std::string& config);
+
+/// Writes the model config `input` (config.json) to `output`, atomically, with
+/// "quantization_config" added at its end; every other member is kept in its order. Checks as
+/// check_model_config().
+void write_quantized_model_config(const std::string& input, const std::string& output,
+                                  const PackQuantizedScheme& scheme);
+
+/// Whether OutputFormat::kCompressedTensors quantizes `tensor`: a 2-D floating weight named
+/// MODULE.weight whose module is not an embedding (its last name component contains "embed",
+/// or is "wte" or "wpe") and matches no glob of scheme.ignore.
+bool is_linear_weight(const TensorInfo& tensor, const PackQuantizedScheme& scheme);
 
 struct QuantizeOptions {
   QuantSpec spec;
@@ -67,6 +110,8 @@ struct QuantizeOptions {
   /// decoded values; without it such a tensor is an error (a second rounding, as
   /// llama-quantize's --allow-requantize warns).
   bool allow_requantize = false;
+  /// OutputFormat::kCompressedTensors: the scheme.
+  PackQuantizedScheme pack_quantized;
   /// GGUF output: write tensor names of 64 bytes or more, which stable-diffusion.cpp reads but
   /// ggml and llama.cpp refuse.
   bool gguf_long_names = false;
