@@ -136,10 +136,10 @@ class TreeRun {
     }
   }
 
-  /// Every finished file's row, in the units' order (whatever order the jobs finished in).
-  std::vector<FileRow> rows() const {
+  /// Every finished file's row, units in `order` (whatever order the jobs finished in).
+  std::vector<FileRow> rows(const std::vector<std::size_t>& order) const {
     std::vector<FileRow> all;
-    for (const std::vector<FileRow>& unit_rows : rows_) all.insert(all.end(), unit_rows.begin(), unit_rows.end());
+    for (const std::size_t unit : order) all.insert(all.end(), rows_[unit].begin(), rows_[unit].end());
     return all;
   }
   std::size_t finished_count() const { return finished_; }
@@ -192,11 +192,16 @@ class TreeRun {
     crash_point("journal");
   }
 
-  // Returns true when the container was (re)written.
+  // Returns true when the container was (re)written; remembers that for the index of its
+  // shard, which is written after every shard (sharded()).
   bool quantize(const Job& job, const TreeFile& f) {
     if (const JournalEntry* e = done(f, settings_)) {
       finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
       return false;
+    }
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      rewritten_.insert(f.rel_output);
     }
     make_folder(parent_folder(f.output));
     std::optional<FileIdentity> input = stat_identity(f.input);
@@ -256,13 +261,14 @@ class TreeRun {
     finished(job, row);
   }
 
-  // Shard by shard, each journaled on its own (a long sharded model resumes mid-way); the
-  // index last, when every container is in place.
+  // The index of a sharded checkpoint, once every shard is in place: its shards ran as units
+  // of their own (split_shards()), each journaled on its own (a long sharded model resumes
+  // mid-way, and shards are quantized in parallel); the index is rewritten when one of them was.
   void sharded(const Job& job, const WorkUnit& u) {
     bool rewritten = false;
-    for (const TreeFile& s : u.shards) {
-      detail::check_cancel(options_.cancel);
-      rewritten = quantize(job, s) || rewritten;
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      for (const TreeFile& s : u.shards) rewritten = rewritten || rewritten_.count(s.rel_output) != 0;
     }
     const TreeFile& f = u.file;
     if (!rewritten) {
@@ -305,15 +311,55 @@ class TreeRun {
   std::mutex mutex_;
   std::vector<std::vector<FileRow>> rows_;  ///< per unit
   std::size_t finished_ = 0;
+  std::set<std::string> rewritten_;  ///< rel_output of every container written in this run
 };
+
+// The units one process runs: a sharded checkpoint's shards become units of their own, so that
+// several jobs quantize them at once, and its index (the kSharded unit, which then only writes
+// the index) runs after every other unit.
+struct SplitUnits {
+  std::size_t first_phase = 0;       ///< units [0, first_phase) run first, the indexes after
+  std::vector<std::size_t> report;   ///< the units in the plan's order: shards, then their index
+};
+
+SplitUnits split_shards(std::vector<WorkUnit>* units) {
+  std::vector<WorkUnit> first, last;
+  std::vector<std::pair<bool, std::size_t>> order;  // (in `last`, position)
+  for (WorkUnit& u : *units) {
+    if (u.kind != UnitKind::kSharded) {
+      order.emplace_back(false, first.size());
+      first.push_back(std::move(u));
+      continue;
+    }
+    for (const TreeFile& shard : u.shards) {
+      WorkUnit s;
+      s.kind = UnitKind::kQuantize;
+      s.file = shard;
+      std::error_code ec;
+      const std::uintmax_t bytes = fs::file_size(shard.input, ec);
+      s.bytes = ec ? 0 : static_cast<std::uint64_t>(bytes);
+      order.emplace_back(false, first.size());
+      first.push_back(std::move(s));
+    }
+    order.emplace_back(true, last.size());
+    last.push_back(std::move(u));
+  }
+  SplitUnits split;
+  split.first_phase = first.size();
+  for (const auto& [in_last, at] : order) split.report.push_back(in_last ? split.first_phase + at : at);
+  for (WorkUnit& u : last) first.push_back(std::move(u));
+  *units = std::move(first);
+  return split;
+}
 
 // Runs every unit on one thread per backend (the calling thread when one); the first error
 // stops the others from starting new units and is rethrown. With several, the largest units
 // start first, so that a large file does not start last and run alone at the end (the rows
 // keep the units' order).
-void run_units(TreeRun& run, const std::vector<WorkUnit>& units, std::vector<BackendSelection>& backends) {
-  std::vector<std::size_t> order(units.size());
-  std::iota(order.begin(), order.end(), std::size_t{0});
+void run_units(TreeRun& run, const std::vector<WorkUnit>& units, std::size_t begin, std::size_t end,
+               std::vector<BackendSelection>& backends) {
+  std::vector<std::size_t> order(end - begin);
+  std::iota(order.begin(), order.end(), begin);
   if (backends.size() > 1) {
     std::stable_sort(order.begin(), order.end(),
                      [&](std::size_t a, std::size_t b) { return units[a].bytes > units[b].bytes; });
@@ -325,7 +371,7 @@ void run_units(TreeRun& run, const std::vector<WorkUnit>& units, std::vector<Bac
   const auto worker = [&](Backend& backend) {
     for (;;) {
       const std::size_t k = next.fetch_add(1);
-      if (failed.load() || k >= units.size()) return;
+      if (failed.load() || k >= order.size()) return;
       const std::size_t i = order[k];
       try {
         run.unit(i, units[i], backend);
@@ -470,18 +516,20 @@ int run_quantize_tree(const QuantizeFlags& given, const QuantizeOptions& options
 
   make_folder(f.output);
   remove_stale_temps(units);
-  f.jobs = tree_jobs(f, units.size());
-  std::vector<BackendSelection> backends = make_backends(f, quiet);
   const std::size_t total = output_count(units);
+  std::uint64_t total_bytes = 0;
+  for (const WorkUnit& u : units) total_bytes += u.bytes;
+  const SplitUnits split = split_shards(&units);
+  f.jobs = tree_jobs(f, split.first_phase);
+  std::vector<BackendSelection> backends = make_backends(f, quiet);
   if (!quiet && shard) {
     fmt::print(stderr, "wq-gpu: shard {}/{} (from {}): {} of {} files\n", shard->index, shard->count, shard->source,
                total, output_count(plan.units));
   }
-  std::uint64_t total_bytes = 0;
-  for (const WorkUnit& u : units) total_bytes += u.bytes;
   TreeRun run(f, options, settings, journal, units.size(), total, total_bytes);
   try {
-    run_units(run, units, backends);
+    run_units(run, units, 0, split.first_phase, backends);
+    run_units(run, units, split.first_phase, units.size(), backends);  // the shard indexes
   } catch (const Error& e) {
     finish_progress();
     const std::string resume = fmt::format("{} of {} files are finished and recorded in {}; run the same command "
@@ -494,14 +542,14 @@ int run_quantize_tree(const QuantizeFlags& given, const QuantizeOptions& options
     throw Error(e.code(), std::string(e.what()) + "\n" + resume);
   }
   finish_progress();
-  const ojson report = tree_report_json(run.rows(), settings_json(options));
+  const ojson report = tree_report_json(run.rows(split.report), settings_json(options));
   if (f.json == "-") {
     fmt::print("{}\n", detail::json_text(report, 2));
   } else if (!f.quiet) {
     // the method and layout every row used, unless a rule said otherwise
     fmt::print("  {}\n", options.output_format == OutputFormat::kCompressedTensors ? pack_quantized_summary(options)
                                                                                   : spec_summary(options.spec));
-    fmt::print("{}", tree_table_text(run.rows()));
+    fmt::print("{}", tree_table_text(run.rows(split.report)));
   }
   if (!f.json.empty() && f.json != "-") write_json_report(f.json, report);
   return 0;
