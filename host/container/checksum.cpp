@@ -1,11 +1,24 @@
 #include "container/checksum.h"
 
 #include <cstdio>
+#include <cstdlib>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
 namespace wq::detail {
+
+void xxh3_update_avx2(XXH3_state_t* state, const void* data, std::size_t size);  // checksum_avx2.cpp
+
+namespace {
+
+// AVX2 present and WQ_CPU_BASELINE unset (as cpu/cpu_features.h decides for the kernels).
+bool hash_with_avx2() {
+  static const bool yes = std::getenv("WQ_CPU_BASELINE") == nullptr && __builtin_cpu_supports("avx2");
+  return yes;
+}
+
+}  // namespace
 
 struct Xxh3::State {
   XXH3_state_t state;
@@ -15,7 +28,12 @@ Xxh3::Xxh3() : state_(std::make_unique<State>()) { XXH3_64bits_reset(&state_->st
 Xxh3::~Xxh3() = default;
 
 void Xxh3::update(const void* data, std::size_t size) {
-  if (size != 0) XXH3_64bits_update(&state_->state, data, size);
+  if (size == 0) return;
+  if (hash_with_avx2()) {
+    xxh3_update_avx2(&state_->state, data, size);
+  } else {
+    XXH3_64bits_update(&state_->state, data, size);
+  }
 }
 
 std::uint64_t Xxh3::digest() const { return XXH3_64bits_digest(&state_->state); }
