@@ -141,6 +141,19 @@ const std::byte* input_bytes(CheckpointReader& reader, const ContainerTensor& t,
   return gguf.data(gguf.tensors()[i]);
 }
 
+// The output buffer of a batch, left uninitialised: the encoders write every byte of their
+// parts, and zeroing it first (std::vector's resize) took 6-9 % of a compressed-tensors export
+// in perf (bench/RESULTS.md).
+struct Arena {
+  std::unique_ptr<std::byte[]> data;
+  std::uint64_t size = 0;
+  void reserve(std::uint64_t bytes) {
+    if (bytes <= size) return;
+    data.reset(new std::byte[bytes]);  // default-initialised: no memset
+    size = bytes;
+  }
+};
+
 // Encodes tensors [first, end) into `arena` with one batched call per encoding; returns each
 // tensor's stored bytes (in the arena, or the input itself, stored_as_in_input()) and fills in
 // the reports' error statistics.
@@ -148,12 +161,12 @@ const std::byte* input_bytes(CheckpointReader& reader, const ContainerTensor& t,
 std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& backend,
                                            const std::vector<QuantSpec>& specs,
                                            const std::vector<ContainerTensor>& plan, std::vector<TensorReport>& reports,
-                                           std::size_t first, std::size_t end, std::vector<std::byte>* arena) {
+                                           std::size_t first, std::size_t end, Arena* arena) {
   std::uint64_t bytes = 0;
   for (std::size_t i = first; i < end; ++i) {
     if (!stored_as_in_input(reader, plan[i], i)) bytes += plan[i].stored_bytes;
   }
-  if (arena->size() < bytes) arena->resize(bytes);
+  arena->reserve(bytes);
   std::vector<QuantizeJob> quantize_jobs;
   std::vector<CastJob> cast_jobs;
   std::vector<GgmlQuantizeJob> ggml_jobs;
@@ -168,7 +181,7 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
       continue;
     }
     const TensorView view = reader.tensor(i);
-    std::byte* base = arena->data() + offset;
+    std::byte* base = arena->data.get() + offset;
     data[i - first] = base;
     offset += t.stored_bytes;
     if (has_codes(t.encoding)) {
@@ -454,7 +467,7 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
 
   // Batches alternate between two arenas: while one batch is checksummed and written on a
   // second thread, the next one is encoded. Memory: two batches of outputs.
-  std::array<std::vector<std::byte>, 2> arenas;
+  std::array<Arena, 2> arenas;
   std::future<void> writing;
   std::pair<std::size_t, std::size_t> written{0, 0};  // the batch being written: [first, end)
   Progress progress;
@@ -486,13 +499,18 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
       }
       finish_writing();
       written = {next, end};
-      auto write_batch = [&metadata, &sink, data = std::move(data), first = next, end] {
+      // Only a container records its parts' checksums (GGUF and compressed-tensors files have
+      // none): hashing the output of an export cost 8 % of its time.
+      auto write_batch = [&metadata, &sink, data = std::move(data), first = next, end,
+                          checksums = options.output_format == OutputFormat::kContainer] {
         for (std::size_t i = first; i < end; ++i) {
           ContainerTensor& t = metadata.tensors[i];
-          detail::Xxh3 hash;
-          hash.update(data[i - first], t.stored_bytes);
+          if (checksums) {
+            detail::Xxh3 hash;
+            hash.update(data[i - first], t.stored_bytes);
+            t.xxh3 = hash.hex();
+          }
           sink->append(i, data[i - first], t.stored_bytes);
-          t.xxh3 = hash.hex();
         }
       };
       if (one_batch) {
