@@ -3,10 +3,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/packed_jobs.h"
+#include "cpu/bit_packing.h"
+#include "cpu/cpu_features.h"
 #include "cpu/element_io.h"
+#include "cpu/packed_avx2.h"
+#include "wq/error.h"
 #include "wq/codec/pack_quantized.h"
 
 namespace wq::detail {
@@ -21,6 +26,61 @@ void store_word(std::byte* base, std::uint64_t index, std::uint32_t word) {
   std::memcpy(base + 4 * index, &word, 4);  // little-endian hosts only (as the whole library)
 }
 
+// Finds and names what the AVX2 loops only detected: the first non-finite element of
+// [begin, end), or else the first that decodes beyond the dtype under `p`.
+template <DType D>
+[[noreturn]] void refuse_what_failed(const PackQuantizeJob& job, std::uint64_t begin, std::uint64_t end,
+                                     const ct::Params* p) {
+  for (std::uint64_t i = begin; i < end; ++i) {
+    const float x = load_f32<D>(job.input.data, i);
+    if (!codec::is_finite(x)) refuse_packed_nonfinite(job.input.name, i, x);
+    if (p != nullptr &&
+        !codec::is_finite(ct::decode(ct::code(x, *p, job.bits, packed_scalar(D)), *p, job.bits, packed_scalar(D)))) {
+      refuse_packed_decode(job.input.name, i, x, D);
+    }
+  }
+  throw Error(ErrorCode::kInternal, "tensor '" + std::string(job.input.name) + "': the AVX2 pack-quantized loops "
+                                    "reported a failure the codec does not find");
+}
+
+// The AVX2 schedule of quantize_run(): the same parameters (the codec's group_params), codes
+// from cpu/packed_avx2.h, a row's codes packed by pack_block() (its byte stream, LSB first, is
+// compressed-tensors' little-endian words).
+template <DType D>
+ErrorStats quantize_run_avx2(const PackQuantizeJob& job, const PackedGeometry& g, std::uint64_t run,
+                             std::vector<ct::Params>& params) {
+  const ct::Scalar scalar = packed_scalar(D);
+  const std::uint64_t first = run * kRowsPerRun, last = std::min(g.rows, first + kRowsPerRun);
+  const std::byte* in = job.input.data;
+  std::vector<std::uint8_t> codes(g.cols);
+  const std::uint64_t row_bytes = (g.cols * static_cast<std::uint64_t>(job.bits) + 7) / 8;
+  ErrorStats stats;
+  // 4-bit codes of whole octets go straight into the row's words, two to a byte.
+  const bool nibbles = job.bits == 4 && g.group_size % 8 == 0;
+  for (std::uint64_t r = first; r < last; ++r) {
+    const std::uint64_t row = r * g.cols;
+    ct::Params* row_params = params.data() + (r - first) * g.groups_per_row;
+    auto* words = reinterpret_cast<std::uint8_t*>(job.packed + 4 * r * g.words_per_row);
+    for (std::uint64_t k = 0; k < g.groups_per_row; ++k) {
+      const std::uint64_t begin = row + k * g.group_size;
+      const std::byte* group = in + begin * kElementBytes<D>;
+      float lo = 0.0f, hi = 0.0f;
+      if (!packed_range_avx2(D, group, g.group_size, &lo, &hi)) refuse_what_failed<D>(job, begin, begin + g.group_size, nullptr);
+      if (ct::group_params(lo, hi, job.bits, job.symmetric, scalar, &row_params[k]) != ct::ParamsStatus::kOk) {
+        refuse_packed_range(job.input.name, r * g.groups_per_row + k, D);
+      }
+      store_f32<D>(job.scales, r * g.groups_per_row + k, row_params[k].scale);
+      const bool ok = nibbles ? packed_nibbles_avx2(D, group, g.group_size, row_params[k], words + k * g.group_size / 2, &stats)
+                              : packed_codes_avx2(D, group, g.group_size, row_params[k], job.bits,
+                                                  codes.data() + k * g.group_size, &stats);
+      if (!ok) refuse_what_failed<D>(job, begin, begin + g.group_size, &row_params[k]);
+    }
+    if (!nibbles) pack_block(codes.data(), g.cols, job.bits, words);
+    std::memset(words + row_bytes, 0, 4 * g.words_per_row - row_bytes);  // the last word's padding
+  }
+  return stats;
+}
+
 template <DType D>
 ErrorStats quantize_run(const PackQuantizeJob& job, const PackedGeometry& g, std::uint64_t run) {
   const ct::Scalar scalar = packed_scalar(D);
@@ -28,7 +88,8 @@ ErrorStats quantize_run(const PackQuantizeJob& job, const PackedGeometry& g, std
   const std::byte* in = job.input.data;
   std::vector<ct::Params> params((last - first) * g.groups_per_row);
   ErrorStats stats;
-  for (std::uint64_t r = first; r < last; ++r) {
+  if (avx2_takes(D)) stats = quantize_run_avx2<D>(job, g, run, params);
+  for (std::uint64_t r = avx2_takes(D) ? last : first; r < last; ++r) {
     const std::uint64_t row = r * g.cols;
     ct::Params* row_params = params.data() + (r - first) * g.groups_per_row;
     for (std::uint64_t k = 0; k < g.groups_per_row; ++k) {

@@ -215,7 +215,8 @@ TEST_P(PackedBackendSuite, LargeTensorsGiveTheBytesOfOneCpuThread) {
           EXPECT_EQ(a.scales, b.scales);
           EXPECT_EQ(a.zero_points, b.zero_points);
           EXPECT_EQ(mine.count, s.rows * s.cols);
-          EXPECT_NEAR(mine.error_energy, theirs.error_energy, 1e-12 * theirs.signal_energy);
+          // The CPU sums in binary32 lanes folded into binary64, the device in binary64.
+          EXPECT_NEAR(mine.error_energy, theirs.error_energy, 1e-5 * theirs.error_energy);
           // A wrong decode gives about 0 dB or less; these weights (with x40 outliers that
           // widen their groups) measure 11.8-14 dB at 4 bits and 27-33 dB at 8.
           EXPECT_GT(mine.sqnr_db(), bits == 4 ? 10.0 : 25.0);
