@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "wq/backend.h"
+#include "wq/codec/half.h"
 #include "wq/quant_spec.h"
 #include "wq/tensor.h"
 
@@ -224,6 +225,30 @@ void bm_quantize_ggml(benchmark::State& state, wq::codec::ggml::Type type, unsig
   state.counters["sqnr_dB"] = stats.sqnr_db();
 }
 
+// compressed-tensors' pack-quantized weights from the same values stored as bf16 (the dtype of
+// the models this format is made from); GB/s of bf16 input.
+void bm_quantize_packed(benchmark::State& state, int bits, bool symmetric, std::uint64_t group, unsigned threads) {
+  wq::Backend& be = backend(threads);
+  static const std::vector<std::uint16_t> bf16 = [] {
+    std::vector<std::uint16_t> v(kElements);
+    for (std::uint64_t i = 0; i < kElements; ++i) v[i] = wq::codec::f32_to_bf16_bits(buffers().input[i]);
+    return v;
+  }();
+  const wq::TensorView view{"bench", wq::DType::kBF16, {kRows, kCols}, reinterpret_cast<const std::byte*>(bf16.data())};
+  const std::uint64_t groups = kRows * (group == 0 ? 1 : kCols / group);
+  std::vector<std::byte> packed(4 * kRows * ((kCols * static_cast<std::uint64_t>(bits) + 31) / 32));
+  std::vector<std::byte> scales(2 * groups), zeros(4 * groups * static_cast<std::uint64_t>(bits));
+  wq::ErrorStats stats;
+  for (auto _ : state) {
+    stats = be.quantize_packed(wq::PackQuantizeJob{view, bits, symmetric, group, packed.data(), scales.data(),
+                                                   zeros.data(), {}});
+    benchmark::DoNotOptimize(packed.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kElements * 2));
+  state.counters["sqnr_dB"] = stats.sqnr_db();
+}
+
 void bm_dequantize(benchmark::State& state, int bits, Gran g, unsigned threads) {
   wq::Backend& be = backend(threads);
   const Quantized& q = quantized(bits, g);
@@ -366,6 +391,22 @@ void register_all() {
     for (unsigned t : thread_counts) {
       const std::string name = std::string("quantize_ggml/") + wq::codec::ggml::type_name(type) + "/t" + std::to_string(t);
       benchmark::RegisterBenchmark(name.c_str(), bm_quantize_ggml, type, t)
+          ->UseRealTime()->MinTime(kMinTime)->Repetitions(kRepetitions)->ReportAggregatesOnly(true)
+          ->Unit(benchmark::kMillisecond);
+      cases().push_back({name, t, false});
+    }
+  }
+  struct PackedCase {
+    const char* name;
+    int bits;
+    bool symmetric;
+    std::uint64_t group;
+  };
+  for (const PackedCase c : {PackedCase{"W4A16/g128", 4, true, 128}, PackedCase{"W4A16_ASYM/g128", 4, false, 128},
+                             PackedCase{"W8A16/channel", 8, true, 0}}) {
+    for (unsigned t : thread_counts) {
+      const std::string name = std::string("quantize_packed/bf16/") + c.name + "/t" + std::to_string(t);
+      benchmark::RegisterBenchmark(name.c_str(), bm_quantize_packed, c.bits, c.symmetric, c.group, t)
           ->UseRealTime()->MinTime(kMinTime)->Repetitions(kRepetitions)->ReportAggregatesOnly(true)
           ->Unit(benchmark::kMillisecond);
       cases().push_back({name, t, false});
