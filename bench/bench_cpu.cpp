@@ -241,7 +241,7 @@ void bm_quantize_packed(benchmark::State& state, int bits, bool symmetric, std::
   wq::ErrorStats stats;
   for (auto _ : state) {
     stats = be.quantize_packed(wq::PackQuantizeJob{view, bits, symmetric, group, packed.data(), scales.data(),
-                                                   zeros.data(), {}});
+                                                   zeros.data(), false, {}});
     benchmark::DoNotOptimize(packed.data());
     benchmark::ClobberMemory();
   }

@@ -299,8 +299,8 @@ class CudaBackend final : public Backend {
       job.stats = {};
       const std::uint64_t groups = g.rows * g.groups_per_row;
       if (groups == 0) continue;
-      const PackedLaunch launch{element_type(job.input.dtype), job.bits, job.symmetric, g.rows, g.cols, g.group_size,
-                                g.groups_per_row, g.words_per_row, g.zero_point_rows};
+      const PackedLaunch launch{element_type(job.input.dtype), job.bits, job.symmetric, job.search, g.rows, g.cols,
+                                g.group_size, g.groups_per_row, g.words_per_row, g.zero_point_rows};
       const unsigned grid = packed_codes_grid(launch);
       const std::size_t packed_bytes = 4 * g.rows * g.words_per_row, scale_bytes = groups * dtype_size(job.input.dtype);
       const std::size_t zero_bytes = job.symmetric ? 0 : 4 * g.zero_point_rows * g.groups_per_row;

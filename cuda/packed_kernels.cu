@@ -51,7 +51,13 @@ params_kernel(PackedLaunch l, const std::uint8_t* input, std::uint8_t* scales, f
       hi = fmaxf(hi, x);
     }
     ct::Params p;
-    if (finite && ct::group_params(lo, hi, l.bits, l.symmetric, scalar_of(l.element), &p) != ct::ParamsStatus::kOk) {
+    const ct::Scalar scalar = scalar_of(l.element);
+    const auto load = [&](unsigned long long i) { return load_element(l.element, input, begin + i); };
+    const auto error = [&](ct::Params c) { return ct::search_error(load, l.group_size, c, l.bits, scalar); };
+    const ct::ParamsStatus status = !finite ? ct::ParamsStatus::kOk
+                                    : l.search ? ct::search_params(error, lo, hi, l.bits, l.symmetric, scalar, &p)
+                                               : ct::group_params(lo, hi, l.bits, l.symmetric, scalar, &p);
+    if (finite && status != ct::ParamsStatus::kOk) {
       atomicMin(bad_group, static_cast<unsigned long long>(g));
       finite = false;
     }

@@ -16,6 +16,7 @@ struct PackedLaunch {
   ElementType element = ElementType::kF32;
   int bits = 4;
   bool symmetric = true;
+  bool search = false;  ///< codec::ct::search_params instead of group_params
   std::uint64_t rows = 0;
   std::uint64_t cols = 0;
   std::uint64_t group_size = 0;  ///< cols for one group per row

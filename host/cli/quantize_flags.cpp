@@ -61,7 +61,9 @@ PackQuantizedScheme scheme_from_flags(const QuantizeFlags& f) {
     throw Error(ErrorCode::kUsage, flag + " does not apply to --to compressed-tensors: " + why);
   };
   if (f.bits_given) refuse("--bits", "--scheme chooses the bits (W4A16: 4, W8A16: 8)");
-  if (f.method_given) refuse("--method", "compressed-tensors has one quantizer, its own round-to-nearest");
+  if (f.method_given && f.method != "minmax" && f.method != "mse") {
+    refuse("--method " + f.method, "it takes minmax (compressed-tensors' own round-to-nearest, the default) or mse");
+  }
   if (f.scale_dtype_given) refuse("--scale-dtype", "scales are stored in the model's dtype, as vLLM expects");
   if (!f.type.empty() || !f.preset.empty()) refuse("--type/--preset", "ggml types are for GGUF output");
   if (!f.rule_args.empty() || !f.rule_files.empty()) refuse("--rule/--keep/--rules", "leave modules out with --ignore");
@@ -83,6 +85,7 @@ PackQuantizedScheme scheme_from_flags(const QuantizeFlags& f) {
   if (channel && f.group_size_given) throw Error(ErrorCode::kUsage, "--group-size and --granularity channel: give one");
   scheme.group_size = channel ? 0 : f.group_size;
   for (const std::string& glob : f.ignore) scheme.ignore.push_back(glob);
+  scheme.mse = f.method_given && f.method == "mse";
   return scheme;
 }
 
@@ -169,6 +172,7 @@ nlohmann::ordered_json settings_json(const QuantizeOptions& options) {
     ct["scheme"] = options.pack_quantized.name();
     ct["group_size"] = options.pack_quantized.group_size;
     ct["ignore"] = options.pack_quantized.ignore;
+    ct["method"] = options.pack_quantized.mse ? "mse" : "minmax";
     ct["keep_nonfinite"] = options.keep_nonfinite;
     return ct;
   }

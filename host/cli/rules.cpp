@@ -233,7 +233,7 @@ std::string pack_quantized_summary(const QuantizeOptions& options) {
   const PackQuantizedScheme& s = options.pack_quantized;
   return "compressed-tensors " + s.name() + ", " +
          (s.group_size == 0 ? std::string("per-channel") : "per-group " + std::to_string(s.group_size)) +
-         ", scales in the model's dtype";
+         (s.mse ? ", mse search" : "") + ", scales in the model's dtype";
 }
 
 nlohmann::ordered_json rule_json(const TensorRule& rule) {

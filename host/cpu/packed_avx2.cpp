@@ -198,7 +198,59 @@ bool codes(const std::byte* in, std::uint64_t count, ct::Params p, int bits, std
                      : codes_t<D, false, false>(in, count, p, bits, out, stats);
 }
 
+// search_error() with lane j of the vector as the codec's lane j: elements from the group's
+// start, eight at a time, so element i lands in lane i % 8; the last elements (fewer than
+// eight) go to their lanes one by one, with the codec's own functions.
+template <DType D>
+__attribute__((target("avx2,fma,f16c"))) double search_error(const std::byte* in, std::uint64_t count, ct::Params p,
+                                                            int bits) {
+  constexpr std::uint64_t kSize = kElementBytes<D>;
+  constexpr ct::Scalar kScalar = D == DType::kF16 ? ct::Scalar::kF16 : D == DType::kBF16 ? ct::Scalar::kBF16 : ct::Scalar::kF32;
+  const __m256 scale = _mm256_set1_ps(p.scale), zero = _mm256_set1_ps(static_cast<float>(p.zero));
+  const __m256 qmin = _mm256_set1_ps(static_cast<float>(ct::q_min(bits)));
+  const __m256 qmax = _mm256_set1_ps(static_cast<float>(ct::q_max(bits)));
+  __m256d total_lo = _mm256_setzero_pd(), total_hi = _mm256_setzero_pd();
+  for (std::uint64_t begin = 0; begin < count; begin += codec::kMseBlock) {
+    const std::uint64_t end = std::min(count, begin + codec::kMseBlock);
+    __m256 lane = _mm256_setzero_ps();
+    std::uint64_t i = begin;
+    for (; i + 8 <= end; i += 8) {
+      const __m256 x = load8<D>(in + kSize * i);
+      __m256 t = round_to<D>(_mm256_div_ps(x, scale));
+      t = round_to<D>(_mm256_add_ps(t, zero));
+      t = _mm256_min_ps(_mm256_max_ps(t, qmin), qmax);
+      const __m256 q = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m256 e = _mm256_sub_ps(x, round_to<D>(_mm256_mul_ps(_mm256_sub_ps(q, zero), scale)));
+      lane = _mm256_fmadd_ps(e, e, lane);
+    }
+    if (i < end) {
+      alignas(32) float tail[8];
+      _mm256_store_ps(tail, lane);
+      for (; i < end; ++i) {
+        const float x = load_f32<D>(in, i);
+        const float e = codec::sub_rn(x, ct::decode(ct::code(x, p, bits, kScalar), p, bits, kScalar));
+        tail[i % 8] = codec::fma_rn(e, e, tail[i % 8]);
+      }
+      lane = _mm256_load_ps(tail);
+    }
+    total_lo = _mm256_add_pd(total_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(lane)));
+    total_hi = _mm256_add_pd(total_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(lane, 1)));
+  }
+  alignas(32) double t[8];
+  _mm256_store_pd(t, total_lo);
+  _mm256_store_pd(t + 4, total_hi);
+  return codec::combine_lanes(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]);
+}
+
 }  // namespace
+
+double packed_search_error_avx2(DType dtype, const std::byte* in, std::uint64_t count, ct::Params p, int bits) {
+  switch (dtype) {
+    case DType::kF16: return search_error<DType::kF16>(in, count, p, bits);
+    case DType::kBF16: return search_error<DType::kBF16>(in, count, p, bits);
+    default: return search_error<DType::kF32>(in, count, p, bits);
+  }
+}
 
 bool packed_range_avx2(DType dtype, const std::byte* in, std::uint64_t count, float* lo, float* hi) {
   switch (dtype) {

@@ -31,4 +31,8 @@ bool packed_codes_avx2(DType dtype, const std::byte* in, std::uint64_t count, co
 bool packed_nibbles_avx2(DType dtype, const std::byte* in, std::uint64_t count, codec::ct::Params p,
                          std::uint8_t* out, ErrorStats* stats);
 
+/// codec::ct::search_error() of `count` elements at `in` under `p`: the same binary64, its
+/// lanes eight AVX2 lanes (tests/backend/packed_backend_test.cpp holds the two equal).
+double packed_search_error_avx2(DType dtype, const std::byte* in, std::uint64_t count, codec::ct::Params p, int bits);
+
 }  // namespace wq::detail

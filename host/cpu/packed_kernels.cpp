@@ -26,6 +26,24 @@ void store_word(std::byte* base, std::uint64_t index, std::uint32_t word) {
   std::memcpy(base + 4 * index, &word, 4);  // little-endian hosts only (as the whole library)
 }
 
+// A group's parameters: compressed-tensors' own, or the search's (PackQuantizeJob::search),
+// whose candidates' errors the AVX2 loop measures where it can (cpu/packed_avx2.h).
+template <DType D>
+ct::ParamsStatus params_of(const PackQuantizeJob& job, std::uint64_t begin, std::uint64_t count, float lo, float hi,
+                           ct::Params* out) {
+  const ct::Scalar scalar = packed_scalar(D);
+  if (!job.search) return ct::group_params(lo, hi, job.bits, job.symmetric, scalar, out);
+  const std::byte* in = job.input.data + begin * kElementBytes<D>;
+  const int bits = job.bits;
+  if (avx2_takes(D)) {
+    return ct::search_params([=](ct::Params p) { return packed_search_error_avx2(D, in, count, p, bits); }, lo, hi,
+                             bits, job.symmetric, scalar, out);
+  }
+  const auto load = [in](unsigned long long i) { return load_f32<D>(in, i); };
+  return ct::search_params([&](ct::Params p) { return ct::search_error(load, count, p, bits, scalar); }, lo, hi, bits,
+                           job.symmetric, scalar, out);
+}
+
 // Finds and names what the AVX2 loops only detected: the first non-finite element of
 // [begin, end), or else the first that decodes beyond the dtype under `p`.
 template <DType D>
@@ -49,7 +67,6 @@ template <DType D>
 template <DType D>
 ErrorStats quantize_run_avx2(const PackQuantizeJob& job, const PackedGeometry& g, std::uint64_t run,
                              std::vector<ct::Params>& params) {
-  const ct::Scalar scalar = packed_scalar(D);
   const std::uint64_t first = run * kRowsPerRun, last = std::min(g.rows, first + kRowsPerRun);
   const std::byte* in = job.input.data;
   std::vector<std::uint8_t> codes(g.cols);
@@ -66,7 +83,7 @@ ErrorStats quantize_run_avx2(const PackQuantizeJob& job, const PackedGeometry& g
       const std::byte* group = in + begin * kElementBytes<D>;
       float lo = 0.0f, hi = 0.0f;
       if (!packed_range_avx2(D, group, g.group_size, &lo, &hi)) refuse_what_failed<D>(job, begin, begin + g.group_size, nullptr);
-      if (ct::group_params(lo, hi, job.bits, job.symmetric, scalar, &row_params[k]) != ct::ParamsStatus::kOk) {
+      if (params_of<D>(job, begin, g.group_size, lo, hi, &row_params[k]) != ct::ParamsStatus::kOk) {
         refuse_packed_range(job.input.name, r * g.groups_per_row + k, D);
       }
       store_f32<D>(job.scales, r * g.groups_per_row + k, row_params[k].scale);
@@ -101,7 +118,7 @@ ErrorStats quantize_run(const PackQuantizeJob& job, const PackedGeometry& g, std
         lo = std::min(lo, x);
         hi = std::max(hi, x);
       }
-      if (ct::group_params(lo, hi, job.bits, job.symmetric, scalar, &row_params[k]) != ct::ParamsStatus::kOk) {
+      if (params_of<D>(job, begin, g.group_size, lo, hi, &row_params[k]) != ct::ParamsStatus::kOk) {
         refuse_packed_range(job.input.name, r * g.groups_per_row + k, D);
       }
       store_f32<D>(job.scales, r * g.groups_per_row + k, row_params[k].scale);  // a value of D: exact

@@ -59,7 +59,9 @@ ojson scheme_json(const PackQuantizedScheme& scheme) {
   weights["dynamic"] = false;
   weights["actorder"] = nullptr;
   weights["block_structure"] = nullptr;
-  weights["observer"] = "memoryless_minmax";
+  // The observer names how the ranges were chosen (informational to vLLM): llm-compressor's
+  // "mse" observer is also a least-error search, though not wq's grid.
+  weights["observer"] = scheme.mse ? "mse" : "memoryless_minmax";
   weights["observer_kwargs"] = ojson::object();
   ojson group;
   group["targets"] = ojson::array({"Linear"});

@@ -57,7 +57,7 @@ TensorChoice choose_encoding(const TensorInfo& tensor, const QuantizeOptions& op
     // The scheme decides alone: rules and --all do not apply to this format.
     const PackQuantizedScheme& scheme = options.pack_quantized;
     if (!is_linear_weight(tensor, scheme)) return choice;
-    choice.spec.method = scheme.symmetric ? Method::kSymmetric : Method::kMinMax;
+    choice.spec.method = scheme.mse ? Method::kMse : scheme.symmetric ? Method::kSymmetric : Method::kMinMax;
     choice.spec.bits = scheme.bits;
     choice.spec.granularity = scheme.group_size == 0 ? Granularity::kChannel : Granularity::kGroup;
     if (scheme.group_size != 0) choice.spec.group_size = scheme.group_size;

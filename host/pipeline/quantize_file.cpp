@@ -86,7 +86,7 @@ ContainerTensor plan_tensor(const TensorInfo& info, Encoding encoding, const Qua
   if (encoding == Encoding::kPackQuantized) {  // parts_of() lays the parts out from these
     t.bits = scheme.bits;
     t.group_size = scheme.group_size;
-    t.range = scheme.name();
+    t.range = scheme.name() + (scheme.mse ? " mse" : "");
     t.data_dtype = info.dtype;
   } else if (has_codes(encoding)) {
     const GroupGeometry g = group_geometry(info.shape, spec);
@@ -207,7 +207,7 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
       const std::int64_t shape[2] = {static_cast<std::int64_t>(t.shape[0]), static_cast<std::int64_t>(t.shape[1])};
       std::memcpy(at.back(), shape, sizeof shape);  // weight_shape, little-endian int64
       packed_jobs.push_back(PackQuantizeJob{view, t.bits, parts.size() == 3, t.group_size, at[0], at[1],
-                                            parts.size() == 4 ? at[2] : nullptr, {}});
+                                            parts.size() == 4 ? at[2] : nullptr, specs[i].method == Method::kMse, {}});
       packed_index.push_back(i);
     } else {
       cast_jobs.push_back(CastJob{view, MutableTensorView{t.name, t.data_dtype, t.shape, base}, true, {}});

@@ -119,6 +119,9 @@ struct PackQuantizeJob {
   std::byte* packed = nullptr;
   std::byte* scales = nullptr;
   std::byte* zero_points = nullptr;  ///< asymmetric only; may be null for symmetric
+  /// false: compressed-tensors' own parameters (its bytes); true: wq's least-error search over
+  /// narrowed ranges under the same format (codec::ct::search_params), never worse per group.
+  bool search = false;
   ErrorStats stats;
 };
 

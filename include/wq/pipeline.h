@@ -54,6 +54,9 @@ struct PackQuantizedScheme {
   int bits = 4;               ///< 4 or 8: the widths vLLM's kernels take, packed alike by every compressed-tensors version
   bool symmetric = true;      ///< false: an integer zero point per group (the _ASYM schemes)
   std::uint64_t group_size = 128;  ///< 0: one group per output row (strategy "channel")
+  /// false: compressed-tensors' own round-to-nearest parameters (its bytes); true: wq's
+  /// least-error search within the format (PackQuantizeJob::search), never worse per group.
+  bool mse = false;
   /// Module names (a weight's name without ".weight"; fnmatch(3) globs, `*` also matches dots)
   /// left unquantized besides the non-Linear weights, which never are (embeddings, norms,
   /// convolutions: see is_linear_weight()). Written to quantization_config.ignore.

@@ -8,9 +8,13 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <algorithm>
+#include <cstdio>
 #include <random>
 
 #include "core/packed_jobs.h"
+#include "cpu/cpu_features.h"
+#include "cpu/packed_avx2.h"
 #include "test_support.h"
 #include "wq/backend.h"
 #include "wq/codec/half.h"
@@ -43,7 +47,7 @@ struct PackedOutputs {
 };
 
 PackedOutputs run(Backend& backend, const TensorView& input, int bits, bool symmetric, std::uint64_t group_size,
-                  ErrorStats* stats = nullptr) {
+                  ErrorStats* stats = nullptr, bool search = false) {
   const bool two_d = input.shape.size() == 2;  // others are refused; the buffers need a size
   const detail::PackedGeometry g = detail::packed_geometry(two_d ? input.shape[0] : 1,
                                                            two_d ? input.shape[1] : input.numel(), bits, group_size);
@@ -53,7 +57,7 @@ PackedOutputs run(Backend& backend, const TensorView& input, int bits, bool symm
   out.scales.assign(g.rows * g.groups_per_row * dtype_size(input.dtype), std::byte{0xa5});
   if (!symmetric) out.zero_points.assign(4 * g.zero_point_rows * g.groups_per_row, std::byte{0xa5});
   PackQuantizeJob job{input, bits, symmetric, group_size, out.packed.data(), out.scales.data(),
-                      symmetric ? nullptr : out.zero_points.data(), {}};
+                      symmetric ? nullptr : out.zero_points.data(), search, {}};
   const ErrorStats s = backend.quantize_packed(job);
   if (stats != nullptr) *stats = s;
   return out;
@@ -214,6 +218,14 @@ TEST_P(PackedBackendSuite, LargeTensorsGiveTheBytesOfOneCpuThread) {
           EXPECT_EQ(a.packed, b.packed);
           EXPECT_EQ(a.scales, b.scales);
           EXPECT_EQ(a.zero_points, b.zero_points);
+          // The mse search: the same bytes on every schedule too, and never a larger error.
+          ErrorStats searched, searched_reference;
+          const PackedOutputs c = run(*backend_, view, bits, symmetric, s.group, &searched, true);
+          const PackedOutputs d = run(*reference, view, bits, symmetric, s.group, &searched_reference, true);
+          EXPECT_EQ(c.packed, d.packed);
+          EXPECT_EQ(c.scales, d.scales);
+          EXPECT_EQ(c.zero_points, d.zero_points);
+          EXPECT_LE(searched.error_energy, mine.error_energy * (1 + 1e-5));
           EXPECT_EQ(mine.count, s.rows * s.cols);
           // The CPU sums in binary32 lanes folded into binary64, the device in binary64.
           EXPECT_NEAR(mine.error_energy, theirs.error_energy, 1e-5 * theirs.error_energy);
@@ -259,6 +271,79 @@ TEST_P(PackedBackendSuite, RefusesWhatCompressedTensorsCannotHold) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kBadData);
     EXPECT_NE(std::string(e.what()).find("group 1"), std::string::npos) << e.what();
+  }
+}
+
+// search_params() against compressed-tensors' parameters, group by group by its error
+// (search_error()): never worse (the first candidate is compressed-tensors'), strictly better on
+// most groups of weight-like data, and compressed-tensors' own where that is exact already.
+TEST(PackedCodec, SearchIsNeverWorseThanCompressedTensorsOnAnyGroup) {
+  std::mt19937 rng(11);
+  std::student_t_distribution<float> heavy(4.0f);  // weight-like tails
+  int better[9] = {}, groups[9] = {};
+  for (const ct::Scalar scalar : {ct::Scalar::kBF16, ct::Scalar::kF16, ct::Scalar::kF32}) {
+    for (const int bits : {4, 8}) {
+      for (const bool symmetric : {true, false}) {
+        for (int k = 0; k < 300; ++k) {
+          std::vector<float> x(k % 3 == 0 ? 32 : 128);
+          for (float& v : x) v = ct::round_to(scalar, 0.02f * heavy(rng) + (k % 5 == 0 ? 0.01f : 0.0f));
+          if (k % 50 == 7) std::fill(x.begin(), x.end(), x[0]);  // constant
+          if (k % 50 == 8) std::fill(x.begin(), x.end(), 0.0f);   // all zero: exact already
+          const float lo = *std::min_element(x.begin(), x.end()), hi = *std::max_element(x.begin(), x.end());
+          ct::Params rtn, found;
+          ASSERT_EQ(ct::group_params(lo, hi, bits, symmetric, scalar, &rtn), ct::ParamsStatus::kOk);
+          const auto load = [&](unsigned long long i) { return x[i]; };
+          const auto search_error = [&](ct::Params p) { return ct::search_error(load, x.size(), p, bits, scalar); };
+          ASSERT_EQ(ct::search_params(search_error, lo, hi, bits, symmetric, scalar, &found), ct::ParamsStatus::kOk);
+          const auto error = search_error;  // the search's own measure (binary32 lanes)
+          ASSERT_LE(error(found), error(rtn)) << "group " << k;
+          if (error(found) < error(rtn)) ++better[bits];
+          if (error(rtn) == 0.0) {  // nothing to gain: the first of equal errors, compressed-tensors' own
+            EXPECT_TRUE(found.scale == rtn.scale && found.zero == rtn.zero);
+          }
+          ++groups[bits];
+        }
+      }
+    }
+  }
+  // Most 4-bit groups gain (clipping the tails pays at 16 levels); at 8 bits fewer do.
+  EXPECT_GT(better[4], groups[4] * 2 / 3) << better[4] << " of " << groups[4];
+  EXPECT_GT(better[8], groups[8] / 10) << better[8] << " of " << groups[8];
+  std::printf("search strictly better than compressed-tensors' own: 4 bits %d of %d groups, 8 bits %d of %d\n",
+              better[4], groups[4], better[8], groups[8]);
+}
+
+// The AVX2 spelling of the search's error gives the codec's binary64, bit for bit, for every
+// dtype, width and group length (tails of fewer than 8, several kMseBlock blocks).
+TEST(PackedCodec, Avx2SearchErrorIsTheCodecs) {
+  if (!detail::avx2_takes(DType::kF16)) GTEST_SKIP() << "no AVX2/F16C here (or WQ_CPU_BASELINE set)";
+  std::mt19937 rng(5);
+  std::student_t_distribution<float> heavy(3.0f);
+  for (const DType dtype : {DType::kBF16, DType::kF16, DType::kF32}) {
+    const ct::Scalar scalar = detail::packed_scalar(dtype);
+    for (const std::uint64_t n : {1ull, 7ull, 8ull, 9ull, 128ull, 1023ull, 4099ull}) {
+      std::vector<float> x(n);
+      for (float& v : x) v = ct::round_to(scalar, 0.05f * heavy(rng));
+      std::vector<std::byte> raw(n * dtype_size(dtype));
+      for (std::uint64_t i = 0; i < n; ++i) {
+        if (dtype == DType::kF32) {
+          std::memcpy(raw.data() + 4 * i, &x[i], 4);
+        } else {
+          const std::uint16_t h = dtype == DType::kF16 ? codec::f32_to_f16_bits(x[i]) : codec::f32_to_bf16_bits(x[i]);
+          std::memcpy(raw.data() + 2 * i, &h, 2);
+        }
+      }
+      for (const int bits : {4, 8}) {
+        for (const bool symmetric : {true, false}) {
+          const float lo = *std::min_element(x.begin(), x.end()), hi = *std::max_element(x.begin(), x.end());
+          ct::Params p;
+          ASSERT_EQ(ct::group_params(lo * 0.8f, hi * 0.8f, bits, symmetric, scalar, &p), ct::ParamsStatus::kOk);
+          const double want = ct::search_error([&](unsigned long long i) { return x[i]; }, n, p, bits, scalar);
+          const double got = detail::packed_search_error_avx2(dtype, raw.data(), n, p, bits);
+          ASSERT_EQ(want, got) << dtype_name(dtype) << " n=" << n << " bits=" << bits << " sym=" << symmetric;
+        }
+      }
+    }
   }
 }
 

@@ -237,6 +237,40 @@ def main():
                     flags = ["--granularity", "channel"] if group == 0 else ["--group-size", str(group)]
                     run("quantize", src, "-o", out, "--to", "compressed-tensors", "--scheme", scheme, "-q", *flags)
                     check_export(src, out, sd, dtype_name, scheme, group)
+        # --method mse: the same format (the numpy reader decodes it, as wq-gpu decode does), a
+        # least-error search within it: no tensor worse than compressed-tensors' own.
+        for scheme in ("W4A16", "W8A16_ASYM"):
+            bits = 8 if scheme.startswith("W8") else 4
+            symmetric = not scheme.endswith("_ASYM")
+            src = os.path.join(tmp, "bf16-single")
+            out = os.path.join(tmp, "mse-" + scheme)
+            run("quantize", src, "-o", out, "--to", "compressed-tensors", "--scheme", scheme, "--method", "mse", "-q")
+            run("decode", out, "-o", out + ".safetensors", "-q")
+            tensors, back = output_tensors(out), read_safetensors(out + ".safetensors")
+            sd = model(torch.bfloat16, 7)
+            with open(os.path.join(out, "config.json")) as f:
+                observer = json.load(f)["quantization_config"]["config_groups"]["group_0"]["weights"]["observer"]
+            check(observer == "mse", "mse observer: %s" % observer)
+            gained = 0
+            for name, t in sd.items():
+                module = name[:-len(".weight")]
+                if not (name.endswith(".weight") and module.split(".")[-1] in LINEAR):
+                    continue
+                packed, sc = tensors[module + ".weight_packed"], tensors[module + ".weight_scale"]
+                zp = None if symmetric else np.frombuffer(tensors[module + ".weight_zero_point"][2], "<i4").reshape(
+                    tensors[module + ".weight_zero_point"][1])
+                decoded = ct_reference.decode(np.frombuffer(packed[2], "<i4").reshape(packed[1]),
+                                              np.frombuffer(sc[2], "<u2").reshape(sc[1]), zp, bits, tuple(t.shape), "bf16")
+                check(decoded.tobytes() == back[name][2], "mse %s: %s decodes alike" % (scheme, name))
+                scale, z = ct_torch.qparams(t, bits, symmetric, 128)
+                rtn = ct_torch.dequantize(ct_torch.quantize(t, scale, z, bits, 128), scale, None if symmetric else z, 128)
+                x = t.float().numpy()
+                err_mse = float(((x - ct_reference.to_f32(decoded, "bf16")) ** 2).sum())
+                err_rtn = float(((x - rtn.float().numpy()) ** 2).sum())
+                check(err_mse <= err_rtn, "mse %s: %s error %g <= %g" % (scheme, name, err_mse, err_rtn))
+                gained += err_mse < err_rtn
+            check(gained > 0, "mse %s: some tensor gains" % scheme)
+
         # Resume: the same command again finds everything up to date and rewrites nothing.
         src = os.path.join(tmp, "bf16-sharded")
         out = src + "-W4A16-g128"
@@ -293,7 +327,7 @@ def main():
         single = os.path.join(tmp, "bf16-single")
         for args, want in ((["--to", "compressed-tensors", "--bits", "4"], "--scheme chooses the bits"),
                            (["--to", "compressed-tensors", "--scheme", "W3A16"], "takes W4A16, W4A16_ASYM"),
-                           (["--to", "compressed-tensors", "--method", "mse"], "its own round-to-nearest"),
+                           (["--to", "compressed-tensors", "--method", "symmetric"], "minmax (compressed-tensors' own"),
                            (["--scheme", "W4A16"], "add --to compressed-tensors")):
             r = run("quantize", single, "-o", single + "-flags", *args, expect=2)
             check(want in r.stderr and not os.path.exists(single + "-flags"), "%s: %s" % (args, r.stderr.strip()))

@@ -13,6 +13,7 @@
 
 #include "wq/codec/config.h"
 #include "wq/codec/half.h"
+#include "wq/codec/mse.h"
 
 namespace wq::codec::ct {
 
@@ -116,6 +117,63 @@ WQ_HD inline std::uint32_t code(float x, Params p, int bits, Scalar s) {
 WQ_HD inline float decode(std::uint32_t u, Params p, int bits, Scalar s) {
   const int q = static_cast<int>(u) + q_min(bits);
   return round_to(s, mul_rn(static_cast<float>(q - p.zero), p.scale));
+}
+
+/// Candidates of search_params(): the group's range [lo', hi'] scaled by f_k = 1 - k^2/800 for
+/// k = 0 .. kSearchCandidates - 1: steps of 0.1 % near the full range (what 8 bits gain from),
+/// 5 % near half of it (where 4 bits with outliers end up).
+inline constexpr int kSearchCandidates = 21;
+
+/// The squared error that search_params() compares (docs/compressed-tensors.md §2.1), defined
+/// like wq's own mse (container-format.md §4.1 step 3) so that SIMD lanes can compute it: for
+/// element i, e = x_i - decode(code(x_i)) in binary32, and e*e fused into lane i % 8's binary32
+/// sum; each lane's sum goes into its binary64 total every kMseBlock elements, and the totals
+/// are combined pairwise (combine_lanes()).
+template <typename Load>
+WQ_HD inline double search_error(const Load& load, unsigned long long n, Params p, int bits, Scalar s) {
+  double total[kMseLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (unsigned long long begin = 0; begin < n; begin += kMseBlock) {
+    const unsigned long long end = n - begin < kMseBlock ? n : begin + kMseBlock;
+    float lane[kMseLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (unsigned long long i = begin; i < end; ++i) {
+      const float x = load(i);
+      const float e = sub_rn(x, decode(code(x, p, bits, s), p, bits, s));
+      lane[i % kMseLanes] = fma_rn(e, e, lane[i % kMseLanes]);
+    }
+    for (int j = 0; j < kMseLanes; ++j) total[j] = add_rn(total[j], static_cast<double>(lane[j]));
+  }
+  return combine_lanes(total);
+}
+
+/// wq's `mse` range search under compressed-tensors' constraints (docs/compressed-tensors.md
+/// §2.1): of the parameters group_params() gives for each candidate range
+/// [R(lo' * f_k), R(hi' * f_k)] (k = 0 is compressed-tensors' own), those whose
+/// error(params) is least; the first of equal errors wins, so the result is never worse than
+/// group_params() by that error and equals it where no candidate is strictly better. The codes
+/// and their decode are the format's own: a vLLM checkpoint like any other. `error(p)` is
+/// search_error() of the group (or a spelling of it that gives the same binary64); lo and hi
+/// are the group's exact minimum and maximum.
+template <typename Error>
+WQ_HD inline ParamsStatus search_params(const Error& error, float lo, float hi, int bits, bool symmetric, Scalar s,
+                                        Params* out) {
+  const ParamsStatus status = group_params(lo, hi, bits, symmetric, s, out);
+  if (status != ParamsStatus::kOk) return status;
+  const float lo0 = lo < 0.0f ? lo : 0.0f, hi0 = hi > 0.0f ? hi : 0.0f;
+  double best = error(*out);
+  for (int k = 1; k < kSearchCandidates; ++k) {
+    const float f = sub_rn(1.0f, div_rn(static_cast<float>(k * k), 800.0f));
+    Params p;
+    if (group_params(round_to(s, mul_rn(lo0, f)), round_to(s, mul_rn(hi0, f)), bits, symmetric, s, &p) !=
+        ParamsStatus::kOk) {
+      continue;
+    }
+    const double err = error(p);
+    if (err < best) {  // false for NaN: a candidate that decodes beyond the dtype never wins
+      best = err;
+      *out = p;
+    }
+  }
+  return ParamsStatus::kOk;
 }
 
 /// The offset zero point as stored (packed) in weight_zero_point.
