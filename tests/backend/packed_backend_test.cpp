@@ -348,8 +348,8 @@ TEST(PackedCodec, Avx2SearchErrorIsTheCodecs) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, PackedBackendSuite,
-                         ::testing::Values(BackendCase{"cpu1", BackendKind::kCpu, 1},
-                                           BackendCase{"cpu2", BackendKind::kCpu, 2},
+                         ::testing::Values(BackendCase{"cpu_1thread", BackendKind::kCpu, 1},
+                                           BackendCase{"cpu_2threads", BackendKind::kCpu, 2},
                                            BackendCase{"cuda", BackendKind::kCuda, 0}),
                          [](const auto& param_info) { return std::string(param_info.param.name); });
 
