@@ -34,6 +34,21 @@ constexpr std::uint64_t kMiB = 1ull << 20;
 constexpr std::uint64_t kMaxSlotBytes = 256 * kMiB;
 constexpr std::uint64_t kMinSlotBytes = 64 * 1024;
 
+// The statistics of a one-item-per-thread launch from its `grid` blocks' partials
+// (block_stats.cuh), added in block order: reproducible sums.
+ErrorStats block_stats(const DeviceBuffer& partials, unsigned grid, std::uint64_t count) {
+  std::vector<double> sums(3 * grid);
+  WQ_CUDA_CHECK(cudaMemcpy(sums.data(), partials.get(), sums.size() * sizeof(double), cudaMemcpyDeviceToHost));
+  ErrorStats stats;
+  for (unsigned b = 0; b < grid; ++b) {
+    stats.signal_energy += sums[3 * b];
+    stats.error_energy += sums[3 * b + 1];
+    stats.max_abs_error = std::max(stats.max_abs_error, sums[3 * b + 2]);
+  }
+  stats.count = count;
+  return stats;
+}
+
 ErrorStats sum_blocks(const BlockStats* blocks, std::uint64_t first, std::uint64_t count,
                       std::uint64_t elements) {
   ErrorStats s;
@@ -276,14 +291,7 @@ class CudaBackend final : public Backend {
         report_failure(jobs.subspan(i, 1), [this](auto one) { cpu_->quantize_ggml(one); });
       }
       WQ_CUDA_CHECK(cudaMemcpy(job.blocks, out.get(), blocks * layout.block_bytes, cudaMemcpyDeviceToHost));
-      std::vector<double> sums(3 * grid);
-      WQ_CUDA_CHECK(cudaMemcpy(sums.data(), partials.get(), sums.size() * sizeof(double), cudaMemcpyDeviceToHost));
-      for (unsigned g = 0; g < grid; ++g) {  // fixed order: reproducible sums
-        job.stats.signal_energy += sums[3 * g];
-        job.stats.error_energy += sums[3 * g + 1];
-        job.stats.max_abs_error = std::max(job.stats.max_abs_error, sums[3 * g + 2]);
-      }
-      job.stats.count = job.input.numel();
+      job.stats = block_stats(partials, grid, job.input.numel());
     }
   }
 
@@ -321,14 +329,7 @@ class CudaBackend final : public Backend {
       WQ_CUDA_CHECK(cudaMemcpy(job.packed, packed.get(), packed_bytes, cudaMemcpyDeviceToHost));
       WQ_CUDA_CHECK(cudaMemcpy(job.scales, scales.get(), scale_bytes, cudaMemcpyDeviceToHost));
       if (zero_bytes != 0) WQ_CUDA_CHECK(cudaMemcpy(job.zero_points, zeros.get(), zero_bytes, cudaMemcpyDeviceToHost));
-      std::vector<double> sums(3 * grid);
-      WQ_CUDA_CHECK(cudaMemcpy(sums.data(), partials.get(), sums.size() * sizeof(double), cudaMemcpyDeviceToHost));
-      for (unsigned b = 0; b < grid; ++b) {  // fixed order: reproducible sums
-        job.stats.signal_energy += sums[3 * b];
-        job.stats.error_energy += sums[3 * b + 1];
-        job.stats.max_abs_error = std::max(job.stats.max_abs_error, sums[3 * b + 2]);
-      }
-      job.stats.count = job.input.numel();
+      job.stats = block_stats(partials, grid, job.input.numel());
     }
   }
 

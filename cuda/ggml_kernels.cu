@@ -5,8 +5,7 @@
 // the millions of blocks of a tensor.
 #include "ggml_kernels.h"
 
-#include <cub/block/block_reduce.cuh>
-
+#include "block_stats.cuh"
 #include "cuda_check.h"
 #include "device_elements.cuh"
 #include "wq/codec/ggml_kquants.h"
@@ -16,10 +15,6 @@ namespace wq::cuda {
 namespace {
 
 namespace ggml = codec::ggml;
-
-struct MaxOf {
-  __device__ double operator()(double a, double b) const { return fmax(a, b); }
-};
 
 constexpr unsigned kMaxGrid = 65535u * 8u;
 
@@ -59,18 +54,7 @@ ggml_quantize_kernel(ElementType element, const std::uint8_t* input, std::uint64
       max_error = fmax(max_error, fabs(e));
     }
   }
-  using Reduce = cub::BlockReduce<double, kGgmlThreads>;
-  __shared__ typename Reduce::TempStorage storage;
-  const double total_signal = Reduce(storage).Sum(signal);
-  __syncthreads();
-  const double total_error = Reduce(storage).Sum(error);
-  __syncthreads();
-  const double total_max = Reduce(storage).Reduce(max_error, MaxOf{});
-  if (threadIdx.x == 0) {
-    partials[3 * blockIdx.x] = total_signal;
-    partials[3 * blockIdx.x + 1] = total_error;
-    partials[3 * blockIdx.x + 2] = total_max;
-  }
+  store_block_stats<kGgmlThreads>(signal, error, max_error, partials);
 }
 
 template <typename Block>

@@ -4,8 +4,7 @@
 // that is here. Not yet run on a GPU.
 #include "packed_kernels.h"
 
-#include <cub/block/block_reduce.cuh>
-
+#include "block_stats.cuh"
 #include "cuda_check.h"
 #include "device_elements.cuh"
 #include "wq/codec/pack_quantized.h"
@@ -17,10 +16,6 @@ namespace ct = codec::ct;
 
 constexpr unsigned kThreads = 128;
 constexpr unsigned kMaxGrid = 65535u * 8u;
-
-struct MaxOf {
-  __device__ double operator()(double a, double b) const { return fmax(a, b); }
-};
 
 unsigned grid_for(std::uint64_t items) {
   const std::uint64_t grid = (items + kThreads - 1) / kThreads;
@@ -99,18 +94,7 @@ codes_kernel(PackedLaunch l, const std::uint8_t* input, const float* scratch_sca
     const std::uint64_t n = min(static_cast<std::uint64_t>(l.bits), l.words_per_row - word);
     for (std::uint64_t w = 0; w < n; ++w) packed[r * l.words_per_row + word + w] = words[w];
   }
-  using Reduce = cub::BlockReduce<double, kThreads>;
-  __shared__ typename Reduce::TempStorage storage;
-  const double total_signal = Reduce(storage).Sum(signal);
-  __syncthreads();
-  const double total_error = Reduce(storage).Sum(error);
-  __syncthreads();
-  const double total_max = Reduce(storage).Reduce(max_error, MaxOf{});
-  if (threadIdx.x == 0) {
-    partials[3 * blockIdx.x] = total_signal;
-    partials[3 * blockIdx.x + 1] = total_error;
-    partials[3 * blockIdx.x + 2] = total_max;
-  }
+  store_block_stats<kThreads>(signal, error, max_error, partials);
 }
 
 __global__ void __launch_bounds__(kThreads)

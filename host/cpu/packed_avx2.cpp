@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/avx2_elements.h"
 #include "cpu/element_io.h"
 
 namespace wq::detail {
@@ -12,20 +13,9 @@ namespace {
 
 namespace ct = codec::ct;
 
-#define WQ_PACKED_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+#define WQ_PACKED_INLINE WQ_AVX2_F16C_INLINE
 
-// Eight elements as binary32 (exact for every dtype).
-template <DType D>
-WQ_PACKED_INLINE __m256 load8(const std::byte* p) {
-  if constexpr (D == DType::kF32) {
-    return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
-  } else if constexpr (D == DType::kBF16) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  } else {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  }
-}
+using avx2::load8;
 
 // round_to() of the codec in eight lanes: bf16 by f32_to_bf16_bits' own bit arithmetic (the
 // values here are finite), fp16 by the hardware's round-to-nearest-even conversion, which is
@@ -42,17 +32,6 @@ WQ_PACKED_INLINE __m256 round_to(__m256 v) {
   } else {
     return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
-}
-
-WQ_PACKED_INLINE float hmin(__m256 v) {
-  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
-  return _mm_cvtss_f32(_mm_min_ss(m, _mm_shuffle_ps(m, m, 1)));
-}
-WQ_PACKED_INLINE float hmax(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
 }
 
 // All lanes finite: exponent not all ones.
@@ -73,7 +52,7 @@ __attribute__((target("avx2,fma,f16c"))) bool range(const std::byte* in, std::ui
     mn = _mm256_min_ps(mn, x);
     mx = _mm256_max_ps(mx, x);
   }
-  float l = hmin(mn), h = hmax(mx);
+  float l = avx2::min_of(mn), h = avx2::max_of(mx);
   bool finite = _mm256_movemask_ps(ok) == 0xff;
   for (; i < count; ++i) {
     const float x = load_f32<D>(in, i);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "cpu/avx2_codes.h"
+#include "cpu/avx2_elements.h"
 #include "cpu/element_io.h"
 
 namespace wq::detail {
@@ -11,22 +12,9 @@ namespace {
 using avx2::CodeConstants;
 
 // Everything here runs only after use_avx2() (and use_f16c() for F16 input).
-#define WQ_AVX2_F16C_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
-
-// Eight elements of the input as binary32: exact conversions (design.md §3), so every dtype
-// then runs the same arithmetic. BF16 is the top half of a binary32; F16 by vcvtph2ps.
-template <DType D>
-WQ_AVX2_F16C_INLINE __m256 load8(const std::byte* p) {
-  if constexpr (D == DType::kF32) {
-    return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
-  } else if constexpr (D == DType::kBF16) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  } else {
-    static_assert(D == DType::kF16);
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  }
-}
+using avx2::load8;
+using avx2::max_of;
+using avx2::min_of;
 
 // A batch of groups is reduced, then parameterised, then coded while it stays in L1: at most
 // this many elements (one group when a group is longer) and kMaxBatch groups.
@@ -34,17 +22,6 @@ constexpr std::uint64_t kBatchElements = 2048;
 constexpr int kMaxBatch = 16;
 // The range pass is the first to touch the input: it fetches this many bytes ahead.
 constexpr std::uint64_t kPrefetchBytes = 8192;
-
-WQ_AVX2_INLINE float min_of(__m256 v) {
-  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
-  return _mm_cvtss_f32(_mm_min_ss(m, _mm_shuffle_ps(m, m, 1)));
-}
-WQ_AVX2_INLINE float max_of(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
-}
 
 // Range of one group, and its x^2 into `signal`. The loaded value is min's and max's first
 // operand: on NaN they return the second, so NaN is skipped (the error sums find it later).

@@ -17,6 +17,19 @@
 namespace wq {
 namespace detail {
 
+namespace {
+
+// An index file, atomically, indented as transformers writes them; returns its bytes.
+std::uint64_t write_json_file(const nlohmann::ordered_json& json, const std::string& output) {
+  const std::string text = json.dump(2) + "\n";
+  AtomicFile file(output);
+  file.write(text.data(), text.size());
+  file.commit();
+  return text.size();
+}
+
+}  // namespace
+
 std::string shard_container_name(const std::string& shard) {
   const std::string suffix = ".safetensors";
   const bool has = shard.size() > suffix.size() && shard.compare(shard.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -30,11 +43,7 @@ std::uint64_t write_container_index(const ShardIndex& index, std::uint64_t conta
   nlohmann::ordered_json map = nlohmann::ordered_json::object();
   for (const auto& [tensor, shard] : index.weight_map) append_member(map, tensor, shard_container_name(shard));  // unique keys
   json["weight_map"] = std::move(map);
-  const std::string text = json.dump(2) + "\n";
-  AtomicFile file(output);
-  file.write(text.data(), text.size());
-  file.commit();
-  return text.size();
+  return write_json_file(json, output);
 }
 
 std::uint64_t write_tensor_index(const std::vector<std::pair<std::string, std::string>>& shards,
@@ -51,11 +60,7 @@ std::uint64_t write_tensor_index(const std::vector<std::pair<std::string, std::s
   nlohmann::ordered_json json;
   json["metadata"] = {{"total_size", data_bytes}};
   json["weight_map"] = std::move(map);
-  const std::string text = json.dump(2) + "\n";
-  AtomicFile file(output);
-  file.write(text.data(), text.size());
-  file.commit();
-  return text.size();
+  return write_json_file(json, output);
 }
 
 }  // namespace detail
