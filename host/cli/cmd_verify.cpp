@@ -10,7 +10,6 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "formats/gguf_checkpoint.h"
-#include "pipeline/packed_checkpoint.h"
 #include "wq/checkpoint.h"
 #include "wq/codec/half.h"
 #include "wq/container.h"
@@ -30,19 +29,15 @@ struct VerifyFlags {
 // checks, its modules' parts fit together, and every quantized weight decodes to finite
 // values. Returns false when `path` is a safetensors file without such weights.
 bool verify_packed(const std::string& path, bool quiet) {
-  std::unique_ptr<CheckpointReader> reader = open_checkpoint(path);
-  if (reader->format() != "safetensors" && reader->format() != "safetensors-sharded") return false;
-  const std::vector<detail::PackedTensor> tensors = detail::packed_tensors(*reader, path);
-  if (tensors.empty()) return false;
-  std::vector<std::byte> buffer;
+  std::unique_ptr<CheckpointReader> reader = open_checkpoint(path);  // validates the modules' parts
+  if (reader->format() != "compressed-tensors") return false;
+  const std::vector<TensorInfo>& tensors = reader->tensors();
   std::size_t quantized = 0;
-  for (const detail::PackedTensor& t : tensors) {
-    if (t.bits == 0) continue;
+  for (std::size_t k = 0; k < tensors.size(); ++k) {
+    if (reader->stored_quantized_as(k).empty()) continue;
     ++quantized;
-    const std::uint64_t n = element_count(t.info.shape);
-    buffer.resize(n * dtype_size(t.info.dtype));
-    detail::decode_packed_weight(*reader, t, buffer.data());
-    const TensorView view{t.info.name, t.info.dtype, t.info.shape, buffer.data()};
+    const TensorView view = reader->tensor(k);
+    const std::uint64_t n = view.numel();
     for (std::uint64_t i = 0; i < n; ++i) {
       float v = 0.0f;
       if (view.dtype == DType::kF32) {
@@ -53,10 +48,11 @@ bool verify_packed(const std::string& path, bool quiet) {
         v = view.dtype == DType::kF16 ? codec::f16_bits_to_f32(h) : codec::bf16_bits_to_f32(h);
       }
       if (!codec::is_finite(v)) {
-        throw Error(ErrorCode::kBadData, path + ": tensor '" + t.info.name + "': element " + std::to_string(i) +
-                                             " decodes to " + (v != v ? "NaN" : "an infinity"));
+        throw Error(ErrorCode::kBadData, path + ": tensor '" + std::string(view.name) + "': element " +
+                                             std::to_string(i) + " decodes to " + (v != v ? "NaN" : "an infinity"));
       }
     }
+    reader->release(k);
   }
   if (!quiet) {
     fmt::print("ok  {} (compressed-tensors, {} tensor{}, {} quantized; structure and decoded values only: no "
@@ -99,16 +95,14 @@ int verify_file(const std::string& path, bool quiet) {
   }
 }
 
-// Whether a safetensors file holds compressed-tensors weights (a header parse).
+// Whether a safetensors file holds compressed-tensors weights (its header parsed).
 bool is_packed_file(const std::string& path) {
   try {
-    std::unique_ptr<CheckpointReader> reader = open_checkpoint(path);
-    for (const TensorInfo& t : reader->tensors()) {
-      if (t.name.ends_with(".weight_packed")) return true;
-    }
-  } catch (const Error&) {
+    return open_checkpoint(path)->format() == "compressed-tensors";
+  } catch (const Error& e) {
+    // A malformed compressed-tensors file is checked (and its problem reported), not skipped.
+    return std::string_view(e.what()).find("compressed-tensors") != std::string_view::npos;
   }
-  return false;
 }
 
 int run_verify(const VerifyFlags& f) {

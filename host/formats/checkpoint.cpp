@@ -11,6 +11,7 @@
 
 #include "core/utf8.h"
 #include "formats/gguf_checkpoint.h"
+#include "formats/packed_checkpoint.h"
 #include "formats/safetensors_file.h"
 #include "formats/numpy_reader.h"
 #include "formats/paddle_reader.h"
@@ -124,6 +125,11 @@ std::unique_ptr<CheckpointReader> open_by_content(const std::string& path, const
 
 std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path, const ReadOptions& options) {
   std::unique_ptr<CheckpointReader> reader = open_by_content(path, options);
+  // compressed-tensors weights (weight_packed, ...) read as the weights they decode to; a WQ
+  // container's parts never are.
+  if (reader->format() == "safetensors" || reader->format() == "safetensors-sharded") {
+    reader = detail::wrap_packed_checkpoint(std::move(reader));
+  }
   // Pickles can repeat a key, and nested dicts flatten to dotted names that may collide
   // ({"a.b": x, "a": {"b": y}}): one name, two tensors is a file no output can represent.
   // Names end up in JSON (the container's header, reports): they must be well-formed UTF-8,

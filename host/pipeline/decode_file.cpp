@@ -1,11 +1,11 @@
 // decode_file(): a WQ container (or a GGUF file, or a compressed-tensors checkpoint) in, a
 // checkpoint with the original tensors out.
+#include <string_view>
 #include <vector>
 
 #include "formats/checkpoint_writer.h"
 #include "formats/gguf_checkpoint.h"
 #include "pipeline/output_path.h"
-#include "pipeline/packed_checkpoint.h"
 #include "wq/error.h"
 #include "wq/pipeline.h"
 
@@ -43,31 +43,21 @@ void decode_gguf(const std::string& input, const std::string& output, Backend& b
   writer->finish();
 }
 
-// A compressed-tensors checkpoint (docs/compressed-tensors.md): each quantized weight decoded
-// into its scale's dtype as compressed-tensors decodes it, every other tensor as it is.
-void decode_packed(CheckpointReader& reader, const std::vector<detail::PackedTensor>& tensors, const std::string& output,
-                   const DecodeOptions& options) {
-  std::vector<TensorInfo> infos;
+// A compressed-tensors checkpoint (docs/compressed-tensors.md), as open_checkpoint() presents
+// it: each quantized weight decoded into its scale's dtype as compressed-tensors decodes it,
+// every other tensor as it is stored.
+void decode_packed(CheckpointReader& reader, const std::string& output, const DecodeOptions& options) {
+  const std::vector<TensorInfo>& infos = reader.tensors();
   Progress progress;
-  for (const detail::PackedTensor& t : tensors) {
-    infos.push_back(t.info);
-    progress.bytes_total += element_count(t.info.shape) * dtype_size(t.info.dtype);
-  }
+  for (const TensorInfo& t : infos) progress.bytes_total += element_count(t.shape) * dtype_size(t.dtype);
   const std::string format = options.format.empty() ? "safetensors" : options.format;
   std::unique_ptr<detail::CheckpointWriter> writer = detail::make_checkpoint_writer(format, output, infos, {});
-  std::vector<std::byte> buffer;  // one decoded weight at a time: memory is the largest tensor
-  for (const detail::PackedTensor& t : tensors) {
+  for (std::size_t i = 0; i < infos.size(); ++i) {  // one decoded weight at a time
     detail::check_cancel(options.cancel);
-    const std::uint64_t bytes = element_count(t.info.shape) * dtype_size(t.info.dtype);
-    if (t.bits == 0) {
-      writer->add(reader.tensor(t.data).data);
-    } else {
-      if (buffer.size() < bytes) buffer.resize(bytes);
-      detail::decode_packed_weight(reader, t, buffer.data());
-      writer->add(buffer.data());
-    }
-    progress.bytes_done += bytes;
-    progress.current_tensor = t.info.name;
+    writer->add(reader.tensor(i).data);
+    reader.release(i);
+    progress.bytes_done += element_count(infos[i].shape) * dtype_size(infos[i].dtype);
+    progress.current_tensor = infos[i].name;
     if (options.on_progress) options.on_progress(progress);
   }
   writer->finish();
@@ -80,17 +70,16 @@ void decode_file(const std::string& input, const std::string& output, Backend& b
   detail::check_output_path(input, output);
   if (detail::starts_with_gguf_magic(input)) return decode_gguf(input, output, backend, options);
   if (!is_wq_container(input)) {
-    // A safetensors file (or sharded index) of compressed-tensors weights decodes too; anything
-    // else gets the container reader's message below.
+    // A compressed-tensors checkpoint (a safetensors file or sharded index) decodes too; any
+    // other file gets the container reader's message below, a malformed compressed-tensors
+    // one its own.
     std::unique_ptr<CheckpointReader> reader;
     try {
       reader = open_checkpoint(input);
-    } catch (const Error&) {
+    } catch (const Error& e) {
+      if (std::string_view(e.what()).find("compressed-tensors") != std::string_view::npos) throw;
     }
-    if (reader && (reader->format() == "safetensors" || reader->format() == "safetensors-sharded")) {
-      const std::vector<detail::PackedTensor> tensors = detail::packed_tensors(*reader, input);
-      if (!tensors.empty()) return decode_packed(*reader, tensors, output, options);
-    }
+    if (reader && reader->format() == "compressed-tensors") return decode_packed(*reader, output, options);
   }
   std::unique_ptr<ContainerReader> reader = ContainerReader::open(input);
   const std::vector<ContainerTensor>& tensors = reader->tensors();

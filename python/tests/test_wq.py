@@ -163,6 +163,31 @@ def test_reads_every_checkpoint_format_the_cli_reads(tmp_path):
             assert len(r) > 0 and r.metadata()["format"] == "safetensors"
 
 
+def test_reads_a_compressed_tensors_export_as_its_decoded_weights(tmp_path):
+    # A model folder exported for vLLM: wq.load gives every weight as compressed-tensors
+    # decodes it (the values wq-gpu decode writes), under the original names.
+    model = tmp_path / "model"
+    model.mkdir()
+    sd = {k: v.to(torch.bfloat16) for k, v in net().state_dict().items() if k.startswith("fc")}
+    sd["fc1.weight"] = torch.randn(96, 256, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    wq.save(sd, model / "model.safetensors", method="bf16")
+    wq.decode_file(model / "model.safetensors", model / "plain.safetensors", format="safetensors")
+    os.replace(model / "plain.safetensors", model / "model.safetensors")
+    (model / "config.json").write_text('{"model_type": "tiny"}')
+    out = tmp_path / "w4a16"
+    cli("quantize", str(model), "-o", str(out), "--to", "compressed-tensors", "--scheme", "W4A16", "--group-size",
+        "32", "-q")
+    cli("decode", str(out), "-o", str(tmp_path / "back.safetensors"), "-q")
+    loaded = wq.load(out / "model.safetensors", framework="torch")
+    back = wq.load(tmp_path / "back.safetensors", framework="torch")
+    assert list(loaded) == list(sd)
+    for name in sd:
+        assert loaded[name].dtype == torch.bfloat16 and torch.equal(loaded[name], back[name])
+    assert not torch.equal(loaded["fc1.weight"], sd["fc1.weight"])  # quantized: 4 bits
+    with wq.open(out / "model.safetensors") as r:
+        assert r.metadata()["format"] == "compressed-tensors"
+
+
 def peak_rss_kib():
     """VmHWM: this process's peak resident memory since the last reset_peak_rss()."""
     with open("/proc/self/status") as f:

@@ -280,6 +280,17 @@ def main():
         check(rows and all(row["action"] == "up to date" for row in rows), "second run up to date: %s" % rows)
         check(before == {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)}, "nothing rewritten")
 
+        # Every command reads the export as the weights it decodes to: inspect lists them, and
+        # quantizing them again needs --allow-requantize (a second rounding).
+        r = run("inspect", os.path.join(out, "model.safetensors.index.json"))
+        check("compressed-tensors" in r.stdout and "model.layers.0.self_attn.q_proj.weight" in r.stdout
+              and "weight_packed" not in r.stdout, "inspect: %s" % r.stdout[:300])
+        again = os.path.join(tmp, "again.wq.safetensors")
+        r = run("quantize", os.path.join(out, "model-00001-of-00002.safetensors"), "-o", again, expect=2)
+        check("int4 pack-quantized" in r.stderr and "--allow-requantize" in r.stderr, "requantize: %s" % r.stderr)
+        run("quantize", os.path.join(out, "model-00001-of-00002.safetensors"), "-o", again, "--allow-requantize", "-q")
+        check(os.path.exists(again), "requantized with --allow-requantize")
+
         # verify: the structure, and every weight decodes to finite values.
         r = run("verify", out)
         check("2 containers checked, 0 bad" in r.stdout and "compressed-tensors" in r.stdout, "verify: %s" % r.stdout)

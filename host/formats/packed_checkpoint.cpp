@@ -1,4 +1,4 @@
-#include "pipeline/packed_checkpoint.h"
+#include "formats/packed_checkpoint.h"
 
 #include <cstring>
 #include <filesystem>
@@ -197,6 +197,66 @@ void decode_packed_weight(CheckpointReader& reader, const PackedTensor& t, std::
     case DType::kBF16: decode_as<DType::kBF16>(reader, t, out); return;
     default: decode_as<DType::kF32>(reader, t, out); return;
   }
+}
+
+namespace {
+
+class PackedCheckpoint final : public CheckpointReader {
+ public:
+  PackedCheckpoint(std::unique_ptr<CheckpointReader> inner, std::vector<PackedTensor> tensors)
+      : inner_(std::move(inner)), packed_(std::move(tensors)) {
+    for (const PackedTensor& t : packed_) {
+      infos_.push_back(t.info);
+      stored_.push_back(t.bits == 0 ? std::string() : "int" + std::to_string(t.bits) + " pack-quantized");
+    }
+  }
+
+  const std::string& path() const noexcept override { return inner_->path(); }
+  const std::string& format() const noexcept override { return format_; }
+  std::uint64_t file_bytes() const noexcept override { return inner_->file_bytes(); }
+  const std::vector<TensorInfo>& tensors() const noexcept override { return infos_; }
+
+  TensorView tensor(std::size_t index) override {
+    const PackedTensor& t = packed_.at(index);
+    if (t.bits == 0) {
+      const TensorView stored = inner_->tensor(t.data);
+      return TensorView{infos_[index].name, stored.dtype, stored.shape, stored.data};
+    }
+    auto it = decoded_.find(index);
+    if (it == decoded_.end()) {
+      std::vector<std::byte> values(element_count(t.info.shape) * dtype_size(t.info.dtype));
+      decode_packed_weight(*inner_, t, values.data());
+      it = decoded_.emplace(index, std::move(values)).first;
+    }
+    return TensorView{infos_[index].name, t.info.dtype, t.info.shape, it->second.data()};
+  }
+
+  void release(std::size_t index) override {
+    const PackedTensor& t = packed_.at(index);
+    decoded_.erase(index);
+    inner_->release(t.data);
+    if (t.scale) inner_->release(*t.scale);
+    if (t.zero_point) inner_->release(*t.zero_point);
+  }
+
+  std::string_view stored_quantized_as(std::size_t index) const override { return stored_.at(index); }
+  std::span<const std::byte> mapped_bytes() const noexcept override { return inner_->mapped_bytes(); }
+
+ private:
+  std::unique_ptr<CheckpointReader> inner_;
+  std::vector<PackedTensor> packed_;
+  std::vector<TensorInfo> infos_;
+  std::vector<std::string> stored_;
+  std::string format_ = "compressed-tensors";
+  std::map<std::size_t, std::vector<std::byte>> decoded_;
+};
+
+}  // namespace
+
+std::unique_ptr<CheckpointReader> wrap_packed_checkpoint(std::unique_ptr<CheckpointReader> reader) {
+  std::vector<PackedTensor> tensors = packed_tensors(*reader, reader->path());
+  if (tensors.empty()) return reader;
+  return std::make_unique<PackedCheckpoint>(std::move(reader), std::move(tensors));
 }
 
 }  // namespace wq::detail

@@ -1,9 +1,11 @@
 // Reading compressed-tensors `pack-quantized` checkpoints back (docs/compressed-tensors.md):
-// which tensors of a safetensors file (or sharded index) form each quantized weight, and their
-// decode with the shared arithmetic of include/wq/codec/pack_quantized.h.
+// which tensors of a safetensors file (or sharded index) form each quantized weight, their
+// decode with the shared arithmetic of include/wq/codec/pack_quantized.h, and a reader that
+// presents such a checkpoint as its decoded weights (open_checkpoint() uses it).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,5 +34,12 @@ std::vector<PackedTensor> packed_tensors(CheckpointReader& reader, const std::st
 /// Decodes weight `t` into `out` (t.info's dtype and element count): (u - z_u) * scale in the
 /// scale's dtype, as compressed-tensors' _dequantize.
 void decode_packed_weight(CheckpointReader& reader, const PackedTensor& t, std::byte* out);
+
+/// `reader` (a safetensors file or sharded index) as compressed-tensors checkpoint when it holds
+/// weight_packed tensors: format "compressed-tensors", each weight MODULE.weight decoded on
+/// tensor() (its stored_quantized_as() names the width: "int4 pack-quantized"), the other
+/// tensors as stored. Without weight_packed tensors `reader` itself. Throws as
+/// packed_tensors().
+std::unique_ptr<CheckpointReader> wrap_packed_checkpoint(std::unique_ptr<CheckpointReader> reader);
 
 }  // namespace wq::detail
