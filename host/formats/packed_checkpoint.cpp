@@ -110,10 +110,13 @@ std::vector<PackedTensor> packed_tensors(CheckpointReader& reader, const std::st
     }
     std::int64_t dims[2];
     std::memcpy(dims, reader.tensor(*shape_part).data, sizeof dims);
-    if (dims[0] <= 0 || dims[1] <= 0 || static_cast<std::uint64_t>(dims[0]) != packed.shape[0]) {
+    if (dims[0] <= 0 || dims[1] <= 0) throw bad(module, "weight_shape holds a dimension that is not positive");
+    if (static_cast<std::uint64_t>(dims[0]) != packed.shape[0]) {
       throw bad(module, "weight_shape does not match weight_packed's rows");
     }
     const auto rows = static_cast<std::uint64_t>(dims[0]), cols = static_cast<std::uint64_t>(dims[1]);
+    // At most 32 codes a word: bounds cols by the file's size before any product is formed.
+    if (cols > 32 * packed.shape[1]) throw bad(module, "weight_shape's columns do not fit in weight_packed");
     if (scale.shape.size() != 2 || scale.shape[0] != rows || scale.shape[1] == 0 || cols % scale.shape[1] != 0) {
       throw bad(module, "weight_scale's shape does not divide the weight into groups of whole columns");
     }

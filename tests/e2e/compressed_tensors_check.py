@@ -334,6 +334,42 @@ def main():
             json.dump(index, f)
         refused(mismatched, "model.norm.weight")
         refused(os.path.join(tmp, "bf16-single"), "not whole groups of 96", "--group-size", "96")
+        # Malformed compressed-tensors files: a clear error naming the module, nothing written.
+        def packed_file(path, parts):
+            header, blobs, offset = {}, [], 0
+            for name, (dtype, shape, data) in parts.items():
+                header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(data)]}
+                blobs.append(data)
+                offset += len(data)
+            text = json.dumps(header).encode()
+            text += b" " * (-len(text) % 8)
+            with open(path, "wb") as f:
+                f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+        words = ("I32", [2, 16], bytes(128))
+        scale = ("BF16", [2, 4], bytes(16))
+        shape = ("I64", [2], np.array([2, 128], "<i8").tobytes())
+        hostile = {
+            "huge columns": ({"a.weight_packed": words, "a.weight_scale": scale,
+                              "a.weight_shape": ("I64", [2], np.array([2, 2 ** 62], "<i8").tobytes())},
+                             "do not fit", 4),
+            "no scale": ({"a.weight_packed": words, "a.weight_shape": shape}, "without weight_scale", 4),
+            "zero point of the wrong shape": ({"a.weight_packed": words, "a.weight_scale": scale, "a.weight_shape": shape,
+                                               "a.weight_zero_point": ("I32", [3, 4], bytes(48))}, "weight_zero_point", 4),
+            "activation ordering": ({"a.weight_packed": words, "a.weight_scale": scale, "a.weight_shape": shape,
+                                     "a.weight_g_idx": ("I32", [128], bytes(512))}, "weight_g_idx", 8),
+        }
+        bad_dir = os.path.join(tmp, "hostile")
+        os.makedirs(bad_dir)
+        with open(os.path.join(bad_dir, "config.json"), "w") as f:  # 4 bits: 128 columns in 16 words
+            json.dump({"quantization_config": {"config_groups": {"g": {"weights": {"num_bits": 4}}}}}, f)
+        for what, (parts, want, status) in hostile.items():
+            path = os.path.join(bad_dir, "model.safetensors")
+            packed_file(path, parts)
+            for command in (["decode", path, "-o", path + ".out"], ["verify", path], ["inspect", path]):
+                r = run(*command, expect=status)
+                check("module 'a'" in r.stderr and want in r.stderr and not os.path.exists(path + ".out"),
+                      "%s, %s: %s" % (what, command[0], r.stderr.strip()))
+
         # Flags that the scheme decides, or that need --to compressed-tensors.
         single = os.path.join(tmp, "bf16-single")
         for args, want in ((["--to", "compressed-tensors", "--bits", "4"], "--scheme chooses the bits"),
