@@ -48,6 +48,13 @@ int run_quantize_file(const QuantizeFlags& f, const QuantizeOptions& options) {
   } else if (!f.quiet) {
     fmt::print("{}", report_text(report, options.spec, f.per_tensor));
   }
+  if (options.output_format == OutputFormat::kCompressedTensors && !f.quiet && f.json != "-") {
+    // One file has no config.json beside it to rewrite; vLLM reads the scheme there.
+    fmt::print(stderr,
+               "wq-gpu: note: vLLM and transformers read the scheme from the model's config.json; quantize the "
+               "model folder to have it written, or add this to it:\n\"quantization_config\": {}\n",
+               pack_quantized_config_json(options.pack_quantized));
+  }
   if (!f.json.empty() && f.json != "-") {
     const std::string text = detail::json_text(report_json(report, options.spec), 2) + "\n";
     detail::AtomicFile file(f.json);
