@@ -98,15 +98,15 @@ ErrorStats quantize_run_avx2(const PackQuantizeJob& job, const PackedGeometry& g
   return stats;
 }
 
+// The rows of run `run` with the codec's scalar functions, a group's parameters in `params`.
 template <DType D>
-ErrorStats quantize_run(const PackQuantizeJob& job, const PackedGeometry& g, std::uint64_t run) {
+ErrorStats quantize_run_scalar(const PackQuantizeJob& job, const PackedGeometry& g, std::uint64_t run,
+                               std::vector<ct::Params>& params) {
   const ct::Scalar scalar = packed_scalar(D);
   const std::uint64_t first = run * kRowsPerRun, last = std::min(g.rows, first + kRowsPerRun);
   const std::byte* in = job.input.data;
-  std::vector<ct::Params> params((last - first) * g.groups_per_row);
   ErrorStats stats;
-  if (avx2_takes(D)) stats = quantize_run_avx2<D>(job, g, run, params);
-  for (std::uint64_t r = avx2_takes(D) ? last : first; r < last; ++r) {
+  for (std::uint64_t r = first; r < last; ++r) {
     const std::uint64_t row = r * g.cols;
     ct::Params* row_params = params.data() + (r - first) * g.groups_per_row;
     for (std::uint64_t k = 0; k < g.groups_per_row; ++k) {
@@ -145,18 +145,32 @@ ErrorStats quantize_run(const PackQuantizeJob& job, const PackedGeometry& g, std
     }
   }
   stats.count = (last - first) * g.cols;
-  if (!job.symmetric) {
-    // Column k of weight_zero_point packs this run's zero points: words [run*bits, +bits).
-    const int count = static_cast<int>(last - first);
-    const std::uint64_t word = run * static_cast<std::uint64_t>(job.bits);
-    const std::uint64_t n = std::min<std::uint64_t>(static_cast<std::uint64_t>(job.bits), g.zero_point_rows - word);
-    for (std::uint64_t k = 0; k < g.groups_per_row; ++k) {
-      std::uint32_t z[32], words[8];
-      for (int r = 0; r < count; ++r) z[r] = ct::stored_zero(params[static_cast<std::uint64_t>(r) * g.groups_per_row + k], job.bits);
-      ct::pack_32(z, count, job.bits, words);
-      for (std::uint64_t w = 0; w < n; ++w) store_word(job.zero_points, (word + w) * g.groups_per_row + k, words[w]);
-    }
+  return stats;
+}
+
+// Column k of weight_zero_point packs run `run`'s zero points: words [run * bits, + bits).
+void pack_zero_points(const PackQuantizeJob& job, const PackedGeometry& g, std::uint64_t run,
+                      const std::vector<ct::Params>& params) {
+  const std::uint64_t first = run * kRowsPerRun, last = std::min(g.rows, first + kRowsPerRun);
+  const int count = static_cast<int>(last - first);
+  const std::uint64_t word = run * static_cast<std::uint64_t>(job.bits);
+  const std::uint64_t n = std::min<std::uint64_t>(static_cast<std::uint64_t>(job.bits), g.zero_point_rows - word);
+  for (std::uint64_t k = 0; k < g.groups_per_row; ++k) {
+    std::uint32_t z[32], words[8];
+    for (int r = 0; r < count; ++r) z[r] = ct::stored_zero(params[static_cast<std::uint64_t>(r) * g.groups_per_row + k], job.bits);
+    ct::pack_32(z, count, job.bits, words);
+    for (std::uint64_t w = 0; w < n; ++w) store_word(job.zero_points, (word + w) * g.groups_per_row + k, words[w]);
   }
+}
+
+// One run of 32 rows: codes (AVX2 or the codec's scalar schedule), then its zero points.
+template <DType D>
+ErrorStats quantize_run(const PackQuantizeJob& job, const PackedGeometry& g, std::uint64_t run) {
+  const std::uint64_t first = run * kRowsPerRun, last = std::min(g.rows, first + kRowsPerRun);
+  std::vector<ct::Params> params((last - first) * g.groups_per_row);
+  const ErrorStats stats =
+      avx2_takes(D) ? quantize_run_avx2<D>(job, g, run, params) : quantize_run_scalar<D>(job, g, run, params);
+  if (!job.symmetric) pack_zero_points(job, g, run, params);
   return stats;
 }
 

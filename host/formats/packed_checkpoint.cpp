@@ -147,12 +147,14 @@ std::vector<PackedTensor> packed_tensors(CheckpointReader& reader, const std::st
 
 namespace {
 
-std::uint32_t field(const std::byte* words, std::uint64_t word, std::uint64_t bit, int bits) {
+// The `bits`-wide field at bit `bit` of a stream of little-endian int32 words `stride` words
+// apart (1: a row of weight_packed; the groups: a column of weight_zero_point).
+std::uint32_t field(const std::byte* words, std::uint64_t stride, std::uint64_t bit, int bits) {
   std::uint32_t lo = 0, hi = 0;
-  std::memcpy(&lo, words + 4 * (word + bit / 32), 4);
+  std::memcpy(&lo, words + 4 * stride * (bit / 32), 4);
   std::uint64_t v = lo >> (bit % 32);
   if (bit % 32 + static_cast<std::uint64_t>(bits) > 32) {
-    std::memcpy(&hi, words + 4 * (word + bit / 32 + 1), 4);
+    std::memcpy(&hi, words + 4 * stride * (bit / 32 + 1), 4);
     v |= static_cast<std::uint64_t>(hi) << (32 - bit % 32);
   }
   return static_cast<std::uint32_t>(v & ((1u << bits) - 1));
@@ -172,20 +174,12 @@ void decode_as(CheckpointReader& reader, const PackedTensor& t, std::byte* out) 
       ct::Params p;
       p.scale = load_f32<D>(scale.data, r * groups + k);
       p.zero = 0;
-      if (zeros != nullptr) {
-        // Column k of weight_zero_point packs the rows' zero points: row r at bit r * bits.
-        const std::uint64_t bit = r * static_cast<std::uint64_t>(t.bits);
-        std::uint32_t lo = 0, hi = 0;
-        std::memcpy(&lo, zeros + 4 * ((bit / 32) * groups + k), 4);
-        std::uint64_t v = lo >> (bit % 32);
-        if (bit % 32 + static_cast<std::uint64_t>(t.bits) > 32) {
-          std::memcpy(&hi, zeros + 4 * ((bit / 32 + 1) * groups + k), 4);
-          v |= static_cast<std::uint64_t>(hi) << (32 - bit % 32);
-        }
-        p.zero = static_cast<int>(v & ((1u << t.bits) - 1)) + ct::q_min(t.bits);
+      if (zeros != nullptr) {  // column k packs the rows' zero points: row r at bit r * bits
+        p.zero = static_cast<int>(field(zeros + 4 * k, groups, r * static_cast<std::uint64_t>(t.bits), t.bits)) +
+                 ct::q_min(t.bits);
       }
       for (std::uint64_t c = k * group; c < (k + 1) * group; ++c) {
-        const std::uint32_t u = field(packed, r * words, c * static_cast<std::uint64_t>(t.bits), t.bits);
+        const std::uint32_t u = field(packed + 4 * r * words, 1, c * static_cast<std::uint64_t>(t.bits), t.bits);
         store_f32<D>(out, r * cols + c, ct::decode(u, p, t.bits, scalar));
       }
     }

@@ -53,17 +53,21 @@ def raw(t):
     return t.numpy().tobytes()
 
 
-def write_safetensors(path, tensors):
+def write_raw_safetensors(path, parts):
+    """parts: name -> (dtype string, shape, bytes), laid out in that order."""
     header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, t in tensors.items():
-        b = raw(t)
-        header[name] = {"dtype": ST[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
+    for name, (dtype, shape, data) in parts.items():
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def write_safetensors(path, tensors):
+    write_raw_safetensors(path, {name: (ST[t.dtype], t.shape, raw(t)) for name, t in tensors.items()})
 
 
 def read_safetensors(path):
@@ -335,16 +339,6 @@ def main():
         refused(mismatched, "model.norm.weight")
         refused(os.path.join(tmp, "bf16-single"), "not whole groups of 96", "--group-size", "96")
         # Malformed compressed-tensors files: a clear error naming the module, nothing written.
-        def packed_file(path, parts):
-            header, blobs, offset = {}, [], 0
-            for name, (dtype, shape, data) in parts.items():
-                header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(data)]}
-                blobs.append(data)
-                offset += len(data)
-            text = json.dumps(header).encode()
-            text += b" " * (-len(text) % 8)
-            with open(path, "wb") as f:
-                f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
         words = ("I32", [2, 16], bytes(128))
         scale = ("BF16", [2, 4], bytes(16))
         shape = ("I64", [2], np.array([2, 128], "<i8").tobytes())
@@ -364,7 +358,7 @@ def main():
             json.dump({"quantization_config": {"config_groups": {"g": {"weights": {"num_bits": 4}}}}}, f)
         for what, (parts, want, status) in hostile.items():
             path = os.path.join(bad_dir, "model.safetensors")
-            packed_file(path, parts)
+            write_raw_safetensors(path, parts)
             for command in (["decode", path, "-o", path + ".out"], ["verify", path], ["inspect", path]):
                 r = run(*command, expect=status)
                 check("module 'a'" in r.stderr and want in r.stderr and not os.path.exists(path + ".out"),
