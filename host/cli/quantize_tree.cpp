@@ -10,6 +10,8 @@
 #include <thread>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <future>
 #include <map>
 #include <set>
 
@@ -125,9 +127,10 @@ class TreeRun {
         tty_(!flags.quiet && isatty(STDERR_FILENO)), lines_(!flags.quiet && !tty_),
         progress_(units, total, total_bytes, tty_ && flags.jobs > 1), rows_(units) {}
 
-  void unit(std::size_t index, const WorkUnit& u, Backend& backend) {
+  /// `pending`: the worker's commit still running on a thread of its own (see quantize()).
+  void unit(std::size_t index, const WorkUnit& u, Backend& backend, std::future<void>* pending) {
     detail::check_cancel(options_.cancel);
-    const Job job{index, &backend};
+    const Job job{index, &backend, deferred_commit(u) ? pending : nullptr};
     switch (u.kind) {
       case UnitKind::kQuantize: quantize(job, u.file); break;
       case UnitKind::kCopy: copy(job, u.file); break;
@@ -148,7 +151,16 @@ class TreeRun {
   struct Job {
     std::size_t unit;
     Backend* backend;
+    std::future<void>* pending_commit;  ///< null: the output is committed before unit() returns
   };
+
+  // Whether a container's fsync and rename run on a thread of their own while the worker goes
+  // on to its next file. A flush of a large file took ~0.5 s on a cloud VM, with the worker's
+  // core idle: for a 7.8 GB sharded folder on 2 cores, 0.5 s of 5.5. Small files flush fast,
+  // and with one job a file's progress line would race its predecessor's.
+  bool deferred_commit(const WorkUnit& u) const {
+    return flags_.jobs > 1 && u.kind == UnitKind::kQuantize && u.bytes >= (64ull << 20);
+  }
 
   const JournalEntry* done(const TreeFile& f, const std::string& settings) {
     if (flags_.force) return nullptr;
@@ -209,12 +221,26 @@ class TreeRun {
     QuantizeOptions options = options_;
     options.on_progress = progress_for(job, f);
     options.checksum_input = true;  // the journal's checksum, as the file is read: one pass
+    std::function<void()> commit;
+    if (job.pending_commit) options.defer_commit = [&commit](std::function<void()> c) { commit = std::move(c); };
     const QuantizeReport report = quantize_file(f.input, f.output, *job.backend, options);
     input->xxh3 = report.input_xxh3;
     if (flags_.jobs <= 1) finish_progress();
-    const FileRow row = row_of(report, f.rel_input, f.rel_output);
-    journal(f, "container", *input, settings_, row);
-    finished(job, row);
+    // Journaled only once the output is in place, as without deferral.
+    auto in_place = [this, job, &f, input = *input, row = row_of(report, f.rel_input, f.rel_output),
+                     commit = std::move(commit)] {
+      if (commit) commit();
+      journal(f, "container", input, settings_, row);
+      finished(job, row);
+    };
+    if (!job.pending_commit) {
+      in_place();
+      return true;
+    }
+    // One commit in flight per worker: memory and open files stay bounded, and its error
+    // surfaces here at the latest.
+    if (job.pending_commit->valid()) job.pending_commit->get();
+    *job.pending_commit = std::async(std::launch::async, std::move(in_place));
     return true;
   }
 
@@ -369,18 +395,26 @@ void run_units(TreeRun& run, const std::vector<WorkUnit>& units, std::size_t beg
   std::exception_ptr first_error;
   std::mutex error_mutex;
   const auto worker = [&](Backend& backend) {
-    for (;;) {
-      const std::size_t k = next.fetch_add(1);
-      if (failed.load() || k >= order.size()) return;
-      const std::size_t i = order[k];
-      try {
-        run.unit(i, units[i], backend);
-      } catch (...) {
-        const std::lock_guard<std::mutex> lock(error_mutex);
-        if (!first_error) first_error = std::current_exception();
-        failed.store(true);
-        return;
+    std::future<void> pending;  // this worker's last output, still being committed
+    const auto fail = [&] {
+      const std::lock_guard<std::mutex> lock(error_mutex);
+      if (!first_error) first_error = std::current_exception();
+      failed.store(true);
+    };
+    try {
+      for (;;) {
+        const std::size_t k = next.fetch_add(1);
+        if (failed.load() || k >= order.size()) break;
+        const std::size_t i = order[k];
+        run.unit(i, units[i], backend, &pending);
       }
+    } catch (...) {
+      fail();
+    }
+    try {
+      if (pending.valid()) pending.get();  // in place and journaled before the phase ends
+    } catch (...) {
+      fail();
     }
   };
   if (backends.size() == 1) {

@@ -453,14 +453,15 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
   std::optional<detail::InputChecksum> checksum;
   if (options.checksum_input) checksum.emplace(*reader, input, one_batch, options.cancel);
 
-  detail::AtomicFile out(output);
+  // Shared with the commit handed to options.defer_commit, which may outlive this function.
+  const auto out = std::make_shared<detail::AtomicFile>(output);
   std::unique_ptr<detail::OutputSink> sink;
   try {
     QuantizeOptions sink_options = options;
     if (plans.preset_file_type && !sink_options.gguf_file_type) sink_options.gguf_file_type = plans.preset_file_type;
-    sink = gguf                                                        ? detail::make_gguf_sink(out, metadata, *reader, sink_options)
-           : options.output_format == OutputFormat::kCompressedTensors ? detail::make_safetensors_sink(out, parts)
-                                                                        : detail::make_container_sink(out, metadata, parts);
+    sink = gguf                                                        ? detail::make_gguf_sink(*out, metadata, *reader, sink_options)
+           : options.output_format == OutputFormat::kCompressedTensors ? detail::make_safetensors_sink(*out, parts)
+                                                                        : detail::make_container_sink(*out, metadata, parts);
   } catch (const Error& e) {
     throw in_file(input, e);
   }
@@ -483,7 +484,7 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
       progress.bytes_done += report.tensors[i].input_bytes;
       progress.current_tensor = metadata.tensors[i].name;
     }
-    out.start_writeback();  // so that the final fsync has little left to wait for
+    out->start_writeback();  // so that the final fsync has little left to wait for
     if (options.on_progress) options.on_progress(progress);
     written.first = written.second;
   };
@@ -529,8 +530,13 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
   }
 
   sink->finish(metadata);
-  out.commit();
   report.output_bytes = sink->total_bytes();
+  sink.reset();
+  if (options.defer_commit) {
+    options.defer_commit([out] { out->commit(); });
+  } else {
+    out->commit();
+  }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;
 }

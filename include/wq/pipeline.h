@@ -104,6 +104,14 @@ struct QuantizeOptions {
   std::function<void(const Progress&)> on_progress;
   /// When set and it becomes true, the operation stops with Error(kInterrupted).
   const std::atomic<bool>* cancel = nullptr;
+  /// quantize_file() or quantize_checkpoint() writing one file: empty (default), the output is fsynced and renamed into
+  /// place before the call returns. Set, the call returns once every byte is written and hands
+  /// this function the commit (fsync, rename, fsync of the folder), which it may run later on
+  /// any thread; the output exists only as its temporary file until then, and a commit that is
+  /// destroyed without running removes it. The commit throws wq::Error(kOutput) if the disk
+  /// does. For callers with more files to write: the disk flushes one while the next is
+  /// quantized (a flush took ~0.5 s on a cloud VM; bench/RESULTS.md, issue 17).
+  std::function<void(std::function<void()> commit)> defer_commit;
   /// Also compute QuantizeReport::input_xxh3, the input file's checksum, as the file is read
   /// (cheaper than a pass of its own: the pages are read once).
   bool checksum_input = false;
