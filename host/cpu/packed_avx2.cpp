@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 
 #include "cpu/avx2_elements.h"
 #include "cpu/element_io.h"
@@ -97,16 +99,41 @@ inline std::uint32_t nibbles(std::uint64_t v) {
   return static_cast<std::uint32_t>(v | (v >> 16));
 }
 
+// The codec's first step, R(x / scale), for bf16 weights as R(x * (1 / scale)): vdivps was a
+// fifth of this loop. Exact, because both operands are bf16 values (the scale is rounded to
+// bf16 by group_params()) with the scale and its reciprocal normal:
+// - write x / scale = (a / b) * 2^k with integer significands a, b <= 255, and a bf16
+//   rounding boundary (a midpoint between neighbours) of the quotient's binade as n * 2^j,
+//   n odd in [257, 511]. Then |x / scale - n 2^j| = |a 2^c - n b| 2^j / b, whose numerator
+//   is a non-zero integer (n b = a 2^c would make n divide a's odd part, which is < 257);
+//   so the quotient lies at least 2^-17 of itself from every boundary;
+// - its binary32 rounding moves it by at most 2^-24 of itself, the product by at most
+//   3 * 2^-24 (one rounding in 1 / scale, one in the product): both land on the quotient's
+//   side of every boundary, and R() of the two is the same;
+// - a quotient below 2^-126 (where binary32 rounds in absolute terms) rounds to a t of at
+//   most 2^-126, which codes as 0 (t alone) or as the zero point (t + zero, rounded to bf16),
+//   either way.
+// PackedCodec.Bf16QuotientIsTheReciprocalProduct checks the claim over every bf16 significand
+// pair, and that it fails for binary32 weights.
+inline bool reciprocal_applies(float scale) {
+  const float inverse = 1.0f / scale;
+  return scale >= std::numeric_limits<float>::min() && inverse >= std::numeric_limits<float>::min() &&
+         inverse <= std::numeric_limits<float>::max();
+}
+
 // kZero: the group's zero point is 0 (every symmetric group), where R(t + 0) is t and the
 // addition and its rounding are skipped. kNibbles: 4-bit codes are written packed (the stream
 // of cpu/bit_packing.h from `out`, which must start at a code whose index is a multiple of 8),
-// sparing a pass of pack_block(); else one code per byte.
-template <DType D, bool kZero, bool kNibbles>
+// sparing a pass of pack_block(); else one code per byte. kReciprocal: x * (1 / scale) for
+// x / scale (reciprocal_applies()).
+template <DType D, bool kZero, bool kNibbles, bool kReciprocal>
 __attribute__((target("avx2,fma,f16c"))) bool codes_t(const std::byte* in, std::uint64_t count, ct::Params p, int bits,
                                                      std::uint8_t* out, ErrorStats* stats) {
+  static_assert(!kReciprocal || D == DType::kBF16, "the product is the quotient for bf16 operands only");
   constexpr std::uint64_t kSize = kElementBytes<D>;
   constexpr ct::Scalar kScalar = D == DType::kF16 ? ct::Scalar::kF16 : D == DType::kBF16 ? ct::Scalar::kBF16 : ct::Scalar::kF32;
   const __m256 scale = _mm256_set1_ps(p.scale), zero = _mm256_set1_ps(static_cast<float>(p.zero));
+  const __m256 inverse = _mm256_set1_ps(1.0f / p.scale);
   const __m256 qmin = _mm256_set1_ps(static_cast<float>(ct::q_min(bits)));
   const __m256 qmax = _mm256_set1_ps(static_cast<float>(ct::q_max(bits)));
   const __m256i offset = _mm256_set1_epi32(-ct::q_min(bits));
@@ -120,7 +147,7 @@ __attribute__((target("avx2,fma,f16c"))) bool codes_t(const std::byte* in, std::
     const std::uint64_t chunk_end = std::min(whole, i + kStatsChunk), chunk_begin = i;
     for (; i < chunk_end; i += 8) {
       const __m256 x = load8<D>(in + kSize * i);
-      __m256 t = round_to<D>(_mm256_div_ps(x, scale));
+      __m256 t = round_to<D>(kReciprocal ? _mm256_mul_ps(x, inverse) : _mm256_div_ps(x, scale));
       if constexpr (!kZero) t = round_to<D>(_mm256_add_ps(t, zero));
       t = _mm256_min_ps(_mm256_max_ps(t, qmin), qmax);
       const __m256 q = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -169,23 +196,35 @@ __attribute__((target("avx2,fma,f16c"))) bool codes_t(const std::byte* in, std::
 template <DType D>
 bool codes(const std::byte* in, std::uint64_t count, ct::Params p, int bits, std::uint8_t* out, ErrorStats* stats,
            bool nibbles) {
-  if (nibbles) {
-    return p.zero == 0 ? codes_t<D, true, true>(in, count, p, bits, out, stats)
-                       : codes_t<D, false, true>(in, count, p, bits, out, stats);
+  if constexpr (D == DType::kBF16) {
+    if (reciprocal_applies(p.scale)) {
+      if (nibbles) {
+        return p.zero == 0 ? codes_t<D, true, true, true>(in, count, p, bits, out, stats)
+                           : codes_t<D, false, true, true>(in, count, p, bits, out, stats);
+      }
+      return p.zero == 0 ? codes_t<D, true, false, true>(in, count, p, bits, out, stats)
+                         : codes_t<D, false, false, true>(in, count, p, bits, out, stats);
+    }
   }
-  return p.zero == 0 ? codes_t<D, true, false>(in, count, p, bits, out, stats)
-                     : codes_t<D, false, false>(in, count, p, bits, out, stats);
+  if (nibbles) {
+    return p.zero == 0 ? codes_t<D, true, true, false>(in, count, p, bits, out, stats)
+                       : codes_t<D, false, true, false>(in, count, p, bits, out, stats);
+  }
+  return p.zero == 0 ? codes_t<D, true, false, false>(in, count, p, bits, out, stats)
+                     : codes_t<D, false, false, false>(in, count, p, bits, out, stats);
 }
 
 // search_error() with lane j of the vector as the codec's lane j: elements from the group's
 // start, eight at a time, so element i lands in lane i % 8; the last elements (fewer than
 // eight) go to their lanes one by one, with the codec's own functions.
-template <DType D>
+template <DType D, bool kReciprocal>
 __attribute__((target("avx2,fma,f16c"))) double search_error(const std::byte* in, std::uint64_t count, ct::Params p,
                                                             int bits) {
+  static_assert(!kReciprocal || D == DType::kBF16, "the product is the quotient for bf16 operands only");
   constexpr std::uint64_t kSize = kElementBytes<D>;
   constexpr ct::Scalar kScalar = D == DType::kF16 ? ct::Scalar::kF16 : D == DType::kBF16 ? ct::Scalar::kBF16 : ct::Scalar::kF32;
   const __m256 scale = _mm256_set1_ps(p.scale), zero = _mm256_set1_ps(static_cast<float>(p.zero));
+  const __m256 inverse = _mm256_set1_ps(1.0f / p.scale);
   const __m256 qmin = _mm256_set1_ps(static_cast<float>(ct::q_min(bits)));
   const __m256 qmax = _mm256_set1_ps(static_cast<float>(ct::q_max(bits)));
   __m256d total_lo = _mm256_setzero_pd(), total_hi = _mm256_setzero_pd();
@@ -195,7 +234,7 @@ __attribute__((target("avx2,fma,f16c"))) double search_error(const std::byte* in
     std::uint64_t i = begin;
     for (; i + 8 <= end; i += 8) {
       const __m256 x = load8<D>(in + kSize * i);
-      __m256 t = round_to<D>(_mm256_div_ps(x, scale));
+      __m256 t = round_to<D>(kReciprocal ? _mm256_mul_ps(x, inverse) : _mm256_div_ps(x, scale));
       t = round_to<D>(_mm256_add_ps(t, zero));
       t = _mm256_min_ps(_mm256_max_ps(t, qmin), qmax);
       const __m256 q = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -225,9 +264,11 @@ __attribute__((target("avx2,fma,f16c"))) double search_error(const std::byte* in
 
 double packed_search_error_avx2(DType dtype, const std::byte* in, std::uint64_t count, ct::Params p, int bits) {
   switch (dtype) {
-    case DType::kF16: return search_error<DType::kF16>(in, count, p, bits);
-    case DType::kBF16: return search_error<DType::kBF16>(in, count, p, bits);
-    default: return search_error<DType::kF32>(in, count, p, bits);
+    case DType::kF16: return search_error<DType::kF16, false>(in, count, p, bits);
+    case DType::kBF16:
+      return reciprocal_applies(p.scale) ? search_error<DType::kBF16, true>(in, count, p, bits)
+                                         : search_error<DType::kBF16, false>(in, count, p, bits);
+    default: return search_error<DType::kF32, false>(in, count, p, bits);
   }
 }
 

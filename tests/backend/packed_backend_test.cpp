@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -345,6 +346,73 @@ TEST(PackedCodec, Avx2SearchErrorIsTheCodecs) {
       }
     }
   }
+}
+
+// cpu/packed_avx2.cpp computes the codec's R(x / scale) for bf16 weights as R(x * (1 / scale)),
+// by a proof that holds for bf16 operands only. The claim over every positive bf16 weight
+// against every scale significand at five exponents, and a control: for binary32 weights the
+// two differ, so this check would see a wrong proof.
+TEST(PackedCodec, Bf16QuotientIsTheReciprocalProduct) {
+  const auto differs = [](float x, float scale) {
+    const float inverse = 1.0f / scale;
+    if (std::fabs(x / scale) < std::numeric_limits<float>::min()) return false;  // codes as 0 either way
+    return ct::round_to(ct::Scalar::kBF16, x / scale) != ct::round_to(ct::Scalar::kBF16, x * inverse);
+  };
+  std::uint64_t checked = 0;
+  for (const float binade : {1.0f, 0x1p-20f, 0x1p20f, 0x1p-100f, 0x1p100f}) {
+    for (std::uint32_t significand = 0; significand < 128; ++significand) {
+      const float scale = codec::bf16_bits_to_f32(static_cast<std::uint16_t>(0x3f80 | significand)) * binade;
+      for (std::uint32_t x_bits = 1; x_bits < 0x7f80; ++x_bits) {
+        const float x = codec::bf16_bits_to_f32(static_cast<std::uint16_t>(x_bits));
+        ASSERT_FALSE(differs(x, scale)) << "x " << x << " scale " << scale;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 5u * 128u * 0x7f7fu);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(-8.0f, 8.0f);
+  int binary32_differences = 0;
+  for (int i = 0; i < 1000000; ++i) {
+    const float scale = codec::bf16_bits_to_f32(static_cast<std::uint16_t>(0x3f80 | (i % 128)));
+    binary32_differences += differs(uniform(rng) * scale, scale);
+  }
+  EXPECT_GT(binary32_differences, 0);
+}
+
+// The AVX2 codes of bf16 weights (through the reciprocal) are the codec's, element by element,
+// for symmetric and asymmetric parameters over many scales.
+TEST(PackedCodec, Avx2Bf16CodesAreTheCodecs) {
+  if (!detail::avx2_takes(DType::kBF16)) GTEST_SKIP() << "no AVX2 here (or WQ_CPU_BASELINE set)";
+  std::mt19937 rng(12);
+  std::student_t_distribution<float> heavy(3.0f);
+  std::uint64_t checked = 0;
+  for (int group = 0; group < 2000; ++group) {
+    const std::uint64_t n = 8 + 8 * (group % 17);
+    const float spread = std::ldexp(1.0f, group % 40 - 20);
+    std::vector<float> x(n);
+    std::vector<std::byte> raw(2 * n);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const std::uint16_t h = codec::f32_to_bf16_bits(spread * heavy(rng));
+      x[i] = codec::bf16_bits_to_f32(h);
+      std::memcpy(raw.data() + 2 * i, &h, 2);
+    }
+    const float lo = *std::min_element(x.begin(), x.end()), hi = *std::max_element(x.begin(), x.end());
+    for (const int bits : {4, 8}) {
+      for (const bool symmetric : {true, false}) {
+        ct::Params p;
+        if (ct::group_params(lo, hi, bits, symmetric, ct::Scalar::kBF16, &p) != ct::ParamsStatus::kOk) continue;
+        std::vector<std::uint8_t> codes(n);
+        ErrorStats stats;
+        ASSERT_TRUE(detail::packed_codes_avx2(DType::kBF16, raw.data(), n, p, bits, codes.data(), &stats));
+        for (std::uint64_t i = 0; i < n; ++i) {
+          ASSERT_EQ(codes[i], ct::code(x[i], p, bits, ct::Scalar::kBF16)) << "group " << group << " element " << i;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 500000u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, PackedBackendSuite,
