@@ -1,11 +1,19 @@
 #include "pipeline/input_checksum.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 
 #include "container/checksum.h"
 #include "io/mapped_file.h"
 #include "pipeline/output_path.h"
+#include "wq/error.h"
 
 namespace wq::detail {
 namespace {
@@ -27,12 +35,39 @@ std::string checksum_chunks(const std::byte* data, std::uint64_t size, const std
 
 }  // namespace
 
-// Through a mapping, not read(): no copy of every byte into a buffer first (on 1,000 files of
-// 1 MiB the copy was a tenth of the run). Pages are handed back as they are hashed, so a large
-// input does not grow the resident set.
+// A small file through a mapping, not read(): no copy of every byte into a buffer first (on
+// 1,000 files of 1 MiB the copy was a tenth of the run). Pages are handed back as they are
+// hashed, so a large input does not grow the resident set. A large file with pread() into one
+// buffer: a first pass over freshly mapped pages ran at a third of pread()'s speed on the
+// cloud VM of bench/RESULTS.md (input_staging.h), and the hash was 14 % of an export's CPU.
 std::string checksum_file(const std::string& path, const std::atomic<bool>* cancel) {
-  const MappedFile file(path);
-  return checksum_chunks(file.data(), file.size(), cancel, &file);
+  constexpr std::uint64_t kReadAbove = 64ull << 20;
+  struct stat st {};
+  const int fd = ::stat(path.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) > kReadAbove
+                     ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC)
+                     : -1;
+  if (fd < 0) {  // small, or not openable: the mapping (which names the reason)
+    const MappedFile file(path);
+    return checksum_chunks(file.data(), file.size(), cancel, &file);
+  }
+  const std::unique_ptr<int, void (*)(int*)> closer(new int(fd), [](int* f) {
+    ::close(*f);
+    delete f;
+  });
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  constexpr std::uint64_t kBuffer = 1ull << 20;  // stays in L2 between the read and the hash
+  const std::unique_ptr<std::byte[]> buffer(new std::byte[kBuffer]);
+  Xxh3 hash;
+  for (std::uint64_t offset = 0;;) {
+    if (offset % (8ull << 20) == 0) check_cancel(cancel);
+    const ssize_t n = ::pread(fd, buffer.get(), kBuffer, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Error(ErrorCode::kInputMissing, path + ": reading it for its checksum failed: " + std::strerror(errno));
+    if (n == 0) break;
+    hash.update(buffer.get(), static_cast<std::uint64_t>(n));
+    offset += static_cast<std::uint64_t>(n);
+  }
+  return hash.hex();
 }
 
 InputChecksum::InputChecksum(const CheckpointReader& reader, const std::string& path, bool one_batch,

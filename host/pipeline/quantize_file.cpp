@@ -14,6 +14,7 @@
 #include "formats/paddle_reader.h"
 #include "io/atomic_file.h"
 #include "pipeline/input_checksum.h"
+#include "pipeline/input_staging.h"
 #include "pipeline/llama_presets.h"
 #include "pipeline/output_path.h"
 #include "pipeline/output_sink.h"
@@ -161,12 +162,17 @@ struct Arena {
 std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& backend,
                                            const std::vector<QuantSpec>& specs,
                                            const std::vector<ContainerTensor>& plan, std::vector<TensorReport>& reports,
-                                           std::size_t first, std::size_t end, Arena* arena) {
-  std::uint64_t bytes = 0;
+                                           std::size_t first, std::size_t end, Arena* arena,
+                                           detail::InputStaging* staging) {
+  std::uint64_t bytes = 0, staged_bytes = 0;
   for (std::size_t i = first; i < end; ++i) {
-    if (!stored_as_in_input(reader, plan[i], i)) bytes += plan[i].stored_bytes;
+    if (stored_as_in_input(reader, plan[i], i)) continue;
+    bytes += plan[i].stored_bytes;
+    if (staging != nullptr) staged_bytes += element_count(reader.tensors()[i].shape) * dtype_size(reader.tensors()[i].dtype);
   }
   arena->reserve(bytes);
+  if (staging != nullptr) staging->reserve(staged_bytes);
+  std::uint64_t staged_at = 0;
   std::vector<QuantizeJob> quantize_jobs;
   std::vector<CastJob> cast_jobs;
   std::vector<GgmlQuantizeJob> ggml_jobs;
@@ -180,7 +186,11 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
       data[i - first] = input_bytes(reader, t, i);
       continue;
     }
-    const TensorView view = reader.tensor(i);
+    TensorView view = reader.tensor(i);
+    if (staging != nullptr && staging->covers(view, staged_at)) {
+      view = staging->stage(view, staged_at);
+      staged_at += view.nbytes();
+    }
     std::byte* base = arena->data.get() + offset;
     data[i - first] = base;
     offset += t.stored_bytes;
@@ -469,6 +479,10 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
   // Batches alternate between two arenas: while one batch is checksummed and written on a
   // second thread, the next one is encoded. Memory: two batches of outputs.
   std::array<Arena, 2> arenas;
+  // A file of several batches reads what it quantizes with pread() (input_staging.h); one
+  // batch (most small files) reads its mapping, as a descriptor more per file would cost.
+  std::optional<detail::InputStaging> staging;
+  if (!one_batch) staging.emplace(*reader);
   std::future<void> writing;
   std::pair<std::size_t, std::size_t> written{0, 0};  // the batch being written: [first, end)
   Progress progress;
@@ -493,7 +507,7 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
       detail::check_cancel(options.cancel);
       const std::size_t end = batch_end(report.tensors, next);
       std::vector<const std::byte*> data = encode_batch(*reader, backend, plans.specs, metadata.tensors, report.tensors,
-                                                        next, end, &arenas[which]);
+                                                        next, end, &arenas[which], staging ? &*staging : nullptr);
       // An encoded tensor's input is not needed any more: drop its pages before the next batch.
       for (std::size_t i = next; i < end && !one_batch; ++i) {
         if (!stored_as_in_input(*reader, metadata.tensors[i], i)) reader->release(i);

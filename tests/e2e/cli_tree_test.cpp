@@ -343,6 +343,61 @@ TEST_F(cli_tree, JobsInParallelGiveTheSameTreeAndResume) {
   EXPECT_EQ(temps_under(killed_output), std::vector<std::string>{});
 }
 
+// Large files take paths of their own: a file of several batches reads the tensors it
+// quantizes with pread() (pipeline/input_staging.h), and with several jobs a file of 64 MiB or
+// more is fsynced and renamed on a thread of its own while its job goes on
+// (TreeRun::deferred_commit()). Their parts are the bytes of each tensor quantized from a file
+// of its own (one batch, read through the mapping), one job gives the same tree, and a kill at
+// each crash point of the deferred commit, then a rerun, gives it too.
+TEST_F(cli, LargeFilesGiveTheBytesOfTheirTensorsAloneAndResume) {
+  const std::string in = dir_ / "large", alone = dir_ / "alone";
+  fs::create_directories(in);
+  fs::create_directories(alone);
+  const std::vector<std::tuple<std::string, int, int>> a = {{"x.weight", 2048, 4224}, {"y.weight", 2112, 4096}};
+  const std::vector<std::tuple<std::string, int, int>> b = {{"z.weight", 4096, 2112}, {"w.weight", 1, 7}};
+  write_f32_safetensors(in + "/a.safetensors", a);
+  write_f32_safetensors(in + "/b.safetensors", b);
+  ASSERT_GT(fs::file_size(in + "/a.safetensors"), 64u << 20);
+  ASSERT_GT(fs::file_size(in + "/b.safetensors"), 16u << 20);  // several batches
+  const auto args = [&](const std::string& output, std::vector<std::string> extra) {
+    std::vector<std::string> v{"quantize", in, "-o", output, "--backend", "cpu", "--threads", "2", "-q"};
+    v.insert(v.end(), extra.begin(), extra.end());
+    return v;
+  };
+  const std::string output = dir_ / "large-wq";
+  const RunResult r = run(args(output, {"--jobs", "2"}));
+  ASSERT_EQ(r.status, kOk) << r;
+  const std::map<std::string, Bytes> tree = tree_bytes(output);
+  for (const auto& [file, tensors] : {std::pair{std::string("a"), a}, std::pair{std::string("b"), b}}) {
+    const Safetensors whole = parse_safetensors(tree.at(file + ".wq.safetensors"));
+    for (const auto& t : tensors) {
+      const std::string name = std::get<0>(t), one = alone + "/" + name + ".safetensors";
+      write_f32_safetensors(one, {t});
+      quantize_ok(one, alone + "/" + name + ".wq.safetensors");
+      const Safetensors single = parse_safetensors(read_file(alone + "/" + name + ".wq.safetensors"));
+      for (const std::string& part : single.tensor_names()) {
+        EXPECT_EQ(whole.tensor_data(part), single.tensor_data(part)) << file << ": " << part;
+      }
+    }
+  }
+  const RunResult one_job = run(args(dir_ / "one-job", {"--jobs", "1"}));
+  ASSERT_EQ(one_job.status, kOk) << one_job;
+  EXPECT_TRUE(tree_bytes(dir_ / "one-job") == tree);
+  int n = 0;
+  for (const char* point : {"output:1", "output:2", "journal:1"}) {
+    SCOPED_TRACE(point);
+    const std::string killed_output = dir_ / ("killed" + std::to_string(++n));
+    RunOptions kill;
+    kill.env = {std::string("WQ_TEST_CRASH=") + point};
+    const RunResult killed = run(args(killed_output, {"--jobs", "2"}), kill);
+    EXPECT_EQ(killed.status, 128 + SIGKILL) << killed;
+    const RunResult rerun = run(args(killed_output, {"--jobs", "2"}));
+    ASSERT_EQ(rerun.status, kOk) << rerun;
+    EXPECT_TRUE(tree_bytes(killed_output) == tree);
+    EXPECT_EQ(temps_under(killed_output), std::vector<std::string>{});
+  }
+}
+
 TEST_F(cli_tree, DevicesGiveOneJobEachAndTheSameTree) {
   // With the CPU backend the ordinals choose nothing, but --devices still sets the jobs.
   const std::map<std::string, Bytes> clean = clean_run(dir_ / "clean");
