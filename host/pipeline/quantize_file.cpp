@@ -460,8 +460,14 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
   // rather than on one of its own (a thread and a madvise per tensor were a tenth of the time
   // of a 1 MiB file).
   const bool one_batch = batch_end(report.tensors, 0) == tensor_count;
+  // A file of several batches reads what it quantizes with pread(), and hashes itself from the
+  // same reads (input_staging.h); one batch (most small files) reads its mapping, as a
+  // descriptor more per file would cost.
+  std::optional<detail::InputStaging> staging;
+  if (!one_batch) staging.emplace(*reader, options.checksum_input, options.cancel);
+  const bool staging_hashes = options.checksum_input && staging && staging->reads();
   std::optional<detail::InputChecksum> checksum;
-  if (options.checksum_input) checksum.emplace(*reader, input, one_batch, options.cancel);
+  if (options.checksum_input && !staging_hashes) checksum.emplace(*reader, input, one_batch, options.cancel);
 
   // Shared with the commit handed to options.defer_commit, which may outlive this function.
   const auto out = std::make_shared<detail::AtomicFile>(output);
@@ -479,10 +485,6 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
   // Batches alternate between two arenas: while one batch is checksummed and written on a
   // second thread, the next one is encoded. Memory: two batches of outputs.
   std::array<Arena, 2> arenas;
-  // A file of several batches reads what it quantizes with pread() (input_staging.h); one
-  // batch (most small files) reads its mapping, as a descriptor more per file would cost.
-  std::optional<detail::InputStaging> staging;
-  if (!one_batch) staging.emplace(*reader);
   std::future<void> writing;
   std::pair<std::size_t, std::size_t> written{0, 0};  // the batch being written: [first, end)
   Progress progress;
@@ -507,7 +509,7 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
       detail::check_cancel(options.cancel);
       const std::size_t end = batch_end(report.tensors, next);
       std::vector<const std::byte*> data = encode_batch(*reader, backend, plans.specs, metadata.tensors, report.tensors,
-                                                        next, end, &arenas[which], staging ? &*staging : nullptr);
+                                                        next, end, &arenas[which], staging && staging->reads() ? &*staging : nullptr);
       // An encoded tensor's input is not needed any more: drop its pages before the next batch.
       for (std::size_t i = next; i < end && !one_batch; ++i) {
         if (!stored_as_in_input(*reader, metadata.tensors[i], i)) reader->release(i);
@@ -537,6 +539,7 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
     }
     finish_writing();
     if (checksum) report.input_xxh3 = checksum->finish();
+    if (staging_hashes) report.input_xxh3 = staging->file_checksum();
     detail::check_cancel(options.cancel);
   } catch (const Error& e) {
     if (writing.valid()) writing.wait();  // never leave the writer running on freed buffers
