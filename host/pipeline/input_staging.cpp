@@ -37,17 +37,13 @@ bool InputStaging::covers(const TensorView& view, std::uint64_t offset) const no
   const std::byte* end = begin + mapped_.size();
   const std::uint64_t size = view.nbytes();
   return view.data >= begin && view.data <= end && size <= static_cast<std::uint64_t>(end - view.data) &&
-         offset <= capacity_ && size <= capacity_ - offset;
+         offset <= buffer_.size() && size <= buffer_.size() - offset;
 }
 
-void InputStaging::reserve(std::uint64_t bytes) {
-  if (bytes <= capacity_) return;
-  buffer_.reset(new std::byte[bytes]);
-  capacity_ = bytes;
-}
+void InputStaging::reserve(std::uint64_t bytes) { buffer_.reserve(bytes); }
 
 TensorView InputStaging::stage(const TensorView& view, std::uint64_t offset) {
-  std::byte* to = buffer_.get() + offset;
+  std::byte* to = buffer_.data() + offset;
   read(static_cast<std::uint64_t>(view.data - mapped_.data()), to, view.nbytes(), view.name);
   TensorView staged = view;
   staged.data = to;

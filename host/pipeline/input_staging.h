@@ -17,6 +17,7 @@
 #include <string>
 
 #include "container/checksum.h"
+#include "io/page_buffer.h"
 #include "wq/checkpoint.h"
 #include "wq/tensor.h"
 
@@ -59,8 +60,7 @@ class InputStaging {
   std::span<const std::byte> mapped_;
   const std::atomic<bool>* cancel_;
   int fd_ = -1;
-  std::unique_ptr<std::byte[]> buffer_;  // uninitialised: every staged byte is read into it
-  std::uint64_t capacity_ = 0;
+  PageBuffer buffer_;  // uninitialised: every staged byte is read into it
   bool hashing_ = false;
   Xxh3 hash_;
   std::uint64_t hashed_ = 0;  ///< the file's bytes [0, hashed_) are in hash_

@@ -13,6 +13,7 @@
 #include "formats/gguf_writer.h"
 #include "formats/paddle_reader.h"
 #include "io/atomic_file.h"
+#include "io/page_buffer.h"
 #include "pipeline/input_checksum.h"
 #include "pipeline/input_staging.h"
 #include "pipeline/llama_presets.h"
@@ -144,16 +145,8 @@ const std::byte* input_bytes(CheckpointReader& reader, const ContainerTensor& t,
 
 // The output buffer of a batch, left uninitialised: the encoders write every byte of their
 // parts, and zeroing it first (std::vector's resize) took 6-9 % of a compressed-tensors export
-// in perf (bench/RESULTS.md).
-struct Arena {
-  std::unique_ptr<std::byte[]> data;
-  std::uint64_t size = 0;
-  void reserve(std::uint64_t bytes) {
-    if (bytes <= size) return;
-    data.reset(new std::byte[bytes]);  // default-initialised: no memset
-    size = bytes;
-  }
-};
+// in perf (bench/RESULTS.md). In huge pages when large (io/page_buffer.h).
+using Arena = detail::PageBuffer;
 
 // Encodes tensors [first, end) into `arena` with one batched call per encoding; returns each
 // tensor's stored bytes (in the arena, or the input itself, stored_as_in_input()) and fills in
@@ -191,7 +184,7 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
       view = staging->stage(view, staged_at);
       staged_at += view.nbytes();
     }
-    std::byte* base = arena->data.get() + offset;
+    std::byte* base = arena->data() + offset;
     data[i - first] = base;
     offset += t.stored_bytes;
     if (has_codes(t.encoding)) {
