@@ -69,14 +69,10 @@ PackQuantizedScheme scheme_from_flags(const QuantizeFlags& f) {
   if (!f.rule_args.empty() || !f.rule_files.empty()) refuse("--rule/--keep/--rules", "leave modules out with --ignore");
   if (f.all) refuse("--all", "only Linear weights are quantized");
   PackQuantizedScheme scheme;
-  std::string name = f.scheme.empty() ? "W4A16" : f.scheme;
-  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (name == "W4A16" || name == "W4A16_ASYM" || name == "W8A16" || name == "W8A16_ASYM") {
-    scheme.bits = name[1] - '0';
-    scheme.symmetric = !name.ends_with("_ASYM");
-  } else {
-    throw Error(ErrorCode::kUsage, "--scheme " + f.scheme + ": compressed-tensors output takes W4A16, W4A16_ASYM, "
-                                                            "W8A16 or W8A16_ASYM");
+  try {
+    scheme = PackQuantizedScheme::named(f.scheme.empty() ? "W4A16" : f.scheme);
+  } catch (const Error& e) {
+    throw Error(e.code(), std::string("--scheme: ") + e.what());
   }
   if (f.granularity_given && f.granularity == "tensor") {
     refuse("--granularity tensor", "vLLM takes group or channel strategies only");
@@ -117,20 +113,22 @@ QuantizeOptions options_from_flags(const QuantizeFlags& f) {
   }
   // A name with a size suffix (Q4_K_M) is a llama-quantize mix, also as --type; a plain type
   // name is that type for every weight there, and llama-quantize's file type with --preset.
-  const std::string preset = !f.preset.empty() ? f.preset : ggml_type_spec(f.type, options.spec) ? "" : f.type;
-  if (!preset.empty()) {
-    if (!detail::is_llama_preset(preset)) {
-      throw Error(ErrorCode::kUsage, (f.preset.empty() ? "--type " : "--preset ") + preset +
-                                         ": not a ggml type wq writes (" + ggml_type_names() +
-                                         ") nor a llama-quantize preset (" + detail::llama_preset_names() + ")");
+  if (!f.preset.empty()) {
+    if (!detail::is_llama_preset(f.preset)) {
+      throw Error(ErrorCode::kUsage, "--preset " + f.preset + ": not a llama-quantize preset (" +
+                                         detail::llama_preset_names() + ")");
     }
-    options.llama_preset = preset;
+    // Never a plain type here: --preset Q8_0 is llama-quantize's file type (its mix of types).
+    options.llama_preset = f.preset;
     for (char& c : options.llama_preset) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     // The report's header names the preset's base type; each tensor's own type is in the table.
-    std::string base = options.llama_preset.substr(0, 4);
-    options.spec = *ggml_type_spec(base, options.spec);
+    options.spec = *ggml_type_spec(options.llama_preset.substr(0, 4), options.spec);
   } else if (!f.type.empty()) {
-    options.spec = *ggml_type_spec(f.type, options.spec);
+    try {
+      choose_ggml_types(f.type, &options);
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string("--type ") + e.what());
+    }
   } else if (options.output_format == OutputFormat::kGguf && options.spec.is_affine()) {
     throw Error(ErrorCode::kUsage, f.output + ": a GGUF file holds ggml types: choose one with --type (" +
                                        ggml_type_names() + "), e.g. --type Q8_0");

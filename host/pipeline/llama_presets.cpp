@@ -7,6 +7,8 @@
 
 #include "formats/gguf_checkpoint.h"
 #include "wq/error.h"
+#include "wq/pipeline.h"
+#include "wq/quant_spec.h"
 
 namespace wq::detail {
 namespace {
@@ -270,3 +272,24 @@ LlamaPresetPlan plan_llama_preset(std::string_view name, const CheckpointReader&
 }
 
 }  // namespace wq::detail
+
+namespace wq {
+
+void choose_ggml_types(std::string_view type_or_preset, QuantizeOptions* options) {
+  if (const std::optional<QuantSpec> spec = ggml_type_spec(type_or_preset, options->spec)) {
+    options->spec = *spec;
+    options->llama_preset.clear();
+    return;
+  }
+  if (!detail::is_llama_preset(type_or_preset)) {
+    throw Error(ErrorCode::kUsage, "'" + std::string(type_or_preset) + "' is neither a ggml type wq writes (" +
+                                       ggml_type_names() + ") nor a llama-quantize preset (" +
+                                       detail::llama_preset_names() + ")");
+  }
+  options->llama_preset = type_or_preset;
+  for (char& c : options->llama_preset) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  // The report's header names the preset's base type; each tensor's own type is in the table.
+  options->spec = *ggml_type_spec(options->llama_preset.substr(0, 4), options->spec);
+}
+
+}  // namespace wq

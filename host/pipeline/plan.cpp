@@ -1,9 +1,9 @@
 #include <fnmatch.h>
 
+#include <cctype>
 #include <filesystem>
-#include <system_error>
-
 #include <string>
+#include <system_error>
 
 #include "pipeline/output_path.h"
 #include "wq/error.h"
@@ -34,6 +34,19 @@ void PackQuantizedScheme::validate() const {
                                        ": other widths are packed differently by different compressed-tensors "
                                        "versions, and vLLM's kernels take 4 and 8");
   }
+}
+
+PackQuantizedScheme PackQuantizedScheme::named(std::string_view name) {
+  std::string upper(name);
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (upper != "W4A16" && upper != "W4A16_ASYM" && upper != "W8A16" && upper != "W8A16_ASYM") {
+    throw Error(ErrorCode::kUsage, "scheme '" + std::string(name) +
+                                       "': compressed-tensors output takes W4A16, W4A16_ASYM, W8A16 or W8A16_ASYM");
+  }
+  PackQuantizedScheme scheme;
+  scheme.bits = upper[1] - '0';
+  scheme.symmetric = !upper.ends_with("_ASYM");
+  return scheme;
 }
 
 bool is_linear_weight(const TensorInfo& tensor, const PackQuantizedScheme& scheme) {

@@ -67,6 +67,9 @@ struct PackQuantizedScheme {
   std::string name() const;
   /// Throws Error(kUsage) for bits other than 4 and 8.
   void validate() const;
+  /// The scheme of a preset name (case-insensitive; see name()): its bits and symmetry, the
+  /// rest at their defaults. Throws Error(kUsage) naming the four presets for any other name.
+  static PackQuantizedScheme named(std::string_view name);
 };
 
 /// The `quantization_config` object that vLLM and transformers read from config.json for
@@ -134,6 +137,12 @@ struct QuantizeOptions {
   /// Q4_K_M sets it); unset: derived from the most common weight type.
   std::optional<std::uint32_t> gguf_file_type;
 };
+
+/// GGUF output's types by name, for `options`: a ggml type wq writes ("Q4_K", "q8_0", "F16",
+/// ...; ggml_type_spec()) for every weight, or a llama-quantize preset ("Q4_K_M", "Q5_K_S",
+/// ...; QuantizeOptions::llama_preset) whose types follow each weight's name and layer. Sets
+/// options->spec (and llama_preset). Throws Error(kUsage) listing both kinds of names.
+void choose_ggml_types(std::string_view type_or_preset, QuantizeOptions* options);
 
 /// What happened to one tensor.
 struct TensorReport {

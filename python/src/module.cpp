@@ -295,15 +295,53 @@ py::dict save(const py::list& tensors, const std::string& path, const py::dict& 
   }));
 }
 
+// The output format of quantize_file(): `format` holds "to" ("wq", "gguf", "compressed-tensors"),
+// "type" (a ggml type or llama-quantize preset, or ""), "scheme", "ignore" (globs),
+// "channel" (compressed-tensors per channel) and "allow_requantize"; wq/__init__.py has
+// refused the arguments that do not apply to the format.
+void apply_output_format(const py::dict& format, const wq::QuantSpec& spec, wq::QuantizeOptions* options) {
+  const std::string to = format["to"].cast<std::string>();
+  const std::string type = format["type"].cast<std::string>();
+  options->allow_requantize = format["allow_requantize"].cast<bool>();
+  if (to == "compressed-tensors") {
+    options->output_format = wq::OutputFormat::kCompressedTensors;
+    wq::PackQuantizedScheme scheme = wq::PackQuantizedScheme::named(format["scheme"].cast<std::string>());
+    scheme.group_size = format["channel"].cast<bool>() ? 0 : spec.group_size;
+    scheme.mse = spec.method == wq::Method::kMse;
+    for (const py::handle& glob : format["ignore"].cast<py::list>()) scheme.ignore.push_back(glob.cast<std::string>());
+    options->pack_quantized = scheme;
+    options->spec = {};
+    return;
+  }
+  options->output_format = to == "gguf" ? wq::OutputFormat::kGguf : wq::OutputFormat::kContainer;
+  if (!type.empty()) {
+    wq::choose_ggml_types(type, options);
+  } else if (options->output_format == wq::OutputFormat::kGguf) {
+    throw wq::Error(wq::ErrorCode::kUsage, "a GGUF file holds ggml types: choose one with type= (" +
+                                               wq::ggml_type_names() + "), e.g. type=\"Q8_0\"");
+  }
+  if (options->output_format == wq::OutputFormat::kContainer && options->spec.method == wq::Method::kGgml &&
+      options->spec.ggml_type == wq::codec::ggml::Type::kF32) {
+    throw wq::Error(wq::ErrorCode::kUsage, "type F32 is for GGUF output (a WQ container keeps float32 tensors with "
+                                           "rules={'*': 'keep'})");
+  }
+  options->spec.validate();
+}
+
 py::dict quantize_file(const std::string& input, const std::string& output, const py::dict& spec_dict,
                        const py::list& rules, bool all, bool keep_nonfinite, const std::string& backend_kind,
-                       const py::object& progress) {
+                       const py::object& progress, const py::dict& format) {
   ProgressHook hook{progress};
-  const wq::QuantizeOptions options = quantize_options(spec_dict, rules, all, keep_nonfinite, hook);
+  wq::QuantizeOptions options = quantize_options(spec_dict, rules, all, keep_nonfinite, hook);
+  apply_output_format(format, options.spec, &options);
   py::dict report = report_dict(run_cancellable(hook, backend_kind, [&](wq::Backend& backend) {
     return wq::quantize_file(input, output, backend, options);
   }));
   report["input"] = input;
+  if (options.output_format == wq::OutputFormat::kCompressedTensors) {
+    // What the model's config.json needs (a folder's is rewritten by the CLI's tree mode).
+    report["quantization_config"] = wq::pack_quantized_config_json(options.pack_quantized);
+  }
   return report;
 }
 
@@ -495,7 +533,7 @@ PYBIND11_MODULE(_wq, m) {
   m.def("save", &save, py::arg("tensors"), py::arg("path"), py::arg("spec"), py::arg("rules"), py::arg("all"),
         py::arg("keep_nonfinite"), py::arg("source_format"), py::arg("backend"), py::arg("progress"));
   m.def("quantize_file", &quantize_file, py::arg("input"), py::arg("output"), py::arg("spec"), py::arg("rules"),
-        py::arg("all"), py::arg("keep_nonfinite"), py::arg("backend"), py::arg("progress"));
+        py::arg("all"), py::arg("keep_nonfinite"), py::arg("backend"), py::arg("progress"), py::arg("format"));
   m.def("decode_file", &decode_file, py::arg("input"), py::arg("output"), py::arg("format"), py::arg("backend"),
         py::arg("progress"));
   m.def("verify", &verify);

@@ -317,3 +317,62 @@ def test_objects_with_numpy_like_paddle_tensors(tmp_path):
     wq.save({"w": PaddleLike(x)}, tmp_path / "p.wq", bits=4)
     wq.save({"w": x}, tmp_path / "n.wq", bits=4)
     assert bits_equal(wq.load(tmp_path / "p.wq")["w"], wq.load(tmp_path / "n.wq")["w"])
+
+
+def write_safetensors(path, tensors):
+    """A safetensors file of numpy arrays (F32 or BF16 as uint16 bits) in the given order."""
+    import json
+    import struct
+    header, blobs, offset = {}, [], 0
+    for name, (dtype, a) in tensors.items():
+        blob = np.ascontiguousarray(a).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def test_quantize_file_writes_gguf_and_compressed_tensors_as_the_cli_does(tmp_path):
+    rng = np.random.default_rng(21)
+    weight = rng.standard_normal((64, 256)).astype(np.float32) * 0.05
+    bf16 = (weight.view(np.uint32) >> 16).astype(np.uint16)  # truncated: any bf16 values do
+    src = tmp_path / "m.safetensors"
+    write_safetensors(src, {"layer.q_proj.weight": ("BF16", bf16), "layer.norm.weight": ("BF16", bf16[0])})
+    # GGUF: a ggml type, or a llama-quantize preset.
+    for type_name in ("Q8_0", "Q4_K"):
+        wq.quantize_file(src, tmp_path / f"py-{type_name}.gguf", type=type_name)
+        cli("quantize", str(src), "-o", str(tmp_path / f"cli-{type_name}.gguf"), "--type", type_name, "-q")
+        assert (tmp_path / f"py-{type_name}.gguf").read_bytes() == (tmp_path / f"cli-{type_name}.gguf").read_bytes()
+    # compressed-tensors, asymmetric groups of 64, and per channel with the mse search.
+    report = wq.quantize_file(src, tmp_path / "py-ct.safetensors", to="compressed-tensors", scheme="W4A16_ASYM",
+                              group_size=64)
+    cli("quantize", str(src), "-o", str(tmp_path / "cli-ct.safetensors"), "--to", "compressed-tensors",
+        "--scheme", "W4A16_ASYM", "--group-size", "64", "-q")
+    assert (tmp_path / "py-ct.safetensors").read_bytes() == (tmp_path / "cli-ct.safetensors").read_bytes()
+    config = report["quantization_config"]
+    assert config["format"] == "pack-quantized"
+    assert config["config_groups"]["group_0"]["weights"]["group_size"] == 64
+    wq.quantize_file(src, tmp_path / "py-ch.safetensors", to="compressed-tensors", scheme="w8a16",
+                     granularity="channel", method="mse", ignore=["other.*"])
+    cli("quantize", str(src), "-o", str(tmp_path / "cli-ch.safetensors"), "--to", "compressed-tensors",
+        "--scheme", "W8A16", "--granularity", "channel", "--method", "mse", "--ignore", "other.*", "-q")
+    assert (tmp_path / "py-ch.safetensors").read_bytes() == (tmp_path / "cli-ch.safetensors").read_bytes()
+    # ggml blocks in a WQ container, as --type does there.
+    wq.quantize_file(src, tmp_path / "py-q8.wq", type="Q8_0")
+    cli("quantize", str(src), "-o", str(tmp_path / "cli-q8.wq"), "--type", "Q8_0", "-q")
+    assert (tmp_path / "py-q8.wq").read_bytes() == (tmp_path / "cli-q8.wq").read_bytes()
+    # What does not apply is refused before anything is written.
+    for kwargs, says in [({"to": "gguf"}, "type="), ({"to": "gguf", "type": "Q8_0", "bits": 4}, "type decides"),
+                         ({"to": "compressed-tensors", "bits": 4}, "scheme decides"),
+                         ({"scheme": "W4A16"}, "compressed-tensors"), ({"to": "bogus"}, "to must be"),
+                         ({"to": "compressed-tensors", "scheme": "W3A16"}, "takes W4A16"),
+                         ({"to": "gguf", "type": "Q9_K"}, "neither a ggml type"),
+                         ({"to": "compressed-tensors", "granularity": "channel", "group_size": 64}, "give one")]:
+        out = tmp_path / "refused.out"
+        with pytest.raises(wq.UsageError) as e:
+            wq.quantize_file(src, out, **kwargs)
+        assert says in str(e.value), (kwargs, str(e.value))
+        assert not out.exists()

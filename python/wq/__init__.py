@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -198,15 +198,65 @@ def _rules(rules: Optional[Mapping[str, Any]]):
     return out
 
 
-def quantize_file(input: str | os.PathLike, output: str | os.PathLike, *, bits: int = 8, method: str = "minmax",
-                  granularity: str = "channel", group_size: int = 128, scale_dtype: str = "f32",
+def quantize_file(input: str | os.PathLike, output: str | os.PathLike, *, to: Optional[str] = None,
+                  type: Optional[str] = None, scheme: Optional[str] = None, ignore: Sequence[str] = (),
+                  bits: Optional[int] = None, method: Optional[str] = None, granularity: Optional[str] = None,
+                  group_size: Optional[int] = None, scale_dtype: Optional[str] = None,
                   rules: Optional[Mapping[str, Any]] = None, all: bool = False, keep_nonfinite: bool = False,
-                  backend: str = "auto", progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, Any]:
+                  allow_requantize: bool = False, backend: str = "auto",
+                  progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, Any]:
     """`wq-gpu quantize INPUT -o OUTPUT` on one checkpoint file (or a sharded index), the same
-    bytes as the CLI with the same settings. Options and the report as for save()."""
-    return _wq.quantize_file(os.fspath(input), os.fspath(output),
-                             _spec(method, bits, granularity, group_size, scale_dtype), _rules(rules), all,
-                             keep_nonfinite, backend, progress)
+    bytes as the CLI with the same settings. The report as for save().
+
+    to: the output format, as the CLI's --to:
+    - "wq" (the default; "gguf" when `output` ends in .gguf): a WQ container, with the options
+      of save() (bits 8, minmax, per channel unless given), or ggml blocks with `type`.
+    - "gguf": a GGUF file of the ggml `type` ("Q8_0", "Q4_K", "F16", ...) or llama-quantize
+      preset ("Q4_K_M", ...); the type decides the bits, method and layout.
+    - "compressed-tensors": the `scheme` ("W4A16" by default, "W4A16_ASYM", "W8A16",
+      "W8A16_ASYM") in groups of `group_size` (128) or granularity="channel", method "minmax"
+      (compressed-tensors' own round to nearest) or "mse"; `ignore` adds module globs to leave
+      out. The report's "quantization_config" is the JSON to add to the model's config.json
+      (the CLI's tree mode rewrites a whole model folder).
+    allow_requantize: quantize tensors the input stores quantized (GGUF blocks,
+    compressed-tensors weights) from their decoded values."""
+    out = os.fspath(output)
+    to = to or ("gguf" if out.lower().endswith(".gguf") else "wq")
+    given = {k for k, v in (("bits", bits), ("method", method), ("granularity", granularity),
+                            ("group_size", group_size), ("scale_dtype", scale_dtype)) if v is not None}
+    if to not in ("wq", "gguf", "compressed-tensors"):
+        raise UsageError(f"to must be 'wq', 'gguf' or 'compressed-tensors', not {to!r}")
+    if to != "compressed-tensors" and (scheme is not None or ignore):
+        raise UsageError(f"{'scheme' if scheme is not None else 'ignore'} is for to='compressed-tensors'")
+    channel = False
+    if to == "compressed-tensors":
+        refused = sorted(given & {"bits", "scale_dtype"}) + (["type"] if type is not None else []) + \
+            (["rules"] if rules else []) + (["all"] if all else [])
+        if refused:
+            raise UsageError(f"{', '.join(refused)} do not apply to compressed-tensors output: the scheme decides "
+                             "(bits: W4A16 or W8A16; scales in the model's dtype; modules left out with ignore)")
+        if method not in (None, "minmax", "mse"):
+            raise UsageError(f"compressed-tensors output takes method 'minmax' or 'mse', not {method!r}")
+        if granularity not in (None, "group", "channel"):
+            raise UsageError(f"compressed-tensors output takes granularity 'group' or 'channel', not {granularity!r}")
+        channel = granularity == "channel"
+        if channel and group_size is not None:
+            raise UsageError("group_size and granularity='channel': give one")
+        spec = {"method": method or "minmax", "group_size": int(group_size or 128)}
+    elif to == "gguf" and given:
+        raise UsageError(f"{', '.join(sorted(given))}: a GGUF file's ggml type decides them; give type= only")
+    else:
+        spec = _spec(method or "minmax", 8 if bits is None else bits, granularity or "channel",
+                     128 if group_size is None else group_size, scale_dtype or "f32")
+    if to == "gguf":
+        spec = {}
+    fmt = {"to": to, "type": type or "", "scheme": scheme or "W4A16", "ignore": [str(g) for g in ignore],
+           "channel": channel, "allow_requantize": bool(allow_requantize)}
+    report = _wq.quantize_file(os.fspath(input), out, spec, _rules(rules), all, keep_nonfinite, backend, progress, fmt)
+    if "quantization_config" in report:
+        import json
+        report["quantization_config"] = json.loads(report["quantization_config"])
+    return report
 
 
 def decode_file(input: str | os.PathLike, output: str | os.PathLike, *, format: str = "", backend: str = "auto",

@@ -1,6 +1,6 @@
 # Type stubs of the `wq` package (python/wq/__init__.py has the documentation).
 import os
-from typing import Any, Callable, Dict, Iterator, Literal, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -63,10 +63,13 @@ class Quantized:
 def quantize(array: Any, *, bits: int = ..., method: _Method = ..., granularity: _Granularity = ...,
              group_size: int = ..., scale_dtype: _ScaleDType = ..., backend: _Backend = ...) -> Quantized: ...
 def dequantize(q: Quantized, framework: _Framework = ..., backend: _Backend = ...) -> Any: ...
-def quantize_file(input: _Path, output: _Path, *, bits: int = ..., method: _Method = ...,
-                  granularity: _Granularity = ..., group_size: int = ..., scale_dtype: _ScaleDType = ...,
+def quantize_file(input: _Path, output: _Path, *, to: Optional[Literal["wq", "gguf", "compressed-tensors"]] = ...,
+                  type: Optional[str] = ..., scheme: Optional[Literal["W4A16", "W4A16_ASYM", "W8A16", "W8A16_ASYM"]] = ...,
+                  ignore: Sequence[str] = ..., bits: Optional[int] = ..., method: Optional[_Method] = ...,
+                  granularity: Optional[_Granularity] = ..., group_size: Optional[int] = ...,
+                  scale_dtype: Optional[_ScaleDType] = ...,
                   rules: Optional[Mapping[str, Union[Literal["keep"], Mapping[str, Any]]]] = ..., all: bool = ...,
-                  keep_nonfinite: bool = ..., backend: _Backend = ...,
+                  keep_nonfinite: bool = ..., allow_requantize: bool = ..., backend: _Backend = ...,
                   progress: Optional[Callable[[int, int, str], None]] = ...) -> Dict[str, Any]: ...
 def decode_file(input: _Path, output: _Path, *, format: Literal["", "safetensors", "pt", "pdparams", "npz"] = ...,
                 backend: _Backend = ..., progress: Optional[Callable[[int, int, str], None]] = ...) -> None: ...
