@@ -5,6 +5,7 @@
 
 #include "formats/checkpoint_writer.h"
 #include "formats/gguf_checkpoint.h"
+#include "io/page_buffer.h"
 #include "pipeline/output_path.h"
 #include "wq/error.h"
 #include "wq/pipeline.h"
@@ -22,16 +23,15 @@ void decode_gguf(const std::string& input, const std::string& output, Backend& b
   for (const detail::GgufTensorInfo& t : gguf.tensors()) progress.bytes_total += t.bytes;
   const std::string format = options.format.empty() ? "safetensors" : options.format;
   std::unique_ptr<detail::CheckpointWriter> writer = detail::make_checkpoint_writer(format, output, infos, {});
-  std::vector<float> buffer;  // one decoded tensor at a time: memory is the largest tensor
+  detail::PageBuffer buffer;  // one decoded tensor at a time: memory is the largest tensor
   for (std::size_t i = 0; i < infos.size(); ++i) {
     detail::check_cancel(options.cancel);
     const detail::GgufTensorInfo& t = gguf.tensors()[i];
     if (codec::ggml::layout_of(t.type).quantized) {
-      buffer.resize(element_count(infos[i].shape));
+      buffer.reserve(element_count(infos[i].shape) * sizeof(float));
       backend.decode_ggml(reinterpret_cast<const std::uint8_t*>(gguf.data(t)), t.type,
-                          MutableTensorView{infos[i].name, DType::kF32, infos[i].shape,
-                                            reinterpret_cast<std::byte*>(buffer.data())});
-      writer->add(reinterpret_cast<const std::byte*>(buffer.data()));
+                          MutableTensorView{infos[i].name, DType::kF32, infos[i].shape, buffer.data()});
+      writer->add(buffer.data());
     } else {
       writer->add(reader->tensor(i).data);
     }
@@ -94,12 +94,14 @@ void decode_file(const std::string& input, const std::string& output, Backend& b
   detail::WriterExtras extras;
   extras.paddle_name_table = reader->paddle_name_table();
   std::unique_ptr<detail::CheckpointWriter> writer = detail::make_checkpoint_writer(format, output, infos, extras);
-  std::vector<std::byte> buffer;  // one decoded tensor at a time: memory is the largest tensor
+  // One decoded tensor at a time: memory is the largest tensor. In huge pages, not zeroed
+  // (io/page_buffer.h): the decoder writes every byte.
+  detail::PageBuffer buffer;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     detail::check_cancel(options.cancel);
     const ContainerTensor& t = tensors[i];
     const std::uint64_t bytes = element_count(t.shape) * dtype_size(t.dtype);
-    if (buffer.size() < bytes) buffer.resize(bytes);
+    buffer.reserve(bytes);
     reader->decode(i, backend, MutableTensorView{t.name, t.dtype, t.shape, buffer.data()});
     writer->add(buffer.data());
     reader->release(i);
