@@ -85,9 +85,10 @@ class CudaBackend final : public Backend {
     WQ_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     if (budget == 0) budget = std::min<std::uint64_t>(free_bytes / 4, 1536 * kMiB);
     if (budget > free_bytes) {
-      throw Error(ErrorCode::kUsage, "--gpu-memory " + std::to_string(budget >> 20) +
-                                         " MiB is more than the " + std::to_string(free_bytes >> 20) +
-                                         " MiB free on CUDA device " + std::to_string(ordinal));
+      throw Error(ErrorCode::kUsage,
+                  "a GPU memory budget of " + std::to_string(budget >> 20) + " MiB is more than the " +
+                      std::to_string(free_bytes >> 20) + " MiB free on CUDA device " + std::to_string(ordinal),
+                  {{"gpu_memory", ""}});
     }
     host_threads_ = host_threads != 0 ? host_threads : std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
     largest_slot_bytes_ = capacity_for_budget(budget).bytes;

@@ -12,9 +12,9 @@ namespace wq::cuda {
 [[noreturn]] inline void throw_cuda_error(cudaError_t status, const char* call) {
   cudaGetLastError();  // clear a non-sticky error so the next call starts clean
   if (status == cudaErrorMemoryAllocation) {  // the user's to fix, not a bug: say how
-    throw Error(ErrorCode::kUnsupported, std::string("CUDA: ") + call +
-                                             " failed: out of device or pinned host memory (lower "
-                                             "--gpu-memory, or use --backend cpu)");
+    throw Error(ErrorCode::kUnsupported,
+                std::string("CUDA: ") + call + " failed: out of device or pinned host memory",
+                {{"gpu_memory", ""}, {"backend_cpu", ""}});
   }
   throw Error(ErrorCode::kInternal,
               std::string("CUDA: ") + call + " failed: " + cudaGetErrorString(status));

@@ -57,8 +57,7 @@ BackendSelection make_backend(const BackendOptions& options) {
         selection.backend = make_cuda(options);
       } catch (const Error& e) {
         if (e.code() != ErrorCode::kUnsupported) throw;
-        throw Error(ErrorCode::kUnsupported,
-                    std::string("--backend cuda: ") + e.what() + " (use --backend cpu or auto)");
+        throw Error(ErrorCode::kUnsupported, std::string("the CUDA backend: ") + e.what(), {{"backend_cpu", ""}});
       }
       return selection;
     case BackendKind::kAuto:

@@ -9,6 +9,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "cli/error_text.h"
 #include "formats/gguf_checkpoint.h"
 #include "wq/checkpoint.h"
 #include "wq/codec/half.h"
@@ -79,7 +80,7 @@ int verify_file(const std::string& path, bool quiet) {
       try {
         c->verify(i);
       } catch (const Error& e) {
-        fmt::print(stderr, "wq-gpu: error: {}\n", e.what());
+        fmt::print(stderr, "wq-gpu: error: {}\n", error_text(e));
         worst = static_cast<int>(e.code());
       }
       c->release(i);
@@ -90,7 +91,7 @@ int verify_file(const std::string& path, bool quiet) {
     }
     return worst;
   } catch (const Error& e) {
-    fmt::print(stderr, "wq-gpu: error: {}\n", e.what());
+    fmt::print(stderr, "wq-gpu: error: {}\n", error_text(e));
     return static_cast<int>(e.code());
   }
 }

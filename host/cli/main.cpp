@@ -14,6 +14,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "cli/error_text.h"
 #include "wq/error.h"
 #include "wq/version.h"
 
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("verify")) return verify();
     if (app.got_subcommand("sweep")) return sweep();
   } catch (const wq::Error& e) {
-    fmt::print(stderr, "wq-gpu: error: {}\n", e.what());
+    fmt::print(stderr, "wq-gpu: error: {}\n", wq::cli::error_text(e));
     return static_cast<int>(e.code());
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "wq-gpu: error: out of memory\n");

@@ -72,7 +72,7 @@ PackQuantizedScheme scheme_from_flags(const QuantizeFlags& f) {
   try {
     scheme = PackQuantizedScheme::named(f.scheme.empty() ? "W4A16" : f.scheme);
   } catch (const Error& e) {
-    throw Error(e.code(), std::string("--scheme: ") + e.what());
+    throw Error(e.code(), std::string("--scheme: ") + e.what(), e.hints());
   }
   if (f.granularity_given && f.granularity == "tensor") {
     refuse("--granularity tensor", "vLLM takes group or channel strategies only");
@@ -127,7 +127,7 @@ QuantizeOptions options_from_flags(const QuantizeFlags& f) {
     try {
       choose_ggml_types(f.type, &options);
     } catch (const Error& e) {
-      throw Error(e.code(), std::string("--type ") + e.what());
+      throw Error(e.code(), std::string("--type ") + e.what(), e.hints());
     }
   } else if (options.output_format == OutputFormat::kGguf && options.spec.is_affine()) {
     throw Error(ErrorCode::kUsage, f.output + ": a GGUF file holds ggml types: choose one with --type (" +

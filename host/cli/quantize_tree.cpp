@@ -18,6 +18,7 @@
 #include <fmt/core.h>
 
 #include "cli/atomic_copy.h"
+#include "cli/error_text.h"
 #include "cli/journal.h"
 #include "cli/rules.h"
 #include "cli/tree_dry_run.h"
@@ -573,7 +574,7 @@ int run_quantize_tree(const QuantizeFlags& given, const QuantizeOptions& options
       fmt::print(stderr, "wq-gpu: interrupted: {}\n", resume);
       return static_cast<int>(ErrorCode::kInterrupted);
     }
-    throw Error(e.code(), std::string(e.what()) + "\n" + resume);
+    throw Error(e.code(), error_text(e) + "\n" + resume);  // the hints before the resume line
   }
   finish_progress();
   const ojson report = tree_report_json(run.rows(split.report), settings_json(options));

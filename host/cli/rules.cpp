@@ -87,7 +87,7 @@ TensorRule make_rule(const std::string& where, const std::string& pattern, const
     try {
       rule.spec.validate();
     } catch (const Error& e) {
-      throw Error(e.code(), where + ": " + e.what());
+      throw Error(e.code(), where + ": " + e.what(), e.hints());
     }
   }
   return rule;

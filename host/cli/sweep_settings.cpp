@@ -75,7 +75,7 @@ std::vector<SweepSetting> expand_settings(const QuantizeFlags& base, const Sweep
       s.options = options_from_flags(s.flags);
     } catch (const Error& e) {
       // Name the row: the same rule or method may be fine with another row's values.
-      throw Error(e.code(), "sweep setting " + setting_flags_text(s.flags) + ": " + e.what());
+      throw Error(e.code(), "sweep setting " + setting_flags_text(s.flags) + ": " + e.what(), e.hints());
     }
     settings.push_back(std::move(s));
   };

@@ -11,6 +11,12 @@ namespace {
 
 std::string label(std::string_view tensor) { return "tensor '" + std::string(tensor) + "'"; }
 
+// The module a weight belongs to ("model.q_proj" of "model.q_proj.weight"), as ignore globs name it.
+std::string module_of(std::string_view tensor) {
+  constexpr std::string_view kSuffix = ".weight";
+  return std::string(tensor.ends_with(kSuffix) ? tensor.substr(0, tensor.size() - kSuffix.size()) : tensor);
+}
+
 }  // namespace
 
 PackedGeometry packed_geometry(std::uint64_t rows, std::uint64_t cols, int bits, std::uint64_t group_size) {
@@ -63,15 +69,17 @@ void refuse_packed_nonfinite(std::string_view tensor, std::uint64_t index, float
 void refuse_packed_range(std::string_view tensor, std::uint64_t group, DType dtype) {
   throw Error(ErrorCode::kBadData, label(tensor) + ": group " + std::to_string(group) + "'s range (max - min) is beyond " +
                                        std::string(dtype_name(dtype)) +
-                                       ", so compressed-tensors' scale would be infinite; keep the tensor out "
-                                       "(--ignore) or convert the model to bf16 first");
+                                       ", so compressed-tensors' scale would be infinite; keep the module out or "
+                                       "convert the model to bf16 first",
+              {{"ignore", module_of(tensor)}});
 }
 
 void refuse_packed_decode(std::string_view tensor, std::uint64_t index, float x, DType dtype) {
   throw Error(ErrorCode::kBadData, label(tensor) + ": element " + std::to_string(index) + " (" + std::to_string(x) +
                                        ") would decode beyond " + std::string(dtype_name(dtype)) +
                                        " in compressed-tensors' arithmetic (its code times the group's scale "
-                                       "overflows); keep the tensor out (--ignore) or convert the model to bf16 first");
+                                       "overflows); keep the module out or convert the model to bf16 first",
+              {{"ignore", module_of(tensor)}});
 }
 
 }  // namespace wq::detail

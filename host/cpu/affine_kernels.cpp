@@ -251,9 +251,9 @@ template <DType D>
   for (std::uint64_t i = begin; i < end; ++i) {
     const float x = load_f32<D>(src, i);
     if (!codec::is_finite(x)) {
-      throw Error(ErrorCode::kBadData, "tensor '" + std::string(tensor) + "': element " +
-                                           std::to_string(i) + " is " + describe_value(x) +
-                                           " (use --keep-nonfinite to store such tensors raw)");
+      throw Error(ErrorCode::kBadData,
+                  "tensor '" + std::string(tensor) + "': element " + std::to_string(i) + " is " + describe_value(x),
+                  {{"keep_nonfinite", ""}});
     }
   }
   throw Error(ErrorCode::kBadData, "tensor '" + std::string(tensor) +

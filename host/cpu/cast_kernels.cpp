@@ -88,8 +88,8 @@ void cast_elements(DType from, const std::byte* src, DType to, std::byte* dst, s
           if (!codec::is_finite(load_f32<Out>(dst, i))) {
             throw Error(ErrorCode::kBadData,
                         "tensor '" + std::string(tensor) + "': element " + std::to_string(i) + " (" +
-                            std::to_string(x) + ") overflows " + std::string(dtype_name(Out)) +
-                            (Out == DType::kF16 ? " (use --method bf16 for wide ranges)" : ""));
+                            std::to_string(x) + ") overflows " + std::string(dtype_name(Out)),
+                        Out == DType::kF16 ? std::vector<ErrorHint>{{"method_bf16", ""}} : std::vector<ErrorHint>{});
           }
         }
       }

@@ -104,8 +104,8 @@ AffineParams params_of_group(const TensorView& t, const QuantSpec& spec, std::ui
     }
     case codec::ParamsStatus::kF16Overflow:
       throw Error(ErrorCode::kBadData,
-                  tensor_label(t.name) + ": group " + std::to_string(group) +
-                      " has a scale or min outside the F16 range (use --scale-dtype f32)");
+                  tensor_label(t.name) + ": group " + std::to_string(group) + " has a scale or min outside the F16 range",
+                  {{"scale_dtype_f32", ""}});
   }
   throw Error(ErrorCode::kInternal, "unknown parameter status");
 }

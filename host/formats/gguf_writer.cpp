@@ -27,7 +27,7 @@ void put_string(std::string& out, std::string_view s) {
 std::string gguf_long_name_problem(std::string_view name) {
   return "tensor '" + std::string(name) + "': its name is " + std::to_string(name.size()) +
          " bytes; ggml and llama.cpp accept at most " + std::to_string(GgufWriter::kMaxNameBytes - 1) +
-         " (stable-diffusion.cpp accepts longer names: --gguf-long-names writes them anyway)";
+         " (stable-diffusion.cpp accepts longer names)";
 }
 
 GgufMetadata::Entry* GgufMetadata::find(std::string_view key) {
@@ -101,7 +101,7 @@ GgufWriter::GgufWriter(AtomicFile& out, const GgufMetadata& metadata, std::vecto
   std::uint64_t offset = 0;
   for (const GgufTensorPlan& t : tensors_) {
     const std::string label = "tensor '" + t.name + "'";
-    if (t.name.size() >= kMaxNameBytes && !allow_long_names) throw Error(ErrorCode::kUsage, gguf_long_name_problem(t.name));
+    if (t.name.size() >= kMaxNameBytes && !allow_long_names) throw Error(ErrorCode::kUsage, gguf_long_name_problem(t.name), {{"gguf_long_names", ""}});
     if (t.ne.size() > 4) {
       throw Error(ErrorCode::kUsage, label + " has " + std::to_string(t.ne.size()) + " dimensions; GGUF allows at most 4");
     }

@@ -198,8 +198,8 @@ class TorchCheckpoint : public CheckpointReader {
                   where + " is a broadcast view of " + std::to_string(*extent * type->element) +
                       " storage bytes whose dense copy would take " + std::to_string(*dense) +
                       " bytes, more than the limit of " + std::to_string(options_.max_expanded_view_bytes) +
-                      " for expanded views (raise it with ReadOptions::max_expanded_view_bytes; wq-gpu: "
-                      "--max-view-expansion SIZE)");
+                      " for expanded views",
+                  {{"max_expanded_view_bytes", ""}});
     }
     infos_.push_back(TensorInfo{name, t.dtype, std::move(shape)});
     refs_.push_back(std::move(t));

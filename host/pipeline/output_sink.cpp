@@ -73,8 +73,9 @@ class GgufSink final : public OutputSink {
       if (!type) {
         throw Error(ErrorCode::kUsage, "tensor '" + t.name + "' (" + std::string(dtype_name(t.dtype)) + ", " +
                                            std::string(encoding_name(t.encoding)) +
-                                           ") has no GGUF type: GGUF holds ggml types (--type), float casts and "
-                                           "F32/F16/BF16/F64/I8-I64 tensors");
+                                           ") has no GGUF type: GGUF holds ggml types, float casts and "
+                                           "F32/F16/BF16/F64/I8-I64 tensors",
+                    {{"ggml_type", ""}});
       }
       out.push_back(GgufTensorPlan{t.name, ne_of_shape(t.shape), *type, t.stored_bytes});
     }

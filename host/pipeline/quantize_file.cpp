@@ -113,7 +113,7 @@ ContainerTensor plan_tensor(const TensorInfo& info, Encoding encoding, const Qua
 Error in_file(const std::string& path, const Error& e) {
   const std::string what = e.what();
   if (what.rfind(path, 0) == 0) return e;  // already names the file
-  return Error(e.code(), path + ": " + what);
+  return Error(e.code(), path + ": " + what, e.hints());
 }
 
 // Small tensors are encoded together up to kBatchInputBytes of input; a larger tensor runs
@@ -271,12 +271,13 @@ void fall_back_for_rows(const TensorInfo& info, QuantSpec* spec, Encoding* encod
 // What GGUF cannot hold, refused before anything is written (and in a dry run).
 void check_gguf_tensor(const std::string& input, const ContainerTensor& t, const QuantizeOptions& options) {
   if (t.name.size() >= detail::GgufWriter::kMaxNameBytes && !options.gguf_long_names) {
-    throw Error(ErrorCode::kUsage, input + ": " + detail::gguf_long_name_problem(t.name));
+    throw Error(ErrorCode::kUsage, input + ": " + detail::gguf_long_name_problem(t.name), {{"gguf_long_names", ""}});
   }
   if (has_codes(t.encoding)) {
-    throw Error(ErrorCode::kUsage, input + ": tensor '" + t.name + "': GGUF files hold ggml types, not wq's " +
-                                       std::string(encoding_name(t.encoding)) + " encoding; choose a type with --type (" +
-                                       ggml_type_names() + ") or type: in a rule");
+    throw Error(ErrorCode::kUsage,
+                input + ": tensor '" + t.name + "': GGUF files hold ggml types (" + ggml_type_names() +
+                    "), not wq's " + std::string(encoding_name(t.encoding)) + " encoding",
+                {{"ggml_type", ""}});
   }
   if (!detail::gguf_type_of(t)) {
     throw Error(ErrorCode::kUnsupported, input + ": tensor '" + t.name + "' is " + std::string(dtype_name(t.dtype)) +
@@ -294,14 +295,14 @@ void check_packed_tensor(const std::string& input, const TensorInfo& t, const Pa
   const std::string module = t.name.substr(0, t.name.size() - std::string(".weight").size());
   if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16) {
     throw Error(ErrorCode::kUsage, input + ": tensor '" + t.name + "' is " + std::string(dtype_name(t.dtype)) +
-                                       "; compressed-tensors quantizes bf16, fp16 and fp32 weights (leave the module "
-                                       "out with --ignore '" + module + "')");
+                                       "; compressed-tensors quantizes bf16, fp16 and fp32 weights",
+                {{"ignore", module}});
   }
   if (scheme.group_size != 0 && t.shape[1] % scheme.group_size != 0) {
     throw Error(ErrorCode::kUsage, input + ": tensor '" + t.name + "' has " + std::to_string(t.shape[1]) +
                                        " input columns, not whole groups of " + std::to_string(scheme.group_size) +
-                                       ", which compressed-tensors refuses; choose a --group-size that divides it, "
-                                       "--granularity channel, or leave the module out with --ignore '" + module + "'");
+                                       ", which compressed-tensors refuses",
+                {{"group_size", ""}, {"channel", ""}, {"ignore", module}});
   }
 }
 
@@ -341,8 +342,8 @@ TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& option
     if (encoding != Encoding::kRaw && !stored.empty() && !same_blocks && !options.allow_requantize) {
       throw Error(ErrorCode::kUsage, reader.path() + ": tensor '" + infos[i].name + "' is stored as " +
                                          std::string(stored) +
-                                         " already; quantizing its decoded values again adds a second rounding "
-                                         "(allow it with --allow-requantize, or keep it with --keep)");
+                                         " already; quantizing its decoded values again adds a second rounding",
+                  {{"allow_requantize", ""}, {"keep", infos[i].name}});
     }
     if (encoding != Encoding::kRaw && look_for_nonfinite && options.keep_nonfinite && has_nonfinite_once(reader, i)) {
       encoding = Encoding::kRaw;

@@ -7,6 +7,8 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace wq {
 
@@ -24,15 +26,39 @@ enum class ErrorCode : int {
   kInternal = 1,     ///< a bug in wq
 };
 
-/// Thrown by every libwqcuda function that fails. Thread-safe to copy; what() is the full
-/// human-readable message.
+/// A setting of the library's API that would avoid an error, for the caller to name in its own
+/// terms (wq-gpu as a flag, the Python package as a keyword argument): the message itself names
+/// no caller's option. `option` is one of these stable ids:
+/// - "keep_nonfinite": QuantizeOptions::keep_nonfinite = true
+/// - "allow_requantize": QuantizeOptions::allow_requantize = true
+/// - "keep": a TensorRule that keeps the tensor as it is
+/// - "scale_dtype_f32": QuantSpec::scale_dtype = ScaleDType::kF32
+/// - "method_bf16": QuantSpec::method = Method::kBf16
+/// - "ggml_type": a ggml type for the tensor (choose_ggml_types())
+/// - "ignore": PackQuantizedScheme::ignore (`value`: the module's glob)
+/// - "group_size": a PackQuantizedScheme::group_size that divides the columns
+/// - "channel": PackQuantizedScheme::group_size = 0 (one group per row)
+/// - "max_expanded_view_bytes": a larger ReadOptions::max_expanded_view_bytes
+/// - "gguf_long_names": QuantizeOptions::gguf_long_names = true
+/// - "gpu_memory": a larger BackendOptions GPU memory budget
+/// - "backend_cpu": the CPU backend
+struct ErrorHint {
+  std::string option;  ///< one of the ids above
+  std::string value;   ///< the option's value where it takes one ("ignore": the glob), else empty
+};
+
+/// Thrown by every libwqcuda function that fails. Thread-safe to copy; what() is the
+/// human-readable message, hints() the settings that would avoid it (in the message's order).
 class Error : public std::runtime_error {
  public:
-  Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  Error(ErrorCode code, const std::string& message, std::vector<ErrorHint> hints = {})
+      : std::runtime_error(message), code_(code), hints_(std::move(hints)) {}
   ErrorCode code() const noexcept { return code_; }
+  const std::vector<ErrorHint>& hints() const noexcept { return hints_; }
 
  private:
   ErrorCode code_;
+  std::vector<ErrorHint> hints_;
 };
 
 /// Short stable name of an error code ("usage", "bad-format", ...), for JSON reports.

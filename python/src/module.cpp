@@ -38,14 +38,36 @@ void set_error_types(const py::dict& by_code) {
   }
 }
 
+// A wq::ErrorHint as this package's keyword arguments (the CLI names its flags instead).
+std::string keyword_text(const wq::ErrorHint& h) {
+  const std::string& o = h.option;
+  if (o == "keep_nonfinite") return "keep_nonfinite=True stores such tensors raw";
+  if (o == "allow_requantize") return "allow it with allow_requantize=True";
+  if (o == "keep") return "keep it with rules={'" + (h.value.empty() ? std::string("NAME") : h.value) + "': 'keep'}";
+  if (o == "scale_dtype_f32") return "use scale_dtype='f32'";
+  if (o == "method_bf16") return "use method='bf16' for wide ranges";
+  if (o == "ggml_type") return "choose a ggml type with type=";
+  if (o == "ignore") return "leave the module out with ignore=['" + (h.value.empty() ? std::string("MODULE") : h.value) + "']";
+  if (o == "group_size") return "choose a group_size that divides it";
+  if (o == "channel") return "use granularity='channel'";
+  if (o == "backend_cpu") return "use backend='cpu'";
+  return "";  // options this package does not offer (GPU memory, view limits, long GGUF names)
+}
+
 void raise_wq_error(const wq::Error& e) {
+  std::string message = e.what(), hints;
+  for (const wq::ErrorHint& h : e.hints()) {
+    const std::string text = keyword_text(h);
+    if (!text.empty()) hints += (hints.empty() ? "" : ", or ") + text;
+  }
+  if (!hints.empty()) message += " (" + hints + ")";
   auto it = error_types().find(e.code());
   if (it == error_types().end()) it = error_types().find(wq::ErrorCode::kInternal);
   if (it == error_types().end()) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
+    PyErr_SetString(PyExc_RuntimeError, message.c_str());
     return;
   }
-  py::object exc = it->second(e.what());
+  py::object exc = it->second(message);
   exc.attr("code") = wq::error_code_name(e.code());
   PyErr_SetObject(it->second.ptr(), exc.ptr());
 }

@@ -225,6 +225,8 @@ def test_errors_are_exceptions_naming_file_and_tensor(tmp_path):
     with pytest.raises(wq.BadDataError) as e:
         wq.save({"layer.weight": bad}, out)
     assert "layer.weight" in str(e.value)
+    # The hint names this package's keyword, not the CLI's flag.
+    assert "keep_nonfinite=True" in str(e.value) and "--" not in str(e.value)
     assert not out.exists() and os.listdir(tmp_path) == []
     with pytest.raises(wq.UsageError):
         wq.save({"w": np.ones((4, 8), np.float32)}, tmp_path / "x.wq", bits=9)

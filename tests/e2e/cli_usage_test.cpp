@@ -276,14 +276,14 @@ TEST_F(cli, CudaBackendIsUnsupportedHere) {
   const Bytes before = read_file(input);
   const std::string output = out("model.wq.safetensors");
   const RunResult r = run({"quantize", input, "-o", output, "--backend", "cuda"});
-  expect_clean_failure(r, kUnsupported, {"--backend cuda", "--backend cpu"}, output, input, &before);
+  expect_clean_failure(r, kUnsupported, {"CUDA backend", "--backend cpu"}, output, input, &before);
   EXPECT_EQ(r.out, "");
 
   const std::string container = out("cpu.wq.safetensors");
   quantize_ok(input, container);
   const std::string decoded = out("decoded.safetensors");
   const RunResult d = run({"decode", container, "-o", decoded, "--backend", "cuda"});
-  expect_clean_failure(d, kUnsupported, {"--backend cuda"}, decoded);
+  expect_clean_failure(d, kUnsupported, {"CUDA backend", "--backend cpu"}, decoded);
 }
 
 TEST_F(cli, AutoBackendFallsBackToCpuWithOneNotice) {
