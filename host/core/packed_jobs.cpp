@@ -11,11 +11,6 @@ namespace {
 
 std::string label(std::string_view tensor) { return "tensor '" + std::string(tensor) + "'"; }
 
-// The module a weight belongs to ("model.q_proj" of "model.q_proj.weight"), as ignore globs name it.
-std::string module_of(std::string_view tensor) {
-  constexpr std::string_view kSuffix = ".weight";
-  return std::string(tensor.ends_with(kSuffix) ? tensor.substr(0, tensor.size() - kSuffix.size()) : tensor);
-}
 
 }  // namespace
 
@@ -55,6 +50,11 @@ PackedGeometry check_pack_quantize_job(const PackQuantizeJob& job) {
   return packed_geometry(in.shape[0], cols, job.bits, job.group_size);
 }
 
+std::string weight_module(std::string_view name) {
+  constexpr std::string_view kSuffix = ".weight";
+  return std::string(name.ends_with(kSuffix) ? name.substr(0, name.size() - kSuffix.size()) : name);
+}
+
 codec::ct::Scalar packed_scalar(DType dtype) {
   return dtype == DType::kF16 ? codec::ct::Scalar::kF16 : dtype == DType::kBF16 ? codec::ct::Scalar::kBF16
                                                                               : codec::ct::Scalar::kF32;
@@ -71,7 +71,7 @@ void refuse_packed_range(std::string_view tensor, std::uint64_t group, DType dty
                                        std::string(dtype_name(dtype)) +
                                        ", so compressed-tensors' scale would be infinite; keep the module out or "
                                        "convert the model to bf16 first",
-              {{"ignore", module_of(tensor)}});
+              {{"ignore", weight_module(tensor)}});
 }
 
 void refuse_packed_decode(std::string_view tensor, std::uint64_t index, float x, DType dtype) {
@@ -79,7 +79,7 @@ void refuse_packed_decode(std::string_view tensor, std::uint64_t index, float x,
                                        ") would decode beyond " + std::string(dtype_name(dtype)) +
                                        " in compressed-tensors' arithmetic (its code times the group's scale "
                                        "overflows); keep the module out or convert the model to bf16 first",
-              {{"ignore", module_of(tensor)}});
+              {{"ignore", weight_module(tensor)}});
 }
 
 }  // namespace wq::detail

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "wq/backend.h"
@@ -30,6 +31,10 @@ PackedGeometry packed_geometry(std::uint64_t rows, std::uint64_t cols, int bits,
 
 /// The codec's scalar for a floating dtype the job check accepted.
 codec::ct::Scalar packed_scalar(DType dtype);
+
+/// The module a weight belongs to, as PackQuantizedScheme::ignore globs name it: "model.q_proj"
+/// of "model.q_proj.weight" (a name without that suffix as it is).
+std::string weight_module(std::string_view name);
 
 /// Error(kBadData) for a non-finite element `index` of `tensor`.
 [[noreturn]] void refuse_packed_nonfinite(std::string_view tensor, std::uint64_t index, float x);

@@ -1,19 +1,15 @@
 #include "pipeline/input_checksum.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstdint>
-#include <cstring>
+#include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "container/checksum.h"
 #include "io/mapped_file.h"
+#include "io/pread_file.h"
 #include "pipeline/output_path.h"
-#include "wq/error.h"
 
 namespace wq::detail {
 namespace {
@@ -42,30 +38,23 @@ std::string checksum_chunks(const std::byte* data, std::uint64_t size, const std
 // cloud VM of bench/RESULTS.md (input_staging.h), and the hash was 14 % of an export's CPU.
 std::string checksum_file(const std::string& path, const std::atomic<bool>* cancel) {
   constexpr std::uint64_t kReadAbove = 64ull << 20;
-  struct stat st {};
-  const int fd = ::stat(path.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) > kReadAbove
-                     ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC)
-                     : -1;
-  if (fd < 0) {  // small, or not openable: the mapping (which names the reason)
-    const MappedFile file(path);
-    return checksum_chunks(file.data(), file.size(), cancel, &file);
+  std::error_code ec;
+  const std::uintmax_t size = std::filesystem::file_size(path, ec);
+  std::optional<PreadFile> file;
+  if (!ec && size > kReadAbove) file.emplace(path);
+  if (!file || !file->ok()) {  // small, or not openable: the mapping (which names the reason)
+    const MappedFile mapped(path);
+    return checksum_chunks(mapped.data(), mapped.size(), cancel, &mapped);
   }
-  const std::unique_ptr<int, void (*)(int*)> closer(new int(fd), [](int* f) {
-    ::close(*f);
-    delete f;
-  });
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   constexpr std::uint64_t kBuffer = 1ull << 20;  // stays in L2 between the read and the hash
   const std::unique_ptr<std::byte[]> buffer(new std::byte[kBuffer]);
   Xxh3 hash;
   for (std::uint64_t offset = 0;;) {
-    if (offset % (8ull << 20) == 0) check_cancel(cancel);
-    const ssize_t n = ::pread(fd, buffer.get(), kBuffer, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw Error(ErrorCode::kInputMissing, path + ": reading it for its checksum failed: " + std::strerror(errno));
+    if (offset % (8 * kBuffer) == 0) check_cancel(cancel);
+    const std::uint64_t n = file->read_at(offset, buffer.get(), kBuffer);
     if (n == 0) break;
-    hash.update(buffer.get(), static_cast<std::uint64_t>(n));
-    offset += static_cast<std::uint64_t>(n);
+    hash.update(buffer.get(), n);
+    offset += n;
   }
   return hash.hex();
 }

@@ -15,9 +15,11 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "container/checksum.h"
 #include "io/page_buffer.h"
+#include "io/pread_file.h"
 #include "wq/checkpoint.h"
 #include "wq/tensor.h"
 
@@ -31,11 +33,10 @@ class InputStaging {
   InputStaging(const CheckpointReader& reader, bool checksum, const std::atomic<bool>* cancel);
   InputStaging(const InputStaging&) = delete;
   InputStaging& operator=(const InputStaging&) = delete;
-  ~InputStaging();
 
   /// Whether this reads the file (it could be opened); else covers() is always false and
   /// file_checksum() may not be called.
-  bool reads() const noexcept { return fd_ >= 0; }
+  bool reads() const noexcept { return file_.ok(); }
   /// Whether `view` is bytes of the reader's mapping, which stage() reads, and fits the
   /// buffer from `offset`.
   bool covers(const TensorView& view, std::uint64_t offset) const noexcept;
@@ -50,16 +51,14 @@ class InputStaging {
   std::string file_checksum();
 
  private:
-  // Reads [offset, offset + size) of the file to `to` in chunks that stay in L2, hashing each
-  // chunk that continues the hash in file order (after reading the bytes in between).
-  void read(std::uint64_t offset, std::byte* to, std::uint64_t size, std::string_view tensor);
+  // Reads exactly [offset, offset + size) of the file to `to`; `what` names it in errors.
+  void read_exact(std::uint64_t offset, std::byte* to, std::uint64_t size, std::string_view what);
   // Hashes the file's bytes [hashed_, end) through a scratch buffer.
   void hash_up_to(std::uint64_t end);
 
-  std::string path_;
   std::span<const std::byte> mapped_;
   const std::atomic<bool>* cancel_;
-  int fd_ = -1;
+  PreadFile file_;
   PageBuffer buffer_;  // uninitialised: every staged byte is read into it
   bool hashing_ = false;
   Xxh3 hash_;

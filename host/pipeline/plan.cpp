@@ -5,6 +5,7 @@
 #include <string>
 #include <system_error>
 
+#include "core/packed_jobs.h"
 #include "pipeline/output_path.h"
 #include "wq/error.h"
 #include "wq/pipeline.h"
@@ -50,10 +51,9 @@ PackQuantizedScheme PackQuantizedScheme::named(std::string_view name) {
 }
 
 bool is_linear_weight(const TensorInfo& tensor, const PackQuantizedScheme& scheme) {
-  const std::string suffix = ".weight";
   if (!is_floating(tensor.dtype) || tensor.shape.size() != 2 || element_count(tensor.shape) == 0) return false;
-  if (tensor.name.size() <= suffix.size() || !tensor.name.ends_with(suffix)) return false;
-  const std::string module = tensor.name.substr(0, tensor.name.size() - suffix.size());
+  const std::string module = detail::weight_module(tensor.name);
+  if (module.empty() || module == tensor.name) return false;  // not MODULE.weight
   const auto dot = module.rfind('.');
   const std::string last = dot == std::string::npos ? module : module.substr(dot + 1);
   if (last.find("embed") != std::string::npos || last == "wte" || last == "wpe") return false;

@@ -9,6 +9,7 @@
 
 #include "container/checksum.h"
 #include "container/container_metadata.h"
+#include "core/packed_jobs.h"
 #include "formats/gguf_checkpoint.h"
 #include "formats/gguf_writer.h"
 #include "formats/paddle_reader.h"
@@ -161,7 +162,7 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
   for (std::size_t i = first; i < end; ++i) {
     if (stored_as_in_input(reader, plan[i], i)) continue;
     bytes += plan[i].stored_bytes;
-    if (staging != nullptr) staged_bytes += element_count(reader.tensors()[i].shape) * dtype_size(reader.tensors()[i].dtype);
+    if (staging != nullptr) staged_bytes += reports[i].input_bytes;
   }
   arena->reserve(bytes);
   if (staging != nullptr) staging->reserve(staged_bytes);
@@ -292,7 +293,7 @@ void check_gguf_tensor(const std::string& input, const ContainerTensor& t, const
 
 // What compressed-tensors cannot hold, refused before anything is written (and in a dry run).
 void check_packed_tensor(const std::string& input, const TensorInfo& t, const PackQuantizedScheme& scheme) {
-  const std::string module = t.name.substr(0, t.name.size() - std::string(".weight").size());
+  const std::string module = detail::weight_module(t.name);
   if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16) {
     throw Error(ErrorCode::kUsage, input + ": tensor '" + t.name + "' is " + std::string(dtype_name(t.dtype)) +
                                        "; compressed-tensors quantizes bf16, fp16 and fp32 weights",
@@ -459,7 +460,8 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
   // descriptor more per file would cost.
   std::optional<detail::InputStaging> staging;
   if (!one_batch) staging.emplace(*reader, options.checksum_input, options.cancel);
-  const bool staging_hashes = options.checksum_input && staging && staging->reads();
+  if (staging && !staging->reads()) staging.reset();  // not mapped, or not openable again
+  const bool staging_hashes = options.checksum_input && staging;
   std::optional<detail::InputChecksum> checksum;
   if (options.checksum_input && !staging_hashes) checksum.emplace(*reader, input, one_batch, options.cancel);
 
@@ -503,7 +505,7 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
       detail::check_cancel(options.cancel);
       const std::size_t end = batch_end(report.tensors, next);
       std::vector<const std::byte*> data = encode_batch(*reader, backend, plans.specs, metadata.tensors, report.tensors,
-                                                        next, end, &arenas[which], staging && staging->reads() ? &*staging : nullptr);
+                                                        next, end, &arenas[which], staging ? &*staging : nullptr);
       // An encoded tensor's input is not needed any more: drop its pages before the next batch.
       for (std::size_t i = next; i < end && !one_batch; ++i) {
         if (!stored_as_in_input(*reader, metadata.tensors[i], i)) reader->release(i);
