@@ -50,14 +50,18 @@ void add_read_flags(CLI::App& command, std::uint64_t& max_view_expansion) {
       ->default_str("256M");
 }
 
-BackendSelection select_backend(const BackendFlags& flags, bool quiet) {
+BackendOptions backend_options(const BackendFlags& flags) {
   BackendOptions options;
   options.kind = flags.backend == "cpu" ? BackendKind::kCpu
                : flags.backend == "cuda" ? BackendKind::kCuda : BackendKind::kAuto;
   options.threads = flags.threads;
   options.device = flags.device;
   options.gpu_memory = flags.gpu_memory;
-  BackendSelection selection = make_backend(options);
+  return options;
+}
+
+BackendSelection select_backend(const BackendFlags& flags, bool quiet) {
+  BackendSelection selection = make_backend(backend_options(flags));
   if (!selection.notice.empty() && !quiet) fmt::print(stderr, "wq-gpu: {}\n", selection.notice);
   return selection;
 }
@@ -80,11 +84,6 @@ std::function<void(const Progress&)> progress_printer(const std::string& label, 
                                                        : p.current_tensor;
     draw_progress_line(fmt::format("{} {:5.1f}%  {:.2f} GB/s  {}", label, 100.0 * fraction, rate, tensor));
   };
-}
-
-unsigned metadata_threads(std::size_t files) {
-  const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
-  return static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>({cores, 8, files})));
 }
 
 void draw_progress_line(const std::string& text) {

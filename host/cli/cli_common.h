@@ -26,6 +26,9 @@ void add_backend_flags(CLI::App& command, BackendFlags& flags);
 /// that reads checkpoints.
 void add_read_flags(CLI::App& command, std::uint64_t& max_view_expansion);
 
+/// The BackendOptions the flags ask for.
+BackendOptions backend_options(const BackendFlags& flags);
+
 /// Creates the backend the flags ask for; prints make_backend()'s notice unless `quiet`.
 BackendSelection select_backend(const BackendFlags& flags, bool quiet);
 
@@ -35,9 +38,6 @@ void install_signal_handlers();
 
 /// A progress callback: a self-updating line on a terminal, nothing otherwise.
 std::function<void(const Progress&)> progress_printer(const std::string& label, bool quiet);
-/// Threads for a pass over many files' headers (a stat, a mapping and a parse each): every
-/// core, at most 8, at most one per file.
-unsigned metadata_threads(std::size_t files);
 
 /// Draws `text` as the terminal's updating progress line (replacing the one before).
 void draw_progress_line(const std::string& text);

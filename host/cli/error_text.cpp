@@ -18,6 +18,7 @@ std::string flag_text(const ErrorHint& h) {
   if (o == "gguf_long_names") return "--gguf-long-names writes them anyway";
   if (o == "gpu_memory") return "set --gpu-memory lower";
   if (o == "backend_cpu") return "use --backend cpu or auto";
+  if (o == "copy_unreadable") return "to copy such files unchanged instead, add --copy-unreadable";
   return "";
 }
 

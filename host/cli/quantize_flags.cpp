@@ -152,36 +152,4 @@ QuantizeOptions options_from_flags(const QuantizeFlags& f) {
   return options;
 }
 
-nlohmann::ordered_json settings_json(const QuantizeOptions& options) {
-  nlohmann::ordered_json j;
-  j["producer"] = std::string("wq-gpu ") + kVersion;
-  j["method"] = std::string(method_name(options.spec.method));
-  j["bits"] = options.spec.bits;
-  j["granularity"] = std::string(granularity_name(options.spec.granularity));
-  j["group_size"] = options.spec.group_size;
-  j["scale"] = std::string(scale_dtype_name(options.spec.scale_dtype));
-  if (options.spec.method == Method::kGgml) j["type"] = codec::ggml::type_name(options.spec.ggml_type);
-  if (options.output_format == OutputFormat::kGguf) j["to"] = "gguf";
-  if (options.output_format == OutputFormat::kCompressedTensors) {
-    // The scheme replaces the spec: these are all that decide the bytes.
-    nlohmann::ordered_json ct;
-    ct["producer"] = j["producer"];
-    ct["to"] = "compressed-tensors";
-    ct["scheme"] = options.pack_quantized.name();
-    ct["group_size"] = options.pack_quantized.group_size;
-    ct["ignore"] = options.pack_quantized.ignore;
-    ct["method"] = options.pack_quantized.mse ? "mse" : "minmax";
-    ct["keep_nonfinite"] = options.keep_nonfinite;
-    return ct;
-  }
-  if (options.allow_requantize) j["allow_requantize"] = true;
-  if (!options.llama_preset.empty()) j["preset"] = options.llama_preset;
-  j["all"] = options.all;
-  j["keep_nonfinite"] = options.keep_nonfinite;
-  nlohmann::ordered_json rules = nlohmann::ordered_json::array();
-  for (const TensorRule& rule : options.rules) rules.push_back(rule_json(rule));
-  j["rules"] = std::move(rules);
-  return j;
-}
-
 }  // namespace wq::cli

@@ -74,9 +74,4 @@ void collect_rule_args(CLI::App& cmd, QuantizeFlags& flags, const std::vector<st
 /// bad flag, rule or rule file) before any file is touched. cancel/on_progress are left empty.
 QuantizeOptions options_from_flags(const QuantizeFlags& flags);
 
-/// Everything that decides a container's bytes (producer, spec, policy, rules), as canonical
-/// JSON: tree mode's journal stores its hash, so that a file made with other settings is
-/// redone.
-nlohmann::ordered_json settings_json(const QuantizeOptions& options);
-
 }  // namespace wq::cli

@@ -2,39 +2,22 @@
 
 #include <unistd.h>
 
-#include <chrono>
-#include <csignal>
-#include <exception>
-#include <mutex>
-#include <numeric>
-#include <thread>
-#include <cstdlib>
 #include <filesystem>
 #include <functional>
-#include <future>
 #include <map>
-#include <set>
+#include <memory>
+#include <mutex>
 
 #include <fmt/core.h>
 
-#include "cli/atomic_copy.h"
 #include "cli/error_text.h"
-#include "cli/journal.h"
 #include "cli/rules.h"
 #include "cli/tree_dry_run.h"
 #include "cli/tree_progress.h"
 #include "cli/tree_report.h"
-#include "cli/tree_walk.h"
-#include "cli/work_shard.h"
-#include "container/checksum.h"
-#include "core/json_text.h"
-#include "cpu/thread_pool.h"
-#include "formats/sharded_safetensors.h"
-#include "io/atomic_file.h"
-#include "pipeline/input_checksum.h"
-#include "pipeline/output_path.h"
-#include "pipeline/sharded_output.h"
+#include "wq/atomic_write.h"
 #include "wq/error.h"
+#include "wq/tree.h"
 
 namespace wq::cli {
 namespace {
@@ -42,534 +25,116 @@ namespace {
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
-// Crash injection for the tests of resume: WQ_TEST_CRASH=POINT:N kills this process with
-// SIGKILL at the N-th passage through POINT ("temp": a container's temporary file is partly
-// written; "output": an output was renamed into place but not yet journaled; "journal": just
-// after a journal line); WQ_TEST_CRASH=POINT:N:int sends SIGINT instead (Ctrl-C). Unset, it
-// costs one getenv.
-void crash_point(const char* point) {
-  static const std::string spec = std::getenv("WQ_TEST_CRASH") ? std::getenv("WQ_TEST_CRASH") : "";
-  static std::atomic<int> passes{0};
-  if (spec.empty()) return;
-  const auto colon = spec.find(':');
-  if (spec.substr(0, colon) != point) return;
-  const int n = colon == std::string::npos ? 1 : std::atoi(spec.c_str() + colon + 1);
-  if (++passes == n) ::kill(::getpid(), spec.ends_with(":int") ? SIGINT : SIGKILL);
-}
-
-std::string parent_folder(const std::string& path) {
-  const fs::path parent = fs::path(path).parent_path();
-  return parent.empty() ? std::string(".") : parent.string();
-}
-
-void make_folder(const std::string& folder) {
-  std::error_code ec;
-  fs::create_directories(folder, ec);
-  if (ec || !fs::is_directory(folder)) {
-    throw Error(ErrorCode::kOutput, folder + ": cannot create the output folder: " + (ec ? ec.message() : "not a folder"));
-  }
-}
-
-FileIdentity input_identity(const std::string& path, const std::atomic<bool>* cancel) {
-  std::optional<FileIdentity> id = stat_identity(path);
-  if (!id) throw Error(ErrorCode::kInputMissing, path + ": no such file");
-  id->xxh3 = detail::checksum_file(path, cancel);
-  return *id;
-}
-
-FileIdentity output_identity(const std::string& path) {
-  const std::optional<FileIdentity> id = stat_identity(path);
-  if (!id) throw Error(ErrorCode::kOutput, path + ": vanished right after it was written");
-  return *id;
-}
-
-// Temporaries of an interrupted run (.NAME.wq-tmp.XXXXXX, see detail::AtomicFile) are removed,
-// but only those of this process's outputs: another --shard may be writing beside us.
-void remove_stale_temps(const std::vector<WorkUnit>& units) {
-  std::map<std::string, std::set<std::string>> prefixes;  // folder -> ".NAME.wq-tmp."
-  const auto note = [&](const TreeFile& f) {
-    prefixes[parent_folder(f.output)].insert("." + fs::path(f.output).filename().string() + ".wq-tmp.");
-  };
-  for (const WorkUnit& u : units) {
-    note(u.file);
-    for (const TreeFile& s : u.shards) note(s);
-  }
-  for (const auto& [folder, names] : prefixes) {
-    std::error_code ec;
-    for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
-      const std::string name = it->path().filename().string();
-      for (const std::string& prefix : names) {
-        if (name.rfind(prefix, 0) == 0 && name.size() == prefix.size() + 6) fs::remove(it->path(), ec);
-      }
-    }
-  }
-}
-
-std::string journal_name(const std::optional<WorkShard>& shard) {
-  if (!shard) return ".wq-journal.jsonl";
-  return fmt::format(".wq-journal.shard-{}-of-{}.jsonl", shard->index, shard->count);
-}
-
-std::size_t output_count(const std::vector<WorkUnit>& units) {
-  std::size_t n = 0;
-  for (const WorkUnit& u : units) n += 1 + u.shards.size();
-  return n;
-}
-
-// One run over this process's units: skips what the journal says is done, writes the rest,
-// journals each output after it is in place. With --jobs N, N threads call unit() at once,
-// each with its own backend (a Backend is used from one thread at a time); the journal, the
-// rows and stderr are shared under one mutex.
-class TreeRun {
+// What stderr shows while the tree runs: with one job, each file's own progress line on a
+// terminal; with several, one line summing them all (TreeProgress); off a terminal, a line per
+// finished file. The library calls these one at a time.
+class TreeDisplay {
  public:
-  TreeRun(const QuantizeFlags& flags, const QuantizeOptions& options, std::string settings, Journal& journal,
-          std::size_t units, std::size_t total, std::uint64_t total_bytes)
-      : flags_(flags), options_(options), settings_(std::move(settings)), journal_(journal), total_(total),
-        tty_(!flags.quiet && isatty(STDERR_FILENO)), lines_(!flags.quiet && !tty_),
-        progress_(units, total, total_bytes, tty_ && flags.jobs > 1), rows_(units) {}
+  TreeDisplay(bool quiet, bool json_on_stdout) : quiet_(quiet || json_on_stdout), flags_quiet_(quiet) {}
 
-  /// `pending`: the worker's commit still running on a thread of its own (see quantize()).
-  void unit(std::size_t index, const WorkUnit& u, Backend& backend, std::future<void>* pending) {
-    detail::check_cancel(options_.cancel);
-    const Job job{index, &backend, deferred_commit(u) ? pending : nullptr};
-    switch (u.kind) {
-      case UnitKind::kQuantize: quantize(job, u.file); break;
-      case UnitKind::kCopy: copy(job, u.file); break;
-      case UnitKind::kSharded: sharded(job, u); break;
-      case UnitKind::kConfig: config(job, u.file); break;
-    }
+  void attach(TreeOptions& options) {
+    options.on_note = [this](const std::string& note) {
+      if (!quiet_) fmt::print(stderr, "wq-gpu: note: {}\n", note);
+    };
+    options.on_start = [this](const TreeStart& s) { start(s); };
+    options.on_file_progress = [this](std::size_t file, const std::string& input, const Progress& p) {
+      progress(file, input, p);
+    };
+    options.on_file_finished = [this](std::size_t file, const TreeFileReport& row, std::size_t finished) {
+      done(file, row, finished);
+    };
   }
 
-  /// Every finished file's row, units in `order` (whatever order the jobs finished in).
-  std::vector<FileRow> rows(const std::vector<std::size_t>& order) const {
-    std::vector<FileRow> all;
-    for (const std::size_t unit : order) all.insert(all.end(), rows_[unit].begin(), rows_[unit].end());
-    return all;
-  }
-  std::size_t finished_count() const { return finished_; }
+  bool started() const { return started_; }
+  std::size_t finished() const { return finished_; }
+  std::size_t files() const { return start_.files; }
+  const std::string& journal() const { return start_.journal; }
 
  private:
-  struct Job {
-    std::size_t unit;
-    Backend* backend;
-    std::future<void>* pending_commit;  ///< null: the output is committed before unit() returns
-  };
-
-  // Whether a container's fsync and rename run on a thread of their own while the worker goes
-  // on to its next file. A flush of a large file took ~0.5 s on a cloud VM, with the worker's
-  // core idle: for a 7.8 GB sharded folder on 2 cores, 0.5 s of 5.5. Small files flush fast,
-  // and with one job a file's progress line would race its predecessor's.
-  bool deferred_commit(const WorkUnit& u) const {
-    return flags_.jobs > 1 && u.kind == UnitKind::kQuantize && u.bytes >= (64ull << 20);
+  void start(const TreeStart& s) {
+    started_ = true;
+    start_ = s;
+    tty_ = !flags_quiet_ && isatty(STDERR_FILENO);
+    lines_ = !flags_quiet_ && !tty_;
+    summed_ = std::make_unique<TreeProgress>(s.files, s.files, s.bytes, tty_ && s.jobs > 1);
+    if (!quiet_ && !s.backend_notice.empty()) fmt::print(stderr, "wq-gpu: {}\n", s.backend_notice);
+    if (!quiet_ && s.shard) {
+      fmt::print(stderr, "wq-gpu: shard {}/{} (from {}): {} of {} files\n", s.shard->index, s.shard->count,
+                 s.shard->source, s.files, s.files_in_tree);
+    }
   }
 
-  const JournalEntry* done(const TreeFile& f, const std::string& settings) {
-    if (flags_.force) return nullptr;
-    const std::lock_guard<std::mutex> lock(mutex_);
-    return journal_.done(f.rel_output, f.input, settings, f.output, options_.cancel);
+  void progress(std::size_t file, const std::string& input, const Progress& p) {
+    if (start_.jobs > 1) {
+      summed_->advance(file, p.bytes_done);
+      return;
+    }
+    auto it = printers_.find(file);
+    if (it == printers_.end()) {
+      it = printers_.emplace(file, progress_printer(fmt::format("[{}/{}] {}", finished_ + 1, start_.files, input),
+                                                    flags_quiet_)).first;
+    }
+    if (it->second) it->second(p);
   }
 
-  void finished(const Job& job, FileRow row) {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    ++finished_;
+  void done(std::size_t file, const TreeFileReport& row, std::size_t finished) {
+    finished_ = finished;
+    if (start_.jobs <= 1) {
+      finish_progress();
+      printers_.erase(file);
+    }
     if (lines_) {
-      fmt::print(stderr, "[{}/{}] {:<10} {}\n", finished_, total_, row.action, row.output);
+      fmt::print(stderr, "[{}/{}] {:<10} {}\n", finished, start_.files, row.action, row.output);
       std::fflush(stderr);
     }
-    progress_.finished(job.unit, row.original_bytes, row.action != "up to date", row.output);
-    rows_[job.unit].push_back(std::move(row));
+    summed_->finished(file, row.original_bytes, row.action != "up to date", row.output);
   }
 
-  std::function<void(const Progress&)> progress_for(const Job& job, const TreeFile& f) {
-    // A file's own line when one file is worked on at a time; with several, one line for all.
-    std::function<void(const Progress&)> printer;
-    if (flags_.jobs <= 1) {
-      printer = progress_printer(fmt::format("[{}/{}] {}", finished_ + 1, total_, f.rel_input), flags_.quiet);
-    } else if (tty_) {
-      printer = [this, unit = job.unit](const Progress& p) { progress_.advance(unit, p.bytes_done); };
-    }
-    return [printer](const Progress& p) {
-      crash_point("temp");
-      if (printer) printer(p);
-    };
-  }
-
-  void journal(const TreeFile& f, const char* kind, const FileIdentity& input, const std::string& settings,
-               const FileRow& row) {
-    crash_point("output");
-    {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      journal_.append(JournalEntry{f.rel_output, kind, output_identity(f.output), f.rel_input, input, settings,
-                                   row_summary(row)});
-    }
-    crash_point("journal");
-  }
-
-  // Returns true when the container was (re)written; remembers that for the index of its
-  // shard, which is written after every shard (sharded()).
-  bool quantize(const Job& job, const TreeFile& f) {
-    if (const JournalEntry* e = done(f, settings_)) {
-      finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
-      return false;
-    }
-    {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      rewritten_.insert(f.rel_output);
-    }
-    make_folder(parent_folder(f.output));
-    std::optional<FileIdentity> input = stat_identity(f.input);
-    if (!input) throw Error(ErrorCode::kInputMissing, f.input + ": no such file");
-    QuantizeOptions options = options_;
-    options.on_progress = progress_for(job, f);
-    options.checksum_input = true;  // the journal's checksum, as the file is read: one pass
-    std::function<void()> commit;
-    if (job.pending_commit) options.defer_commit = [&commit](std::function<void()> c) { commit = std::move(c); };
-    const QuantizeReport report = quantize_file(f.input, f.output, *job.backend, options);
-    input->xxh3 = report.input_xxh3;
-    if (flags_.jobs <= 1) finish_progress();
-    // Journaled only once the output is in place, as without deferral.
-    auto in_place = [this, job, &f, input = *input, row = row_of(report, f.rel_input, f.rel_output),
-                     commit = std::move(commit)] {
-      if (commit) commit();
-      journal(f, "container", input, settings_, row);
-      finished(job, row);
-    };
-    if (!job.pending_commit) {
-      in_place();
-      return true;
-    }
-    // One commit in flight per worker: memory and open files stay bounded, and its error
-    // surfaces here at the latest.
-    if (job.pending_commit->valid()) job.pending_commit->get();
-    *job.pending_commit = std::async(std::launch::async, std::move(in_place));
-    return true;
-  }
-
-  void copy(const Job& job, const TreeFile& f) {
-    if (const JournalEntry* e = done(f, "copy")) {
-      finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
-      return;
-    }
-    make_folder(parent_folder(f.output));
-    const auto started = std::chrono::steady_clock::now();
-    std::optional<FileIdentity> input = stat_identity(f.input);
-    if (!input) throw Error(ErrorCode::kInputMissing, f.input + ": no such file");
-    input->xxh3 = copy_file_atomically(f.input, f.output, options_.cancel);
-    FileRow row;
-    row.input = f.rel_input;
-    row.output = f.rel_output;
-    row.action = "copied";
-    row.kind = "copy";
-    row.original_bytes = row.output_bytes = input->size;
-    row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    journal(f, "copy", *input, "copy", row);
-    finished(job, row);
-  }
-
-  // compressed-tensors output: the model's config.json with the scheme's quantization_config.
-  void config(const Job& job, const TreeFile& f) {
-    if (const JournalEntry* e = done(f, settings_)) {
-      finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
-      return;
-    }
-    make_folder(parent_folder(f.output));
-    const auto started = std::chrono::steady_clock::now();
-    const FileIdentity input = input_identity(f.input, options_.cancel);
-    write_quantized_model_config(f.input, f.output, options_.pack_quantized);
-    FileRow row;
-    row.input = f.rel_input;
-    row.output = f.rel_output;
-    row.action = "configured";
-    row.kind = "config";
-    row.original_bytes = input.size;
-    row.output_bytes = output_identity(f.output).size;
-    row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    journal(f, "config", input, settings_, row);
-    finished(job, row);
-  }
-
-  // The index of a sharded checkpoint, once every shard is in place: its shards ran as units
-  // of their own (split_shards()), each journaled on its own (a long sharded model resumes
-  // mid-way, and shards are quantized in parallel); the index is rewritten when one of them was.
-  void sharded(const Job& job, const WorkUnit& u) {
-    bool rewritten = false;
-    {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      for (const TreeFile& s : u.shards) rewritten = rewritten || rewritten_.count(s.rel_output) != 0;
-    }
-    const TreeFile& f = u.file;
-    if (!rewritten) {
-      if (const JournalEntry* e = done(f, settings_)) {
-        finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
-        return;
-      }
-    }
-    const auto started = std::chrono::steady_clock::now();
-    const FileIdentity input = input_identity(f.input, options_.cancel);
-    const detail::ShardIndex index = detail::read_shard_index(f.input);
-    std::uint64_t containers = 0;
-    for (const TreeFile& s : u.shards) containers += output_identity(s.output).size;
-    FileRow row;
-    row.input = f.rel_input;
-    row.output = f.rel_output;
-    row.action = "indexed";
-    row.kind = "index";
-    row.original_bytes = input.size;
-    if (options_.output_format == OutputFormat::kCompressedTensors) {
-      std::vector<std::pair<std::string, std::string>> shards;
-      for (const TreeFile& s : u.shards) shards.emplace_back(fs::path(s.output).filename().string(), s.output);
-      row.output_bytes = detail::write_tensor_index(shards, f.output);
-    } else {
-      row.output_bytes = detail::write_container_index(index, containers, f.output);
-    }
-    row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    journal(f, "index", input, settings_, row);
-    finished(job, row);
-  }
-
-  const QuantizeFlags& flags_;
-  const QuantizeOptions& options_;
-  std::string settings_;
-  Journal& journal_;
-  std::size_t total_;
-  bool tty_;    ///< stderr is a terminal (and not --quiet): updating lines
-  bool lines_;  ///< a line per file on stderr (not a terminal, not --quiet)
-  TreeProgress progress_;  ///< the one line of several jobs on a terminal
-  std::mutex mutex_;
-  std::vector<std::vector<FileRow>> rows_;  ///< per unit
+  const bool quiet_;        ///< no notes (--quiet, or the JSON report on stdout)
+  const bool flags_quiet_;  ///< --quiet: no progress either
+  bool started_ = false;
+  TreeStart start_;
+  bool tty_ = false;    ///< stderr is a terminal (and not --quiet): updating lines
+  bool lines_ = false;  ///< a line per file on stderr (not a terminal, not --quiet)
+  std::unique_ptr<TreeProgress> summed_;
+  std::map<std::size_t, std::function<void(const Progress&)>> printers_;  ///< one job: per file
   std::size_t finished_ = 0;
-  std::set<std::string> rewritten_;  ///< rel_output of every container written in this run
 };
-
-// The units one process runs: a sharded checkpoint's shards become units of their own, so that
-// several jobs quantize them at once, and its index (the kSharded unit, which then only writes
-// the index) runs after every other unit.
-struct SplitUnits {
-  std::size_t first_phase = 0;       ///< units [0, first_phase) run first, the indexes after
-  std::vector<std::size_t> report;   ///< the units in the plan's order: shards, then their index
-};
-
-SplitUnits split_shards(std::vector<WorkUnit>* units) {
-  std::vector<WorkUnit> first, last;
-  std::vector<std::pair<bool, std::size_t>> order;  // (in `last`, position)
-  for (WorkUnit& u : *units) {
-    if (u.kind != UnitKind::kSharded) {
-      order.emplace_back(false, first.size());
-      first.push_back(std::move(u));
-      continue;
-    }
-    for (const TreeFile& shard : u.shards) {
-      WorkUnit s;
-      s.kind = UnitKind::kQuantize;
-      s.file = shard;
-      std::error_code ec;
-      const std::uintmax_t bytes = fs::file_size(shard.input, ec);
-      s.bytes = ec ? 0 : static_cast<std::uint64_t>(bytes);
-      order.emplace_back(false, first.size());
-      first.push_back(std::move(s));
-    }
-    order.emplace_back(true, last.size());
-    last.push_back(std::move(u));
-  }
-  SplitUnits split;
-  split.first_phase = first.size();
-  for (const auto& [in_last, at] : order) split.report.push_back(in_last ? split.first_phase + at : at);
-  for (WorkUnit& u : last) first.push_back(std::move(u));
-  *units = std::move(first);
-  return split;
-}
-
-// Runs every unit on one thread per backend (the calling thread when one); the first error
-// stops the others from starting new units and is rethrown. With several, the largest units
-// start first, so that a large file does not start last and run alone at the end (the rows
-// keep the units' order).
-void run_units(TreeRun& run, const std::vector<WorkUnit>& units, std::size_t begin, std::size_t end,
-               std::vector<BackendSelection>& backends) {
-  std::vector<std::size_t> order(end - begin);
-  std::iota(order.begin(), order.end(), begin);
-  if (backends.size() > 1) {
-    std::stable_sort(order.begin(), order.end(),
-                     [&](std::size_t a, std::size_t b) { return units[a].bytes > units[b].bytes; });
-  }
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::exception_ptr first_error;
-  std::mutex error_mutex;
-  const auto worker = [&](Backend& backend) {
-    std::future<void> pending;  // this worker's last output, still being committed
-    const auto fail = [&] {
-      const std::lock_guard<std::mutex> lock(error_mutex);
-      if (!first_error) first_error = std::current_exception();
-      failed.store(true);
-    };
-    try {
-      for (;;) {
-        const std::size_t k = next.fetch_add(1);
-        if (failed.load() || k >= order.size()) break;
-        const std::size_t i = order[k];
-        run.unit(i, units[i], backend, &pending);
-      }
-    } catch (...) {
-      fail();
-    }
-    try {
-      if (pending.valid()) pending.get();  // in place and journaled before the phase ends
-    } catch (...) {
-      fail();
-    }
-  };
-  if (backends.size() == 1) {
-    worker(*backends[0].backend);
-  } else {
-    std::vector<std::thread> threads;
-    for (BackendSelection& b : backends) threads.emplace_back(worker, std::ref(*b.backend));
-    for (std::thread& t : threads) t.join();
-  }
-  if (first_error) std::rethrow_exception(first_error);
-}
-
-// How many files a run works on at once. --jobs 0 (the default) picks: a small file's opening,
-// planning and writing are serial, so one file at a time leaves cores idle; on 2 cores 2 jobs
-// of one thread did 1000 files of 1 MiB 1.5-1.6x faster than one job of two threads, and
-// 256 MiB files as fast (bench/RESULTS.md). More jobs hold more batches in memory, and on a
-// GPU 8 workers did no better than 4: at most 4, and at most one per core and per unit.
-// --devices asks for at least one job per device.
-unsigned tree_jobs(const QuantizeFlags& f, std::size_t units) {
-  unsigned jobs = f.jobs;
-  if (jobs == 0) {
-    const unsigned cores = f.backend.threads != 0 ? f.backend.threads : std::max(1u, std::thread::hardware_concurrency());
-    jobs = static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>({units, cores, 4})));
-  }
-  return std::max(jobs, static_cast<unsigned>(f.devices.size()));
-}
-
-// One backend per job; CPU threads are shared out among the jobs, jobs among --devices, and
-// each device's default memory budget among the jobs on it.
-std::vector<BackendSelection> make_backends(const QuantizeFlags& f, bool quiet) {
-  std::vector<BackendSelection> backends;
-  BackendFlags per_job = f.backend;
-  const unsigned jobs = std::max(1u, f.jobs);
-  if (jobs > 1) {
-    const unsigned cores = f.backend.threads != 0 ? f.backend.threads : std::max(1u, std::thread::hardware_concurrency());
-    per_job.threads = std::max(1u, cores / jobs);
-  }
-  const auto devices = static_cast<unsigned>(std::max<std::size_t>(1, f.devices.size()));
-  const unsigned jobs_per_device = (jobs + devices - 1) / devices;
-  if (per_job.gpu_memory == 0 && jobs_per_device > 1) {
-    per_job.gpu_memory = std::max<std::uint64_t>(128ull << 20, (1536ull << 20) / jobs_per_device);
-  }
-  for (unsigned j = 0; j < jobs; ++j) {
-    if (!f.devices.empty()) per_job.device = f.devices[j % f.devices.size()];
-    backends.push_back(select_backend(per_job, quiet || j > 0));
-  }
-  return backends;
-}
 
 void write_json_report(const std::string& path, const ojson& report) {
-  make_folder(parent_folder(path));  // reports of many shards often go to a folder of their own
-  const std::string text = detail::json_text(report, 2) + "\n";
-  detail::AtomicFile file(path);
-  file.write(text.data(), text.size());
-  file.commit();
-}
-
-}  // namespace
-
-namespace {
-
-// Every checkpoint is opened once before anything is written: a file that cannot be read
-// fails the run up front, not after hours of work. With --copy-unreadable, a single file that
-// looks like a checkpoint but is not one we can read (a pickled object other than a state
-// dict, say) is copied unchanged instead, with a note; shards of an index still must be read.
-void check_checkpoints_readable(std::vector<WorkUnit>& units, const QuantizeOptions& options,
-                                const QuantizeFlags& f, const std::string& output_root, bool quiet) {
-  // Opened on several threads (a tree of thousands of small files spends long on this);
-  // judged in the units' order, so the first unreadable file is the one reported.
-  std::vector<std::exception_ptr> failures(units.size());
-  detail::ThreadPool pool(metadata_threads(units.size()));
-  pool.parallel_for(units.size(), [&](std::size_t i) {
-    if (units[i].kind == UnitKind::kCopy || units[i].kind == UnitKind::kConfig) return;
-    try {
-      plan_quantize(units[i].file.input, options);
-    } catch (...) {
-      failures[i] = std::current_exception();
-    }
-  });
-  for (std::size_t i = 0; i < units.size(); ++i) {
-    WorkUnit& u = units[i];
-    if (!failures[i]) continue;
-    try {
-      std::rethrow_exception(failures[i]);
-    } catch (const Error& e) {
-      const bool copyable = e.code() == ErrorCode::kBadFormat || e.code() == ErrorCode::kUnsupported;
-      if (!copyable || u.kind != UnitKind::kQuantize) throw;
-      if (!f.copy_unreadable) {
-        throw Error(e.code(), std::string(e.what()) +
-                                  " (to copy such files unchanged instead, add --copy-unreadable)");
-      }
-      if (!quiet) fmt::print(stderr, "wq-gpu: note: {}: not readable as a checkpoint, copied unchanged: {}\n",
-                             u.file.rel_input, e.what());
-      u.kind = UnitKind::kCopy;
-      u.file.rel_output = u.file.rel_input;
-      u.file.output = output_root + "/" + u.file.rel_input;
-    }
-  }
-}
-
-}  // namespace
-
-int run_quantize_tree(const QuantizeFlags& given, const QuantizeOptions& options) {
-  QuantizeFlags f = given;  // with the number of jobs decided below
-  const bool quiet = f.quiet || f.json == "-";
+  // Reports of many shards often go to a folder of their own.
+  const fs::path parent = fs::path(path).parent_path();
   std::error_code ec;
-  if (fs::exists(f.output, ec) && !fs::is_directory(f.output, ec)) {
-    throw Error(ErrorCode::kOutput, f.output + ": is a file; with a folder (or several inputs) to quantize, -o "
-                                               "names the output folder");
-  }
-  const TreePlan plan = walk_tree(f.inputs, f.output, options.output_format);
-  if (!quiet) {
-    for (const std::string& note : plan.notes) fmt::print(stderr, "wq-gpu: note: {}\n", note);
-    if (plan.units.empty()) fmt::print(stderr, "wq-gpu: note: no files under the inputs: nothing to do\n");
-  }
-  const std::optional<WorkShard> shard = select_work_shard(f.shard);
-  std::vector<WorkUnit> units;
-  if (shard) {
-    const std::vector<std::size_t> owner = assign_shards(plan.units, shard->count);
-    for (std::size_t i = 0; i < plan.units.size(); ++i) {
-      if (owner[i] == shard->index) units.push_back(plan.units[i]);
-    }
-  } else {
-    units = plan.units;
-  }
-  detail::Xxh3 fingerprint;
-  const std::string settings_text = settings_json(options).dump();
-  fingerprint.update(settings_text.data(), settings_text.size());
-  const std::string settings = fingerprint.hex();
-  Journal journal(f.output, journal_name(shard));
-  check_checkpoints_readable(units, options, f, plan.output_root, quiet);
-  if (f.dry_run) return print_tree_plan(units, options, settings, journal, shard);
+  if (!parent.empty()) fs::create_directories(parent, ec);
+  write_file_atomically(path, report.dump(2, ' ', false, ojson::error_handler_t::replace) + "\n");
+}
 
-  make_folder(f.output);
-  remove_stale_temps(units);
-  const std::size_t total = output_count(units);
-  std::uint64_t total_bytes = 0;
-  for (const WorkUnit& u : units) total_bytes += u.bytes;
-  const SplitUnits split = split_shards(&units);
-  f.jobs = tree_jobs(f, split.first_phase);
-  std::vector<BackendSelection> backends = make_backends(f, quiet);
-  if (!quiet && shard) {
-    fmt::print(stderr, "wq-gpu: shard {}/{} (from {}): {} of {} files\n", shard->index, shard->count, shard->source,
-               total, output_count(plan.units));
+}  // namespace
+
+int run_quantize_tree(const QuantizeFlags& f, const QuantizeOptions& quantize) {
+  TreeOptions options;
+  options.quantize = quantize;
+  options.backend = backend_options(f.backend);
+  options.devices = f.devices;
+  options.jobs = f.jobs;
+  options.shard = select_tree_shard(f.shard, "--shard");
+  options.force = f.force;
+  options.copy_unreadable = f.copy_unreadable;
+  TreeDisplay display(f.quiet, f.json == "-");
+  display.attach(options);
+  if (f.dry_run) {
+    print_tree_plan(plan_tree(f.inputs, f.output, options), quantize, options.shard);
+    return 0;
   }
-  TreeRun run(f, options, settings, journal, units.size(), total, total_bytes);
+  TreeReport report;
   try {
-    run_units(run, units, 0, split.first_phase, backends);
-    run_units(run, units, split.first_phase, units.size(), backends);  // the shard indexes
+    report = quantize_tree(f.inputs, f.output, options);
   } catch (const Error& e) {
     finish_progress();
+    if (!display.started()) throw;
     const std::string resume = fmt::format("{} of {} files are finished and recorded in {}; run the same command "
                                            "again to resume",
-                                           run.finished_count(), total, journal.path());
+                                           display.finished(), display.files(), display.journal());
     if (e.code() == ErrorCode::kInterrupted) {
       fmt::print(stderr, "wq-gpu: interrupted: {}\n", resume);
       return static_cast<int>(ErrorCode::kInterrupted);
@@ -577,16 +142,17 @@ int run_quantize_tree(const QuantizeFlags& given, const QuantizeOptions& options
     throw Error(e.code(), error_text(e) + "\n" + resume);  // the hints before the resume line
   }
   finish_progress();
-  const ojson report = tree_report_json(run.rows(split.report), settings_json(options));
+  const ojson settings = ojson::parse(report.settings_json);
+  const ojson json = tree_report_json(report.files, settings);
   if (f.json == "-") {
-    fmt::print("{}\n", detail::json_text(report, 2));
+    fmt::print("{}\n", json.dump(2, ' ', false, ojson::error_handler_t::replace));
   } else if (!f.quiet) {
     // the method and layout every row used, unless a rule said otherwise
-    fmt::print("  {}\n", options.output_format == OutputFormat::kCompressedTensors ? pack_quantized_summary(options)
-                                                                                  : spec_summary(options.spec));
-    fmt::print("{}", tree_table_text(run.rows(split.report)));
+    fmt::print("  {}\n", quantize.output_format == OutputFormat::kCompressedTensors ? pack_quantized_summary(quantize)
+                                                                                    : spec_summary(quantize.spec));
+    fmt::print("{}", tree_table_text(report.files));
   }
-  if (!f.json.empty() && f.json != "-") write_json_report(f.json, report);
+  if (!f.json.empty() && f.json != "-") write_json_report(f.json, json);
   return 0;
 }
 

@@ -1,6 +1,5 @@
-// Tree mode of `wq-gpu quantize`: folders in, a mirrored folder out (see tree_walk.h), with a
-// journal for resuming (journal.h), --shard for scale-out (work_shard.h) and a report for the
-// whole tree (tree_report.h).
+// Tree mode of `wq-gpu quantize`: folders in, a mirrored folder out, resumable and shardable
+// (wq::quantize_tree(), see wq/tree.h). This shows its progress and its report.
 #pragma once
 
 #include "cli/quantize_flags.h"

@@ -44,24 +44,6 @@ std::string granularity_text(std::uint64_t stored_group_size, const Shape& shape
   return "per-group " + std::to_string(stored_group_size);
 }
 
-ErrorSummary summarise_errors(const QuantizeReport& report) {
-  std::vector<double> sqnr;
-  ErrorSummary s;
-  for (const TensorReport& t : report.tensors) {
-    if (t.error.count == 0) continue;
-    sqnr.push_back(t.error.sqnr_db());
-    s.max_abs_error = std::max(s.max_abs_error, t.error.max_abs_error);
-  }
-  s.encoded = sqnr.size();
-  if (!sqnr.empty()) {
-    std::sort(sqnr.begin(), sqnr.end());
-    s.sqnr_min_db = sqnr.front();
-    const std::size_t m = sqnr.size() / 2;
-    s.sqnr_median_db = sqnr.size() % 2 ? sqnr[m] : (sqnr[m - 1] + sqnr[m]) / 2;
-  }
-  return s;
-}
-
 std::string report_text(const QuantizeReport& r, const QuantSpec& spec, bool per_tensor) {
   const ErrorSummary s = summarise_errors(r);
   std::size_t affine = 0, cast = 0, raw = 0;

@@ -10,13 +10,6 @@
 
 namespace wq::cli {
 
-struct ErrorSummary {
-  std::size_t encoded = 0;  ///< tensors with an error measurement
-  double sqnr_min_db = 0, sqnr_median_db = 0, max_abs_error = 0;
-};
-
-ErrorSummary summarise_errors(const QuantizeReport& report);
-
 /// The table for humans; per-tensor lines too when `per_tensor`.
 std::string report_text(const QuantizeReport& report, const QuantSpec& spec, bool per_tensor);
 

@@ -236,20 +236,4 @@ std::string pack_quantized_summary(const QuantizeOptions& options) {
          (s.mse ? ", mse search" : "") + ", scales in the model's dtype";
 }
 
-nlohmann::ordered_json rule_json(const TensorRule& rule) {
-  nlohmann::ordered_json j;
-  j["match"] = rule.pattern;
-  if (rule.keep) {
-    j["keep"] = true;
-    return j;
-  }
-  j["method"] = std::string(method_name(rule.spec.method));
-  if (rule.spec.method == Method::kGgml) j["type"] = codec::ggml::type_name(rule.spec.ggml_type);
-  j["bits"] = rule.spec.bits;
-  j["granularity"] = std::string(granularity_name(rule.spec.granularity));
-  j["group_size"] = rule.spec.group_size;
-  j["scale"] = std::string(scale_dtype_name(rule.spec.scale_dtype));
-  return j;
-}
-
 }  // namespace wq::cli

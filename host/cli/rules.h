@@ -30,7 +30,4 @@ std::string spec_summary(const QuantSpec& spec);
 /// The same for compressed-tensors output: "compressed-tensors W4A16, per-group 128, ...".
 std::string pack_quantized_summary(const QuantizeOptions& options);
 
-/// A rule as canonical JSON (for the settings fingerprint and --json reports).
-nlohmann::ordered_json rule_json(const TensorRule& rule);
-
 }  // namespace wq::cli

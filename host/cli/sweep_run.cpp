@@ -11,7 +11,7 @@
 #include "cli/eval_command.h"
 #include "cli/sweep_table.h"
 #include "cli/sweep_workspace.h"
-#include "cli/tree_walk.h"
+#include "tree/tree_walk.h"
 #include "core/json_text.h"
 #include "formats/sharded_safetensors.h"
 #include "io/atomic_file.h"
@@ -93,7 +93,7 @@ class Sweep {
   SweepRow run_row(const SweepSetting& setting, const std::string& folder, const std::string& label) {
     const bool sharded = model_.format == kShardedFormat;
     const std::string model_name = fs::path(model_.path).filename().string();
-    const std::string output = (fs::path(folder) / container_name_for(model_name, sharded)).string();
+    const std::string output = (fs::path(folder) / detail::container_name_for(model_name, sharded)).string();
     QuantizeOptions options = setting.options;
     options.cancel = cancel_flag();
     options.on_progress = progress(label, "quantizing");

@@ -3,19 +3,14 @@
 #pragma once
 
 #include <optional>
-#include <string>
 #include <vector>
 
-#include "cli/journal.h"
-#include "cli/tree_walk.h"
-#include "cli/work_shard.h"
-#include "wq/pipeline.h"
+#include "wq/tree.h"
 
 namespace wq::cli {
 
-/// Prints the plan of `units` on stdout and returns 0. `settings` is the fingerprint the
-/// journal is checked against. Throws wq::Error for checkpoints that cannot be read.
-int print_tree_plan(const std::vector<WorkUnit>& units, const QuantizeOptions& options, const std::string& settings,
-                    const Journal& journal, const std::optional<WorkShard>& shard);
+/// Prints wq::plan_tree()'s `entries` on stdout.
+void print_tree_plan(const std::vector<TreePlanEntry>& entries, const QuantizeOptions& options,
+                     const std::optional<TreeShard>& shard);
 
 }  // namespace wq::cli

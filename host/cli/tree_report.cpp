@@ -1,12 +1,10 @@
 #include "cli/tree_report.h"
 
 #include <cmath>
-#include <limits>
 
 #include <fmt/core.h>
 
 #include "cli/cli_common.h"
-#include "cli/report_table.h"
 
 namespace wq::cli {
 namespace {
@@ -15,12 +13,7 @@ using ojson = nlohmann::ordered_json;
 
 ojson finite_or_null(double v) { return std::isfinite(v) ? ojson(v) : ojson(nullptr); }
 
-// JSON has no infinity: an exact tensor's SQNR (+inf) is stored as null and read back as inf.
-double number_or_inf(const ojson& v) {
-  return v.is_number() ? v.get<double>() : std::numeric_limits<double>::infinity();
-}
-
-std::string sqnr_cell(const FileRow& r) {
+std::string sqnr_cell(const TreeFileReport& r) {
   if (r.encoded == 0) return "-";
   const auto one = [](double db) { return std::isfinite(db) ? fmt::format("{:.1f}", db) : std::string("inf"); };
   return one(r.sqnr_min_db) + " / " + one(r.sqnr_median_db) + " dB";
@@ -32,60 +25,16 @@ double ratio(std::uint64_t in, std::uint64_t out) {
 
 }  // namespace
 
-FileRow row_of(const QuantizeReport& report, const std::string& input, const std::string& output) {
-  const ErrorSummary s = summarise_errors(report);
-  FileRow row;
-  row.input = input;
-  row.output = output;
-  row.action = "quantized";
-  row.kind = "container";
-  row.original_bytes = report.input_bytes;
-  row.output_bytes = report.output_bytes;
-  row.encoded = s.encoded;
-  row.sqnr_min_db = s.sqnr_min_db;
-  row.sqnr_median_db = s.sqnr_median_db;
-  row.seconds = report.seconds;
-  return row;
-}
-
-ojson row_summary(const FileRow& row) {
-  ojson j;
-  j["original_bytes"] = row.original_bytes;
-  j["output_bytes"] = row.output_bytes;
-  j["encoded_tensors"] = row.encoded;
-  j["sqnr_min_db"] = finite_or_null(row.sqnr_min_db);
-  j["sqnr_median_db"] = finite_or_null(row.sqnr_median_db);
-  j["seconds"] = row.seconds;
-  return j;
-}
-
-FileRow row_from_summary(const ojson& s, const std::string& input, const std::string& output, const std::string& kind) {
-  FileRow row;
-  row.input = input;
-  row.output = output;
-  row.action = "up to date";
-  row.kind = kind;
-  row.original_bytes = s.value("original_bytes", std::uint64_t{0});
-  row.output_bytes = s.value("output_bytes", std::uint64_t{0});
-  row.encoded = s.value("encoded_tensors", std::size_t{0});
-  if (row.encoded != 0) {
-    row.sqnr_min_db = number_or_inf(s.value("sqnr_min_db", ojson()));
-    row.sqnr_median_db = number_or_inf(s.value("sqnr_median_db", ojson()));
-  }
-  row.seconds = s.value("seconds", 0.0);
-  return row;
-}
-
-std::string tree_table_text(const std::vector<FileRow>& rows) {
+std::string tree_table_text(const std::vector<TreeFileReport>& rows) {
   std::size_t width = 4;
-  for (const FileRow& r : rows) width = std::max(width, r.output.size());
+  for (const TreeFileReport& r : rows) width = std::max(width, r.output.size());
   width = std::min<std::size_t>(width, 60);
   std::string out = fmt::format("  {:<{}} {:<10} {:>15} {:>14} {:>8} {:>18} {:>8}\n", "file", width, "action",
                                 "original bytes", "output bytes", "ratio", "SQNR min/median", "time");
   std::uint64_t in_total = 0, out_total = 0;
   double seconds = 0;
   std::size_t done = 0, current = 0;
-  for (const FileRow& r : rows) {
+  for (const TreeFileReport& r : rows) {
     out += fmt::format("  {:<{}} {:<10} {:>15} {:>14} {:>7.2f}x {:>18} {:>7.2f}s\n", r.output, width, r.action,
                        with_commas(r.original_bytes), with_commas(r.output_bytes), ratio(r.original_bytes, r.output_bytes),
                        sqnr_cell(r), r.seconds);
@@ -101,14 +50,14 @@ std::string tree_table_text(const std::vector<FileRow>& rows) {
   return out;
 }
 
-ojson tree_report_json(const std::vector<FileRow>& rows, const ojson& settings) {
+ojson tree_report_json(const std::vector<TreeFileReport>& rows, const ojson& settings) {
   ojson j;
   j["settings"] = settings;
   ojson files = ojson::array();
   std::uint64_t in_total = 0, out_total = 0;
   double seconds = 0;
   std::size_t up_to_date = 0;
-  for (const FileRow& r : rows) {
+  for (const TreeFileReport& r : rows) {
     ojson f;
     f["input"] = r.input;
     f["output"] = r.output;

@@ -1,8 +1,14 @@
 #include "cpu/thread_pool.h"
 
+#include <algorithm>
 #include <atomic>
 
 namespace wq::detail {
+
+unsigned metadata_threads(std::size_t files) {
+  const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  return static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>({cores, 8, files})));
+}
 namespace {
 thread_local bool tl_inside_task = false;
 }

@@ -11,6 +11,10 @@
 
 namespace wq::detail {
 
+/// Threads for a pass over many files' headers (a stat, a mapping and a parse each): every
+/// core, at most 8, at most one per file.
+unsigned metadata_threads(std::size_t files);
+
 class ThreadPool {
  public:
   /// `threads` counts the calling thread: 1 runs everything inline, 0 means every core.

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "wq/atomic_write.h"
 #include "wq/error.h"
 
 namespace wq::detail {
@@ -99,3 +100,13 @@ void AtomicFile::commit() {
 }
 
 }  // namespace wq::detail
+
+namespace wq {
+
+void write_file_atomically(const std::string& path, std::string_view bytes) {
+  detail::AtomicFile file(path);
+  file.write(bytes.data(), bytes.size());
+  file.commit();
+}
+
+}  // namespace wq

@@ -42,6 +42,7 @@ enum class ErrorCode : int {
 /// - "gguf_long_names": QuantizeOptions::gguf_long_names = true
 /// - "gpu_memory": a larger BackendOptions GPU memory budget
 /// - "backend_cpu": the CPU backend
+/// - "copy_unreadable": TreeOptions::copy_unreadable = true
 struct ErrorHint {
   std::string option;  ///< one of the ids above
   std::string value;   ///< the option's value where it takes one ("ignore": the glob), else empty

@@ -173,6 +173,14 @@ struct QuantizeReport {
   std::vector<TensorReport> tensors;
 };
 
+/// The error of a report's encoded tensors in a few numbers, as wq-gpu's tables show them.
+struct ErrorSummary {
+  std::size_t encoded = 0;  ///< tensors with an error measurement
+  double sqnr_min_db = 0, sqnr_median_db = 0;  ///< over those; +inf where exact, 0 when none
+  double max_abs_error = 0;
+};
+ErrorSummary summarise_errors(const QuantizeReport& report);
+
 /// Quantizes the checkpoint at `input` into a WQ container (or, with OutputFormat::kGguf, a
 /// GGUF file) at `output`. Throws wq::Error; on error no output exists. `output` must differ
 /// from `input`.

@@ -8,5 +8,7 @@
 #include "wq/error.h"
 #include "wq/pipeline.h"
 #include "wq/quant_spec.h"
+#include "wq/atomic_write.h"
 #include "wq/tensor.h"
+#include "wq/tree.h"
 #include "wq/version.h"

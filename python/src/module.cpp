@@ -51,6 +51,7 @@ std::string keyword_text(const wq::ErrorHint& h) {
   if (o == "group_size") return "choose a group_size that divides it";
   if (o == "channel") return "use granularity='channel'";
   if (o == "backend_cpu") return "use backend='cpu'";
+  if (o == "copy_unreadable") return "copy_unreadable=True copies such files unchanged";
   return "";  // options this package does not offer (GPU memory, view limits, long GGUF names)
 }
 

@@ -1,4 +1,4 @@
-#include "cli/journal.h"
+#include "tree/journal.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -17,7 +17,7 @@
 #include "pipeline/input_checksum.h"
 #include "wq/error.h"
 
-namespace wq::cli {
+namespace wq::detail {
 namespace {
 
 namespace fs = std::filesystem;
@@ -187,4 +187,4 @@ void Journal::append(const JournalEntry& entry) {
   entries_[entry.output] = entry;
 }
 
-}  // namespace wq::cli
+}  // namespace wq::detail

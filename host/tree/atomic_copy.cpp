@@ -1,4 +1,4 @@
-#include "cli/atomic_copy.h"
+#include "tree/atomic_copy.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 #include "io/atomic_file.h"
 #include "wq/error.h"
 
-namespace wq::cli {
+namespace wq::detail {
 namespace {
 
 // Closes the input however the copy ends.
@@ -43,4 +43,4 @@ std::string copy_file_atomically(const std::string& input, const std::string& ou
   return hash.hex();
 }
 
-}  // namespace wq::cli
+}  // namespace wq::detail

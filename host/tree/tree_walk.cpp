@@ -1,4 +1,4 @@
-#include "cli/tree_walk.h"
+#include "tree/tree_walk.h"
 
 #include <algorithm>
 #include <exception>
@@ -7,14 +7,13 @@
 #include <set>
 #include <system_error>
 
-#include "cli/cli_common.h"
 #include "cpu/thread_pool.h"
 #include "formats/sharded_safetensors.h"
 #include "pipeline/sharded_output.h"
 #include "wq/checkpoint.h"
 #include "wq/error.h"
 
-namespace wq::cli {
+namespace wq::detail {
 namespace {
 
 namespace fs = std::filesystem;
@@ -123,7 +122,7 @@ class Walker {
       if (kind != FileKind::kShardIndex) continue;
       if (format_ == OutputFormat::kGguf) {
         throw Error(ErrorCode::kUsage, f.path.string() + ": a sharded checkpoint becomes one WQ container per shard; "
-                                                         "GGUF output takes one file per checkpoint (leave --to gguf out "
+                                                         "GGUF output takes one file per checkpoint (write WQ containers "
                                                          "for this folder, or merge the shards first)");
       }
       const detail::ShardIndex index = detail::read_shard_index(f.path.string());
@@ -277,4 +276,4 @@ TreePlan walk_tree(const std::vector<std::string>& inputs, const std::string& ou
   return plan;
 }
 
-}  // namespace wq::cli
+}  // namespace wq::detail

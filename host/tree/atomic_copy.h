@@ -6,7 +6,7 @@
 #include <atomic>
 #include <string>
 
-namespace wq::cli {
+namespace wq::detail {
 
 /// Copies `input` to `output` through a temporary file + fsync + rename (detail::AtomicFile);
 /// returns the input's XXH3-64 (16 hex digits), computed from the bytes copied. Polls
@@ -14,4 +14,4 @@ namespace wq::cli {
 /// Error(kInterrupted); on error no output appears.
 std::string copy_file_atomically(const std::string& input, const std::string& output, const std::atomic<bool>* cancel);
 
-}  // namespace wq::cli
+}  // namespace wq::detail

@@ -1,4 +1,4 @@
-#include "cli/work_shard.h"
+#include "tree/work_shard.h"
 
 #include <algorithm>
 #include <charconv>
@@ -8,7 +8,7 @@
 
 #include "wq/error.h"
 
-namespace wq::cli {
+namespace wq::detail {
 namespace {
 
 std::optional<std::size_t> parse_index(const std::string& text) {
@@ -18,14 +18,14 @@ std::optional<std::size_t> parse_index(const std::string& text) {
   return n;
 }
 
-WorkShard checked(const std::string& source, const std::string& index_text, const std::string& count_text) {
+TreeShard checked(const std::string& source, const std::string& index_text, const std::string& count_text) {
   const auto index = parse_index(index_text);
   const auto count = parse_index(count_text);
   if (!index || !count || *count == 0 || *index >= *count) {
     throw Error(ErrorCode::kUsage, source + ": shard '" + index_text + "' of '" + count_text +
                                        "' is not a valid I/N with 0 <= I < N");
   }
-  return WorkShard{*index, *count, source};
+  return TreeShard{*index, *count, source};
 }
 
 const char* env(const char* name) {
@@ -35,11 +35,11 @@ const char* env(const char* name) {
 
 }  // namespace
 
-std::optional<WorkShard> select_work_shard(const std::string& flag) {
-  if (!flag.empty()) {
-    const auto slash = flag.find('/');
-    if (slash == std::string::npos) throw Error(ErrorCode::kUsage, "--shard '" + flag + "': expected I/N, e.g. 0/4");
-    return checked("--shard", flag.substr(0, slash), flag.substr(slash + 1));
+std::optional<TreeShard> select_work_shard(const std::string& spec, const std::string& source) {
+  if (!spec.empty()) {
+    const auto slash = spec.find('/');
+    if (slash == std::string::npos) throw Error(ErrorCode::kUsage, source + " '" + spec + "': expected I/N, e.g. 0/4");
+    return checked(source, spec.substr(0, slash), spec.substr(slash + 1));
   }
   if (const char* id = env("SLURM_ARRAY_TASK_ID")) {
     const char* count = env("SLURM_ARRAY_TASK_COUNT");
@@ -80,4 +80,12 @@ std::vector<std::size_t> assign_shards(const std::vector<WorkUnit>& units, std::
   return shard_of;
 }
 
-}  // namespace wq::cli
+}  // namespace wq::detail
+
+namespace wq {
+
+std::optional<TreeShard> select_tree_shard(const std::string& spec, const std::string& source) {
+  return detail::select_work_shard(spec, source);
+}
+
+}  // namespace wq

@@ -13,7 +13,7 @@
 
 #include "wq/pipeline.h"
 
-namespace wq::cli {
+namespace wq::detail {
 
 enum class UnitKind {
   kQuantize,  ///< one checkpoint -> one container
@@ -66,4 +66,4 @@ TreePlan walk_tree(const std::vector<std::string>& inputs, const std::string& ou
 std::string container_name_for(const std::string& file_name, bool shard_index,
                                OutputFormat format = OutputFormat::kContainer);
 
-}  // namespace wq::cli
+}  // namespace wq::detail

@@ -16,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace wq::cli {
+namespace wq::detail {
 
 /// Size and modification time of a file, and its XXH3-64 when computed.
 struct FileIdentity {
@@ -68,4 +68,4 @@ class Journal {
   std::map<std::string, JournalEntry> entries_;
 };
 
-}  // namespace wq::cli
+}  // namespace wq::detail
