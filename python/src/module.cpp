@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "options.h"
 #include "wq/wq.h"
 
 namespace py = pybind11;
@@ -177,35 +178,6 @@ SharedBackend& backend_for(const std::string& kind) {
 
 // The library's progress hook for a call made without the GIL: calls the user's callback (if
 // any) and turns a pending Ctrl-C (or an exception from the callback) into the cancel flag.
-struct ProgressHook {
-  py::object callback;  // None or callable(bytes_done, bytes_total, tensor)
-  std::atomic<bool> cancel{false};
-  std::optional<py::error_already_set> pending;
-
-  std::function<void(const wq::Progress&)> function() {
-    return [this](const wq::Progress& p) {
-      if (cancel.load()) return;
-      py::gil_scoped_acquire gil;
-      try {
-        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-        if (!callback.is_none()) callback(p.bytes_done, p.bytes_total, p.current_tensor);
-      } catch (py::error_already_set& e) {
-        pending.emplace(std::move(e));
-        cancel.store(true);
-      }
-    };
-  }
-
-  // After the call: a Python exception that stopped it is raised in place of kInterrupted.
-  void rethrow_pending() {
-    if (pending) {
-      py::error_already_set e = std::move(*pending);
-      pending.reset();
-      throw e;
-    }
-  }
-};
-
 // ---- save: a state dict in memory, through the library's quantize pipeline ---------------------
 
 class MemoryCheckpoint final : public wq::CheckpointReader {
@@ -257,6 +229,10 @@ py::dict report_dict(const wq::QuantizeReport& r) {
   return d;
 }
 
+}  // namespace
+
+namespace wqpy {
+
 // The options of a quantize call; rules: [(pattern, spec changes or None to keep raw, text)].
 wq::QuantizeOptions quantize_options(const py::dict& spec_dict, const py::list& rules, bool all, bool keep_nonfinite,
                                      ProgressHook& hook) {
@@ -281,6 +257,47 @@ wq::QuantizeOptions quantize_options(const py::dict& spec_dict, const py::list& 
   options.cancel = &hook.cancel;
   return options;
 }
+
+// The output format of quantize_file(): `format` holds "to" ("wq", "gguf", "compressed-tensors"),
+// "type" (a ggml type or llama-quantize preset, or ""), "scheme", "ignore" (globs),
+// "channel" (compressed-tensors per channel) and "allow_requantize"; wq/__init__.py has
+// refused the arguments that do not apply to the format.
+void apply_output_format(const py::dict& format, const wq::QuantSpec& spec, wq::QuantizeOptions* options) {
+  const std::string to = format["to"].cast<std::string>();
+  const std::string type = format["type"].cast<std::string>();
+  options->allow_requantize = format["allow_requantize"].cast<bool>();
+  if (to == "compressed-tensors") {
+    options->output_format = wq::OutputFormat::kCompressedTensors;
+    wq::PackQuantizedScheme scheme = wq::PackQuantizedScheme::named(format["scheme"].cast<std::string>());
+    scheme.group_size = format["channel"].cast<bool>() ? 0 : spec.group_size;
+    scheme.mse = spec.method == wq::Method::kMse;
+    for (const py::handle& glob : format["ignore"].cast<py::list>()) scheme.ignore.push_back(glob.cast<std::string>());
+    options->pack_quantized = scheme;
+    options->spec = {};
+    return;
+  }
+  options->output_format = to == "gguf" ? wq::OutputFormat::kGguf : wq::OutputFormat::kContainer;
+  if (!type.empty()) {
+    wq::choose_ggml_types(type, options);
+  } else if (options->output_format == wq::OutputFormat::kGguf) {
+    throw wq::Error(wq::ErrorCode::kUsage, "a GGUF file holds ggml types: choose one with type= (" +
+                                               wq::ggml_type_names() + "), e.g. type=\"Q8_0\"");
+  }
+  if (options->output_format == wq::OutputFormat::kContainer && options->spec.method == wq::Method::kGgml &&
+      options->spec.ggml_type == wq::codec::ggml::Type::kF32) {
+    throw wq::Error(wq::ErrorCode::kUsage, "type F32 is for GGUF output (a WQ container keeps float32 tensors with "
+                                           "rules={'*': 'keep'})");
+  }
+  options->spec.validate();
+}
+
+}  // namespace wqpy
+
+namespace {
+
+using wqpy::ProgressHook;
+using wqpy::quantize_options;
+using wqpy::apply_output_format;
 
 // Runs `work` without the GIL on the backend, a Python exception that stopped it (Ctrl-C, the
 // progress callback's) raised in place of the library's kInterrupted.
@@ -316,39 +333,6 @@ py::dict save(const py::list& tensors, const std::string& path, const py::dict& 
   return report_dict(run_cancellable(hook, backend_kind, [&](wq::Backend& backend) {
     return wq::quantize_checkpoint(checkpoint, path, backend, options);
   }));
-}
-
-// The output format of quantize_file(): `format` holds "to" ("wq", "gguf", "compressed-tensors"),
-// "type" (a ggml type or llama-quantize preset, or ""), "scheme", "ignore" (globs),
-// "channel" (compressed-tensors per channel) and "allow_requantize"; wq/__init__.py has
-// refused the arguments that do not apply to the format.
-void apply_output_format(const py::dict& format, const wq::QuantSpec& spec, wq::QuantizeOptions* options) {
-  const std::string to = format["to"].cast<std::string>();
-  const std::string type = format["type"].cast<std::string>();
-  options->allow_requantize = format["allow_requantize"].cast<bool>();
-  if (to == "compressed-tensors") {
-    options->output_format = wq::OutputFormat::kCompressedTensors;
-    wq::PackQuantizedScheme scheme = wq::PackQuantizedScheme::named(format["scheme"].cast<std::string>());
-    scheme.group_size = format["channel"].cast<bool>() ? 0 : spec.group_size;
-    scheme.mse = spec.method == wq::Method::kMse;
-    for (const py::handle& glob : format["ignore"].cast<py::list>()) scheme.ignore.push_back(glob.cast<std::string>());
-    options->pack_quantized = scheme;
-    options->spec = {};
-    return;
-  }
-  options->output_format = to == "gguf" ? wq::OutputFormat::kGguf : wq::OutputFormat::kContainer;
-  if (!type.empty()) {
-    wq::choose_ggml_types(type, options);
-  } else if (options->output_format == wq::OutputFormat::kGguf) {
-    throw wq::Error(wq::ErrorCode::kUsage, "a GGUF file holds ggml types: choose one with type= (" +
-                                               wq::ggml_type_names() + "), e.g. type=\"Q8_0\"");
-  }
-  if (options->output_format == wq::OutputFormat::kContainer && options->spec.method == wq::Method::kGgml &&
-      options->spec.ggml_type == wq::codec::ggml::Type::kF32) {
-    throw wq::Error(wq::ErrorCode::kUsage, "type F32 is for GGUF output (a WQ container keeps float32 tensors with "
-                                           "rules={'*': 'keep'})");
-  }
-  options->spec.validate();
 }
 
 py::dict quantize_file(const std::string& input, const std::string& output, const py::dict& spec_dict,
@@ -560,6 +544,7 @@ PYBIND11_MODULE(_wq, m) {
   m.def("decode_file", &decode_file, py::arg("input"), py::arg("output"), py::arg("format"), py::arg("backend"),
         py::arg("progress"));
   m.def("verify", &verify);
+  wqpy::bind_tree(m);
   m.def("quantize", &quantize_array);
   m.def("dequantize", &dequantize_array);
   py::class_<Reader>(m, "Reader")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -25,7 +25,7 @@ __version__: str = _wq.__version__
 
 __all__ = [
     "__version__", "save", "load", "open", "quantize", "dequantize", "Quantized", "Reader",
-    "quantize_file", "decode_file", "verify", "inspect",
+    "quantize_file", "quantize_tree", "decode_file", "verify", "inspect",
     "Error", "UsageError", "InputMissingError", "BadFormatError", "BadDataError", "OutputError",
     "IntegrityError", "UnsupportedError", "CancelledError", "InternalError",
 ]
@@ -198,30 +198,10 @@ def _rules(rules: Optional[Mapping[str, Any]]):
     return out
 
 
-def quantize_file(input: str | os.PathLike, output: str | os.PathLike, *, to: Optional[str] = None,
-                  type: Optional[str] = None, scheme: Optional[str] = None, ignore: Sequence[str] = (),
-                  bits: Optional[int] = None, method: Optional[str] = None, granularity: Optional[str] = None,
-                  group_size: Optional[int] = None, scale_dtype: Optional[str] = None,
-                  rules: Optional[Mapping[str, Any]] = None, all: bool = False, keep_nonfinite: bool = False,
-                  allow_requantize: bool = False, backend: str = "auto",
-                  progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, Any]:
-    """`wq-gpu quantize INPUT -o OUTPUT` on one checkpoint file (or a sharded index), the same
-    bytes as the CLI with the same settings. The report as for save().
-
-    to: the output format, as the CLI's --to:
-    - "wq" (the default; "gguf" when `output` ends in .gguf): a WQ container, with the options
-      of save() (bits 8, minmax, per channel unless given), or ggml blocks with `type`.
-    - "gguf": a GGUF file of the ggml `type` ("Q8_0", "Q4_K", "F16", ...) or llama-quantize
-      preset ("Q4_K_M", ...); the type decides the bits, method and layout.
-    - "compressed-tensors": the `scheme` ("W4A16" by default, "W4A16_ASYM", "W8A16",
-      "W8A16_ASYM") in groups of `group_size` (128) or granularity="channel", method "minmax"
-      (compressed-tensors' own round to nearest) or "mse"; `ignore` adds module globs to leave
-      out. The report's "quantization_config" is the JSON to add to the model's config.json
-      (the CLI's tree mode rewrites a whole model folder).
-    allow_requantize: quantize tensors the input stores quantized (GGUF blocks,
-    compressed-tensors weights) from their decoded values."""
-    out = os.fspath(output)
-    to = to or ("gguf" if out.lower().endswith(".gguf") else "wq")
+def _output_settings(to, type, scheme, ignore, bits, method, granularity, group_size, scale_dtype, rules, all,
+                     allow_requantize):
+    """(spec, format) for the extension from quantize_file()'s and quantize_tree()'s arguments,
+    with the ones that do not apply to the output format refused."""
     given = {k for k, v in (("bits", bits), ("method", method), ("granularity", granularity),
                             ("group_size", group_size), ("scale_dtype", scale_dtype)) if v is not None}
     if to not in ("wq", "gguf", "compressed-tensors"):
@@ -252,10 +232,97 @@ def quantize_file(input: str | os.PathLike, output: str | os.PathLike, *, to: Op
         spec = {}
     fmt = {"to": to, "type": type or "", "scheme": scheme or "W4A16", "ignore": [str(g) for g in ignore],
            "channel": channel, "allow_requantize": bool(allow_requantize)}
+    return spec, fmt
+
+
+def quantize_file(input: str | os.PathLike, output: str | os.PathLike, *, to: Optional[str] = None,
+                  type: Optional[str] = None, scheme: Optional[str] = None, ignore: Sequence[str] = (),
+                  bits: Optional[int] = None, method: Optional[str] = None, granularity: Optional[str] = None,
+                  group_size: Optional[int] = None, scale_dtype: Optional[str] = None,
+                  rules: Optional[Mapping[str, Any]] = None, all: bool = False, keep_nonfinite: bool = False,
+                  allow_requantize: bool = False, backend: str = "auto",
+                  progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, Any]:
+    """`wq-gpu quantize INPUT -o OUTPUT` on one checkpoint file (or a sharded index), the same
+    bytes as the CLI with the same settings. The report as for save().
+
+    to: the output format, as the CLI's --to:
+    - "wq" (the default; "gguf" when `output` ends in .gguf): a WQ container, with the options
+      of save() (bits 8, minmax, per channel unless given), or ggml blocks with `type`.
+    - "gguf": a GGUF file of the ggml `type` ("Q8_0", "Q4_K", "F16", ...) or llama-quantize
+      preset ("Q4_K_M", ...); the type decides the bits, method and layout.
+    - "compressed-tensors": the `scheme` ("W4A16" by default, "W4A16_ASYM", "W8A16",
+      "W8A16_ASYM") in groups of `group_size` (128) or granularity="channel", method "minmax"
+      (compressed-tensors' own round to nearest) or "mse"; `ignore` adds module globs to leave
+      out. The report's "quantization_config" is the JSON to add to the model's config.json
+      (the CLI's tree mode rewrites a whole model folder).
+    allow_requantize: quantize tensors the input stores quantized (GGUF blocks,
+    compressed-tensors weights) from their decoded values."""
+    out = os.fspath(output)
+    to = to or ("gguf" if out.lower().endswith(".gguf") else "wq")
+    spec, fmt = _output_settings(to, type, scheme, ignore, bits, method, granularity, group_size, scale_dtype, rules,
+                                 all, allow_requantize)
     report = _wq.quantize_file(os.fspath(input), out, spec, _rules(rules), all, keep_nonfinite, backend, progress, fmt)
     if "quantization_config" in report:
         import json
         report["quantization_config"] = json.loads(report["quantization_config"])
+    return report
+
+
+def quantize_tree(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike, *,
+                  to: str = "wq", type: Optional[str] = None, scheme: Optional[str] = None, ignore: Sequence[str] = (),
+                  bits: Optional[int] = None, method: Optional[str] = None, granularity: Optional[str] = None,
+                  group_size: Optional[int] = None, scale_dtype: Optional[str] = None,
+                  rules: Optional[Mapping[str, Any]] = None, all: bool = False, keep_nonfinite: bool = False,
+                  allow_requantize: bool = False, jobs: int = 0, shard: Union[None, str, Tuple[int, int]] = None,
+                  force: bool = False, copy_unreadable: bool = False, dry_run: bool = False, backend: str = "auto",
+                  threads: int = 0, devices: Sequence[int] = (),
+                  progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, Any]:
+    """`wq-gpu quantize DIR -o OUT`: every checkpoint under the input folders (or files) into
+    the folder `output`, mirrored, with every other file copied, so that `output` is a complete
+    model folder. The settings are quantize_file()'s; `to` is "wq" (a container per checkpoint,
+    NAME.wq.safetensors), "gguf" (NAME.gguf, with `type`) or "compressed-tensors" (the model
+    folder rewritten for vLLM: same names, config.json with its quantization_config).
+
+    Resumable: each output is journaled (OUT/.wq-journal*.jsonl) once it is in place, and a call
+    with the same settings skips what is done and unchanged (force=True redoes it). Ctrl-C stops
+    cleanly with nothing half-written; the same call then resumes.
+    jobs: files worked on at once (0: one per core, at most 4). threads: CPU threads shared
+    among them (0: every core). devices: CUDA devices to spread the jobs over.
+    shard: this process's share when several split the tree: "I/N" or (I, N); "env" reads a
+    Slurm array or Kubernetes Indexed Job from the environment, as wq-gpu does.
+    copy_unreadable: copy files that look like checkpoints but cannot be read as one.
+    dry_run: write nothing; the report lists what would be done ("action" per file) with sizes.
+    progress(bytes_done, bytes_total, file): the whole tree's input bytes.
+
+    Returns {"files": [...], "totals": {...}, "settings": {...}, "journal": path, "notes": [...]},
+    a dict per output file as `wq-gpu quantize --json` reports it."""
+    import json
+    paths = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(p) for p in inputs]
+    if not paths:
+        raise UsageError("inputs: give at least one folder or file")
+    if to not in ("wq", "gguf", "compressed-tensors"):
+        raise UsageError(f"to must be 'wq', 'gguf' or 'compressed-tensors', not {to!r}")
+    spec, fmt = _output_settings(to, type, scheme, ignore, bits, method, granularity, group_size, scale_dtype, rules,
+                                 all, allow_requantize)
+    if isinstance(shard, tuple):
+        shard = f"{int(shard[0])}/{int(shard[1])}"
+    run = {"backend": backend, "threads": int(threads), "devices": [int(d) for d in devices], "jobs": int(jobs),
+           "shard": shard or "", "force": bool(force), "copy_unreadable": bool(copy_unreadable)}
+    args = (paths, os.fspath(output), spec, _rules(rules), all, keep_nonfinite, fmt, run)
+    if dry_run:
+        return _wq.plan_tree(*args)
+    report = _wq.quantize_tree(*args, progress)
+    report["settings"] = json.loads(report["settings"])
+    files = report["files"]
+    for f in files:
+        f["ratio"] = f["original_bytes"] / f["output_bytes"] if f["output_bytes"] else 0.0
+    written = sum(f["action"] != "up to date" for f in files)
+    original = sum(f["original_bytes"] for f in files)
+    out_bytes = sum(f["output_bytes"] for f in files)
+    report["totals"] = {"files": len(files), "written": written, "up_to_date": len(files) - written,
+                        "original_bytes": original, "output_bytes": out_bytes,
+                        "ratio": original / out_bytes if out_bytes else 0.0,
+                        "seconds": sum(f["seconds"] for f in files)}
     return report
 
 

@@ -71,6 +71,17 @@ def quantize_file(input: _Path, output: _Path, *, to: Optional[Literal["wq", "gg
                   rules: Optional[Mapping[str, Union[Literal["keep"], Mapping[str, Any]]]] = ..., all: bool = ...,
                   keep_nonfinite: bool = ..., allow_requantize: bool = ..., backend: _Backend = ...,
                   progress: Optional[Callable[[int, int, str], None]] = ...) -> Dict[str, Any]: ...
+def quantize_tree(inputs: Union[_Path, Sequence[_Path]], output: _Path, *,
+                  to: Literal["wq", "gguf", "compressed-tensors"] = ..., type: Optional[str] = ...,
+                  scheme: Optional[Literal["W4A16", "W4A16_ASYM", "W8A16", "W8A16_ASYM"]] = ...,
+                  ignore: Sequence[str] = ..., bits: Optional[int] = ..., method: Optional[_Method] = ...,
+                  granularity: Optional[_Granularity] = ..., group_size: Optional[int] = ...,
+                  scale_dtype: Optional[_ScaleDType] = ...,
+                  rules: Optional[Mapping[str, Union[Literal["keep"], Mapping[str, Any]]]] = ..., all: bool = ...,
+                  keep_nonfinite: bool = ..., allow_requantize: bool = ..., jobs: int = ...,
+                  shard: Union[None, str, Tuple[int, int]] = ..., force: bool = ..., copy_unreadable: bool = ...,
+                  dry_run: bool = ..., backend: _Backend = ..., threads: int = ..., devices: Sequence[int] = ...,
+                  progress: Optional[Callable[[int, int, str], None]] = ...) -> Dict[str, Any]: ...
 def decode_file(input: _Path, output: _Path, *, format: Literal["", "safetensors", "pt", "pdparams", "npz"] = ...,
                 backend: _Backend = ..., progress: Optional[Callable[[int, int, str], None]] = ...) -> None: ...
 def verify(path: _Path) -> int: ...
