@@ -12,7 +12,7 @@
 #include "cli/quantize_tree.h"
 #include "cli/report_table.h"
 #include "core/json_text.h"
-#include "io/atomic_file.h"
+#include "wq/atomic_write.h"
 #include "wq/error.h"
 #include "wq/pipeline.h"
 
@@ -56,10 +56,7 @@ int run_quantize_file(const QuantizeFlags& f, const QuantizeOptions& options) {
                pack_quantized_config_json(options.pack_quantized));
   }
   if (!f.json.empty() && f.json != "-") {
-    const std::string text = detail::json_text(report_json(report, options.spec), 2) + "\n";
-    detail::AtomicFile file(f.json);
-    file.write(text.data(), text.size());
-    file.commit();
+    write_file_atomically(f.json, detail::json_text(report_json(report, options.spec), 2) + "\n");
   }
   return 0;
 }

@@ -10,7 +10,6 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "cli/error_text.h"
-#include "formats/gguf_checkpoint.h"
 #include "wq/checkpoint.h"
 #include "wq/codec/half.h"
 #include "wq/container.h"
@@ -67,8 +66,8 @@ bool verify_packed(const std::string& path, bool quiet) {
 // and returns the worst error code (0 when good).
 int verify_file(const std::string& path, bool quiet) {
   try {
-    if (!is_wq_container(path) && !detail::starts_with_gguf_magic(path) && verify_packed(path, quiet)) return 0;
-    if (detail::starts_with_gguf_magic(path)) {
+    if (!is_wq_container(path) && !is_gguf_file(path) && verify_packed(path, quiet)) return 0;
+    if (is_gguf_file(path)) {
       // Opening validates every rule of the format (docs/gguf.md); there is nothing more to check.
       const std::size_t n = open_checkpoint(path)->tensors().size();
       if (!quiet) fmt::print("ok  {} (GGUF, {} tensor{}; structure only: GGUF has no checksums)\n", path, n, n == 1 ? "" : "s");
@@ -128,7 +127,7 @@ int run_verify(const VerifyFlags& f) {
         if (!it->is_regular_file(ec) || it->is_symlink(ec)) continue;
         // compressed-tensors checkpoints: a model folder's safetensors files (a shard index
         // is checked through its shards).
-        if (is_wq_container(path) || detail::starts_with_gguf_magic(path) ||
+        if (is_wq_container(path) || is_gguf_file(path) ||
             (path.ends_with(".safetensors") && is_packed_file(path))) {
           check(path);
         }

@@ -3,7 +3,6 @@
 #include <cctype>
 
 #include "cli/rules.h"
-#include "pipeline/llama_presets.h"
 #include "wq/error.h"
 #include "wq/version.h"
 
@@ -114,9 +113,9 @@ QuantizeOptions options_from_flags(const QuantizeFlags& f) {
   // A name with a size suffix (Q4_K_M) is a llama-quantize mix, also as --type; a plain type
   // name is that type for every weight there, and llama-quantize's file type with --preset.
   if (!f.preset.empty()) {
-    if (!detail::is_llama_preset(f.preset)) {
+    if (!is_llama_preset(f.preset)) {
       throw Error(ErrorCode::kUsage, "--preset " + f.preset + ": not a llama-quantize preset (" +
-                                         detail::llama_preset_names() + ")");
+                                         llama_preset_names() + ")");
     }
     // Never a plain type here: --preset Q8_0 is llama-quantize's file type (its mix of types).
     options.llama_preset = f.preset;

@@ -11,13 +11,11 @@
 #include "cli/eval_command.h"
 #include "cli/sweep_table.h"
 #include "cli/sweep_workspace.h"
-#include "tree/tree_walk.h"
 #include "core/json_text.h"
-#include "formats/sharded_safetensors.h"
-#include "io/atomic_file.h"
-#include "pipeline/sharded_output.h"
+#include "wq/atomic_write.h"
 #include "wq/error.h"
 #include "wq/pipeline.h"
+#include "wq/tree.h"
 
 namespace wq::cli {
 namespace {
@@ -93,7 +91,7 @@ class Sweep {
   SweepRow run_row(const SweepSetting& setting, const std::string& folder, const std::string& label) {
     const bool sharded = model_.format == kShardedFormat;
     const std::string model_name = fs::path(model_.path).filename().string();
-    const std::string output = (fs::path(folder) / detail::container_name_for(model_name, sharded)).string();
+    const std::string output = (fs::path(folder) / tree_output_name(model_name, sharded)).string();
     QuantizeOptions options = setting.options;
     options.cancel = cancel_flag();
     options.on_progress = progress(label, "quantizing");
@@ -119,8 +117,8 @@ class Sweep {
     options.cancel = cancel_flag();
     options.on_progress = progress(label, "decoding");
     if (source_format == kShardedFormat) {
-      for (const std::string& shard : detail::read_shard_index(model_.path).shards) {
-        decode_file((fs::path(folder) / detail::shard_container_name(shard)).string(), (fs::path(decoded) / shard).string(),
+      for (const std::string& shard : shard_files(model_.path)) {
+        decode_file((fs::path(folder) / tree_output_name(shard, false)).string(), (fs::path(decoded) / shard).string(),
                     backend_, options);
       }
       const std::string index = (fs::path(decoded) / fs::path(model_.path).filename()).string();
@@ -163,10 +161,7 @@ SweepModel describe_model(const SweepFlags& f, const SweepSetting& first, const 
 }
 
 void write_json_file(const std::string& path, const nlohmann::ordered_json& j) {
-  const std::string text = detail::json_text(j, 2) + "\n";
-  detail::AtomicFile file(path);
-  file.write(text.data(), text.size());
-  file.commit();
+  write_file_atomically(path, detail::json_text(j, 2) + "\n");
 }
 
 }  // namespace

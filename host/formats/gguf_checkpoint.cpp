@@ -94,3 +94,9 @@ const GgufFile* gguf_file_of(const CheckpointReader& reader) {
 }
 
 }  // namespace wq::detail
+
+namespace wq {
+
+bool is_gguf_file(const std::string& path) { return detail::starts_with_gguf_magic(path); }
+
+}  // namespace wq

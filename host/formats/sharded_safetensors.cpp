@@ -10,6 +10,7 @@
 #include "core/json_stream.h"
 #include "formats/safetensors_file.h"
 #include "io/mapped_file.h"
+#include "wq/checkpoint.h"
 #include "wq/error.h"
 
 namespace wq::detail {
@@ -158,3 +159,9 @@ std::unique_ptr<CheckpointReader> open_sharded_safetensors(const std::string& in
 }
 
 }  // namespace wq::detail
+
+namespace wq {
+
+std::vector<std::string> shard_files(const std::string& index) { return detail::read_shard_index(index).shards; }
+
+}  // namespace wq

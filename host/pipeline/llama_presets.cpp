@@ -292,4 +292,8 @@ void choose_ggml_types(std::string_view type_or_preset, QuantizeOptions* options
   options->spec = *ggml_type_spec(options->llama_preset.substr(0, 4), options->spec);
 }
 
+std::string llama_preset_names() { return detail::llama_preset_names(); }
+
+bool is_llama_preset(std::string_view name) { return detail::is_llama_preset(name); }
+
 }  // namespace wq

@@ -12,6 +12,7 @@
 #include "pipeline/sharded_output.h"
 #include "wq/checkpoint.h"
 #include "wq/error.h"
+#include "wq/tree.h"
 
 namespace wq::detail {
 namespace {
@@ -277,3 +278,12 @@ TreePlan walk_tree(const std::vector<std::string>& inputs, const std::string& ou
 }
 
 }  // namespace wq::detail
+
+namespace wq {
+
+std::string tree_output_name(const std::string& file_name, bool shard_index, OutputFormat format) {
+  if (format == OutputFormat::kCompressedTensors) return file_name;
+  return detail::container_name_for(file_name, shard_index, format);
+}
+
+}  // namespace wq

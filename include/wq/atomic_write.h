@@ -4,12 +4,13 @@
 
 #include <string>
 #include <string_view>
+#include "wq/export.h"
 
 namespace wq {
 
 /// Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it to `path` and fsyncs
 /// the folder. Throws Error(kOutput) naming `path` (folder missing or unwritable, disk full);
 /// then `path` is as it was.
-void write_file_atomically(const std::string& path, std::string_view bytes);
+WQ_API void write_file_atomically(const std::string& path, std::string_view bytes);
 
 }  // namespace wq

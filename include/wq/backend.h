@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "wq/export.h"
 #include "wq/codec/ggml_blocks.h"
 #include "wq/quant_spec.h"
 #include "wq/tensor.h"
@@ -14,7 +15,7 @@
 namespace wq {
 
 /// How far a decoded tensor is from the original, accumulated in binary64.
-struct ErrorStats {
+struct WQ_API ErrorStats {
   std::uint64_t count = 0;        ///< elements compared
   double signal_energy = 0.0;     ///< sum of x^2
   double error_energy = 0.0;      ///< sum of (x - decoded)^2
@@ -130,7 +131,7 @@ struct PackQuantizeJob {
 /// safe from one thread at a time. On failure a method throws the wq::Error of the first
 /// failing job in batch order (naming its tensor via TensorView::name); the outputs of the
 /// batch are then unspecified.
-class Backend {
+class WQ_API Backend {
  public:
   virtual ~Backend() = default;
 
@@ -190,7 +191,7 @@ class Backend {
 
 enum class BackendKind { kAuto, kCpu, kCuda };
 
-std::string_view backend_kind_name(BackendKind kind) noexcept;
+WQ_API std::string_view backend_kind_name(BackendKind kind) noexcept;
 
 struct BackendOptions {
   BackendKind kind = BackendKind::kAuto;
@@ -211,13 +212,13 @@ struct BackendSelection {
 /// Creates a backend. `auto` takes CUDA when this build has it and a device is present, else
 /// the CPU with a notice saying why. `cuda` without CUDA support or a device throws
 /// Error(kUnsupported).
-BackendSelection make_backend(const BackendOptions& options);
+WQ_API BackendSelection make_backend(const BackendOptions& options);
 
 /// Whether this build of libwqcuda contains the CUDA backend.
-bool cuda_compiled() noexcept;
+WQ_API bool cuda_compiled() noexcept;
 
 /// Number of CUDA devices visible (0 without CUDA or without a driver); `reason`, when not
 /// null, receives why there are none.
-int cuda_device_count(std::string* reason = nullptr) noexcept;
+WQ_API int cuda_device_count(std::string* reason = nullptr) noexcept;
 
 }  // namespace wq

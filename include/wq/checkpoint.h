@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "wq/export.h"
 #include "wq/tensor.h"
 
 namespace wq {
@@ -21,7 +22,7 @@ struct TensorInfo {
 /// A checkpoint opened for reading. Tensors are listed in the file's own order. Views stay
 /// valid until release() of that tensor or destruction. Not thread-safe for release(); views
 /// may be read from several threads at once.
-class CheckpointReader {
+class WQ_API CheckpointReader {
  public:
   virtual ~CheckpointReader() = default;
 
@@ -65,7 +66,7 @@ struct ReadOptions {
 /// Error(kInputMissing) when it cannot be opened, Error(kBadFormat) when it is not a valid
 /// checkpoint of a supported format (the message lists the supported formats), and
 /// Error(kUnsupported) when it exceeds a limit of `options`.
-std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path, const ReadOptions& options = {});
+WQ_API std::unique_ptr<CheckpointReader> open_checkpoint(const std::string& path, const ReadOptions& options = {});
 
 /// What a file is, judged by content with the tests open_checkpoint() makes, but without
 /// parsing it: cheap enough to run on every file of a model folder.
@@ -78,6 +79,13 @@ enum class FileKind {
 
 /// Classifies the file at `path`. Throws Error(kInputMissing) when it cannot be read. A file
 /// classified as a checkpoint may still fail open_checkpoint() (truncated, hostile, ...).
-FileKind classify_file(const std::string& path);
+WQ_API FileKind classify_file(const std::string& path);
+
+/// Whether the file at `path` starts with the GGUF magic (false when it cannot be read).
+WQ_API bool is_gguf_file(const std::string& path);
+
+/// The shard files that a sharded safetensors checkpoint's index (*.index.json) names, relative
+/// to its folder, in the order of first use. Throws Error(kInputMissing) or Error(kBadFormat).
+WQ_API std::vector<std::string> shard_files(const std::string& index);
 
 }  // namespace wq

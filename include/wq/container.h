@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "wq/export.h"
 #include "wq/backend.h"
 #include "wq/quant_spec.h"
 #include "wq/tensor.h"
@@ -21,7 +22,7 @@ namespace wq {
 /// only, never stored in a WQ container.
 enum class Encoding { kAffine, kCast, kRaw, kSymmetric, kGgml, kPackQuantized };
 
-std::string_view encoding_name(Encoding encoding) noexcept;
+WQ_API std::string_view encoding_name(Encoding encoding) noexcept;
 
 /// Whether a tensor of this encoding is stored as packed codes with per-group parameters.
 inline bool has_codes(Encoding encoding) { return encoding == Encoding::kAffine || encoding == Encoding::kSymmetric; }
@@ -53,7 +54,7 @@ struct ContainerTensor {
 /// A container opened for reading. Opening validates the safetensors layout and that the
 /// metadata and parts agree (names, dtypes, sizes, encodings, bits); checksums are checked by
 /// verify() and before every decode. Views stay valid while the reader lives.
-class ContainerReader {
+class WQ_API ContainerReader {
  public:
   /// Throws Error(kInputMissing), Error(kBadFormat) (not a container, or inconsistent).
   static std::unique_ptr<ContainerReader> open(const std::string& path);
@@ -79,6 +80,6 @@ class ContainerReader {
 };
 
 /// True when the file at `path` is a safetensors file carrying WQ metadata.
-bool is_wq_container(const std::string& path);
+WQ_API bool is_wq_container(const std::string& path);
 
 }  // namespace wq

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <optional>
 #include <string_view>
+#include "wq/export.h"
 
 namespace wq {
 
@@ -14,15 +15,15 @@ enum class DType : int {
 };
 
 /// Size of one element in bytes (BOOL: 1).
-std::size_t dtype_size(DType dtype) noexcept;
+WQ_API std::size_t dtype_size(DType dtype) noexcept;
 
 /// safetensors name of the dtype ("F32", "BF16", "BOOL", ...).
-std::string_view dtype_name(DType dtype) noexcept;
+WQ_API std::string_view dtype_name(DType dtype) noexcept;
 
 /// Parses a safetensors dtype name; std::nullopt for names wq does not handle.
-std::optional<DType> parse_dtype(std::string_view name) noexcept;
+WQ_API std::optional<DType> parse_dtype(std::string_view name) noexcept;
 
 /// True for F64, F32, F16 and BF16: the types wq can quantize or cast.
-bool is_floating(DType dtype) noexcept;
+WQ_API bool is_floating(DType dtype) noexcept;
 
 }  // namespace wq

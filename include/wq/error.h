@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 #include <vector>
+#include "wq/export.h"
 
 namespace wq {
 
@@ -50,7 +51,7 @@ struct ErrorHint {
 
 /// Thrown by every libwqcuda function that fails. Thread-safe to copy; what() is the
 /// human-readable message, hints() the settings that would avoid it (in the message's order).
-class Error : public std::runtime_error {
+class WQ_API Error : public std::runtime_error {
  public:
   Error(ErrorCode code, const std::string& message, std::vector<ErrorHint> hints = {})
       : std::runtime_error(message), code_(code), hints_(std::move(hints)) {}
@@ -63,6 +64,6 @@ class Error : public std::runtime_error {
 };
 
 /// Short stable name of an error code ("usage", "bad-format", ...), for JSON reports.
-const char* error_code_name(ErrorCode code) noexcept;
+WQ_API const char* error_code_name(ErrorCode code) noexcept;
 
 }  // namespace wq

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "wq/export.h"
 #include "wq/backend.h"
 #include "wq/checkpoint.h"
 #include "wq/container.h"
@@ -50,7 +51,7 @@ enum class OutputFormat {
 /// How OutputFormat::kCompressedTensors quantizes: one of compressed-tensors' W4A16 / W8A16
 /// schemes, symmetric or with a zero point, in groups along the input dimension or one group
 /// per output row.
-struct PackQuantizedScheme {
+struct WQ_API PackQuantizedScheme {
   int bits = 4;               ///< 4 or 8: the widths vLLM's kernels take, packed alike by every compressed-tensors version
   bool symmetric = true;      ///< false: an integer zero point per group (the _ASYM schemes)
   std::uint64_t group_size = 128;  ///< 0: one group per output row (strategy "channel")
@@ -75,22 +76,22 @@ struct PackQuantizedScheme {
 /// The `quantization_config` object that vLLM and transformers read from config.json for
 /// `scheme` (docs/compressed-tensors.md §4), as JSON text: only the fields every
 /// compressed-tensors release since 0.11 accepts (its QuantizationArgs forbids unknown keys).
-std::string pack_quantized_config_json(const PackQuantizedScheme& scheme);
+WQ_API std::string pack_quantized_config_json(const PackQuantizedScheme& scheme);
 
 /// Throws Error(kBadFormat) unless `config` is a readable JSON object (a model's config.json),
 /// Error(kUsage) when it has a quantization_config already (the model is quantized).
-void check_model_config(const std::string& config);
+WQ_API void check_model_config(const std::string& config);
 
 /// Writes the model config `input` (config.json) to `output`, atomically, with
 /// "quantization_config" added at its end; every other member is kept in its order. Checks as
 /// check_model_config().
-void write_quantized_model_config(const std::string& input, const std::string& output,
+WQ_API void write_quantized_model_config(const std::string& input, const std::string& output,
                                   const PackQuantizedScheme& scheme);
 
 /// Whether OutputFormat::kCompressedTensors quantizes `tensor`: a 2-D floating weight named
 /// MODULE.weight whose module is not an embedding (its last name component contains "embed",
 /// or is "wte" or "wpe") and matches no glob of scheme.ignore.
-bool is_linear_weight(const TensorInfo& tensor, const PackQuantizedScheme& scheme);
+WQ_API bool is_linear_weight(const TensorInfo& tensor, const PackQuantizedScheme& scheme);
 
 struct QuantizeOptions {
   QuantSpec spec;
@@ -142,7 +143,12 @@ struct QuantizeOptions {
 /// ...; ggml_type_spec()) for every weight, or a llama-quantize preset ("Q4_K_M", "Q5_K_S",
 /// ...; QuantizeOptions::llama_preset) whose types follow each weight's name and layer. Sets
 /// options->spec (and llama_preset). Throws Error(kUsage) listing both kinds of names.
-void choose_ggml_types(std::string_view type_or_preset, QuantizeOptions* options);
+WQ_API void choose_ggml_types(std::string_view type_or_preset, QuantizeOptions* options);
+
+/// The llama-quantize presets that choose_ggml_types() knows, for messages ("Q2_K, Q2_K_S,
+/// ..."), and whether `name` (any case) is one of them.
+WQ_API std::string llama_preset_names();
+WQ_API bool is_llama_preset(std::string_view name);
 
 /// What happened to one tensor.
 struct TensorReport {
@@ -179,25 +185,25 @@ struct ErrorSummary {
   double sqnr_min_db = 0, sqnr_median_db = 0;  ///< over those; +inf where exact, 0 when none
   double max_abs_error = 0;
 };
-ErrorSummary summarise_errors(const QuantizeReport& report);
+WQ_API ErrorSummary summarise_errors(const QuantizeReport& report);
 
 /// Quantizes the checkpoint at `input` into a WQ container (or, with OutputFormat::kGguf, a
 /// GGUF file) at `output`. Throws wq::Error; on error no output exists. `output` must differ
 /// from `input`.
-QuantizeReport quantize_file(const std::string& input, const std::string& output,
+WQ_API QuantizeReport quantize_file(const std::string& input, const std::string& output,
                              Backend& backend, const QuantizeOptions& options);
 
 /// quantize_file() for a checkpoint that is already open, from any CheckpointReader (one over
 /// tensors in memory, say): its path() names it in messages and as the container's source file,
 /// its format() as the source format. Not for sharded indexes or containers (Error(kUsage)).
-QuantizeReport quantize_checkpoint(CheckpointReader& reader, const std::string& output, Backend& backend,
+WQ_API QuantizeReport quantize_checkpoint(CheckpointReader& reader, const std::string& output, Backend& backend,
                                    const QuantizeOptions& options);
 
 /// Quantizes a sharded safetensors checkpoint (its *.index.json) into one container per shard,
 /// named NAME.wq.safetensors beside `output`, and a new index at `output` (which must end in
 /// .index.json). quantize_file() calls this for index inputs. All or nothing: containers
 /// already written are removed when a later shard fails.
-QuantizeReport quantize_sharded(const std::string& index, const std::string& output, Backend& backend,
+WQ_API QuantizeReport quantize_sharded(const std::string& index, const std::string& output, Backend& backend,
                                 const QuantizeOptions& options);
 
 struct DecodeOptions {
@@ -210,15 +216,15 @@ struct DecodeOptions {
 
 /// Decodes the WQ container at `input` into a checkpoint at `output` holding every tensor with
 /// its original name, dtype and shape, in options.format. Checksums are verified first.
-void decode_file(const std::string& input, const std::string& output, Backend& backend,
+WQ_API void decode_file(const std::string& input, const std::string& output, Backend& backend,
                  const DecodeOptions& options);
 
 /// The decode format that gives back the source's kind of file ("pt" for "torch", ...).
-std::string output_format_of_source(const std::string& source_format);
+WQ_API std::string output_format_of_source(const std::string& source_format);
 
 /// The encoding the default policy chooses for a tensor (see QuantizeOptions::all), rules
 /// included.
-Encoding planned_encoding(const TensorInfo& tensor, const QuantizeOptions& options);
+WQ_API Encoding planned_encoding(const TensorInfo& tensor, const QuantizeOptions& options);
 
 /// What quantize_file() will do with one tensor: its encoding, the spec used when it is
 /// encoded, and the rule that decided (nullptr: the default policy).
@@ -227,13 +233,13 @@ struct TensorChoice {
   QuantSpec spec;
   const TensorRule* rule = nullptr;  ///< points into QuantizeOptions::rules
 };
-TensorChoice choose_encoding(const TensorInfo& tensor, const QuantizeOptions& options);
+WQ_API TensorChoice choose_encoding(const TensorInfo& tensor, const QuantizeOptions& options);
 
 /// The plan of quantize_file() without writing anything: the report it would give, with each
 /// tensor's encoding, rule and stored bytes; output_bytes is the sum of stored tensor bytes
 /// (the container's JSON header, typically a few KiB, is not counted) and there are no error
 /// statistics. Tensors with NaN/Inf are not looked for (keep_nonfinite is not applied).
 /// Throws wq::Error like quantize_file() for inputs that cannot be read.
-QuantizeReport plan_quantize(const std::string& input, const QuantizeOptions& options);
+WQ_API QuantizeReport plan_quantize(const std::string& input, const QuantizeOptions& options);
 
 }  // namespace wq

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "wq/export.h"
 #include "wq/codec/affine.h"
 #include "wq/codec/ggml_blocks.h"
 #include "wq/tensor.h"
@@ -27,7 +28,7 @@ enum class Granularity { kTensor, kChannel, kGroup };
 enum class ScaleDType { kF32, kF16 };
 
 /// A complete encoding request for one tensor. Validate with validate() before use.
-struct QuantSpec {
+struct WQ_API QuantSpec {
   Method method = Method::kMinMax;
   int bits = 8;                              ///< 1..8, affine methods only
   Granularity granularity = Granularity::kGroup;
@@ -49,19 +50,19 @@ struct QuantSpec {
 };
 
 /// Names as the CLI spells them ("minmax", "channel", "f16", ...).
-std::string_view method_name(Method method) noexcept;
-std::string_view granularity_name(Granularity granularity) noexcept;
-std::string_view scale_dtype_name(ScaleDType scale_dtype) noexcept;
-std::optional<Method> parse_method(std::string_view name) noexcept;
-std::optional<Granularity> parse_granularity(std::string_view name) noexcept;
-std::optional<ScaleDType> parse_scale_dtype(std::string_view name) noexcept;
+WQ_API std::string_view method_name(Method method) noexcept;
+WQ_API std::string_view granularity_name(Granularity granularity) noexcept;
+WQ_API std::string_view scale_dtype_name(ScaleDType scale_dtype) noexcept;
+WQ_API std::optional<Method> parse_method(std::string_view name) noexcept;
+WQ_API std::optional<Granularity> parse_granularity(std::string_view name) noexcept;
+WQ_API std::optional<ScaleDType> parse_scale_dtype(std::string_view name) noexcept;
 
 /// A ggml type name as users write it ("Q4_K", "q8_0", "F16", case-insensitive) as a spec:
 /// block types and F32 give Method::kGgml, F16 and BF16 the casts. nullopt for other names.
-std::optional<QuantSpec> ggml_type_spec(std::string_view name, const QuantSpec& base);
+WQ_API std::optional<QuantSpec> ggml_type_spec(std::string_view name, const QuantSpec& base);
 
 /// The ggml types --type accepts, for messages: "F32, F16, BF16, Q4_0, ...".
-std::string ggml_type_names();
+WQ_API std::string ggml_type_names();
 
 /// The group geometry of a tensor under a spec (design.md §3): `rows = shape[0]` (1 for 0-d
 /// and 1-d tensors), `cols = n / rows`, groups of `group_size` consecutive elements of a row.
@@ -76,9 +77,9 @@ struct GroupGeometry {
 };
 
 /// Geometry of `shape` under `spec` (an affine spec). Tensors with no elements have 0 groups.
-GroupGeometry group_geometry(const Shape& shape, const QuantSpec& spec);
+WQ_API GroupGeometry group_geometry(const Shape& shape, const QuantSpec& spec);
 
 /// Geometry of a stored tensor from the container's `group_size` (0 = per-tensor) and bits.
-GroupGeometry stored_group_geometry(const Shape& shape, std::uint64_t stored_group_size, int bits);
+WQ_API GroupGeometry stored_group_geometry(const Shape& shape, std::uint64_t stored_group_size, int bits);
 
 }  // namespace wq

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "wq/export.h"
 #include "wq/dtype.h"
 
 namespace wq {
@@ -13,7 +14,7 @@ namespace wq {
 using Shape = std::vector<std::uint64_t>;
 
 /// Number of elements of a shape (1 for a 0-d shape). Throws Error(kBadFormat) on overflow.
-std::uint64_t element_count(const Shape& shape);
+WQ_API std::uint64_t element_count(const Shape& shape);
 
 /// A read-only view of a dense, row-major, little-endian tensor. Does not own `data`; the
 /// caller keeps it alive while the view is used. `data` need not be aligned. `name` is used

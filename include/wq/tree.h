@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "wq/export.h"
 #include "wq/backend.h"
 #include "wq/pipeline.h"
 
@@ -34,7 +35,14 @@ struct TreeShard {
 /// (SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT) or a Kubernetes
 /// Indexed Job (JOB_COMPLETION_INDEX, of WQ_SHARD_COUNT); else nullopt (all the work). Throws
 /// Error(kUsage) naming `source` or the variable when it is malformed or out of range.
-std::optional<TreeShard> select_tree_shard(const std::string& spec, const std::string& source);
+WQ_API std::optional<TreeShard> select_tree_shard(const std::string& spec, const std::string& source);
+
+/// The name an input file's output gets in tree mode: "model.pt" -> "model.wq.safetensors"
+/// (kGguf: "model.gguf"); a shard index (`shard_index`) "model.safetensors.index.json" ->
+/// "model.wq.safetensors.index.json", and each of its shards "x.safetensors" ->
+/// "x.wq.safetensors", as quantize_file() names them. compressed-tensors output keeps names.
+WQ_API std::string tree_output_name(const std::string& file_name, bool shard_index,
+                                    OutputFormat format = OutputFormat::kContainer);
 
 /// One output file of a tree run, as its report lists it.
 struct TreeFileReport {
@@ -104,7 +112,7 @@ struct TreeReport {
 /// reverse), or two inputs would give one output; kOutput when `output` is a file; what
 /// quantize_file() throws; kInterrupted when `quantize.cancel` was set. Outputs in place when
 /// it throws are journaled: the same call again resumes.
-TreeReport quantize_tree(const std::vector<std::string>& inputs, const std::string& output, const TreeOptions& options);
+WQ_API TreeReport quantize_tree(const std::vector<std::string>& inputs, const std::string& output, const TreeOptions& options);
 
 /// One output of a planned tree run (plan_tree()).
 struct TreePlanEntry {
@@ -117,7 +125,7 @@ struct TreePlanEntry {
 
 /// What quantize_tree() would do with the same arguments, for a dry run: writes nothing and
 /// throws what quantize_tree() throws before it writes.
-std::vector<TreePlanEntry> plan_tree(const std::vector<std::string>& inputs, const std::string& output,
+WQ_API std::vector<TreePlanEntry> plan_tree(const std::vector<std::string>& inputs, const std::string& output,
                                      const TreeOptions& options);
 
 }  // namespace wq
