@@ -390,7 +390,7 @@ QuantizeReport plan_quantize(const std::string& input, const QuantizeOptions& op
   }
   std::unique_ptr<CheckpointReader> reader = open_checkpoint(input, options.read);
   if (reader->format() == "wq") {
-    throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it with 'wq-gpu decode')");
+    throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it to a checkpoint first)");
   }
   TensorPlans plans = plan_tensors(*reader, options, /*look_for_nonfinite=*/false);
   QuantizeReport report;
@@ -562,16 +562,14 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
   validate_options(options);
   detail::check_output_path(input, output);
   std::unique_ptr<CheckpointReader> reader = open_checkpoint(input, options.read);
-  if (reader->format() == "safetensors-sharded") {
-    if (options.output_format == OutputFormat::kGguf) {
-      throw Error(ErrorCode::kUsage, input + ": a sharded checkpoint is written as one container per shard; GGUF "
-                                             "output takes one file (quantize a shard at a time, or merge them first)");
-    }
+  // A sharded checkpoint becomes one output per shard and a new index, except GGUF: one file
+  // holds every shard's tensors (as llama.cpp's converters merge them), read shard by shard.
+  if (reader->format() == "safetensors-sharded" && options.output_format != OutputFormat::kGguf) {
     reader.reset();
     return quantize_sharded(input, output, backend, options);
   }
   if (reader->format() == "wq") {
-    throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it with 'wq-gpu decode')");
+    throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it to a checkpoint first)");
   }
   return quantize_reader(*reader, input, output, backend, options, started);
 }

@@ -75,8 +75,8 @@ QuantizeReport quantize_sharded(const std::string& index_path, const std::string
   const std::string suffix = ".index.json";
   const bool packed = options.output_format == OutputFormat::kCompressedTensors;
   if (output.size() <= suffix.size() || output.compare(output.size() - suffix.size(), suffix.size(), suffix) != 0) {
-    throw Error(ErrorCode::kUsage, index_path + ": a sharded checkpoint is quantized into one file per shard; give -o "
-                                                "the new index's path, e.g. out/" +
+    throw Error(ErrorCode::kUsage, index_path + ": a sharded checkpoint is quantized into one file per shard; the output "
+                                                "is the new index's path, e.g. out/" +
                                        (packed ? "model.safetensors.index.json" : "model.wq.safetensors.index.json"));
   }
   detail::check_output_path(index_path, output);

@@ -122,9 +122,9 @@ class Walker {
     for (const auto& [f, kind] : kinds) {
       if (kind != FileKind::kShardIndex) continue;
       if (format_ == OutputFormat::kGguf) {
-        throw Error(ErrorCode::kUsage, f.path.string() + ": a sharded checkpoint becomes one WQ container per shard; "
-                                                         "GGUF output takes one file per checkpoint (write WQ containers "
-                                                         "for this folder, or merge the shards first)");
+        throw Error(ErrorCode::kUsage, f.path.string() + ": a sharded checkpoint in a tree becomes one WQ container per "
+                                                         "shard; for one GGUF file of all its shards, quantize its index "
+                                                         "on its own");
       }
       const detail::ShardIndex index = detail::read_shard_index(f.path.string());
       WorkUnit unit;

@@ -145,6 +145,49 @@ TEST_F(cli, TreeModeWritesGgufFilesAndResumes) {
   EXPECT_FALSE(fs::exists(refused + "/model-00001-of-00001.gguf"));
 }
 
+// A sharded checkpoint's index becomes one GGUF file holding every shard's tensors, in the
+// index's shard order: the blocks each shard gives on its own.
+TEST_F(cli, ShardedCheckpointBecomesOneGgufFile) {
+  const std::string folder = dir_.path() + "/sharded";
+  fs::create_directories(folder);
+  const std::string first = weights_file(folder + "/model-00001-of-00002.safetensors");
+  std::vector<float> w(4 * 256);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = std::cos(0.11f * static_cast<float>(i)) * 0.2f;
+  const std::string second = folder + "/model-00002-of-00002.safetensors";
+  write_safetensors(second, R"({"blk.1.attn_q.weight":{"dtype":"F32","shape":[4,256],"data_offsets":[0,4096]}})",
+                    f32_bytes(w));
+  const std::string index = folder + "/model.safetensors.index.json";
+  write_file(index, R"({"metadata":{},"weight_map":{"blk.0.attn_q.weight":"model-00001-of-00002.safetensors",)"
+                    R"("blk.1.attn_q.weight":"model-00002-of-00002.safetensors",)"
+                    R"("blk.0.attn_norm.weight":"model-00001-of-00002.safetensors"}})");
+  const std::string merged = out("model.gguf");
+  ASSERT_EQ(run({"quantize", index, "-o", merged, "--type", "Q4_K", "-q", "--backend", "cpu"}).status, kOk);
+  ASSERT_EQ(run({"quantize", first, "-o", out("1.gguf"), "--type", "Q4_K", "-q", "--backend", "cpu"}).status, kOk);
+  ASSERT_EQ(run({"quantize", second, "-o", out("2.gguf"), "--type", "Q4_K", "-q", "--backend", "cpu"}).status, kOk);
+  const RunResult listed = run({"inspect", merged, "--json"});
+  ASSERT_EQ(listed.status, kOk) << listed;
+  const ojson tensors = ojson::parse(listed.out)["tensors"];
+  ASSERT_EQ(tensors.size(), 3u);
+  EXPECT_EQ(tensors[0]["name"], "blk.0.attn_q.weight");
+  EXPECT_EQ(tensors[1]["name"], "blk.0.attn_norm.weight");
+  EXPECT_EQ(tensors[2]["name"], "blk.1.attn_q.weight");
+  EXPECT_EQ(tensors[2]["type"], "Q4_K");
+  const auto decoded = [&](const std::string& gguf, const std::string& name) {
+    const std::string path = out(name);
+    EXPECT_EQ(run({"decode", gguf, "-o", path, "--backend", "cpu"}).status, kOk);
+    return parse_safetensors(read_file(path));
+  };
+  const Safetensors all = decoded(merged, "all.safetensors"), one = decoded(out("1.gguf"), "one.safetensors"),
+                    two = decoded(out("2.gguf"), "two.safetensors");
+  EXPECT_TRUE(all.tensor_data("blk.0.attn_q.weight") == one.tensor_data("blk.0.attn_q.weight"));
+  EXPECT_TRUE(all.tensor_data("blk.0.attn_norm.weight") == one.tensor_data("blk.0.attn_norm.weight"));
+  EXPECT_TRUE(all.tensor_data("blk.1.attn_q.weight") == two.tensor_data("blk.1.attn_q.weight"));
+  // A missing shard is an error naming it, and nothing is written.
+  fs::remove(second);
+  const RunResult r = run({"quantize", index, "-o", out("broken.gguf"), "--type", "Q4_K", "--backend", "cpu"});
+  expect_clean_failure(r, kInputMissing, {"model-00002-of-00002.safetensors"}, out("broken.gguf"));
+}
+
 TEST_F(cli, GgufRefusesNamesAndTypesItCannotHold) {
   const std::string long_name(70, 'n');
   const std::string input = weights_file(
