@@ -1,7 +1,9 @@
 #include <cstring>
 #include <set>
+#include <span>
 
 #include "container/checksum.h"
+#include "container/container_checkpoint.h"
 #include "container/container_metadata.h"
 #include "formats/safetensors_file.h"
 #include "wq/container.h"
@@ -101,6 +103,11 @@ class ContainerReaderImpl final : public ContainerReader {
     for (std::size_t p : part_entries_.at(index)) file_.release(file_.entries()[p]);
   }
 
+  std::span<const std::byte> part(std::size_t index, std::size_t k) const {
+    const SafetensorsEntry& e = file_.entries()[part_entries_.at(index).at(k)];
+    return {file_.data(e), e.bytes()};
+  }
+
  private:
   // Checks that metadata and parts agree: every part exists with the dtype and shape the
   // encoding implies, and every part belongs to exactly one tensor.
@@ -174,6 +181,14 @@ std::unique_ptr<ContainerReader> ContainerReader::open(const std::string& path) 
   }
   return std::make_unique<ContainerReaderImpl>(path);
 }
+
+namespace detail {
+
+std::span<const std::byte> stored_part(const ContainerReader& reader, std::size_t index, std::size_t part) {
+  return dynamic_cast<const ContainerReaderImpl&>(reader).part(index, part);
+}
+
+}  // namespace detail
 
 bool is_wq_container(const std::string& path) {
   try {

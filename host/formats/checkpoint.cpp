@@ -11,6 +11,7 @@
 
 #include "core/utf8.h"
 #include "formats/gguf_checkpoint.h"
+#include "container/container_checkpoint.h"
 #include "formats/packed_checkpoint.h"
 #include "formats/safetensors_file.h"
 #include "formats/numpy_reader.h"
@@ -109,7 +110,12 @@ std::unique_ptr<CheckpointReader> open_by_content(const std::string& path, const
   detail::MappedFile probe(path);
   const std::byte* head = probe.data();
   const std::size_t size = probe.size();
-  if (detail::SafetensorsFile::sniff(head, size)) return std::make_unique<SafetensorsCheckpoint>(std::move(probe));
+  if (detail::SafetensorsFile::sniff(head, size)) {
+    auto reader = std::make_unique<SafetensorsCheckpoint>(std::move(probe));
+    // A WQ container reads as the tensors it encodes, not as its parts.
+    if (reader->format() == "wq") return detail::open_container_checkpoint(path);
+    return reader;
+  }
   if (detail::sniff_npy(head, size)) return detail::open_npy(path);
   if (detail::GgufFile::sniff(head, size)) return detail::open_gguf(std::move(probe));
   if (size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) {

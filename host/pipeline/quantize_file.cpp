@@ -16,6 +16,7 @@
 #include "io/atomic_file.h"
 #include "io/page_buffer.h"
 #include "pipeline/input_checksum.h"
+#include "container/container_checkpoint.h"
 #include "pipeline/input_staging.h"
 #include "pipeline/llama_presets.h"
 #include "pipeline/output_path.h"
@@ -129,19 +130,17 @@ std::size_t batch_end(const std::vector<TensorReport>& tensors, std::size_t firs
   return end;
 }
 
-// Whether tensor i is stored as the input holds it: raw tensors, and ggml blocks of a GGUF
-// input that has the tensor in the same type (copied, not quantized again).
+// Whether tensor i is stored as the input holds it: raw tensors, and ggml blocks that a GGUF
+// input or a WQ container stores in the same type (copied, not quantized again).
 bool stored_as_in_input(const CheckpointReader& reader, const ContainerTensor& t, std::size_t i) {
   if (t.encoding == Encoding::kRaw) return true;
-  const detail::GgufFile* gguf = detail::gguf_file_of(reader);
-  return t.encoding == Encoding::kGgml && gguf != nullptr && gguf->tensors()[i].type == t.ggml_type;
+  return t.encoding == Encoding::kGgml && !detail::stored_ggml_blocks(reader, i, t.ggml_type).empty();
 }
 
 // The input's bytes of such a tensor.
 const std::byte* input_bytes(CheckpointReader& reader, const ContainerTensor& t, std::size_t i) {
   if (t.encoding == Encoding::kRaw) return reader.tensor(i).data;
-  const detail::GgufFile& gguf = *detail::gguf_file_of(reader);
-  return gguf.data(gguf.tensors()[i]);
+  return detail::stored_ggml_blocks(reader, i, t.ggml_type).data();
 }
 
 // The output buffer of a batch, left uninitialised: the encoders write every byte of their
@@ -389,9 +388,6 @@ QuantizeReport plan_quantize(const std::string& input, const QuantizeOptions& op
     if (!rule.keep) rule.spec.validate();
   }
   std::unique_ptr<CheckpointReader> reader = open_checkpoint(input, options.read);
-  if (reader->format() == "wq") {
-    throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it to a checkpoint first)");
-  }
   TensorPlans plans = plan_tensors(*reader, options, /*look_for_nonfinite=*/false);
   QuantizeReport report;
   report.input = input;
@@ -567,9 +563,6 @@ QuantizeReport quantize_file(const std::string& input, const std::string& output
   if (reader->format() == "safetensors-sharded" && options.output_format != OutputFormat::kGguf) {
     reader.reset();
     return quantize_sharded(input, output, backend, options);
-  }
-  if (reader->format() == "wq") {
-    throw Error(ErrorCode::kUsage, input + ": is already a WQ container (decode it to a checkpoint first)");
   }
   return quantize_reader(*reader, input, output, backend, options, started);
 }

@@ -295,5 +295,39 @@ TEST_F(cli, GgmlBlocksInAContainerDecodeLikeTheGgufFile) {
   expect_clean_failure(r, kBadFormat, {container, "'blk.0.attn_q.weight'", "ggml_type"}, out("c.safetensors"));
 }
 
+// A WQ container as the input: its ggml blocks go into GGUF unchanged (the file a GGUF output of
+// the source gives), wq's own codes only with --allow-requantize, and a damaged block is found
+// by the checksum before anything is written.
+TEST_F(cli, ContainerToGgufCopiesItsBlocks) {
+  const std::string input = weights_file(dir_.path() + "/w.safetensors");
+  const std::string container = out("w.wq.safetensors");
+  ASSERT_EQ(run({"quantize", input, "-o", container, "--type", "Q5_K", "-q", "--backend", "cpu"}).status, kOk);
+  ASSERT_EQ(run({"quantize", input, "-o", out("direct.gguf"), "--type", "Q5_K", "-q", "--backend", "cpu"}).status, kOk);
+  const RunResult converted = run({"quantize", container, "-o", out("converted.gguf"), "--type", "Q5_K", "--backend", "cpu"});
+  ASSERT_EQ(converted.status, kOk) << converted;
+  EXPECT_TRUE(contains(converted.out, "stored Q5_K blocks copied unchanged")) << converted;
+  EXPECT_TRUE(read_file(out("converted.gguf")) == read_file(out("direct.gguf")));
+  // Another type would round the decoded values again.
+  RunResult r = run({"quantize", container, "-o", out("q8.gguf"), "--type", "Q8_0", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {container, "'blk.0.attn_q.weight'", "Q5_K", "--allow-requantize"}, out("q8.gguf"));
+  // wq's own 4-bit codes: decoded, then quantized with the flag.
+  const std::string affine = out("a.wq.safetensors");
+  ASSERT_EQ(run({"quantize", input, "-o", affine, "--bits", "4", "-q", "--backend", "cpu"}).status, kOk);
+  r = run({"quantize", affine, "-o", out("a.gguf"), "--type", "Q8_0", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {"4-bit minmax codes", "--allow-requantize"}, out("a.gguf"));
+  r = run({"quantize", affine, "-o", out("a.gguf"), "--type", "Q8_0", "--allow-requantize", "-q", "--backend", "cpu"});
+  ASSERT_EQ(r.status, kOk) << r;
+  EXPECT_EQ(read_file(out("a.gguf")).substr(0, 4), "GGUF");
+  // One flipped byte in the blocks: an integrity error naming the tensor, no output.
+  const Safetensors st = parse_safetensors(read_file(container));
+  const std::uint64_t at = st.data_start +
+                           st.header["blk.0.attn_q.weight.__blocks"]["data_offsets"][0].get<std::uint64_t>() + 5;
+  Bytes bad = st.bytes;
+  bad[at] = static_cast<char>(bad[at] ^ 0x5a);
+  write_file(container, bad);
+  r = run({"quantize", container, "-o", out("bad.gguf"), "--type", "Q5_K", "--backend", "cpu"});
+  expect_clean_failure(r, kIntegrity, {container, "blk.0.attn_q.weight"}, out("bad.gguf"));
+}
+
 }  // namespace
 }  // namespace wq::e2e
