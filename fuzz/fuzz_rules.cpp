@@ -1,14 +1,16 @@
 // The rule parsers of wq-gpu quantize (host/cli/rules.cpp): the input as a --rule value and as
 // a --keep pattern, then written as rules.json and as rules.toml and read with
 // read_rules_file(). Every rule that parses is described and serialised as the CLI does
-// (spec_summary() for --dry-run, rule_json().dump() for the settings fingerprint and --json).
+// (spec_summary() for --dry-run; within settings_json(), tree mode's settings fingerprint).
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "cli/rules.h"
+#include "core/json_text.h"
 #include "fuzz_support.h"
+#include "tree/tree_settings.h"
 
 namespace {
 
@@ -24,7 +26,9 @@ void use(const wq::TensorRule& rule) {
   wq::fuzz::touch(rule.pattern);
   wq::fuzz::touch(rule.text);
   if (!rule.keep) wq::fuzz::touch(wq::cli::spec_summary(rule.spec));
-  wq::fuzz::touch(wq::cli::rule_json(rule).dump());
+  wq::QuantizeOptions options;
+  options.rules.push_back(rule);
+  wq::fuzz::touch(wq::detail::json_text(wq::detail::settings_json(options)));
 }
 
 void read_file(const std::string& path, const std::uint8_t* data, std::size_t size, const wq::QuantSpec& base) {
