@@ -82,8 +82,8 @@ void AtomicFile::start_writeback() noexcept {
   if (fd_ >= 0) ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
-void AtomicFile::commit() {
-  if (::fsync(fd_) != 0) fail("fsync failed", errno);
+void AtomicFile::commit(bool durable) {
+  if (durable && ::fsync(fd_) != 0) fail("fsync failed", errno);
   if (::close(fd_) != 0) {
     fd_ = -1;
     fail("close failed", errno);
@@ -91,6 +91,7 @@ void AtomicFile::commit() {
   fd_ = -1;
   if (::rename(temp_path_.c_str(), destination_.c_str()) != 0) fail("rename failed", errno);
   committed_ = true;
+  if (!durable) return;
   // Make the rename itself durable.
   const int dir = ::open(folder_of(destination_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir >= 0) {

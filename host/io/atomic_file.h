@@ -32,8 +32,10 @@ class AtomicFile {
   /// that commit()'s fsync finds little left to do. A hint: errors surface at commit().
   void start_writeback() noexcept;
 
-  /// fsyncs the data, renames the file to its destination and fsyncs the folder.
-  void commit();
+  /// fsyncs the data, renames the file to its destination and fsyncs the folder. Without
+  /// `durable`, only the rename: the file is still never seen half-written, but a crash of the
+  /// machine (not of the process) may lose it, as with any write that is not fsynced.
+  void commit(bool durable = true);
 
  private:
   [[noreturn]] void fail(const std::string& what, int err) const;

@@ -492,7 +492,7 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
       progress.bytes_done += report.tensors[i].input_bytes;
       progress.current_tensor = metadata.tensors[i].name;
     }
-    out->start_writeback();  // so that the final fsync has little left to wait for
+    if (options.durable) out->start_writeback();  // so that the final fsync has little left to wait for
     if (options.on_progress) options.on_progress(progress);
     written.first = written.second;
   };
@@ -542,9 +542,9 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
   report.output_bytes = sink->total_bytes();
   sink.reset();
   if (options.defer_commit) {
-    options.defer_commit([out] { out->commit(); });
+    options.defer_commit([out, durable = options.durable] { out->commit(durable); });
   } else {
-    out->commit();
+    out->commit(options.durable);
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;

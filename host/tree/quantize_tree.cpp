@@ -214,6 +214,7 @@ class TreeRun {
     options.on_progress = progress_for(job, f);
     options.checksum_input = true;  // the journal's checksum, as the file is read: one pass
     options.defer_commit = nullptr;
+    options.durable = true;  // the journal records outputs that are on disk
     std::function<void()> commit;
     if (job.pending_commit) options.defer_commit = [&commit](std::function<void()> c) { commit = std::move(c); };
     const QuantizeReport report = quantize_file(f.input, f.output, *job.backend, options);

@@ -116,6 +116,11 @@ struct QuantizeOptions {
   /// does. For callers with more files to write: the disk flushes one while the next is
   /// quantized (a flush took ~0.5 s on a cloud VM; bench/RESULTS.md, issue 17).
   std::function<void(std::function<void()> commit)> defer_commit;
+  /// The output is fsynced (with its folder) before quantize_file() returns, so that it
+  /// survives a crash of the machine. false: renamed into place without fsync, never seen
+  /// half-written but not durable, as torch.save and pickle.dump write (faster by the disk's
+  /// write time). Tree mode always writes durably: its journal records outputs on disk.
+  bool durable = true;
   /// Also compute QuantizeReport::input_xxh3, the input file's checksum, as the file is read
   /// (cheaper than a pass of its own: the pages are read once).
   bool checksum_input = false;

@@ -317,7 +317,7 @@ auto run_cancellable(ProgressHook& hook, const std::string& backend_kind, Work&&
 // tensors: [(name, dtype, shape, buffer)].
 py::dict save(const py::list& tensors, const std::string& path, const py::dict& spec_dict, const py::list& rules,
               bool all, bool keep_nonfinite, const std::string& source_format, const std::string& backend_kind,
-              const py::object& progress) {
+              const py::object& progress, bool durable) {
   MemoryCheckpoint checkpoint("<state_dict>", source_format);
   std::vector<py::buffer_info> held;  // the callers' buffers, pinned for the call
   held.reserve(tensors.size());
@@ -329,7 +329,8 @@ py::dict save(const py::list& tensors, const std::string& path, const py::dict& 
     checkpoint.add(std::move(info), static_cast<const std::byte*>(held.back().ptr));
   }
   ProgressHook hook{progress};
-  const wq::QuantizeOptions options = quantize_options(spec_dict, rules, all, keep_nonfinite, hook);
+  wq::QuantizeOptions options = quantize_options(spec_dict, rules, all, keep_nonfinite, hook);
+  options.durable = durable;
   return report_dict(run_cancellable(hook, backend_kind, [&](wq::Backend& backend) {
     return wq::quantize_checkpoint(checkpoint, path, backend, options);
   }));
@@ -538,7 +539,8 @@ PYBIND11_MODULE(_wq, m) {
   m.def("set_error_types", &set_error_types);
   m.def("cuda_compiled", &wq::cuda_compiled);
   m.def("save", &save, py::arg("tensors"), py::arg("path"), py::arg("spec"), py::arg("rules"), py::arg("all"),
-        py::arg("keep_nonfinite"), py::arg("source_format"), py::arg("backend"), py::arg("progress"));
+        py::arg("keep_nonfinite"), py::arg("source_format"), py::arg("backend"), py::arg("progress"),
+        py::arg("durable"));
   m.def("quantize_file", &quantize_file, py::arg("input"), py::arg("output"), py::arg("spec"), py::arg("rules"),
         py::arg("all"), py::arg("keep_nonfinite"), py::arg("backend"), py::arg("progress"), py::arg("format"));
   m.def("decode_file", &decode_file, py::arg("input"), py::arg("output"), py::arg("format"), py::arg("backend"),

@@ -93,6 +93,14 @@ def test_the_assignments_encode8_decode8_flow(tmp_path):
             assert torch.equal(r.get_tensor(name), decoded[name])
 
 
+def test_a_save_without_fsync_writes_the_same_file(tmp_path):
+    sd = net().state_dict()
+    wq.save(sd, tmp_path / "durable.wq", bits=4, granularity="group", group_size=32)
+    wq.save(sd, tmp_path / "fast.wq", bits=4, granularity="group", group_size=32, durable=False)
+    assert (tmp_path / "fast.wq").read_bytes() == (tmp_path / "durable.wq").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["durable.wq", "fast.wq"]  # no temporary left
+
+
 def test_cli_decodes_and_inspects_what_python_saved(tmp_path):
     sd = {"w": np.random.default_rng(1).standard_normal((64, 48)).astype(np.float32)}
     path = tmp_path / "w.wq.safetensors"

@@ -161,7 +161,8 @@ def _finish(array, dtype: str, framework: str):
 def save(state_dict: Mapping[str, Any], path: str | os.PathLike, *, bits: int = 8, method: str = "minmax",
          granularity: str = "channel", group_size: int = 128, scale_dtype: str = "f32",
          rules: Optional[Mapping[str, Any]] = None, all: bool = False, keep_nonfinite: bool = False,
-         backend: str = "auto", progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, Any]:
+         backend: str = "auto", progress: Optional[Callable[[int, int, str], None]] = None,
+         durable: bool = True) -> Dict[str, Any]:
     """Quantizes a state dict into a WQ container at `path`, as `wq-gpu quantize` does, with
     the CLI's defaults (8 bits per channel; `granularity="group"` uses `group_size`).
 
@@ -170,7 +171,9 @@ def save(state_dict: Mapping[str, Any], path: str | os.PathLike, *, bits: int = 
     are quantized with the method (minmax, mse, symmetric; or fp16/bf16 casts); 0-d and 1-d
     ones (biases, norms) and integer tensors are stored as they are, unless `all=True`.
     `rules` maps glob patterns to "keep" or to a dict of changes ({"bits": 4}); the first
-    matching pattern decides. The file appears only complete (temporary file, fsync, rename).
+    matching pattern decides. The file appears only complete (temporary file, fsync, rename);
+    `durable=False` skips the fsync, as torch.save and pickle.dump do: still never seen
+    half-written, but a crash of the machine may lose it (faster by the disk's write time).
     Returns the report: per tensor its encoding, bytes and SQNR. `progress(done, total,
     tensor)` is called between tensors and chunks.
     """
@@ -181,7 +184,7 @@ def save(state_dict: Mapping[str, Any], path: str | os.PathLike, *, bits: int = 
         dtype, shape, buf = _as_buffer(value, f"tensor '{name}'")
         tensors.append((str(name), dtype, shape, buf))
     return _wq.save(tensors, os.fspath(path), _spec(method, bits, granularity, group_size, scale_dtype), _rules(rules),
-                    all, keep_nonfinite, "torch" if torch_only else "safetensors", backend, progress)
+                    all, keep_nonfinite, "torch" if torch_only else "safetensors", backend, progress, durable)
 
 
 def _rules(rules: Optional[Mapping[str, Any]]):
