@@ -110,6 +110,16 @@ std::string journal_name(const std::optional<TreeShard>& shard) {
   return ".wq-journal.shard-" + std::to_string(shard->index) + "-of-" + std::to_string(shard->count) + ".jsonl";
 }
 
+// The report row of file `f`, before its sizes and time are known.
+TreeFileReport new_row(const TreeFile& f, const char* action, const char* kind) {
+  TreeFileReport row;
+  row.input = f.rel_input;
+  row.output = f.rel_output;
+  row.action = action;
+  row.kind = kind;
+  return row;
+}
+
 std::size_t output_count(const std::vector<WorkUnit>& units) {
   std::size_t n = 0;
   for (const WorkUnit& u : units) n += 1 + u.shards.size();
@@ -246,11 +256,7 @@ class TreeRun {
     std::optional<FileIdentity> input = stat_identity(f.input);
     if (!input) throw Error(ErrorCode::kInputMissing, f.input + ": no such file");
     input->xxh3 = copy_file_atomically(f.input, f.output, quantize_.cancel);
-    TreeFileReport row;
-    row.input = f.rel_input;
-    row.output = f.rel_output;
-    row.action = "copied";
-    row.kind = "copy";
+    TreeFileReport row = new_row(f, "copied", "copy");
     row.original_bytes = row.output_bytes = input->size;
     row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     journal(f, "copy", *input, "copy", row);
@@ -267,11 +273,7 @@ class TreeRun {
     const auto started = std::chrono::steady_clock::now();
     const FileIdentity input = input_identity(f.input, quantize_.cancel);
     write_quantized_model_config(f.input, f.output, quantize_.pack_quantized);
-    TreeFileReport row;
-    row.input = f.rel_input;
-    row.output = f.rel_output;
-    row.action = "configured";
-    row.kind = "config";
+    TreeFileReport row = new_row(f, "configured", "config");
     row.original_bytes = input.size;
     row.output_bytes = output_identity(f.output).size;
     row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -300,11 +302,7 @@ class TreeRun {
     const detail::ShardIndex index = detail::read_shard_index(f.input);
     std::uint64_t containers = 0;
     for (const TreeFile& s : u.shards) containers += output_identity(s.output).size;
-    TreeFileReport row;
-    row.input = f.rel_input;
-    row.output = f.rel_output;
-    row.action = "indexed";
-    row.kind = "index";
+    TreeFileReport row = new_row(f, "indexed", "index");
     row.original_bytes = input.size;
     if (quantize_.output_format == OutputFormat::kCompressedTensors) {
       std::vector<std::pair<std::string, std::string>> shards;
