@@ -116,7 +116,9 @@ CommandRunner add_quantize_command(CLI::App& app) {
       "order are kept; from safetensors/.pt/.npz the GGUF holds the tensors under their own names, in\n"
       "ggml's dimension order, with no architecture metadata (what stable-diffusion.cpp and\n"
       "ComfyUI-GGUF read). Per-tensor types: --rule '*attn_v*=type:Q6_K'. --type into a WQ container\n"
-      "stores the same blocks there (encoding 'ggml'; 'wq-gpu decode' reads them).\n\n"
+      "stores the same blocks there (encoding 'ggml'; 'wq-gpu decode' reads them), and such a container\n"
+      "converts to GGUF without loss: wq-gpu quantize M.wq.safetensors -o M.gguf --type Q4_K copies the\n"
+      "blocks. A sharded checkpoint's *.index.json with -o OUT.gguf gives one GGUF of all its shards.\n\n"
       "compressed-tensors (vLLM, transformers): wq-gpu quantize MODEL_DIR -o OUT_DIR --to compressed-tensors\n"
       "[--scheme W4A16|W4A16_ASYM|W8A16|W8A16_ASYM] turns a Hugging Face model folder (safetensors, one file\n"
       "or sharded, bf16/fp16/fp32) into the pack-quantized checkpoint that llm-compressor writes for a\n"
@@ -136,7 +138,8 @@ CommandRunner add_quantize_command(CLI::App& app) {
       "  wq-gpu quantize unet.safetensors -o unet-q8_0.gguf --type Q8_0\n"
       "  wq-gpu quantize Llama-3.1-8B/ -o Llama-3.1-8B-W4A16/ --to compressed-tensors --scheme W4A16\n");
   cmd->add_option("input", flags->inputs,
-                  "Checkpoint files or folders (walked recursively); one file gives one container")
+                  "Checkpoint files or folders (walked recursively); one file gives one output (a WQ "
+                  "container is read as the tensors it encodes)")
       ->required();
   cmd->add_option("-o,--output", flags->output,
                   "One file in: the output container (conventionally NAME.wq.safetensors), replaced "
