@@ -367,14 +367,31 @@ void decode_file(const std::string& input, const std::string& output, const std:
 }
 
 // Every tensor's checksum of a container; throws the IntegrityError of the first mismatch.
-std::size_t verify(const std::string& path) {
-  py::gil_scoped_release nogil;
-  const std::unique_ptr<wq::ContainerReader> reader = wq::ContainerReader::open(path);
-  for (std::size_t i = 0; i < reader->tensors().size(); ++i) {
-    reader->verify(i);
-    reader->release(i);
+// Every tensor's checksum, with progress (stored bytes) between tensors and Ctrl-C.
+std::size_t verify(const std::string& path, const py::object& progress) {
+  ProgressHook hook{progress};
+  const std::function<void(const wq::Progress&)> report = hook.function();
+  try {
+    py::gil_scoped_release nogil;
+    const std::unique_ptr<wq::ContainerReader> reader = wq::ContainerReader::open(path);
+    wq::Progress p;
+    for (const wq::ContainerTensor& t : reader->tensors()) p.bytes_total += t.stored_bytes;
+    for (std::size_t i = 0; i < reader->tensors().size(); ++i) {
+      if (hook.cancel.load()) throw wq::Error(wq::ErrorCode::kInterrupted, path + ": verify interrupted");
+      p.current_tensor = reader->tensors()[i].name;
+      report(p);
+      reader->verify(i);
+      reader->release(i);
+      p.bytes_done += reader->tensors()[i].stored_bytes;
+    }
+    p.current_tensor.clear();
+    report(p);
+    if (hook.cancel.load()) throw wq::Error(wq::ErrorCode::kInterrupted, path + ": verify interrupted");
+    return reader->tensors().size();
+  } catch (const wq::Error&) {
+    hook.rethrow_pending();
+    throw;
   }
-  return reader->tensors().size();
 }
 
 // ---- Reading: a container or any checkpoint, one tensor at a time ------------------------------
@@ -545,7 +562,7 @@ PYBIND11_MODULE(_wq, m) {
         py::arg("all"), py::arg("keep_nonfinite"), py::arg("backend"), py::arg("progress"), py::arg("format"));
   m.def("decode_file", &decode_file, py::arg("input"), py::arg("output"), py::arg("format"), py::arg("backend"),
         py::arg("progress"));
-  m.def("verify", &verify);
+  m.def("verify", &verify, py::arg("path"), py::arg("progress"));
   wqpy::bind_tree(m);
   m.def("quantize", &quantize_array);
   m.def("dequantize", &dequantize_array);

@@ -294,6 +294,18 @@ def test_file_calls_write_the_clis_bytes(tmp_path):
     assert info["tensors"]["fc1.weight"]["range"] == "mse" and info["shapes"]["fc1.weight"]["shape"] == (96, 200)
 
 
+def test_verify_reports_progress_and_stops_on_ctrl_c(tmp_path):
+    path = tmp_path / "w.wq"
+    wq.save({f"w{i}": np.random.default_rng(i).standard_normal((64, 64)).astype(np.float32) for i in range(4)}, path,
+            bits=4)
+    seen = []
+    assert wq.verify(path, progress=lambda done, total, name: seen.append((done, total, name))) == 4
+    assert [name for _, _, name in seen] == ["w0", "w1", "w2", "w3", ""]
+    assert seen[-1][0] == seen[-1][1] > 0 and [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
+    with pytest.raises(KeyboardInterrupt):
+        wq.verify(path, progress=lambda *a: signal.raise_signal(signal.SIGINT))
+
+
 def test_verify_finds_a_flipped_byte(tmp_path):
     path = tmp_path / "w.wq"
     wq.save({"w": np.random.default_rng(6).standard_normal((64, 64)).astype(np.float32)}, path, bits=4)

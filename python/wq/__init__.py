@@ -336,10 +336,11 @@ def decode_file(input: str | os.PathLike, output: str | os.PathLike, *, format: 
     _wq.decode_file(os.fspath(input), os.fspath(output), format, backend, progress)
 
 
-def verify(path: str | os.PathLike) -> int:
+def verify(path: str | os.PathLike, *, progress: Optional[Callable[[int, int, str], None]] = None) -> int:
     """`wq-gpu verify`: recomputes every tensor's checksum of a container; returns how many
-    tensors were checked, raises IntegrityError at the first mismatch."""
-    return _wq.verify(os.fspath(path))
+    tensors were checked, raises IntegrityError at the first mismatch. `progress(done, total,
+    tensor)` gets the stored bytes checked, between tensors; Ctrl-C stops it."""
+    return _wq.verify(os.fspath(path), progress)
 
 
 def inspect(path: str | os.PathLike) -> Dict[str, Any]:
