@@ -110,6 +110,21 @@ std::string journal_name(const std::optional<TreeShard>& shard) {
   return ".wq-journal.shard-" + std::to_string(shard->index) + "-of-" + std::to_string(shard->count) + ".jsonl";
 }
 
+// The settings a unit's output is journaled under: the run's, and for the GGUF file of a sharded
+// checkpoint its shards' sizes and mtimes too (the journal checks the index, its input, alone),
+// so that a changed shard redoes the file.
+std::string unit_settings(const std::string& settings, const std::vector<std::string>& parts) {
+  if (parts.empty()) return settings;
+  Xxh3 hash;
+  std::string text = settings;
+  for (const std::string& part : parts) {
+    const std::optional<FileIdentity> id = stat_identity(part);
+    text += "\n" + part + (id ? " " + std::to_string(id->size) + " " + std::to_string(id->mtime_ns) : " missing");
+  }
+  hash.update(text.data(), text.size());
+  return hash.hex();
+}
+
 // The report row of file `f`, before its sizes and time are known.
 TreeFileReport new_row(const TreeFile& f, const char* action, const char* kind) {
   TreeFileReport row;
@@ -141,7 +156,7 @@ class TreeRun {
     detail::check_cancel(quantize_.cancel);
     const Job job{index, &backend, deferred_commit(u) ? pending : nullptr};
     switch (u.kind) {
-      case UnitKind::kQuantize: quantize(job, u.file); break;
+      case UnitKind::kQuantize: quantize(job, u.file, unit_settings(settings_, u.parts)); break;
       case UnitKind::kCopy: copy(job, u.file); break;
       case UnitKind::kSharded: sharded(job, u); break;
       case UnitKind::kConfig: config(job, u.file); break;
@@ -208,8 +223,8 @@ class TreeRun {
 
   // Returns true when the container was (re)written; remembers that for the index of its
   // shard, which is written after every shard (sharded()).
-  bool quantize(const Job& job, const TreeFile& f) {
-    if (const JournalEntry* e = done(f, settings_)) {
+  bool quantize(const Job& job, const TreeFile& f, const std::string& settings) {
+    if (const JournalEntry* e = done(f, settings)) {
       finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
       return false;
     }
@@ -230,10 +245,10 @@ class TreeRun {
     const QuantizeReport report = quantize_file(f.input, f.output, *job.backend, options);
     input->xxh3 = report.input_xxh3;
     // Journaled only once the output is in place, as without deferral.
-    auto in_place = [this, job, &f, input = *input, row = row_of(report, f.rel_input, f.rel_output),
+    auto in_place = [this, job, &f, settings, input = *input, row = row_of(report, f.rel_input, f.rel_output),
                      commit = std::move(commit)] {
       if (commit) commit();
-      journal(f, "container", input, settings_, row);
+      journal(f, "container", input, settings, row);
       finished(job, row);
     };
     if (!job.pending_commit) {
@@ -581,8 +596,8 @@ std::vector<TreePlanEntry> plan_tree(const std::vector<std::string>& inputs, con
     e.output = f.rel_output;
     return e;
   };
-  const auto quantize = [&](const TreeFile& f) {
-    if (up_to_date(f, p.settings)) {
+  const auto quantize = [&](const TreeFile& f, const std::string& settings) {
+    if (up_to_date(f, settings)) {
       entries.push_back(entry("up to date", f));
       return;
     }
@@ -592,9 +607,9 @@ std::vector<TreePlanEntry> plan_tree(const std::vector<std::string>& inputs, con
   };
   for (const WorkUnit& u : p.units) {
     switch (u.kind) {
-      case UnitKind::kQuantize: quantize(u.file); break;
+      case UnitKind::kQuantize: quantize(u.file, unit_settings(p.settings, u.parts)); break;
       case UnitKind::kSharded:
-        for (const TreeFile& s : u.shards) quantize(s);
+        for (const TreeFile& s : u.shards) quantize(s, p.settings);
         entries.push_back(entry("index", u.file));
         break;
       case UnitKind::kConfig: entries.push_back(entry(up_to_date(u.file, p.settings) ? "up to date" : "configure", u.file)); break;

@@ -121,13 +121,22 @@ class Walker {
     for (std::size_t i = 0; i < files_.size(); ++i) kinds.emplace_back(files_[i], file_kinds[i]);
     for (const auto& [f, kind] : kinds) {
       if (kind != FileKind::kShardIndex) continue;
-      if (format_ == OutputFormat::kGguf) {
-        throw Error(ErrorCode::kUsage, f.path.string() + ": a sharded checkpoint in a tree becomes one WQ container per "
-                                                         "shard; for one GGUF file of all its shards, quantize its index "
-                                                         "on its own");
-      }
       const detail::ShardIndex index = detail::read_shard_index(f.path.string());
       WorkUnit unit;
+      if (format_ == OutputFormat::kGguf) {
+        // One GGUF file of every shard's tensors, from the index (quantize_file() reads them).
+        unit.kind = UnitKind::kQuantize;
+        unit.file = make_file(f, container_name_for(f.path.filename().string(), true, format_));
+        unit.bytes = size_of(f.path);
+        for (const std::string& shard : index.shards) {
+          const fs::path s = f.path.parent_path() / shard;
+          unit.parts.push_back(s.string());
+          unit.bytes += size_of(s);
+          shard_paths.insert(fs::weakly_canonical(s).string());
+        }
+        plan_->units.push_back(std::move(unit));
+        continue;
+      }
       unit.kind = UnitKind::kSharded;
       const std::string folder_rel = parent_of(f.rel);
       const bool packed = format_ == OutputFormat::kCompressedTensors;  // shards keep their names
@@ -236,7 +245,7 @@ std::string container_name_for(const std::string& file_name, bool shard_index, O
   if (shard_index) {
     if (ends_with(stem, ".index.json")) stem.resize(stem.size() - std::string(".index.json").size());
     if (ends_with(stem, ".safetensors")) stem.resize(stem.size() - std::string(".safetensors").size());
-    return stem + ".wq.safetensors.index.json";
+    return stem + (format == OutputFormat::kGguf ? ".gguf" : ".wq.safetensors.index.json");
   }
   const auto dot = stem.rfind('.');
   if (dot != std::string::npos && dot != 0) stem.resize(dot);

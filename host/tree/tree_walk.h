@@ -37,6 +37,9 @@ struct WorkUnit {
   UnitKind kind = UnitKind::kCopy;
   TreeFile file;                 ///< the checkpoint, the index (kSharded) or the copied file
   std::vector<TreeFile> shards;  ///< kSharded: each shard -> its container, in index order
+  /// kQuantize of a shard index into one GGUF file: its shard files, whose sizes and mtimes the
+  /// journal checks too (its input is the index alone).
+  std::vector<std::string> parts;
   std::uint64_t bytes = 0;       ///< input bytes (index and shards together): the work's weight
 };
 
@@ -53,7 +56,8 @@ struct TreePlan {
 /// Error(kInputMissing) for a missing input, Error(kUsage) when the output folder is inside an
 /// input folder (or the reverse), or when two inputs would give the same output,
 /// Error(kBadFormat) for an unreadable shard index. With OutputFormat::kGguf each checkpoint
-/// becomes NAME.gguf, and a sharded checkpoint is Error(kUsage) (GGUF output is one file).
+/// becomes NAME.gguf, a sharded checkpoint one kQuantize unit of its index (NAME.gguf holding
+/// every shard's tensors; WorkUnit::parts lists the shards).
 /// With OutputFormat::kCompressedTensors every checkpoint (safetensors only: others are
 /// Error(kUsage)) and shard keeps its name, and each folder holding one needs a config.json
 /// without a quantization_config (its unit is kConfig); else Error(kUsage) before anything is
@@ -62,7 +66,7 @@ TreePlan walk_tree(const std::vector<std::string>& inputs, const std::string& ou
                    OutputFormat format = OutputFormat::kContainer);
 
 /// "model.pt" -> "model.wq.safetensors" (kGguf: "model.gguf"); "model.safetensors.index.json"
-/// -> "model.wq.safetensors.index.json".
+/// -> "model.wq.safetensors.index.json" (kGguf: "model.gguf").
 std::string container_name_for(const std::string& file_name, bool shard_index,
                                OutputFormat format = OutputFormat::kContainer);
 

@@ -131,18 +131,31 @@ TEST_F(cli, TreeModeWritesGgufFilesAndResumes) {
   ASSERT_EQ(r.status, kOk) << r;
   EXPECT_TRUE(contains(r.out, "0 written, 4 up to date")) << r;
   EXPECT_EQ(run({"verify", output}).status, kOk);
-  // A shard index in the tree: refused, nothing written.
+  // A sharded checkpoint in the tree: one model.gguf of its shards (the file its index gives
+  // alone), not a GGUF per shard; up to date on a rerun, redone when a shard changes.
   const std::string sharded = dir_.path() + "/sharded";
   fs::create_directories(sharded);
-  weights_file(sharded + "/model-00001-of-00001.safetensors");
+  const std::string shard = weights_file(sharded + "/model-00001-of-00001.safetensors");
   write_file(sharded + "/model.safetensors.index.json",
              R"({"metadata":{},"weight_map":{"blk.0.attn_q.weight":"model-00001-of-00001.safetensors",)"
              R"("blk.0.attn_norm.weight":"model-00001-of-00001.safetensors"}})");
-  const std::string refused = out("sharded-gguf");
-  r = run({"quantize", sharded, "-o", refused, "--to", "gguf", "--type", "Q8_0", "--backend", "cpu"});
-  EXPECT_EQ(r.status, kUsage) << r;
-  EXPECT_TRUE(contains(r.err, "model.safetensors.index.json")) << r;
-  EXPECT_FALSE(fs::exists(refused + "/model-00001-of-00001.gguf"));
+  write_file(sharded + "/config.json", "{}");
+  const std::string folder = out("sharded-gguf");
+  r = run({"quantize", sharded, "-o", folder, "--to", "gguf", "--type", "Q8_0", "--backend", "cpu"});
+  ASSERT_EQ(r.status, kOk) << r;
+  EXPECT_TRUE(contains(r.out, "2 written")) << r;  // model.gguf and config.json
+  EXPECT_FALSE(fs::exists(folder + "/model-00001-of-00001.gguf"));
+  ASSERT_EQ(run({"quantize", sharded + "/model.safetensors.index.json", "-o", out("alone.gguf"), "--type", "Q8_0",
+                 "-q", "--backend", "cpu"}).status, kOk);
+  EXPECT_TRUE(read_file(folder + "/model.gguf") == read_file(out("alone.gguf")));
+  r = run({"quantize", sharded, "-o", folder, "--to", "gguf", "--type", "Q8_0", "--backend", "cpu"});
+  EXPECT_TRUE(contains(r.out, "0 written, 2 up to date")) << r;
+  const Bytes same = read_file(shard);
+  fs::remove(shard);
+  write_file(shard, same);  // the same bytes, a new file: its mtime changed
+  fs::last_write_time(shard, fs::last_write_time(shard) + std::chrono::seconds(5));
+  r = run({"quantize", sharded, "-o", folder, "--to", "gguf", "--type", "Q8_0", "--backend", "cpu"});
+  EXPECT_TRUE(contains(r.out, "1 written, 1 up to date")) << r;
 }
 
 // A sharded checkpoint's index becomes one GGUF file holding every shard's tensors, in the
