@@ -2,9 +2,10 @@
 // `wq.quantize_tree`).
 //
 // Every checkpoint under the inputs becomes an output of the chosen format beside where it
-// was, a sharded checkpoint one per shard plus a new index, and every other file is copied, so
-// that the output is a complete model folder. Each output is written to a temporary file,
-// fsynced and renamed; a journal in the output folder (.wq-journal*.jsonl) records it after
+// was, a sharded checkpoint one per shard plus a new index (GGUF: one file of all its shards),
+// a WQ container is copied as it is, and so is every other file, so that the output is a
+// complete model folder. Each output is written to a temporary file, fsynced and renamed; a
+// journal in the output folder (.wq-journal*.jsonl) records it after
 // that, so a run that stopped (Ctrl-C, a crash, a preempted job) resumes where it was when run
 // again with the same settings. N processes given TreeShard I of N (a Slurm array, a
 // Kubernetes Indexed Job) split the work so that together they do each file once.
