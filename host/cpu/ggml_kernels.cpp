@@ -73,6 +73,12 @@ template <typename Block>
 void quantize_run(const float* x, std::uint64_t count, std::uint8_t* out, ThreadPool* pool) {
   const std::uint64_t blocks = count / Block::kElements;
   for_each_run(blocks, kValuesPerTask / Block::kElements, pool, [&](std::size_t, std::uint64_t first, std::uint64_t last) {
+    if constexpr (std::is_same_v<Block, ggml::BlockQ8_0>) {
+      if (use_f16c()) {  // implies AVX2
+        quantize_q8_0_blocks_avx2(x + first * Block::kElements, last - first, out + first * sizeof(Block));
+        return;
+      }
+    }
     for (std::uint64_t b = first; b < last; ++b) {
       Block block;  // built aligned, then copied: `out` need not be aligned for Block
       quantize_one(x + b * Block::kElements, &block);
@@ -148,10 +154,22 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
       }
       // A NaN or infinity is found through the statistics below, before anything is returned;
       // every block code tolerates one (bounded loops, clamped codes).
+      std::uint8_t* const chunk_blocks = job.blocks + b * sizeof(Block);
+      bool written = false;
+      if constexpr (std::is_same_v<Block, ggml::BlockQ8_0>) {
+        if (use_f16c()) {  // implies AVX2: the chunk's blocks at once
+          quantize_q8_0_blocks_avx2(x, static_cast<std::uint64_t>(n), chunk_blocks);
+          written = true;
+        }
+      }
       for (int k = 0; k < n; ++k) {
         Block block;
-        quantize_one(x + k * Block::kElements, &block);
-        std::memcpy(job.blocks + (b + k) * sizeof(Block), &block, sizeof(Block));
+        if (written) {
+          std::memcpy(&block, chunk_blocks + k * sizeof(Block), sizeof(Block));
+        } else {
+          quantize_one(x + k * Block::kElements, &block);
+          std::memcpy(chunk_blocks + k * sizeof(Block), &block, sizeof(Block));
+        }
         ggml::decode_block(block, decoded + k * Block::kElements);
       }
       ErrorStats chunk = use_avx2() ? lane_stats_avx2(x, decoded, count) : lane_stats_baseline(x, decoded, count);
