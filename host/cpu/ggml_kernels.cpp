@@ -69,16 +69,32 @@ void quantize_one(const float* x, Block* y) {
   }
 }
 
+// Blocks [0, n) of x into `out` several at a time where a type has such a path (the legacy
+// types on AVX2 with F16C: cpu/ggml_legacy_avx2.h); false where it has none.
+template <typename Block>
+bool quantize_blocks_at_once(const float* x, std::uint64_t n, std::uint8_t* out) {
+  if (!use_f16c()) return false;  // implies AVX2
+  if constexpr (std::is_same_v<Block, ggml::BlockQ8_0>) {
+    quantize_q8_0_blocks_avx2(x, n, out);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ4_0>) {
+    quantize_q4_0_blocks_avx2(x, n, out);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ4_1>) {
+    quantize_q4_1_blocks_avx2(x, n, out);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_0>) {
+    quantize_q5_0_blocks_avx2(x, n, out);
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_1>) {
+    quantize_q5_1_blocks_avx2(x, n, out);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 template <typename Block>
 void quantize_run(const float* x, std::uint64_t count, std::uint8_t* out, ThreadPool* pool) {
   const std::uint64_t blocks = count / Block::kElements;
   for_each_run(blocks, kValuesPerTask / Block::kElements, pool, [&](std::size_t, std::uint64_t first, std::uint64_t last) {
-    if constexpr (std::is_same_v<Block, ggml::BlockQ8_0>) {
-      if (use_f16c()) {  // implies AVX2
-        quantize_q8_0_blocks_avx2(x + first * Block::kElements, last - first, out + first * sizeof(Block));
-        return;
-      }
-    }
+    if (quantize_blocks_at_once<Block>(x + first * Block::kElements, last - first, out + first * sizeof(Block))) return;
     for (std::uint64_t b = first; b < last; ++b) {
       Block block;  // built aligned, then copied: `out` need not be aligned for Block
       quantize_one(x + b * Block::kElements, &block);
@@ -155,13 +171,7 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
       // A NaN or infinity is found through the statistics below, before anything is returned;
       // every block code tolerates one (bounded loops, clamped codes).
       std::uint8_t* const chunk_blocks = job.blocks + b * sizeof(Block);
-      bool written = false;
-      if constexpr (std::is_same_v<Block, ggml::BlockQ8_0>) {
-        if (use_f16c()) {  // implies AVX2: the chunk's blocks at once
-          quantize_q8_0_blocks_avx2(x, static_cast<std::uint64_t>(n), chunk_blocks);
-          written = true;
-        }
-      }
+      const bool written = quantize_blocks_at_once<Block>(x, static_cast<std::uint64_t>(n), chunk_blocks);
       for (int k = 0; k < n; ++k) {
         Block block;
         if (written) {

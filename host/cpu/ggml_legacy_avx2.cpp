@@ -140,45 +140,129 @@ WQ_AVX2_INLINE void block_min_max(const float* x, const Block32& b, float* min_o
   *max_out = max;
 }
 
-// The header of the blocks with a min (Q4_1, Q5_1), as ggml writes it: d = (max - min) / levels,
-// d and min as F16; *id gets the broadcast reciprocal of d (0 for a constant block), *minv min.
-template <typename Block>
-WQ_AVX2_INLINE void min_scale_header(const float* x, const Block32& b, float levels, Block* y, __m256* id,
-                                     __m256* minv) {
-  float min, max;
-  block_min_max(x, b, &min, &max);
-  const float d = (max - min) / levels;
-  *id = _mm256_set1_ps(ggml::reciprocal_or_zero(d));
-  *minv = _mm256_set1_ps(min);
+// Each legacy type's codes from its block's 1/d (and min, for the types that store one), the
+// arithmetic of ggml_legacy.h's loops on eight elements at once; the header (d, m) is the
+// caller's. One spelling, used one block at a time and eight blocks at a time below.
+struct Q4_0Codes {
+  using Block = ggml::BlockQ4_0;
+  static constexpr float kDivisor = -8.0f;  // d = signed absmax / -8
+  static constexpr bool kMin = false;
+  WQ_AVX2_INLINE static void codes(const Block32& b, __m256 idv, __m256, Block* y) {
+    const __m256 offset = _mm256_set1_ps(8.5f);
+    __m256i low[2], high[2];
+    for (int k = 0; k < 2; ++k) {
+      low[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(b.v[k], idv), offset)));
+      high[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(b.v[k + 2], idv), offset)));
+    }
+    store_nibbles(low, high, y->qs);
+  }
+};
+
+struct Q4_1Codes {
+  using Block = ggml::BlockQ4_1;
+  static constexpr float kDivisor = 15.0f;  // d = (max - min) / 15
+  static constexpr bool kMin = true;
+  WQ_AVX2_INLINE static void codes(const Block32& b, __m256 idv, __m256 minv, Block* y) {
+    const __m256 half = _mm256_set1_ps(0.5f);
+    __m256i low[2], high[2];
+    for (int k = 0; k < 2; ++k) {
+      low[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k], minv), idv), half)));
+      high[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k + 2], minv), idv), half)));
+    }
+    store_nibbles(low, high, y->qs);
+  }
+};
+
+struct Q5_0Codes {
+  using Block = ggml::BlockQ5_0;
+  static constexpr float kDivisor = -16.0f;
+  static constexpr bool kMin = false;
+  WQ_AVX2_INLINE static void codes(const Block32& b, __m256 idv, __m256, Block* y) {
+    const __m256 offset = _mm256_set1_ps(16.5f);
+    __m256i codes[4];
+    for (int k = 0; k < 4; ++k) codes[k] = five_bit_code(truncate(_mm256_add_ps(_mm256_mul_ps(b.v[k], idv), offset)));
+    store_q5(codes, y->qs, y->qh);
+  }
+};
+
+struct Q5_1Codes {
+  using Block = ggml::BlockQ5_1;
+  static constexpr float kDivisor = 31.0f;
+  static constexpr bool kMin = true;
+  WQ_AVX2_INLINE static void codes(const Block32& b, __m256 idv, __m256 minv, Block* y) {
+    const __m256 half = _mm256_set1_ps(0.5f);
+    __m256i codes[4];
+    for (int k = 0; k < 4; ++k) {  // (uint8_t) of the truncation: the low byte, no clamp at all
+      const __m256i t = truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k], minv), idv), half));
+      codes[k] = _mm256_and_si256(t, _mm256_set1_epi32(0xff));
+    }
+    store_q5(codes, y->qs, y->qh);
+  }
+};
+
+// A block's scalars as ggml computes them: the numerator of d (the signed absmax, or max - min)
+// and, for the types with a min, the min.
+template <typename T>
+WQ_AVX2_INLINE float header_numerator(const float* x, const Block32& b, float* min_out) {
+  if constexpr (T::kMin) {
+    float min, max;
+    block_min_max(x, b, &min, &max);
+    *min_out = min;
+    return max - min;
+  } else {
+    *min_out = 0.0f;
+    return signed_absmax(x, b);
+  }
+}
+
+template <typename T>
+WQ_AVX2_INLINE void quantize_one_block(const float* x, typename T::Block* y) {
+  const Block32 b = load_block(x);
+  float min;
+  const float d = header_numerator<T>(x, b, &min) / T::kDivisor;
   y->d = codec::f32_to_f16_bits(d);
-  y->m = codec::f32_to_f16_bits(min);
+  if constexpr (T::kMin) y->m = codec::f32_to_f16_bits(min);
+  T::codes(b, _mm256_set1_ps(ggml::reciprocal_or_zero(d)), _mm256_set1_ps(min), y);
+}
+
+// Eight blocks at a time, as quantize_q8_0_blocks_avx2: d and 1/d by one vector division each
+// (1/0 masked to 0, as reciprocal_or_zero), d and min to binary16 by vcvtps2ph.
+template <typename T>
+__attribute__((target("avx2,f16c"), always_inline)) inline void quantize_blocks8(const float* x, std::uint64_t blocks,
+                                                                               std::uint8_t* out) {
+  using Block = typename T::Block;
+  std::uint64_t b = 0;
+  for (; b + 8 <= blocks; b += 8) {
+    alignas(32) float numerator[8], min[8];
+    for (int j = 0; j < 8; ++j) {
+      const float* p = x + (b + j) * 32;
+      numerator[j] = header_numerator<T>(p, load_block(p), &min[j]);
+    }
+    const __m256 d = _mm256_div_ps(_mm256_load_ps(numerator), _mm256_set1_ps(T::kDivisor));
+    const __m256 nonzero = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+    alignas(32) float id[8];
+    _mm256_store_ps(id, _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), nonzero));
+    alignas(16) std::uint16_t d_bits[8], m_bits[8];
+    _mm_store_si128(reinterpret_cast<__m128i*>(d_bits), _mm256_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT));
+    if constexpr (T::kMin) {
+      _mm_store_si128(reinterpret_cast<__m128i*>(m_bits), _mm256_cvtps_ph(_mm256_load_ps(min), _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (int j = 0; j < 8; ++j) {
+      Block block;  // built aligned, then copied: `out` need not be aligned for Block
+      block.d = d_bits[j];
+      if constexpr (T::kMin) block.m = m_bits[j];
+      T::codes(load_block(x + (b + j) * 32), _mm256_set1_ps(id[j]), _mm256_set1_ps(min[j]), &block);
+      std::memcpy(out + (b + j) * sizeof(Block), &block, sizeof(Block));
+    }
+  }
+  for (; b < blocks; ++b) {
+    Block block;
+    quantize_one_block<T>(x + b * 32, &block);
+    std::memcpy(out + b * sizeof(Block), &block, sizeof(Block));
+  }
 }
 
 }  // namespace
-
-__attribute__((target("avx2"))) void quantize_q5_0_avx2(const float* x, ggml::BlockQ5_0* y) {
-  const Block32 b = load_block(x);
-  const float d = signed_absmax(x, b) / -16.0f;
-  const float id = ggml::reciprocal_or_zero(d);
-  y->d = codec::f32_to_f16_bits(d);
-  const __m256 idv = _mm256_set1_ps(id), offset = _mm256_set1_ps(16.5f);
-  __m256i codes[4];
-  for (int k = 0; k < 4; ++k) codes[k] = five_bit_code(truncate(_mm256_add_ps(_mm256_mul_ps(b.v[k], idv), offset)));
-  store_q5(codes, y->qs, y->qh);
-}
-
-__attribute__((target("avx2"))) void quantize_q5_1_avx2(const float* x, ggml::BlockQ5_1* y) {
-  const Block32 b = load_block(x);
-  __m256 idv, minv;
-  min_scale_header(x, b, 31.0f, y, &idv, &minv);
-  const __m256 half = _mm256_set1_ps(0.5f);
-  __m256i codes[4];
-  for (int k = 0; k < 4; ++k) {  // (uint8_t) of the truncation: the low byte, no clamp at all
-    const __m256i t = truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k], minv), idv), half));
-    codes[k] = _mm256_and_si256(t, _mm256_set1_epi32(0xff));
-  }
-  store_q5(codes, y->qs, y->qh);
-}
 
 __attribute__((target("avx2"))) void quantize_q8_0_avx2(const float* x, ggml::BlockQ8_0* y) {
   const Block32 b = load_block(x);
@@ -239,30 +323,35 @@ __attribute__((target("avx2,f16c"))) void quantize_q8_0_blocks_avx2(const float*
 }
 
 __attribute__((target("avx2"))) void quantize_q4_0_avx2(const float* x, ggml::BlockQ4_0* y) {
-  const Block32 b = load_block(x);
-  const float d = signed_absmax(x, b) / -8.0f;
-  const float id = ggml::reciprocal_or_zero(d);
-  y->d = codec::f32_to_f16_bits(d);
-  const __m256 idv = _mm256_set1_ps(id), offset = _mm256_set1_ps(8.5f);
-  __m256i low[2], high[2];
-  for (int k = 0; k < 2; ++k) {
-    low[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(b.v[k], idv), offset)));
-    high[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(b.v[k + 2], idv), offset)));
-  }
-  store_nibbles(low, high, y->qs);
+  quantize_one_block<Q4_0Codes>(x, y);
 }
 
 __attribute__((target("avx2"))) void quantize_q4_1_avx2(const float* x, ggml::BlockQ4_1* y) {
-  const Block32 b = load_block(x);
-  __m256 idv, minv;
-  min_scale_header(x, b, 15.0f, y, &idv, &minv);
-  const __m256 half = _mm256_set1_ps(0.5f);
-  __m256i low[2], high[2];
-  for (int k = 0; k < 2; ++k) {
-    low[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k], minv), idv), half)));
-    high[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k + 2], minv), idv), half)));
-  }
-  store_nibbles(low, high, y->qs);
+  quantize_one_block<Q4_1Codes>(x, y);
+}
+
+__attribute__((target("avx2"))) void quantize_q5_0_avx2(const float* x, ggml::BlockQ5_0* y) {
+  quantize_one_block<Q5_0Codes>(x, y);
+}
+
+__attribute__((target("avx2"))) void quantize_q5_1_avx2(const float* x, ggml::BlockQ5_1* y) {
+  quantize_one_block<Q5_1Codes>(x, y);
+}
+
+__attribute__((target("avx2,f16c"))) void quantize_q4_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out) {
+  quantize_blocks8<Q4_0Codes>(x, blocks, out);
+}
+
+__attribute__((target("avx2,f16c"))) void quantize_q4_1_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out) {
+  quantize_blocks8<Q4_1Codes>(x, blocks, out);
+}
+
+__attribute__((target("avx2,f16c"))) void quantize_q5_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out) {
+  quantize_blocks8<Q5_0Codes>(x, blocks, out);
+}
+
+__attribute__((target("avx2,f16c"))) void quantize_q5_1_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out) {
+  quantize_blocks8<Q5_1Codes>(x, blocks, out);
 }
 
 }  // namespace wq::detail

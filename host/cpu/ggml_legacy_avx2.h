@@ -19,9 +19,14 @@ namespace wq::detail {
 /// codec::ggml::quantize_block() for these types, bit for bit. Only call when use_avx2()
 /// (cpu/cpu_features.h) is true.
 void quantize_q8_0_avx2(const float* x, codec::ggml::BlockQ8_0* y);
-/// `blocks` Q8_0 blocks of x into `out` (unaligned), the bytes of quantize_q8_0_avx2() for each.
-/// Only call when use_f16c() is true too.
+/// `blocks` blocks of x into `out` (unaligned), eight at a time (their d and 1/d by one vector
+/// division each): the bytes of the one-block functions above. Only call when use_f16c() is
+/// true too.
 void quantize_q8_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
+void quantize_q4_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
+void quantize_q4_1_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
+void quantize_q5_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
+void quantize_q5_1_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
 void quantize_q4_0_avx2(const float* x, codec::ggml::BlockQ4_0* y);
 void quantize_q4_1_avx2(const float* x, codec::ggml::BlockQ4_1* y);
 void quantize_q5_0_avx2(const float* x, codec::ggml::BlockQ5_0* y);
