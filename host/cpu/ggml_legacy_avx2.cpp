@@ -34,6 +34,13 @@ WQ_AVX2_INLINE float horizontal_max(__m256 v) {
   return _mm_cvtss_f32(m);
 }
 
+// The largest magnitude of a block.
+WQ_AVX2_INLINE float block_absmax(const Block32& b) {
+  __m256 m = abs_of(b.v[0]);
+  for (int k = 1; k < 4; ++k) m = _mm256_max_ps(m, abs_of(b.v[k]));
+  return horizontal_max(m);
+}
+
 WQ_AVX2_INLINE float horizontal_min(__m256 v) {
   __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_min_ps(m, _mm_movehl_ps(m, m));
@@ -266,10 +273,7 @@ __attribute__((target("avx2,f16c"), always_inline)) inline void quantize_blocks8
 
 __attribute__((target("avx2"))) void quantize_q8_0_avx2(const float* x, ggml::BlockQ8_0* y) {
   const Block32 b = load_block(x);
-  __m256 m = abs_of(b.v[0]);
-  for (int k = 1; k < 4; ++k) m = _mm256_max_ps(m, abs_of(b.v[k]));
-  const float amax = horizontal_max(m);
-  const float d = amax / 127.0f;
+  const float d = block_absmax(b) / 127.0f;
   const float id = ggml::reciprocal_or_zero(d);
   y->d = codec::f32_to_f16_bits(d);
   const __m256 idv = _mm256_set1_ps(id);
@@ -292,12 +296,7 @@ __attribute__((target("avx2,f16c"))) void quantize_q8_0_blocks_avx2(const float*
   std::uint64_t b = 0;
   for (; b + 8 <= blocks; b += 8) {
     alignas(32) float amax[8];
-    for (int j = 0; j < 8; ++j) {
-      const Block32 v = load_block(x + (b + j) * 32);
-      __m256 m = abs_of(v.v[0]);
-      for (int k = 1; k < 4; ++k) m = _mm256_max_ps(m, abs_of(v.v[k]));
-      amax[j] = horizontal_max(m);
-    }
+    for (int j = 0; j < 8; ++j) amax[j] = block_absmax(load_block(x + (b + j) * 32));
     const __m256 d = _mm256_div_ps(_mm256_load_ps(amax), _mm256_set1_ps(127.0f));
     const __m256 nonzero = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_UQ);
     alignas(32) float id[8];

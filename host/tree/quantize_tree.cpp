@@ -119,7 +119,9 @@ std::string unit_settings(const std::string& settings, const std::vector<std::st
   std::string text = settings;
   for (const std::string& part : parts) {
     const std::optional<FileIdentity> id = stat_identity(part);
-    text += "\n" + part + (id ? " " + std::to_string(id->size) + " " + std::to_string(id->mtime_ns) : " missing");
+    // The shard's name, not its path: a moved folder is not a changed shard.
+    text += "\n" + fs::path(part).filename().string() +
+            (id ? " " + std::to_string(id->size) + " " + std::to_string(id->mtime_ns) : " missing");
   }
   hash.update(text.data(), text.size());
   return hash.hex();
@@ -474,16 +476,19 @@ void note(const TreeOptions& options, const std::string& text) {
 // fails the run up front, not after hours of work. With copy_unreadable, a single file that
 // looks like a checkpoint but is not one we can read (a pickled object other than a state
 // dict, say) is copied unchanged instead, with a note; shards of an index still must be read.
+// With `plans`, each unit's plan is kept there (a dry run shows them).
 void check_checkpoints_readable(std::vector<WorkUnit>& units, const TreeOptions& options,
-                                const std::string& output_root) {
+                                const std::string& output_root, std::vector<QuantizeReport>* plans) {
   // Opened on several threads (a tree of thousands of small files spends long on this);
   // judged in the units' order, so the first unreadable file is the one reported.
   std::vector<std::exception_ptr> failures(units.size());
+  if (plans != nullptr) plans->assign(units.size(), QuantizeReport{});
   ThreadPool pool(metadata_threads(units.size()));
   pool.parallel_for(units.size(), [&](std::size_t i) {
     if (units[i].kind == UnitKind::kCopy || units[i].kind == UnitKind::kConfig) return;
     try {
-      plan_quantize(units[i].file.input, options.quantize);
+      QuantizeReport plan = plan_quantize(units[i].file.input, options.quantize);
+      if (plans != nullptr) (*plans)[i] = std::move(plan);
     } catch (...) {
       failures[i] = std::current_exception();
     }
@@ -514,11 +519,14 @@ void check_checkpoints_readable(std::vector<WorkUnit>& units, const TreeOptions&
 struct Prepared {
   TreePlan plan;
   std::vector<WorkUnit> units;  ///< this process's
-  std::string settings;         ///< fingerprint (XXH3 of the settings' JSON)
+  std::string settings_text;    ///< the settings as JSON (settings_json())
+  std::string settings;         ///< their fingerprint (XXH3 of settings_text)
   std::unique_ptr<Journal> journal;
+  std::vector<QuantizeReport> plans;  ///< per unit of `units`, when asked for (plan_tree())
 };
 
-Prepared prepare(const std::vector<std::string>& inputs, const std::string& output, const TreeOptions& options) {
+Prepared prepare(const std::vector<std::string>& inputs, const std::string& output, const TreeOptions& options,
+                 bool keep_plans) {
   std::error_code ec;
   if (fs::exists(output, ec) && !fs::is_directory(output, ec)) {
     throw Error(ErrorCode::kOutput, output + ": is a file; the output of a folder (or of several inputs) is a folder");
@@ -528,24 +536,20 @@ Prepared prepare(const std::vector<std::string>& inputs, const std::string& outp
   for (const std::string& text : p.plan.notes) note(options, text);
   if (p.plan.units.empty()) note(options, "no files under the inputs: nothing to do");
   if (options.shard) {
-    const TreeShard& shard = *options.shard;
-    if (shard.count == 0 || shard.index >= shard.count) {
-      throw Error(ErrorCode::kUsage, shard.source + ": shard " + std::to_string(shard.index) + " of " +
-                                         std::to_string(shard.count) + " is not a valid I/N with 0 <= I < N");
-    }
-    const std::vector<std::size_t> owner = assign_shards(p.plan.units, shard.count);
+    check_shard(*options.shard);
+    const std::vector<std::size_t> owner = assign_shards(p.plan.units, options.shard->count);
     for (std::size_t i = 0; i < p.plan.units.size(); ++i) {
-      if (owner[i] == shard.index) p.units.push_back(p.plan.units[i]);
+      if (owner[i] == options.shard->index) p.units.push_back(p.plan.units[i]);
     }
   } else {
     p.units = p.plan.units;
   }
   Xxh3 fingerprint;
-  const std::string settings_text = json_text(settings_json(options.quantize));
-  fingerprint.update(settings_text.data(), settings_text.size());
+  p.settings_text = json_text(settings_json(options.quantize));
+  fingerprint.update(p.settings_text.data(), p.settings_text.size());
   p.settings = fingerprint.hex();
   p.journal = std::make_unique<Journal>(output, journal_name(options.shard));
-  check_checkpoints_readable(p.units, options, p.plan.output_root);
+  check_checkpoints_readable(p.units, options, p.plan.output_root, keep_plans ? &p.plans : nullptr);
   return p;
 }
 
@@ -556,7 +560,7 @@ namespace wq {
 
 TreeReport quantize_tree(const std::vector<std::string>& inputs, const std::string& output, const TreeOptions& options) {
   using namespace detail;
-  Prepared p = prepare(inputs, output, options);
+  Prepared p = prepare(inputs, output, options, /*keep_plans=*/false);
   make_folder(output);
   remove_stale_temps(p.units);
   TreeStart start;
@@ -575,7 +579,7 @@ TreeReport quantize_tree(const std::vector<std::string>& inputs, const std::stri
   run_units(run, p.units, split.first_phase, p.units.size(), backends);  // the shard indexes
   TreeReport report;
   report.files = run.rows(split.report);
-  report.settings_json = json_text(settings_json(options.quantize));
+  report.settings_json = std::move(p.settings_text);
   report.journal = p.journal->path();
   return report;
 }
@@ -583,7 +587,7 @@ TreeReport quantize_tree(const std::vector<std::string>& inputs, const std::stri
 std::vector<TreePlanEntry> plan_tree(const std::vector<std::string>& inputs, const std::string& output,
                                      const TreeOptions& options) {
   using namespace detail;
-  const Prepared p = prepare(inputs, output, options);
+  Prepared p = prepare(inputs, output, options, /*keep_plans=*/true);
   std::vector<TreePlanEntry> entries;
   const auto up_to_date = [&](const TreeFile& f, const std::string& settings) {
     return !options.force &&
@@ -596,20 +600,22 @@ std::vector<TreePlanEntry> plan_tree(const std::vector<std::string>& inputs, con
     e.output = f.rel_output;
     return e;
   };
-  const auto quantize = [&](const TreeFile& f, const std::string& settings) {
+  // `plan`: the readability check's, where it planned this very file (not a shard's).
+  const auto quantize = [&](const TreeFile& f, const std::string& settings, QuantizeReport* plan) {
     if (up_to_date(f, settings)) {
       entries.push_back(entry("up to date", f));
       return;
     }
     TreePlanEntry e = entry("quantize", f);
-    e.plan = plan_quantize(f.input, options.quantize);
+    e.plan = plan != nullptr ? std::move(*plan) : plan_quantize(f.input, options.quantize);
     entries.push_back(std::move(e));
   };
-  for (const WorkUnit& u : p.units) {
+  for (std::size_t i = 0; i < p.units.size(); ++i) {
+    const WorkUnit& u = p.units[i];
     switch (u.kind) {
-      case UnitKind::kQuantize: quantize(u.file, unit_settings(p.settings, u.parts)); break;
+      case UnitKind::kQuantize: quantize(u.file, unit_settings(p.settings, u.parts), &p.plans[i]); break;
       case UnitKind::kSharded:
-        for (const TreeFile& s : u.shards) quantize(s, p.settings);
+        for (const TreeFile& s : u.shards) quantize(s, p.settings, nullptr);
         entries.push_back(entry("index", u.file));
         break;
       case UnitKind::kConfig: entries.push_back(entry(up_to_date(u.file, p.settings) ? "up to date" : "configure", u.file)); break;

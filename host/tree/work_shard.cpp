@@ -18,14 +18,18 @@ std::optional<std::size_t> parse_index(const std::string& text) {
   return n;
 }
 
+[[noreturn]] void bad_shard(const std::string& source, const std::string& index_text, const std::string& count_text) {
+  throw Error(ErrorCode::kUsage, source + ": shard '" + index_text + "' of '" + count_text +
+                                     "' is not a valid I/N with 0 <= I < N");
+}
+
 TreeShard checked(const std::string& source, const std::string& index_text, const std::string& count_text) {
   const auto index = parse_index(index_text);
   const auto count = parse_index(count_text);
-  if (!index || !count || *count == 0 || *index >= *count) {
-    throw Error(ErrorCode::kUsage, source + ": shard '" + index_text + "' of '" + count_text +
-                                       "' is not a valid I/N with 0 <= I < N");
-  }
-  return TreeShard{*index, *count, source};
+  if (!index || !count) bad_shard(source, index_text, count_text);
+  const TreeShard shard{*index, *count, source};
+  check_shard(shard);
+  return shard;
 }
 
 const char* env(const char* name) {
@@ -34,6 +38,12 @@ const char* env(const char* name) {
 }
 
 }  // namespace
+
+void check_shard(const TreeShard& shard) {
+  if (shard.count == 0 || shard.index >= shard.count) {
+    bad_shard(shard.source, std::to_string(shard.index), std::to_string(shard.count));
+  }
+}
 
 std::optional<TreeShard> select_work_shard(const std::string& spec, const std::string& source) {
   if (!spec.empty()) {

@@ -12,6 +12,9 @@
 
 namespace wq::detail {
 
+/// Throws Error(kUsage) naming shard.source unless 0 <= index < count.
+void check_shard(const TreeShard& shard);
+
 /// wq::select_tree_shard() (see wq/tree.h).
 std::optional<TreeShard> select_work_shard(const std::string& spec, const std::string& source);
 

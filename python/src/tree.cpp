@@ -19,7 +19,7 @@ namespace {
 // The tree's bytes done: finished files and the parts done of the files in progress.
 class TreeProgressSum {
  public:
-  explicit TreeProgressSum(ProgressHook& hook) : hook_(hook) {}
+  explicit TreeProgressSum(ProgressHook& hook) : report_(hook.function()) {}
 
   void start(const wq::TreeStart& s) { total_ = s.bytes; }
   void advance(std::size_t file, const std::string& name, std::uint64_t bytes_done) {
@@ -40,10 +40,10 @@ class TreeProgressSum {
     p.bytes_done = std::min(done, total_);
     p.bytes_total = total_;
     p.current_tensor = name;
-    hook_.function()(p);
+    report_(p);
   }
 
-  ProgressHook& hook_;
+  std::function<void(const wq::Progress&)> report_;  ///< the hook's: Ctrl-C and the callback
   std::uint64_t total_ = 0, finished_ = 0;
   std::map<std::size_t, std::uint64_t> in_flight_;
 };
