@@ -61,13 +61,27 @@ WQ_HD inline void search_scale_min_sub_blocks(const float* x, int nmax, OffsetSe
   }
 }
 
-/// What Q4_K and Q5_K do after the searches: the eight scales and mins quantized to 6 bits
-/// against the largest of each, d and dmin, and the codes recomputed from the stored values
-/// (where a sub-block's stored scale is 0 the search's codes stay, as in ggml). Writes d, dmin,
-/// the 12 scale bytes and the final codes (0..nmax) to L.
-WQ_HD inline void finish_scale_min_super_block(const float* x, int nmax, const float* scales, const float* mins,
-                                               std::uint16_t* d_out, std::uint16_t* dmin_out, std::uint8_t* scale_bytes,
-                                               std::uint8_t* L) {
+// --- the final codes of every k-quant ----------------------------------------------------
+// After its searches each type stores its sub-block scales, then recomputes every code from the
+// stored values: code = clamp(nearest_int((x + dm) / d)) for the types with a min, and
+// clamp(nearest_int(x / d)) + half for the symmetric ones, where a sub-block whose stored step d
+// is 0 keeps the search's codes, as in ggml. The CPU backend computes these codes eight at a time
+// (host/cpu/ggml_kquant_lanes.cpp) with the same division and rounding.
+
+/// One final code with an offset: 0..nmax.
+WQ_HD inline int code_with_offset(float x, float d, float dm, int nmax) {
+  return clamp_int(nearest_int(div_rn(add_rn(x, dm), d)), 0, nmax);
+}
+
+/// One final symmetric code: -half..half-1, stored + half.
+WQ_HD inline int symmetric_code(float x, float d, int half) {
+  return clamp_int(nearest_int(div_rn(x, d)), -half, half - 1) + half;
+}
+
+/// Q4_K and Q5_K after the searches, first half: the eight scales and mins quantized to 6 bits
+/// against the largest of each, and d and dmin. Writes d, dmin and the 12 scale bytes.
+WQ_HD inline void quantize_scale_min_bytes(const float* scales, const float* mins, std::uint16_t* d_out,
+                                           std::uint16_t* dmin_out, std::uint8_t* scale_bytes) {
   constexpr int kSub = 32;
   float max_scale = 0;
   float max_min = 0;
@@ -86,17 +100,30 @@ WQ_HD inline void finish_scale_min_super_block(const float* x, int nmax, const f
   }
   *d_out = f32_to_f16_bits(div_rn(max_scale, 63.0f));
   *dmin_out = f32_to_f16_bits(div_rn(max_min, 63.0f));
-  const float d_all = f16_bits_to_f32(*d_out);
-  const float dmin_all = f16_bits_to_f32(*dmin_out);
+}
+
+/// Sub-block j's stored step d and offset dm (Q4_K, Q5_K).
+WQ_HD inline void scale_min_step(std::uint16_t d_bits, std::uint16_t dmin_bits, const std::uint8_t* scale_bytes, int j,
+                                 float* d, float* dm) {
+  std::uint8_t sc, m;
+  unpack_scale_min(j, scale_bytes, &sc, &m);
+  *d = mul_rn(f16_bits_to_f32(d_bits), static_cast<float>(sc));
+  *dm = mul_rn(f16_bits_to_f32(dmin_bits), static_cast<float>(m));
+}
+
+/// What Q4_K and Q5_K do after the searches: quantize_scale_min_bytes(), then the final codes
+/// (0..nmax) to L.
+WQ_HD inline void finish_scale_min_super_block(const float* x, int nmax, const float* scales, const float* mins,
+                                               std::uint16_t* d_out, std::uint16_t* dmin_out, std::uint8_t* scale_bytes,
+                                               std::uint8_t* L) {
+  constexpr int kSub = 32;
+  quantize_scale_min_bytes(scales, mins, d_out, dmin_out, scale_bytes);
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
-    std::uint8_t sc, m;
-    unpack_scale_min(j, scale_bytes, &sc, &m);
-    const float d = mul_rn(d_all, static_cast<float>(sc));
+    float d, dm;
+    scale_min_step(*d_out, *dmin_out, scale_bytes, j, &d, &dm);
     if (d == 0.0f) continue;  // the search's codes stay, as in ggml
-    const float dm = mul_rn(dmin_all, static_cast<float>(m));
     for (int ii = 0; ii < kSub; ++ii) {
-      const int l = nearest_int(div_rn(add_rn(x[kSub * j + ii], dm), d));
-      L[kSub * j + ii] = static_cast<std::uint8_t>(clamp_int(l, 0, nmax));
+      L[kSub * j + ii] = static_cast<std::uint8_t>(code_with_offset(x[kSub * j + ii], d, dm, nmax));
     }
   }
 }
@@ -125,22 +152,22 @@ WQ_HD inline void quantize_block(const float* x, BlockQ4_K* y) {
   pack_q4_k_codes(L, y);
 }
 
-/// Q5_K's block from its final codes L (0..31).
+/// Q5_K's block from its final codes L (0..31): the low four bits as Q4_K packs them, bit 4 of
+/// element 64c + l (and of 64c + 32 + l) in bit 2c (and 2c + 1) of qh[l]. Written without
+/// branches: the high bits are as random as the data, and a branch on them mispredicts half the
+/// time (it cost Q5_K a quarter of its time on the CPU).
 WQ_HD inline void pack_q5_k_codes(const std::uint8_t* L, BlockQ5_K* y) {
-  for (int l = 0; l < kSuperBlock / 8; ++l) y->qh[l] = 0;
+  for (int l = 0; l < kSuperBlock / 8; ++l) {
+    unsigned high = 0;
+    for (int c = 0; c < 4; ++c) {
+      high |= static_cast<unsigned>(L[64 * c + l] >> 4) << (2 * c);
+      high |= static_cast<unsigned>(L[64 * c + 32 + l] >> 4) << (2 * c + 1);
+    }
+    y->qh[l] = static_cast<std::uint8_t>(high);
+  }
   for (int c = 0; c < 4; ++c) {
     for (int l = 0; l < 32; ++l) {
-      int l1 = L[64 * c + l];
-      int l2 = L[64 * c + 32 + l];
-      if (l1 > 15) {
-        l1 -= 16;
-        y->qh[l] = static_cast<std::uint8_t>(y->qh[l] | (1u << (2 * c)));
-      }
-      if (l2 > 15) {
-        l2 -= 16;
-        y->qh[l] = static_cast<std::uint8_t>(y->qh[l] | (2u << (2 * c)));
-      }
-      y->qs[32 * c + l] = static_cast<std::uint8_t>(l1 | (l2 << 4));
+      y->qs[32 * c + l] = static_cast<std::uint8_t>((L[64 * c + l] & 0x0f) | ((L[64 * c + 32 + l] & 0x0f) << 4));
     }
   }
 }
@@ -179,8 +206,8 @@ WQ_HD inline void search_q2_k_sub_blocks(const float* x, float* scales, float* m
   }
 }
 
-/// Q2_K after the searches: the 4-bit scales and mins, d and dmin, the final codes, the packing.
-WQ_HD inline void finish_q2_k(const float* x, const float* scales, const float* mins, std::uint8_t* L, BlockQ2_K* y) {
+/// Q2_K after the searches, first part: the 4-bit scales and mins, d and dmin.
+WQ_HD inline void quantize_q2_k_scales(const float* scales, const float* mins, BlockQ2_K* y) {
   constexpr int kSub = 16;
   float max_scale = 0;
   float max_min = 0;
@@ -208,15 +235,24 @@ WQ_HD inline void finish_q2_k(const float* x, const float* scales, const float* 
   } else {
     y->dmin = f32_to_f16_bits(0.0f);
   }
-  const float d_all = f16_bits_to_f32(y->d);
-  const float dmin_all = f16_bits_to_f32(y->dmin);
+}
+
+/// Q2_K sub-block j's stored step d and offset dm.
+WQ_HD inline void q2_k_step(const BlockQ2_K& y, int j, float* d, float* dm) {
+  *d = mul_rn(f16_bits_to_f32(y.d), static_cast<float>(y.scales[j] & 0x0f));
+  *dm = mul_rn(f16_bits_to_f32(y.dmin), static_cast<float>(y.scales[j] >> 4));
+}
+
+/// Q2_K after the searches: quantize_q2_k_scales(), the final codes, the packing.
+WQ_HD inline void finish_q2_k(const float* x, const float* scales, const float* mins, std::uint8_t* L, BlockQ2_K* y) {
+  constexpr int kSub = 16;
+  quantize_q2_k_scales(scales, mins, y);
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
-    const float d = mul_rn(d_all, static_cast<float>(y->scales[j] & 0x0f));
+    float d, dm;
+    q2_k_step(*y, j, &d, &dm);
     if (d == 0.0f) continue;
-    const float dm = mul_rn(dmin_all, static_cast<float>(y->scales[j] >> 4));
     for (int ii = 0; ii < kSub; ++ii) {
-      const int l = nearest_int(div_rn(add_rn(x[kSub * j + ii], dm), d));
-      L[kSub * j + ii] = static_cast<std::uint8_t>(clamp_int(l, 0, 3));
+      L[kSub * j + ii] = static_cast<std::uint8_t>(code_with_offset(x[kSub * j + ii], d, dm, 3));
     }
   }
   pack_two_bit_planes(L, y->qs);
@@ -241,8 +277,21 @@ WQ_HD inline void search_q3_k_sub_blocks(const float* x, float* scales, std::int
   for (int j = 0; j < kSuperBlock / 16; ++j) scales[j] = fit_symmetric_refined(16, 4, x + 16 * j, L + 16 * j);
 }
 
-/// Q3_K after the searches: the 6-bit signed scales, d, the final codes, hmask and qs.
-WQ_HD inline void finish_q3_k(const float* x, const float* scales, std::int8_t* L, BlockQ3_K* y) {
+/// Q3_K's hmask and qs from its final codes L (0..7): bit 2 of element e goes to bit e / 32 of
+/// hmask[e % 32], and the low two bits to the 2-bit planes. L keeps only its low two bits
+/// afterwards. Without branches, for the reason given at pack_q5_k_codes.
+WQ_HD inline void pack_q3_k_codes(std::int8_t* L, BlockQ3_K* y) {
+  for (int m = 0; m < kSuperBlock / 8; ++m) {
+    unsigned high = 0;
+    for (int k = 0; k < 8; ++k) high |= static_cast<unsigned>((L[32 * k + m] >> 2) & 1) << k;
+    y->hmask[m] = static_cast<std::uint8_t>(high);
+  }
+  for (int e = 0; e < kSuperBlock; ++e) L[e] = static_cast<std::int8_t>(L[e] & 3);
+  pack_two_bit_planes(L, y->qs);
+}
+
+/// Q3_K after the searches, first part: the 6-bit signed scales and d.
+WQ_HD inline void quantize_q3_k_scales(const float* scales, BlockQ3_K* y) {
   constexpr int kSub = 16;
   float max_scale = 0;
   float amax = 0;
@@ -271,24 +320,23 @@ WQ_HD inline void finish_q3_k(const float* x, const float* scales, std::int8_t* 
   } else {
     y->d = f32_to_f16_bits(0.0f);
   }
-  const float d_all = f16_bits_to_f32(y->d);
+}
+
+/// Q3_K sub-block j's stored step.
+WQ_HD inline float q3_k_step(const BlockQ3_K& y, int j) {
+  return mul_rn(f16_bits_to_f32(y.d), static_cast<float>(q3k_scale(y.scales, j) - 32));
+}
+
+/// Q3_K after the searches: quantize_q3_k_scales(), the final codes, hmask and qs.
+WQ_HD inline void finish_q3_k(const float* x, const float* scales, std::int8_t* L, BlockQ3_K* y) {
+  constexpr int kSub = 16;
+  quantize_q3_k_scales(scales, y);
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
-    const float d = mul_rn(d_all, static_cast<float>(q3k_scale(y->scales, j) - 32));
+    const float d = q3_k_step(*y, j);
     if (d == 0.0f) continue;
-    for (int ii = 0; ii < kSub; ++ii) {
-      const int l = nearest_int(div_rn(x[kSub * j + ii], d));
-      L[kSub * j + ii] = static_cast<std::int8_t>(clamp_int(l, -4, 3) + 4);
-    }
+    for (int ii = 0; ii < kSub; ++ii) L[kSub * j + ii] = static_cast<std::int8_t>(symmetric_code(x[kSub * j + ii], d, 4));
   }
-  // Bit 2 of element e goes to bit e / 32 of hmask[e % 32].
-  for (int k = 0; k < kSuperBlock / 8; ++k) y->hmask[k] = 0;
-  for (int e = 0; e < kSuperBlock; ++e) {
-    if (L[e] > 3) {
-      y->hmask[e % 32] = static_cast<std::uint8_t>(y->hmask[e % 32] | (1u << (e / 32)));
-      L[e] = static_cast<std::int8_t>(L[e] - 4);
-    }
-  }
-  pack_two_bit_planes(L, y->qs);
+  pack_q3_k_codes(L, y);
 }
 
 WQ_HD inline void quantize_block(const float* x, BlockQ3_K* y) {
@@ -304,8 +352,9 @@ WQ_HD inline void search_q6_k_sub_blocks(const float* x, float* scales, std::int
   for (int ib = 0; ib < kSuperBlock / 16; ++ib) scales[ib] = fit_symmetric_x2(16, 32, x + 16 * ib, L + 16 * ib);
 }
 
-/// Q6_K after the searches: the 8-bit sub-block scales, d, the final codes and the packing.
-WQ_HD inline void finish_q6_k(const float* x, const float* scales, std::int8_t* L, BlockQ6_K* y) {
+/// Q6_K after the searches, first part: the 8-bit sub-block scales and d. Returns false where
+/// the whole block is zero bytes (written), which has no codes to compute.
+WQ_HD inline bool quantize_q6_k_scales(const float* scales, BlockQ6_K* y) {
   constexpr int kSub = 16;
   float max_scale = 0;
   float max_abs_scale = 0;
@@ -319,7 +368,7 @@ WQ_HD inline void finish_q6_k(const float* x, const float* scales, std::int8_t* 
   if (max_abs_scale < kGroupMaxEps) {  // the whole block is zero bytes
     auto* bytes = reinterpret_cast<std::uint8_t*>(y);
     for (unsigned k = 0; k < sizeof(BlockQ6_K); ++k) bytes[k] = 0;
-    return;
+    return false;
   }
   const float iscale = div_rn(-128.0f, max_scale);
   y->d = f32_to_f16_bits(div_rn(1.0f, iscale));
@@ -327,15 +376,16 @@ WQ_HD inline void finish_q6_k(const float* x, const float* scales, std::int8_t* 
     const int l = nearest_int(mul_rn(iscale, scales[ib]));
     y->scales[ib] = static_cast<std::int8_t>(l < 127 ? l : 127);
   }
-  const float d_all = f16_bits_to_f32(y->d);
-  for (int j = 0; j < kSuperBlock / kSub; ++j) {
-    const float d = mul_rn(d_all, static_cast<float>(y->scales[j]));
-    if (d == 0.0f) continue;
-    for (int ii = 0; ii < kSub; ++ii) {
-      const int l = nearest_int(div_rn(x[kSub * j + ii], d));
-      L[kSub * j + ii] = static_cast<std::int8_t>(clamp_int(l, -32, 31) + 32);
-    }
-  }
+  return true;
+}
+
+/// Q6_K sub-block j's stored step.
+WQ_HD inline float q6_k_step(const BlockQ6_K& y, int j) {
+  return mul_rn(f16_bits_to_f32(y.d), static_cast<float>(y.scales[j]));
+}
+
+/// Q6_K's ql and qh from its final codes L (0..63).
+WQ_HD inline void pack_q6_k_codes(const std::int8_t* L, BlockQ6_K* y) {
   for (int h = 0; h < 2; ++h) {  // half h: ql[64h..], qh[32h..]
     std::uint8_t* ql = y->ql + 64 * h;
     std::uint8_t* qh = y->qh + 32 * h;
@@ -347,6 +397,18 @@ WQ_HD inline void finish_q6_k(const float* x, const float* scales, std::int8_t* 
                                         ((Lh[l + 96] >> 4) << 6));
     }
   }
+}
+
+/// Q6_K after the searches: quantize_q6_k_scales(), the final codes and the packing.
+WQ_HD inline void finish_q6_k(const float* x, const float* scales, std::int8_t* L, BlockQ6_K* y) {
+  constexpr int kSub = 16;
+  if (!quantize_q6_k_scales(scales, y)) return;
+  for (int j = 0; j < kSuperBlock / kSub; ++j) {
+    const float d = q6_k_step(*y, j);
+    if (d == 0.0f) continue;
+    for (int ii = 0; ii < kSub; ++ii) L[kSub * j + ii] = static_cast<std::int8_t>(symmetric_code(x[kSub * j + ii], d, 32));
+  }
+  pack_q6_k_codes(L, y);
 }
 
 WQ_HD inline void quantize_block(const float* x, BlockQ6_K* y) {
