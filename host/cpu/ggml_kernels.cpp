@@ -55,24 +55,41 @@ void quantize_one(const float* x, Block* y) {
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_1>) {
     use_avx2() ? quantize_q5_1_avx2(x, y) : ggml::quantize_block(x, y);
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ4_K>) {
-    quantize_q4_k_lanes(x, y);
+    quantize_q4_k_lanes(x, 1, reinterpret_cast<std::uint8_t*>(y));
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_K>) {
-    quantize_q5_k_lanes(x, y);
+    quantize_q5_k_lanes(x, 1, reinterpret_cast<std::uint8_t*>(y));
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ3_K>) {
-    quantize_q3_k_lanes(x, y);
+    quantize_q3_k_lanes(x, 1, reinterpret_cast<std::uint8_t*>(y));
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ2_K>) {
-    quantize_q2_k_lanes(x, y);
+    quantize_q2_k_lanes(x, 1, reinterpret_cast<std::uint8_t*>(y));
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ6_K>) {
-    quantize_q6_k_lanes(x, y);
+    quantize_q6_k_lanes(x, 1, reinterpret_cast<std::uint8_t*>(y));
   } else {
     ggml::quantize_block(x, y);
   }
 }
 
-// Blocks [0, n) of x into `out` several at a time where a type has such a path (the legacy
-// types on AVX2 with F16C: cpu/ggml_legacy_avx2.h); false where it has none.
+// Blocks [0, n) of x into `out` several at a time where a type has such a path (the k-quants:
+// cpu/ggml_kquant_lanes.h; the legacy types on AVX2 with F16C: cpu/ggml_legacy_avx2.h); false
+// where it has none.
 template <typename Block>
 bool quantize_blocks_at_once(const float* x, std::uint64_t n, std::uint8_t* out) {
+  if constexpr (std::is_same_v<Block, ggml::BlockQ4_K>) {
+    quantize_q4_k_lanes(x, n, out);
+    return true;
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_K>) {
+    quantize_q5_k_lanes(x, n, out);
+    return true;
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ3_K>) {
+    quantize_q3_k_lanes(x, n, out);
+    return true;
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ2_K>) {
+    quantize_q2_k_lanes(x, n, out);
+    return true;
+  } else if constexpr (std::is_same_v<Block, ggml::BlockQ6_K>) {
+    quantize_q6_k_lanes(x, n, out);
+    return true;
+  }
   if (!use_f16c()) return false;  // implies AVX2
   if constexpr (std::is_same_v<Block, ggml::BlockQ8_0>) {
     quantize_q8_0_blocks_avx2(x, n, out);

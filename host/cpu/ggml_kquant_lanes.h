@@ -10,19 +10,28 @@
 // tests/reference/ggml_live_check.py hold these blocks to the codec's and to ggml's.
 #pragma once
 
+#include <cstdint>
+
 #include "wq/codec/ggml_blocks.h"
 
 namespace wq::detail {
 
-/// codec::ggml::quantize_block() for Q4_K and Q5_K, bit for bit, several times faster. Uses
-/// AVX2 where use_avx2() allows, the baseline vector code otherwise.
-void quantize_q4_k_lanes(const float* x, codec::ggml::BlockQ4_K* y);
-void quantize_q5_k_lanes(const float* x, codec::ggml::BlockQ5_K* y);
-/// The same for Q2_K (sixteen make_qkx2_quants searches of 16) and Q6_K (make_qx_quants), in two
-/// rounds of eight lanes.
-void quantize_q2_k_lanes(const float* x, codec::ggml::BlockQ2_K* y);
-void quantize_q6_k_lanes(const float* x, codec::ggml::BlockQ6_K* y);
-/// And Q3_K (make_q3_quants with its refinement passes, each lane on its own).
-void quantize_q3_k_lanes(const float* x, codec::ggml::BlockQ3_K* y);
+/// `blocks` super-blocks of x into `out` (unaligned): codec::ggml::quantize_block() for each,
+/// bit for bit, several times faster. Uses AVX2 where use_avx2() allows, the baseline vector
+/// code otherwise.
+/// Q4_K and Q5_K: eight make_qkx2_quants searches of 32 per super-block.
+void quantize_q4_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
+void quantize_q5_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
+/// Q2_K: sixteen make_qkx2_quants searches of 16; Q6_K: sixteen make_qx_quants.
+void quantize_q2_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
+void quantize_q6_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
+/// Q3_K: sixteen make_q3_quants with their refinement passes, each lane on its own.
+void quantize_q3_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
+
+/// The final codes of one sub-block as the functions above compute them, eight at a time
+/// (`count` a multiple of 8): codec::ggml::code_with_offset(x, d, dm, hi) where `offset`, else
+/// symmetric_code(x, d, -lo), as bytes. For tests/unit/ggml_final_codes_test.cpp, which holds
+/// them to the codec on divisions that land next to a half.
+void kquant_final_codes(const float* x, int count, float d, float dm, bool offset, int lo, int hi, std::uint8_t* out);
 
 }  // namespace wq::detail
