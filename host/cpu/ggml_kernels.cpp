@@ -167,7 +167,9 @@ ErrorStats lane_stats_baseline(const float* x, const float* decoded, int count) 
 
 template <typename Block, DType D>
 ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
-  constexpr int kBlocksPerChunk = kStatsChunk / Block::kElements > 0 ? kStatsChunk / Block::kElements : 1;
+  // At least two blocks: Q4_K and Q5_K search pairs of super-blocks together
+  // (cpu/ggml_kquant_lanes.h), and a chunk of one would never pair.
+  constexpr int kBlocksPerChunk = kStatsChunk / Block::kElements > 1 ? kStatsChunk / Block::kElements : 2;
   constexpr int kChunk = kBlocksPerChunk * Block::kElements;
   const std::uint64_t blocks = job.input.numel() / Block::kElements;
   const std::uint64_t per_task = kValuesPerTask / Block::kElements;
