@@ -3,7 +3,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
 #include "cpu/cpu_features.h"
 #include "wq/codec/ggml_kquants.h"
@@ -57,57 +56,101 @@ WQ_LANES_INLINE V error_term(V diff) {
   }
 }
 
+// The searches' candidate codes as floats, without the integer round trip. nearest_int(t) reads
+// the low bits of t + 1.5 * 2^23; for |t| < 2^22 that sum lies in [2^23, 2^24), where binary32
+// holds exactly the integers, so (t + 1.5 * 2^23) - 1.5 * 2^23 is the same integer, already a
+// float, and clamping it with float comparisons gives to_float(clamp(nearest_int(t))). That
+// saves the mask, the integer subtraction, the conversion and the integer clamp per element and
+// candidate. Outside that range (a step of infinity on a constant or subnormal sub-block) the
+// searches take the integer path; grid_is_small() decides per candidate, for all lanes at once,
+// from a bound that is exact: rounding is monotonic, so |iscale * (x - min)| computed for any
+// element is at most |iscale| * (the largest |x - min|) computed the same way.
+constexpr float kRoundingShift = 12582912.0f;  // 1.5 * 2^23
+constexpr float kSmallGrid = 4194304.0f;       // 2^22
+
+WQ_LANES_INLINE V rounded_code(V t, float lo, float hi) {
+  V l = (t + kRoundingShift) - kRoundingShift;
+  l = l < lo ? V{} + lo : l;
+  return l > hi ? V{} + hi : l;
+}
+
+// Whether every lane that is not `ignored` has bound < 2^22 (false for NaN).
+WQ_LANES_INLINE VI small_lanes(V bound, VI ignored) { return ignored | (bound < kSmallGrid); }
+
+WQ_LANES_INLINE bool all_lanes(VI mask) {
+  bool all = true;
+  for (int j = 0; j < kLanes; ++j) all = all && mask[j] != 0;
+  return all;
+}
+
 // fit_scale_and_offset() (ggml's make_qkx2_quants) over N elements, lane j of round r on one
 // sub-block: X[r][i], W[r][i] hold element i and its weight of every sub-block of round r.
 // Writes the codes to L[r][i] and returns each lane's scale in scale[r], and -min in
 // neg_offset[r]. Each candidate step is a chain (sums in element order, a division, the error
 // in element order, the choice) that the next step's offset depends on, so with R > 1 the
 // rounds' registers go through every step together and the core interleaves their chains.
+//
+// The codes of a candidate are never kept: a lane that takes one records its grid (iscale and the
+// offset it was computed from), and the codes of the grid kept last are computed once at the end,
+// by the same operations, so they are the same codes.
 template <int N, int R, bool kAbsolute>
 WQ_LANES_INLINE void fit_lanes(const V (*X)[N], const V (*W)[N], int nmax, ggml::OffsetSearch search, VI (*L)[N],
                                V* scale_out, V* neg_offset) {
-  V min[R], max[R], sum_w[R], sum_x[R], scale[R], best[R];
+  V min[R], max[R], low[R], sum_w[R], sum_x[R], scale[R], best[R], code_iscale[R], code_min[R];
   VI flat[R];
   const V fnmax = V{} + static_cast<float>(nmax);
   for (int r = 0; r < R; ++r) {
-    min[r] = X[r][0];
+    low[r] = X[r][0];
     max[r] = X[r][0];
     sum_w[r] = W[r][0];
     sum_x[r] = sum_w[r] * X[r][0];
     for (int i = 1; i < N; ++i) {
-      min[r] = X[r][i] < min[r] ? X[r][i] : min[r];
+      low[r] = X[r][i] < low[r] ? X[r][i] : low[r];
       max[r] = X[r][i] > max[r] ? X[r][i] : max[r];
       sum_w[r] = sum_w[r] + W[r][i];
       sum_x[r] = sum_x[r] + W[r][i] * X[r][i];
     }
-    min[r] = min[r] > 0.0f ? V{} : min[r];
+    min[r] = low[r] > 0.0f ? V{} : low[r];
     flat[r] = max[r] == min[r];  // the scalar search returns here: codes 0, scale 0
     const V iscale = fnmax / (max[r] - min[r]);
     scale[r] = 1.0f / iscale;
     best[r] = V{};
     for (int i = 0; i < N; ++i) {
-      L[r][i] = clamp(nearest_int(iscale * (X[r][i] - min[r])), 0, nmax);
-      const V diff = scale[r] * to_float(L[r][i]) + min[r] - X[r][i];
+      const V l = to_float(clamp(nearest_int(iscale * (X[r][i] - min[r])), 0, nmax));
+      const V diff = scale[r] * l + min[r] - X[r][i];
       best[r] = best[r] + W[r][i] * error_term<kAbsolute>(diff);
     }
+    code_iscale[r] = iscale;
+    code_min[r] = min[r];
   }
-  VI candidate[R][N];
-  V candidate_f[R][N];  // the same codes as floats, converted once per step
+  V candidate_f[R][N];  // the candidate's codes, as floats
   for (int step = 0; step <= search.steps; ++step) {
     const float shift = search.rmin + search.rdelta * static_cast<float>(step);
     V iscale[R], sum_l[R], sum_l2[R], sum_xl[R];
+    VI small = VI{} - 1;
     for (int r = 0; r < R; ++r) {
       // `min` is each lane's latest accepted offset, as in ggml's loop.
       iscale[r] = (shift + fnmax) / (max[r] - min[r]);
+      const V above = abs_of(max[r] - min[r]), below = abs_of(low[r] - min[r]);
+      small &= small_lanes(abs_of(iscale[r]) * (above > below ? above : below), flat[r]);
       sum_l[r] = V{};
       sum_l2[r] = V{};
       sum_xl[r] = V{};
     }
+    if (all_lanes(small)) {
+      for (int i = 0; i < N; ++i) {
+        for (int r = 0; r < R; ++r) candidate_f[r][i] = rounded_code(iscale[r] * (X[r][i] - min[r]), 0.0f, fnmax[0]);
+      }
+    } else {
+      for (int i = 0; i < N; ++i) {
+        for (int r = 0; r < R; ++r) {
+          candidate_f[r][i] = to_float(clamp(nearest_int(iscale[r] * (X[r][i] - min[r])), 0, nmax));
+        }
+      }
+    }
     for (int i = 0; i < N; ++i) {
       for (int r = 0; r < R; ++r) {
-        candidate[r][i] = clamp(nearest_int(iscale[r] * (X[r][i] - min[r])), 0, nmax);
-        const V l = to_float(candidate[r][i]);
-        candidate_f[r][i] = l;
+        const V l = candidate_f[r][i];
         const V wl = W[r][i] * l;
         sum_l[r] = sum_l[r] + wl;
         sum_l2[r] = sum_l2[r] + wl * l;
@@ -134,14 +177,17 @@ WQ_LANES_INLINE void fit_lanes(const V (*X)[N], const V (*W)[N], int nmax, ggml:
       // Lanes where the scalar search would not have taken this candidate keep what they have
       // (the values computed for them here, from a det <= 0, are discarded unread).
       const VI better = (det[r] > 0.0f) & (error[r] < best[r]) & ~flat[r];
-      for (int i = 0; i < N; ++i) L[r][i] = better ? candidate[r][i] : L[r][i];
+      code_iscale[r] = better ? iscale[r] : code_iscale[r];
+      code_min[r] = better ? min[r] : code_min[r];  // the offset the candidate was computed from
       best[r] = better ? error[r] : best[r];
       scale[r] = better ? this_scale[r] : scale[r];
       min[r] = better ? this_min[r] : min[r];
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int i = 0; i < N; ++i) L[r][i] = flat[r] ? VI{} : L[r][i];
+    for (int i = 0; i < N; ++i) {
+      L[r][i] = flat[r] ? VI{} : clamp(nearest_int(code_iscale[r] * (X[r][i] - code_min[r])), 0, nmax);
+    }
     neg_offset[r] = -min[r];
     scale_out[r] = flat[r] ? V{} : scale[r];
   }
@@ -176,25 +222,25 @@ WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch s
   }
 }
 
-// Sixteen sub-blocks of 16 in two rounds of eight lanes (round r's lane j is sub-block 8r + j),
-// fitted together: `fit(X, L, scale, neg_offset)` fits both rounds' lanes; `mins` may be null.
+// Consecutive sub-blocks of 16 (sixteen per super-block) in R rounds of eight lanes (round r's
+// lane j is sub-block 8r + j), fitted together: `fit(X, L, scale, neg_offset)` fits all rounds'
+// lanes; `mins` may be null.
 // The fits are structs with always-inline calls, not lambdas: a lambda is its own function,
 // compiled without the caller's AVX2 target, and 32-byte vectors would cross that call in
 // different registers on each side.
-template <typename Code, typename Fit>
-WQ_LANES_INLINE void search_sixteen_sub_blocks(const float* x, const Fit& fit, float* scales, float* mins,
-                                               Code* codes) {
+template <int R, typename Code, typename Fit>
+WQ_LANES_INLINE void search_sub_blocks_of_16(const float* x, const Fit& fit, float* scales, float* mins, Code* codes) {
   constexpr int n = 16;
-  V X[2][n];
-  for (int r = 0; r < 2; ++r) {
+  V X[R][n];
+  for (int r = 0; r < R; ++r) {
     for (int i = 0; i < n; ++i) {
       for (int j = 0; j < kLanes; ++j) X[r][i][j] = x[n * (kLanes * r + j) + i];
     }
   }
-  VI L[2][n];
-  V scale[2], neg_offset[2] = {};
+  VI L[R][n];
+  V scale[R], neg_offset[R] = {};
   fit(X, L, scale, neg_offset);
-  for (int r = 0; r < 2; ++r) {
+  for (int r = 0; r < R; ++r) {
     for (int j = 0; j < kLanes; ++j) {
       scales[kLanes * r + j] = scale[r][j];
       if (mins != nullptr) mins[kLanes * r + j] = neg_offset[r][j];
@@ -205,18 +251,15 @@ WQ_LANES_INLINE void search_sixteen_sub_blocks(const float* x, const Fit& fit, f
 
 // search_q2_k_sub_blocks(): weights |x|, absolute error.
 struct FitQ2K {
-  WQ_LANES_INLINE void operator()(const V (*X)[16], VI (*L)[16], V* scale, V* neg_offset) const {
-    V W[2][16];
-    for (int r = 0; r < 2; ++r) {
+  template <int R>
+  WQ_LANES_INLINE void operator()(const V (&X)[R][16], VI (&L)[R][16], V (&scale)[R], V (&neg_offset)[R]) const {
+    V W[R][16];
+    for (int r = 0; r < R; ++r) {
       for (int i = 0; i < 16; ++i) W[r][i] = abs_of(X[r][i]);
     }
-    fit_lanes<16, 2, true>(X, W, 3, ggml::q2_k_search(), L, scale, neg_offset);
+    fit_lanes<16, R, true>(X, W, 3, ggml::q2_k_search(), L, scale, neg_offset);
   }
 };
-
-WQ_LANES_INLINE void search_q2_k_lanes(const float* x, float* scales, float* mins, std::uint8_t* codes) {
-  search_sixteen_sub_blocks(x, FitQ2K{}, scales, mins, codes);
-}
 
 // signed_extreme() in every lane: the element of largest magnitude with its sign (the first of
 // equal magnitudes), and that magnitude.
@@ -235,73 +278,82 @@ WQ_LANES_INLINE V signed_extreme_lanes(const V* X, int n, V* amax_out) {
 // fit_symmetric_x2() (ggml's make_qx_quants, rmse_type 1) over 16 elements with nmax 32, lane j
 // of round r on one sub-block, both rounds together (see fit_lanes): codes 0..63 to L[r][i];
 // the scales to scale[r].
+template <int R>
 WQ_LANES_INLINE void fit_symmetric_x2_lanes(const V (*X)[16], VI (*L)[16], V* scale_out) {
-  constexpr int n = 16, nmax = 32, R = 2;
-  V max[R], scale[R] = {}, best[R] = {};
+  constexpr int n = 16, nmax = 32;
+  V max[R], amax[R], scale[R] = {}, best[R] = {}, code_iscale[R] = {};
   VI flat[R];
-  VI codes[R][n];
+  V w[R][n], wx[R][n];  // x^2 and x^3 as the sums compute them, (x * x) * x
   V sumlx[R], suml2[R];
   for (int r = 0; r < R; ++r) {
-    V amax;
-    max[r] = signed_extreme_lanes(X[r], n, &amax);
-    flat[r] = amax < ggml::kGroupMaxEps;
+    max[r] = signed_extreme_lanes(X[r], n, &amax[r]);
+    flat[r] = amax[r] < ggml::kGroupMaxEps;
+    for (int i = 0; i < n; ++i) {
+      w[r][i] = X[r][i] * X[r][i];
+      wx[r][i] = w[r][i] * X[r][i];
+    }
   }
   for (int is = -10; is <= 9; ++is) {  // -10: the first grid, nmax itself; then the search
     if (is == 0) continue;
+    V iscale[R];
+    VI small = VI{} - 1;
     for (int r = 0; r < R; ++r) {
-      const V iscale = is == -10 ? static_cast<float>(-nmax) / max[r]
-                                 : -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max[r];
+      iscale[r] = is == -10 ? static_cast<float>(-nmax) / max[r]
+                            : -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max[r];
+      small &= small_lanes(abs_of(iscale[r]) * amax[r], flat[r]);
       sumlx[r] = V{};
       suml2[r] = V{};
-      for (int i = 0; i < n; ++i) {
-        codes[r][i] = clamp(nearest_int(iscale * X[r][i]), -nmax, nmax - 1);
-        const V l = to_float(codes[r][i]);
-        const V w = X[r][i] * X[r][i];
-        sumlx[r] = sumlx[r] + w * X[r][i] * l;
-        suml2[r] = suml2[r] + w * l * l;
+    }
+    const bool rounded = all_lanes(small);
+    for (int i = 0; i < n; ++i) {
+      for (int r = 0; r < R; ++r) {
+        const V l = rounded ? rounded_code(iscale[r] * X[r][i], static_cast<float>(-nmax), static_cast<float>(nmax - 1))
+                            : to_float(clamp(nearest_int(iscale[r] * X[r][i]), -nmax, nmax - 1));
+        sumlx[r] = sumlx[r] + wx[r][i] * l;
+        suml2[r] = suml2[r] + w[r][i] * l * l;
       }
     }
     for (int r = 0; r < R; ++r) {
       if (is == -10) {
-        for (int i = 0; i < n; ++i) L[r][i] = codes[r][i] + nmax;
+        code_iscale[r] = iscale[r];
         scale[r] = suml2[r] != 0.0f ? sumlx[r] / suml2[r] : V{};
         best[r] = scale[r] * sumlx[r];
         continue;
       }
       const VI take = (suml2[r] > 0.0f) & (sumlx[r] * sumlx[r] > best[r] * suml2[r]) & ~flat[r];
-      for (int i = 0; i < n; ++i) L[r][i] = take ? codes[r][i] + nmax : L[r][i];
+      code_iscale[r] = take ? iscale[r] : code_iscale[r];
       scale[r] = take ? sumlx[r] / suml2[r] : scale[r];
       best[r] = take ? scale[r] * sumlx[r] : best[r];
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int i = 0; i < n; ++i) L[r][i] = flat[r] ? VI{} : L[r][i];
+    for (int i = 0; i < n; ++i) {
+      L[r][i] = flat[r] ? VI{} : clamp(nearest_int(code_iscale[r] * X[r][i]), -nmax, nmax - 1) + nmax;
+    }
     scale_out[r] = flat[r] ? V{} : scale[r];
   }
 }
 
 // search_q6_k_sub_blocks().
 struct FitQ6K {
-  WQ_LANES_INLINE void operator()(const V (*X)[16], VI (*L)[16], V* scale, V*) const {
-    fit_symmetric_x2_lanes(X, L, scale);
+  template <int R>
+  WQ_LANES_INLINE void operator()(const V (&X)[R][16], VI (&L)[R][16], V (&scale)[R], V (&)[R]) const {
+    fit_symmetric_x2_lanes<R>(X, L, scale);
   }
 };
 
-WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, std::int8_t* codes) {
-  search_sixteen_sub_blocks(x, FitQ6K{}, scales, static_cast<float*>(nullptr), codes);
-}
-
 // fit_symmetric_refined() (ggml's make_q3_quants with its rmse refinement) over 16 elements with
-// nmax 4, lane j of round r on sub-block 8r + j, both rounds of a super-block at once: codes 0..7
-// to L[r][i]; returns the scales in scale[r]. The refinement walks the elements in order and each
-// accepted change moves the sums the next element sees; every lane does that on its own. That
-// makes each element's step a chain of dependent operations (a division among them) that one
-// register of lanes waits on, so the two rounds' registers go through each step together and
-// the core interleaves them (measured: 1.3x). A lane whose pass changed nothing would change
+// nmax 4, lane j of round r on one sub-block, all rounds at once: codes 0..7 to L[r][i]; the
+// scales to scale[r]. The refinement walks the elements in order and each accepted change moves
+// the sums the next element sees; every lane does that on its own. That makes each element's
+// step a chain of dependent operations (a division among them) that one register of lanes waits
+// on, so the rounds' registers go through each step together and the core interleaves them
+// (measured: 1.4x with two rounds). A lane whose pass changed nothing would change
 // nothing in another (its state is the same), so lanes run passes until none changes, at most
 // five, as ggml does.
+template <int kRounds>
 WQ_LANES_INLINE void fit_symmetric_refined_lanes(const V (*X)[16], VI (*L)[16], V* scale) {
-  constexpr int n = 16, nmax = 4, kRounds = 2;
+  constexpr int n = 16, nmax = 4;
   VI flat[kRounds];
   V sumlx[kRounds], suml2[kRounds];
   for (int r = 0; r < kRounds; ++r) {
@@ -353,14 +405,11 @@ WQ_LANES_INLINE void fit_symmetric_refined_lanes(const V (*X)[16], VI (*L)[16], 
 
 // search_q3_k_sub_blocks().
 struct FitQ3K {
-  WQ_LANES_INLINE void operator()(const V (*X)[16], VI (*L)[16], V* scale, V*) const {
-    fit_symmetric_refined_lanes(X, L, scale);
+  template <int R>
+  WQ_LANES_INLINE void operator()(const V (&X)[R][16], VI (&L)[R][16], V (&scale)[R], V (&)[R]) const {
+    fit_symmetric_refined_lanes<R>(X, L, scale);
   }
 };
-
-WQ_LANES_INLINE void search_q3_k_lanes(const float* x, float* scales, std::int8_t* codes) {
-  search_sixteen_sub_blocks(x, FitQ3K{}, scales, static_cast<float*>(nullptr), codes);
-}
 
 // The final codes of one sub-block (`count` elements, a multiple of 8) eight at a time, as the
 // codec's code_with_offset() (kOffset) or symmetric_code() gives each: the same addition, the
@@ -381,41 +430,58 @@ WQ_LANES_INLINE void final_codes(const float* x, int count, float d, float dm, i
   }
 }
 
+// Q3_K, Q2_K and Q6_K: kBlocks consecutive super-blocks (2 * kBlocks rounds of lanes) searched
+// together, then each finished.
+template <int kBlocks>
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ3_K* y) {
-  std::int8_t L[ggml::kSuperBlock];
-  float scales[16];
-  search_q3_k_lanes(x, scales, L);
-  ggml::quantize_q3_k_scales(scales, y);
-  for (int j = 0; j < 16; ++j) {
-    const float d = ggml::q3_k_step(*y, j);
-    if (d != 0.0f) final_codes<false>(x + 16 * j, 16, d, 0.0f, -4, 3, 4, L + 16 * j);
+  std::int8_t L[kBlocks * ggml::kSuperBlock];
+  float scales[kBlocks * 16];
+  search_sub_blocks_of_16<2 * kBlocks>(x, FitQ3K{}, scales, static_cast<float*>(nullptr), L);
+  for (int b = 0; b < kBlocks; ++b) {
+    const float* const xb = x + ggml::kSuperBlock * b;
+    std::int8_t* const Lb = L + ggml::kSuperBlock * b;
+    ggml::quantize_q3_k_scales(scales + 16 * b, y + b);
+    for (int j = 0; j < 16; ++j) {
+      const float d = ggml::q3_k_step(y[b], j);
+      if (d != 0.0f) final_codes<false>(xb + 16 * j, 16, d, 0.0f, -4, 3, 4, Lb + 16 * j);
+    }
+    ggml::pack_q3_k_codes(Lb, y + b);
   }
-  ggml::pack_q3_k_codes(L, y);
 }
 
+template <int kBlocks>
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ2_K* y) {
-  std::uint8_t L[ggml::kSuperBlock];
-  float scales[16], mins[16];
-  search_q2_k_lanes(x, scales, mins, L);
-  ggml::quantize_q2_k_scales(scales, mins, y);
-  for (int j = 0; j < 16; ++j) {
-    float d, dm;
-    ggml::q2_k_step(*y, j, &d, &dm);
-    if (d != 0.0f) final_codes<true>(x + 16 * j, 16, d, dm, 0, 3, 0, L + 16 * j);
+  std::uint8_t L[kBlocks * ggml::kSuperBlock];
+  float scales[kBlocks * 16], mins[kBlocks * 16];
+  search_sub_blocks_of_16<2 * kBlocks>(x, FitQ2K{}, scales, mins, L);
+  for (int b = 0; b < kBlocks; ++b) {
+    const float* const xb = x + ggml::kSuperBlock * b;
+    std::uint8_t* const Lb = L + ggml::kSuperBlock * b;
+    ggml::quantize_q2_k_scales(scales + 16 * b, mins + 16 * b, y + b);
+    for (int j = 0; j < 16; ++j) {
+      float d, dm;
+      ggml::q2_k_step(y[b], j, &d, &dm);
+      if (d != 0.0f) final_codes<true>(xb + 16 * j, 16, d, dm, 0, 3, 0, Lb + 16 * j);
+    }
+    ggml::pack_two_bit_planes(Lb, y[b].qs);
   }
-  ggml::pack_two_bit_planes(L, y->qs);
 }
 
+template <int kBlocks>
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ6_K* y) {
-  std::int8_t L[ggml::kSuperBlock];
-  float scales[16];
-  search_q6_k_lanes(x, scales, L);
-  if (!ggml::quantize_q6_k_scales(scales, y)) return;  // an all-zero block, written
-  for (int j = 0; j < 16; ++j) {
-    const float d = ggml::q6_k_step(*y, j);
-    if (d != 0.0f) final_codes<false>(x + 16 * j, 16, d, 0.0f, -32, 31, 32, L + 16 * j);
+  std::int8_t L[kBlocks * ggml::kSuperBlock];
+  float scales[kBlocks * 16];
+  search_sub_blocks_of_16<2 * kBlocks>(x, FitQ6K{}, scales, static_cast<float*>(nullptr), L);
+  for (int b = 0; b < kBlocks; ++b) {
+    const float* const xb = x + ggml::kSuperBlock * b;
+    std::int8_t* const Lb = L + ggml::kSuperBlock * b;
+    if (!ggml::quantize_q6_k_scales(scales + 16 * b, y + b)) continue;  // an all-zero block, written
+    for (int j = 0; j < 16; ++j) {
+      const float d = ggml::q6_k_step(y[b], j);
+      if (d != 0.0f) final_codes<false>(xb + 16 * j, 16, d, 0.0f, -32, 31, 32, Lb + 16 * j);
+    }
+    ggml::pack_q6_k_codes(Lb, y + b);
   }
-  ggml::pack_q6_k_codes(L, y);
 }
 
 // Q4_K and Q5_K: R consecutive super-blocks searched together, then each finished.
@@ -444,27 +510,29 @@ WQ_LANES_INLINE void quantize_scale_min_lanes(const float* x, Block* y) {
   }
 }
 
-template <typename Block>
+template <int kBlocks, typename Block>
 WQ_LANES_INLINE void quantize_lanes(const float* x, Block* y) {
-  quantize_scale_min_lanes<1>(x, y);
+  quantize_scale_min_lanes<kBlocks>(x, y);
 }
 
-// `blocks` super-blocks from x into out (unaligned), one by one, or for Q4_K and Q5_K (one
-// round of lanes per super-block) two at a time, whose searches then interleave.
+// How many super-blocks are searched together: their rounds of lanes go through each step side by
+// side. Measured (bench/RESULTS.md, "Issue 15, fourth round"): two beat one by 1.1-1.2x on every
+// type but Q6_K (even); four spill and halve Q3_K.
+constexpr int kBlocksAtOnce = 2;
+
+// `blocks` super-blocks from x into out (unaligned), kBlocksAtOnce at a time, the rest one by one.
 template <typename Block>
 WQ_LANES_INLINE void quantize_run(const float* x, std::uint64_t blocks, std::uint8_t* out) {
-  constexpr bool kPairs = std::is_same_v<Block, ggml::BlockQ4_K> || std::is_same_v<Block, ggml::BlockQ5_K>;
+  constexpr int kAtOnce = kBlocksAtOnce;
   std::uint64_t b = 0;
-  if constexpr (kPairs) {
-    for (; b + 2 <= blocks; b += 2) {
-      Block y[2];  // built aligned, then copied
-      quantize_scale_min_lanes<2>(x + b * ggml::kSuperBlock, y);
-      std::memcpy(out + b * sizeof(Block), y, sizeof y);
-    }
+  for (; b + kAtOnce <= blocks; b += kAtOnce) {
+    Block y[kAtOnce];  // built aligned, then copied
+    quantize_lanes<kAtOnce>(x + b * ggml::kSuperBlock, y);
+    std::memcpy(out + b * sizeof(Block), y, sizeof y);
   }
   for (; b < blocks; ++b) {
     Block y;
-    quantize_lanes(x + b * ggml::kSuperBlock, &y);
+    quantize_lanes<1>(x + b * ggml::kSuperBlock, &y);
     std::memcpy(out + b * sizeof(Block), &y, sizeof y);
   }
 }

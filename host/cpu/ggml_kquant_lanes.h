@@ -5,9 +5,12 @@
 // sums in element order, one sub-block at a time, so it cannot be vectorised along the
 // elements without changing the bytes; but the eight sub-blocks are independent, and lane j
 // doing exactly sub-block j's operations, in the same order, changes nothing. The branches of
-// the scalar search become per-lane selects. The rest of the block (the 6-bit scales, the final
-// codes) is the codec's own finish_scale_min_super_block(). The backend suites and
-// tests/reference/ggml_live_check.py hold these blocks to the codec's and to ggml's.
+// the scalar search become per-lane selects; two super-blocks are searched together so that the
+// core interleaves their chains; candidate codes are rounded in float where that is exact (see
+// rounded_code()). The sub-block scales and the packing are the codec's own functions; the
+// final codes are computed eight at a time with the codec's operations. The backend suites,
+// tests/unit/ggml_final_codes_test.cpp and tests/reference/ggml_live_check.py hold these blocks
+// to the codec's and to ggml's.
 #pragma once
 
 #include <cstdint>
