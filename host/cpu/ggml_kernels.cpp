@@ -39,9 +39,9 @@ void for_each_run(std::uint64_t blocks, std::uint64_t blocks_per_task, ThreadPoo
   }
 }
 
-// One block with the codec, or with a vector spelling where there is one (Q2_K, Q4_K, Q5_K,
-// Q6_K: cpu/ggml_kquant_lanes.h; Q8_0, Q4_0, Q4_1 on AVX2: cpu/ggml_legacy_avx2.h; each says
-// why it gives the same bytes).
+// One block with the codec, or with a vector spelling where there is one (Q8_0, Q4_0, Q4_1,
+// Q5_0, Q5_1 on AVX2: cpu/ggml_legacy_avx2.h, which says why it gives the same bytes). The
+// k-quants never come here: quantize_blocks_at_once() takes them all.
 template <typename Block>
 void quantize_one(const float* x, Block* y) {
   if constexpr (std::is_same_v<Block, ggml::BlockQ8_0>) {
@@ -54,16 +54,6 @@ void quantize_one(const float* x, Block* y) {
     use_avx2() ? quantize_q5_0_avx2(x, y) : ggml::quantize_block(x, y);
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_1>) {
     use_avx2() ? quantize_q5_1_avx2(x, y) : ggml::quantize_block(x, y);
-  } else if constexpr (std::is_same_v<Block, ggml::BlockQ4_K>) {
-    quantize_q4_k_lanes(x, 1, reinterpret_cast<std::uint8_t*>(y));
-  } else if constexpr (std::is_same_v<Block, ggml::BlockQ5_K>) {
-    quantize_q5_k_lanes(x, 1, reinterpret_cast<std::uint8_t*>(y));
-  } else if constexpr (std::is_same_v<Block, ggml::BlockQ3_K>) {
-    quantize_q3_k_lanes(x, 1, reinterpret_cast<std::uint8_t*>(y));
-  } else if constexpr (std::is_same_v<Block, ggml::BlockQ2_K>) {
-    quantize_q2_k_lanes(x, 1, reinterpret_cast<std::uint8_t*>(y));
-  } else if constexpr (std::is_same_v<Block, ggml::BlockQ6_K>) {
-    quantize_q6_k_lanes(x, 1, reinterpret_cast<std::uint8_t*>(y));
   } else {
     ggml::quantize_block(x, y);
   }
