@@ -284,7 +284,7 @@ class CudaBackend final : public Backend {
       const unsigned long long none = ~0ull;
       WQ_CUDA_CHECK(cudaMemcpy(input.get(), job.input.data, job.input.nbytes(), cudaMemcpyHostToDevice));
       WQ_CUDA_CHECK(cudaMemcpy(bad.get(), &none, sizeof none, cudaMemcpyHostToDevice));
-      launch_ggml_quantize(job.type, element_type(job.input.dtype), input.get(), blocks, out.get(),
+      launch_ggml_quantize(job.type, job.search, element_type(job.input.dtype), input.get(), blocks, out.get(),
                            bad.get<unsigned long long>(), partials.get<double>(), nullptr);
       unsigned long long bad_index = none;
       WQ_CUDA_CHECK(cudaMemcpy(&bad_index, bad.get(), sizeof bad_index, cudaMemcpyDeviceToHost));

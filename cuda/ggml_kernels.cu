@@ -10,6 +10,7 @@
 #include "device_elements.cuh"
 #include "wq/codec/ggml_kquants.h"
 #include "wq/codec/ggml_legacy.h"
+#include "wq/codec/ggml_legacy_search.h"
 
 namespace wq::cuda {
 namespace {
@@ -23,7 +24,9 @@ unsigned grid_for(std::uint64_t blocks) {
   return static_cast<unsigned>(grid < kMaxGrid ? (grid == 0 ? 1 : grid) : kMaxGrid);
 }
 
-template <typename Block>
+// Search: wq's search in the type's layout (codec/ggml_legacy_search.h) instead of the
+// reference quantizer; the same per-block functions as the CPU's, one thread per block.
+template <typename Block, bool Search>
 __global__ void __launch_bounds__(kGgmlThreads)
 ggml_quantize_kernel(ElementType element, const std::uint8_t* input, std::uint64_t blocks, std::uint8_t* out,
                      unsigned long long* bad_index, double* partials) {
@@ -42,7 +45,11 @@ ggml_quantize_kernel(ElementType element, const std::uint8_t* input, std::uint64
     }
     if (!finite) continue;  // the host reports the element and discards the output
     Block block;
-    ggml::quantize_block(x, &block);
+    if constexpr (Search) {
+      ggml::search_block(x, &block);
+    } else {
+      ggml::quantize_block(x, &block);
+    }
     reinterpret_cast<Block*>(out)[b] = block;  // cudaMalloc'd, and every block size is even
     float decoded[Block::kElements];
     ggml::decode_block(block, decoded);
@@ -72,11 +79,20 @@ ggml_decode_kernel(ElementType element, const std::uint8_t* in, std::uint64_t bl
 
 unsigned ggml_quantize_grid(std::uint64_t blocks) { return grid_for(blocks); }
 
-void launch_ggml_quantize(ggml::Type type, ElementType element, const std::uint8_t* input, std::uint64_t blocks,
-                          std::uint8_t* out, unsigned long long* bad_index, double* partials, cudaStream_t stream) {
+void launch_ggml_quantize(ggml::Type type, bool search, ElementType element, const std::uint8_t* input,
+                          std::uint64_t blocks, std::uint8_t* out, unsigned long long* bad_index, double* partials,
+                          cudaStream_t stream) {
   ggml::visit_block_type(type, [&](auto tag) {
-    ggml_quantize_kernel<decltype(tag)><<<grid_for(blocks), kGgmlThreads, 0, stream>>>(element, input, blocks, out,
-                                                                                      bad_index, partials);
+    using Block = decltype(tag);
+    if constexpr (ggml::kHasSearch<Block>) {
+      if (search) {
+        ggml_quantize_kernel<Block, true><<<grid_for(blocks), kGgmlThreads, 0, stream>>>(element, input, blocks, out,
+                                                                                        bad_index, partials);
+        return;
+      }
+    }
+    ggml_quantize_kernel<Block, false><<<grid_for(blocks), kGgmlThreads, 0, stream>>>(element, input, blocks, out,
+                                                                                     bad_index, partials);
   });
   WQ_CUDA_CHECK(cudaGetLastError());
 }

@@ -18,11 +18,13 @@ inline constexpr unsigned kGgmlThreads = 128;
 /// (three doubles each) that it writes.
 unsigned ggml_quantize_grid(std::uint64_t blocks);
 
-/// Quantizes `blocks` ggml blocks of `type` from `input` (elements of `element`), writing
+/// Quantizes `blocks` ggml blocks of `type` from `input` (elements of `element`) with ggml's
+/// reference quantizer, or with wq's search where `search` (a type with one: the caller
+/// checks, codec::ggml::has_mse_search()), writing
 /// the blocks to `out`, the smallest index of a non-finite element to `*bad_index` (left
 /// untouched when there is none; the caller sets it to UINT64_MAX), and per CUDA block the
 /// sums of x^2, of (x - decoded)^2 and the largest |x - decoded| to `partials`.
-void launch_ggml_quantize(codec::ggml::Type type, ElementType element, const std::uint8_t* input,
+void launch_ggml_quantize(codec::ggml::Type type, bool search, ElementType element, const std::uint8_t* input,
                           std::uint64_t blocks, std::uint8_t* out, unsigned long long* bad_index,
                           double* partials, cudaStream_t stream);
 

@@ -52,7 +52,7 @@ int run_inspect(const InspectFlags& f) {
       } else if (t.encoding == Encoding::kCast) {
         r.layout = std::string(dtype_name(t.data_dtype));
       } else if (t.encoding == Encoding::kGgml) {
-        r.layout = codec::ggml::type_name(t.ggml_type);
+        r.layout = std::string(codec::ggml::type_name(t.ggml_type)) + (t.range.empty() ? "" : " " + t.range);
         r.groups = element_count(t.shape) / codec::ggml::layout_of(t.ggml_type).block_elements;
       }
       rows.push_back(std::move(r));

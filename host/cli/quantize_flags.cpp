@@ -132,6 +132,22 @@ QuantizeOptions options_from_flags(const QuantizeFlags& f) {
     throw Error(ErrorCode::kUsage, f.output + ": a GGUF file holds ggml types: choose one with --type (" +
                                        ggml_type_names() + "), e.g. --type Q8_0");
   }
+  if (f.method_given && (!f.type.empty() || !f.preset.empty())) {
+    const std::string flag = !f.preset.empty() ? "--preset " + f.preset : "--type " + f.type;
+    if (f.method != "minmax" && f.method != "mse") {
+      throw Error(ErrorCode::kUsage, "--method " + f.method + " does not apply to " + flag +
+                                         ": a ggml type fixes its own arithmetic (--method mse searches within "
+                                         "the layouts of Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0)");
+    }
+    if (f.method == "mse" && !options.llama_preset.empty()) {
+      throw Error(ErrorCode::kUsage, "--method mse does not apply to " + flag +
+                                         ": a llama-quantize mix is mostly k-quants, whose reference quantizers "
+                                         "already search; give --type Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0 with it");
+    }
+    if (f.method == "mse" && options.spec.method != Method::kGgml) {
+      throw Error(ErrorCode::kUsage, "--method mse does not apply to " + flag + ": it searches within block types");
+    }
+  }
   if (options.output_format == OutputFormat::kContainer && options.spec.method == Method::kGgml &&
       options.spec.ggml_type == codec::ggml::Type::kF32) {
     throw Error(ErrorCode::kUsage, "--type F32 is for GGUF output (a WQ container keeps float32 tensors with --keep '*')");

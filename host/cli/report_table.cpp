@@ -17,7 +17,9 @@ nlohmann::ordered_json finite_or_null(double v) {
 }
 
 std::string spec_text(const QuantSpec& spec) {
-  if (spec.method == Method::kGgml) return std::string("ggml ") + codec::ggml::type_name(spec.ggml_type);
+  if (spec.method == Method::kGgml) {
+    return std::string("ggml ") + codec::ggml::type_name(spec.ggml_type) + (spec.ggml_mse ? ", mse search" : "");
+  }
   if (!spec.is_affine()) return std::string(method_name(spec.method)) + " cast";
   std::string g = spec.granularity == Granularity::kTensor ? "per-tensor"
                 : spec.granularity == Granularity::kChannel ? "per-channel"
@@ -107,7 +109,10 @@ nlohmann::ordered_json report_json(const QuantizeReport& r, const QuantSpec& spe
   j["spec"] = {{"method", std::string(method_name(spec.method))}, {"bits", spec.bits},
                {"granularity", std::string(granularity_name(spec.granularity))},
                {"group_size", spec.group_size}, {"scale_dtype", std::string(scale_dtype_name(spec.scale_dtype))}};
-  if (spec.method == Method::kGgml) j["spec"]["type"] = codec::ggml::type_name(spec.ggml_type);
+  if (spec.method == Method::kGgml) {
+    j["spec"]["type"] = codec::ggml::type_name(spec.ggml_type);
+    if (spec.ggml_mse) j["spec"]["search"] = "mse";
+  }
   j["input_bytes"] = r.input_bytes;
   j["output_bytes"] = r.output_bytes;
   j["ratio"] = r.output_bytes ? static_cast<double>(r.input_bytes) / static_cast<double>(r.output_bytes) : 0.0;
@@ -127,7 +132,10 @@ nlohmann::ordered_json report_json(const QuantizeReport& r, const QuantSpec& spe
       e["group_size"] = t.group_size;
       e["groups"] = t.groups;
     } else if (t.encoding == Encoding::kGgml) {
-      e["type"] = t.range;
+      // The report's range reads "Q4_0" or "Q4_0 mse": the type, then how its blocks were chosen.
+      const std::size_t space = t.range.find(' ');
+      e["type"] = t.range.substr(0, space);
+      if (space != std::string::npos) e["search"] = t.range.substr(space + 1);
       e["blocks"] = t.groups;
     } else if (t.encoding == Encoding::kPackQuantized) {
       e["scheme"] = t.range;

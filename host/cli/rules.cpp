@@ -50,6 +50,7 @@ TensorRule make_rule(const std::string& where, const std::string& pattern, const
   rule.spec = base;
   rule.text = text;
   if (settings.empty()) bad_rule(where, std::string("no settings; give some of ") + kKeys);
+  bool typed_here = false;  // a `type` of this rule came before: `method` then qualifies it
   for (const auto& [key, value] : settings) {
     if (key == "keep") {
       if (value != "true") bad_rule(where, "keep takes no value other than true");
@@ -69,11 +70,21 @@ TensorRule make_rule(const std::string& where, const std::string& pattern, const
     } else if (key == "method") {
       const auto m = parse_method(value);
       if (!m) bad_rule(where, "method must be minmax, symmetric, mse, fp16 or bf16, got '" + value + "'");
-      rule.spec.method = *m;
+      if (typed_here) {
+        // After this rule's type: how its blocks are chosen (ggml's reference, or wq's search).
+        // Without a type in the rule, a method replaces the type (wq's own encodings).
+        if (*m != Method::kMinMax && *m != Method::kMse) {
+          bad_rule(where, "method " + value + " does not apply to a ggml type: give minmax (the reference) or mse");
+        }
+        rule.spec.ggml_mse = *m == Method::kMse;
+      } else {
+        rule.spec.method = *m;
+      }
     } else if (key == "type") {
       const std::optional<QuantSpec> typed = ggml_type_spec(value, rule.spec);
       if (!typed) bad_rule(where, "type must be a ggml type (" + ggml_type_names() + "), got '" + value + "'");
       rule.spec = *typed;
+      typed_here = rule.spec.method == Method::kGgml;
     } else if (key == "scale") {
       const auto s = parse_scale_dtype(value);
       if (!s) bad_rule(where, "scale must be f32 or f16, got '" + value + "'");
@@ -220,7 +231,9 @@ std::vector<TensorRule> read_rules_file(const std::string& path, const QuantSpec
 }
 
 std::string spec_summary(const QuantSpec& spec) {
-  if (spec.method == Method::kGgml) return std::string("ggml ") + codec::ggml::type_name(spec.ggml_type);
+  if (spec.method == Method::kGgml) {
+    return std::string("ggml ") + codec::ggml::type_name(spec.ggml_type) + (spec.ggml_mse ? " mse" : "");
+  }
   if (!spec.is_affine()) return std::string(method_name(spec.method)) + " cast";
   const std::string g = spec.granularity == Granularity::kTensor ? "per-tensor"
                       : spec.granularity == Granularity::kChannel ? "per-channel"

@@ -101,6 +101,7 @@ std::string metadata_json(const ContainerMetadata& m) {
       if (t.encoding == Encoding::kAffine) entry["min"] = t.parts.at(2);
     } else if (t.encoding == Encoding::kGgml) {
       entry["ggml_type"] = codec::ggml::type_name(t.ggml_type);
+      if (!t.range.empty()) entry["range"] = t.range;
       entry["blocks"] = t.parts.at(0);
     } else {
       entry["data"] = t.parts.at(0);

@@ -227,6 +227,7 @@ class MetadataHandler final : public JsonStreamHandler {
         }
       }
       if (!known) return tensor_problem(where + " has an unknown ggml_type '" + type + "'");
+      t.range = text_or(p.range, "");  // "mse" where wq's search chose the blocks
       if (!is_floating(t.dtype)) return tensor_problem(where + " is ggml but its dtype is not floating");
       const std::uint64_t block = codec::ggml::layout_of(t.ggml_type).block_elements;
       if ((t.shape.empty() ? 1 : t.shape.back()) % block != 0) {

@@ -50,7 +50,7 @@ ErrorStats Backend::cast(const TensorView& input, const MutableTensorView& out,
 }
 
 ErrorStats Backend::quantize_ggml(const TensorView& input, codec::ggml::Type type, std::uint8_t* blocks) {
-  GgmlQuantizeJob job{input, type, blocks, {}};
+  GgmlQuantizeJob job{input, type, blocks, false, {}};
   quantize_ggml(std::span<GgmlQuantizeJob>(&job, 1));
   return job.stats;
 }

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "wq/codec/ggml_legacy_search.h"
 #include "wq/error.h"
 
 namespace wq::detail {
@@ -30,6 +31,11 @@ ggml::TypeLayout check_ggml_quantize_job(const GgmlQuantizeJob& job) {
   if (!is_floating(job.input.dtype)) {
     throw Error(ErrorCode::kUsage, label(job.input.name) + ": ggml block types hold floating tensors, not " +
                                        std::string(dtype_name(job.input.dtype)));
+  }
+  if (job.search && !ggml::has_mse_search(job.type)) {
+    throw Error(ErrorCode::kUsage, label(job.input.name) + ": wq's mse search has no " + ggml::type_name(job.type) +
+                                       " form: it searches the legacy types Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 (a "
+                                       "k-quant's reference quantizer already fits each sub-block by least squares)");
   }
   const std::uint64_t row = job.input.shape.empty() ? 1 : job.input.shape.back();
   if (row % layout.block_elements != 0) {

@@ -5,6 +5,7 @@
 #include <limits>
 #include <string>
 
+#include "wq/codec/ggml_legacy_search.h"
 #include "wq/codec/pack.h"
 #include "wq/error.h"
 
@@ -72,6 +73,12 @@ void QuantSpec::validate() const {
       throw Error(ErrorCode::kUsage, "ggml type " + std::string(codec::ggml::type_name(ggml_type)) +
                                          " cannot be chosen for a tensor (choose one of " + ggml_type_names() + ")");
     }
+    if (ggml_mse && !codec::ggml::has_mse_search(ggml_type)) {
+      throw Error(ErrorCode::kUsage,
+                  std::string("method mse has no ") + codec::ggml::type_name(ggml_type) +
+                      " form: it searches the legacy types Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 (a k-quant's reference "
+                      "quantizer already fits each sub-block by least squares; leave mse out for it)");
+    }
     return;
   }
   if (!is_affine()) return;
@@ -101,12 +108,14 @@ std::optional<QuantSpec> ggml_type_spec(std::string_view name, const QuantSpec& 
     std::string type = codec::ggml::type_name(t);
     for (char& c : type) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     if (upper == type) {
+      spec.ggml_mse = base.method == Method::kMse || (base.method == Method::kGgml && base.ggml_mse);
       spec.method = Method::kGgml;
       spec.ggml_type = t;
       return spec;
     }
   }
   if (upper == "F32") {
+    spec.ggml_mse = false;
     spec.method = Method::kGgml;
     spec.ggml_type = codec::ggml::Type::kF32;
     return spec;

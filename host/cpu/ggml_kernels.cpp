@@ -14,6 +14,7 @@
 #include "cpu/lanes.h"
 #include "wq/codec/ggml_kquants.h"
 #include "wq/codec/ggml_legacy.h"
+#include "wq/codec/ggml_legacy_search.h"
 #include "wq/error.h"
 
 namespace wq::detail {
@@ -180,13 +181,17 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
       // A NaN or infinity is found through the statistics below, before anything is returned;
       // every block code tolerates one (bounded loops, clamped codes).
       std::uint8_t* const chunk_blocks = job.blocks + b * sizeof(Block);
-      const bool written = quantize_blocks_at_once<Block>(x, static_cast<std::uint64_t>(n), chunk_blocks);
+      const bool written = !job.search && quantize_blocks_at_once<Block>(x, static_cast<std::uint64_t>(n), chunk_blocks);
       for (int k = 0; k < n; ++k) {
         Block block;
         if (written) {
           std::memcpy(&block, chunk_blocks + k * sizeof(Block), sizeof(Block));
         } else {
-          quantize_one(x + k * Block::kElements, &block);
+          if constexpr (ggml::kHasSearch<Block>) {
+            job.search ? ggml::search_block(x + k * Block::kElements, &block) : quantize_one(x + k * Block::kElements, &block);
+          } else {
+            quantize_one(x + k * Block::kElements, &block);  // check_ggml_quantize_job() refused a search
+          }
           std::memcpy(chunk_blocks + k * sizeof(Block), &block, sizeof(Block));
         }
         ggml::decode_block(block, decoded + k * Block::kElements);

@@ -103,6 +103,7 @@ ContainerTensor plan_tensor(const TensorInfo& info, Encoding encoding, const Qua
   } else if (encoding == Encoding::kGgml) {
     t.ggml_type = spec.ggml_type;
     t.data_dtype = DType::kU8;
+    t.range = spec.ggml_mse ? "mse" : "";  // informational: the blocks decode the same either way
   } else {
     t.data_dtype = info.dtype;
   }
@@ -196,7 +197,7 @@ std::vector<const std::byte*> encode_batch(CheckpointReader& reader, Backend& ba
       quantize_jobs.push_back(QuantizeJob{view, spec, buffers, {}});
       quantize_index.push_back(i);
     } else if (t.encoding == Encoding::kGgml) {
-      ggml_jobs.push_back(GgmlQuantizeJob{view, t.ggml_type, reinterpret_cast<std::uint8_t*>(base), {}});
+      ggml_jobs.push_back(GgmlQuantizeJob{view, t.ggml_type, reinterpret_cast<std::uint8_t*>(base), specs[i].ggml_mse, {}});
       ggml_index.push_back(i);
     } else if (t.encoding == Encoding::kPackQuantized) {
       // The parts in parts_of()'s order: packed, scale, [zero point,] shape.
@@ -323,6 +324,7 @@ TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& option
       if (preset->types[i]) {
         choice.spec.method = Method::kGgml;
         choice.spec.ggml_type = *preset->types[i];
+        choice.spec.ggml_mse = false;  // a preset is llama-quantize's mix, reference blocks throughout
         choice.encoding = Encoding::kGgml;
         if (!preset->reasons[i].empty()) r.note = preset->reasons[i] + " (preset " + options.llama_preset + ")";
       } else {
@@ -369,7 +371,7 @@ TensorPlans plan_tensors(CheckpointReader& reader, const QuantizeOptions& option
       r.range = t.range;
     } else if (encoding == Encoding::kGgml) {
       r.groups = element_count(t.shape) / codec::ggml::layout_of(t.ggml_type).block_elements;
-      r.range = codec::ggml::type_name(t.ggml_type);
+      r.range = std::string(codec::ggml::type_name(t.ggml_type)) + (t.range.empty() ? "" : " " + t.range);
     }
     r.input_bytes = element_count(t.shape) * dtype_size(t.dtype);
     r.output_bytes = t.stored_bytes;

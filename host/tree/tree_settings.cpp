@@ -19,6 +19,7 @@ ojson rule_json(const TensorRule& rule) {
   }
   j["method"] = std::string(method_name(rule.spec.method));
   if (rule.spec.method == Method::kGgml) j["type"] = codec::ggml::type_name(rule.spec.ggml_type);
+  if (rule.spec.method == Method::kGgml && rule.spec.ggml_mse) j["search"] = "mse";
   j["bits"] = rule.spec.bits;
   j["granularity"] = std::string(granularity_name(rule.spec.granularity));
   j["group_size"] = rule.spec.group_size;
@@ -37,6 +38,7 @@ ojson settings_json(const QuantizeOptions& options) {
   j["group_size"] = options.spec.group_size;
   j["scale"] = std::string(scale_dtype_name(options.spec.scale_dtype));
   if (options.spec.method == Method::kGgml) j["type"] = codec::ggml::type_name(options.spec.ggml_type);
+  if (options.spec.method == Method::kGgml && options.spec.ggml_mse) j["search"] = "mse";
   if (options.output_format == OutputFormat::kGguf) j["to"] = "gguf";
   if (options.output_format == OutputFormat::kCompressedTensors) {
     // The scheme replaces the spec: these are all that decide the bytes.

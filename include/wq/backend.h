@@ -92,6 +92,11 @@ struct GgmlQuantizeJob {
   TensorView input;
   codec::ggml::Type type = codec::ggml::Type::kQ8_0;
   std::uint8_t* blocks = nullptr;
+  /// false: ggml's reference bytes. true: wq's `mse` in the type's layout
+  /// (codec/ggml_legacy_search.h, docs/ggml-types.md §4.1), for the legacy types Q4_0, Q4_1,
+  /// Q5_0, Q5_1 and Q8_0: per block the least error of the reference block and wq's searches,
+  /// so never further from the input than the reference on any block.
+  bool search = false;
   ErrorStats stats;
 };
 
@@ -163,8 +168,9 @@ class WQ_API Backend {
   virtual void cast(std::span<CastJob> jobs) = 0;
 
   /// Quantizes floating tensors into ggml blocks (see GgmlQuantizeJob), byte for byte as ggml's
-  /// quantize_row_*_ref. Throws Error(kBadData) for NaN/Inf elements (ggml would write
-  /// garbage); Error(kUsage) for a type that is not a block type, a non-floating input or an
+  /// quantize_row_*_ref (or with wq's search where a job asks). Throws Error(kBadData) for
+  /// NaN/Inf elements (ggml would write garbage); Error(kUsage) for a type that is not a block
+  /// type, a search for a type that has none (the k-quants), a non-floating input or an
   /// innermost dimension that is not a multiple of the block.
   virtual void quantize_ggml(std::span<GgmlQuantizeJob> jobs) = 0;
 

@@ -42,7 +42,7 @@ struct ContainerTensor {
   Encoding encoding = Encoding::kRaw;
   int bits = 0;                       ///< has_codes() only
   std::uint64_t group_size = 0;       ///< has_codes() only; 0 = per-tensor
-  std::string range;                  ///< has_codes() only: "minmax", "mse" or "symmetric"
+  std::string range;                  ///< has_codes(): "minmax", "mse" or "symmetric"; kGgml: "mse" or ""
   ScaleDType scale_dtype = ScaleDType::kF32;  ///< has_codes() only
   DType data_dtype = DType::kF32;     ///< cast/raw: dtype of the data part
   codec::ggml::Type ggml_type = codec::ggml::Type::kQ8_0;  ///< kGgml only: the block type

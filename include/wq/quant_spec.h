@@ -37,12 +37,15 @@ struct WQ_API QuantSpec {
   /// Method::kGgml only: a ggml block type (Q8_0 ... Q6_K), or F32 (GGUF output: floats
   /// written as float32).
   codec::ggml::Type ggml_type = codec::ggml::Type::kQ8_0;
+  /// Method::kGgml only: wq's `mse` search in the type's layout instead of ggml's reference
+  /// arithmetic (docs/ggml-types.md §4.1; the legacy types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0).
+  bool ggml_mse = false;
 
   bool is_affine() const { return method == Method::kMinMax || method == Method::kSymmetric ||
                                   method == Method::kMse; }
 
-  /// Throws Error(kUsage) for bits outside 1..8, group_size 0, or a ggml type that is neither a
-  /// block type nor F32.
+  /// Throws Error(kUsage) for bits outside 1..8, group_size 0, a ggml type that is neither a
+  /// block type nor F32, or ggml_mse with a type that has no search (the k-quants, F32).
   void validate() const;
 
   /// The part of the spec every kernel needs (affine methods): range rule, bits, scale dtype.
@@ -58,7 +61,9 @@ WQ_API std::optional<Granularity> parse_granularity(std::string_view name) noexc
 WQ_API std::optional<ScaleDType> parse_scale_dtype(std::string_view name) noexcept;
 
 /// A ggml type name as users write it ("Q4_K", "q8_0", "F16", case-insensitive) as a spec:
-/// block types and F32 give Method::kGgml, F16 and BF16 the casts. nullopt for other names.
+/// block types and F32 give Method::kGgml, F16 and BF16 the casts. A base whose method is
+/// kMse (or that searches already) asks for the search: ggml_mse is set. nullopt for other
+/// names.
 WQ_API std::optional<QuantSpec> ggml_type_spec(std::string_view name, const QuantSpec& base);
 
 /// The ggml types --type accepts, for messages: "F32, F16, BF16, Q4_0, ...".

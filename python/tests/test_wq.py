@@ -386,12 +386,19 @@ def test_quantize_file_writes_gguf_and_compressed_tensors_as_the_cli_does(tmp_pa
     wq.quantize_file(src, tmp_path / "py-q8.wq", type="Q8_0")
     cli("quantize", str(src), "-o", str(tmp_path / "cli-q8.wq"), "--type", "Q8_0", "-q")
     assert (tmp_path / "py-q8.wq").read_bytes() == (tmp_path / "cli-q8.wq").read_bytes()
+    # wq's search in a legacy layout, as --method mse does there.
+    wq.quantize_file(src, tmp_path / "py-q4_1-mse.gguf", type="Q4_1", method="mse")
+    cli("quantize", str(src), "-o", str(tmp_path / "cli-q4_1-mse.gguf"), "--type", "Q4_1", "--method", "mse", "-q")
+    assert (tmp_path / "py-q4_1-mse.gguf").read_bytes() == (tmp_path / "cli-q4_1-mse.gguf").read_bytes()
     # What does not apply is refused before anything is written.
     for kwargs, says in [({"to": "gguf"}, "type="), ({"to": "gguf", "type": "Q8_0", "bits": 4}, "type decides"),
                          ({"to": "compressed-tensors", "bits": 4}, "scheme decides"),
                          ({"scheme": "W4A16"}, "compressed-tensors"), ({"to": "bogus"}, "to must be"),
                          ({"to": "compressed-tensors", "scheme": "W3A16"}, "takes W4A16"),
                          ({"to": "gguf", "type": "Q9_K"}, "neither a ggml type"),
+                         ({"to": "gguf", "type": "Q4_K", "method": "mse"}, "has no Q4_K form"),
+                         ({"to": "gguf", "type": "Q4_K_M", "method": "mse"}, "llama-quantize mix"),
+                         ({"to": "gguf", "type": "Q4_0", "method": "symmetric"}, "does not apply to type="),
                          ({"to": "compressed-tensors", "granularity": "channel", "group_size": 64}, "give one")]:
         out = tmp_path / "refused.out"
         with pytest.raises(wq.UsageError) as e:

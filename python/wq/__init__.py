@@ -226,13 +226,14 @@ def _output_settings(to, type, scheme, ignore, bits, method, granularity, group_
         if channel and group_size is not None:
             raise UsageError("group_size and granularity='channel': give one")
         spec = {"method": method or "minmax", "group_size": int(group_size or 128)}
-    elif to == "gguf" and given:
-        raise UsageError(f"{', '.join(sorted(given))}: a GGUF file's ggml type decides them; give type= only")
+    elif to == "gguf" and given - {"method"}:
+        raise UsageError(f"{', '.join(sorted(given - {'method'}))}: a GGUF file's ggml type decides them; give "
+                         "type= (and method='mse' for wq's search in a legacy type's layout) only")
     else:
         spec = _spec(method or "minmax", 8 if bits is None else bits, granularity or "channel",
                      128 if group_size is None else group_size, scale_dtype or "f32")
     if to == "gguf":
-        spec = {}
+        spec = {"method": method} if method is not None else {}
     fmt = {"to": to, "type": type or "", "scheme": scheme or "W4A16", "ignore": [str(g) for g in ignore],
            "channel": channel, "allow_requantize": bool(allow_requantize)}
     return spec, fmt
@@ -252,7 +253,9 @@ def quantize_file(input: str | os.PathLike, output: str | os.PathLike, *, to: Op
     - "wq" (the default; "gguf" when `output` ends in .gguf): a WQ container, with the options
       of save() (bits 8, minmax, per channel unless given), or ggml blocks with `type`.
     - "gguf": a GGUF file of the ggml `type` ("Q8_0", "Q4_K", "F16", ...) or llama-quantize
-      preset ("Q4_K_M", ...); the type decides the bits, method and layout.
+      preset ("Q4_K_M", ...); the type decides the bits and layout. method="mse" with Q4_0,
+      Q4_1, Q5_0, Q5_1 or Q8_0 (here or into a WQ container) searches each block for the least
+      error within the same layout (docs/ggml-types.md §4.1).
     - "compressed-tensors": the `scheme` ("W4A16" by default, "W4A16_ASYM", "W8A16",
       "W8A16_ASYM") in groups of `group_size` (128) or granularity="channel", method "minmax"
       (compressed-tensors' own round to nearest) or "mse"; `ignore` adds module globs to leave

@@ -15,6 +15,7 @@
 #include "wq/backend.h"
 #include "wq/codec/ggml_kquants.h"
 #include "wq/codec/ggml_legacy.h"
+#include "wq/codec/ggml_legacy_search.h"
 #include "wq/codec/half.h"
 #include "wq/error.h"
 
@@ -223,6 +224,85 @@ TEST_P(GgmlBackendSuite, ShapesAndTypesThatDoNotFitAreUsageErrors) {
   }, "48 elements are not whole Q8_0 blocks");
 }
 
+// wq's search in the legacy layouts: the codec's search_block() bytes on every backend, in
+// every input dtype, on sizes that split over threads and device blocks; never a larger error
+// than the reference's; refused for the k-quants.
+TEST_P(GgmlBackendSuite, SearchWritesTheCodecsBlocksAndNeverAddsError) {
+  for (ggml::Type type : ggml::kQuantizedTypes) {
+    if (!ggml::has_mse_search(type)) {
+      std::vector<float> x = weights(256, 3);
+      std::vector<std::uint8_t> out(ggml::layout_of(type).block_bytes);
+      GgmlQuantizeJob job{TensorView{"blk.0.ffn_up", DType::kF32, Shape{1, 256}, reinterpret_cast<const std::byte*>(x.data())},
+                          type, out.data(), true, {}};
+      try {
+        backend_->quantize_ggml(std::span<GgmlQuantizeJob>(&job, 1));
+        ADD_FAILURE() << ggml::type_name(type) << ": a search was accepted";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kUsage);
+        EXPECT_NE(std::string(e.what()).find("has no " + std::string(ggml::type_name(type)) + " form"), std::string::npos)
+            << e.what();
+        EXPECT_NE(std::string(e.what()).find("blk.0.ffn_up"), std::string::npos) << e.what();
+      }
+      continue;
+    }
+    for (const Shape& shape : {Shape{32}, Shape{7, 64}, Shape{1023, 32}, Shape{(1u << 15) + 3, 32}}) {
+      SCOPED_TRACE(::testing::Message() << ggml::type_name(type) << " " << element_count(shape) << " elements");
+      const std::vector<float> x = weights(element_count(shape), 5 + static_cast<std::uint32_t>(element_count(shape)));
+      std::vector<std::uint8_t> want, reference;
+      std::vector<float> want_decoded, reference_decoded;
+      test::ggml_reference(type, x, &want, &want_decoded, true);
+      test::ggml_reference(type, x, &reference, &reference_decoded);
+      std::vector<std::uint8_t> got(want.size(), 0xa5);
+      GgmlQuantizeJob job{TensorView{"w", DType::kF32, shape, reinterpret_cast<const std::byte*>(x.data())}, type,
+                          got.data(), true, {}};
+      backend_->quantize_ggml(std::span<GgmlQuantizeJob>(&job, 1));
+      ASSERT_EQ(got, want);
+      double reference_error = 0.0, search_error = 0.0;
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        reference_error += std::pow(static_cast<double>(x[i]) - reference_decoded[i], 2);
+        search_error += std::pow(static_cast<double>(x[i]) - want_decoded[i], 2);
+      }
+      EXPECT_LE(search_error, reference_error);
+      if (x.size() > 32) {  // weights()'s first block is constant
+        EXPECT_LT(search_error, reference_error);
+      }
+      // The statistics add in binary32 lanes (ggml_kernels.cpp): close, not equal.
+      EXPECT_NEAR(job.stats.error_energy, search_error, 1e-6 * search_error + 1e-30);
+      EXPECT_EQ(job.stats.count, x.size());
+      // Half-precision inputs search the same values widened.
+      if (element_count(shape) <= 1023 * 32) {
+        std::vector<std::byte> halves(2 * x.size());
+        std::vector<float> widened(x.size());
+        for (std::size_t i = 0; i < x.size(); ++i) {
+          const std::uint16_t h = codec::f32_to_f16_bits(x[i]);
+          std::memcpy(halves.data() + 2 * i, &h, 2);
+          widened[i] = codec::f16_bits_to_f32(h);
+        }
+        test::ggml_reference(type, widened, &want, &want_decoded, true);
+        std::vector<std::uint8_t> from_f16(want.size());
+        GgmlQuantizeJob half{TensorView{"w", DType::kF16, shape, halves.data()}, type, from_f16.data(), true, {}};
+        backend_->quantize_ggml(std::span<GgmlQuantizeJob>(&half, 1));
+        EXPECT_EQ(from_f16, want);
+      }
+    }
+  }
+}
+
+TEST_P(GgmlBackendSuite, SearchRefusesNonFiniteElementsAsTheReferenceDoes) {
+  std::vector<float> x = weights(4 * 32, 9);
+  x[77] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<std::uint8_t> out(4 * sizeof(ggml::BlockQ4_0));
+  GgmlQuantizeJob job{TensorView{"blk.3.attn_q", DType::kF32, Shape{4, 32}, reinterpret_cast<const std::byte*>(x.data())},
+                      ggml::Type::kQ4_0, out.data(), true, {}};
+  try {
+    backend_->quantize_ggml(std::span<GgmlQuantizeJob>(&job, 1));
+    ADD_FAILURE() << "a NaN was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadData);
+    EXPECT_NE(std::string(e.what()).find("'blk.3.attn_q': element 77 is NaN"), std::string::npos) << e.what();
+  }
+}
+
 TEST_P(GgmlBackendSuite, EmptyTensorsAndBatchesOfMany) {
   EXPECT_NO_THROW(quantize(ggml::Type::kQ4_K, std::vector<float>{}, Shape{0, 256}));
   // A batch of tensors of different types gives each its own bytes.
@@ -240,7 +320,7 @@ TEST_P(GgmlBackendSuite, EmptyTensorsAndBatchesOfMany) {
   k = 0;
   for (ggml::Type type : ggml::kQuantizedTypes) {
     jobs.push_back(GgmlQuantizeJob{TensorView{"t", DType::kF32, shapes[k], reinterpret_cast<const std::byte*>(inputs[k].data())},
-                                   type, outs[k].data(), {}});
+                                   type, outs[k].data(), false, {}});
     ++k;
   }
   backend_->quantize_ggml(std::span<GgmlQuantizeJob>(jobs));

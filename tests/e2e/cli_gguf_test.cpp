@@ -308,6 +308,47 @@ TEST_F(cli, GgmlBlocksInAContainerDecodeLikeTheGgufFile) {
   expect_clean_failure(r, kBadFormat, {container, "'blk.0.attn_q.weight'", "ggml_type"}, out("c.safetensors"));
 }
 
+// --method mse with a legacy type: wq's search in that layout (never a larger error than the
+// reference blocks), recorded in the report and the container; refused where it has no form.
+TEST_F(cli, GgmlMseSearchIsRecordedAndRefusedWhereItHasNoForm) {
+  const std::string input = weights_file(dir_.path() + "/w.safetensors");
+  const std::string reference = out("ref.gguf"), searched = out("mse.gguf");
+  RunResult r = run({"quantize", input, "-o", reference, "--type", "Q4_0", "--json", "--backend", "cpu"});
+  ASSERT_EQ(r.status, kOk) << r;
+  const ojson ref_report = ojson::parse(r.out);
+  r = run({"quantize", input, "-o", searched, "--type", "Q4_0", "--method", "mse", "--json", "--backend", "cpu"});
+  ASSERT_EQ(r.status, kOk) << r;
+  const ojson report = ojson::parse(r.out);
+  EXPECT_EQ(report["spec"]["type"], "Q4_0");
+  EXPECT_EQ(report["spec"]["search"], "mse");
+  EXPECT_EQ(report["tensors"][0]["type"], "Q4_0");
+  EXPECT_EQ(report["tensors"][0]["search"], "mse");
+  EXPECT_GT(report["tensors"][0]["sqnr_db"].get<double>(), ref_report["tensors"][0]["sqnr_db"].get<double>());
+  EXPECT_EQ(read_file(searched).size(), read_file(reference).size());  // the same layout
+  EXPECT_EQ(run({"verify", searched}).status, kOk);
+  // A rule may ask for it per tensor; a container records it.
+  const std::string container = out("w.wq.safetensors");
+  ASSERT_EQ(run({"quantize", input, "-o", container, "--type", "Q8_0", "--rule", "*attn_q*=type:Q4_1,method:mse", "-q",
+                 "--backend", "cpu"}).status, kOk);
+  const Safetensors st = parse_safetensors(read_file(container));
+  const ojson meta = ojson::parse(st.header["__metadata__"]["wq"].get<std::string>());
+  EXPECT_EQ(meta["tensors"]["blk.0.attn_q.weight"]["ggml_type"], "Q4_1");
+  EXPECT_EQ(meta["tensors"]["blk.0.attn_q.weight"]["range"], "mse");
+  const RunResult inspect = run({"inspect", container});
+  EXPECT_TRUE(contains(inspect.out, "Q4_1 mse")) << inspect;
+  // Refusals, before anything is written.
+  const std::string output = out("no.gguf");
+  r = run({"quantize", input, "-o", output, "--type", "Q4_K", "--method", "mse", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {"mse", "Q4_K", "Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0"}, output);
+  r = run({"quantize", input, "-o", output, "--type", "Q4_K_M", "--method", "mse", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {"--type Q4_K_M", "k-quants"}, output);
+  r = run({"quantize", input, "-o", output, "--type", "Q4_0", "--method", "symmetric", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {"--method symmetric", "--type Q4_0"}, output);
+  r = run({"quantize", input, "-o", output, "--type", "Q8_0", "--rule", "*attn_q*=type:Q6_K,method:mse", "--backend",
+           "cpu"});
+  expect_clean_failure(r, kUsage, {"*attn_q*", "Q6_K"}, output);
+}
+
 // A WQ container as the input: its ggml blocks go into GGUF unchanged (the file a GGUF output of
 // the source gives), wq's own codes only with --allow-requantize, and a damaged block is found
 // by the checksum before anything is written.

@@ -7,6 +7,7 @@ usage: llama_kl_check.py WQ_GPU [--print]
 2. llama.cpp (node-llama-cpp's CPU build, tests/npm/llama_probabilities.mjs, one thread) loads
    each file and gives the next-token distribution after four prompts; the mean KL divergence
    from the float32 model's must stay within the type's bound (BOUNDS below).
+   The legacy types are also written with wq's search (--method mse), under the same bounds.
 3. The same Q4_0 file with its nibbles in wq's own packing order (elements 2j, 2j+1 in a byte)
    instead of ggml's (j, j+16) must land far outside the bound: the test can tell a wrong
    layout from quantization noise.
@@ -51,6 +52,9 @@ BOUNDS = {
     "Q5_K_M": 6e-2,
 }
 PRESETS = ("Q4_K_M", "Q5_K_M")
+# wq's search in the legacy layouts (--method mse): ordinary blocks to llama.cpp, held to the
+# reference type's bound (the search never moves a block further from the weights).
+SEARCHED = ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0")
 # A wrong layout gives about the KL of two unrelated models ([1.93] for Q4_0 in wq's order):
 # it must exceed the right layout's bound this many times.
 WRONG_LAYOUT_FACTOR = 4
@@ -149,6 +153,10 @@ def main():
         for t in BOUNDS:
             models[t] = os.path.join(tmp, t + ".gguf")
             subprocess.run([wq, "quantize", f32, "-o", models[t], "--type", t, "--backend", "cpu", "-q"], check=True)
+        for t in SEARCHED:
+            models[t + " mse"] = os.path.join(tmp, t + "-mse.gguf")
+            subprocess.run([wq, "quantize", f32, "-o", models[t + " mse"], "--type", t, "--method", "mse",
+                            "--backend", "cpu", "-q"], check=True)
         models["Q4_0 in wq's nibble order"] = os.path.join(tmp, "wrong.gguf")
         with_wq_nibble_order(models["Q4_0"], models["Q4_0 in wq's nibble order"])
 
@@ -159,11 +167,12 @@ def main():
             if t == "F32":
                 continue
             kl = mean_kl(reference, dist[path])
-            if t in BOUNDS:
-                ok = kl <= BOUNDS[t]
-                print("%-26s %12.3e %10.1e %s" % (t, kl, BOUNDS[t], "ok" if ok else "FAIL"))
+            bound = BOUNDS.get(t.split(" ")[0]) if t.split(" ")[-1] in ("mse",) or t in BOUNDS else None
+            if bound is not None:
+                ok = kl <= bound
+                print("%-26s %12.3e %10.1e %s" % (t, kl, bound, "ok" if ok else "FAIL"))
                 if not ok:
-                    failures.append("%s: KL %.3e over its bound %.1e" % (t, kl, BOUNDS[t]))
+                    failures.append("%s: KL %.3e over its bound %.1e" % (t, kl, bound))
             else:  # the wrong layout must be far outside the right one's bound
                 ok = kl > WRONG_LAYOUT_FACTOR * BOUNDS["Q4_0"]
                 print("%-26s %12.3e %10s %s" % (t, kl, "> %.1e" % (WRONG_LAYOUT_FACTOR * BOUNDS["Q4_0"]),

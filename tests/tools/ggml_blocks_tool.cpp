@@ -2,6 +2,7 @@
 // tests/reference/ggml_live_check.py can hold them to ggml's own library byte for byte.
 //
 //   ggml_blocks_tool quantize TYPE IN.f32 OUT.blocks [THREADS] [--time]
+//   ggml_blocks_tool search   TYPE IN.f32 OUT.blocks [THREADS] [--time]   (wq's mse, legacy types)
 //   ggml_blocks_tool decode   TYPE IN.blocks OUT.f32 [THREADS] [--time]
 //
 // --time prints the kernel's own seconds on stderr ("seconds S"), for bench/anchor_ggml.py.
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ggml_jobs.h"
 #include "cpu/ggml_kernels.h"
 #include "cpu/thread_pool.h"
 #include "wq/codec/ggml_blocks.h"
@@ -47,7 +49,7 @@ bool write_all(const char* path, const void* data, std::size_t size) {
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s quantize|decode TYPE IN OUT [THREADS]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s quantize|search|decode TYPE IN OUT [THREADS]\n", argv[0]);
     return 2;
   }
   ggml::Type type;
@@ -66,7 +68,8 @@ int main(int argc, char** argv) {
     }
   };
   const std::vector<char> input = read_all(argv[3]);
-  if (std::strcmp(argv[1], "quantize") == 0) {
+  const bool search = std::strcmp(argv[1], "search") == 0;
+  if (std::strcmp(argv[1], "quantize") == 0 || search) {
     const std::uint64_t count = input.size() / 4;
     if (input.size() % 4 != 0 || count % layout.block_elements != 0) {
       std::fprintf(stderr, "%s: %llu values are not whole %s blocks\n", argv[3],
@@ -77,7 +80,20 @@ int main(int argc, char** argv) {
     std::memcpy(x.data(), input.data(), input.size());
     std::vector<std::uint8_t> out(count / layout.block_elements * layout.block_bytes);
     const auto kernel = std::chrono::steady_clock::now();
-    wq::detail::quantize_ggml_blocks(type, x.data(), count, out.data(), &pool);
+    if (search) {  // the CPU backend's own path, statistics included
+      const wq::Shape shape{count / layout.block_elements, layout.block_elements};
+      wq::GgmlQuantizeJob job{wq::TensorView{"x", wq::DType::kF32, shape, reinterpret_cast<const std::byte*>(x.data())},
+                              type, out.data(), true, {}};
+      try {
+        wq::detail::check_ggml_quantize_job(job);
+        job.stats = wq::detail::quantize_ggml_tensor(job, pool);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 1;
+      }
+    } else {
+      wq::detail::quantize_ggml_blocks(type, x.data(), count, out.data(), &pool);
+    }
     if (timed) {
       std::fprintf(stderr, "seconds %.6f\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - kernel).count());
     }
