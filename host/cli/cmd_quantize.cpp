@@ -119,7 +119,7 @@ CommandRunner add_quantize_command(CLI::App& app) {
       "ComfyUI-GGUF read). Per-tensor types: --rule '*attn_v*=type:Q6_K'. --method mse with Q4_0, Q4_1,\n"
       "Q5_0, Q5_1 or Q8_0 searches each block's step (and min) for the least error instead: the same\n"
       "layout, which llama.cpp loads like any other, never further from the weights than the reference\n"
-      "on any block (+0.2 to +0.9 dB SQNR on real weights), at about 0.05 GB/s per CPU thread (rule:\n"
+      "on any block (+0.2 to +0.9 dB SQNR on real weights), at 0.13-0.2 GB/s per CPU thread (rule:\n"
       "'*attn_v*=type:Q4_1,method:mse'). --type into a WQ container\n"
       "stores the same blocks there (encoding 'ggml'; 'wq-gpu decode' reads them), and such a container\n"
       "converts to GGUF without loss: wq-gpu quantize M.wq.safetensors -o M.gguf --type Q4_K copies the\n"

@@ -11,6 +11,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/ggml_kquant_lanes.h"
 #include "cpu/ggml_legacy_avx2.h"
+#include "cpu/ggml_legacy_search_avx2.h"
 #include "cpu/lanes.h"
 #include "wq/codec/ggml_kquants.h"
 #include "wq/codec/ggml_legacy.h"
@@ -188,7 +189,13 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
           std::memcpy(&block, chunk_blocks + k * sizeof(Block), sizeof(Block));
         } else {
           if constexpr (ggml::kHasSearch<Block>) {
-            job.search ? ggml::search_block(x + k * Block::kElements, &block) : quantize_one(x + k * Block::kElements, &block);
+            if (!job.search) {
+              quantize_one(x + k * Block::kElements, &block);
+            } else if (use_avx2()) {
+              ggml::search_block(x + k * Block::kElements, &block, Avx2SearchKernels{});
+            } else {
+              ggml::search_block(x + k * Block::kElements, &block);
+            }
           } else {
             quantize_one(x + k * Block::kElements, &block);  // check_ggml_quantize_job() refused a search
           }

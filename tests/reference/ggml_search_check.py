@@ -176,6 +176,12 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         for name in list(SYMMETRIC) + list(AFFINE):
             cases = [c for c in input_cases(32, quick) if np.all(np.isfinite(c[1]))]
+            # Weight-like blocks at scales from 1e-7 to 10: steps below binary16's normal range
+            # too, where coding with the stored step matters most.
+            rng = np.random.default_rng(20261206)
+            blocks = 300 if quick else 2000
+            weights = rng.standard_t(4, (blocks, 32)) * 10.0 ** rng.uniform(-7, 1, (blocks, 1))
+            cases.append(("weights", weights.reshape(-1)))
             x = np.concatenate([np.asarray(c[1], F32) for c in cases]).reshape(-1, 32)
             want = expected(oracle, name, x)
             for threads in (1, 2):

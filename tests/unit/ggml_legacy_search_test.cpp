@@ -12,6 +12,8 @@
 #include <random>
 #include <vector>
 
+#include "cpu/cpu_features.h"
+#include "cpu/ggml_legacy_search_avx2.h"
 #include "wq/codec/ggml_legacy.h"
 #include "wq/codec/ggml_legacy_search.h"
 
@@ -148,6 +150,60 @@ TEST(GgmlLegacySearch, KeepsTheReferenceWhereItCannotSearch) {
   // A constant block decodes exactly under the affine types' reference: nothing beats it.
   expect_reference_bytes<ggml::BlockQ4_1>(std::vector<float>(32, -0.375f), "constant Q4_1");
   expect_reference_bytes<ggml::BlockQ5_1>(std::vector<float>(32, 7.0f), "constant Q5_1");
+}
+
+// The AVX2 candidates (host/cpu/ggml_legacy_search_avx2.cpp) against the codec's, on blocks
+// whose quotients land next to halves, where a reordered operation would pick another code,
+// and on clamped, zero, subnormal and NaN elements.
+TEST(GgmlLegacySearch, Avx2CandidatesAreTheCodecs) {
+  if (!detail::use_avx2()) GTEST_SKIP() << "no AVX2 on this CPU: the scalar kernels run everywhere";
+  const detail::Avx2SearchKernels avx2;
+  const ggml::ScalarSearchKernels scalar;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> mantissa(1.0f, 2.0f);
+  std::uniform_int_distribution<int> exponent(-30, 10), code(-140, 140), wobble(-2, 2);
+  int near_halves = 0;
+  for (int trial = 0; trial < 20000; ++trial) {
+    const float d = std::ldexp(mantissa(rng), exponent(rng)) * (trial % 2 ? -1.0f : 1.0f);
+    float x[32];
+    for (int i = 0; i < 32; ++i) {
+      const float half = (static_cast<float>(code(rng)) + 0.5f) * d;
+      x[i] = std::nextafter(half, wobble(rng) > 0 ? INFINITY : -INFINITY);
+      if (wobble(rng) == 2) x[i] = half;
+      if (std::fabs(x[i] / d - std::nearbyint(x[i] / d)) > 0.49f) ++near_halves;
+    }
+    if (trial % 97 == 0) x[trial % 32] = 0.0f;
+    if (trial % 89 == 0) x[(trial + 3) % 32] = 1e-42f;
+    if (trial % 1009 == 0) x[5] = NAN;
+    for (const auto& [low, high] : {std::pair{8, 7}, std::pair{16, 15}, std::pair{127, 127}}) {
+      ggml::SymmetricCodes a, b;
+      const double ea = avx2.symmetric(x, d, low, high, &a), eb = scalar.symmetric(x, d, low, high, &b);
+      ASSERT_TRUE(ea == eb || (std::isnan(ea) && std::isnan(eb))) << trial << ": " << ea << " vs " << eb;
+      ASSERT_EQ(std::memcmp(a.q, b.q, sizeof a.q), 0) << trial;
+    }
+    for (int bits : {4, 5}) {
+      const codec::AffineParams p{std::fabs(d), -std::fabs(d) * static_cast<float>(code(rng) & 15)};
+      std::uint8_t qa[32], qb[32];
+      const double ea = avx2.affine(x, p, bits, qa), eb = scalar.affine(x, p, bits, qb);
+      ASSERT_TRUE(ea == eb || (std::isnan(ea) && std::isnan(eb))) << trial;
+      ASSERT_EQ(std::memcmp(qa, qb, 32), 0) << trial;
+    }
+  }
+  EXPECT_GT(near_halves, 100000) << "the inputs must reach the halves";
+  // Whole blocks: the search with either kernels writes the same bytes.
+  const std::vector<float> blocks = test_blocks(99);
+  for (std::size_t b = 0; b < blocks.size() / 32; ++b) {
+    const float* xb = blocks.data() + 32 * b;
+    const auto same = [&](auto tag) {
+      using Block = decltype(tag);
+      Block a, c;
+      ggml::search_block(xb, &a, avx2);
+      ggml::search_block(xb, &c, scalar);
+      return std::memcmp(&a, &c, sizeof a) == 0;
+    };
+    ASSERT_TRUE(same(ggml::BlockQ4_0{}) && same(ggml::BlockQ5_0{}) && same(ggml::BlockQ8_0{}) &&
+                same(ggml::BlockQ4_1{}) && same(ggml::BlockQ5_1{})) << "block " << b;
+  }
 }
 
 TEST(GgmlLegacySearch, TypesWithASearchAreTheLegacyOnes) {

@@ -86,7 +86,9 @@ WQ_HD inline double symmetric_candidate(const float* x, float d, int low, int hi
 ///    first that is not strictly better or repeats the step.
 /// The first candidate of least error is kept. Returns false (and leaves *best unspecified)
 /// when no candidate's error is below `to_beat` (the reference block's).
-WQ_HD inline bool search_symmetric(const float* x, float m, int low, int high, double to_beat, SymmetricCodes* best) {
+template <typename Kernels>
+WQ_HD inline bool search_symmetric(const float* x, float m, int low, int high, double to_beat, SymmetricCodes* best,
+                                   const Kernels& kernels) {
   double best_err = to_beat;
   bool found = false;
   SymmetricCodes candidate;
@@ -94,7 +96,7 @@ WQ_HD inline bool search_symmetric(const float* x, float m, int low, int high, d
     const float f = sub_rn(1.0f, div_rn(static_cast<float>(k * k), 800.0f));
     float d;
     if (!stored_step(div_rn(mul_rn(m, f), -static_cast<float>(low)), &d)) continue;
-    const double err = symmetric_candidate(x, d, low, high, &candidate);
+    const double err = kernels.symmetric(x, d, low, high, &candidate);
     if (err < best_err) {
       best_err = err;
       *best = candidate;
@@ -110,7 +112,7 @@ WQ_HD inline bool search_symmetric(const float* x, float m, int low, int high, d
     }
     float d;
     if (!(qq > 0.0) || !stored_step(narrow_rn(div_rn(qx, qq)), &d) || float_bits(d) == float_bits(best->d)) break;
-    const double err = symmetric_candidate(x, d, low, high, &candidate);
+    const double err = kernels.symmetric(x, d, low, high, &candidate);
     if (!(err < best_err)) break;
     best_err = err;
     *best = candidate;
@@ -124,21 +126,47 @@ WQ_HD inline bool search_symmetric(const float* x, float m, int low, int high, d
 /// them as q * d + m, which equals the search's fma(d, q, m): a binary16 step times a code
 /// below 2^8 is exact in binary32. Returns false (leaving *out unspecified) when its block's
 /// error is not below `to_beat`; codes go to `q`.
-WQ_HD inline bool search_affine(const float* x, int bits, double to_beat, AffineParams* out, std::uint8_t* q) {
+template <typename Kernels>
+WQ_HD inline bool search_affine(const float* x, int bits, double to_beat, AffineParams* out, std::uint8_t* q,
+                                const Kernels& kernels) {
   float lo, hi;
   block_min_max(x, kLegacyBlock, &lo, &hi);
-  const auto load = [x](std::uint64_t i) { return x[i]; };
-  if (mse_params(load, kLegacyBlock, lo, hi, bits, true, out) != ParamsStatus::kOk || !(out->scale > 0.0f)) {
+  if (!is_finite(lo) || !is_finite(hi)) return false;  // an infinity: the reference's block
+  if (kernels.affine_params(x, lo, hi, bits, out) != ParamsStatus::kOk || !(out->scale > 0.0f)) {
     return false;  // a range beyond binary16 or binary32, a constant block: the reference's
   }
+  return kernels.affine(x, *out, bits, q) < to_beat;
+}
+
+/// The codes of x under affine parameters p (scale > 0), affine_code(), and their decode error
+/// as Q4_1/Q5_1 decode them (q * d + m).
+WQ_HD inline double affine_candidate(const float* x, AffineParams p, int bits, std::uint8_t* q) {
   const float levels = static_cast<float>(max_code(bits));
   float decoded[kLegacyBlock];
   for (int i = 0; i < kLegacyBlock; ++i) {
-    q[i] = static_cast<std::uint8_t>(affine_code(x[i], *out, levels));
-    decoded[i] = add_rn(mul_rn(static_cast<float>(q[i]), out->scale), out->min);
+    q[i] = static_cast<std::uint8_t>(affine_code(x[i], p, levels));
+    decoded[i] = add_rn(mul_rn(static_cast<float>(q[i]), p.scale), p.min);
   }
-  return block_error(x, decoded) < to_beat;
+  return block_error(x, decoded);
 }
+
+/// The search's per-candidate arithmetic, as the codec spells it. A backend may pass its own
+/// (the CPU's AVX2 one, host/cpu/ggml_legacy_search_avx2.cpp) that gives the same results:
+/// - symmetric(): symmetric_candidate();
+/// - affine_params(): mse_params() over the block (finite range [lo, hi]);
+/// - affine(): affine_candidate().
+struct ScalarSearchKernels {
+  WQ_HD double symmetric(const float* x, float d, int low, int high, SymmetricCodes* out) const {
+    return symmetric_candidate(x, d, low, high, out);
+  }
+  WQ_HD ParamsStatus affine_params(const float* x, float lo, float hi, int bits, AffineParams* out) const {
+    const auto load = [x](std::uint64_t i) { return x[i]; };
+    return mse_params(load, kLegacyBlock, lo, hi, bits, true, out);
+  }
+  WQ_HD double affine(const float* x, AffineParams p, int bits, std::uint8_t* q) const {
+    return affine_candidate(x, p, bits, q);
+  }
+};
 
 /// The decode error of a block as ggml decodes it.
 template <typename Block>
@@ -148,18 +176,20 @@ WQ_HD inline double decoded_block_error(const float* x, const Block& block) {
   return block_error(x, decoded);
 }
 
-WQ_HD inline void search_block(const float* x, BlockQ4_0* y) {
+template <typename Kernels = ScalarSearchKernels>
+WQ_HD inline void search_block(const float* x, BlockQ4_0* y, const Kernels& kernels = Kernels{}) {
   quantize_block(x, y);
   SymmetricCodes c;
-  if (!search_symmetric(x, signed_absmax(x, kLegacyBlock), 8, 7, decoded_block_error(x, *y), &c)) return;
+  if (!search_symmetric(x, signed_absmax(x, kLegacyBlock), 8, 7, decoded_block_error(x, *y), &c, kernels)) return;
   y->d = f32_to_f16_bits(c.d);
   for (int j = 0; j < kLegacyBlock / 2; ++j) y->qs[j] = static_cast<std::uint8_t>((c.q[j] + 8) | ((c.q[j + 16] + 8) << 4));
 }
 
-WQ_HD inline void search_block(const float* x, BlockQ5_0* y) {
+template <typename Kernels = ScalarSearchKernels>
+WQ_HD inline void search_block(const float* x, BlockQ5_0* y, const Kernels& kernels = Kernels{}) {
   quantize_block(x, y);
   SymmetricCodes c;
-  if (!search_symmetric(x, signed_absmax(x, kLegacyBlock), 16, 15, decoded_block_error(x, *y), &c)) return;
+  if (!search_symmetric(x, signed_absmax(x, kLegacyBlock), 16, 15, decoded_block_error(x, *y), &c, kernels)) return;
   y->d = f32_to_f16_bits(c.d);
   std::uint32_t qh = 0;
   for (int j = 0; j < kLegacyBlock / 2; ++j) {
@@ -170,29 +200,32 @@ WQ_HD inline void search_block(const float* x, BlockQ5_0* y) {
 
 // Q8_0's codes stay in -127 .. 127, as the reference's: llama.cpp's AVX2 dot products take the
 // absolute value of a code, which -128 does not have in a signed byte.
-WQ_HD inline void search_block(const float* x, BlockQ8_0* y) {
+template <typename Kernels = ScalarSearchKernels>
+WQ_HD inline void search_block(const float* x, BlockQ8_0* y, const Kernels& kernels = Kernels{}) {
   quantize_block(x, y);
   SymmetricCodes c;
-  if (!search_symmetric(x, signed_absmax(x, kLegacyBlock), 127, 127, decoded_block_error(x, *y), &c)) return;
+  if (!search_symmetric(x, signed_absmax(x, kLegacyBlock), 127, 127, decoded_block_error(x, *y), &c, kernels)) return;
   y->d = f32_to_f16_bits(c.d);
   for (int j = 0; j < kLegacyBlock; ++j) y->qs[j] = c.q[j];
 }
 
-WQ_HD inline void search_block(const float* x, BlockQ4_1* y) {
+template <typename Kernels = ScalarSearchKernels>
+WQ_HD inline void search_block(const float* x, BlockQ4_1* y, const Kernels& kernels = Kernels{}) {
   quantize_block(x, y);
   AffineParams p;
   std::uint8_t q[kLegacyBlock];
-  if (!search_affine(x, 4, decoded_block_error(x, *y), &p, q)) return;
+  if (!search_affine(x, 4, decoded_block_error(x, *y), &p, q, kernels)) return;
   y->d = f32_to_f16_bits(p.scale);
   y->m = f32_to_f16_bits(p.min);
   for (int j = 0; j < kLegacyBlock / 2; ++j) y->qs[j] = static_cast<std::uint8_t>(q[j] | (q[j + 16] << 4));
 }
 
-WQ_HD inline void search_block(const float* x, BlockQ5_1* y) {
+template <typename Kernels = ScalarSearchKernels>
+WQ_HD inline void search_block(const float* x, BlockQ5_1* y, const Kernels& kernels = Kernels{}) {
   quantize_block(x, y);
   AffineParams p;
   std::uint8_t q[kLegacyBlock];
-  if (!search_affine(x, 5, decoded_block_error(x, *y), &p, q)) return;
+  if (!search_affine(x, 5, decoded_block_error(x, *y), &p, q, kernels)) return;
   y->d = f32_to_f16_bits(p.scale);
   y->m = f32_to_f16_bits(p.min);
   std::uint32_t qh = 0;
