@@ -413,9 +413,9 @@ struct FitQ3K {
 
 // The final codes of one sub-block (`count` elements, a multiple of 8) eight at a time, as the
 // codec's code_with_offset() (kOffset) or symmetric_code() gives each: the same addition, the
-// same division (vdivps rounds as divss does), the same nearest_int and clamp. Each type's
-// quantize_lanes() below is its codec finish_*() with these loops in place of the scalar ones;
-// the scalar division per element was a fifth of a block's time.
+// same division (vdivps rounds as divss does), the same nearest_int and clamp. The codec's
+// finish_*() functions take them in place of their scalar loops (LaneSubBlockCodes below); the
+// scalar division per element was a fifth of a block's time.
 typedef std::int8_t B8 __attribute__((vector_size(8)));
 
 template <bool kOffset>
@@ -430,22 +430,25 @@ WQ_LANES_INLINE void final_codes(const float* x, int count, float d, float dm, i
   }
 }
 
+// final_codes() as the codec's finish functions take their sub-block loops.
+struct LaneSubBlockCodes {
+  WQ_LANES_INLINE void offset(const float* x, int count, float d, float dm, int nmax, std::uint8_t* L) const {
+    final_codes<true>(x, count, d, dm, 0, nmax, 0, L);
+  }
+  WQ_LANES_INLINE void symmetric(const float* x, int count, float d, int half, std::int8_t* L) const {
+    final_codes<false>(x, count, d, 0.0f, -half, half - 1, half, L);
+  }
+};
+
 // Q3_K, Q2_K and Q6_K: kBlocks consecutive super-blocks (2 * kBlocks rounds of lanes) searched
-// together, then each finished.
+// together, then each finished by the codec with the lanes' final codes.
 template <int kBlocks>
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ3_K* y) {
   std::int8_t L[kBlocks * ggml::kSuperBlock];
   float scales[kBlocks * 16];
   search_sub_blocks_of_16<2 * kBlocks>(x, FitQ3K{}, scales, static_cast<float*>(nullptr), L);
   for (int b = 0; b < kBlocks; ++b) {
-    const float* const xb = x + ggml::kSuperBlock * b;
-    std::int8_t* const Lb = L + ggml::kSuperBlock * b;
-    ggml::quantize_q3_k_scales(scales + 16 * b, y + b);
-    for (int j = 0; j < 16; ++j) {
-      const float d = ggml::q3_k_step(y[b], j);
-      if (d != 0.0f) final_codes<false>(xb + 16 * j, 16, d, 0.0f, -4, 3, 4, Lb + 16 * j);
-    }
-    ggml::pack_q3_k_codes(Lb, y + b);
+    ggml::finish_q3_k(x + ggml::kSuperBlock * b, scales + 16 * b, L + ggml::kSuperBlock * b, y + b, LaneSubBlockCodes{});
   }
 }
 
@@ -455,15 +458,8 @@ WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ2_K* y) {
   float scales[kBlocks * 16], mins[kBlocks * 16];
   search_sub_blocks_of_16<2 * kBlocks>(x, FitQ2K{}, scales, mins, L);
   for (int b = 0; b < kBlocks; ++b) {
-    const float* const xb = x + ggml::kSuperBlock * b;
-    std::uint8_t* const Lb = L + ggml::kSuperBlock * b;
-    ggml::quantize_q2_k_scales(scales + 16 * b, mins + 16 * b, y + b);
-    for (int j = 0; j < 16; ++j) {
-      float d, dm;
-      ggml::q2_k_step(y[b], j, &d, &dm);
-      if (d != 0.0f) final_codes<true>(xb + 16 * j, 16, d, dm, 0, 3, 0, Lb + 16 * j);
-    }
-    ggml::pack_two_bit_planes(Lb, y[b].qs);
+    ggml::finish_q2_k(x + ggml::kSuperBlock * b, scales + 16 * b, mins + 16 * b, L + ggml::kSuperBlock * b, y + b,
+                      LaneSubBlockCodes{});
   }
 }
 
@@ -473,14 +469,7 @@ WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ6_K* y) {
   float scales[kBlocks * 16];
   search_sub_blocks_of_16<2 * kBlocks>(x, FitQ6K{}, scales, static_cast<float*>(nullptr), L);
   for (int b = 0; b < kBlocks; ++b) {
-    const float* const xb = x + ggml::kSuperBlock * b;
-    std::int8_t* const Lb = L + ggml::kSuperBlock * b;
-    if (!ggml::quantize_q6_k_scales(scales + 16 * b, y + b)) continue;  // an all-zero block, written
-    for (int j = 0; j < 16; ++j) {
-      const float d = ggml::q6_k_step(y[b], j);
-      if (d != 0.0f) final_codes<false>(xb + 16 * j, 16, d, 0.0f, -32, 31, 32, Lb + 16 * j);
-    }
-    ggml::pack_q6_k_codes(Lb, y + b);
+    ggml::finish_q6_k(x + ggml::kSuperBlock * b, scales + 16 * b, L + ggml::kSuperBlock * b, y + b, LaneSubBlockCodes{});
   }
 }
 
@@ -494,14 +483,9 @@ WQ_LANES_INLINE void quantize_scale_min_lanes(const float* x, Block* y) {
   search_lanes<R>(x, nmax, q4 ? ggml::q4_k_search() : ggml::q5_k_search(), scales, mins, L);
   for (int r = 0; r < R; ++r) {
     Block* const b = y + r;
-    const float* const xb = x + ggml::kSuperBlock * r;
     std::uint8_t* const Lb = L + ggml::kSuperBlock * r;
-    ggml::quantize_scale_min_bytes(scales + kLanes * r, mins + kLanes * r, &b->d, &b->dmin, b->scales);
-    for (int j = 0; j < kLanes; ++j) {
-      float d, dm;
-      ggml::scale_min_step(b->d, b->dmin, b->scales, j, &d, &dm);
-      if (d != 0.0f) final_codes<true>(xb + kSub * j, kSub, d, dm, 0, nmax, 0, Lb + kSub * j);
-    }
+    ggml::finish_scale_min_super_block(x + ggml::kSuperBlock * r, nmax, scales + kLanes * r, mins + kLanes * r, &b->d,
+                                       &b->dmin, b->scales, Lb, LaneSubBlockCodes{});
     if constexpr (q4) {
       ggml::pack_q4_k_codes(Lb, b);
     } else {

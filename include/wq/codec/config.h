@@ -16,6 +16,15 @@
 #define WQ_HD
 #endif
 
+// WQ_HD, always inlined: for codec functions that take a backend's own spelling of a loop as a
+// parameter (ggml_kquants.h's finish functions), so that a host caller compiled for a wider
+// target (target("avx2")) compiles them, and the loop it passes, for that target too.
+#if defined(__CUDACC__)
+#define WQ_HD_INLINE __host__ __device__ __forceinline__
+#else
+#define WQ_HD_INLINE inline __attribute__((always_inline))
+#endif
+
 #if !defined(__CUDA_ARCH__)
 #include <cmath>
 #endif

@@ -111,20 +111,33 @@ WQ_HD inline void scale_min_step(std::uint16_t d_bits, std::uint16_t dmin_bits, 
   *dm = mul_rn(f16_bits_to_f32(dmin_bits), static_cast<float>(m));
 }
 
+/// The final codes of one sub-block of `count` elements under its stored step d (and dm): the
+/// loops of the finish functions below, one element at a time. A backend may pass its own
+/// spelling with the same results (the CPU's eight lanes, host/cpu/ggml_kquant_lanes.cpp).
+struct ScalarSubBlockCodes {
+  /// code_with_offset() of each element, 0..nmax.
+  WQ_HD void offset(const float* x, int count, float d, float dm, int nmax, std::uint8_t* L) const {
+    for (int i = 0; i < count; ++i) L[i] = static_cast<std::uint8_t>(code_with_offset(x[i], d, dm, nmax));
+  }
+  /// symmetric_code() of each element, stored 0..2 * half - 1.
+  WQ_HD void symmetric(const float* x, int count, float d, int half, std::int8_t* L) const {
+    for (int i = 0; i < count; ++i) L[i] = static_cast<std::int8_t>(symmetric_code(x[i], d, half));
+  }
+};
+
 /// What Q4_K and Q5_K do after the searches: quantize_scale_min_bytes(), then the final codes
 /// (0..nmax) to L.
-WQ_HD inline void finish_scale_min_super_block(const float* x, int nmax, const float* scales, const float* mins,
+template <typename Codes = ScalarSubBlockCodes>
+WQ_HD_INLINE void finish_scale_min_super_block(const float* x, int nmax, const float* scales, const float* mins,
                                                std::uint16_t* d_out, std::uint16_t* dmin_out, std::uint8_t* scale_bytes,
-                                               std::uint8_t* L) {
+                                               std::uint8_t* L, const Codes& codes = Codes{}) {
   constexpr int kSub = 32;
   quantize_scale_min_bytes(scales, mins, d_out, dmin_out, scale_bytes);
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
     float d, dm;
     scale_min_step(*d_out, *dmin_out, scale_bytes, j, &d, &dm);
     if (d == 0.0f) continue;  // the search's codes stay, as in ggml
-    for (int ii = 0; ii < kSub; ++ii) {
-      L[kSub * j + ii] = static_cast<std::uint8_t>(code_with_offset(x[kSub * j + ii], d, dm, nmax));
-    }
+    codes.offset(x + kSub * j, kSub, d, dm, nmax, L + kSub * j);
   }
 }
 
@@ -244,16 +257,16 @@ WQ_HD inline void q2_k_step(const BlockQ2_K& y, int j, float* d, float* dm) {
 }
 
 /// Q2_K after the searches: quantize_q2_k_scales(), the final codes, the packing.
-WQ_HD inline void finish_q2_k(const float* x, const float* scales, const float* mins, std::uint8_t* L, BlockQ2_K* y) {
+template <typename Codes = ScalarSubBlockCodes>
+WQ_HD_INLINE void finish_q2_k(const float* x, const float* scales, const float* mins, std::uint8_t* L, BlockQ2_K* y,
+                              const Codes& codes = Codes{}) {
   constexpr int kSub = 16;
   quantize_q2_k_scales(scales, mins, y);
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
     float d, dm;
     q2_k_step(*y, j, &d, &dm);
     if (d == 0.0f) continue;
-    for (int ii = 0; ii < kSub; ++ii) {
-      L[kSub * j + ii] = static_cast<std::uint8_t>(code_with_offset(x[kSub * j + ii], d, dm, 3));
-    }
+    codes.offset(x + kSub * j, kSub, d, dm, 3, L + kSub * j);
   }
   pack_two_bit_planes(L, y->qs);
 }
@@ -328,13 +341,15 @@ WQ_HD inline float q3_k_step(const BlockQ3_K& y, int j) {
 }
 
 /// Q3_K after the searches: quantize_q3_k_scales(), the final codes, hmask and qs.
-WQ_HD inline void finish_q3_k(const float* x, const float* scales, std::int8_t* L, BlockQ3_K* y) {
+template <typename Codes = ScalarSubBlockCodes>
+WQ_HD_INLINE void finish_q3_k(const float* x, const float* scales, std::int8_t* L, BlockQ3_K* y,
+                              const Codes& codes = Codes{}) {
   constexpr int kSub = 16;
   quantize_q3_k_scales(scales, y);
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
     const float d = q3_k_step(*y, j);
     if (d == 0.0f) continue;
-    for (int ii = 0; ii < kSub; ++ii) L[kSub * j + ii] = static_cast<std::int8_t>(symmetric_code(x[kSub * j + ii], d, 4));
+    codes.symmetric(x + kSub * j, kSub, d, 4, L + kSub * j);
   }
   pack_q3_k_codes(L, y);
 }
@@ -400,13 +415,15 @@ WQ_HD inline void pack_q6_k_codes(const std::int8_t* L, BlockQ6_K* y) {
 }
 
 /// Q6_K after the searches: quantize_q6_k_scales(), the final codes and the packing.
-WQ_HD inline void finish_q6_k(const float* x, const float* scales, std::int8_t* L, BlockQ6_K* y) {
+template <typename Codes = ScalarSubBlockCodes>
+WQ_HD_INLINE void finish_q6_k(const float* x, const float* scales, std::int8_t* L, BlockQ6_K* y,
+                              const Codes& codes = Codes{}) {
   constexpr int kSub = 16;
   if (!quantize_q6_k_scales(scales, y)) return;
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
     const float d = q6_k_step(*y, j);
     if (d == 0.0f) continue;
-    for (int ii = 0; ii < kSub; ++ii) L[kSub * j + ii] = static_cast<std::int8_t>(symmetric_code(x[kSub * j + ii], d, 32));
+    codes.symmetric(x + kSub * j, kSub, d, 32, L + kSub * j);
   }
   pack_q6_k_codes(L, y);
 }
