@@ -4,12 +4,15 @@
 // per-block codec and through the CPU backend's kernels.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
 #include <set>
 
+#include "cpu/cpu_features.h"
 #include "cpu/ggml_kernels.h"
+#include "cpu/ggml_legacy_avx2.h"
 #include "cpu/thread_pool.h"
 #include "ggml_test_support.h"
 #include "test_support.h"
@@ -102,6 +105,43 @@ TEST(GgmlLayouts, SizesNamesAndIdsAreGgmls) {
 }
 
 // ggml_rounding.h against the x86-64 behaviour it spells out.
+// Q8_0's roundf on AVX2 (host/cpu/ggml_legacy_avx2.cpp: truncation of p + (1/2 - 2^-25), signed)
+// against the codec's std::round. A block whose largest magnitude is 127 has d = 1 and 1/d = 1,
+// so every other element is the product p itself: here every binary32 within 64 ulps of each
+// half k + 1/2 (k < 127) and of each integer, both signs, and zeros and subnormals.
+TEST(GgmlRounding, Q8_0RoundfOnAvx2IsTheCodecs) {
+  if (!detail::use_f16c()) GTEST_SKIP() << "no AVX2/F16C on this CPU: the codec runs instead";
+  std::vector<float> values = {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-38f, 0.49999997f, -0.49999997f};
+  for (int k = 0; k <= 127; ++k) {
+    for (const float centre : {static_cast<float>(k) + 0.5f, static_cast<float>(k)}) {
+      float up = centre, down = centre;
+      for (int step = 0; step < 64; ++step) {
+        values.push_back(up);
+        values.push_back(-up);
+        values.push_back(down);
+        values.push_back(-down);
+        up = std::nextafter(up, 1000.0f);
+        down = std::nextafter(down, -1000.0f);
+      }
+    }
+  }
+  std::vector<float> x;
+  for (std::size_t i = 0; i < values.size(); i += 31) {
+    x.push_back(127.0f);
+    for (std::size_t j = i; j < i + 31; ++j) x.push_back(j < values.size() && std::fabs(values[j]) <= 127.0f ? values[j] : 0.0f);
+  }
+  std::vector<std::uint8_t> want, got(x.size() / 32 * sizeof(ggml::BlockQ8_0));
+  std::vector<float> decoded;
+  test::ggml_reference(ggml::Type::kQ8_0, x, &want, &decoded);
+  detail::quantize_q8_0_blocks_avx2(x.data(), x.size() / 32, got.data());
+  EXPECT_EQ(got, want);
+  for (std::size_t b = 0; b < x.size() / 32; ++b) {
+    ggml::BlockQ8_0 one;
+    detail::quantize_q8_0_avx2(x.data() + 32 * b, &one);
+    ASSERT_EQ(std::memcmp(&one, want.data() + b * sizeof one, sizeof one), 0) << "block " << b;
+  }
+}
+
 TEST(GgmlRounding, ConversionsFollowX86) {
   EXPECT_EQ(ggml::nearest_int(2.5f), 2);  // half to even
   EXPECT_EQ(ggml::nearest_int(3.5f), 4);
