@@ -164,7 +164,7 @@ struct TensorReport {
   int bits = 0;
   std::uint64_t group_size = 0;
   std::uint64_t groups = 0;
-  std::string range;     ///< has_codes(): how its ranges were chosen ("minmax", "symmetric", "mse"); ggml: its type ("Q4_K")
+  std::string range;     ///< has_codes(): how its ranges were chosen ("minmax", "symmetric", "mse"); ggml: its type, then " mse" where wq's search chose the blocks ("Q4_K", "Q4_0 mse")
   std::uint64_t input_bytes = 0;
   std::uint64_t output_bytes = 0;
   ErrorStats error;      ///< empty (count 0) for raw tensors
