@@ -159,63 +159,75 @@ ErrorStats lane_stats_baseline(const float* x, const float* decoded, int count) 
 
 template <typename Block, DType D>
 ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
-  // At least two blocks: Q4_K and Q5_K search pairs of super-blocks together
-  // (cpu/ggml_kquant_lanes.h), and a chunk of one would never pair.
+  // The statistics are summed per chunk; at least two blocks: Q4_K and Q5_K search pairs of
+  // super-blocks together (cpu/ggml_kquant_lanes.h), and a chunk of one would never pair.
   constexpr int kBlocksPerChunk = kStatsChunk / Block::kElements > 1 ? kStatsChunk / Block::kElements : 2;
   constexpr int kChunk = kBlocksPerChunk * Block::kElements;
+  // Blocks are quantized a batch of whole chunks at a time: the k-quants' lanes take
+  // kKQuantBatchBlocks (Q3_K's refinement queue spans them), the others one chunk. The chunks,
+  // and so the statistics' sums, do not depend on the batch.
+  constexpr int kBatchBlocks = Block::kElements == ggml::kSuperBlock ? kKQuantBatchBlocks : kBlocksPerChunk;
+  static_assert(kBatchBlocks % kBlocksPerChunk == 0);
   const std::uint64_t blocks = job.input.numel() / Block::kElements;
   const std::uint64_t per_task = kValuesPerTask / Block::kElements;
   std::vector<ErrorStats> parts((blocks + per_task - 1) / per_task);
   for_each_run(blocks, per_task, &pool, [&](std::size_t t, std::uint64_t first, std::uint64_t last) {
     ErrorStats stats;
-    float x[kChunk];
+    float x[kBatchBlocks * Block::kElements];
     float decoded[kChunk];
-    for (std::uint64_t b = first; b < last; b += kBlocksPerChunk) {
-      const int n = static_cast<int>(std::min<std::uint64_t>(kBlocksPerChunk, last - b));
-      const int count = n * Block::kElements;
-      const std::uint64_t base = b * Block::kElements;
+    for (std::uint64_t batch = first; batch < last; batch += kBatchBlocks) {
+      const int batch_blocks = static_cast<int>(std::min<std::uint64_t>(kBatchBlocks, last - batch));
+      const std::uint64_t batch_base = batch * Block::kElements;
+      const int batch_count = batch_blocks * Block::kElements;
       if constexpr (D == DType::kF32) {
-        std::memcpy(x, job.input.data + 4 * base, 4 * static_cast<std::size_t>(count));
+        std::memcpy(x, job.input.data + 4 * batch_base, 4 * static_cast<std::size_t>(batch_count));
       } else {
-        for (int i = 0; i < count; ++i) x[i] = load_f32<D>(job.input.data, base + i);
+        for (int i = 0; i < batch_count; ++i) x[i] = load_f32<D>(job.input.data, batch_base + i);
       }
       // A NaN or infinity is found through the statistics below, before anything is returned;
       // every block code tolerates one (bounded loops, clamped codes).
-      std::uint8_t* const chunk_blocks = job.blocks + b * sizeof(Block);
-      const bool written = !job.search && quantize_blocks_at_once<Block>(x, static_cast<std::uint64_t>(n), chunk_blocks);
-      for (int k = 0; k < n; ++k) {
-        Block block;
-        if (written) {
-          std::memcpy(&block, chunk_blocks + k * sizeof(Block), sizeof(Block));
-        } else {
-          if constexpr (ggml::kHasSearch<Block>) {
-            if (!job.search) {
-              quantize_one(x + k * Block::kElements, &block);
-            } else if (use_avx2()) {
-              ggml::search_block(x + k * Block::kElements, &block, Avx2SearchKernels{});
-            } else {
-              ggml::search_block(x + k * Block::kElements, &block);
-            }
+      const bool written = !job.search && quantize_blocks_at_once<Block>(x, static_cast<std::uint64_t>(batch_blocks),
+                                                                         job.blocks + batch * sizeof(Block));
+      for (int c = 0; c < batch_blocks; c += kBlocksPerChunk) {
+        const int n = std::min(kBlocksPerChunk, batch_blocks - c);
+        const int count = n * Block::kElements;
+        const std::uint64_t base = batch_base + static_cast<std::uint64_t>(c) * Block::kElements;
+        const float* const xc = x + c * Block::kElements;
+        std::uint8_t* const chunk_blocks = job.blocks + (batch + static_cast<std::uint64_t>(c)) * sizeof(Block);
+        for (int k = 0; k < n; ++k) {
+          Block block;
+          if (written) {
+            std::memcpy(&block, chunk_blocks + k * sizeof(Block), sizeof(Block));
           } else {
-            quantize_one(x + k * Block::kElements, &block);  // check_ggml_quantize_job() refused a search
+            if constexpr (ggml::kHasSearch<Block>) {
+              if (!job.search) {
+                quantize_one(xc + k * Block::kElements, &block);
+              } else if (use_avx2()) {
+                ggml::search_block(xc + k * Block::kElements, &block, Avx2SearchKernels{});
+              } else {
+                ggml::search_block(xc + k * Block::kElements, &block);
+              }
+            } else {
+              quantize_one(xc + k * Block::kElements, &block);  // check_ggml_quantize_job() refused a search
+            }
+            std::memcpy(chunk_blocks + k * sizeof(Block), &block, sizeof(Block));
           }
-          std::memcpy(chunk_blocks + k * sizeof(Block), &block, sizeof(Block));
+          ggml::decode_block(block, decoded + k * Block::kElements);
         }
-        ggml::decode_block(block, decoded + k * Block::kElements);
-      }
-      ErrorStats chunk = use_avx2() ? lane_stats_avx2(x, decoded, count) : lane_stats_baseline(x, decoded, count);
-      if (!std::isfinite(chunk.signal_energy) || !std::isfinite(chunk.error_energy)) {
-        chunk = ErrorStats{};
-        chunk.count = static_cast<std::uint64_t>(count);
-        for (int i = 0; i < count; ++i) {
-          if (!codec::is_finite(x[i])) refuse_nonfinite(job.input.name, base + i, x[i]);
-          const double v = x[i], e = v - static_cast<double>(decoded[i]);
-          chunk.signal_energy += v * v;
-          chunk.error_energy += e * e;
-          chunk.max_abs_error = std::max(chunk.max_abs_error, std::fabs(e));
+        ErrorStats chunk = use_avx2() ? lane_stats_avx2(xc, decoded, count) : lane_stats_baseline(xc, decoded, count);
+        if (!std::isfinite(chunk.signal_energy) || !std::isfinite(chunk.error_energy)) {
+          chunk = ErrorStats{};
+          chunk.count = static_cast<std::uint64_t>(count);
+          for (int i = 0; i < count; ++i) {
+            if (!codec::is_finite(xc[i])) refuse_nonfinite(job.input.name, base + i, xc[i]);
+            const double v = xc[i], e = v - static_cast<double>(decoded[i]);
+            chunk.signal_energy += v * v;
+            chunk.error_energy += e * e;
+            chunk.max_abs_error = std::max(chunk.max_abs_error, std::fabs(e));
+          }
         }
+        stats.merge(chunk);
       }
-      stats.merge(chunk);
     }
     parts[t] = stats;
   });

@@ -1,5 +1,7 @@
 #include "cpu/ggml_kquant_lanes.h"
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -32,9 +34,11 @@ WQ_LANES_INLINE VI bits_of(V v) {
 // codec::ggml::nearest_int() in every lane: the same addition, the same bits.
 WQ_LANES_INLINE VI nearest_int(V f) { return (bits_of(f + 12582912.0f) & 0x007fffff) - 0x00400000; }
 
+// Spelled so that GCC emits vpmaxsd/vpminsd: `v < lo ? lo : v` gives a compare and a blend.
 WQ_LANES_INLINE VI clamp(VI v, int lo, int hi) {
-  v = v < lo ? VI{} + lo : v;
-  return v > hi ? VI{} + hi : v;
+  const VI low = VI{} + lo, high = VI{} + hi;
+  v = v > low ? v : low;
+  return v < high ? v : high;
 }
 
 WQ_LANES_INLINE V to_float(VI v) { return __builtin_convertvector(v, V); }
@@ -44,6 +48,78 @@ WQ_LANES_INLINE V abs_of(V v) {
   V out;
   std::memcpy(&out, &magnitude, sizeof out);
   return out;
+}
+
+typedef std::uint8_t B32 __attribute__((vector_size(32)));
+typedef std::uint8_t B8 __attribute__((vector_size(8)));
+
+// The low byte of each lane, for codes that fit in one. __builtin_convertvector(code, B8) says
+// the same, but GCC 12 spells it as eight extractions, shifts and ORs (a fifth of Q6_K's time);
+// this shuffle of the little-endian bytes is two vpshufb, a vpermq and a vpor on AVX2.
+static_assert(std::endian::native == std::endian::little);
+WQ_LANES_INLINE B8 low_bytes(VI code) {
+  B32 bytes;
+  std::memcpy(&bytes, &code, sizeof bytes);
+  return __builtin_shufflevector(bytes, bytes, 0, 4, 8, 12, 16, 20, 24, 28);
+}
+
+WQ_LANES_INLINE std::uint64_t low_bytes_of(VI code) {
+  const B8 bytes = low_bytes(code);
+  std::uint64_t out;
+  std::memcpy(&out, &bytes, sizeof out);
+  return out;
+}
+
+// Eight rows of eight lanes transposed in place (m[i] lane j = row j's lane i): the unpack,
+// shuffle and 128-bit permute steps of the usual AVX 8x8 transpose, spelled as shuffles that
+// GCC maps to those instructions. Only data moves, so it serves codes (as bits) too.
+WQ_LANES_INLINE void transpose8(V* m) {
+  V t[8], s[8];
+  for (int k = 0; k < 4; ++k) {
+    t[2 * k] = __builtin_shufflevector(m[2 * k], m[2 * k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[2 * k + 1] = __builtin_shufflevector(m[2 * k], m[2 * k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int k = 0; k < 2; ++k) {
+    s[4 * k] = __builtin_shufflevector(t[4 * k], t[4 * k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    s[4 * k + 1] = __builtin_shufflevector(t[4 * k], t[4 * k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    s[4 * k + 2] = __builtin_shufflevector(t[4 * k + 1], t[4 * k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    s[4 * k + 3] = __builtin_shufflevector(t[4 * k + 1], t[4 * k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int k = 0; k < 4; ++k) {
+    m[k] = __builtin_shufflevector(s[k], s[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    m[k + 4] = __builtin_shufflevector(s[k], s[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+// Eight sub-blocks of n elements (sub-block j at x + stride * j) into n lanes registers: X[i]
+// lane j = sub-block j's element i. Eight scalar moves per register otherwise.
+template <int n>
+WQ_LANES_INLINE void load_sub_blocks(const float* x, int stride, V* X) {
+  static_assert(n % kLanes == 0);
+  for (int c = 0; c < n; c += kLanes) {
+    V m[kLanes];
+    for (int j = 0; j < kLanes; ++j) std::memcpy(&m[j], x + stride * j + c, sizeof(V));
+    transpose8(m);
+    for (int i = 0; i < kLanes; ++i) X[c + i] = m[i];
+  }
+}
+
+// The way back for codes: lane j of L[i] (a value that fits in a byte) to
+// out[stride * j + i], for eight sub-blocks of n codes.
+template <int n, typename Code>
+WQ_LANES_INLINE void store_sub_block_codes(const VI* L, int stride, Code* out) {
+  static_assert(n % kLanes == 0 && sizeof(Code) == 1);
+  for (int c = 0; c < n; c += kLanes) {
+    V m[kLanes];
+    std::memcpy(m, L + c, sizeof m);
+    transpose8(m);
+    for (int j = 0; j < kLanes; ++j) {
+      VI row;
+      std::memcpy(&row, &m[j], sizeof row);
+      const std::uint64_t bytes = low_bytes_of(row);
+      std::memcpy(out + stride * j + c, &bytes, sizeof bytes);
+    }
+  }
 }
 
 // codec::ggml::error_term(): squared or absolute.
@@ -68,10 +144,26 @@ WQ_LANES_INLINE V error_term(V diff) {
 constexpr float kRoundingShift = 12582912.0f;  // 1.5 * 2^23
 constexpr float kSmallGrid = 4194304.0f;       // 2^22
 
-WQ_LANES_INLINE V rounded_code(V t, float lo, float hi) {
+// The bounds of rounded_code(), made opaque to the optimiser. The clamp is spelled
+// `low > l ? low : l`, which is vmaxps's own definition (a NaN in l gives l), and GCC 12 emits
+// one vmaxps for it, and vminps for `high < l ? high : l`; but once the bounds are known
+// constants it rewrites the comparisons and emits a compare and a blend for each, which cost
+// Q6_K's candidates 2 of their 12 operations per element. The empty asm hides the constant.
+struct CodeRange {
+  V low, high;
+};
+
+WQ_LANES_INLINE float opaque(float value) {
+  asm("" : "+x"(value));
+  return value;
+}
+
+WQ_LANES_INLINE CodeRange code_range(float lo, float hi) { return {V{} + opaque(lo), V{} + opaque(hi)}; }
+
+WQ_LANES_INLINE V rounded_code(V t, const CodeRange& range) {
   V l = (t + kRoundingShift) - kRoundingShift;
-  l = l < lo ? V{} + lo : l;
-  return l > hi ? V{} + hi : l;
+  l = range.low > l ? range.low : l;
+  return range.high < l ? range.high : l;
 }
 
 // Whether every lane that is not `ignored` has bound < 2^22 (false for NaN).
@@ -124,6 +216,7 @@ WQ_LANES_INLINE void fit_lanes(const V (*X)[N], const V (*W)[N], int nmax, ggml:
     code_min[r] = min[r];
   }
   V candidate_f[R][N];  // the candidate's codes, as floats
+  const CodeRange range = code_range(0.0f, static_cast<float>(nmax));
   for (int step = 0; step <= search.steps; ++step) {
     const float shift = search.rmin + search.rdelta * static_cast<float>(step);
     V iscale[R], sum_l[R], sum_l2[R], sum_xl[R];
@@ -139,7 +232,7 @@ WQ_LANES_INLINE void fit_lanes(const V (*X)[N], const V (*W)[N], int nmax, ggml:
     }
     if (all_lanes(small)) {
       for (int i = 0; i < N; ++i) {
-        for (int r = 0; r < R; ++r) candidate_f[r][i] = rounded_code(iscale[r] * (X[r][i] - min[r]), 0.0f, fnmax[0]);
+        for (int r = 0; r < R; ++r) candidate_f[r][i] = rounded_code(iscale[r] * (X[r][i] - min[r]), range);
       }
     } else {
       for (int i = 0; i < N; ++i) {
@@ -200,9 +293,7 @@ WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch s
                                   std::uint8_t* codes) {
   V X[R][kSub], W[R][kSub];
   for (int r = 0; r < R; ++r) {
-    for (int i = 0; i < kSub; ++i) {
-      for (int j = 0; j < kLanes; ++j) X[r][i][j] = x[ggml::kSuperBlock * r + kSub * j + i];
-    }
+    load_sub_blocks<kSub>(x + ggml::kSuperBlock * r, kSub, X[r]);
     V sum_x2 = V{};
     for (int i = 0; i < kSub; ++i) sum_x2 = sum_x2 + X[r][i] * X[r][i];
     const V mean = sum_x2 / 32.0f;
@@ -214,11 +305,9 @@ WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch s
   V scale[R], neg_offset[R];
   fit_lanes<kSub, R, false>(X, W, nmax, search, L, scale, neg_offset);
   for (int r = 0; r < R; ++r) {
-    for (int j = 0; j < kLanes; ++j) {
-      scales[kLanes * r + j] = scale[r][j];
-      mins[kLanes * r + j] = neg_offset[r][j];
-      for (int i = 0; i < kSub; ++i) codes[ggml::kSuperBlock * r + kSub * j + i] = static_cast<std::uint8_t>(L[r][i][j]);
-    }
+    std::memcpy(scales + kLanes * r, &scale[r], sizeof(V));
+    std::memcpy(mins + kLanes * r, &neg_offset[r], sizeof(V));
+    store_sub_block_codes<kSub>(L[r], kSub, codes + ggml::kSuperBlock * r);
   }
 }
 
@@ -233,19 +322,15 @@ WQ_LANES_INLINE void search_sub_blocks_of_16(const float* x, const Fit& fit, flo
   constexpr int n = 16;
   V X[R][n];
   for (int r = 0; r < R; ++r) {
-    for (int i = 0; i < n; ++i) {
-      for (int j = 0; j < kLanes; ++j) X[r][i][j] = x[n * (kLanes * r + j) + i];
-    }
+    load_sub_blocks<n>(x + n * kLanes * r, n, X[r]);
   }
   VI L[R][n];
   V scale[R], neg_offset[R] = {};
   fit(X, L, scale, neg_offset);
   for (int r = 0; r < R; ++r) {
-    for (int j = 0; j < kLanes; ++j) {
-      scales[kLanes * r + j] = scale[r][j];
-      if (mins != nullptr) mins[kLanes * r + j] = neg_offset[r][j];
-      for (int i = 0; i < n; ++i) codes[n * (kLanes * r + j) + i] = static_cast<Code>(L[r][i][j]);
-    }
+    std::memcpy(scales + kLanes * r, &scale[r], sizeof(V));
+    if (mins != nullptr) std::memcpy(mins + kLanes * r, &neg_offset[r], sizeof(V));
+    store_sub_block_codes<n>(L[r], n, codes + n * kLanes * r);
   }
 }
 
@@ -285,6 +370,7 @@ WQ_LANES_INLINE void fit_symmetric_x2_lanes(const V (*X)[16], VI (*L)[16], V* sc
   VI flat[R];
   V w[R][n], wx[R][n];  // x^2 and x^3 as the sums compute them, (x * x) * x
   V sumlx[R], suml2[R];
+  const CodeRange range = code_range(static_cast<float>(-nmax), static_cast<float>(nmax - 1));
   for (int r = 0; r < R; ++r) {
     max[r] = signed_extreme_lanes(X[r], n, &amax[r]);
     flat[r] = amax[r] < ggml::kGroupMaxEps;
@@ -307,7 +393,7 @@ WQ_LANES_INLINE void fit_symmetric_x2_lanes(const V (*X)[16], VI (*L)[16], V* sc
     const bool rounded = all_lanes(small);
     for (int i = 0; i < n; ++i) {
       for (int r = 0; r < R; ++r) {
-        const V l = rounded ? rounded_code(iscale[r] * X[r][i], static_cast<float>(-nmax), static_cast<float>(nmax - 1))
+        const V l = rounded ? rounded_code(iscale[r] * X[r][i], range)
                             : to_float(clamp(nearest_int(iscale[r] * X[r][i]), -nmax, nmax - 1));
         sumlx[r] = sumlx[r] + wx[r][i] * l;
         suml2[r] = suml2[r] + w[r][i] * l * l;
@@ -343,20 +429,70 @@ struct FitQ6K {
 };
 
 // fit_symmetric_refined() (ggml's make_q3_quants with its rmse refinement) over 16 elements with
-// nmax 4, lane j of round r on one sub-block, all rounds at once: codes 0..7 to L[r][i]; the
-// scales to scale[r]. The refinement walks the elements in order and each accepted change moves
-// the sums the next element sees; every lane does that on its own. That makes each element's
-// step a chain of dependent operations (a division among them) that one register of lanes waits
-// on, so the rounds' registers go through each step together and the core interleaves them
-// (measured: 1.4x with two rounds). A lane whose pass changed nothing would change
-// nothing in another (its state is the same), so lanes run passes until none changes, at most
-// five, as ggml does.
-template <int kRounds>
-WQ_LANES_INLINE void fit_symmetric_refined_lanes(const V (*X)[16], VI (*L)[16], V* scale) {
+// nmax 4, lane j of register r on one sub-block of Q3_K. The refinement walks the elements in
+// order and each accepted change moves the sums the next element sees; every lane does that on
+// its own. That makes each element's step a chain of dependent operations (a division among
+// them) that one register of lanes waits on, so R registers go through each step together and
+// the core interleaves their chains.
+//
+// ggml stops a sub-block after a pass that changed nothing, or after five. A pass that changes
+// nothing would change nothing again (the state is the same), so a lane may run passes past its
+// own end, but that is wasted work: on weights most sub-blocks (84 % of the Student-t benchmark
+// input) change nothing in their first pass, while of 32 lanes some usually need three to five.
+// So every sub-block runs its first pass in place (q3_k_first_pass), and the ones that changed
+// go to a queue that refills its lanes as sub-blocks finish (q3_k_refine_queue).
+
+// The refinement state of a chunk of Q3_K sub-blocks: codes -4..3 while refining, then 0..7 as
+// the codec's finish_q3_k() takes them; the scales once a sub-block is final.
+struct Q3KChunk {
+  static constexpr int kBlocks = kKQuantBatchBlocks;  // super-blocks per chunk
+  static constexpr int kSubBlocks = kBlocks * 16;
+  std::int8_t L[kBlocks * ggml::kSuperBlock];
+  float scales[kSubBlocks];
+  float sumlx[kSubBlocks], suml2[kSubBlocks];
+  int queue[kSubBlocks];  // sub-blocks still refining after their first pass
+  int queued = 0;
+};
+
+// One refinement pass over R registers of lanes; lanes in `frozen` (all-zero or idle) never
+// change. changed[r]: the lanes that accepted a new code.
+template <int R>
+WQ_LANES_INLINE void q3_k_pass(const V (*X)[16], VI (*L)[16], V* sumlx, V* suml2, const VI* frozen, VI* changed) {
   constexpr int n = 16, nmax = 4;
-  VI flat[kRounds];
-  V sumlx[kRounds], suml2[kRounds];
-  for (int r = 0; r < kRounds; ++r) {
+  for (int r = 0; r < R; ++r) changed[r] = VI{};
+  for (int i = 0; i < n; ++i) {
+    for (int r = 0; r < R; ++r) {
+      const V x = X[r][i];
+      const V w = x * x;
+      const V li = to_float(L[r][i]);
+      V slx = sumlx[r] - w * x * li;
+      const VI positive = slx > 0.0f;
+      V sl2 = suml2[r] - w * li * li;
+      const VI new_l = clamp(nearest_int(x * sl2 / slx), -nmax, nmax - 1);
+      const V nl = to_float(new_l);
+      slx = slx + w * x * nl;
+      sl2 = sl2 + w * nl * nl;
+      const VI take = positive & (new_l != L[r][i]) & (sl2 > 0.0f) &
+                      (slx * slx * suml2[r] > sumlx[r] * sumlx[r] * sl2) & ~frozen[r];
+      L[r][i] = take ? new_l : L[r][i];
+      sumlx[r] = take ? slx : sumlx[r];
+      suml2[r] = take ? sl2 : suml2[r];
+      changed[r] |= take;
+    }
+  }
+}
+
+// Sub-blocks [first, first + 8R) of the chunk (x: the chunk's elements): the initial codes and
+// sums, and the first pass. Every sub-block's codes (0..7) and scale are written as if final;
+// the ones that changed are queued with their sums, and their entries rewritten when done.
+template <int R>
+WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk) {
+  constexpr int n = 16, nmax = 4;
+  V X[R][n];
+  VI L[R][n], flat[R], changed[R];
+  V sumlx[R], suml2[R];
+  for (int r = 0; r < R; ++r) {
+    load_sub_blocks<n>(x + n * (first + kLanes * r), n, X[r]);
     V amax;
     const V max = signed_extreme_lanes(X[r], n, &amax);
     flat[r] = amax < ggml::kGroupMaxEps;
@@ -371,61 +507,81 @@ WQ_LANES_INLINE void fit_symmetric_refined_lanes(const V (*X)[16], VI (*L)[16], 
       suml2[r] = suml2[r] + w * l * l;
     }
   }
-  for (int pass = 0; pass < 5; ++pass) {
-    VI changed = VI{};
-    for (int i = 0; i < n; ++i) {
-      for (int r = 0; r < kRounds; ++r) {
-        const V x = X[r][i];
-        const V w = x * x;
-        const V li = to_float(L[r][i]);
-        V slx = sumlx[r] - w * x * li;
-        const VI positive = slx > 0.0f;
-        V sl2 = suml2[r] - w * li * li;
-        const VI new_l = clamp(nearest_int(x * sl2 / slx), -nmax, nmax - 1);
-        const V nl = to_float(new_l);
-        slx = slx + w * x * nl;
-        sl2 = sl2 + w * nl * nl;
-        const VI take = positive & (new_l != L[r][i]) & (sl2 > 0.0f) &
-                        (slx * slx * suml2[r] > sumlx[r] * sumlx[r] * sl2) & ~flat[r];
-        L[r][i] = take ? new_l : L[r][i];
-        sumlx[r] = take ? slx : sumlx[r];
-        suml2[r] = take ? sl2 : suml2[r];
-        changed |= take;
-      }
-    }
-    bool any = false;
-    for (int j = 0; j < kLanes; ++j) any = any || changed[j] != 0;
-    if (!any) break;
-  }
-  for (int r = 0; r < kRounds; ++r) {
+  q3_k_pass<R>(X, L, sumlx, suml2, flat, changed);
+  for (int r = 0; r < R; ++r) {
+    const int sub = first + kLanes * r;
+    // As fit_symmetric_refined() returns: codes 0 and scale 0 for an all-zero sub-block.
     for (int i = 0; i < n; ++i) L[r][i] = flat[r] ? VI{} : L[r][i] + nmax;
-    scale[r] = flat[r] ? V{} : (suml2[r] > 0.0f ? sumlx[r] / suml2[r] : V{});
+    store_sub_block_codes<n>(L[r], n, chunk->L + n * sub);
+    const V scale = flat[r] ? V{} : (suml2[r] > 0.0f ? sumlx[r] / suml2[r] : V{});
+    std::memcpy(chunk->scales + sub, &scale, sizeof scale);
+    for (int j = 0; j < kLanes; ++j) {
+      if (changed[r][j] == 0) continue;
+      chunk->sumlx[sub + j] = sumlx[r][j];
+      chunk->suml2[sub + j] = suml2[r][j];
+      chunk->queue[chunk->queued++] = sub + j;
+    }
   }
 }
 
-// search_q3_k_sub_blocks().
-struct FitQ3K {
-  template <int R>
-  WQ_LANES_INLINE void operator()(const V (&X)[R][16], VI (&L)[R][16], V (&scale)[R], V (&)[R]) const {
-    fit_symmetric_refined_lanes<R>(X, L, scale);
+// Passes two to five of the queued sub-blocks, R registers of lanes at a time: a lane whose
+// sub-block is done (a pass changed nothing, or it ran five) takes the next from the queue, so
+// the registers stay full while the queue lasts.
+template <int R>
+WQ_LANES_INLINE void q3_k_refine_queue(const float* x, Q3KChunk* chunk) {
+  constexpr int n = 16, kLastPass = 5;
+  V X[R][n] = {};
+  VI L[R][n] = {}, idle[R], changed[R];
+  V sumlx[R] = {}, suml2[R] = {};
+  int sub_of[R][kLanes], passes[R][kLanes];
+  for (int r = 0; r < R; ++r) idle[r] = VI{} - 1;
+  int next = 0;
+  for (;;) {
+    bool active = false;
+    for (int r = 0; r < R; ++r) {
+      for (int j = 0; j < kLanes; ++j) {
+        if (idle[r][j] != 0 && next < chunk->queued) {
+          const int sub = chunk->queue[next++];
+          for (int i = 0; i < n; ++i) {
+            X[r][i][j] = x[n * sub + i];
+            L[r][i][j] = chunk->L[n * sub + i] - 4;  // codes -4..3 while refining
+          }
+          sumlx[r][j] = chunk->sumlx[sub];
+          suml2[r][j] = chunk->suml2[sub];
+          idle[r][j] = 0;
+          sub_of[r][j] = sub;
+          passes[r][j] = 1;
+        }
+        active = active || idle[r][j] == 0;
+      }
+    }
+    if (!active) return;
+    q3_k_pass<R>(X, L, sumlx, suml2, idle, changed);
+    for (int r = 0; r < R; ++r) {
+      for (int j = 0; j < kLanes; ++j) {
+        if (idle[r][j] != 0) continue;
+        if (changed[r][j] != 0 && ++passes[r][j] < kLastPass) continue;
+        const int sub = sub_of[r][j];
+        for (int i = 0; i < n; ++i) chunk->L[n * sub + i] = static_cast<std::int8_t>(L[r][i][j] + 4);
+        chunk->scales[sub] = suml2[r][j] > 0.0f ? sumlx[r][j] / suml2[r][j] : 0.0f;
+        idle[r][j] = VI{}[0] - 1;
+      }
+    }
   }
-};
+}
 
 // The final codes of one sub-block (`count` elements, a multiple of 8) eight at a time, as the
 // codec's code_with_offset() (kOffset) or symmetric_code() gives each: the same addition, the
 // same division (vdivps rounds as divss does), the same nearest_int and clamp. The codec's
 // finish_*() functions take them in place of their scalar loops (LaneSubBlockCodes below); the
 // scalar division per element was a fifth of a block's time.
-typedef std::int8_t B8 __attribute__((vector_size(8)));
-
 template <bool kOffset>
 WQ_LANES_INLINE void final_codes(const float* x, int count, float d, float dm, int lo, int hi, int bias, void* out) {
   for (int i = 0; i < count; i += kLanes) {
     V v;
     std::memcpy(&v, x + i, sizeof v);
     if constexpr (kOffset) v = v + dm;
-    const VI code = clamp(nearest_int(v / d), lo, hi) + bias;
-    const B8 bytes = __builtin_convertvector(code, B8);
+    const B8 bytes = low_bytes(clamp(nearest_int(v / d), lo, hi) + bias);
     std::memcpy(static_cast<std::uint8_t*>(out) + i, &bytes, sizeof bytes);
   }
 }
@@ -440,18 +596,21 @@ struct LaneSubBlockCodes {
   }
 };
 
-// Q3_K, Q2_K and Q6_K: kBlocks consecutive super-blocks (2 * kBlocks rounds of lanes) searched
-// together, then each finished by the codec with the lanes' final codes.
-template <int kBlocks>
-WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ3_K* y) {
-  std::int8_t L[kBlocks * ggml::kSuperBlock];
-  float scales[kBlocks * 16];
-  search_sub_blocks_of_16<2 * kBlocks>(x, FitQ3K{}, scales, static_cast<float*>(nullptr), L);
-  for (int b = 0; b < kBlocks; ++b) {
-    ggml::finish_q3_k(x + ggml::kSuperBlock * b, scales + 16 * b, L + ggml::kSuperBlock * b, y + b, LaneSubBlockCodes{});
+// `blocks` (at most Q3KChunk::kBlocks) super-blocks of Q3_K into y.
+WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::BlockQ3_K* y) {
+  Q3KChunk chunk;
+  int b = 0;
+  for (; b + 2 <= blocks; b += 2) q3_k_first_pass<4>(x, 16 * b, &chunk);
+  if (b < blocks) q3_k_first_pass<2>(x, 16 * b, &chunk);
+  q3_k_refine_queue<4>(x, &chunk);
+  for (b = 0; b < blocks; ++b) {
+    ggml::finish_q3_k(x + ggml::kSuperBlock * b, chunk.scales + 16 * b, chunk.L + ggml::kSuperBlock * b, y + b,
+                      LaneSubBlockCodes{});
   }
 }
 
+// Q2_K and Q6_K: kBlocks consecutive super-blocks (2 * kBlocks rounds of lanes) searched together,
+// then each finished by the codec with the lanes' final codes.
 template <int kBlocks>
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ2_K* y) {
   std::uint8_t L[kBlocks * ggml::kSuperBlock];
@@ -500,14 +659,18 @@ WQ_LANES_INLINE void quantize_lanes(const float* x, Block* y) {
 }
 
 // How many super-blocks are searched together: their rounds of lanes go through each step side by
-// side. Measured (bench/RESULTS.md, "Issue 15, fourth round"): two beat one by 1.1-1.2x on every
-// type but Q6_K (even); four spill and halve Q3_K.
+// side. Measured (bench/RESULTS.md, "Issue 15, fourth round" and "sixth round"): two beat one by
+// 1.1-1.2x on every type but Q6_K, whose two rounds of one super-block already fill the
+// registers (four rounds spill the sums: one is 1.06x two); four spill and halve Q3_K.
+template <typename Block>
 constexpr int kBlocksAtOnce = 2;
+template <>
+constexpr int kBlocksAtOnce<ggml::BlockQ6_K> = 1;
 
 // `blocks` super-blocks from x into out (unaligned), kBlocksAtOnce at a time, the rest one by one.
 template <typename Block>
 WQ_LANES_INLINE void quantize_run(const float* x, std::uint64_t blocks, std::uint8_t* out) {
-  constexpr int kAtOnce = kBlocksAtOnce;
+  constexpr int kAtOnce = kBlocksAtOnce<Block>;
   std::uint64_t b = 0;
   for (; b + kAtOnce <= blocks; b += kAtOnce) {
     Block y[kAtOnce];  // built aligned, then copied
@@ -518,6 +681,17 @@ WQ_LANES_INLINE void quantize_run(const float* x, std::uint64_t blocks, std::uin
     Block y;
     quantize_lanes<1>(x + b * ggml::kSuperBlock, &y);
     std::memcpy(out + b * sizeof(Block), &y, sizeof y);
+  }
+}
+
+// Q3_K: chunks of Q3KChunk::kBlocks super-blocks, whose sub-blocks share one refinement queue.
+template <>
+WQ_LANES_INLINE void quantize_run<ggml::BlockQ3_K>(const float* x, std::uint64_t blocks, std::uint8_t* out) {
+  for (std::uint64_t b = 0; b < blocks; b += Q3KChunk::kBlocks) {
+    const int n = static_cast<int>(std::min<std::uint64_t>(Q3KChunk::kBlocks, blocks - b));
+    ggml::BlockQ3_K y[Q3KChunk::kBlocks];  // built aligned, then copied
+    quantize_q3_k_chunk(x + b * ggml::kSuperBlock, n, y);
+    std::memcpy(out + b * sizeof(ggml::BlockQ3_K), y, static_cast<std::size_t>(n) * sizeof(ggml::BlockQ3_K));
   }
 }
 

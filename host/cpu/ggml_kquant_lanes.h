@@ -7,7 +7,8 @@
 // doing exactly sub-block j's operations, in the same order, changes nothing. The branches of
 // the scalar search become per-lane selects; two super-blocks are searched together so that the
 // core interleaves their chains; candidate codes are rounded in float where that is exact (see
-// rounded_code()). The sub-block scales and the packing are the codec's own functions; the
+// rounded_code()); Q3_K's refinement passes, which most sub-blocks end after one, run from a queue
+// that keeps the lanes full (q3_k_refine_queue()). The sub-block scales and the packing are the codec's own functions; the
 // final codes are computed eight at a time with the codec's operations. The backend suites,
 // tests/unit/ggml_final_codes_test.cpp and tests/reference/ggml_live_check.py hold these blocks
 // to the codec's and to ggml's.
@@ -18,6 +19,10 @@
 #include "wq/codec/ggml_blocks.h"
 
 namespace wq::detail {
+
+/// How many super-blocks the functions below should be given at once where the caller can: Q3_K
+/// refines the sub-blocks of that many together (fewer cost speed, never bytes).
+constexpr int kKQuantBatchBlocks = 16;
 
 /// `blocks` super-blocks of x into `out` (unaligned): codec::ggml::quantize_block() for each,
 /// bit for bit, several times faster. Uses AVX2 where use_avx2() allows, the baseline vector

@@ -150,6 +150,53 @@ TEST_P(GgmlBackendSuite, LargeTensorsSplitOverWorkersGiveTheSameBytes) {
   }
 }
 
+// Sub-blocks of 16 whose Q3_K refinement (make_q3_quants) accepts changes in five, six and seven
+// consecutive passes, found by a random search: ggml stops after five, so a sixth pass, or a
+// fifth left out, changes their codes. On weights such sub-blocks are about 1 in 20,000, too
+// rare for the random inputs above to hold the CPU lanes' pass limit (they pass with the limit
+// at four or six; this test does not).
+const float kLongQ3KRefinements[][16] = {
+    {-0x1.b5277ep-1f, 0x1.0a2b36p-1f, 0x1.b62e94p-2f, -0x1.4eca72p+0f, 0x1.ae623cp+0f, 0x1.652662p-6f, 0x1.2a7ccep-4f,
+     -0x1.e5e9ecp-3f, 0x1.21abe4p-1f, 0x1.2da53ap-5f, 0x1.e5012ep-3f, -0x1.bba74ep+0f, -0x1.c7ddc6p-1f, 0x1.68d374p-4f,
+     -0x1.288168p+0f, 0x1.1a3eaap+0f},
+    {0x1.eed1eap+0f, -0x1.dd9a68p-3f, -0x1.7737d4p-1f, -0x1.6cf2e8p-3f, -0x1.ce33eep-2f, -0x1.aebefcp-1f, -0x1.d9ae8ep-1f,
+     0x1.0274eep+0f, 0x1.65ffaep+0f, -0x1.d36042p-1f, -0x1.f5bd98p+0f, -0x1.4b068p-2f, -0x1.7b89dap-1f, -0x1.5032cap+0f,
+     -0x1.0b390cp-1f, -0x1.c6ef1ep+0f},
+    {0x1.f8ba08p-3f, 0x1.f79288p-1f, 0x1.fe141p-2f, 0x1.123f76p-2f, -0x1.f86a24p-2f, -0x1.030254p-2f, 0x1.ed352cp-2f,
+     -0x1.03e098p-1f, 0x1.0af32p-2f, 0x1.83b6fap-1f, 0x1.846f3ap-1f, -0x1.fe8ed2p-2f, -0x1.7c275p-1f, -0x1.fa2e3ep-1f,
+     0x1.f96ae8p-1f, 0x1.640ddap-9f},
+    {-0x1.900e16p+0f, 0x1.44e9fcp+0f, 0x1.216c8p-2f, -0x1.8cbfacp+0f, 0x1.fddce6p-1f, 0x1.0cc7c4p+0f, -0x1.a3affep-3f,
+     -0x1.78e012p-1f, 0x1.49f66p-1f, 0x1.8da67cp+0f, -0x1.41bf3ap-1f, -0x1.640ae8p+0f, 0x1.7643f2p-2f, 0x1.66ee2ap-1f,
+     0x1.062406p+0f, -0x1.260886p-1f},
+    {0x1.1c4f68p-3f, 0x1.2206f8p+0f, -0x1.8296e8p+0f, -0x1.d10518p+0f, -0x1.824b6cp-2f, -0x1.7e2cc6p+0f, 0x1.ed8abep-5f,
+     0x1.0e4b46p+0f, -0x1.0af054p-2f, 0x1.f071eap-1f, 0x1.437906p-5f, -0x1.22bd5ap+1f, 0x1.892632p-1f, 0x1.15333p+1f,
+     0x1.754d1cp+0f, 0x1.103c6p-1f},
+};
+
+TEST_P(GgmlBackendSuite, Q3KRefinementStopsAfterFivePassesAsGgmlDoes) {
+  // 37 super-blocks: the CPU refines the sub-blocks of up to 16 together (two full batches and
+  // one of five), so the long refinements sit in different lanes, registers and batches, among
+  // sub-blocks that finish after one pass, or two; and one batch with nothing but them.
+  const std::uint64_t blocks = 37;
+  std::vector<float> x = weights(blocks * 256, 2026);
+  const std::size_t kinds = std::size(kLongQ3KRefinements);
+  for (std::size_t sub = 0; sub < blocks * 16; sub += 7) {
+    const float* hard = kLongQ3KRefinements[(sub / 7) % kinds];
+    std::copy(hard, hard + 16, x.begin() + static_cast<std::ptrdiff_t>(16 * sub));
+  }
+  for (std::size_t sub = 32 * 16; sub < 36 * 16; ++sub) {  // super-blocks 32 to 35: all of them
+    const float* hard = kLongQ3KRefinements[sub % kinds];
+    std::copy(hard, hard + 16, x.begin() + static_cast<std::ptrdiff_t>(16 * sub));
+  }
+  for (ggml::Type type : {ggml::Type::kQ3_K, ggml::Type::kQ2_K, ggml::Type::kQ6_K}) {
+    SCOPED_TRACE(ggml::type_name(type));
+    std::vector<std::uint8_t> want;
+    std::vector<float> want_decoded;
+    test::ggml_reference(type, x, &want, &want_decoded);
+    ASSERT_EQ(quantize(type, x, Shape{blocks, 256}), want);
+  }
+}
+
 TEST_P(GgmlBackendSuite, ZerosConstantsSubnormalsAndHugeValues) {
   const Shape shape{4, 256};
   std::vector<std::vector<float>> inputs;

@@ -20,6 +20,25 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ggml_oracle  # noqa: E402
 
 
+LONG_Q3_K_REFINEMENTS = [
+    "-0x1.b5277ep-1 0x1.0a2b36p-1 0x1.b62e94p-2 -0x1.4eca72p+0 0x1.ae623cp+0 0x1.652662p-6 0x1.2a7ccep-4 "
+    "-0x1.e5e9ecp-3 0x1.21abe4p-1 0x1.2da53ap-5 0x1.e5012ep-3 -0x1.bba74ep+0 -0x1.c7ddc6p-1 0x1.68d374p-4 "
+    "-0x1.288168p+0 0x1.1a3eaap+0",
+    "0x1.eed1eap+0 -0x1.dd9a68p-3 -0x1.7737d4p-1 -0x1.6cf2e8p-3 -0x1.ce33eep-2 -0x1.aebefcp-1 -0x1.d9ae8ep-1 "
+    "0x1.0274eep+0 0x1.65ffaep+0 -0x1.d36042p-1 -0x1.f5bd98p+0 -0x1.4b068p-2 -0x1.7b89dap-1 -0x1.5032cap+0 "
+    "-0x1.0b390cp-1 -0x1.c6ef1ep+0",
+    "0x1.f8ba08p-3 0x1.f79288p-1 0x1.fe141p-2 0x1.123f76p-2 -0x1.f86a24p-2 -0x1.030254p-2 0x1.ed352cp-2 "
+    "-0x1.03e098p-1 0x1.0af32p-2 0x1.83b6fap-1 0x1.846f3ap-1 -0x1.fe8ed2p-2 -0x1.7c275p-1 -0x1.fa2e3ep-1 "
+    "0x1.f96ae8p-1 0x1.640ddap-9",
+    "-0x1.900e16p+0 0x1.44e9fcp+0 0x1.216c8p-2 -0x1.8cbfacp+0 0x1.fddce6p-1 0x1.0cc7c4p+0 -0x1.a3affep-3 "
+    "-0x1.78e012p-1 0x1.49f66p-1 0x1.8da67cp+0 -0x1.41bf3ap-1 -0x1.640ae8p+0 0x1.7643f2p-2 0x1.66ee2ap-1 "
+    "0x1.062406p+0 -0x1.260886p-1",
+    "0x1.1c4f68p-3 0x1.2206f8p+0 -0x1.8296e8p+0 -0x1.d10518p+0 -0x1.824b6cp-2 -0x1.7e2cc6p+0 0x1.ed8abep-5 "
+    "0x1.0e4b46p+0 -0x1.0af054p-2 0x1.f071eap-1 0x1.437906p-5 -0x1.22bd5ap+1 0x1.892632p-1 0x1.15333p+1 "
+    "0x1.754d1cp+0 0x1.103c6p-1",
+]
+
+
 def input_cases(block, quick):
     """(name, float32 array) pairs; every length is a multiple of `block`."""
     rng = np.random.default_rng(20261205)
@@ -52,6 +71,13 @@ def input_cases(block, quick):
     cases.append(("tiny_1e-20", rng.normal(0, 1e-20, size)))
     cases.append(("subnormal", rng.normal(0, 1e-40, size)))
     cases.append(("subnormal_min", rng.choice([0.0, 1.4e-45, -1.4e-45, 2.8e-45], size)))
+    # Sub-blocks whose Q3_K refinement changes codes in five, six and seven passes (ggml stops
+    # after five; tests/backend/ggml_backend_test.cpp holds the same ones), among weights.
+    hard = np.array([[float.fromhex(v) for v in row.split()] for row in LONG_Q3_K_REFINEMENTS])
+    mixed = rng.normal(0, 0.5, size)
+    for k in range(0, size // 16, 3):
+        mixed[16 * k:16 * k + 16] = hard[k % len(hard)]
+    cases.append(("q3_k_long_refinements", mixed))
     cases.append(("huge_1e30", rng.normal(0, 1e30, size)))
     cases.append(("f16_edge", rng.uniform(-70000, 70000, size)))
     cases.append(("near_f32_max", rng.uniform(-3e38, 3e38, size)))
