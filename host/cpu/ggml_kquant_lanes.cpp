@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cpu/cpu_features.h"
 #include "wq/codec/ggml_kquants.h"
@@ -160,20 +161,57 @@ WQ_LANES_INLINE float opaque(float value) {
 
 WQ_LANES_INLINE CodeRange code_range(float lo, float hi) { return {V{} + opaque(lo), V{} + opaque(hi)}; }
 
-WQ_LANES_INLINE V rounded_code(V t, const CodeRange& range) {
-  V l = (t + kRoundingShift) - kRoundingShift;
-  l = range.low > l ? range.low : l;
-  return range.high < l ? range.high : l;
-}
-
-// Whether every lane that is not `ignored` has bound < 2^22 (false for NaN).
-WQ_LANES_INLINE VI small_lanes(V bound, VI ignored) { return ignored | (bound < kSmallGrid); }
-
 WQ_LANES_INLINE bool all_lanes(VI mask) {
   bool all = true;
   for (int j = 0; j < kLanes; ++j) all = all && mask[j] != 0;
   return all;
 }
+
+// The rounding of rounded_code(), per instruction set: the baseline adds and subtracts
+// 1.5 * 2^23; AVX2 has it in one instruction, vroundps to nearest even, which is the same
+// integer for |t| < 2^22 (both round the exact value to nearest, ties to even, since 1.5 * 2^23
+// is even). The one difference is the sign of a zero: vroundps(-0.3) is -0.0 where the sum
+// gives +0.0. The searches only multiply the codes and add the products to sums that start at
+// +0.0, where -0.0 and +0.0 give the same values (x * -0.0 is a zero, and s + -0.0 = s, for
+// s = +0.0 too), so the bytes are the same; the backend suites hold both paths to the codec.
+struct BaselineRounding {
+  WQ_LANES_INLINE static V nearest(V t) { return (t + kRoundingShift) - kRoundingShift; }
+};
+// Spelled as asm: the intrinsic needs the AVX target on every function it is inlined through,
+// and GCC inlines the searches into each other before it inlines them into the AVX2 clone. Only
+// quantize_avx2() instantiates this; the asm is compiled there.
+struct Avx2Rounding {
+  WQ_LANES_INLINE static V nearest(V t) {
+    V l;
+    asm("vroundps $8, %1, %0" : "=x"(l) : "x"(t));  // to nearest even, no exceptions
+    return l;
+  }
+};
+
+// kLow / kHigh: whether the candidate's grid can round an element past that end of the codes
+// (clamps_needed()); a clamp that cannot change a code is left out.
+template <typename Rounding, bool kLow, bool kHigh>
+WQ_LANES_INLINE V rounded_code(V t, const CodeRange& range) {
+  V l = Rounding::nearest(t);
+  if constexpr (kLow) l = range.low > l ? range.low : l;
+  if constexpr (kHigh) l = range.high < l ? range.high : l;
+  return l;
+}
+
+// Which clamps a grid needs, from bounds on its t in each lane (lanes in `ignored` aside): bit 0
+// when some t_min may round below range.low, bit 1 when some t_max may round above range.high.
+// Rounding is monotonic, so an element's t lies within bounds computed the same way from the
+// extreme elements. Both bits for NaN.
+enum : int { kClampLow = 1, kClampHigh = 2 };
+WQ_LANES_INLINE int clamps_needed(V t_min, V t_max, const CodeRange& range, VI ignored) {
+  const VI low_ok = ignored | (t_min > range.low - 0.5f);
+  const VI high_ok = ignored | (t_max < range.high + 0.5f);
+  return (all_lanes(low_ok) ? 0 : kClampLow) | (all_lanes(high_ok) ? 0 : kClampHigh);
+}
+
+// Whether every lane that is not `ignored` has bound < 2^22 (false for NaN).
+WQ_LANES_INLINE VI small_lanes(V bound, VI ignored) { return ignored | (bound < kSmallGrid); }
+
 
 // fit_scale_and_offset() (ggml's make_qkx2_quants) over N elements, lane j of round r on one
 // sub-block: X[r][i], W[r][i] hold element i and its weight of every sub-block of round r.
@@ -185,7 +223,16 @@ WQ_LANES_INLINE bool all_lanes(VI mask) {
 // The codes of a candidate are never kept: a lane that takes one records its grid (iscale and the
 // offset it was computed from), and the codes of the grid kept last are computed once at the end,
 // by the same operations, so they are the same codes.
-template <int N, int R, bool kAbsolute>
+// A candidate grid's codes, in float: rounded_code() with the clamps it needs.
+template <typename Rounding, bool kLow, bool kHigh, int N, int R>
+WQ_LANES_INLINE void offset_codes(const V (*X)[N], const V* iscale, const V* min, const CodeRange& range,
+                                  V (*codes)[N]) {
+  for (int i = 0; i < N; ++i) {
+    for (int r = 0; r < R; ++r) codes[r][i] = rounded_code<Rounding, kLow, kHigh>(iscale[r] * (X[r][i] - min[r]), range);
+  }
+}
+
+template <typename Rounding, int N, int R, bool kAbsolute>
 WQ_LANES_INLINE void fit_lanes(const V (*X)[N], const V (*W)[N], int nmax, ggml::OffsetSearch search, VI (*L)[N],
                                V* scale_out, V* neg_offset) {
   V min[R], max[R], low[R], sum_w[R], sum_x[R], scale[R], best[R], code_iscale[R], code_min[R];
@@ -221,18 +268,29 @@ WQ_LANES_INLINE void fit_lanes(const V (*X)[N], const V (*W)[N], int nmax, ggml:
     const float shift = search.rmin + search.rdelta * static_cast<float>(step);
     V iscale[R], sum_l[R], sum_l2[R], sum_xl[R];
     VI small = VI{} - 1;
+    int clamps = 0;
     for (int r = 0; r < R; ++r) {
       // `min` is each lane's latest accepted offset, as in ggml's loop.
       iscale[r] = (shift + fnmax) / (max[r] - min[r]);
       const V above = abs_of(max[r] - min[r]), below = abs_of(low[r] - min[r]);
       small &= small_lanes(abs_of(iscale[r]) * (above > below ? above : below), flat[r]);
+      // t = iscale * (x - min) is monotonic in x, so its extremes are at x = low and x = max.
+      const V t_low = iscale[r] * (low[r] - min[r]), t_max = iscale[r] * (max[r] - min[r]);
+      clamps |= clamps_needed(t_low < t_max ? t_low : t_max, t_low < t_max ? t_max : t_low, range, flat[r]);
       sum_l[r] = V{};
       sum_l2[r] = V{};
       sum_xl[r] = V{};
     }
     if (all_lanes(small)) {
-      for (int i = 0; i < N; ++i) {
-        for (int r = 0; r < R; ++r) candidate_f[r][i] = rounded_code(iscale[r] * (X[r][i] - min[r]), range);
+      // Leaving out the clamps that cannot change a code: 1.1x on Q4_K and Q5_K (sub-blocks of
+      // 32), where many grids need neither; 0.9x on Q2_K (16), whose shorter loops pay more
+      // for the branch than they save.
+      if constexpr (N != 32) clamps = kClampLow | kClampHigh;
+      switch (clamps) {
+        case 0: offset_codes<Rounding, false, false, N, R>(X, iscale, min, range, candidate_f); break;
+        case kClampLow: offset_codes<Rounding, true, false, N, R>(X, iscale, min, range, candidate_f); break;
+        case kClampHigh: offset_codes<Rounding, false, true, N, R>(X, iscale, min, range, candidate_f); break;
+        default: offset_codes<Rounding, true, true, N, R>(X, iscale, min, range, candidate_f); break;
       }
     } else {
       for (int i = 0; i < N; ++i) {
@@ -288,7 +346,7 @@ WQ_LANES_INLINE void fit_lanes(const V (*X)[N], const V (*W)[N], int nmax, ggml:
 
 // search_scale_min_sub_blocks() of R consecutive super-blocks, fitted together: round r's lane j
 // is sub-block j of super-block r.
-template <int R>
+template <typename Rounding, int R>
 WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch search, float* scales, float* mins,
                                   std::uint8_t* codes) {
   V X[R][kSub], W[R][kSub];
@@ -303,7 +361,7 @@ WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch s
   }
   VI L[R][kSub];
   V scale[R], neg_offset[R];
-  fit_lanes<kSub, R, false>(X, W, nmax, search, L, scale, neg_offset);
+  fit_lanes<Rounding, kSub, R, false>(X, W, nmax, search, L, scale, neg_offset);
   for (int r = 0; r < R; ++r) {
     std::memcpy(scales + kLanes * r, &scale[r], sizeof(V));
     std::memcpy(mins + kLanes * r, &neg_offset[r], sizeof(V));
@@ -335,6 +393,7 @@ WQ_LANES_INLINE void search_sub_blocks_of_16(const float* x, const Fit& fit, flo
 }
 
 // search_q2_k_sub_blocks(): weights |x|, absolute error.
+template <typename Rounding>
 struct FitQ2K {
   template <int R>
   WQ_LANES_INLINE void operator()(const V (&X)[R][16], VI (&L)[R][16], V (&scale)[R], V (&neg_offset)[R]) const {
@@ -342,7 +401,7 @@ struct FitQ2K {
     for (int r = 0; r < R; ++r) {
       for (int i = 0; i < 16; ++i) W[r][i] = abs_of(X[r][i]);
     }
-    fit_lanes<16, R, true>(X, W, 3, ggml::q2_k_search(), L, scale, neg_offset);
+    fit_lanes<Rounding, 16, R, true>(X, W, 3, ggml::q2_k_search(), L, scale, neg_offset);
   }
 };
 
@@ -363,7 +422,7 @@ WQ_LANES_INLINE V signed_extreme_lanes(const V* X, int n, V* amax_out) {
 // fit_symmetric_x2() (ggml's make_qx_quants, rmse_type 1) over 16 elements with nmax 32, lane j
 // of round r on one sub-block, both rounds together (see fit_lanes): codes 0..63 to L[r][i];
 // the scales to scale[r].
-template <int R>
+template <typename Rounding, int R>
 WQ_LANES_INLINE void fit_symmetric_x2_lanes(const V (*X)[16], VI (*L)[16], V* scale_out) {
   constexpr int n = 16, nmax = 32;
   V max[R], amax[R], scale[R] = {}, best[R] = {}, code_iscale[R] = {};
@@ -390,10 +449,12 @@ WQ_LANES_INLINE void fit_symmetric_x2_lanes(const V (*X)[16], VI (*L)[16], V* sc
       sumlx[r] = V{};
       suml2[r] = V{};
     }
+    // (Leaving out the clamps that a grid cannot need, as fit_lanes() does for Q4_K and Q5_K,
+    // measured no faster here.)
     const bool rounded = all_lanes(small);
     for (int i = 0; i < n; ++i) {
       for (int r = 0; r < R; ++r) {
-        const V l = rounded ? rounded_code(iscale[r] * X[r][i], range)
+        const V l = rounded ? rounded_code<Rounding, true, true>(iscale[r] * X[r][i], range)
                             : to_float(clamp(nearest_int(iscale[r] * X[r][i]), -nmax, nmax - 1));
         sumlx[r] = sumlx[r] + wx[r][i] * l;
         suml2[r] = suml2[r] + w[r][i] * l * l;
@@ -421,10 +482,11 @@ WQ_LANES_INLINE void fit_symmetric_x2_lanes(const V (*X)[16], VI (*L)[16], V* sc
 }
 
 // search_q6_k_sub_blocks().
+template <typename Rounding>
 struct FitQ6K {
   template <int R>
   WQ_LANES_INLINE void operator()(const V (&X)[R][16], VI (&L)[R][16], V (&scale)[R], V (&)[R]) const {
-    fit_symmetric_x2_lanes<R>(X, L, scale);
+    fit_symmetric_x2_lanes<Rounding, R>(X, L, scale);
   }
 };
 
@@ -611,35 +673,35 @@ WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::Block
 
 // Q2_K and Q6_K: kBlocks consecutive super-blocks (2 * kBlocks rounds of lanes) searched together,
 // then each finished by the codec with the lanes' final codes.
-template <int kBlocks>
+template <int kBlocks, typename Rounding>
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ2_K* y) {
   std::uint8_t L[kBlocks * ggml::kSuperBlock];
   float scales[kBlocks * 16], mins[kBlocks * 16];
-  search_sub_blocks_of_16<2 * kBlocks>(x, FitQ2K{}, scales, mins, L);
+  search_sub_blocks_of_16<2 * kBlocks>(x, FitQ2K<Rounding>{}, scales, mins, L);
   for (int b = 0; b < kBlocks; ++b) {
     ggml::finish_q2_k(x + ggml::kSuperBlock * b, scales + 16 * b, mins + 16 * b, L + ggml::kSuperBlock * b, y + b,
                       LaneSubBlockCodes{});
   }
 }
 
-template <int kBlocks>
+template <int kBlocks, typename Rounding>
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ6_K* y) {
   std::int8_t L[kBlocks * ggml::kSuperBlock];
   float scales[kBlocks * 16];
-  search_sub_blocks_of_16<2 * kBlocks>(x, FitQ6K{}, scales, static_cast<float*>(nullptr), L);
+  search_sub_blocks_of_16<2 * kBlocks>(x, FitQ6K<Rounding>{}, scales, static_cast<float*>(nullptr), L);
   for (int b = 0; b < kBlocks; ++b) {
     ggml::finish_q6_k(x + ggml::kSuperBlock * b, scales + 16 * b, L + ggml::kSuperBlock * b, y + b, LaneSubBlockCodes{});
   }
 }
 
 // Q4_K and Q5_K: R consecutive super-blocks searched together, then each finished.
-template <int R, typename Block>
+template <int R, typename Rounding, typename Block>
 WQ_LANES_INLINE void quantize_scale_min_lanes(const float* x, Block* y) {
   constexpr bool q4 = sizeof(Block) == sizeof(ggml::BlockQ4_K);
   constexpr int nmax = q4 ? ggml::kQ4KMax : ggml::kQ5KMax;
   std::uint8_t L[R * ggml::kSuperBlock];
   float scales[R * kLanes], mins[R * kLanes];
-  search_lanes<R>(x, nmax, q4 ? ggml::q4_k_search() : ggml::q5_k_search(), scales, mins, L);
+  search_lanes<Rounding, R>(x, nmax, q4 ? ggml::q4_k_search() : ggml::q5_k_search(), scales, mins, L);
   for (int r = 0; r < R; ++r) {
     Block* const b = y + r;
     std::uint8_t* const Lb = L + ggml::kSuperBlock * r;
@@ -653,9 +715,9 @@ WQ_LANES_INLINE void quantize_scale_min_lanes(const float* x, Block* y) {
   }
 }
 
-template <int kBlocks, typename Block>
+template <int kBlocks, typename Rounding, typename Block>
 WQ_LANES_INLINE void quantize_lanes(const float* x, Block* y) {
-  quantize_scale_min_lanes<kBlocks>(x, y);
+  quantize_scale_min_lanes<kBlocks, Rounding>(x, y);
 }
 
 // How many super-blocks are searched together: their rounds of lanes go through each step side by
@@ -667,42 +729,41 @@ constexpr int kBlocksAtOnce = 2;
 template <>
 constexpr int kBlocksAtOnce<ggml::BlockQ6_K> = 1;
 
-// `blocks` super-blocks from x into out (unaligned), kBlocksAtOnce at a time, the rest one by one.
-template <typename Block>
+// `blocks` super-blocks from x into out (unaligned), kBlocksAtOnce at a time, the rest one by one;
+// Q3_K in chunks of Q3KChunk::kBlocks, whose sub-blocks share one refinement queue.
+template <typename Block, typename Rounding>
 WQ_LANES_INLINE void quantize_run(const float* x, std::uint64_t blocks, std::uint8_t* out) {
-  constexpr int kAtOnce = kBlocksAtOnce<Block>;
-  std::uint64_t b = 0;
-  for (; b + kAtOnce <= blocks; b += kAtOnce) {
-    Block y[kAtOnce];  // built aligned, then copied
-    quantize_lanes<kAtOnce>(x + b * ggml::kSuperBlock, y);
-    std::memcpy(out + b * sizeof(Block), y, sizeof y);
-  }
-  for (; b < blocks; ++b) {
-    Block y;
-    quantize_lanes<1>(x + b * ggml::kSuperBlock, &y);
-    std::memcpy(out + b * sizeof(Block), &y, sizeof y);
-  }
-}
-
-// Q3_K: chunks of Q3KChunk::kBlocks super-blocks, whose sub-blocks share one refinement queue.
-template <>
-WQ_LANES_INLINE void quantize_run<ggml::BlockQ3_K>(const float* x, std::uint64_t blocks, std::uint8_t* out) {
-  for (std::uint64_t b = 0; b < blocks; b += Q3KChunk::kBlocks) {
-    const int n = static_cast<int>(std::min<std::uint64_t>(Q3KChunk::kBlocks, blocks - b));
-    ggml::BlockQ3_K y[Q3KChunk::kBlocks];  // built aligned, then copied
-    quantize_q3_k_chunk(x + b * ggml::kSuperBlock, n, y);
-    std::memcpy(out + b * sizeof(ggml::BlockQ3_K), y, static_cast<std::size_t>(n) * sizeof(ggml::BlockQ3_K));
+  if constexpr (std::is_same_v<Block, ggml::BlockQ3_K>) {
+    for (std::uint64_t b = 0; b < blocks; b += Q3KChunk::kBlocks) {
+      const int n = static_cast<int>(std::min<std::uint64_t>(Q3KChunk::kBlocks, blocks - b));
+      ggml::BlockQ3_K y[Q3KChunk::kBlocks];  // built aligned, then copied
+      quantize_q3_k_chunk(x + b * ggml::kSuperBlock, n, y);
+      std::memcpy(out + b * sizeof(Block), y, static_cast<std::size_t>(n) * sizeof(Block));
+    }
+  } else {
+    constexpr int kAtOnce = kBlocksAtOnce<Block>;
+    std::uint64_t b = 0;
+    for (; b + kAtOnce <= blocks; b += kAtOnce) {
+      Block y[kAtOnce];  // built aligned, then copied
+      quantize_lanes<kAtOnce, Rounding>(x + b * ggml::kSuperBlock, y);
+      std::memcpy(out + b * sizeof(Block), y, sizeof y);
+    }
+    for (; b < blocks; ++b) {
+      Block y;
+      quantize_lanes<1, Rounding>(x + b * ggml::kSuperBlock, &y);
+      std::memcpy(out + b * sizeof(Block), &y, sizeof y);
+    }
   }
 }
 
 template <typename Block>
 __attribute__((target("avx2"))) void quantize_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out) {
-  quantize_run<Block>(x, blocks, out);
+  quantize_run<Block, Avx2Rounding>(x, blocks, out);
 }
 
 template <typename Block>
 void quantize_baseline(const float* x, std::uint64_t blocks, std::uint8_t* out) {
-  quantize_run<Block>(x, blocks, out);
+  quantize_run<Block, BaselineRounding>(x, blocks, out);
 }
 
 template <bool kOffset>
