@@ -437,27 +437,46 @@ WQ_HD inline void quantize_block(const float* x, BlockQ6_K* y) {
 
 // --- decoders -----------------------------------------------------------------------------
 
+// The decoders below walk a super-block as (half h of 128, quarter k of 32, sub-block of 16):
+// element e = 128 h + 32 k + l. Each sub-block's step is computed once and its 16 elements in a
+// loop of contiguous bytes, which the compiler vectorises (a loop over e with the indices divided
+// out ran at 1.8-2 GB/s on the CPU); every element's operations are the same.
 WQ_HD inline void decode_block(const BlockQ2_K& b, float* y) {
   const float d = f16_bits_to_f32(b.d);
   const float dmin = f16_bits_to_f32(b.dmin);
-  for (int e = 0; e < kSuperBlock; ++e) {
-    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
-    const std::uint8_t sc = b.scales[8 * h + 2 * k + (l >= 16)];
-    const float dl = mul_rn(d, static_cast<float>(sc & 0x0f));
-    const float ml = mul_rn(dmin, static_cast<float>(sc >> 4));
-    const int q = (b.qs[32 * h + l] >> (2 * k)) & 3;
-    y[e] = sub_rn(mul_rn(dl, static_cast<float>(q)), ml);
+  for (int h = 0; h < 2; ++h) {
+    for (int k = 0; k < 4; ++k) {
+      for (int half = 0; half < 2; ++half) {
+        const std::uint8_t sc = b.scales[8 * h + 2 * k + half];
+        const float dl = mul_rn(d, static_cast<float>(sc & 0x0f));
+        const float ml = mul_rn(dmin, static_cast<float>(sc >> 4));
+        const std::uint8_t* qs = b.qs + 32 * h + 16 * half;
+        float* out = y + 128 * h + 32 * k + 16 * half;
+        for (int l = 0; l < 16; ++l) {
+          const int q = (qs[l] >> (2 * k)) & 3;
+          out[l] = sub_rn(mul_rn(dl, static_cast<float>(q)), ml);
+        }
+      }
+    }
   }
 }
 
 WQ_HD inline void decode_block(const BlockQ3_K& b, float* y) {
   const float d = f16_bits_to_f32(b.d);
-  for (int e = 0; e < kSuperBlock; ++e) {
-    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
-    const float dl = mul_rn(d, static_cast<float>(q3k_scale(b.scales, 8 * h + 2 * k + (l >= 16)) - 32));
-    const int low = (b.qs[32 * h + l] >> (2 * k)) & 3;
-    const int high = (b.hmask[l] >> (e / 32)) & 1;
-    y[e] = mul_rn(dl, static_cast<float>(low - (high ? 0 : 4)));
+  for (int h = 0; h < 2; ++h) {
+    for (int k = 0; k < 4; ++k) {
+      for (int half = 0; half < 2; ++half) {
+        const float dl = mul_rn(d, static_cast<float>(q3k_scale(b.scales, 8 * h + 2 * k + half) - 32));
+        const std::uint8_t* qs = b.qs + 32 * h + 16 * half;
+        const std::uint8_t* hmask = b.hmask + 16 * half;
+        float* out = y + 128 * h + 32 * k + 16 * half;
+        for (int l = 0; l < 16; ++l) {
+          const int low = (qs[l] >> (2 * k)) & 3;
+          const int high = (hmask[l] >> (4 * h + k)) & 1;  // bit e / 32
+          out[l] = mul_rn(dl, static_cast<float>(low - (high ? 0 : 4)));
+        }
+      }
+    }
   }
 }
 
@@ -487,14 +506,20 @@ WQ_HD inline void decode_block(const BlockQ5_K& b, float* y) { decode_scale_min_
 
 WQ_HD inline void decode_block(const BlockQ6_K& b, float* y) {
   const float d = f16_bits_to_f32(b.d);
-  for (int e = 0; e < kSuperBlock; ++e) {
-    const int h = e / 128, quarter = (e % 128) / 32, l = e % 32;
-    const std::uint8_t low_byte = b.ql[64 * h + l + (quarter % 2) * 32];
-    const int low = quarter < 2 ? (low_byte & 0x0f) : (low_byte >> 4);
-    const int high = (b.qh[32 * h + l] >> (2 * quarter)) & 3;
-    const int q = (low | (high << 4)) - 32;
-    const float dsc = mul_rn(d, static_cast<float>(b.scales[8 * h + l / 16 + 2 * quarter]));
-    y[e] = mul_rn(dsc, static_cast<float>(q));
+  for (int h = 0; h < 2; ++h) {
+    for (int k = 0; k < 4; ++k) {  // the quarter: low nibbles of ql's first or second 32, then highs
+      for (int half = 0; half < 2; ++half) {
+        const float dsc = mul_rn(d, static_cast<float>(b.scales[8 * h + half + 2 * k]));
+        const std::uint8_t* ql = b.ql + 64 * h + (k % 2) * 32 + 16 * half;
+        const std::uint8_t* qh = b.qh + 32 * h + 16 * half;
+        float* out = y + 128 * h + 32 * k + 16 * half;
+        for (int l = 0; l < 16; ++l) {
+          const int low = k < 2 ? (ql[l] & 0x0f) : (ql[l] >> 4);
+          const int high = (qh[l] >> (2 * k)) & 3;
+          out[l] = mul_rn(dsc, static_cast<float>((low | (high << 4)) - 32));
+        }
+      }
+    }
   }
 }
 
