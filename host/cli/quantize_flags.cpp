@@ -112,41 +112,21 @@ QuantizeOptions options_from_flags(const QuantizeFlags& f) {
   }
   // A name with a size suffix (Q4_K_M) is a llama-quantize mix, also as --type; a plain type
   // name is that type for every weight there, and llama-quantize's file type with --preset.
-  if (!f.preset.empty()) {
-    if (!is_llama_preset(f.preset)) {
-      throw Error(ErrorCode::kUsage, "--preset " + f.preset + ": not a llama-quantize preset (" +
-                                         llama_preset_names() + ")");
-    }
-    // Never a plain type here: --preset Q8_0 is llama-quantize's file type (its mix of types).
-    options.llama_preset = f.preset;
-    for (char& c : options.llama_preset) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    // The report's header names the preset's base type; each tensor's own type is in the table.
-    options.spec = *ggml_type_spec(options.llama_preset.substr(0, 4), options.spec);
-  } else if (!f.type.empty()) {
+  if (!f.type.empty() || !f.preset.empty()) {
+    // --method mse with a type that has a searched form; the checks are choose_ggml_types()'s.
+    const std::string flag = !f.preset.empty() ? "--preset " + f.preset : "--type " + f.type;
     try {
-      choose_ggml_types(f.type, &options);
+      if (!f.preset.empty()) {
+        choose_llama_preset(f.preset, &options);  // never a plain type: --preset Q8_0 is a mix
+      } else {
+        choose_ggml_types(f.type, &options);
+      }
     } catch (const Error& e) {
-      throw Error(e.code(), std::string("--type ") + e.what(), e.hints());
+      throw Error(e.code(), flag + (f.method_given ? " with --method " + f.method : "") + ": " + e.what(), e.hints());
     }
   } else if (options.output_format == OutputFormat::kGguf && options.spec.is_affine()) {
     throw Error(ErrorCode::kUsage, f.output + ": a GGUF file holds ggml types: choose one with --type (" +
                                        ggml_type_names() + "), e.g. --type Q8_0");
-  }
-  if (f.method_given && (!f.type.empty() || !f.preset.empty())) {
-    const std::string flag = !f.preset.empty() ? "--preset " + f.preset : "--type " + f.type;
-    if (f.method != "minmax" && f.method != "mse") {
-      throw Error(ErrorCode::kUsage, "--method " + f.method + " does not apply to " + flag +
-                                         ": a ggml type fixes its own arithmetic (--method mse searches within "
-                                         "the layouts of Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0)");
-    }
-    if (f.method == "mse" && !options.llama_preset.empty()) {
-      throw Error(ErrorCode::kUsage, "--method mse does not apply to " + flag +
-                                         ": a llama-quantize mix is mostly k-quants, whose reference quantizers "
-                                         "already search; give --type Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0 with it");
-    }
-    if (f.method == "mse" && options.spec.method != Method::kGgml) {
-      throw Error(ErrorCode::kUsage, "--method mse does not apply to " + flag + ": it searches within block types");
-    }
   }
   if (options.output_format == OutputFormat::kContainer && options.spec.method == Method::kGgml &&
       options.spec.ggml_type == codec::ggml::Type::kF32) {

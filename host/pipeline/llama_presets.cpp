@@ -275,21 +275,54 @@ LlamaPresetPlan plan_llama_preset(std::string_view name, const CheckpointReader&
 
 namespace wq {
 
+namespace {
+
+// The method the user gave, which a ggml type replaces: its own arithmetic, or mse's search.
+void refuse_method_without_ggml_form(Method method) {
+  if (method != Method::kMinMax && method != Method::kMse) {
+    throw Error(ErrorCode::kUsage, "method " + std::string(method_name(method)) +
+                                       " does not apply to a ggml type, which fixes its own arithmetic (method mse "
+                                       "searches within the layouts of Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0)");
+  }
+}
+
+void apply_llama_preset(std::string_view preset, QuantizeOptions* options) {
+  if (options->spec.method == Method::kMse) {
+    throw Error(ErrorCode::kUsage, "method mse does not apply to a llama-quantize mix: mostly k-quants, whose "
+                                   "reference quantizers already search; give the type Q4_0, Q4_1, Q5_0, Q5_1 or "
+                                   "Q8_0 with it");
+  }
+  options->llama_preset = preset;
+  for (char& c : options->llama_preset) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  // The report's header names the preset's base type; each tensor's own type is in the table.
+  options->spec = *ggml_type_spec(options->llama_preset.substr(0, 4), options->spec);
+}
+
+}  // namespace
+
 void choose_ggml_types(std::string_view type_or_preset, QuantizeOptions* options) {
+  refuse_method_without_ggml_form(options->spec.method);
   if (const std::optional<QuantSpec> spec = ggml_type_spec(type_or_preset, options->spec)) {
+    if (options->spec.method == Method::kMse && spec->method != Method::kGgml) {
+      throw Error(ErrorCode::kUsage, "method mse does not apply to a float type: it searches within block types");
+    }
     options->spec = *spec;
     options->llama_preset.clear();
     return;
   }
   if (!detail::is_llama_preset(type_or_preset)) {
-    throw Error(ErrorCode::kUsage, "'" + std::string(type_or_preset) + "' is neither a ggml type wq writes (" +
-                                       ggml_type_names() + ") nor a llama-quantize preset (" +
-                                       detail::llama_preset_names() + ")");
+    throw Error(ErrorCode::kUsage, "neither a ggml type wq writes (" + ggml_type_names() +
+                                       ") nor a llama-quantize preset (" + detail::llama_preset_names() + ")");
   }
-  options->llama_preset = type_or_preset;
-  for (char& c : options->llama_preset) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  // The report's header names the preset's base type; each tensor's own type is in the table.
-  options->spec = *ggml_type_spec(options->llama_preset.substr(0, 4), options->spec);
+  apply_llama_preset(type_or_preset, options);
+}
+
+void choose_llama_preset(std::string_view preset, QuantizeOptions* options) {
+  refuse_method_without_ggml_form(options->spec.method);
+  if (!detail::is_llama_preset(preset)) {
+    throw Error(ErrorCode::kUsage, "not a llama-quantize preset (" + detail::llama_preset_names() + ")");
+  }
+  apply_llama_preset(preset, options);
 }
 
 std::string llama_preset_names() { return detail::llama_preset_names(); }

@@ -147,8 +147,17 @@ struct QuantizeOptions {
 /// GGUF output's types by name, for `options`: a ggml type wq writes ("Q4_K", "q8_0", "F16",
 /// ...; ggml_type_spec()) for every weight, or a llama-quantize preset ("Q4_K_M", "Q5_K_S",
 /// ...; QuantizeOptions::llama_preset) whose types follow each weight's name and layer. Sets
-/// options->spec (and llama_preset). Throws Error(kUsage) listing both kinds of names.
+/// options->spec (and llama_preset).
+///
+/// options->spec.method is the method the user asked for: minmax (the types' own arithmetic)
+/// or mse (wq's search within the legacy types' layouts); any other is refused, and so is mse
+/// with a preset or a float type. Throws Error(kUsage), without the name of the front end's
+/// argument, which the caller puts first ("--type Q4_0: ...", "type='Q4_0': ...").
 WQ_API void choose_ggml_types(std::string_view type_or_preset, QuantizeOptions* options);
+
+/// As choose_ggml_types(), for a name that must be a llama-quantize preset: "Q8_0" here is
+/// llama-quantize's file type (its mix), never the type for every weight.
+WQ_API void choose_llama_preset(std::string_view preset, QuantizeOptions* options);
 
 /// The llama-quantize presets that choose_ggml_types() knows, for messages ("Q2_K, Q2_K_S,
 /// ..."), and whether `name` (any case) is one of them.

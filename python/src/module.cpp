@@ -278,15 +278,12 @@ void apply_output_format(const py::dict& format, const wq::QuantSpec& spec, wq::
   }
   options->output_format = to == "gguf" ? wq::OutputFormat::kGguf : wq::OutputFormat::kContainer;
   if (!type.empty()) {
-    if (spec.method != wq::Method::kMinMax && spec.method != wq::Method::kMse) {
-      throw wq::Error(wq::ErrorCode::kUsage, "method '" + std::string(wq::method_name(spec.method)) +
-                                                 "' does not apply to type=: a ggml type fixes its own arithmetic "
-                                                 "(method='mse' searches within Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0)");
-    }
-    wq::choose_ggml_types(type, options);
-    if (options->spec.ggml_mse && !options->llama_preset.empty()) {
-      throw wq::Error(wq::ErrorCode::kUsage, "method='mse' does not apply to the llama-quantize mix " + type +
-                                                 ": mostly k-quants, whose reference quantizers already search");
+    try {
+      wq::choose_ggml_types(type, options);  // refuses a method that the type has no form of
+    } catch (const wq::Error& e) {
+      const std::string method =
+          spec.method == wq::Method::kMinMax ? "" : " with method='" + std::string(wq::method_name(spec.method)) + "'";
+      throw wq::Error(e.code(), "type='" + type + "'" + method + ": " + e.what(), e.hints());
     }
   } else if (options->output_format == wq::OutputFormat::kGguf) {
     throw wq::Error(wq::ErrorCode::kUsage, "a GGUF file holds ggml types: choose one with type= (" +

@@ -398,7 +398,9 @@ def test_quantize_file_writes_gguf_and_compressed_tensors_as_the_cli_does(tmp_pa
                          ({"to": "gguf", "type": "Q9_K"}, "neither a ggml type"),
                          ({"to": "gguf", "type": "Q4_K", "method": "mse"}, "has no Q4_K form"),
                          ({"to": "gguf", "type": "Q4_K_M", "method": "mse"}, "llama-quantize mix"),
-                         ({"to": "gguf", "type": "Q4_0", "method": "symmetric"}, "does not apply to type="),
+                         ({"to": "gguf", "type": "Q4_0", "method": "symmetric"},
+                          "type='Q4_0' with method='symmetric': method symmetric does not apply to a ggml type"),
+                         ({"to": "gguf", "type": "BF16", "method": "mse"}, "does not apply to a float type"),
                          ({"to": "compressed-tensors", "granularity": "channel", "group_size": 64}, "give one")]:
         out = tmp_path / "refused.out"
         with pytest.raises(wq.UsageError) as e:

@@ -341,9 +341,15 @@ TEST_F(cli, GgmlMseSearchIsRecordedAndRefusedWhereItHasNoForm) {
   r = run({"quantize", input, "-o", output, "--type", "Q4_K", "--method", "mse", "--backend", "cpu"});
   expect_clean_failure(r, kUsage, {"mse", "Q4_K", "Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0"}, output);
   r = run({"quantize", input, "-o", output, "--type", "Q4_K_M", "--method", "mse", "--backend", "cpu"});
-  expect_clean_failure(r, kUsage, {"--type Q4_K_M", "k-quants"}, output);
+  expect_clean_failure(r, kUsage, {"--type Q4_K_M with --method mse: ", "k-quants"}, output);
+  r = run({"quantize", input, "-o", output, "--preset", "Q8_0", "--method", "mse", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {"--preset Q8_0 with --method mse: ", "llama-quantize mix"}, output);
   r = run({"quantize", input, "-o", output, "--type", "Q4_0", "--method", "symmetric", "--backend", "cpu"});
-  expect_clean_failure(r, kUsage, {"--method symmetric", "--type Q4_0"}, output);
+  expect_clean_failure(r, kUsage, {"--type Q4_0 with --method symmetric: ", "fixes its own arithmetic"}, output);
+  r = run({"quantize", input, "-o", output, "--type", "F16", "--method", "mse", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {"--type F16 with --method mse: ", "float type"}, output);
+  r = run({"quantize", input, "-o", output, "--type", "Q9_K", "--backend", "cpu"});
+  expect_clean_failure(r, kUsage, {"--type Q9_K: neither a ggml type", "Q4_K_M"}, output);
   r = run({"quantize", input, "-o", output, "--type", "Q8_0", "--rule", "*attn_q*=type:Q6_K,method:mse", "--backend",
            "cpu"});
   expect_clean_failure(r, kUsage, {"*attn_q*", "Q6_K"}, output);
