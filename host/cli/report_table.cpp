@@ -8,24 +8,13 @@
 #include <fmt/core.h>
 
 #include "cli/cli_common.h"
+#include "cli/rules.h"
 
 namespace wq::cli {
 namespace {
 
 nlohmann::ordered_json finite_or_null(double v) {
   return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr);
-}
-
-std::string spec_text(const QuantSpec& spec) {
-  if (spec.method == Method::kGgml) {
-    return std::string("ggml ") + codec::ggml::type_name(spec.ggml_type) + (spec.ggml_mse ? ", mse search" : "");
-  }
-  if (!spec.is_affine()) return std::string(method_name(spec.method)) + " cast";
-  std::string g = spec.granularity == Granularity::kTensor ? "per-tensor"
-                : spec.granularity == Granularity::kChannel ? "per-channel"
-                : "per-group " + std::to_string(spec.group_size);
-  return fmt::format("{} {} bits, {}, {} scales", method_name(spec.method), spec.bits, g,
-                     scale_dtype_name(spec.scale_dtype));
 }
 
 std::string sqnr_text(double db) { return std::isfinite(db) ? fmt::format("{:.1f}", db) : "inf"; }
@@ -55,7 +44,7 @@ std::string report_text(const QuantizeReport& r, const QuantSpec& spec, bool per
                                                                                                       : raw)++;
   }
   // compressed-tensors output: the scheme replaces the spec (every quantized tensor has it).
-  std::string header = spec_text(spec);
+  std::string header = spec_summary(spec);
   for (const TensorReport& t : r.tensors) {
     if (t.encoding == Encoding::kPackQuantized) {
       header = "compressed-tensors " + t.range + ", " +

@@ -232,7 +232,7 @@ std::vector<TensorRule> read_rules_file(const std::string& path, const QuantSpec
 
 std::string spec_summary(const QuantSpec& spec) {
   if (spec.method == Method::kGgml) {
-    return std::string("ggml ") + codec::ggml::type_name(spec.ggml_type) + (spec.ggml_mse ? " mse" : "");
+    return std::string("ggml ") + codec::ggml::type_name(spec.ggml_type) + (spec.ggml_mse ? ", mse search" : "");
   }
   if (!spec.is_affine()) return std::string(method_name(spec.method)) + " cast";
   const std::string g = spec.granularity == Granularity::kTensor ? "per-tensor"
