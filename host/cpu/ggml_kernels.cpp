@@ -11,6 +11,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/ggml_kquant_lanes.h"
 #include "cpu/ggml_legacy_avx2.h"
+#include "cpu/ggml_legacy_decode_avx2.h"
 #include "cpu/ggml_legacy_search_avx2.h"
 #include "cpu/lanes.h"
 #include "wq/codec/ggml_kquants.h"
@@ -112,15 +113,29 @@ void quantize_run(const float* x, std::uint64_t count, std::uint8_t* out, Thread
   });
 }
 
+// Blocks [0, n) at `in` (unaligned) into out: the legacy types on AVX2 with F16C
+// (cpu/ggml_legacy_decode_avx2.h), the codec's decode_block() otherwise.
+template <typename Block>
+void decode_blocks(const std::uint8_t* in, std::uint64_t n, float* out) {
+  if (use_f16c()) {
+    if constexpr (std::is_same_v<Block, ggml::BlockQ8_0>) return decode_q8_0_blocks_avx2(in, n, out);
+    if constexpr (std::is_same_v<Block, ggml::BlockQ4_0>) return decode_q4_0_blocks_avx2(in, n, out);
+    if constexpr (std::is_same_v<Block, ggml::BlockQ4_1>) return decode_q4_1_blocks_avx2(in, n, out);
+    if constexpr (std::is_same_v<Block, ggml::BlockQ5_0>) return decode_q5_0_blocks_avx2(in, n, out);
+    if constexpr (std::is_same_v<Block, ggml::BlockQ5_1>) return decode_q5_1_blocks_avx2(in, n, out);
+  }
+  for (std::uint64_t b = 0; b < n; ++b) {
+    Block block;
+    std::memcpy(&block, in + b * sizeof(Block), sizeof(Block));
+    ggml::decode_block(block, out + b * Block::kElements);
+  }
+}
+
 template <typename Block>
 void decode_run(const std::uint8_t* in, std::uint64_t count, float* out, ThreadPool* pool) {
   const std::uint64_t blocks = count / Block::kElements;
   for_each_run(blocks, kValuesPerTask / Block::kElements, pool, [&](std::size_t, std::uint64_t first, std::uint64_t last) {
-    for (std::uint64_t b = first; b < last; ++b) {
-      Block block;
-      std::memcpy(&block, in + b * sizeof(Block), sizeof(Block));
-      ggml::decode_block(block, out + b * Block::kElements);
-    }
+    decode_blocks<Block>(in + first * sizeof(Block), last - first, out + first * Block::kElements);
   });
 }
 
@@ -194,26 +209,23 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
         const std::uint64_t base = batch_base + static_cast<std::uint64_t>(c) * Block::kElements;
         const float* const xc = x + c * Block::kElements;
         std::uint8_t* const chunk_blocks = job.blocks + (batch + static_cast<std::uint64_t>(c)) * sizeof(Block);
-        for (int k = 0; k < n; ++k) {
-          Block block;
-          if (written) {
-            std::memcpy(&block, chunk_blocks + k * sizeof(Block), sizeof(Block));
-          } else {
-            if constexpr (ggml::kHasSearch<Block>) {
-              if (!job.search) {
-                quantize_one(xc + k * Block::kElements, &block);
-              } else if (use_avx2()) {
-                ggml::search_block(xc + k * Block::kElements, &block, Avx2SearchKernels{});
-              } else {
-                ggml::search_block(xc + k * Block::kElements, &block);
-              }
+        for (int k = 0; k < n && !written; ++k) {
+          Block block;  // built aligned, then copied
+          if constexpr (ggml::kHasSearch<Block>) {
+            if (!job.search) {
+              quantize_one(xc + k * Block::kElements, &block);
+            } else if (use_avx2()) {
+              ggml::search_block(xc + k * Block::kElements, &block, Avx2SearchKernels{});
             } else {
-              quantize_one(xc + k * Block::kElements, &block);  // check_ggml_quantize_job() refused a search
+              ggml::search_block(xc + k * Block::kElements, &block);
             }
-            std::memcpy(chunk_blocks + k * sizeof(Block), &block, sizeof(Block));
+          } else {
+            quantize_one(xc + k * Block::kElements, &block);  // check_ggml_quantize_job() refused a search
           }
-          ggml::decode_block(block, decoded + k * Block::kElements);
+          std::memcpy(chunk_blocks + k * sizeof(Block), &block, sizeof(Block));
         }
+        // The statistics are those of the values the written blocks decode to.
+        decode_blocks<Block>(chunk_blocks, static_cast<std::uint64_t>(n), decoded);
         ErrorStats chunk = use_avx2() ? lane_stats_avx2(xc, decoded, count) : lane_stats_baseline(xc, decoded, count);
         if (!std::isfinite(chunk.signal_energy) || !std::isfinite(chunk.error_energy)) {
           chunk = ErrorStats{};
@@ -240,11 +252,14 @@ template <typename Block, DType D>
 void decode_tensor(const GgmlDecodeJob& job, ThreadPool& pool) {
   const std::uint64_t blocks = job.out.numel() / Block::kElements;
   for_each_run(blocks, kValuesPerTask / Block::kElements, &pool, [&](std::size_t, std::uint64_t first, std::uint64_t last) {
+    if constexpr (D == DType::kF32) {
+      decode_blocks<Block>(job.blocks + first * sizeof(Block), last - first,
+                           reinterpret_cast<float*>(job.out.data) + first * Block::kElements);
+      return;
+    }
     float decoded[Block::kElements];
     for (std::uint64_t b = first; b < last; ++b) {
-      Block block;
-      std::memcpy(&block, job.blocks + b * sizeof(Block), sizeof(Block));
-      ggml::decode_block(block, decoded);
+      decode_blocks<Block>(job.blocks + b * sizeof(Block), 1, decoded);
       for (int i = 0; i < Block::kElements; ++i) store_f32<D>(job.out.data, b * Block::kElements + i, decoded[i]);
     }
   });
