@@ -243,6 +243,19 @@ TEST_P(GgmlBackendSuite, NonFiniteValuesAreErrorsNamingTheTensorAndElement) {
       }
     }
   }
+  // Past the first batch of super-blocks that the CPU quantizes at once (16), in a later chunk
+  // of its statistics: the index is still the tensor's.
+  for (ggml::Type type : {ggml::Type::kQ3_K, ggml::Type::kQ6_K}) {
+    std::vector<float> x = weights(40 * 256, 9);
+    x[37 * 256 + 77] = std::numeric_limits<float>::quiet_NaN();
+    try {
+      quantize(type, x, Shape{40, 256});
+      ADD_FAILURE() << "no error for " << ggml::type_name(type);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kBadData);
+      EXPECT_NE(std::string(e.what()).find("element " + std::to_string(37 * 256 + 77)), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST_P(GgmlBackendSuite, ShapesAndTypesThatDoNotFitAreUsageErrors) {
