@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -188,16 +189,23 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
   std::vector<ErrorStats> parts((blocks + per_task - 1) / per_task);
   for_each_run(blocks, per_task, &pool, [&](std::size_t t, std::uint64_t first, std::uint64_t last) {
     ErrorStats stats;
-    float x[kBatchBlocks * Block::kElements];
+    float widened[kBatchBlocks * Block::kElements];
     float decoded[kChunk];
+    // Aligned float32 input is read where it lies; other input is widened (or copied) first. The
+    // copy was a fifth of Q8_0's time with statistics: the first touch of data from memory, by
+    // `rep movs`, without the kernels' prefetch.
+    const bool in_place = D == DType::kF32 && reinterpret_cast<std::uintptr_t>(job.input.data) % alignof(float) == 0;
     for (std::uint64_t batch = first; batch < last; batch += kBatchBlocks) {
       const int batch_blocks = static_cast<int>(std::min<std::uint64_t>(kBatchBlocks, last - batch));
       const std::uint64_t batch_base = batch * Block::kElements;
       const int batch_count = batch_blocks * Block::kElements;
-      if constexpr (D == DType::kF32) {
-        std::memcpy(x, job.input.data + 4 * batch_base, 4 * static_cast<std::size_t>(batch_count));
+      const float* x = widened;
+      if (in_place) {
+        x = reinterpret_cast<const float*>(job.input.data) + batch_base;
+      } else if constexpr (D == DType::kF32) {
+        std::memcpy(widened, job.input.data + 4 * batch_base, 4 * static_cast<std::size_t>(batch_count));
       } else {
-        for (int i = 0; i < batch_count; ++i) x[i] = load_f32<D>(job.input.data, batch_base + i);
+        for (int i = 0; i < batch_count; ++i) widened[i] = load_f32<D>(job.input.data, batch_base + i);
       }
       // A NaN or infinity is found through the statistics below, before anything is returned;
       // every block code tolerates one (bounded loops, clamped codes).

@@ -197,6 +197,31 @@ TEST_P(GgmlBackendSuite, Q3KRefinementStopsAfterFivePassesAsGgmlDoes) {
   }
 }
 
+TEST_P(GgmlBackendSuite, MisalignedFloat32InputGivesTheSameBlocks) {
+  // The CPU reads aligned float32 in place and copies the rest (a mapped file's tensor may sit
+  // at any byte offset): both give the codec's blocks and the same statistics.
+  for (ggml::Type type : {ggml::Type::kQ8_0, ggml::Type::kQ5_1, ggml::Type::kQ4_K}) {
+    SCOPED_TRACE(ggml::type_name(type));
+    const std::uint64_t block = ggml::layout_of(type).block_elements;
+    const Shape shape{37, 2 * block};
+    const std::vector<float> x = weights(element_count(shape), 41);
+    std::vector<std::byte> shifted(x.size() * 4 + 1);
+    std::memcpy(shifted.data() + 1, x.data(), x.size() * 4);
+    const ggml::TypeLayout layout = ggml::layout_of(type);
+    std::vector<std::uint8_t> got(element_count(shape) / layout.block_elements * layout.block_bytes);
+    const ErrorStats misaligned =
+        backend_->quantize_ggml(TensorView{"blk.0.w", DType::kF32, shape, shifted.data() + 1}, type, got.data());
+    ErrorStats aligned;
+    EXPECT_EQ(quantize(type, x, shape, &aligned), got);
+    std::vector<std::uint8_t> want;
+    std::vector<float> want_decoded;
+    test::ggml_reference(type, x, &want, &want_decoded);
+    EXPECT_EQ(got, want);
+    EXPECT_EQ(misaligned.signal_energy, aligned.signal_energy);
+    EXPECT_EQ(misaligned.error_energy, aligned.error_energy);
+  }
+}
+
 TEST_P(GgmlBackendSuite, ZerosConstantsSubnormalsAndHugeValues) {
   const Shape shape{4, 256};
   std::vector<std::vector<float>> inputs;
