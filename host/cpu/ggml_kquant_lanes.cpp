@@ -1,13 +1,13 @@
 #include "cpu/ggml_kquant_lanes.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
 #include "cpu/cpu_features.h"
+#include "cpu/lanes.h"
 #include "wq/codec/ggml_kquants.h"
 
 namespace wq::detail {
@@ -51,19 +51,11 @@ WQ_LANES_INLINE V abs_of(V v) {
   return out;
 }
 
-typedef std::uint8_t B32 __attribute__((vector_size(32)));
 typedef std::uint8_t B8 __attribute__((vector_size(8)));
 
-// The low byte of each lane, for codes that fit in one. __builtin_convertvector(code, B8) says
-// the same, but GCC 12 spells it as eight extractions, shifts and ORs (a fifth of Q6_K's time);
-// this shuffle of the little-endian bytes is two vpshufb, a vpermq and a vpor on AVX2.
-static_assert(std::endian::native == std::endian::little);
-WQ_LANES_INLINE B8 low_bytes(VI code) {
-  B32 bytes;
-  std::memcpy(&bytes, &code, sizeof bytes);
-  return __builtin_shufflevector(bytes, bytes, 0, 4, 8, 12, 16, 20, 24, 28);
-}
-
+// The low byte of each lane is lanes.h's low_bytes(), a byte shuffle (two vpshufb, a vpermq and
+// a vpor on AVX2): __builtin_convertvector(code, B8) says the same, but GCC 12 spells it as
+// eight extractions, shifts and ORs, which were a fifth of Q6_K's time.
 WQ_LANES_INLINE std::uint64_t low_bytes_of(VI code) {
   const B8 bytes = low_bytes(code);
   std::uint64_t out;
