@@ -175,7 +175,8 @@ __attribute__((target("avx2,f16c"))) bool round_through_f16_f16c(FloatLanes<4>* 
 }  // namespace
 
 int params_of_ranges(const float* lo, const float* hi, int count, const codec::Recipe& recipe,
-                     codec::AffineParams* params, float* reciprocal, UniformGroupsResult* result) {
+                     codec::AffineParams* params, float* reciprocal, UniformGroupsResult* result,
+                     codec::Coverage* coverage) {
   const int bits = recipe.bits;
   const bool f16_params = recipe.f16_params;
   const codec::RangeRule rule = recipe.rule;
@@ -183,7 +184,8 @@ int params_of_ranges(const float* lo, const float* hi, int count, const codec::R
   // group run four to an instruction; a block with a range that is not finite is left to the
   // scalar loop below, which finds the first failing group and why.
   using V = FloatLanes<4>;
-  const V max_code = V{} + static_cast<float>(codec::max_code(bits));
+  const float max_code_f = static_cast<float>(codec::max_code(bits));
+  const V max_code = V{} + max_code_f;
   const V one = V{} + 1.0f, smallest = V{} + 0x1p-126f, largest = V{} + 0x1p126f;
   int b = 0;
   const bool vector = !f16_params || use_f16c();
@@ -207,6 +209,7 @@ int params_of_ranges(const float* lo, const float* hi, int count, const codec::R
       const V r = ((magnitude >= smallest) & (magnitude <= largest)) ? one / scale : V{};  // reciprocal_is_exact_enough
       std::memcpy(reciprocal + b, &r, sizeof r);
       for (int l4 = 0; l4 < 4; ++l4) params[b + l4] = codec::AffineParams{scale[l4], min[l4]};
+      if (coverage != nullptr) codec::reciprocal_coverage_lanes<V, 4>(l, h, min, r, max_code_f, coverage + b);
     }
   }
   for (; rule == codec::RangeRule::kMinMax && vector && b + 4 <= count; b += 4) {
@@ -220,6 +223,7 @@ int params_of_ranges(const float* lo, const float* hi, int count, const codec::R
     const V r = ((scale >= smallest) & (scale <= largest)) ? one / scale : V{};  // reciprocal_is_exact_enough
     std::memcpy(reciprocal + b, &r, sizeof r);
     for (int l4 = 0; l4 < 4; ++l4) params[b + l4] = codec::AffineParams{scale[l4], min[l4]};
+    if (coverage != nullptr) codec::reciprocal_coverage_lanes<V, 4>(l, h, min, r, max_code_f, coverage + b);
   }
   for (; b < count; ++b) {
     const codec::ParamsStatus status =
@@ -234,6 +238,7 @@ int params_of_ranges(const float* lo, const float* hi, int count, const codec::R
     }
     const float s = params[b].scale;
     reciprocal[b] = s != 0.0f && reciprocal_is_exact_enough(s) ? codec::div_rn(1.0f, s) : 0.0f;
+    if (coverage != nullptr) coverage[b] = codec::reciprocal_coverage(lo[b], hi[b], params[b], reciprocal[b], max_code_f);
   }
   return count;
 }

@@ -45,6 +45,10 @@ WQ_AVX2_F16C_INLINE void group_range(const std::byte* g, std::uint64_t size, flo
   *signal = _mm256_add_ps(sig, sig1);
 }
 
+// How code_loop() clamps t: not at all (every element inside), at both ends with the error of
+// every element measured, or with the clipped elements' error taken from the group's ends.
+enum class CodeClamp { kNone, kBoth, kBothFromEnds, kAboveFromEnds };
+
 // Codes of a group whose scale is usable through its reciprocal, without the codec's clamp:
 // every element lies in [lo, hi], so d = RN(x - lo) is in [0, RN(hi - lo)] and t = RN(d * r)
 // in [0, M (1 + 3u)] (u = 2^-24; scale and r are each within one rounding of (hi - lo) / M
@@ -54,34 +58,51 @@ WQ_AVX2_F16C_INLINE void group_range(const std::byte* g, std::uint64_t size, flo
 // the division), and e * scale is the error x - decoded up to a few ulps of t (statistics
 // only, one multiplication per group instead of two operations per element).
 // With Signal, x^2 is added to *signal here (the per-tensor pass has no range pass of its own).
-// With Clamp (F16 parameters: the rounded min may sit above the smallest element, the rounded
-// scale below (hi - lo) / M), t is clamped as in the codec and the proof's check is on
+// With kBoth (F16 parameters: the rounded min may sit above the smallest element, the rounded
+// scale below (hi - lo) / M; symmetric ranges), t is clamped as in the codec and the proof's check is on
 // |clamp(t) - q|; the error stays t - q, so clipped elements count in full.
-template <DType D, int Bits, bool Signal, bool Clamp>
+// With a clamp whose clipped error comes from the ends (kBothFromEnds, kAboveFromEnds), `clip`
+// is the largest |t - code| of the clipped elements (GroupEnds): clipped elements have
+// tc - q = 0, so |tc - q|, which the proof's check needs anyway, gives the largest error of the
+// others, and the loop spends no operations on |t - q|. The maximum is the same value as the
+// per-element one. kAboveFromEnds leaves out the clamp at 0, for groups whose every t is at
+// least -1/2: there rint(t) is -0.0 (code 0, through the conversion) where the clamp gives 0,
+// and t - rint(t) = t - 0 is the same error.
+template <DType D, int Bits, bool Signal, CodeClamp Clamping>
 WQ_AVX2_F16C_INLINE void code_loop(const std::byte* g, std::uint64_t size, codec::AffineParams p, float reciprocal,
                                    const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out, __m256* error,
-                                   __m256* max_error, __m256* signal) {
+                                   __m256* max_error, __m256* signal, float clip = 0.0f) {
+  constexpr bool Clamp = Clamping != CodeClamp::kNone;
+  constexpr bool ClipKnown = Clamping == CodeClamp::kBothFromEnds || Clamping == CodeClamp::kAboveFromEnds;
   constexpr std::uint64_t kSize = kElementBytes<D>;
   const __m256 min = _mm256_set1_ps(p.min), r = _mm256_set1_ps(reciprocal), scale = _mm256_set1_ps(p.scale);
-  __m256 e2a = _mm256_setzero_ps(), e2b = _mm256_setzero_ps(), emax = _mm256_setzero_ps();
+  __m256 e2a = _mm256_setzero_ps(), e2b = _mm256_setzero_ps(), emax = _mm256_set1_ps(clip);
   for (std::uint64_t i = 0; i < size; i += 16) {
     _mm_prefetch(reinterpret_cast<const char*>(g + kSize * i + ahead), _MM_HINT_T0);
     const __m256 x0 = load8<D>(g + kSize * i), x1 = load8<D>(g + kSize * (i + 8));
     const __m256 t0 = _mm256_mul_ps(_mm256_sub_ps(x0, min), r);
     const __m256 t1 = _mm256_mul_ps(_mm256_sub_ps(x1, min), r);
     __m256 tc0 = t0, tc1 = t1;
-    if constexpr (Clamp) {
+    if constexpr (Clamping == CodeClamp::kAboveFromEnds) {
+      tc0 = _mm256_min_ps(c.top, t0);  // NaN stays NaN (min's second operand): code 0, as without a clamp
+      tc1 = _mm256_min_ps(c.top, t1);
+    } else if constexpr (Clamp) {
       tc0 = _mm256_min_ps(_mm256_max_ps(t0, _mm256_setzero_ps()), c.top);
       tc1 = _mm256_min_ps(_mm256_max_ps(t1, _mm256_setzero_ps()), c.top);
     }
     __m256 q0 = _mm256_round_ps(tc0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 q1 = _mm256_round_ps(tc1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 e0 = _mm256_sub_ps(t0, q0), e1 = _mm256_sub_ps(t1, q1);
-    __m256 a = _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask));
-    __m256 unproved = a;
-    if constexpr (Clamp) {
-      unproved = _mm256_max_ps(_mm256_and_ps(_mm256_sub_ps(tc0, q0), c.abs_mask),
-                               _mm256_and_ps(_mm256_sub_ps(tc1, q1), c.abs_mask));
+    __m256 a, unproved;
+    if constexpr (ClipKnown) {
+      a = unproved = _mm256_max_ps(_mm256_and_ps(_mm256_sub_ps(tc0, q0), c.abs_mask),
+                                   _mm256_and_ps(_mm256_sub_ps(tc1, q1), c.abs_mask));
+    } else {
+      a = unproved = _mm256_max_ps(_mm256_and_ps(e0, c.abs_mask), _mm256_and_ps(e1, c.abs_mask));
+      if constexpr (Clamp) {
+        unproved = _mm256_max_ps(_mm256_and_ps(_mm256_sub_ps(tc0, q0), c.abs_mask),
+                                 _mm256_and_ps(_mm256_sub_ps(tc1, q1), c.abs_mask));
+      }
     }
     if (__builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(unproved, c.margin, _CMP_GT_OQ)) != 0, 0)) {
       q0 = avx2::codes_by_vector_division(x0, min, scale, c);
@@ -105,9 +126,9 @@ WQ_AVX2_F16C_INLINE void code_group(const std::byte* g, std::uint64_t size, code
                                     codec::Coverage coverage, const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out,
                                     __m256* error, __m256* max_error, __m256* signal = nullptr) {
   if (coverage == codec::Coverage::kMayClip) {
-    code_loop<D, Bits, Signal, true>(g, size, p, reciprocal, c, ahead, out, error, max_error, signal);
+    code_loop<D, Bits, Signal, CodeClamp::kBoth>(g, size, p, reciprocal, c, ahead, out, error, max_error, signal);
   } else {
-    code_loop<D, Bits, Signal, false>(g, size, p, reciprocal, c, ahead, out, error, max_error, signal);
+    code_loop<D, Bits, Signal, CodeClamp::kNone>(g, size, p, reciprocal, c, ahead, out, error, max_error, signal);
   }
 }
 
@@ -136,6 +157,50 @@ WQ_AVX2_F16C_INLINE void code_group_by_division(const std::byte* g, std::uint64_
   }
 }
 
+// What a group's ends say of its clipped elements, with t computed as code_loop() computes it:
+// t is monotone in x, so the farthest below 0 is the low end's and the farthest above M the
+// high end's.
+struct GroupEnds {
+  float clip;       // the largest |t - code| of the clipped elements, in code units (0: none)
+  bool below_half;  // some t < -1/2: the clamp at 0 changes codes
+};
+
+inline GroupEnds group_ends(float lo, float hi, codec::AffineParams p, float r, float max_code) {
+  const float t_lo = codec::mul_rn(codec::sub_rn(lo, p.min), r), t_hi = codec::mul_rn(codec::sub_rn(hi, p.min), r);
+  const float low = std::min(t_lo, t_hi), high = std::max(t_lo, t_hi);
+  return {std::max({0.0f, -low, high - max_code}), low < -0.5f};
+}
+
+// A group whose elements may clip: through its reciprocal where it has one (symmetric groups
+// clip only above: their t is at least 0), else through the division.
+template <DType D, int Bits>
+WQ_AVX2_F16C_INLINE void code_clipping_group(const std::byte* g, std::uint64_t size, codec::AffineParams p,
+                                             float reciprocal, float lo, float hi, float max_code,
+                                             const CodeConstants& c, std::uint64_t ahead, std::uint8_t* out,
+                                             __m256* error, __m256* max_error) {
+  if (reciprocal == 0.0f) return code_group_by_division<D, Bits>(g, size, p, c, out, error, max_error);
+  const GroupEnds ends = group_ends(lo, hi, p, reciprocal, max_code);
+  if (ends.below_half) {
+    code_loop<D, Bits, false, CodeClamp::kBothFromEnds>(g, size, p, reciprocal, c, ahead, out, error, max_error,
+                                                         nullptr, ends.clip);
+  } else {
+    code_loop<D, Bits, false, CodeClamp::kAboveFromEnds>(g, size, p, reciprocal, c, ahead, out, error, max_error,
+                                                          nullptr, ends.clip);
+  }
+}
+
+// A group through its reciprocal where it has one, else through the division.
+template <DType D, int Bits>
+WQ_AVX2_F16C_INLINE void code_any_group(const std::byte* g, std::uint64_t size, codec::AffineParams p, float reciprocal,
+                                        codec::Coverage coverage, const CodeConstants& c, std::uint64_t ahead,
+                                        std::uint8_t* out, __m256* error, __m256* max_error) {
+  if (reciprocal != 0.0f) {
+    code_group<D, Bits>(g, size, p, reciprocal, coverage, c, ahead, out, error, max_error);
+  } else {
+    code_group_by_division<D, Bits>(g, size, p, c, out, error, max_error);
+  }
+}
+
 template <DType D, int Bits>
 __attribute__((target("avx2,fma,f16c"))) UniformGroupsResult uniform_groups(const std::byte* x, std::uint64_t groups,
                                                                         std::uint64_t size, const codec::Recipe& recipe,
@@ -145,11 +210,12 @@ __attribute__((target("avx2,fma,f16c"))) UniformGroupsResult uniform_groups(cons
   const float max_code = static_cast<float>(codec::max_code(recipe.bits));
   // A local copy: the code stores may alias anything, and would make every group reload it.
   const codec::Coverage coverage = recipe.coverage();
-  // A range that may clip (symmetric, F16 parameters) often does not in a given group: then
-  // its codes can skip the clamp too. Tested only for long groups (rows): for short ones the
-  // per-group choice between the two loops is a branch the CPU cannot predict (symmetric
-  // groups of 32-64 clip about half the time at 2 bits), and measured slower than clamping all.
-  const bool test_each_group = coverage == codec::Coverage::kMayClip && size >= 256;
+  // A range that may clip (symmetric, F16 parameters) often does not in a given group (4-bit
+  // symmetric groups of 64 of normal data: 81 % code inside their range): then its codes can
+  // skip the clamp too. Choosing the loop per group is a branch the CPU cannot predict
+  // (2-bit symmetric groups of normal data clip 60-80 % of the time), so the batch is first sorted into two
+  // lists without branches, and each list runs its own loop.
+  const bool sort_groups = coverage == codec::Coverage::kMayClip;
   const CodeConstants c = avx2::code_constants(max_code);
   const std::uint64_t out_per_group = size / 8 * Bits;
   const int batch = static_cast<int>(std::clamp<std::uint64_t>(kBatchElements / size, 1, kMaxBatch));
@@ -159,18 +225,37 @@ __attribute__((target("avx2,fma,f16c"))) UniformGroupsResult uniform_groups(cons
     const int count = static_cast<int>(std::min<std::uint64_t>(batch, groups - k));
     float lo[kMaxBatch], hi[kMaxBatch], reciprocal[kMaxBatch];
     for (int b = 0; b < count; ++b) group_range<D>(x + kElementBytes<D> * (k + b) * size, size, &lo[b], &hi[b], &sig);
-    const int refused = params_of_ranges(lo, hi, count, recipe, params + k, reciprocal, &result);
-    for (int b = 0; b < refused; ++b) {
-      const codec::AffineParams p = params[k + b];
-      const std::byte* g = x + kElementBytes<D> * (k + b) * size;
-      std::uint8_t* o = out + (k + b) * out_per_group;
-      if (reciprocal[b] != 0.0f) {
-        const codec::Coverage group_coverage =
-            test_each_group ? codec::reciprocal_coverage(lo[b], hi[b], p, reciprocal[b], max_code) : coverage;
-        code_group<D, Bits>(g, size, p, reciprocal[b], group_coverage, c, kElementBytes<D> * count * size, o, &err,
-                            &mx);
-      } else {
-        code_group_by_division<D, Bits>(g, size, p, c, o, &err, &mx);
+    codec::Coverage group_coverage[kMaxBatch];
+    const int refused = params_of_ranges(lo, hi, count, recipe, params + k, reciprocal, &result,
+                                         sort_groups ? group_coverage : nullptr);
+    const std::uint64_t ahead = kElementBytes<D> * count * size;
+    const std::byte* batch_x = x + kElementBytes<D> * k * size;
+    std::uint8_t* batch_out = out + k * out_per_group;
+    if (sort_groups) {
+      // group_coverage is kMayClip where the reciprocal is 0: those groups take the division
+      // (a branch the CPU predicts, they are rare) from the clipping list.
+      int inside[kMaxBatch], clipping[kMaxBatch], n_inside = 0, n_clipping = 0;
+      for (int b = 0; b < refused; ++b) {
+        const bool in = group_coverage[b] == codec::Coverage::kEveryElementInside;
+        inside[n_inside] = b;
+        clipping[n_clipping] = b;
+        n_inside += in;
+        n_clipping += !in;
+      }
+      for (int i = 0; i < n_inside; ++i) {
+        const int b = inside[i];
+        code_group<D, Bits>(batch_x + kElementBytes<D> * b * size, size, params[k + b], reciprocal[b],
+                            group_coverage[b], c, ahead, batch_out + b * out_per_group, &err, &mx);
+      }
+      for (int i = 0; i < n_clipping; ++i) {
+        const int b = clipping[i];
+        code_clipping_group<D, Bits>(batch_x + kElementBytes<D> * b * size, size, params[k + b], reciprocal[b], lo[b],
+                                     hi[b], max_code, c, ahead, batch_out + b * out_per_group, &err, &mx);
+      }
+    } else {
+      for (int b = 0; b < refused; ++b) {
+        code_any_group<D, Bits>(batch_x + kElementBytes<D> * b * size, size, params[k + b], reciprocal[b], coverage,
+                                c, ahead, batch_out + b * out_per_group, &err, &mx);
       }
     }
     k += static_cast<std::uint64_t>(refused);

@@ -44,10 +44,12 @@ void quantize_span_avx2(DType dtype, const std::byte* x, std::uint64_t n, codec:
 
 /// codec::rule_params() of `count` ranges under `recipe`, and RN(1 / scale)
 /// of each: 0 where the scale is 0 or outside reciprocal_is_exact_enough() (those groups take
-/// the division). Returns the index of the first range that is not finite or is refused
-/// (count when none), with the reason in *result. Compiled for the baseline: it runs the
-/// codec's own inline functions, which are never instantiated inside AVX2 code.
+/// the division). With `coverage`, also each group's codec::reciprocal_coverage() (kMayClip
+/// where the reciprocal is 0). Returns the index of the first range that is not finite or is
+/// refused (count when none), with the reason in *result. Compiled for the baseline: it runs
+/// the codec's own inline functions, which are never instantiated inside AVX2 code.
 int params_of_ranges(const float* lo, const float* hi, int count, const codec::Recipe& recipe,
-                     codec::AffineParams* params, float* reciprocal, UniformGroupsResult* result);
+                     codec::AffineParams* params, float* reciprocal, UniformGroupsResult* result,
+                     codec::Coverage* coverage = nullptr);
 
 }  // namespace wq::detail

@@ -122,6 +122,8 @@ inline V add_rn(V a, V b) { return a + b; }
 template <typename V>
 inline V sub_rn(V a, V b) { return a - b; }
 template <typename V>
+inline V mul_rn(V a, V b) { return a * b; }
+template <typename V>
 inline V div_rn(V a, V b) { return a / b; }
 #endif
 

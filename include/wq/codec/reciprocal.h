@@ -70,6 +70,17 @@ WQ_HD inline float reciprocal_code_biased(float d, float r, float max_code, floa
   return biased;
 }
 
+/// reciprocal_coverage()'s test on one group (T = float: a bool) or, on the host, on SIMD
+/// vectors of groups (a lane mask): whether t at both ends lies in [-1/2, M + 1/2], and r is a
+/// reciprocal at all (r = 0 means the group takes the division). NaN fails every comparison.
+template <typename T>
+WQ_HD inline auto reciprocal_ends_inside(T lo, T hi, T min, T r, T max_code) {
+  const T t_lo = mul_rn(sub_rn(lo, min), r), t_hi = mul_rn(sub_rn(hi, min), r);
+  const T low = t_lo < t_hi ? t_lo : t_hi, high = t_lo < t_hi ? t_hi : t_lo;
+  const T zero = max_code - max_code;
+  return (low >= zero - 0.5f) & (high <= add_rn(max_code, zero + 0.5f)) & (r != zero);
+}
+
 /// Whether the reciprocal coder may skip its clamp for a group whose elements lie in [lo, hi],
 /// coded with `p` through r = RN(1 / p.scale) (reciprocal_is_exact_enough): a per-group test for
 /// ranges that may clip in general (symmetric, F16 parameters) but often do not.
@@ -81,10 +92,17 @@ WQ_HD inline float reciprocal_code_biased(float d, float r, float max_code, floa
 /// the element to the division, which clamps. (rint(t) may be -0.0 for t in (-1/2, 0): code 0.)
 /// A NaN end gives kMayClip.
 WQ_HD inline Coverage reciprocal_coverage(float lo, float hi, AffineParams p, float r, float max_code) {
-  const float t_lo = mul_rn(sub_rn(lo, p.min), r), t_hi = mul_rn(sub_rn(hi, p.min), r);
-  const float low = t_lo < t_hi ? t_lo : t_hi, high = t_lo < t_hi ? t_hi : t_lo;
-  const bool inside = low >= -0.5f && high <= add_rn(max_code, 0.5f);
-  return inside ? Coverage::kEveryElementInside : Coverage::kMayClip;
+  return reciprocal_ends_inside(lo, hi, p.min, r, max_code) ? Coverage::kEveryElementInside : Coverage::kMayClip;
 }
+
+#if !defined(__CUDA_ARCH__)
+/// reciprocal_coverage() of L groups at once on the host, each lane a group (GCC/Clang vector
+/// extensions): the same expression, evaluated lane-wise.
+template <typename V, int L>
+inline void reciprocal_coverage_lanes(V lo, V hi, V min, V r, float max_code, Coverage* out) {
+  const auto inside = reciprocal_ends_inside(lo, hi, min, r, V{} + max_code);
+  for (int l = 0; l < L; ++l) out[l] = inside[l] ? Coverage::kEveryElementInside : Coverage::kMayClip;
+}
+#endif
 
 }  // namespace wq::codec
