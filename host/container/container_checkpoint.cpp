@@ -20,7 +20,9 @@ bool decoded_on_read(const ContainerTensor& t) {
 
 class ContainerCheckpoint final : public CheckpointReader {
  public:
-  explicit ContainerCheckpoint(std::unique_ptr<ContainerReader> reader) : reader_(std::move(reader)) {
+  explicit ContainerCheckpoint(std::unique_ptr<ContainerReader> reader)
+      : reader_(std::move(reader)),
+        gguf_kvs_(parse_gguf_kv_records(std::as_bytes(std::span(reader_->gguf_metadata())), reader_->path() + ": ")) {
     for (const ContainerTensor& t : reader_->tensors()) {
       DType dtype = t.dtype;
       if (t.encoding == Encoding::kCast) dtype = t.data_dtype;
@@ -64,6 +66,8 @@ class ContainerCheckpoint final : public CheckpointReader {
 
   std::string_view stored_quantized_as(std::size_t index) const override { return stored_.at(index); }
 
+  const GgufKvs* gguf_kvs() const noexcept { return gguf_kvs_.empty() ? nullptr : &gguf_kvs_; }
+
   std::span<const std::byte> ggml_blocks(std::size_t index, ggml::Type type) const {
     const ContainerTensor& t = reader_->tensors().at(index);
     if (t.encoding != Encoding::kGgml || t.ggml_type != type) return {};
@@ -81,6 +85,7 @@ class ContainerCheckpoint final : public CheckpointReader {
   }
 
   std::unique_ptr<ContainerReader> reader_;
+  GgufKvs gguf_kvs_;  // views reader_'s copy
   const std::string format_ = "wq";
   std::vector<TensorInfo> infos_;
   std::vector<std::string> stored_;
@@ -94,6 +99,12 @@ class ContainerCheckpoint final : public CheckpointReader {
 
 std::unique_ptr<CheckpointReader> open_container_checkpoint(const std::string& path) {
   return std::make_unique<ContainerCheckpoint>(ContainerReader::open(path));
+}
+
+const GgufKvs* gguf_kvs_of(const CheckpointReader& reader) {
+  if (const auto* container = dynamic_cast<const ContainerCheckpoint*>(&reader)) return container->gguf_kvs();
+  if (const GgufFile* gguf = gguf_file_of(reader)) return &gguf->metadata();
+  return nullptr;
 }
 
 std::span<const std::byte> stored_ggml_blocks(const CheckpointReader& reader, std::size_t index, ggml::Type type) {

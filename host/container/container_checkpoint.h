@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 
+#include "formats/gguf_file.h"
 #include "wq/checkpoint.h"
 #include "wq/codec/ggml_blocks.h"
 #include "wq/container.h"
@@ -27,6 +28,10 @@ std::unique_ptr<CheckpointReader> open_container_checkpoint(const std::string& p
 /// Empty for any other tensor or reader.
 std::span<const std::byte> stored_ggml_blocks(const CheckpointReader& reader, std::size_t index,
                                               codec::ggml::Type type);
+
+/// The GGUF metadata pairs behind `reader`: a GGUF file's own, or those a container made from
+/// one carries (open_container_checkpoint()); nullptr for any other reader.
+const GgufKvs* gguf_kvs_of(const CheckpointReader& reader);
 
 /// Part `part` (ContainerTensor::parts order) of container tensor `index`, unverified
 /// (container_reader.cpp).

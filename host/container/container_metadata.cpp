@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "container/checksum.h"
+#include "core/base64.h"
 #include "core/json_members.h"
 #include "core/json_text.h"
 #include "wq/codec/pack.h"
@@ -124,6 +125,7 @@ std::string metadata_json(const ContainerMetadata& m) {
     }
     root["paddle_name_table"] = std::move(table);
   }
+  if (!m.gguf_kv.empty()) root["gguf_kv"] = base64_encode(m.gguf_kv);
   return json_text(root);  // source.file is a file name: any bytes
 }
 

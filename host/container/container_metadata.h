@@ -16,6 +16,9 @@ struct ContainerMetadata {
   std::vector<ContainerTensor> tensors;
   /// Paddle's StructuredToParameterName@@ table of the source, for writing a .pdparams back.
   std::vector<std::pair<std::string, std::string>> paddle_name_table;
+  /// A GGUF source's metadata pairs as the file stores them (formats/gguf_file.h's
+  /// gguf_kv_records()), for writing a GGUF back; empty for other sources.
+  std::string gguf_kv;
 };
 
 /// The metadata as compact JSON text, tensors in their order.

@@ -5,6 +5,7 @@
 #include "container/checksum.h"
 #include "container/container_checkpoint.h"
 #include "container/container_metadata.h"
+#include "formats/gguf_file.h"
 #include "formats/safetensors_file.h"
 #include "wq/container.h"
 #include "wq/error.h"
@@ -37,6 +38,11 @@ class ContainerReaderImpl final : public ContainerReader {
     source_ = std::move(m.source);
     tensors_ = std::move(m.tensors);
     paddle_name_table_ = std::move(m.paddle_name_table);
+    gguf_kv_ = std::move(m.gguf_kv);
+    // Checked now, as a GGUF file's are, so that a damaged copy fails here and not after an
+    // output was begun.
+    detail::parse_gguf_kv_records(std::as_bytes(std::span(gguf_kv_.data(), gguf_kv_.size())),
+                                  path + ": invalid GGUF metadata in __metadata__[\"wq\"].gguf_kv: ");
     bind_parts();
   }
 
@@ -48,6 +54,7 @@ class ContainerReaderImpl final : public ContainerReader {
   const std::vector<std::pair<std::string, std::string>>& paddle_name_table() const noexcept override {
     return paddle_name_table_;
   }
+  std::string_view gguf_metadata() const noexcept override { return gguf_kv_; }
 
   void verify(std::size_t index) const override {
     const ContainerTensor& t = tensors_.at(index);
@@ -167,6 +174,7 @@ class ContainerReaderImpl final : public ContainerReader {
   SourceInfo source_;
   std::vector<ContainerTensor> tensors_;
   std::vector<std::pair<std::string, std::string>> paddle_name_table_;
+  std::string gguf_kv_;
   std::vector<std::vector<std::size_t>> part_entries_;
 };
 

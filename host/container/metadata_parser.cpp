@@ -8,6 +8,7 @@
 
 #include "container/checksum.h"
 #include "container/container_metadata.h"
+#include "core/base64.h"
 #include "core/checked_math.h"
 #include "core/json_stream.h"
 #include "wq/error.h"
@@ -89,6 +90,12 @@ class MetadataHandler final : public JsonStreamHandler {
     }
     if (key_ == "source") structure_problem("source is not an object");
     if (key_ == "tensors") have_tensors_ = false;
+    if (key_ == "gguf_kv") {
+      std::optional<std::string> records;
+      if (v != nullptr && v->is_string()) records = base64_decode(v->text);
+      if (!records) return structure_problem("gguf_kv is not base64 text (RFC 4648, with padding)");
+      m_->gguf_kv = std::move(*records);
+    }
   }
 
   // A field of a tensor object; given twice, the last one counts (as in a JSON object).

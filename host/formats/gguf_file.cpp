@@ -44,18 +44,20 @@ std::optional<std::uint64_t> scalar_size(std::uint32_t type) {
   return std::nullopt;
 }
 
-// A cursor over the mapped bytes that refuses to read past the end, naming what it was reading.
+// A cursor over bytes that refuses to read past the end, naming what it was reading: `where`
+// starts each message ("PATH: invalid GGUF file: "), `noun` names the whole ("file").
 class Cursor {
  public:
-  Cursor(const MappedFile& file) : path_(file.path()), data_(file.data()), size_(file.size()) {}
+  Cursor(std::string where, const std::byte* data, std::uint64_t size, const char* noun)
+      : where_(std::move(where)), data_(data), size_(size), noun_(noun) {}
 
   std::uint64_t position() const { return at_; }
   const std::byte* here() const { return data_ + at_; }
 
   void need(std::uint64_t bytes, const std::string& what) const {
     if (!range_within(at_, bytes, size_)) {
-      bad(path_, what + " at byte " + std::to_string(at_) + " runs past the end of the " + std::to_string(size_) +
-                     "-byte file (truncated?)");
+      fail(what + " at byte " + std::to_string(at_) + " runs past the end of the " + std::to_string(size_) + "-byte " +
+           noun_ + " (truncated?)");
     }
   }
 
@@ -75,19 +77,21 @@ class Cursor {
 
   std::string_view string(const std::string& what) {
     const std::uint64_t length = read<std::uint64_t>(what + "'s length");
-    if (length > kMaxStringBytes) {
-      bad(path_, what + " claims " + std::to_string(length) + " bytes (ggml's limit is 2^30)");
-    }
+    if (length > kMaxStringBytes) fail(what + " claims " + std::to_string(length) + " bytes (ggml's limit is 2^30)");
     need(length, what);
     const std::string_view s(reinterpret_cast<const char*>(data_ + at_), length);
     at_ += length;
     return s;
   }
 
+  std::uint64_t size() const { return size_; }
+  [[noreturn]] void fail(const std::string& what) const { throw Error(ErrorCode::kBadFormat, where_ + what); }
+
  private:
-  const std::string& path_;
+  std::string where_;
   const std::byte* data_;
   std::uint64_t size_;
+  const char* noun_;
   std::uint64_t at_ = 0;
 };
 
@@ -105,6 +109,50 @@ void skip_scalar_or_string(Cursor& in, std::uint32_t type, const std::string& wh
     return;
   }
   in.skip(*scalar_size(type), what);
+}
+
+// Reads metadata pairs from `in` (`count` of them, or with `count` empty up to the end of its
+// bytes), with ggml's rules; the values view the bytes `in` reads.
+std::vector<GgufKv> read_kvs(Cursor& in, std::optional<std::uint64_t> count, const std::byte* base) {
+  std::vector<GgufKv> kvs;
+  if (count) kvs.reserve(*count);
+  std::set<std::string_view> keys;
+  for (std::uint64_t i = 0; count ? i < *count : in.position() < in.size(); ++i) {
+    const std::string where = "metadata key " + std::to_string(i);
+    const std::string_view key = in.string(where);
+    if (key.empty()) in.fail(where + " is empty");
+    if (!is_valid_utf8(key)) in.fail(where + " " + quoted(key) + " is not valid UTF-8");
+    if (!keys.insert(key).second) in.fail("metadata key " + quoted(key) + " appears twice");
+    GgufKv kv;
+    kv.key = std::string(key);
+    const std::string what = "the value of " + quoted(key);
+    const std::uint32_t type = in.read<std::uint32_t>(what + "'s type");
+    if (!scalar_size(type)) in.fail(what + " has unknown type " + std::to_string(type));
+    kv.type = static_cast<GgufValueType>(type);
+    const std::uint64_t begin = in.position();
+    if (kv.type == GgufValueType::kArray) {
+      const std::uint32_t element = in.read<std::uint32_t>(what + "'s element type");
+      if (!scalar_size(element)) in.fail(what + " is an array of unknown type " + std::to_string(element));
+      if (static_cast<GgufValueType>(element) == GgufValueType::kArray) {
+        in.fail(what + " is an array of arrays (ggml refuses nested arrays)");
+      }
+      kv.element_type = static_cast<GgufValueType>(element);
+      kv.count = in.read<std::uint64_t>(what + "'s element count");
+      if (kv.count > kMaxArrayElements) {
+        in.fail(what + " claims " + std::to_string(kv.count) + " elements (ggml's limit is 2^30)");
+      }
+      if (kv.element_type == GgufValueType::kString) {
+        for (std::uint64_t k = 0; k < kv.count; ++k) in.string(what + "'s string " + std::to_string(k));
+      } else {
+        in.skip(kv.count * *scalar_size(element), what);  // count <= 2^30, size <= 8: no overflow
+      }
+    } else {
+      skip_scalar_or_string(in, type, what);
+    }
+    kv.value = {base + begin, in.position() - begin};
+    kvs.push_back(std::move(kv));
+  }
+  return kvs;
 }
 
 }  // namespace
@@ -134,7 +182,7 @@ bool GgufFile::sniff(const std::byte* data, std::uint64_t size) {
 
 GgufFile::GgufFile(MappedFile file) : file_(std::move(file)) {
   const std::string& path = file_.path();
-  Cursor in(file_);
+  Cursor in(path + ": invalid GGUF file: ", file_.data(), file_.size(), "file");
   if (!sniff(file_.data(), file_.size())) bad(path, "it does not start with the magic 'GGUF'");
   in.skip(4, "magic");
   version_ = in.read<std::uint32_t>("version");
@@ -151,44 +199,7 @@ GgufFile::GgufFile(MappedFile file) : file_(std::move(file)) {
   // count the file cannot hold is refused before anything is reserved for it.
   if (kv_count > file_.size() / 13) bad(path, "metadata count " + std::to_string(kv_count) + " exceeds what the file can hold");
   if (tensor_count > file_.size() / 28) bad(path, "tensor count " + std::to_string(tensor_count) + " exceeds what the file can hold");
-
-  std::set<std::string_view> keys;
-  kvs_.reserve(kv_count);
-  for (std::uint64_t i = 0; i < kv_count; ++i) {
-    const std::string where = "metadata key " + std::to_string(i);
-    const std::string_view key = in.string(where);
-    if (key.empty()) bad(path, where + " is empty");
-    if (!is_valid_utf8(key)) bad(path, where + " " + quoted(key) + " is not valid UTF-8");
-    if (!keys.insert(key).second) bad(path, "metadata key " + quoted(key) + " appears twice");
-    GgufKv kv;
-    kv.key = std::string(key);
-    const std::string what = "the value of " + quoted(key);
-    const std::uint32_t type = in.read<std::uint32_t>(what + "'s type");
-    if (!scalar_size(type)) bad(path, what + " has unknown type " + std::to_string(type));
-    kv.type = static_cast<GgufValueType>(type);
-    const std::uint64_t begin = in.position();
-    if (kv.type == GgufValueType::kArray) {
-      const std::uint32_t element = in.read<std::uint32_t>(what + "'s element type");
-      if (!scalar_size(element)) bad(path, what + " is an array of unknown type " + std::to_string(element));
-      if (static_cast<GgufValueType>(element) == GgufValueType::kArray) {
-        bad(path, what + " is an array of arrays (ggml refuses nested arrays)");
-      }
-      kv.element_type = static_cast<GgufValueType>(element);
-      kv.count = in.read<std::uint64_t>(what + "'s element count");
-      if (kv.count > kMaxArrayElements) {
-        bad(path, what + " claims " + std::to_string(kv.count) + " elements (ggml's limit is 2^30)");
-      }
-      if (kv.element_type == GgufValueType::kString) {
-        for (std::uint64_t k = 0; k < kv.count; ++k) in.string(what + "'s string " + std::to_string(k));
-      } else {
-        in.skip(kv.count * *scalar_size(element), what);  // count <= 2^30, size <= 8: no overflow
-      }
-    } else {
-      skip_scalar_or_string(in, type, what);
-    }
-    kv.value = {file_.data() + begin, in.position() - begin};
-    kvs_.push_back(std::move(kv));
-  }
+  kvs_ = GgufKvs(read_kvs(in, kv_count, file_.data()));
 
   if (const GgufKv* a = find_kv("general.alignment")) {
     if (a->type != GgufValueType::kU32) {
@@ -273,25 +284,43 @@ GgufFile::GgufFile(MappedFile file) : file_(std::move(file)) {
   }
 }
 
-const GgufKv* GgufFile::find_kv(std::string_view key) const noexcept {
-  for (const GgufKv& kv : kvs_) {
+const GgufKv* GgufKvs::find(std::string_view key) const noexcept {
+  for (const GgufKv& kv : pairs_) {
     if (kv.key == key) return &kv;
   }
   return nullptr;
 }
 
-std::optional<std::string> GgufFile::string_value(std::string_view key) const {
-  const GgufKv* kv = find_kv(key);
+std::optional<std::string> GgufKvs::string_value(std::string_view key) const {
+  const GgufKv* kv = find(key);
   if (kv == nullptr || kv->type != GgufValueType::kString) return std::nullopt;
   return std::string(reinterpret_cast<const char*>(kv->value.data()) + 8, kv->value.size() - 8);
 }
 
-std::optional<std::uint32_t> GgufFile::u32_value(std::string_view key) const {
-  const GgufKv* kv = find_kv(key);
+std::optional<std::uint32_t> GgufKvs::u32_value(std::string_view key) const {
+  const GgufKv* kv = find(key);
   if (kv == nullptr || kv->type != GgufValueType::kU32) return std::nullopt;
   std::uint32_t v;
   std::memcpy(&v, kv->value.data(), 4);
   return v;
+}
+
+GgufKvs parse_gguf_kv_records(std::span<const std::byte> records, const std::string& where) {
+  Cursor in(where, records.data(), records.size(), "metadata");
+  return GgufKvs(read_kvs(in, std::nullopt, records.data()));
+}
+
+std::string gguf_kv_records(const GgufKvs& kvs) {
+  std::string out;
+  for (const GgufKv& kv : kvs.pairs()) {
+    const std::uint64_t length = kv.key.size();
+    const auto type = static_cast<std::uint32_t>(kv.type);
+    out.append(reinterpret_cast<const char*>(&length), 8);  // little-endian, as GGUF
+    out.append(kv.key);
+    out.append(reinterpret_cast<const char*>(&type), 4);
+    out.append(reinterpret_cast<const char*>(kv.value.data()), kv.value.size());
+  }
+  return out;
 }
 
 std::vector<std::uint64_t> shape_of_ne(const std::vector<std::uint64_t>& ne) { return {ne.rbegin(), ne.rend()}; }

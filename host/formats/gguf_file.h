@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "io/mapped_file.h"
@@ -48,6 +49,35 @@ struct GgufTensorInfo {
   std::uint64_t bytes = 0;
 };
 
+/// Metadata pairs in their order, checked as ggml's loader checks them (non-empty, unique,
+/// UTF-8 keys; known value types; no nested arrays; ggml's string and array limits). The
+/// values are views into bytes their owner keeps alive.
+class GgufKvs {
+ public:
+  GgufKvs() = default;
+  explicit GgufKvs(std::vector<GgufKv> pairs) : pairs_(std::move(pairs)) {}
+
+  const std::vector<GgufKv>& pairs() const noexcept { return pairs_; }
+  bool empty() const noexcept { return pairs_.empty(); }
+  const GgufKv* find(std::string_view key) const noexcept;
+  /// A STRING value, or nullopt when the key is absent or of another type.
+  std::optional<std::string> string_value(std::string_view key) const;
+  /// A UINT32 value, or nullopt likewise.
+  std::optional<std::uint32_t> u32_value(std::string_view key) const;
+
+ private:
+  std::vector<GgufKv> pairs_;
+};
+
+/// Parses `records`, metadata pairs back to back (key, type, value) exactly as a GGUF file's
+/// metadata section holds them, with GgufFile's rules, up to the last byte. Throws
+/// Error(kBadFormat) whose message starts with `where`. The pairs view `records`.
+GgufKvs parse_gguf_kv_records(std::span<const std::byte> records, const std::string& where);
+
+/// The pairs as records that parse_gguf_kv_records() reads back: what a WQ container made
+/// from a GGUF file carries (docs/container-format.md).
+std::string gguf_kv_records(const GgufKvs& kvs);
+
 class GgufFile {
  public:
   /// ggml's default alignment when `general.alignment` is absent.
@@ -66,14 +96,13 @@ class GgufFile {
   std::uint32_t version() const noexcept { return version_; }
   std::uint64_t alignment() const noexcept { return alignment_; }
   std::uint64_t data_start() const noexcept { return data_start_; }
-  const std::vector<GgufKv>& kvs() const noexcept { return kvs_; }
+  const GgufKvs& metadata() const noexcept { return kvs_; }
+  const std::vector<GgufKv>& kvs() const noexcept { return kvs_.pairs(); }
   const std::vector<GgufTensorInfo>& tensors() const noexcept { return tensors_; }
 
-  const GgufKv* find_kv(std::string_view key) const noexcept;
-  /// A STRING value, or nullopt when the key is absent or of another type.
-  std::optional<std::string> string_value(std::string_view key) const;
-  /// A UINT32 value, or nullopt likewise.
-  std::optional<std::uint32_t> u32_value(std::string_view key) const;
+  const GgufKv* find_kv(std::string_view key) const noexcept { return kvs_.find(key); }
+  std::optional<std::string> string_value(std::string_view key) const { return kvs_.string_value(key); }
+  std::optional<std::uint32_t> u32_value(std::string_view key) const { return kvs_.u32_value(key); }
 
   const std::byte* data(const GgufTensorInfo& t) const noexcept { return file_.data() + data_start_ + t.offset; }
   void release(const GgufTensorInfo& t) const noexcept { file_.release(data_start_ + t.offset, t.bytes); }
@@ -83,7 +112,7 @@ class GgufFile {
   std::uint32_t version_ = 0;
   std::uint64_t alignment_ = kDefaultAlignment;
   std::uint64_t data_start_ = 0;
-  std::vector<GgufKv> kvs_;
+  GgufKvs kvs_;
   std::vector<GgufTensorInfo> tensors_;
 };
 

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "container/container_checkpoint.h"
 #include "formats/gguf_checkpoint.h"
 #include "wq/error.h"
 #include "wq/pipeline.h"
@@ -104,8 +105,8 @@ int layer_of(const std::string& name) {
 bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 // A UINT32/INT32 value, or the first element of such an array (per-layer hyperparameters).
-std::optional<std::uint32_t> u32_or_first(const GgufFile& file, const std::string& key) {
-  const GgufKv* kv = file.find_kv(key);
+std::optional<std::uint32_t> u32_or_first(const GgufKvs& file, const std::string& key) {
+  const GgufKv* kv = file.find(key);
   if (kv == nullptr) return std::nullopt;
   std::uint32_t v = 0;
   const bool scalar = kv->type == GgufValueType::kU32 || kv->type == GgufValueType::kI32;
@@ -127,7 +128,7 @@ struct ModelFacts {
 ModelFacts facts_of(const CheckpointReader& reader, int ffn_down_count) {
   ModelFacts f;
   f.n_layer = ffn_down_count;
-  const GgufFile* gguf = gguf_file_of(reader);
+  const GgufKvs* gguf = gguf_kvs_of(reader);  // a GGUF's, or those a container made from one carries
   if (gguf == nullptr) return f;
   f.arch = gguf->string_value("general.architecture").value_or("");
   if (auto n = u32_or_first(*gguf, f.arch + ".block_count")) f.n_layer = static_cast<int>(*n);

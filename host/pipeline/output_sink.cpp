@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "container/container_checkpoint.h"
 #include "formats/gguf_checkpoint.h"
 #include "formats/gguf_writer.h"
 #include "formats/safetensors_writer.h"
@@ -82,12 +83,15 @@ class GgufSink final : public OutputSink {
     return out;
   }
 
-  // A GGUF input's pairs are kept in their order; others get the spec's minimal set.
+  // A GGUF input's pairs (or those a container made from one carries) are kept in their
+  // order; others get the spec's minimal set. The data is laid out at the writer's alignment,
+  // so a source's general.alignment is rewritten to it.
   static GgufMetadata gguf_metadata(const ContainerMetadata& metadata, const CheckpointReader& reader,
                                     const QuantizeOptions& options) {
     GgufMetadata out;
-    if (const GgufFile* source = gguf_file_of(reader)) {
-      for (const GgufKv& kv : source->kvs()) out.add_copied(kv);
+    if (const GgufKvs* source = gguf_kvs_of(reader)) {
+      for (const GgufKv& kv : source->pairs()) out.add_copied(kv);
+      if (out.contains("general.alignment")) out.set_u32("general.alignment", GgufWriter::kAlignment);
     }
     // The most common type among the weights names the file's type, as llama.cpp reports it.
     std::map<ggml::Type, std::uint64_t> weights;

@@ -421,6 +421,7 @@ QuantizeReport quantize_reader(CheckpointReader& reader_ref, const std::string& 
   metadata.producer = std::string("wq-gpu ") + kVersion;
   metadata.source = {std::filesystem::path(input).filename().string(), reader->format(), reader->file_bytes()};
   metadata.paddle_name_table = detail::paddle_name_table(*reader);
+  if (const detail::GgufKvs* kvs = detail::gguf_kvs_of(*reader)) metadata.gguf_kv = detail::gguf_kv_records(*kvs);
   QuantizeReport report;
   report.input = input;
   report.output = output;

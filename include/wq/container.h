@@ -67,6 +67,10 @@ class WQ_API ContainerReader {
   virtual const std::vector<ContainerTensor>& tensors() const noexcept = 0;
   /// Paddle's StructuredToParameterName@@ table of the source (empty for other formats).
   virtual const std::vector<std::pair<std::string, std::string>>& paddle_name_table() const noexcept = 0;
+  /// A GGUF source's metadata pairs, exactly as its file stored them (key, type, value, back to
+  /// back; docs/container-format.md §2), checked when the container was opened; empty for
+  /// other formats. Quantizing the container into GGUF writes them back.
+  virtual std::string_view gguf_metadata() const noexcept { return {}; }
 
   /// Recomputes tensor `index`'s XXH3-64; throws Error(kIntegrity) naming file and tensor on a
   /// mismatch.

@@ -6,6 +6,9 @@
 
 #include <map>
 
+#include "formats/gguf_file.h"
+#include "io/mapped_file.h"
+
 namespace wq::e2e {
 namespace {
 
@@ -19,6 +22,39 @@ std::string weights_file(const std::string& path, const std::string& extra_heade
                        R"("blk.0.attn_norm.weight":{"dtype":"F32","shape":[256],"data_offsets":[8192,9216]})";
   header += extra_header + "}";
   write_safetensors(path, header, data);
+  return path;
+}
+
+// GGUF pieces, little-endian, for a source file written by hand (GgufWriter always aligns to 32).
+std::string le32(std::uint32_t v) { return u64_le(v).substr(0, 4); }
+std::string gguf_str(const std::string& s) { return u64_le(s.size()) + s; }
+
+// A GGUF file with every kind of metadata value (a string that is not UTF-8, a UINT64 above
+// 2^53, arrays), general.alignment 64, and the weights of weights_file() as F32 tensors.
+std::string rich_gguf(const std::string& path) {
+  enum : std::uint32_t { kU32 = 4, kF32 = 6, kBool = 7, kString = 8, kArray = 9, kU64 = 10, kF64 = 12 };
+  const float scores[3] = {0.0f, -1.5f, 2.25f};
+  const double pi = 3.141592653589793;
+  const std::string kvs =
+      gguf_str("general.architecture") + le32(kString) + gguf_str("llama") +  //
+      gguf_str("general.alignment") + le32(kU32) + le32(64) +                  //
+      gguf_str("general.name") + le32(kString) + gguf_str("wq test") +         //
+      gguf_str("llama.block_count") + le32(kU32) + le32(1) +                   //
+      gguf_str("tokenizer.ggml.tokens") + le32(kArray) + le32(kString) + u64_le(3) + gguf_str("<unk>") +
+      gguf_str("a") + gguf_str("\xff\xfe raw") +
+      gguf_str("tokenizer.ggml.scores") + le32(kArray) + le32(kF32) + u64_le(3) +
+      std::string(reinterpret_cast<const char*>(scores), sizeof scores) +
+      gguf_str("test.flag") + le32(kBool) + std::string(1, '\1') +  //
+      gguf_str("test.big") + le32(kU64) + u64_le(0xfffffffffffffff1ull) +
+      gguf_str("test.pi") + le32(kF64) + std::string(reinterpret_cast<const char*>(&pi), 8);
+  const std::string infos = gguf_str("blk.0.attn_q.weight") + le32(2) + u64_le(256) + u64_le(8) + le32(0) + u64_le(0) +
+                            gguf_str("blk.0.attn_norm.weight") + le32(1) + u64_le(256) + le32(0) + u64_le(8192);
+  std::string file = "GGUF" + le32(3) + u64_le(2) + u64_le(9) + kvs + infos;
+  file.resize((file.size() + 63) / 64 * 64, '\0');
+  const std::string weights = weights_file(path + ".safetensors");
+  const Safetensors st = parse_safetensors(read_file(weights));
+  file += st.tensor_data("blk.0.attn_q.weight") + st.tensor_data("blk.0.attn_norm.weight");
+  write_file(path, file);
   return path;
 }
 
@@ -387,6 +423,58 @@ TEST_F(cli, ContainerToGgufCopiesItsBlocks) {
   write_file(container, bad);
   r = run({"quantize", container, "-o", out("bad.gguf"), "--type", "Q5_K", "--backend", "cpu"});
   expect_clean_failure(r, kIntegrity, {container, "blk.0.attn_q.weight"}, out("bad.gguf"));
+}
+
+// GGUF -> WQ container -> GGUF gives the file GGUF -> GGUF gives, every metadata pair included
+// (the container carries them: docs/container-format.md §2), and the output is laid out at its
+// own alignment, which general.alignment then says. A damaged copy in the container is refused
+// before anything is written.
+TEST_F(cli, GgufMetadataSurvivesAContainer) {
+  const std::string source = rich_gguf(out("rich.gguf"));
+  ASSERT_EQ(run({"verify", source}).status, kOk);
+  const std::string container = out("rich.wq.safetensors"), direct = out("direct.gguf"), back = out("back.gguf");
+  ASSERT_EQ(run({"quantize", source, "-o", container, "--type", "Q8_0", "-q", "--backend", "cpu"}).status, kOk);
+  ASSERT_EQ(run({"quantize", source, "-o", direct, "--type", "Q8_0", "-q", "--backend", "cpu"}).status, kOk);
+  const RunResult r = run({"quantize", container, "-o", back, "--type", "Q8_0", "--backend", "cpu"});
+  ASSERT_EQ(r.status, kOk) << r;
+  EXPECT_TRUE(read_file(back) == read_file(direct)) << "the container lost something of the GGUF";
+  const detail::GgufFile original{detail::MappedFile(source)}, written{detail::MappedFile(back)};
+  EXPECT_EQ(written.alignment(), 32u);
+  EXPECT_EQ(written.u32_value("general.alignment"), 32u);
+  for (const detail::GgufKv& kv : original.kvs()) {
+    if (kv.key == "general.alignment") continue;
+    const detail::GgufKv* copy = written.find_kv(kv.key);
+    ASSERT_NE(copy, nullptr) << kv.key;
+    EXPECT_EQ(copy->type, kv.type) << kv.key;
+    EXPECT_TRUE(std::equal(kv.value.begin(), kv.value.end(), copy->value.begin(), copy->value.end())) << kv.key;
+  }
+  EXPECT_EQ(written.u32_value("general.file_type"), 7u);  // LLAMA_FTYPE_MOSTLY_Q8_0
+  EXPECT_EQ(run({"verify", back}).status, kOk);
+
+  // The pairs as the container stores them: base64 text in the wq metadata.
+  const Safetensors st = parse_safetensors(read_file(container));
+  ojson wq = st.wq_metadata();
+  ASSERT_TRUE(wq.contains("gguf_kv")) << wq.dump();
+  const auto with_gguf_kv = [&](const std::string& text) {
+    ojson changed = wq;
+    changed["gguf_kv"] = text;
+    ojson header = st.header;
+    header["__metadata__"]["wq"] = changed.dump();
+    const std::string damaged = out("damaged.wq.safetensors");
+    write_file(damaged, safetensors_bytes(header.dump(), st.bytes.substr(st.data_start)));
+    return damaged;
+  };
+  const std::string text = wq["gguf_kv"].get<std::string>();
+  std::string not_base64 = text;
+  not_base64[5] = '!';
+  std::string damaged = with_gguf_kv(not_base64);
+  RunResult bad = run({"quantize", damaged, "-o", out("no.gguf"), "--type", "Q8_0", "--backend", "cpu"});
+  expect_clean_failure(bad, kBadFormat, {damaged, "gguf_kv", "base64"}, out("no.gguf"));
+  // Valid base64 of records cut short (the last pair loses its value's last bytes).
+  damaged = with_gguf_kv(text.substr(0, text.size() - 8));
+  bad = run({"quantize", damaged, "-o", out("no.gguf"), "--type", "Q8_0", "--backend", "cpu"});
+  expect_clean_failure(bad, kBadFormat, {damaged, "gguf_kv", "'test.pi'", "truncated"}, out("no.gguf"));
+  EXPECT_EQ(run({"verify", damaged}).status, kBadFormat);
 }
 
 }  // namespace

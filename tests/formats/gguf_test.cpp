@@ -289,6 +289,44 @@ TEST_F(GgufTest, MalformedMetadataValuesAreRefused) {
   EXPECT_EQ(file.kvs()[1].count, 1u);
 }
 
+// The records a WQ container carries for a GGUF source: the file's metadata section to the
+// byte, read back by the same rules as a file's, with the caller's words first in every error.
+TEST_F(GgufTest, MetadataRecordsRoundTripAndAreCheckedAsAFilesAre) {
+  const std::string p = write_sample("ok.gguf");
+  const GgufFile file{detail::MappedFile(p)};
+  const std::string records = detail::gguf_kv_records(file.metadata());
+  const std::vector<std::uint8_t> all = bytes_of(p);
+  ASSERT_LE(24 + records.size(), all.size());
+  EXPECT_EQ(0, std::memcmp(all.data() + 24, records.data(), records.size()));
+  const auto span_of = [](const std::string& bytes) { return std::as_bytes(std::span(bytes.data(), bytes.size())); };
+  const detail::GgufKvs back = detail::parse_gguf_kv_records(span_of(records), "W: ");
+  ASSERT_EQ(back.pairs().size(), file.kvs().size());
+  for (std::size_t i = 0; i < back.pairs().size(); ++i) {
+    EXPECT_EQ(back.pairs()[i].key, file.kvs()[i].key);
+    EXPECT_EQ(back.pairs()[i].type, file.kvs()[i].type);
+    EXPECT_TRUE(std::equal(back.pairs()[i].value.begin(), back.pairs()[i].value.end(), file.kvs()[i].value.begin(),
+                           file.kvs()[i].value.end()));
+  }
+  EXPECT_EQ(back.string_value("general.architecture"), "llama");
+  EXPECT_TRUE(detail::parse_gguf_kv_records({}, "W: ").empty());
+  const auto expect_bad = [&](const std::string& bytes, const std::string& words) {
+    try {
+      detail::parse_gguf_kv_records(span_of(bytes), "W: ");
+      ADD_FAILURE() << "accepted; expected '" << words << "'";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kBadFormat);
+      EXPECT_EQ(std::string(e.what()).rfind("W: ", 0), 0u) << e.what();
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  expect_bad(records + records, "appears twice");
+  expect_bad(records.substr(0, records.size() - 1), "truncated");
+  expect_bad(records + std::string(3, '\0'), "truncated");
+  std::string unknown = records;
+  unknown[8 + std::string("general.architecture").size()] = 99;  // the first pair's type
+  expect_bad(unknown, "unknown type 99");
+}
+
 TEST_F(GgufTest, DuplicateNamesTrailingBytesAndBadAlignmentAreRefused) {
   {
     GgufMetadata meta;
