@@ -166,8 +166,8 @@ struct GroupEnds {
 };
 
 inline GroupEnds group_ends(float lo, float hi, codec::AffineParams p, float r, float max_code) {
-  const float t_lo = codec::mul_rn(codec::sub_rn(lo, p.min), r), t_hi = codec::mul_rn(codec::sub_rn(hi, p.min), r);
-  const float low = std::min(t_lo, t_hi), high = std::max(t_lo, t_hi);
+  float low, high;
+  codec::reciprocal_t_of_ends(lo, hi, p.min, r, &low, &high);
   return {std::max({0.0f, -low, high - max_code}), low < -0.5f};
 }
 

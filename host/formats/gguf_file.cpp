@@ -310,19 +310,6 @@ GgufKvs parse_gguf_kv_records(std::span<const std::byte> records, const std::str
   return GgufKvs(read_kvs(in, std::nullopt, records.data()));
 }
 
-std::string gguf_kv_records(const GgufKvs& kvs) {
-  std::string out;
-  for (const GgufKv& kv : kvs.pairs()) {
-    const std::uint64_t length = kv.key.size();
-    const auto type = static_cast<std::uint32_t>(kv.type);
-    out.append(reinterpret_cast<const char*>(&length), 8);  // little-endian, as GGUF
-    out.append(kv.key);
-    out.append(reinterpret_cast<const char*>(&type), 4);
-    out.append(reinterpret_cast<const char*>(kv.value.data()), kv.value.size());
-  }
-  return out;
-}
-
 std::vector<std::uint64_t> shape_of_ne(const std::vector<std::uint64_t>& ne) { return {ne.rbegin(), ne.rend()}; }
 
 std::vector<std::uint64_t> ne_of_shape(const std::vector<std::uint64_t>& shape) { return {shape.rbegin(), shape.rend()}; }

@@ -74,10 +74,6 @@ class GgufKvs {
 /// Error(kBadFormat) whose message starts with `where`. The pairs view `records`.
 GgufKvs parse_gguf_kv_records(std::span<const std::byte> records, const std::string& where);
 
-/// The pairs as records that parse_gguf_kv_records() reads back: what a WQ container made
-/// from a GGUF file carries (docs/container-format.md).
-std::string gguf_kv_records(const GgufKvs& kvs);
-
 class GgufFile {
  public:
   /// ggml's default alignment when `general.alignment` is absent.

@@ -90,6 +90,12 @@ std::string GgufMetadata::serialised() const {
   return out;
 }
 
+std::string gguf_kv_records(const GgufKvs& kvs) {
+  GgufMetadata copy;
+  for (const GgufKv& kv : kvs.pairs()) copy.add_copied(kv);
+  return copy.serialised();
+}
+
 GgufWriter::GgufWriter(AtomicFile& out, const GgufMetadata& metadata, std::vector<GgufTensorPlan> tensors,
                        bool allow_long_names)
     : out_(out), tensors_(std::move(tensors)) {

@@ -42,6 +42,10 @@ class GgufMetadata {
   std::vector<Entry> entries_;
 };
 
+/// The pairs as records that parse_gguf_kv_records() reads back (GgufMetadata::serialised() of
+/// their copies): what a WQ container made from a GGUF file carries (docs/container-format.md).
+std::string gguf_kv_records(const GgufKvs& kvs);
+
 /// A tensor to write: `ne` in ggml order (ne[0] innermost).
 struct GgufTensorPlan {
   std::string name;

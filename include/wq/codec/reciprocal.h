@@ -70,13 +70,22 @@ WQ_HD inline float reciprocal_code_biased(float d, float r, float max_code, floa
   return biased;
 }
 
+/// t = RN(RN(x - min) * r), the reciprocal coder's unrounded code, at a group's two ends, the
+/// smaller into *low: t is monotone in x, so every element's t lies between them.
+template <typename T>
+WQ_HD inline void reciprocal_t_of_ends(T lo, T hi, T min, T r, T* low, T* high) {
+  const T t_lo = mul_rn(sub_rn(lo, min), r), t_hi = mul_rn(sub_rn(hi, min), r);
+  *low = t_lo < t_hi ? t_lo : t_hi;
+  *high = t_lo < t_hi ? t_hi : t_lo;
+}
+
 /// reciprocal_coverage()'s test on one group (T = float: a bool) or, on the host, on SIMD
 /// vectors of groups (a lane mask): whether t at both ends lies in [-1/2, M + 1/2], and r is a
 /// reciprocal at all (r = 0 means the group takes the division). NaN fails every comparison.
 template <typename T>
 WQ_HD inline auto reciprocal_ends_inside(T lo, T hi, T min, T r, T max_code) {
-  const T t_lo = mul_rn(sub_rn(lo, min), r), t_hi = mul_rn(sub_rn(hi, min), r);
-  const T low = t_lo < t_hi ? t_lo : t_hi, high = t_lo < t_hi ? t_hi : t_lo;
+  T low, high;
+  reciprocal_t_of_ends(lo, hi, min, r, &low, &high);
   const T zero = max_code - max_code;
   return (low >= zero - 0.5f) & (high <= add_rn(max_code, zero + 0.5f)) & (r != zero);
 }
