@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "wq/codec/ggml_legacy.h"
 #include "wq/codec/half.h"
@@ -34,11 +35,43 @@ WQ_AVX2_INLINE float horizontal_max(__m256 v) {
   return _mm_cvtss_f32(m);
 }
 
+// The magnitudes' bit patterns of a block, lane-wise maxima of its four registers. Non-negative
+// binary32 values order as their bit patterns do as integers, and a NaN's pattern lies above
+// every other, so these maxima (vpmaxsd) keep a NaN where the float maximum (vmaxps) would drop
+// it whenever it is the first operand: a block with a NaN has a NaN largest magnitude, whatever
+// its position. (The backend refuses such a block; until then its d is NaN and its codes 0.)
+WQ_AVX2_INLINE __m256i magnitude_bits_max(const Block32& b) {
+  const __m256i magnitude = _mm256_set1_epi32(0x7fffffff);
+  __m256i m = _mm256_and_si256(_mm256_castps_si256(b.v[0]), magnitude);
+  for (int k = 1; k < 4; ++k) m = _mm256_max_epi32(m, _mm256_and_si256(_mm256_castps_si256(b.v[k]), magnitude));
+  return m;
+}
+
 // The largest magnitude of a block.
 WQ_AVX2_INLINE float block_absmax(const Block32& b) {
-  __m256 m = abs_of(b.v[0]);
-  for (int k = 1; k < 4; ++k) m = _mm256_max_ps(m, abs_of(b.v[k]));
-  return horizontal_max(m);
+  const __m256i m = magnitude_bits_max(b);
+  __m128i h = _mm_max_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+  h = _mm_max_epi32(h, _mm_unpackhi_epi64(h, h));
+  h = _mm_max_epi32(h, _mm_shuffle_epi32(h, 1));
+  return _mm_cvtss_f32(_mm_castsi128_ps(h));
+}
+
+// Eight blocks' magnitude_bits_max() reduced at once: lane j is block j's largest magnitude.
+// The steps of an 8x8 transpose, each pair of rows merged by a maximum as it goes (21
+// instructions for the eight, where one block's horizontal maximum takes 7 and a store).
+WQ_AVX2_INLINE __m256 largest_magnitudes(const __m256i m[8]) {
+  __m256i pairs[4];  // per 128-bit half: rows 2k and 2k+1, each folded to two values
+  for (int k = 0; k < 4; ++k) {
+    pairs[k] = _mm256_max_epi32(_mm256_unpacklo_epi32(m[2 * k], m[2 * k + 1]), _mm256_unpackhi_epi32(m[2 * k], m[2 * k + 1]));
+  }
+  __m256i quads[2];  // per 128-bit half: rows 4k..4k+3, each folded to one value
+  for (int k = 0; k < 2; ++k) {
+    quads[k] = _mm256_max_epi32(_mm256_unpacklo_epi64(pairs[2 * k], pairs[2 * k + 1]),
+                                _mm256_unpackhi_epi64(pairs[2 * k], pairs[2 * k + 1]));
+  }
+  const __m256i low_halves = _mm256_permute2x128_si256(quads[0], quads[1], 0x20);
+  const __m256i high_halves = _mm256_permute2x128_si256(quads[0], quads[1], 0x31);
+  return _mm256_castsi256_ps(_mm256_max_epi32(low_halves, high_halves));
 }
 
 WQ_AVX2_INLINE float horizontal_min(__m256 v) {
@@ -274,6 +307,40 @@ __attribute__((target("avx2,f16c"), always_inline)) inline void quantize_blocks8
   }
 }
 
+// One Q8_0 block's 32 codes, ggml's roundf(x * id) narrowed to a byte, in one write after its two
+// bytes of d. kInByte: every |x * id| is below 127.5, so each code is -127..127 and the signed
+// saturating packs keep it as it is. Otherwise (a NaN, an infinity, or a subnormal d whose
+// reciprocal is infinite) a lane may hold cvttps2dq's INT32_MIN or wrap: the low byte of each
+// lane is taken first (and 0xff), as C's narrowing does, and unsigned packs that cannot saturate
+// keep it.
+template <bool kInByte>
+WQ_AVX2_INLINE void store_q8_0_block(const float* x, __m256 idv, std::uint16_t d_bits, std::uint8_t* y) {
+  const Block32 v = load_block(x);
+  __m256i q[4];
+  for (int k = 0; k < 4; ++k) q[k] = round_half_away_to_int(_mm256_mul_ps(v.v[k], idv));
+  __m256i bytes;
+  if constexpr (kInByte) {
+    bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+  } else {
+    const __m256i low_byte = _mm256_set1_epi32(0xff);
+    for (int k = 0; k < 4; ++k) q[k] = _mm256_and_si256(q[k], low_byte);
+    bytes = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
+  }
+  // The packs work within 128-bit halves: dword k of `bytes` holds codes 0-3 of register k, and
+  // dword k + 4 its codes 4-7.
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  std::memcpy(y, &d_bits, 2);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + 2), _mm256_permutevar8x32_epi32(bytes, order));
+}
+
+// Eight consecutive blocks' codes from their 1/d and binary16 d.
+template <bool kInByte>
+WQ_AVX2_INLINE void store_q8_0_blocks8(const float* x, const float* ids, const std::uint16_t* d_bits, std::uint8_t* out) {
+  for (int j = 0; j < 8; ++j) {
+    store_q8_0_block<kInByte>(x + 32 * j, _mm256_set1_ps(ids[j]), d_bits[j], out + sizeof(ggml::BlockQ8_0) * j);
+  }
+}
+
 }  // namespace
 
 __attribute__((target("avx2"))) void quantize_q8_0_avx2(const float* x, ggml::BlockQ8_0* y) {
@@ -287,42 +354,45 @@ __attribute__((target("avx2"))) void quantize_q8_0_avx2(const float* x, ggml::Bl
   }
 }
 
-// Eight blocks at a time: their d = amax / 127 and 1/d by one vector division each instead of
-// two scalar divisions per block (the same single roundings, lane by lane; 1/0 masked to 0 as
-// reciprocal_or_zero), d to binary16 by vcvtps2ph (round to nearest even, as f32_to_f16_bits and
-// as ggml's F16C path), and each block's 32 codes stored with one write: the low byte of each
-// lane (and 0xff, then two unsigned-saturating packs that cannot saturate) as store_low_bytes.
+// Eight blocks at a time: their largest magnitudes reduced together (largest_magnitudes()), their
+// d = amax / 127 and 1/d by one vector division each instead of two scalar divisions per block
+// (the same single roundings, lane by lane; 1/0 masked to 0 as reciprocal_or_zero), d to
+// binary16 by vcvtps2ph (round to nearest even, as f32_to_f16_bits and as ggml's F16C path).
+//
+// Where every amax and 1/d of the eight is finite, |x * id| <= amax * id < 127.5 for each x: d is
+// amax / 127 within a relative 2^-24 when normal, and within 2^-22 when subnormal with a finite
+// reciprocal (d >= 2^-128), and 1/d within 2^-24 again, so roundf gives -127..127 and the codes
+// take store_q8_0_block<true>'s saturating packs; real weights always do. The other batches
+// take the masked spelling.
 __attribute__((target("avx2,f16c"))) void quantize_q8_0_blocks_avx2(const float* x, std::uint64_t blocks,
                                                                     std::uint8_t* out) {
   constexpr std::uint64_t kBytes = sizeof(ggml::BlockQ8_0);
   static_assert(kBytes == 34, "Q8_0: 2 bytes of d, 32 codes");
-  const __m256i low_byte = _mm256_set1_epi32(0xff);
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256 largest_finite = _mm256_set1_ps(std::numeric_limits<float>::max());
   std::uint64_t b = 0;
   for (; b + 8 <= blocks; b += 8) {
-    alignas(32) float amax[8];
+    __m256i magnitudes[8];
     for (int j = 0; j < 8; ++j) {
       // 8 KiB ahead, both cache lines of a block, as the affine kernels fetch: 1.15x on a
       // 64 MiB input here, whose reads the hardware prefetcher alone left waiting.
       _mm_prefetch(reinterpret_cast<const char*>(x + (b + j) * 32 + 2048), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(x + (b + j) * 32 + 2048 + 16), _MM_HINT_T0);
-      amax[j] = block_absmax(load_block(x + (b + j) * 32));
+      magnitudes[j] = magnitude_bits_max(load_block(x + (b + j) * 32));
     }
-    const __m256 d = _mm256_div_ps(_mm256_load_ps(amax), _mm256_set1_ps(127.0f));
+    const __m256 amax = largest_magnitudes(magnitudes);
+    const __m256 d = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
     const __m256 nonzero = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_UQ);
-    alignas(32) float id[8];
-    _mm256_store_ps(id, _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), nonzero));
+    const __m256 id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), nonzero);
+    const bool in_byte = _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(amax, largest_finite, _CMP_LE_OQ),
+                                                          _mm256_cmp_ps(id, largest_finite, _CMP_LE_OQ))) == 0xff;
+    alignas(32) float ids[8];
+    _mm256_store_ps(ids, id);
     alignas(16) std::uint16_t d_bits[8];
     _mm_store_si128(reinterpret_cast<__m128i*>(d_bits), _mm256_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT));
-    for (int j = 0; j < 8; ++j) {
-      const Block32 v = load_block(x + (b + j) * 32);
-      const __m256 idv = _mm256_set1_ps(id[j]);
-      __m256i q[4];
-      for (int k = 0; k < 4; ++k) q[k] = _mm256_and_si256(round_half_away_to_int(_mm256_mul_ps(v.v[k], idv)), low_byte);
-      const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
-      std::uint8_t* y = out + (b + j) * kBytes;
-      std::memcpy(y, &d_bits[j], 2);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + 2), _mm256_permutevar8x32_epi32(bytes, order));
+    if (in_byte) {
+      store_q8_0_blocks8<true>(x + b * 32, ids, d_bits, out + b * kBytes);
+    } else {
+      store_q8_0_blocks8<false>(x + b * 32, ids, d_bits, out + b * kBytes);
     }
   }
   for (; b < blocks; ++b) {

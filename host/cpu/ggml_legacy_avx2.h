@@ -5,7 +5,9 @@
 // (cvttss2si one element at a time). These do the same operations on eight elements at once,
 // in the same order and with the same roundings: the block's extremes by comparisons (max and
 // min do not depend on the order; the first element of largest magnitude is found by its
-// index), d and 1/d in scalar code as there, each code by the same multiply, add and
+// index; Q8_0's largest magnitude by integer maxima of the magnitudes' bits, which also keep a
+// NaN, where the codec's loop may skip one: only blocks that the backend refuses differ), d
+// and 1/d in scalar code as there, each code by the same multiply, add and
 // truncation (cvttps2dq, whose INT32_MIN for NaN and huge values is what cvttss2si gives), then
 // ggml's narrowing to a byte and its clamp. The backend suites and
 // tests/reference/ggml_live_check.py (subnormal, huge and tie inputs included) hold the bytes
@@ -20,8 +22,8 @@ namespace wq::detail {
 /// (cpu/cpu_features.h) is true.
 void quantize_q8_0_avx2(const float* x, codec::ggml::BlockQ8_0* y);
 /// `blocks` blocks of x into `out` (unaligned), eight at a time (their d and 1/d by one vector
-/// division each): the bytes of the one-block functions above. Only call when use_f16c() is
-/// true too.
+/// division each): the bytes of the one-block functions, non-finite blocks included. Only
+/// call when use_f16c() is true too.
 void quantize_q8_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
 void quantize_q4_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
 void quantize_q4_1_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);

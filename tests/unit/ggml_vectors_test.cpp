@@ -142,6 +142,35 @@ TEST(GgmlRounding, Q8_0RoundfOnAvx2IsTheCodecs) {
   }
 }
 
+// The eight-block Q8_0 path packs codes with signed saturation only where every amax and 1/d of
+// the eight blocks is finite; a batch with one block that breaks that takes the masked path.
+// Each such block is alone in its batch of normal weights here, and the bytes must be the
+// one-block function's (which always masks): an infinity (1/d = 0, inf * 0 = NaN), a NaN first
+// or last in its block (the integer maximum keeps either), a subnormal d with an infinite 1/d,
+// and one with a finite 1/d (in a byte: the fast path).
+TEST(GgmlRounding, Q8_0EightBlocksEqualOneBlockOnNonFiniteAndSubnormalBlocks) {
+  if (!detail::use_f16c()) GTEST_SKIP() << "no AVX2/F16C on this CPU: the codec runs instead";
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<std::pair<int, float>> odd = {{0, inf}, {31, -inf}, {0, nan}, {31, nan}, {5, 1e-40f}, {9, 4e-37f}};
+  for (const auto& [index, value] : odd) {
+    SCOPED_TRACE(::testing::Message() << value << " at " << index);
+    std::vector<float> x = test::random_normal(8 * 32, 21, 0.02f);
+    const int block = 3;
+    if (std::fabs(value) < 1e-30f) {  // a subnormal block: every element that small
+      for (int i = 0; i < 32; ++i) x[32 * block + i] = value * (static_cast<float>(i % 7) - 3.0f) / 3.0f;
+    }
+    x[32 * block + index] = value;
+    std::vector<std::uint8_t> eight(8 * sizeof(ggml::BlockQ8_0)), one(eight.size());
+    detail::quantize_q8_0_blocks_avx2(x.data(), 8, eight.data());
+    for (int b = 0; b < 8; ++b) {
+      ggml::BlockQ8_0 y;
+      detail::quantize_q8_0_avx2(x.data() + 32 * b, &y);
+      std::memcpy(one.data() + b * sizeof y, &y, sizeof y);
+    }
+    EXPECT_EQ(eight, one);
+  }
+}
+
 TEST(GgmlRounding, ConversionsFollowX86) {
   EXPECT_EQ(ggml::nearest_int(2.5f), 2);  // half to even
   EXPECT_EQ(ggml::nearest_int(3.5f), 4);
