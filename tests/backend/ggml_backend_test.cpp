@@ -222,6 +222,42 @@ TEST_P(GgmlBackendSuite, MisalignedFloat32InputGivesTheSameBlocks) {
   }
 }
 
+// Weights that were quantized before (a Q8_0 or int8 checkpoint decoded to float, then quantized
+// again): every value a multiple of one step, so a sub-block often holds its largest magnitude
+// with both signs, and the searches' grids land exactly on ties such as t = 31.5 (Q6_K's grid
+// c = 31.5 at the element -max), where a clamp decides the code. Random weights never tie.
+TEST_P(GgmlBackendSuite, GridValuedWeightsWithBothSignsOfTheirExtreme) {
+  const Shape shape{16, 256};
+  std::mt19937 rng(41);
+  std::uniform_int_distribution<int> level(-127, 127);
+  std::vector<float> x(element_count(shape));
+  for (float& v : x) v = 0.0123f * static_cast<float>(level(rng));
+  for (std::size_t s = 0; s + 16 <= x.size(); s += 16) {  // every sub-block of 16: +-max in it
+    float amax = 0.0f;
+    for (std::size_t i = s; i < s + 16; ++i) amax = std::max(amax, std::fabs(x[i]));
+    x[s + (s / 16) % 16] = amax;
+    x[s + (s / 16 + 5) % 16] = -amax;
+  }
+  // The first row's sub-blocks: a largest element m for which Q6_K's grid c = 32.5 gives
+  // t = fl(fl(-32.5 / m) * m) below -32.5 (found by a search over binary32 values), and the
+  // other elements on that grid, so that it fits them best and its clamp at -32 decides.
+  const float edge[16] = {0.504299164f, 0.0634332672f, 0.126786575f, 0.507336438f, 0.507075667f, 0.505274475f,
+                          0.504767716f, 0.504018426f,  0.253705263f, 0.2516644f,   0.504637897f, 0.250942469f,
+                          0.126628026f, 0.253241539f,  0.00783750322f, 0.253459781f};
+  std::uniform_int_distribution<int> code(-32, 31);
+  for (int j = 0; j < 16; ++j) {
+    for (int i = 0; i < 16; ++i) x[16 * j + i] = edge[j] * static_cast<float>(code(rng)) / 32.5f;
+    x[16 * j + 3] = edge[j];
+  }
+  for (ggml::Type type : ggml::kQuantizedTypes) {
+    SCOPED_TRACE(ggml::type_name(type));
+    std::vector<std::uint8_t> want;
+    std::vector<float> want_decoded;
+    test::ggml_reference(type, x, &want, &want_decoded);
+    ASSERT_EQ(quantize(type, x, shape), want);
+  }
+}
+
 TEST_P(GgmlBackendSuite, ZerosConstantsSubnormalsAndHugeValues) {
   const Shape shape{4, 256};
   std::vector<std::vector<float>> inputs;
