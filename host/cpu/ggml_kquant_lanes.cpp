@@ -683,6 +683,35 @@ struct LaneSubBlockCodes {
   WQ_LANES_INLINE void symmetric(const float* x, int count, float d, int half, std::int8_t* L) const {
     final_codes<false>(x, count, d, 0.0f, -half, half - 1, half, L);
   }
+  // The codec's quantize_q6_k_scales() and q6_k_step()s on two registers of eight scales: the
+  // same operations. Its running maximum branches on each scale, a coin flip on weights (with
+  // the two divisions behind it, half of the finish's time); here the largest magnitude is a
+  // maximum without branches, and its first scale (which gives the sign) the first equal one.
+  // A NaN scale, which the codec's `>` skips, and an all-zero block take the codec's loop.
+  WQ_LANES_INLINE bool q6_k_scales(const float* scales, ggml::BlockQ6_K* y, float* steps) const {
+    V s[2], a[2];
+    std::memcpy(s, scales, sizeof s);
+    for (int k = 0; k < 2; ++k) a[k] = abs_of(s[k]);
+    const V larger = a[0] > a[1] ? a[0] : a[1];
+    float max_abs = 0.0f;
+    for (int j = 0; j < kLanes; ++j) max_abs = larger[j] > max_abs ? larger[j] : max_abs;
+    if (!all_lanes((a[0] == a[0]) & (a[1] == a[1])) || max_abs < ggml::kGroupMaxEps) {
+      return ggml::ScalarSubBlockCodes{}.q6_k_scales(scales, y, steps);
+    }
+    int first = 0;
+    for (int i = 2 * kLanes - 1; i >= 0; --i) first = a[i / kLanes][i % kLanes] == max_abs ? i : first;
+    const float iscale = -128.0f / scales[first];
+    y->d = codec::f32_to_f16_bits(1.0f / iscale);
+    const float d = codec::f16_bits_to_f32(y->d);
+    for (int k = 0; k < 2; ++k) {
+      const VI l = clamp(nearest_int(iscale * s[k]), -128, 127);  // -128 already: |t| <= 128 (1 + u)^2
+      const std::uint64_t bytes = low_bytes_of(l);
+      std::memcpy(y->scales + kLanes * k, &bytes, sizeof bytes);
+      const V step = d * to_float(l);
+      std::memcpy(steps + kLanes * k, &step, sizeof step);
+    }
+    return true;
+  }
 };
 
 // `blocks` (at most Q3KChunk::kBlocks) super-blocks of Q3_K into y.

@@ -249,6 +249,10 @@ TEST_P(GgmlBackendSuite, GridValuedWeightsWithBothSignsOfTheirExtreme) {
     for (int i = 0; i < 16; ++i) x[16 * j + i] = edge[j] * static_cast<float>(code(rng)) / 32.5f;
     x[16 * j + 3] = edge[j];
   }
+  // The third row: its first two sub-blocks negatives of each other and larger than the rest,
+  // so that two sub-block scales tie in magnitude with opposite signs (the first one counts).
+  for (int i = 0; i < 16; ++i) x[512 + 16 + i] = -x[512 + i];
+  for (int i = 32; i < 256; ++i) x[512 + i] *= 0.5f;
   for (ggml::Type type : ggml::kQuantizedTypes) {
     SCOPED_TRACE(ggml::type_name(type));
     std::vector<std::uint8_t> want;

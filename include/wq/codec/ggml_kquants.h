@@ -111,9 +111,13 @@ WQ_HD inline void scale_min_step(std::uint16_t d_bits, std::uint16_t dmin_bits, 
   *dm = mul_rn(f16_bits_to_f32(dmin_bits), static_cast<float>(m));
 }
 
+WQ_HD inline bool quantize_q6_k_scales(const float* scales, BlockQ6_K* y);  // defined below
+WQ_HD inline float q6_k_step(const BlockQ6_K& y, int j);
+
 /// The final codes of one sub-block of `count` elements under its stored step d (and dm): the
-/// loops of the finish functions below, one element at a time. A backend may pass its own
-/// spelling with the same results (the CPU's eight lanes, host/cpu/ggml_kquant_lanes.cpp).
+/// loops of the finish functions below, one element at a time; and Q6_K's scales. A backend may
+/// pass its own spelling with the same results (the CPU's eight lanes,
+/// host/cpu/ggml_kquant_lanes.cpp).
 struct ScalarSubBlockCodes {
   /// code_with_offset() of each element, 0..nmax.
   WQ_HD void offset(const float* x, int count, float d, float dm, int nmax, std::uint8_t* L) const {
@@ -122,6 +126,12 @@ struct ScalarSubBlockCodes {
   /// symmetric_code() of each element, stored 0..2 * half - 1.
   WQ_HD void symmetric(const float* x, int count, float d, int half, std::int8_t* L) const {
     for (int i = 0; i < count; ++i) L[i] = static_cast<std::int8_t>(symmetric_code(x[i], d, half));
+  }
+  /// quantize_q6_k_scales(), then each sub-block's q6_k_step() to steps[16] when it returns true.
+  WQ_HD bool q6_k_scales(const float* scales, BlockQ6_K* y, float* steps) const {
+    if (!quantize_q6_k_scales(scales, y)) return false;
+    for (int j = 0; j < kSuperBlock / 16; ++j) steps[j] = q6_k_step(*y, j);
+    return true;
   }
 };
 
@@ -419,11 +429,11 @@ template <typename Codes = ScalarSubBlockCodes>
 WQ_HD_INLINE void finish_q6_k(const float* x, const float* scales, std::int8_t* L, BlockQ6_K* y,
                               const Codes& codes = Codes{}) {
   constexpr int kSub = 16;
-  if (!quantize_q6_k_scales(scales, y)) return;
+  float steps[kSuperBlock / kSub];
+  if (!codes.q6_k_scales(scales, y, steps)) return;
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
-    const float d = q6_k_step(*y, j);
-    if (d == 0.0f) continue;
-    codes.symmetric(x + kSub * j, kSub, d, 32, L + kSub * j);
+    if (steps[j] == 0.0f) continue;
+    codes.symmetric(x + kSub * j, kSub, steps[j], 32, L + kSub * j);
   }
   pack_q6_k_codes(L, y);
 }
