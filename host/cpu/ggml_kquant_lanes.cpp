@@ -369,7 +369,7 @@ WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch s
 
 // Consecutive sub-blocks of 16 (sixteen per super-block) in R rounds of eight lanes (round r's
 // lane j is sub-block 8r + j), fitted together: `fit(X, L, scale, neg_offset)` fits all rounds'
-// lanes; `mins` may be null.
+// lanes (Q2_K's; Q6_K's search keeps no codes: search_q6_k_lanes()).
 // The fits are structs with always-inline calls, not lambdas: a lambda is its own function,
 // compiled without the caller's AVX2 target, and 32-byte vectors would cross that call in
 // different registers on each side.
@@ -381,11 +381,11 @@ WQ_LANES_INLINE void search_sub_blocks_of_16(const float* x, const Fit& fit, flo
     load_sub_blocks<n>(x + n * kLanes * r, n, X[r]);
   }
   VI L[R][n];
-  V scale[R], neg_offset[R] = {};
+  V scale[R], neg_offset[R];
   fit(X, L, scale, neg_offset);
   for (int r = 0; r < R; ++r) {
     std::memcpy(scales + kLanes * r, &scale[r], sizeof(V));
-    if (mins != nullptr) std::memcpy(mins + kLanes * r, &neg_offset[r], sizeof(V));
+    std::memcpy(mins + kLanes * r, &neg_offset[r], sizeof(V));
     store_sub_block_codes<n>(L[r], n, codes + n * kLanes * r);
   }
 }
@@ -443,10 +443,12 @@ constexpr int q6_k_grid_clamps(int is) {
 }
 
 // fit_symmetric_x2() (ggml's make_qx_quants, rmse_type 1) over 16 elements with nmax 32, lane j
-// of round r on one sub-block, both rounds together (see fit_lanes): codes 0..63 to L[r][i];
-// the scales to scale[r].
+// of round r on one sub-block, both rounds together (see fit_lanes): the scales to scale[r], and
+// the grid (iscale) that the codes come from to grid[r], 0 for an all-zero sub-block. The codes
+// themselves are not computed: Q6_K's finish codes nearly every sub-block again from its
+// stored step, and computes the grid's codes only for the others (LaneQ6KCodes).
 template <typename Rounding, int R>
-WQ_LANES_INLINE void fit_symmetric_x2_lanes(const V (*X)[16], VI (*L)[16], V* scale_out) {
+WQ_LANES_INLINE void fit_symmetric_x2_lanes(const V (*X)[16], V* grid, V* scale_out) {
   constexpr int n = 16, nmax = 32;
   V max[R], amax[R], scale[R] = {}, best[R] = {}, code_iscale[R] = {};
   VI flat[R];
@@ -501,21 +503,25 @@ WQ_LANES_INLINE void fit_symmetric_x2_lanes(const V (*X)[16], VI (*L)[16], V* sc
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int i = 0; i < n; ++i) {
-      L[r][i] = flat[r] ? VI{} : clamp(nearest_int(code_iscale[r] * X[r][i]), -nmax, nmax - 1) + nmax;
-    }
+    grid[r] = flat[r] ? V{} : code_iscale[r];  // a grid of a sub-block that is not flat is not 0
     scale_out[r] = flat[r] ? V{} : scale[r];
   }
 }
 
-// search_q6_k_sub_blocks().
-template <typename Rounding>
-struct FitQ6K {
-  template <int R>
-  WQ_LANES_INLINE void operator()(const V (&X)[R][16], VI (&L)[R][16], V (&scale)[R], V (&)[R]) const {
-    fit_symmetric_x2_lanes<Rounding, R>(X, L, scale);
+// search_q6_k_sub_blocks() of R rounds of eight consecutive sub-blocks, without the codes: each
+// sub-block's scale, and its grid (fit_symmetric_x2_lanes()).
+template <typename Rounding, int R>
+WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, float* grids) {
+  constexpr int n = 16;
+  V X[R][n];
+  for (int r = 0; r < R; ++r) load_sub_blocks<n>(x + n * kLanes * r, n, X[r]);
+  V scale[R], grid[R];
+  fit_symmetric_x2_lanes<Rounding, R>(X, grid, scale);
+  for (int r = 0; r < R; ++r) {
+    std::memcpy(scales + kLanes * r, &scale[r], sizeof(V));
+    std::memcpy(grids + kLanes * r, &grid[r], sizeof(V));
   }
-};
+}
 
 // fit_symmetric_refined() (ggml's make_q3_quants with its rmse refinement) over 16 elements with
 // nmax 4, lane j of register r on one sub-block of Q3_K. The refinement walks the elements in
@@ -714,6 +720,18 @@ struct LaneSubBlockCodes {
   }
 };
 
+// Q6_K's finish after search_q6_k_lanes(): sub-blocks whose stored step is 0 (all-zero ones,
+// and ones far smaller than the super-block's largest) take the search's codes, from their grid
+// as fit_symmetric_x2() computes them.
+struct LaneQ6KCodes : LaneSubBlockCodes {
+  const float* grids;  // the super-block's sixteen
+  WQ_LANES_INLINE void unscaled(const float* x, int count, int j, std::int8_t* L) const {
+    for (int i = 0; i < count; ++i) {
+      L[i] = static_cast<std::int8_t>(grids[j] == 0.0f ? 0 : 32 + ggml::grid_code(x[i], grids[j], 32));
+    }
+  }
+};
+
 // `blocks` (at most Q3KChunk::kBlocks) super-blocks of Q3_K into y.
 WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::BlockQ3_K* y) {
   Q3KChunk chunk;
@@ -743,10 +761,12 @@ WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ2_K* y) {
 template <int kBlocks, typename Rounding>
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ6_K* y) {
   std::int8_t L[kBlocks * ggml::kSuperBlock];
-  float scales[kBlocks * 16];
-  search_sub_blocks_of_16<2 * kBlocks>(x, FitQ6K<Rounding>{}, scales, static_cast<float*>(nullptr), L);
+  float scales[kBlocks * 16], grids[kBlocks * 16];
+  search_q6_k_lanes<Rounding, 2 * kBlocks>(x, scales, grids);
   for (int b = 0; b < kBlocks; ++b) {
-    ggml::finish_q6_k(x + ggml::kSuperBlock * b, scales + 16 * b, L + ggml::kSuperBlock * b, y + b, LaneSubBlockCodes{});
+    LaneQ6KCodes codes;
+    codes.grids = grids + 16 * b;
+    ggml::finish_q6_k(x + ggml::kSuperBlock * b, scales + 16 * b, L + ggml::kSuperBlock * b, y + b, codes);
   }
 }
 

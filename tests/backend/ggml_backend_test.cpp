@@ -226,7 +226,7 @@ TEST_P(GgmlBackendSuite, MisalignedFloat32InputGivesTheSameBlocks) {
 // again): every value a multiple of one step, so a sub-block often holds its largest magnitude
 // with both signs, and the searches' grids land exactly on ties such as t = 31.5 (Q6_K's grid
 // c = 31.5 at the element -max), where a clamp decides the code. Random weights never tie.
-TEST_P(GgmlBackendSuite, GridValuedWeightsWithBothSignsOfTheirExtreme) {
+TEST_P(GgmlBackendSuite, GridValuedWeightsTiedScalesAndZeroSteps) {
   const Shape shape{16, 256};
   std::mt19937 rng(41);
   std::uniform_int_distribution<int> level(-127, 127);
@@ -253,6 +253,13 @@ TEST_P(GgmlBackendSuite, GridValuedWeightsWithBothSignsOfTheirExtreme) {
   // so that two sub-block scales tie in magnitude with opposite signs (the first one counts).
   for (int i = 0; i < 16; ++i) x[512 + 16 + i] = -x[512 + i];
   for (int i = 32; i < 256; ++i) x[512 + i] *= 0.5f;
+  // The fourth row: sub-blocks whose stored scale rounds to 0 next to the largest, so that their
+  // codes are the search's: all zeros, below ggml's epsilon, and small but above it.
+  for (int i = 0; i < 16; ++i) {
+    x[768 + i] = 0.0f;
+    x[768 + 16 + i] *= 1e-18f;
+    x[768 + 32 + i] *= 1e-4f;
+  }
   for (ggml::Type type : ggml::kQuantizedTypes) {
     SCOPED_TRACE(ggml::type_name(type));
     std::vector<std::uint8_t> want;

@@ -21,6 +21,12 @@ inline constexpr float kGroupMaxEps = 1e-15f;
 
 WQ_HD inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
+/// One code of a symmetric grid (make_qx_quants, make_q3_quants): nearest_int(iscale * x)
+/// clamped to -nmax..nmax-1.
+WQ_HD inline int grid_code(float x, float iscale, int nmax) {
+  return clamp_int(nearest_int(mul_rn(iscale, x)), -nmax, nmax - 1);
+}
+
 /// The candidate sweep of make_qkx2_quants: iscale = (rmin + rdelta*step + nmax)/(max - min)
 /// for step = 0..steps, and the error measure (absolute or squared).
 struct OffsetSearch {
@@ -135,7 +141,7 @@ WQ_HD inline float fit_symmetric_x2(int n, int nmax, const float* x, std::int8_t
   float sumlx = 0;
   float suml2 = 0;
   for (int i = 0; i < n; ++i) {
-    const int l = clamp_int(nearest_int(mul_rn(iscale, x[i])), -nmax, nmax - 1);
+    const int l = grid_code(x[i], iscale, nmax);
     L[i] = static_cast<std::int8_t>(l + nmax);
     const float w = mul_rn(x[i], x[i]);
     sumlx = add_rn(sumlx, mul_rn(mul_rn(w, x[i]), static_cast<float>(l)));
@@ -149,14 +155,14 @@ WQ_HD inline float fit_symmetric_x2(int n, int nmax, const float* x, std::int8_t
     sumlx = 0;
     suml2 = 0;
     for (int i = 0; i < n; ++i) {
-      const int l = clamp_int(nearest_int(mul_rn(iscale, x[i])), -nmax, nmax - 1);
+      const int l = grid_code(x[i], iscale, nmax);
       const float w = mul_rn(x[i], x[i]);
       sumlx = add_rn(sumlx, mul_rn(mul_rn(w, x[i]), static_cast<float>(l)));
       suml2 = add_rn(suml2, mul_rn(mul_rn(w, static_cast<float>(l)), static_cast<float>(l)));
     }
     if (suml2 > 0 && mul_rn(sumlx, sumlx) > mul_rn(best, suml2)) {
       for (int i = 0; i < n; ++i) {
-        L[i] = static_cast<std::int8_t>(nmax + clamp_int(nearest_int(mul_rn(iscale, x[i])), -nmax, nmax - 1));
+        L[i] = static_cast<std::int8_t>(nmax + grid_code(x[i], iscale, nmax));
       }
       scale = div_rn(sumlx, suml2);
       best = mul_rn(scale, sumlx);
@@ -178,7 +184,7 @@ WQ_HD inline float fit_symmetric_refined(int n, int nmax, const float* x, std::i
   float sumlx = 0;
   float suml2 = 0;
   for (int i = 0; i < n; ++i) {
-    const int l = clamp_int(nearest_int(mul_rn(iscale, x[i])), -nmax, nmax - 1);
+    const int l = grid_code(x[i], iscale, nmax);
     L[i] = static_cast<std::int8_t>(l);
     const float w = mul_rn(x[i], x[i]);
     sumlx = add_rn(sumlx, mul_rn(mul_rn(w, x[i]), static_cast<float>(l)));

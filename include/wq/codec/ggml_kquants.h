@@ -127,6 +127,10 @@ struct ScalarSubBlockCodes {
   WQ_HD void symmetric(const float* x, int count, float d, int half, std::int8_t* L) const {
     for (int i = 0; i < count; ++i) L[i] = static_cast<std::int8_t>(symmetric_code(x[i], d, half));
   }
+  /// Q6_K's sub-block j (`count` elements at x) where its stored step is 0: the codes stay the
+  /// search's, already in L here. (A policy whose search kept only each sub-block's grid
+  /// computes them now, for these few sub-blocks only.)
+  WQ_HD void unscaled(const float* /*x*/, int /*count*/, int /*j*/, std::int8_t* /*L*/) const {}
   /// quantize_q6_k_scales(), then each sub-block's q6_k_step() to steps[16] when it returns true.
   WQ_HD bool q6_k_scales(const float* scales, BlockQ6_K* y, float* steps) const {
     if (!quantize_q6_k_scales(scales, y)) return false;
@@ -432,8 +436,11 @@ WQ_HD_INLINE void finish_q6_k(const float* x, const float* scales, std::int8_t* 
   float steps[kSuperBlock / kSub];
   if (!codes.q6_k_scales(scales, y, steps)) return;
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
-    if (steps[j] == 0.0f) continue;
-    codes.symmetric(x + kSub * j, kSub, steps[j], 32, L + kSub * j);
+    if (steps[j] == 0.0f) {
+      codes.unscaled(x + kSub * j, kSub, j, L + kSub * j);
+    } else {
+      codes.symmetric(x + kSub * j, kSub, steps[j], 32, L + kSub * j);
+    }
   }
   pack_q6_k_codes(L, y);
 }
