@@ -213,14 +213,16 @@ WQ_LANES_INLINE VI small_lanes(V bound, VI ignored) { return ignored | (bound < 
 
 // fit_scale_and_offset() (ggml's make_qkx2_quants) over N elements, lane j of round r on one
 // sub-block: X[r][i], W[r][i] hold element i and its weight of every sub-block of round r.
-// Writes the codes to L[r][i] and returns each lane's scale in scale[r], and -min in
-// neg_offset[r]. Each candidate step is a chain (sums in element order, a division, the error
+// Returns each lane's scale in scale[r], -min in neg_offset[r], and the grid its codes come
+// from: iscale in grid[r] (0 for an all-zero sub-block, whose codes are 0) and the offset it was
+// computed from in grid_min[r]. The codes themselves are left to the finish, which computes
+// nearly every sub-block's again from its stored step (LaneGridCodes). Each candidate step is a chain (sums in element order, a division, the error
 // in element order, the choice) that the next step's offset depends on, so with R > 1 the
 // rounds' registers go through every step together and the core interleaves their chains.
 //
-// The codes of a candidate are never kept: a lane that takes one records its grid (iscale and the
-// offset it was computed from), and the codes of the grid kept last are computed once at the end,
-// by the same operations, so they are the same codes.
+// The codes of a candidate are never kept: a lane that takes one records its grid, and the codes
+// of the grid kept last are computed from it where needed, by the same operations
+// (codec::ggml::offset_grid_code()), so they are the same codes.
 // A candidate grid's codes, in float: rounded_code() with the clamps it needs.
 template <typename Rounding, bool kLow, bool kHigh, int N, int R>
 WQ_LANES_INLINE void offset_codes(const V (*X)[N], const V* iscale, const V* min, const CodeRange& range,
@@ -231,8 +233,8 @@ WQ_LANES_INLINE void offset_codes(const V (*X)[N], const V* iscale, const V* min
 }
 
 template <typename Rounding, int N, int R, bool kAbsolute>
-WQ_LANES_INLINE void fit_lanes(const V (*X)[N], const V (*W)[N], int nmax, ggml::OffsetSearch search, VI (*L)[N],
-                               V* scale_out, V* neg_offset) {
+WQ_LANES_INLINE void fit_lanes(const V (*X)[N], const V (*W)[N], int nmax, ggml::OffsetSearch search, V* grid,
+                               V* grid_min, V* scale_out, V* neg_offset) {
   V min[R], max[R], low[R], sum_w[R], sum_x[R], scale[R], best[R], code_iscale[R], code_min[R];
   VI flat[R];
   const V fnmax = V{} + static_cast<float>(nmax);
@@ -334,19 +336,25 @@ WQ_LANES_INLINE void fit_lanes(const V (*X)[N], const V (*W)[N], int nmax, ggml:
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int i = 0; i < N; ++i) {
-      L[r][i] = flat[r] ? VI{} : clamp(nearest_int(code_iscale[r] * (X[r][i] - code_min[r])), 0, nmax);
-    }
+    grid[r] = flat[r] ? V{} : code_iscale[r];  // 0 * (x - min) = 0: codes 0, as ggml's flat ones
+    grid_min[r] = code_min[r];
     neg_offset[r] = -min[r];
     scale_out[r] = flat[r] ? V{} : scale[r];
   }
 }
 
+// Each sub-block's grid, where the finish takes the search's codes from (fit_lanes(),
+// fit_symmetric_x2_lanes()): eight per register of lanes.
+struct SubBlockGrids {
+  float* iscale;
+  float* min;  // offset codes only
+};
+
 // search_scale_min_sub_blocks() of R consecutive super-blocks, fitted together: round r's lane j
-// is sub-block j of super-block r.
+// is sub-block j of super-block r. No codes: their grids instead.
 template <typename Rounding, int R>
 WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch search, float* scales, float* mins,
-                                  std::uint8_t* codes) {
+                                  SubBlockGrids grids) {
   V X[R][kSub], W[R][kSub];
   for (int r = 0; r < R; ++r) {
     load_sub_blocks<kSub>(x + ggml::kSuperBlock * r, kSub, X[r]);
@@ -357,51 +365,35 @@ WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch s
     for (int j = 0; j < kLanes; ++j) av_x[j] = std::sqrt(mean[j]);  // correctly rounded, as sqrt_rn
     for (int i = 0; i < kSub; ++i) W[r][i] = av_x + abs_of(X[r][i]);
   }
-  VI L[R][kSub];
-  V scale[R], neg_offset[R];
-  fit_lanes<Rounding, kSub, R, false>(X, W, nmax, search, L, scale, neg_offset);
+  V scale[R], neg_offset[R], grid[R], grid_min[R];
+  fit_lanes<Rounding, kSub, R, false>(X, W, nmax, search, grid, grid_min, scale, neg_offset);
   for (int r = 0; r < R; ++r) {
     std::memcpy(scales + kLanes * r, &scale[r], sizeof(V));
     std::memcpy(mins + kLanes * r, &neg_offset[r], sizeof(V));
-    store_sub_block_codes<kSub>(L[r], kSub, codes + ggml::kSuperBlock * r);
+    std::memcpy(grids.iscale + kLanes * r, &grid[r], sizeof(V));
+    std::memcpy(grids.min + kLanes * r, &grid_min[r], sizeof(V));
   }
 }
 
-// Consecutive sub-blocks of 16 (sixteen per super-block) in R rounds of eight lanes (round r's
-// lane j is sub-block 8r + j), fitted together: `fit(X, L, scale, neg_offset)` fits all rounds'
-// lanes (Q2_K's; Q6_K's search keeps no codes: search_q6_k_lanes()).
-// The fits are structs with always-inline calls, not lambdas: a lambda is its own function,
-// compiled without the caller's AVX2 target, and 32-byte vectors would cross that call in
-// different registers on each side.
-template <int R, typename Code, typename Fit>
-WQ_LANES_INLINE void search_sub_blocks_of_16(const float* x, const Fit& fit, float* scales, float* mins, Code* codes) {
+// search_q2_k_sub_blocks() (weights |x|, absolute error) of R rounds of eight consecutive
+// sub-blocks of 16 (round r's lane j is sub-block 8r + j), fitted together. No codes: their grids.
+template <typename Rounding, int R>
+WQ_LANES_INLINE void search_q2_k_lanes(const float* x, float* scales, float* mins, SubBlockGrids grids) {
   constexpr int n = 16;
-  V X[R][n];
+  V X[R][n], W[R][n];
   for (int r = 0; r < R; ++r) {
     load_sub_blocks<n>(x + n * kLanes * r, n, X[r]);
+    for (int i = 0; i < n; ++i) W[r][i] = abs_of(X[r][i]);
   }
-  VI L[R][n];
-  V scale[R], neg_offset[R];
-  fit(X, L, scale, neg_offset);
+  V scale[R], neg_offset[R], grid[R], grid_min[R];
+  fit_lanes<Rounding, n, R, true>(X, W, 3, ggml::q2_k_search(), grid, grid_min, scale, neg_offset);
   for (int r = 0; r < R; ++r) {
     std::memcpy(scales + kLanes * r, &scale[r], sizeof(V));
     std::memcpy(mins + kLanes * r, &neg_offset[r], sizeof(V));
-    store_sub_block_codes<n>(L[r], n, codes + n * kLanes * r);
+    std::memcpy(grids.iscale + kLanes * r, &grid[r], sizeof(V));
+    std::memcpy(grids.min + kLanes * r, &grid_min[r], sizeof(V));
   }
 }
-
-// search_q2_k_sub_blocks(): weights |x|, absolute error.
-template <typename Rounding>
-struct FitQ2K {
-  template <int R>
-  WQ_LANES_INLINE void operator()(const V (&X)[R][16], VI (&L)[R][16], V (&scale)[R], V (&neg_offset)[R]) const {
-    V W[R][16];
-    for (int r = 0; r < R; ++r) {
-      for (int i = 0; i < 16; ++i) W[r][i] = abs_of(X[r][i]);
-    }
-    fit_lanes<Rounding, 16, R, true>(X, W, 3, ggml::q2_k_search(), L, scale, neg_offset);
-  }
-};
 
 // signed_extreme() in every lane: the element of largest magnitude with its sign (the first of
 // equal magnitudes), and that magnitude.
@@ -446,7 +438,7 @@ constexpr int q6_k_grid_clamps(int is) {
 // of round r on one sub-block, both rounds together (see fit_lanes): the scales to scale[r], and
 // the grid (iscale) that the codes come from to grid[r], 0 for an all-zero sub-block. The codes
 // themselves are not computed: Q6_K's finish codes nearly every sub-block again from its
-// stored step, and computes the grid's codes only for the others (LaneQ6KCodes).
+// stored step, and computes the grid's codes only for the others (LaneGridCodes).
 template <typename Rounding, int R>
 WQ_LANES_INLINE void fit_symmetric_x2_lanes(const V (*X)[16], V* grid, V* scale_out) {
   constexpr int n = 16, nmax = 32;
@@ -511,7 +503,7 @@ WQ_LANES_INLINE void fit_symmetric_x2_lanes(const V (*X)[16], V* grid, V* scale_
 // search_q6_k_sub_blocks() of R rounds of eight consecutive sub-blocks, without the codes: each
 // sub-block's scale, and its grid (fit_symmetric_x2_lanes()).
 template <typename Rounding, int R>
-WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, float* grids) {
+WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, SubBlockGrids grids) {
   constexpr int n = 16;
   V X[R][n];
   for (int r = 0; r < R; ++r) load_sub_blocks<n>(x + n * kLanes * r, n, X[r]);
@@ -519,7 +511,7 @@ WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, float* gri
   fit_symmetric_x2_lanes<Rounding, R>(X, grid, scale);
   for (int r = 0; r < R; ++r) {
     std::memcpy(scales + kLanes * r, &scale[r], sizeof(V));
-    std::memcpy(grids + kLanes * r, &grid[r], sizeof(V));
+    std::memcpy(grids.iscale + kLanes * r, &grid[r], sizeof(V));
   }
 }
 
@@ -720,14 +712,19 @@ struct LaneSubBlockCodes {
   }
 };
 
-// Q6_K's finish after search_q6_k_lanes(): sub-blocks whose stored step is 0 (all-zero ones,
-// and ones far smaller than the super-block's largest) take the search's codes, from their grid
-// as fit_symmetric_x2() computes them.
-struct LaneQ6KCodes : LaneSubBlockCodes {
-  const float* grids;  // the super-block's sixteen
+// The finish after a search that kept grids, not codes (Q2_K, Q4_K, Q5_K, Q6_K): sub-blocks whose
+// stored step is 0 (all-zero ones, and ones far smaller than the super-block's largest) take the
+// search's codes, from their grid as the codec's fits compute them.
+struct LaneGridCodes : LaneSubBlockCodes {
+  const float* iscale;  // the super-block's grids: iscale 0 for an all-zero sub-block
+  const float* min;     // offset codes: the offset each grid was computed from
+  int nmax;
+  WQ_LANES_INLINE void unscaled(const float* x, int count, int j, std::uint8_t* L) const {
+    for (int i = 0; i < count; ++i) L[i] = static_cast<std::uint8_t>(ggml::offset_grid_code(x[i], iscale[j], min[j], nmax));
+  }
   WQ_LANES_INLINE void unscaled(const float* x, int count, int j, std::int8_t* L) const {
     for (int i = 0; i < count; ++i) {
-      L[i] = static_cast<std::int8_t>(grids[j] == 0.0f ? 0 : 32 + ggml::grid_code(x[i], grids[j], 32));
+      L[i] = static_cast<std::int8_t>(iscale[j] == 0.0f ? 0 : nmax + ggml::grid_code(x[i], iscale[j], nmax));
     }
   }
 };
@@ -746,26 +743,25 @@ WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::Block
 }
 
 // Q2_K and Q6_K: kBlocks consecutive super-blocks (2 * kBlocks rounds of lanes) searched together,
-// then each finished by the codec with the lanes' final codes.
+// then each finished by the codec, with the lanes' final codes.
 template <int kBlocks, typename Rounding>
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ2_K* y) {
   std::uint8_t L[kBlocks * ggml::kSuperBlock];
-  float scales[kBlocks * 16], mins[kBlocks * 16];
-  search_sub_blocks_of_16<2 * kBlocks>(x, FitQ2K<Rounding>{}, scales, mins, L);
+  float scales[kBlocks * 16], mins[kBlocks * 16], grid_iscale[kBlocks * 16], grid_min[kBlocks * 16];
+  search_q2_k_lanes<Rounding, 2 * kBlocks>(x, scales, mins, SubBlockGrids{grid_iscale, grid_min});
   for (int b = 0; b < kBlocks; ++b) {
-    ggml::finish_q2_k(x + ggml::kSuperBlock * b, scales + 16 * b, mins + 16 * b, L + ggml::kSuperBlock * b, y + b,
-                      LaneSubBlockCodes{});
+    const LaneGridCodes codes{{}, grid_iscale + 16 * b, grid_min + 16 * b, 3};
+    ggml::finish_q2_k(x + ggml::kSuperBlock * b, scales + 16 * b, mins + 16 * b, L + ggml::kSuperBlock * b, y + b, codes);
   }
 }
 
 template <int kBlocks, typename Rounding>
 WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ6_K* y) {
   std::int8_t L[kBlocks * ggml::kSuperBlock];
-  float scales[kBlocks * 16], grids[kBlocks * 16];
-  search_q6_k_lanes<Rounding, 2 * kBlocks>(x, scales, grids);
+  float scales[kBlocks * 16], grid_iscale[kBlocks * 16];
+  search_q6_k_lanes<Rounding, 2 * kBlocks>(x, scales, SubBlockGrids{grid_iscale, nullptr});
   for (int b = 0; b < kBlocks; ++b) {
-    LaneQ6KCodes codes;
-    codes.grids = grids + 16 * b;
+    const LaneGridCodes codes{{}, grid_iscale + 16 * b, nullptr, 32};
     ggml::finish_q6_k(x + ggml::kSuperBlock * b, scales + 16 * b, L + ggml::kSuperBlock * b, y + b, codes);
   }
 }
@@ -776,13 +772,15 @@ WQ_LANES_INLINE void quantize_scale_min_lanes(const float* x, Block* y) {
   constexpr bool q4 = sizeof(Block) == sizeof(ggml::BlockQ4_K);
   constexpr int nmax = q4 ? ggml::kQ4KMax : ggml::kQ5KMax;
   std::uint8_t L[R * ggml::kSuperBlock];
-  float scales[R * kLanes], mins[R * kLanes];
-  search_lanes<Rounding, R>(x, nmax, q4 ? ggml::q4_k_search() : ggml::q5_k_search(), scales, mins, L);
+  float scales[R * kLanes], mins[R * kLanes], grid_iscale[R * kLanes], grid_min[R * kLanes];
+  search_lanes<Rounding, R>(x, nmax, q4 ? ggml::q4_k_search() : ggml::q5_k_search(), scales, mins,
+                            SubBlockGrids{grid_iscale, grid_min});
   for (int r = 0; r < R; ++r) {
     Block* const b = y + r;
     std::uint8_t* const Lb = L + ggml::kSuperBlock * r;
+    const LaneGridCodes codes{{}, grid_iscale + kLanes * r, grid_min + kLanes * r, nmax};
     ggml::finish_scale_min_super_block(x + ggml::kSuperBlock * r, nmax, scales + kLanes * r, mins + kLanes * r, &b->d,
-                                       &b->dmin, b->scales, Lb, LaneSubBlockCodes{});
+                                       &b->dmin, b->scales, Lb, codes);
     if constexpr (q4) {
       ggml::pack_q4_k_codes(Lb, b);
     } else {

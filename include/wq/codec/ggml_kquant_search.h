@@ -27,6 +27,12 @@ WQ_HD inline int grid_code(float x, float iscale, int nmax) {
   return clamp_int(nearest_int(mul_rn(iscale, x)), -nmax, nmax - 1);
 }
 
+/// One code of a grid with an offset (make_qkx2_quants): nearest_int(iscale * (x - min)) clamped
+/// to 0..nmax.
+WQ_HD inline int offset_grid_code(float x, float iscale, float min, int nmax) {
+  return clamp_int(nearest_int(mul_rn(iscale, sub_rn(x, min))), 0, nmax);
+}
+
 /// The candidate sweep of make_qkx2_quants: iscale = (rmin + rdelta*step + nmax)/(max - min)
 /// for step = 0..steps, and the error measure (absolute or squared).
 struct OffsetSearch {
@@ -63,8 +69,7 @@ WQ_HD inline float fit_scale_and_offset(int n, int nmax, const float* x, const f
   float scale = div_rn(1.0f, iscale);
   float best_error = 0;
   for (int i = 0; i < n; ++i) {
-    const int l = nearest_int(mul_rn(iscale, sub_rn(x[i], min)));
-    L[i] = static_cast<std::uint8_t>(clamp_int(l, 0, nmax));
+    L[i] = static_cast<std::uint8_t>(offset_grid_code(x[i], iscale, min, nmax));
     const float diff = sub_rn(add_rn(mul_rn(scale, static_cast<float>(L[i])), min), x[i]);
     best_error = add_rn(best_error, mul_rn(weights[i], error_term(diff, search.absolute_error)));
   }
@@ -79,7 +84,7 @@ WQ_HD inline float fit_scale_and_offset(int n, int nmax, const float* x, const f
                     sub_rn(max, min));
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
     for (int i = 0; i < n; ++i) {
-      const int l = clamp_int(nearest_int(mul_rn(iscale, sub_rn(x[i], min))), 0, nmax);
+      const int l = offset_grid_code(x[i], iscale, min, nmax);
       scratch[i] = static_cast<std::uint8_t>(l);
       const float w = weights[i];
       const float wl = mul_rn(w, static_cast<float>(l));

@@ -127,9 +127,11 @@ struct ScalarSubBlockCodes {
   WQ_HD void symmetric(const float* x, int count, float d, int half, std::int8_t* L) const {
     for (int i = 0; i < count; ++i) L[i] = static_cast<std::int8_t>(symmetric_code(x[i], d, half));
   }
-  /// Q6_K's sub-block j (`count` elements at x) where its stored step is 0: the codes stay the
+  /// Sub-block j (`count` elements at x) where its stored step is 0: the codes stay the
   /// search's, already in L here. (A policy whose search kept only each sub-block's grid
-  /// computes them now, for these few sub-blocks only.)
+  /// computes them now, for these few sub-blocks only.) Offset codes (Q2_K, Q4_K, Q5_K) and
+  /// symmetric ones (Q6_K).
+  WQ_HD void unscaled(const float* /*x*/, int /*count*/, int /*j*/, std::uint8_t* /*L*/) const {}
   WQ_HD void unscaled(const float* /*x*/, int /*count*/, int /*j*/, std::int8_t* /*L*/) const {}
   /// quantize_q6_k_scales(), then each sub-block's q6_k_step() to steps[16] when it returns true.
   WQ_HD bool q6_k_scales(const float* scales, BlockQ6_K* y, float* steps) const {
@@ -150,8 +152,11 @@ WQ_HD_INLINE void finish_scale_min_super_block(const float* x, int nmax, const f
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
     float d, dm;
     scale_min_step(*d_out, *dmin_out, scale_bytes, j, &d, &dm);
-    if (d == 0.0f) continue;  // the search's codes stay, as in ggml
-    codes.offset(x + kSub * j, kSub, d, dm, nmax, L + kSub * j);
+    if (d == 0.0f) {  // the search's codes stay, as in ggml
+      codes.unscaled(x + kSub * j, kSub, j, L + kSub * j);
+    } else {
+      codes.offset(x + kSub * j, kSub, d, dm, nmax, L + kSub * j);
+    }
   }
 }
 
@@ -279,8 +284,11 @@ WQ_HD_INLINE void finish_q2_k(const float* x, const float* scales, const float* 
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
     float d, dm;
     q2_k_step(*y, j, &d, &dm);
-    if (d == 0.0f) continue;
-    codes.offset(x + kSub * j, kSub, d, dm, 3, L + kSub * j);
+    if (d == 0.0f) {
+      codes.unscaled(x + kSub * j, kSub, j, L + kSub * j);
+    } else {
+      codes.offset(x + kSub * j, kSub, d, dm, 3, L + kSub * j);
+    }
   }
   pack_two_bit_planes(L, y->qs);
 }
