@@ -684,20 +684,14 @@ struct LaneSubBlockCodes {
   // The codec's quantize_q6_k_scales() and q6_k_step()s on two registers of eight scales: the
   // same operations. Its running maximum branches on each scale, a coin flip on weights (with
   // the two divisions behind it, half of the finish's time); here the largest magnitude is a
-  // maximum without branches, and its first scale (which gives the sign) the first equal one.
-  // A NaN scale, which the codec's `>` skips, and an all-zero block take the codec's loop.
+  // maximum without branches (first_largest()). A NaN scale and an all-zero block take the
+  // codec's loop.
   WQ_LANES_INLINE bool q6_k_scales(const float* scales, ggml::BlockQ6_K* y, float* steps) const {
-    V s[2], a[2];
+    V s[2];
     std::memcpy(s, scales, sizeof s);
-    for (int k = 0; k < 2; ++k) a[k] = abs_of(s[k]);
-    const V larger = a[0] > a[1] ? a[0] : a[1];
-    float max_abs = 0.0f;
-    for (int j = 0; j < kLanes; ++j) max_abs = larger[j] > max_abs ? larger[j] : max_abs;
-    if (!all_lanes((a[0] == a[0]) & (a[1] == a[1])) || max_abs < ggml::kGroupMaxEps) {
-      return ggml::ScalarSubBlockCodes{}.q6_k_scales(scales, y, steps);
-    }
-    int first = 0;
-    for (int i = 2 * kLanes - 1; i >= 0; --i) first = a[i / kLanes][i % kLanes] == max_abs ? i : first;
+    float max_abs;
+    const int first = first_largest(s, &max_abs);
+    if (first < 0 || max_abs < ggml::kGroupMaxEps) return ggml::ScalarSubBlockCodes{}.q6_k_scales(scales, y, steps);
     const float iscale = -128.0f / scales[first];
     y->d = codec::f32_to_f16_bits(1.0f / iscale);
     const float d = codec::f16_bits_to_f32(y->d);
@@ -709,6 +703,48 @@ struct LaneSubBlockCodes {
       std::memcpy(steps + kLanes * k, &step, sizeof step);
     }
     return true;
+  }
+  // The codec's quantize_q3_k_scales() and q3_k_step()s, as q6_k_scales() does Q6_K's: codes
+  // -32..31 stored + 32, low nibbles in bytes 0-7 (sub-blocks 8-15 in the high half), the top
+  // two bits of sub-block j at bits 2 (j / 4) of byte 8 + j % 4.
+  WQ_LANES_INLINE void q3_k_scales(const float* scales, ggml::BlockQ3_K* y, float* steps) const {
+    V s[2];
+    std::memcpy(s, scales, sizeof s);
+    float max_abs;
+    const int first = first_largest(s, &max_abs);
+    if (first < 0 || max_abs == 0.0f) return ggml::ScalarSubBlockCodes{}.q3_k_scales(scales, y, steps);
+    const float iscale = -32.0f / scales[first];
+    VI l[2], stored[2];
+    for (int k = 0; k < 2; ++k) {
+      l[k] = clamp(nearest_int(iscale * s[k]), -32, 31);  // |t| <= 32 (1 + u)^2: no wrap in int8 first
+      stored[k] = l[k] + 32;
+    }
+    const std::uint64_t low = low_bytes_of((stored[0] & 0x0f) | ((stored[1] & 0x0f) << 4));
+    std::memcpy(y->scales, &low, sizeof low);
+    const VI high = (stored[0] >> 4) | ((stored[1] >> 4) << 4);  // lane m: sub-blocks m, m + 8
+    for (int m = 0; m < 4; ++m) y->scales[8 + m] = static_cast<std::uint8_t>(high[m] | (high[m + 4] << 2));
+    y->d = codec::f32_to_f16_bits(1.0f / iscale);
+    const float d = codec::f16_bits_to_f32(y->d);
+    for (int k = 0; k < 2; ++k) {
+      const V step = d * to_float(l[k]);
+      std::memcpy(steps + kLanes * k, &step, sizeof step);
+    }
+  }
+
+ private:
+  // The index of the first of 16 scales of the largest magnitude, as the codec's loops find it
+  // (`a > max` from 0: the first of equal magnitudes; all zero: index 0, magnitude 0), and that
+  // magnitude; -1 where a scale is NaN, which those loops skip.
+  WQ_LANES_INLINE static int first_largest(const V* s, float* max_abs) {
+    const V a[2] = {abs_of(s[0]), abs_of(s[1])};
+    if (!all_lanes((a[0] == a[0]) & (a[1] == a[1]))) return -1;
+    const V larger = a[0] > a[1] ? a[0] : a[1];
+    float max = 0.0f;
+    for (int j = 0; j < kLanes; ++j) max = larger[j] > max ? larger[j] : max;
+    int first = 0;
+    for (int i = 2 * kLanes - 1; i >= 0; --i) first = a[i / kLanes][i % kLanes] == max ? i : first;
+    *max_abs = max;
+    return first;
   }
 };
 

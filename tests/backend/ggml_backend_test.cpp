@@ -251,8 +251,12 @@ TEST_P(GgmlBackendSuite, GridValuedWeightsTiedScalesAndZeroSteps) {
   }
   // The third row: its first two sub-blocks negatives of each other and larger than the rest,
   // so that two sub-block scales tie in magnitude with opposite signs (the first one counts).
+  // Their values k / 4 (k = -3..4, one 4) sit on Q3_K's grid, so that its refinement, which
+  // only runs on one sign, changes neither, and on Q6_K's.
+  std::uniform_int_distribution<int> quarter(-3, 4);
+  for (int i = 0; i < 16; ++i) x[512 + i] = static_cast<float>(i == 6 ? 4 : quarter(rng)) / 4.0f;
   for (int i = 0; i < 16; ++i) x[512 + 16 + i] = -x[512 + i];
-  for (int i = 32; i < 256; ++i) x[512 + i] *= 0.5f;
+  for (int i = 32; i < 256; ++i) x[512 + i] *= 0.05f;
   // The fourth row: sub-blocks whose stored scale rounds to 0 next to the largest, so that their
   // codes are the search's: all zeros, below ggml's epsilon, and small but above it.
   for (int i = 0; i < 16; ++i) {

@@ -113,6 +113,8 @@ WQ_HD inline void scale_min_step(std::uint16_t d_bits, std::uint16_t dmin_bits, 
 
 WQ_HD inline bool quantize_q6_k_scales(const float* scales, BlockQ6_K* y);  // defined below
 WQ_HD inline float q6_k_step(const BlockQ6_K& y, int j);
+WQ_HD inline void quantize_q3_k_scales(const float* scales, BlockQ3_K* y);
+WQ_HD inline float q3_k_step(const BlockQ3_K& y, int j);
 
 /// The final codes of one sub-block of `count` elements under its stored step d (and dm): the
 /// loops of the finish functions below, one element at a time; and Q6_K's scales. A backend may
@@ -138,6 +140,11 @@ struct ScalarSubBlockCodes {
     if (!quantize_q6_k_scales(scales, y)) return false;
     for (int j = 0; j < kSuperBlock / 16; ++j) steps[j] = q6_k_step(*y, j);
     return true;
+  }
+  /// quantize_q3_k_scales(), then each sub-block's q3_k_step() to steps[16].
+  WQ_HD void q3_k_scales(const float* scales, BlockQ3_K* y, float* steps) const {
+    quantize_q3_k_scales(scales, y);
+    for (int j = 0; j < kSuperBlock / 16; ++j) steps[j] = q3_k_step(*y, j);
   }
 };
 
@@ -367,11 +374,11 @@ template <typename Codes = ScalarSubBlockCodes>
 WQ_HD_INLINE void finish_q3_k(const float* x, const float* scales, std::int8_t* L, BlockQ3_K* y,
                               const Codes& codes = Codes{}) {
   constexpr int kSub = 16;
-  quantize_q3_k_scales(scales, y);
+  float steps[kSuperBlock / kSub];
+  codes.q3_k_scales(scales, y, steps);
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
-    const float d = q3_k_step(*y, j);
-    if (d == 0.0f) continue;
-    codes.symmetric(x + kSub * j, kSub, d, 4, L + kSub * j);
+    if (steps[j] == 0.0f) continue;
+    codes.symmetric(x + kSub * j, kSub, steps[j], 4, L + kSub * j);
   }
   pack_q3_k_codes(L, y);
 }
