@@ -84,14 +84,20 @@ WQ_LANES_INLINE void transpose8(V* m) {
   }
 }
 
+// V read from any float address: the loads below as one instruction each.
+typedef float UnalignedV __attribute__((vector_size(32), aligned(4), may_alias));
+
 // Eight sub-blocks of n elements (sub-block j at x + stride * j) into n lanes registers: X[i]
-// lane j = sub-block j's element i. Eight scalar moves per register otherwise.
+// lane j = sub-block j's element i. Eight scalar moves per register otherwise. (The rows are
+// read as UnalignedV, not by memcpy: GCC 12 copied those into a stack buffer in 16-byte halves
+// that the transpose then read whole, a failed store-to-load forward per row, a tenth of Q3_K's
+// time.)
 template <int n>
 WQ_LANES_INLINE void load_sub_blocks(const float* x, int stride, V* X) {
   static_assert(n % kLanes == 0);
   for (int c = 0; c < n; c += kLanes) {
     V m[kLanes];
-    for (int j = 0; j < kLanes; ++j) std::memcpy(&m[j], x + stride * j + c, sizeof(V));
+    for (int j = 0; j < kLanes; ++j) m[j] = *reinterpret_cast<const UnalignedV*>(x + stride * j + c);
     transpose8(m);
     for (int i = 0; i < kLanes; ++i) X[c + i] = m[i];
   }
