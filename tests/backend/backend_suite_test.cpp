@@ -304,7 +304,9 @@ TEST_P(BackendSuite, HalfAndDoubleInputsQuantizeThroughBinary32) {
     via64[i] = static_cast<float>(f64[i]);
   }
   struct Input { DType dtype; const void* data; const std::vector<float>* as_f32; };
-  for (const QuantSpec& spec : {spec_of(5, Granularity::kGroup, 16), spec_of(5, Granularity::kTensor)}) {
+  // mse too: its CPU search widens two groups at a time, each into a buffer of its own.
+  for (const QuantSpec& spec : {spec_of(5, Granularity::kGroup, 16), spec_of(5, Granularity::kTensor),
+                                method_spec(Method::kMse, 5, Granularity::kGroup, 16)}) {
     for (const Input& in : {Input{DType::kF16, f16.data(), &via16}, Input{DType::kBF16, bf16.data(), &viab16},
                             Input{DType::kF64, f64.data(), &via64}}) {
       const GroupGeometry g = group_geometry(shape, spec);
