@@ -18,19 +18,17 @@ namespace wq::detail {
 namespace {
 
 // The search reads its group up to 17 times: a group of F16/BF16/F64 is widened to binary32
-// once, into a buffer that stays in L1 for group-sized runs; two, for the two groups searched
-// side by side (groups_side_by_side()).
-thread_local std::vector<float> t_widened[2];
+// once, into a buffer that stays in L1 for group-sized runs.
+thread_local std::vector<float> t_widened;
 
 template <DType D>
-const float* as_f32(const std::byte* src, std::uint64_t begin, std::uint64_t n, int buffer) {
+const float* as_f32(const std::byte* src, std::uint64_t begin, std::uint64_t n) {
   if constexpr (D == DType::kF32) {
     return reinterpret_cast<const float*>(src) + begin;
   } else {
-    std::vector<float>& widened = t_widened[buffer];
-    if (widened.size() < n) widened.resize(n);
-    for (std::uint64_t i = 0; i < n; ++i) widened[i] = load_f32<D>(src, begin + i);
-    return widened.data();
+    if (t_widened.size() < n) t_widened.resize(n);
+    for (std::uint64_t i = 0; i < n; ++i) t_widened[i] = load_f32<D>(src, begin + i);
+    return t_widened.data();
   }
 }
 
@@ -111,11 +109,9 @@ __attribute__((target("avx2,fma"), always_inline)) inline void add_lanes(BlockAc
   a->qq = _mm256_fmadd_ps(q, q, a->qq);
 }
 
-// Elements [begin, end) of one block into C candidates' zeroed accumulators. Candidates [0, A)
-// are of the group at x[0], [A, C) of the group at x[1] (two searched side by side: pair_round()),
-// each group's elements loaded once for its candidates.
-template <int C, int A = C>
-__attribute__((target("avx2,fma"), always_inline)) inline void accumulate_block(const float* const* x, std::uint64_t begin,
+// Elements [begin, end) of one block into C candidates' zeroed accumulators.
+template <int C>
+__attribute__((target("avx2,fma"), always_inline)) inline void accumulate_block(const float* x, std::uint64_t begin,
                                                                                 std::uint64_t end, const __m256* scale,
                                                                                 const __m256* min,
                                                                                 const avx2::CodeConstants& c,
@@ -123,13 +119,13 @@ __attribute__((target("avx2,fma"), always_inline)) inline void accumulate_block(
   for (int k = 0; k < C; ++k) a[k] = BlockAccumulators{_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   std::uint64_t i = begin;
   for (; i + 8 <= end; i += 8) {
-    const __m256 xv[2] = {_mm256_loadu_ps(x[0] + i), A < C ? _mm256_loadu_ps(x[1] + i) : _mm256_setzero_ps()};
-    for (int k = 0; k < C; ++k) add_lanes<false>(&a[k], xv[k < A ? 0 : 1], scale[k], min[k], c, xv[0]);
+    const __m256 xv = _mm256_loadu_ps(x + i);
+    for (int k = 0; k < C; ++k) add_lanes<false>(&a[k], xv, scale[k], min[k], c, xv);
   }
   if (i < end) {
     const __m256i mask = first_lanes(end - i);
-    const __m256 xv[2] = {_mm256_maskload_ps(x[0] + i, mask), A < C ? _mm256_maskload_ps(x[1] + i, mask) : _mm256_setzero_ps()};
-    for (int k = 0; k < C; ++k) add_lanes<true>(&a[k], xv[k < A ? 0 : 1], scale[k], min[k], c, _mm256_castsi256_ps(mask));
+    const __m256 xv = _mm256_maskload_ps(x + i, mask);
+    for (int k = 0; k < C; ++k) add_lanes<true>(&a[k], xv, scale[k], min[k], c, _mm256_castsi256_ps(mask));
   }
 }
 
@@ -151,7 +147,7 @@ __attribute__((target("avx2,fma"), flatten)) void pass_f32_avx2(const float* x, 
   for (std::uint64_t begin = 0; begin < n; begin += codec::kMseBlock) {
     const std::uint64_t end = n - begin < codec::kMseBlock ? n : begin + codec::kMseBlock;
     BlockAccumulators a[C];
-    accumulate_block<C>(&x, begin, end, scale, min, c, a);
+    accumulate_block<C>(x, begin, end, scale, min, c, a);
     for (int k = 0; k < C; ++k) {
       widen_into(err[k], a[k].err);
       widen_into(qx[k], a[k].qx);
@@ -183,11 +179,10 @@ __attribute__((target("avx2,fma"), always_inline)) inline double exact_lane_tota
 // pass_f32_avx2() for a group of at most 256 elements, the common case (groups of 32-256):
 // one block, so the binary64 totals are the widened block sums, and Sq and Sqq (at most 256 *
 // 255^2 < 2^24) are exact in binary32. The same sums, with less work between two rounds.
-// Candidates [0, A) are of the group at x[0] (Sx sum_x[0]), [A, C) of the one at x[1].
-template <int C, int A = C>
-__attribute__((target("avx2,fma"), flatten)) void short_pass_f32_avx2(const float* const* x, std::uint64_t n,
+template <int C>
+__attribute__((target("avx2,fma"), flatten)) void short_pass_f32_avx2(const float* x, std::uint64_t n,
                                                                       const codec::AffineParams* ps, float max_code,
-                                                                      const double* sum_x, codec::FitSums* sums) {
+                                                                      double sum_x, codec::FitSums* sums) {
   const avx2::CodeConstants c = avx2::code_constants(max_code);
   __m256 scale[C], min[C];
   for (int k = 0; k < C; ++k) {
@@ -195,16 +190,12 @@ __attribute__((target("avx2,fma"), flatten)) void short_pass_f32_avx2(const floa
     min[k] = _mm256_set1_ps(ps[k].min);
   }
   BlockAccumulators a[C];
-  accumulate_block<C, A>(x, 0, n, scale, min, c, a);
+  accumulate_block<C>(x, 0, n, scale, min, c, a);
   for (int k = 0; k < C; ++k) {
-    sums[k] = codec::FitSums{combine_one_block(a[k].err), exact_lane_total(a[k].q), exact_lane_total(a[k].qq),
-                             sum_x[k < A ? 0 : 1], combine_one_block(a[k].qx)};
+    sums[k] = codec::FitSums{combine_one_block(a[k].err), exact_lane_total(a[k].q), exact_lane_total(a[k].qq), sum_x,
+                             combine_one_block(a[k].qx)};
   }
 }
-
-// Groups of at most this many elements take short_pass_f32_avx2(), two at a time where two
-// such groups of one size search side by side (pair_round()).
-constexpr std::uint64_t kShortGroup = 256;
 
 // A group's elements and its search.
 struct GroupSearch {
@@ -217,11 +208,11 @@ struct GroupSearch {
 template <bool Avx2>
 WQ_INLINE void run_passes(const GroupSearch& g, const codec::AffineParams* ps, int count, codec::FitSums* sums) {
   if constexpr (Avx2) {
-    if (g.n <= kShortGroup) {
+    if (g.n <= 256) {
       switch (count) {
-        case 1: return short_pass_f32_avx2<1>(&g.x, g.n, ps, g.search.levels(), &g.sum_x, sums);
-        case 2: return short_pass_f32_avx2<2>(&g.x, g.n, ps, g.search.levels(), &g.sum_x, sums);
-        default: return short_pass_f32_avx2<3>(&g.x, g.n, ps, g.search.levels(), &g.sum_x, sums);
+        case 1: return short_pass_f32_avx2<1>(g.x, g.n, ps, g.search.levels(), g.sum_x, sums);
+        case 2: return short_pass_f32_avx2<2>(g.x, g.n, ps, g.search.levels(), g.sum_x, sums);
+        default: return short_pass_f32_avx2<3>(g.x, g.n, ps, g.search.levels(), g.sum_x, sums);
       }
     }
     switch (count) {
@@ -242,40 +233,6 @@ WQ_INLINE void run_search(GroupSearch* group) {
     run_passes<Avx2>(*group, ps, live, sums);
     group->search.take(sums);
   }
-}
-
-// The passes of two groups' rounds in one loop: A candidates of `a` then B of `b`.
-template <int A, int B>
-WQ_INLINE void pair_pass(const GroupSearch& a, const GroupSearch& b, const codec::AffineParams* ps,
-                         codec::FitSums* sums) {
-  const float* const x[2] = {a.x, b.x};
-  const double sum_x[2] = {a.sum_x, b.sum_x};
-  short_pass_f32_avx2<A + B, A>(x, a.n, ps, a.search.levels(), sum_x, sums);
-}
-
-// One round of two groups' searches: their live candidates' passes (in one loop where both
-// groups are short and of one size), then each search's refits. `count` is each one's number of
-// live candidates, from round(), whose parameters are in ps: the first group's, then the second's.
-WQ_INLINE void pair_round(GroupSearch* a, GroupSearch* b, const codec::AffineParams* ps, int ca, int cb) {
-  codec::FitSums sums[6];
-  if (ca > 0 && cb > 0 && a->n == b->n && a->n <= kShortGroup) {
-    switch (3 * (ca - 1) + (cb - 1)) {
-      case 0: pair_pass<1, 1>(*a, *b, ps, sums); break;
-      case 1: pair_pass<1, 2>(*a, *b, ps, sums); break;
-      case 2: pair_pass<1, 3>(*a, *b, ps, sums); break;
-      case 3: pair_pass<2, 1>(*a, *b, ps, sums); break;
-      case 4: pair_pass<2, 2>(*a, *b, ps, sums); break;
-      case 5: pair_pass<2, 3>(*a, *b, ps, sums); break;
-      case 6: pair_pass<3, 1>(*a, *b, ps, sums); break;
-      case 7: pair_pass<3, 2>(*a, *b, ps, sums); break;
-      default: pair_pass<3, 3>(*a, *b, ps, sums); break;
-    }
-  } else {
-    if (ca > 0) run_passes<true>(*a, ps, ca, sums);
-    if (cb > 0) run_passes<true>(*b, ps + ca, cb, sums + ca);
-  }
-  if (ca > 0) a->search.take(sums);
-  if (cb > 0) b->search.take(sums + ca);
 }
 
 template <bool Avx2>
@@ -312,79 +269,32 @@ __attribute__((target("avx2,fma"))) void range_f32_avx2(const float* x, std::uin
   *hi = b;
 }
 
-// Group k's range and started search (its elements widened into buffer `buffer` where they are
-// not binary32); a failure where its range is not finite or min-max refuses it.
-template <DType D, bool Avx2>
-WQ_INLINE GroupFailure start_group(const std::byte* src, const GroupGeometry& g, const codec::Recipe& recipe,
-                                   std::uint64_t k, int buffer, GroupSearch* group) {
-  const std::uint64_t row = k / g.groups_per_row, j = k % g.groups_per_row;
-  const std::uint64_t begin = row * g.cols + j * g.group_size;
-  const std::uint64_t n = std::min(g.group_size, g.cols - j * g.group_size);
-  const float* x = as_f32<D>(src, begin, n, buffer);
-  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-  if constexpr (Avx2) {
-    range_f32_avx2(x, n, &lo, &hi);
-  } else {
-    for (std::uint64_t i = 0; i < n; ++i) {  // NaN is skipped; the coder reports it
-      lo = x[i] < lo ? x[i] : lo;
-      hi = x[i] > hi ? x[i] : hi;
-    }
-  }
-  GroupFailure failure{true, !codec::is_finite(lo) || !codec::is_finite(hi), codec::ParamsStatus::kOk,
-                       k, begin, begin + n, lo, hi};
-  if (failure.nonfinite) return failure;
-  failure.status = group->search.start(n, lo, hi, recipe.bits, recipe.f16_params);
-  if (failure.status != codec::ParamsStatus::kOk) return failure;
-  group->x = x;
-  group->n = n;
-  group->sum_x = sum_x<Avx2>(x, n);
-  return GroupFailure{};
-}
-
-// Groups [first, last) two at a time on AVX2: two searches run side by side, round by round
-// (pair_round()), and a finished one hands its place to the next group. One group's round is a
-// chain (codes, binary32 sums in a fixed order, the refit's divisions) that its next round waits
-// on; two independent chains overlap, where one group after another left the core waiting.
-// Each search sees the sums it would see alone, so it chooses the same parameters. A failure
-// returns at once, some earlier groups' parameters unstored: the backend then throws.
-template <DType D>
-WQ_INLINE GroupFailure groups_side_by_side(const std::byte* src, const GroupGeometry& g, const codec::Recipe& recipe,
-                                           std::uint64_t first, std::uint64_t last, codec::AffineParams* params) {
-  GroupSearch group[2];
-  std::uint64_t index[2];
-  bool busy[2] = {false, false};
-  std::uint64_t next = first;
-  for (;;) {
-    codec::AffineParams ps[6];
-    int count[2] = {0, 0};
-    for (int s = 0; s < 2; ++s) {
-      for (;;) {  // this place's next round: its group's, or the next group's
-        if (!busy[s]) {
-          if (next == last) break;
-          const GroupFailure failure = start_group<D, true>(src, g, recipe, next, s, &group[s]);
-          if (failure.failed) return failure;
-          index[s] = next++;
-          busy[s] = true;
-        }
-        count[s] = group[s].search.round(ps + count[0]);
-        if (count[s] > 0) break;
-        params[index[s]] = group[s].search.best();  // finished
-        busy[s] = false;
-      }
-    }
-    if (count[0] == 0 && count[1] == 0) return GroupFailure{};
-    pair_round(&group[0], &group[1], ps, count[0], count[1]);
-  }
-}
-
 template <DType D, bool Avx2>
 WQ_INLINE GroupFailure groups_impl(const std::byte* src, const GroupGeometry& g, const codec::Recipe& recipe,
                                    std::uint64_t first, std::uint64_t last, codec::AffineParams* params) {
-  if constexpr (Avx2) return groups_side_by_side<D>(src, g, recipe, first, last, params);
   for (std::uint64_t k = first; k < last; ++k) {
+    const std::uint64_t row = k / g.groups_per_row, j = k % g.groups_per_row;
+    const std::uint64_t begin = row * g.cols + j * g.group_size;
+    const std::uint64_t n = std::min(g.group_size, g.cols - j * g.group_size);
+    const float* x = as_f32<D>(src, begin, n);
+    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+    if constexpr (Avx2) {
+      range_f32_avx2(x, n, &lo, &hi);
+    } else {
+      for (std::uint64_t i = 0; i < n; ++i) {  // NaN is skipped; the coder reports it
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+      }
+    }
+    GroupFailure failure{true, !codec::is_finite(lo) || !codec::is_finite(hi), codec::ParamsStatus::kOk,
+                         k, begin, begin + n, lo, hi};
+    if (failure.nonfinite) return failure;
     GroupSearch group;
-    const GroupFailure failure = start_group<D, Avx2>(src, g, recipe, k, 0, &group);
-    if (failure.failed) return failure;
+    failure.status = group.search.start(n, lo, hi, recipe.bits, recipe.f16_params);
+    if (failure.status != codec::ParamsStatus::kOk) return failure;
+    group.x = x;
+    group.n = n;
+    group.sum_x = sum_x<Avx2>(x, n);
     run_search<Avx2>(&group);
     params[k] = group.search.best();
   }
@@ -397,7 +307,7 @@ WQ_INLINE codec::ParamsStatus span_impl(const std::byte* src, std::uint64_t n, f
   GroupSearch group;
   const codec::ParamsStatus status = group.search.start(n, lo, hi, recipe.bits, recipe.f16_params);
   if (status != codec::ParamsStatus::kOk) return status;
-  group.x = as_f32<D>(src, 0, n, 0);
+  group.x = as_f32<D>(src, 0, n);
   group.n = n;
   group.sum_x = sum_x<Avx2>(group.x, n);
   run_search<Avx2>(&group);
