@@ -35,6 +35,7 @@ std::string shape_text(const Shape& shape) {
 
 int run_inspect(const InspectFlags& f) {
   std::vector<Row> rows;
+  std::vector<MetadataEntry> metadata;  // a GGUF's pairs, or those its container carries
   nlohmann::ordered_json j;
   j["file"] = f.input;
   if (is_wq_container(f.input)) {
@@ -43,6 +44,7 @@ int run_inspect(const InspectFlags& f) {
     j["bytes"] = c->file_bytes();
     j["producer"] = c->producer();
     j["source"] = {{"file", c->source().file}, {"format", c->source().format}, {"bytes", c->source().bytes}};
+    metadata = c->gguf_metadata_entries();
     for (const ContainerTensor& t : c->tensors()) {
       Row r{t.name, std::string(dtype_name(t.dtype)), shape_text(t.shape), std::string(encoding_name(t.encoding)), "", t.bits, 0, t.stored_bytes};
       if (has_codes(t.encoding)) {
@@ -63,6 +65,7 @@ int run_inspect(const InspectFlags& f) {
     const std::unique_ptr<CheckpointReader> c = open_checkpoint(f.input, read);
     j["format"] = c->format();
     j["bytes"] = c->file_bytes();
+    metadata = c->metadata();
     for (std::size_t i = 0; i < c->tensors().size(); ++i) {
       const TensorInfo& t = c->tensors()[i];
       Row r{t.name, std::string(dtype_name(t.dtype)), shape_text(t.shape), "raw", "", 0, 0,
@@ -81,6 +84,11 @@ int run_inspect(const InspectFlags& f) {
     }
   }
   if (f.json) {
+    if (!metadata.empty()) {
+      nlohmann::ordered_json pairs = nlohmann::ordered_json::array();
+      for (const MetadataEntry& m : metadata) pairs.push_back({{"key", m.key}, {"type", m.type}, {"value", m.value}});
+      j["metadata"] = std::move(pairs);
+    }
     nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
     for (const Row& r : rows) {
       nlohmann::ordered_json e = {{"name", r.name}, {"dtype", r.dtype}, {"shape", nlohmann::ordered_json::parse(r.shape)},
@@ -108,7 +116,16 @@ int run_inspect(const InspectFlags& f) {
                j["source"]["format"].get<std::string>(), with_commas(j["source"]["bytes"].get<std::uint64_t>()),
                j["producer"].get<std::string>());
   }
-  fmt::print("\n\n  {:<44} {:>5} {:>18} {:>8} {:>4} {:>8} {:>12}  {}\n", "tensor", "dtype", "shape", "encoding",
+  fmt::print("\n");
+  if (!metadata.empty()) {
+    fmt::print("\n  {} metadata pairs{}\n", metadata.size(), j["format"] == "wq" ? " (of the GGUF it was made from)" : "");
+    std::size_t key_width = 0;
+    for (const MetadataEntry& m : metadata) key_width = std::max(key_width, m.key.size());
+    for (const MetadataEntry& m : metadata) {
+      fmt::print("  {:<{}}  {:<14} {}\n", m.key, std::min<std::size_t>(key_width, 44), m.type, m.value);
+    }
+  }
+  fmt::print("\n  {:<44} {:>5} {:>18} {:>8} {:>4} {:>8} {:>12}  {}\n", "tensor", "dtype", "shape", "encoding",
              "bits", "groups", "bytes", "layout");
   std::uint64_t total = 0;
   for (const Row& r : rows) {
@@ -125,7 +142,9 @@ int run_inspect(const InspectFlags& f) {
 
 CommandRunner add_inspect_command(CLI::App& app) {
   auto flags = std::make_shared<InspectFlags>();
-  CLI::App* cmd = app.add_subcommand("inspect", "List the tensors of a WQ container or checkpoint");
+  CLI::App* cmd = app.add_subcommand(
+      "inspect", "List the tensors of a WQ container or checkpoint, and a GGUF's metadata pairs (or those a container "
+                 "made from a GGUF carries): strings quoted and cut at 120 characters, arrays by their length");
   cmd->add_option("file", flags->input, "WQ container or checkpoint")->required();
   cmd->add_flag("--json", flags->json, "Print JSON instead of a table");
   add_read_flags(*cmd, flags->max_view_expansion);

@@ -42,6 +42,7 @@ class ContainerCheckpoint final : public CheckpointReader {
   const std::string& format() const noexcept override { return format_; }
   std::uint64_t file_bytes() const noexcept override { return reader_->file_bytes(); }
   const std::vector<TensorInfo>& tensors() const noexcept override { return infos_; }
+  std::vector<MetadataEntry> metadata() const override { return metadata_entries(gguf_kvs_); }
 
   TensorView tensor(std::size_t index) override {
     const ContainerTensor& t = reader_->tensors().at(index);

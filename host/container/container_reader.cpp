@@ -55,6 +55,10 @@ class ContainerReaderImpl final : public ContainerReader {
     return paddle_name_table_;
   }
   std::string_view gguf_metadata() const noexcept override { return gguf_kv_; }
+  std::vector<MetadataEntry> gguf_metadata_entries() const override {
+    return detail::metadata_entries(detail::parse_gguf_kv_records(std::as_bytes(std::span(gguf_kv_.data(), gguf_kv_.size())),
+                                                                  path() + ": "));
+  }
 
   void verify(std::size_t index) const override {
     const ContainerTensor& t = tensors_.at(index);

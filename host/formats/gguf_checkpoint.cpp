@@ -55,6 +55,8 @@ class GgufCheckpoint final : public CheckpointReader {
     return {file_.file().data(), file_.file().size()};
   }
 
+  std::vector<MetadataEntry> metadata() const override { return metadata_entries(file_.metadata()); }
+
   const GgufFile& file() const noexcept { return file_; }
 
  private:

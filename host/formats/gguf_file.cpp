@@ -1,5 +1,6 @@
 #include "formats/gguf_file.h"
 
+#include <charconv>
 #include <cstring>
 #include <set>
 #include <string_view>
@@ -303,6 +304,89 @@ std::optional<std::uint32_t> GgufKvs::u32_value(std::string_view key) const {
   std::uint32_t v;
   std::memcpy(&v, kv->value.data(), 4);
   return v;
+}
+
+namespace {
+
+// A stored little-endian scalar of `type` as text (the shortest that reads back the same, for
+// the floats).
+std::string scalar_text(GgufValueType type, const std::byte* p) {
+  const auto number = [](auto v) {
+    char buffer[64];
+    const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, v);
+    return std::string(buffer, ec == std::errc{} ? end : buffer);
+  };
+  const auto load = [p]<typename T>(T) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  };
+  switch (type) {
+    case GgufValueType::kU8: return number(load(std::uint8_t{}));
+    case GgufValueType::kI8: return number(load(std::int8_t{}));
+    case GgufValueType::kU16: return number(load(std::uint16_t{}));
+    case GgufValueType::kI16: return number(load(std::int16_t{}));
+    case GgufValueType::kU32: return number(load(std::uint32_t{}));
+    case GgufValueType::kI32: return number(load(std::int32_t{}));
+    case GgufValueType::kU64: return number(load(std::uint64_t{}));
+    case GgufValueType::kI64: return number(load(std::int64_t{}));
+    case GgufValueType::kF32: return number(load(float{}));
+    case GgufValueType::kF64: return number(load(double{}));
+    case GgufValueType::kBool: return load(std::uint8_t{}) != 0 ? "true" : "false";
+    case GgufValueType::kString:
+    case GgufValueType::kArray: break;
+  }
+  return "?";
+}
+
+// A string value on one line, quoted: well-formed UTF-8 as it is but for '"' and '\\', other
+// bytes and control characters (a chat template's newlines) as \xNN, cut after kMaxShown
+// characters. (printable_utf8() of messages keeps control characters.)
+std::string one_line_quoted(std::string_view s) {
+  constexpr std::size_t kMaxShown = 120;
+  std::string out = "\"";
+  std::size_t shown = 0;
+  for (std::size_t i = 0; i < s.size(); ++shown) {
+    if (shown == kMaxShown) return out.append("\"...");  // append: GCC 12 warns falsely on operator+
+    const std::size_t n = utf8_sequence_length(s.substr(i));
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (n > 1) {
+      out.append(s.substr(i, n));
+      i += n;
+      continue;
+    }
+    if (n == 1 && c >= 0x20 && c != 0x7f) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += static_cast<char>(c);
+    } else {
+      constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+    ++i;
+  }
+  return out.append("\"");
+}
+
+}  // namespace
+
+std::vector<MetadataEntry> metadata_entries(const GgufKvs& kvs) {
+  std::vector<MetadataEntry> entries;
+  entries.reserve(kvs.pairs().size());
+  for (const GgufKv& kv : kvs.pairs()) {
+    MetadataEntry e{kv.key, gguf_value_type_name(kv.type), {}};
+    if (kv.type == GgufValueType::kArray) {
+      e.type.append("[").append(gguf_value_type_name(kv.element_type)).append("]");  // not operator+: GCC 12's -Wrestrict
+      e.value = std::to_string(kv.count) + (kv.count == 1 ? " value" : " values");
+    } else if (kv.type == GgufValueType::kString) {  // a UINT64 length, then the bytes
+      e.value = one_line_quoted(std::string_view(reinterpret_cast<const char*>(kv.value.data()) + 8, kv.value.size() - 8));
+    } else {
+      e.value = scalar_text(kv.type, kv.value.data());
+    }
+    entries.push_back(std::move(e));
+  }
+  return entries;
 }
 
 GgufKvs parse_gguf_kv_records(std::span<const std::byte> records, const std::string& where) {

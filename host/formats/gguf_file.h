@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "io/mapped_file.h"
+#include "wq/checkpoint.h"
 #include "wq/codec/ggml_blocks.h"
 
 namespace wq::detail {
@@ -68,6 +69,9 @@ class GgufKvs {
  private:
   std::vector<GgufKv> pairs_;
 };
+
+/// The pairs for display (wq::MetadataEntry's rules).
+std::vector<MetadataEntry> metadata_entries(const GgufKvs& kvs);
 
 /// Parses `records`, metadata pairs back to back (key, type, value) exactly as a GGUF file's
 /// metadata section holds them, with GgufFile's rules, up to the last byte. Throws

@@ -19,6 +19,16 @@ struct TensorInfo {
   Shape shape;
 };
 
+/// One metadata pair of a file, for display (a GGUF's key-value pairs): its key, its type as
+/// the format names it ("UINT32", "STRING", "ARRAY[STRING]"), and its value as text: numbers
+/// and booleans as they are, strings quoted (bytes that are not UTF-8 or not printable as
+/// \xNN, cut after 120 characters with "..."), arrays by their length alone.
+struct MetadataEntry {
+  std::string key;
+  std::string type;
+  std::string value;
+};
+
 /// A checkpoint opened for reading. Tensors are listed in the file's own order. Views stay
 /// valid until release() of that tensor or destruction. Not thread-safe for release(); views
 /// may be read from several threads at once.
@@ -44,6 +54,10 @@ class WQ_API CheckpointReader {
     (void)index;
     return {};
   }
+
+  /// The file's own metadata pairs in its order, for display: a GGUF's, or those a WQ container
+  /// made from a GGUF carries; empty for the other formats.
+  virtual std::vector<MetadataEntry> metadata() const { return {}; }
 
   /// The whole file as the reader has it mapped, for a checksum of the input that shares the
   /// reader's pages; empty where the reader does not map the file whole (zip formats).

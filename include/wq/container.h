@@ -9,6 +9,7 @@
 
 #include "wq/export.h"
 #include "wq/backend.h"
+#include "wq/checkpoint.h"
 #include "wq/quant_spec.h"
 #include "wq/tensor.h"
 
@@ -71,6 +72,8 @@ class WQ_API ContainerReader {
   /// back; docs/container-format.md §2), checked when the container was opened; empty for
   /// other formats. Quantizing the container into GGUF writes them back.
   virtual std::string_view gguf_metadata() const noexcept { return {}; }
+  /// The same pairs for display (CheckpointReader::metadata()); empty for other sources.
+  virtual std::vector<MetadataEntry> gguf_metadata_entries() const { return {}; }
 
   /// Recomputes tensor `index`'s XXH3-64; throws Error(kIntegrity) naming file and tensor on a
   /// mismatch.

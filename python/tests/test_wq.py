@@ -368,6 +368,10 @@ def test_quantize_file_writes_gguf_and_compressed_tensors_as_the_cli_does(tmp_pa
         wq.quantize_file(src, tmp_path / f"py-{type_name}.gguf", type=type_name)
         cli("quantize", str(src), "-o", str(tmp_path / f"cli-{type_name}.gguf"), "--type", type_name, "-q")
         assert (tmp_path / f"py-{type_name}.gguf").read_bytes() == (tmp_path / f"cli-{type_name}.gguf").read_bytes()
+    # inspect lists a GGUF's metadata pairs as the CLI shows them; a safetensors source has none.
+    pairs = {key: (kind, value) for key, kind, value in wq.inspect(tmp_path / "py-Q8_0.gguf")["gguf_metadata"]}
+    assert pairs["general.file_type"] == ("UINT32", "7") and pairs["general.quantized_by"][0] == "STRING"
+    assert "gguf_metadata" not in wq.inspect(src)
     # compressed-tensors, asymmetric groups of 64, and per channel with the mse search.
     report = wq.quantize_file(src, tmp_path / "py-ct.safetensors", to="compressed-tensors", scheme="W4A16_ASYM",
                               group_size=64)

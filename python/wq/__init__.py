@@ -348,7 +348,9 @@ def verify(path: str | os.PathLike, *, progress: Optional[Callable[[int, int, st
 
 def inspect(path: str | os.PathLike) -> Dict[str, Any]:
     """What a container or checkpoint holds: its metadata (format, producer, source; per
-    tensor of a container its encoding) and its tensors' names, dtypes and shapes."""
+    tensor of a container its encoding), its tensors' names, dtypes and shapes, and for a GGUF
+    (or a container made from one) its metadata pairs under "gguf_metadata", as (key, type,
+    value) text the way `wq-gpu inspect` shows them."""
     with Reader(path) as r:
         info = r.metadata()
         info["shapes"] = {name: {"dtype": r.dtype(name), "shape": r.shape(name)} for name in r.keys()}

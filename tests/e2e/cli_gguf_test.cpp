@@ -46,10 +46,11 @@ std::string rich_gguf(const std::string& path) {
       std::string(reinterpret_cast<const char*>(scores), sizeof scores) +
       gguf_str("test.flag") + le32(kBool) + std::string(1, '\1') +  //
       gguf_str("test.big") + le32(kU64) + u64_le(0xfffffffffffffff1ull) +
-      gguf_str("test.pi") + le32(kF64) + std::string(reinterpret_cast<const char*>(&pi), 8);
+      gguf_str("test.pi") + le32(kF64) + std::string(reinterpret_cast<const char*>(&pi), 8) +
+      gguf_str("test.text") + le32(kString) + gguf_str("line one\n\"two\" \xff" + std::string(130, 'x'));
   const std::string infos = gguf_str("blk.0.attn_q.weight") + le32(2) + u64_le(256) + u64_le(8) + le32(0) + u64_le(0) +
                             gguf_str("blk.0.attn_norm.weight") + le32(1) + u64_le(256) + le32(0) + u64_le(8192);
-  std::string file = "GGUF" + le32(3) + u64_le(2) + u64_le(9) + kvs + infos;
+  std::string file = "GGUF" + le32(3) + u64_le(2) + u64_le(10) + kvs + infos;
   file.resize((file.size() + 63) / 64 * 64, '\0');
   const std::string weights = weights_file(path + ".safetensors");
   const Safetensors st = parse_safetensors(read_file(weights));
@@ -451,6 +452,26 @@ TEST_F(cli, GgufMetadataSurvivesAContainer) {
   EXPECT_EQ(written.u32_value("general.file_type"), 7u);  // LLAMA_FTYPE_MOSTLY_Q8_0
   EXPECT_EQ(run({"verify", back}).status, kOk);
 
+  // inspect lists the pairs, of the GGUF and of the container made from it alike.
+  const ojson listed = inspect_json(source)["metadata"];
+  ASSERT_EQ(listed.size(), 10u) << listed.dump();
+  const auto pair = [&](std::size_t i) {
+    return listed[i]["key"].get<std::string>() + " " + listed[i]["type"].get<std::string>() + " " +
+           listed[i]["value"].get<std::string>();
+  };
+  EXPECT_EQ(pair(1), "general.alignment UINT32 64");
+  EXPECT_EQ(pair(4), "tokenizer.ggml.tokens ARRAY[STRING] 3 values");
+  EXPECT_EQ(pair(6), "test.flag BOOL true");
+  EXPECT_EQ(pair(7), "test.big UINT64 18446744073709551601");
+  EXPECT_EQ(pair(8), "test.pi FLOAT64 3.141592653589793");
+  // Strings on one line: control characters and bytes that are not UTF-8 as \xNN, cut at 120.
+  EXPECT_EQ(pair(9), "test.text STRING \"line one\\x0a\\\"two\\\" \\xff" + std::string(120 - 16, 'x') + "\"...");
+  EXPECT_EQ(inspect_json(container)["metadata"], listed);
+  const RunResult table = run({"inspect", container});
+  ASSERT_EQ(table.status, kOk) << table;
+  EXPECT_TRUE(contains(table.out, "10 metadata pairs (of the GGUF it was made from)")) << table;
+  EXPECT_TRUE(contains(table.out, "test.big")) << table;
+
   // The pairs as the container stores them: base64 text in the wq metadata.
   const Safetensors st = parse_safetensors(read_file(container));
   ojson wq = st.wq_metadata();
@@ -473,7 +494,7 @@ TEST_F(cli, GgufMetadataSurvivesAContainer) {
   // Valid base64 of records cut short (the last pair loses its value's last bytes).
   damaged = with_gguf_kv(text.substr(0, text.size() - 8));
   bad = run({"quantize", damaged, "-o", out("no.gguf"), "--type", "Q8_0", "--backend", "cpu"});
-  expect_clean_failure(bad, kBadFormat, {damaged, "gguf_kv", "'test.pi'", "truncated"}, out("no.gguf"));
+  expect_clean_failure(bad, kBadFormat, {damaged, "gguf_kv", "'test.text'", "truncated"}, out("no.gguf"));
   EXPECT_EQ(run({"verify", damaged}).status, kBadFormat);
 }
 
