@@ -118,7 +118,8 @@ int run_inspect(const InspectFlags& f) {
   }
   fmt::print("\n");
   if (!metadata.empty()) {
-    fmt::print("\n  {} metadata pairs{}\n", metadata.size(), j["format"] == "wq" ? " (of the GGUF it was made from)" : "");
+    fmt::print("\n  {} metadata pairs{}\n", metadata.size(),
+               j["format"] == "wq" ? " (of the GGUF it was made from)" : "");
     std::size_t key_width = 0;
     for (const MetadataEntry& m : metadata) key_width = std::max(key_width, m.key.size());
     for (const MetadataEntry& m : metadata) {

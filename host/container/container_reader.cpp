@@ -56,8 +56,8 @@ class ContainerReaderImpl final : public ContainerReader {
   }
   std::string_view gguf_metadata() const noexcept override { return gguf_kv_; }
   std::vector<MetadataEntry> gguf_metadata_entries() const override {
-    return detail::metadata_entries(detail::parse_gguf_kv_records(std::as_bytes(std::span(gguf_kv_.data(), gguf_kv_.size())),
-                                                                  path() + ": "));
+    const auto records = std::as_bytes(std::span(gguf_kv_.data(), gguf_kv_.size()));
+    return detail::metadata_entries(detail::parse_gguf_kv_records(records, path() + ": "));
   }
 
   void verify(std::size_t index) const override {

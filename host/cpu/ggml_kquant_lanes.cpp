@@ -222,9 +222,10 @@ WQ_LANES_INLINE VI small_lanes(V bound, VI ignored) { return ignored | (bound < 
 // Returns each lane's scale in scale[r], -min in neg_offset[r], and the grid its codes come
 // from: iscale in grid[r] (0 for an all-zero sub-block, whose codes are 0) and the offset it was
 // computed from in grid_min[r]. The codes themselves are left to the finish, which computes
-// nearly every sub-block's again from its stored step (LaneGridCodes). Each candidate step is a chain (sums in element order, a division, the error
-// in element order, the choice) that the next step's offset depends on, so with R > 1 the
-// rounds' registers go through every step together and the core interleaves their chains.
+// nearly every sub-block's again from its stored step (LaneGridCodes). Each candidate step is a
+// chain (sums in element order, a division, the error in element order, the choice) that the
+// next step's offset depends on, so with R > 1 the rounds' registers go through every step
+// together and the core interleaves their chains.
 //
 // The codes of a candidate are never kept: a lane that takes one records its grid, and the codes
 // of the grid kept last are computed from it where needed, by the same operations
@@ -356,6 +357,18 @@ struct SubBlockGrids {
   float* min;  // offset codes only
 };
 
+// fit_lanes()'s R registers of results to their arrays, eight sub-blocks per register.
+template <int R>
+WQ_LANES_INLINE void store_offset_fits(const V* scale, const V* neg_offset, const V* grid, const V* grid_min,
+                                       float* scales, float* mins, SubBlockGrids grids) {
+  for (int r = 0; r < R; ++r) {
+    std::memcpy(scales + kLanes * r, &scale[r], sizeof(V));
+    std::memcpy(mins + kLanes * r, &neg_offset[r], sizeof(V));
+    std::memcpy(grids.iscale + kLanes * r, &grid[r], sizeof(V));
+    std::memcpy(grids.min + kLanes * r, &grid_min[r], sizeof(V));
+  }
+}
+
 // search_scale_min_sub_blocks() of R consecutive super-blocks, fitted together: round r's lane j
 // is sub-block j of super-block r. No codes: their grids instead.
 template <typename Rounding, int R>
@@ -373,12 +386,7 @@ WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch s
   }
   V scale[R], neg_offset[R], grid[R], grid_min[R];
   fit_lanes<Rounding, kSub, R, false>(X, W, nmax, search, grid, grid_min, scale, neg_offset);
-  for (int r = 0; r < R; ++r) {
-    std::memcpy(scales + kLanes * r, &scale[r], sizeof(V));
-    std::memcpy(mins + kLanes * r, &neg_offset[r], sizeof(V));
-    std::memcpy(grids.iscale + kLanes * r, &grid[r], sizeof(V));
-    std::memcpy(grids.min + kLanes * r, &grid_min[r], sizeof(V));
-  }
+  store_offset_fits<R>(scale, neg_offset, grid, grid_min, scales, mins, grids);
 }
 
 // search_q2_k_sub_blocks() (weights |x|, absolute error) of R rounds of eight consecutive
@@ -393,12 +401,7 @@ WQ_LANES_INLINE void search_q2_k_lanes(const float* x, float* scales, float* min
   }
   V scale[R], neg_offset[R], grid[R], grid_min[R];
   fit_lanes<Rounding, n, R, true>(X, W, 3, ggml::q2_k_search(), grid, grid_min, scale, neg_offset);
-  for (int r = 0; r < R; ++r) {
-    std::memcpy(scales + kLanes * r, &scale[r], sizeof(V));
-    std::memcpy(mins + kLanes * r, &neg_offset[r], sizeof(V));
-    std::memcpy(grids.iscale + kLanes * r, &grid[r], sizeof(V));
-    std::memcpy(grids.min + kLanes * r, &grid_min[r], sizeof(V));
-  }
+  store_offset_fits<R>(scale, neg_offset, grid, grid_min, scales, mins, grids);
 }
 
 // signed_extreme() in every lane: the element of largest magnitude with its sign (the first of
@@ -434,7 +437,7 @@ WQ_LANES_INLINE void symmetric_grid_sums(const V (*X)[16], const V (*w)[16], con
 // once. Rounding to nearest even gives -32 or more while t >= -32.5, and 31 or less while
 // t < 31.5. So the low clamp can act only where c > 32.4 (is >= 5: c = 32.5 may reach -32.5 and
 // round past it), the high one only where c > 31.4 (is >= -5: c = 31.5 rounds to 32; and the
-// first grid). Fourteen of the twenty grids skip a clamp, four of them both: 1.1x on Q6_K.
+// first grid). Fourteen of the twenty grids skip a clamp, four of them both: 1.13-1.2x on Q6_K.
 // Lanes that are not all `small` take the integer path, which always clamps.
 constexpr int q6_k_grid_clamps(int is) {
   return (is >= 5 ? kClampLow : 0) | (is >= -5 || is == -10 ? kClampHigh : 0);
@@ -762,7 +765,9 @@ struct LaneGridCodes : LaneSubBlockCodes {
   const float* min;     // offset codes: the offset each grid was computed from
   int nmax;
   WQ_LANES_INLINE void unscaled(const float* x, int count, int j, std::uint8_t* L) const {
-    for (int i = 0; i < count; ++i) L[i] = static_cast<std::uint8_t>(ggml::offset_grid_code(x[i], iscale[j], min[j], nmax));
+    for (int i = 0; i < count; ++i) {
+      L[i] = static_cast<std::uint8_t>(ggml::offset_grid_code(x[i], iscale[j], min[j], nmax));
+    }
   }
   WQ_LANES_INLINE void unscaled(const float* x, int count, int j, std::int8_t* L) const {
     for (int i = 0; i < count; ++i) {
@@ -793,7 +798,8 @@ WQ_LANES_INLINE void quantize_lanes(const float* x, ggml::BlockQ2_K* y) {
   search_q2_k_lanes<Rounding, 2 * kBlocks>(x, scales, mins, SubBlockGrids{grid_iscale, grid_min});
   for (int b = 0; b < kBlocks; ++b) {
     const LaneGridCodes codes{{}, grid_iscale + 16 * b, grid_min + 16 * b, 3};
-    ggml::finish_q2_k(x + ggml::kSuperBlock * b, scales + 16 * b, mins + 16 * b, L + ggml::kSuperBlock * b, y + b, codes);
+    ggml::finish_q2_k(x + ggml::kSuperBlock * b, scales + 16 * b, mins + 16 * b, L + ggml::kSuperBlock * b, y + b,
+                      codes);
   }
 }
 

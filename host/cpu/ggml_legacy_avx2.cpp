@@ -62,7 +62,8 @@ WQ_AVX2_INLINE float block_absmax(const Block32& b) {
 WQ_AVX2_INLINE __m256 largest_magnitudes(const __m256i m[8]) {
   __m256i pairs[4];  // per 128-bit half: rows 2k and 2k+1, each folded to two values
   for (int k = 0; k < 4; ++k) {
-    pairs[k] = _mm256_max_epi32(_mm256_unpacklo_epi32(m[2 * k], m[2 * k + 1]), _mm256_unpackhi_epi32(m[2 * k], m[2 * k + 1]));
+    pairs[k] = _mm256_max_epi32(_mm256_unpacklo_epi32(m[2 * k], m[2 * k + 1]),
+                                _mm256_unpackhi_epi32(m[2 * k], m[2 * k + 1]));
   }
   __m256i quads[2];  // per 128-bit half: rows 4k..4k+3, each folded to one value
   for (int k = 0; k < 2; ++k) {
@@ -335,7 +336,8 @@ WQ_AVX2_INLINE void store_q8_0_block(const float* x, __m256 idv, std::uint16_t d
 
 // Eight consecutive blocks' codes from their 1/d and binary16 d.
 template <bool kInByte>
-WQ_AVX2_INLINE void store_q8_0_blocks8(const float* x, const float* ids, const std::uint16_t* d_bits, std::uint8_t* out) {
+WQ_AVX2_INLINE void store_q8_0_blocks8(const float* x, const float* ids, const std::uint16_t* d_bits,
+                                       std::uint8_t* out) {
   for (int j = 0; j < 8; ++j) {
     store_q8_0_block<kInByte>(x + 32 * j, _mm256_set1_ps(ids[j]), d_bits[j], out + sizeof(ggml::BlockQ8_0) * j);
   }

@@ -377,10 +377,11 @@ std::vector<MetadataEntry> metadata_entries(const GgufKvs& kvs) {
   for (const GgufKv& kv : kvs.pairs()) {
     MetadataEntry e{kv.key, gguf_value_type_name(kv.type), {}};
     if (kv.type == GgufValueType::kArray) {
-      e.type.append("[").append(gguf_value_type_name(kv.element_type)).append("]");  // not operator+: GCC 12's -Wrestrict
+      // append, not operator+: GCC 12 warns falsely (-Wrestrict) on that
+      e.type.append("[").append(gguf_value_type_name(kv.element_type)).append("]");
       e.value = std::to_string(kv.count) + (kv.count == 1 ? " value" : " values");
     } else if (kv.type == GgufValueType::kString) {  // a UINT64 length, then the bytes
-      e.value = one_line_quoted(std::string_view(reinterpret_cast<const char*>(kv.value.data()) + 8, kv.value.size() - 8));
+      e.value = one_line_quoted({reinterpret_cast<const char*>(kv.value.data()) + 8, kv.value.size() - 8});
     } else {
       e.value = scalar_text(kv.type, kv.value.data());
     }

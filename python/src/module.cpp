@@ -458,7 +458,8 @@ class Reader {
       d["file_bytes"] = checkpoint_->file_bytes();
     }
     // A GGUF's metadata pairs (or those its container carries), as `wq-gpu inspect` shows them.
-    const std::vector<wq::MetadataEntry> pairs = container_ ? container_->gguf_metadata_entries() : checkpoint_->metadata();
+    const std::vector<wq::MetadataEntry> pairs =
+        container_ ? container_->gguf_metadata_entries() : checkpoint_->metadata();
     if (!pairs.empty()) {
       py::list listed;
       for (const wq::MetadataEntry& m : pairs) listed.append(py::make_tuple(m.key, m.type, m.value));
