@@ -40,9 +40,9 @@ class ContainerReaderImpl final : public ContainerReader {
     paddle_name_table_ = std::move(m.paddle_name_table);
     gguf_kv_ = std::move(m.gguf_kv);
     // Checked now, as a GGUF file's are, so that a damaged copy fails here and not after an
-    // output was begun.
-    detail::parse_gguf_kv_records(std::as_bytes(std::span(gguf_kv_.data(), gguf_kv_.size())),
-                                  path + ": invalid GGUF metadata in __metadata__[\"wq\"].gguf_kv: ");
+    // output was begun. (The pairs view gguf_kv_, which this reader keeps unchanged.)
+    gguf_kvs_ = detail::parse_gguf_kv_records(std::as_bytes(std::span(gguf_kv_.data(), gguf_kv_.size())),
+                                              path + ": invalid GGUF metadata in __metadata__[\"wq\"].gguf_kv: ");
     bind_parts();
   }
 
@@ -55,10 +55,7 @@ class ContainerReaderImpl final : public ContainerReader {
     return paddle_name_table_;
   }
   std::string_view gguf_metadata() const noexcept override { return gguf_kv_; }
-  std::vector<MetadataEntry> gguf_metadata_entries() const override {
-    const auto records = std::as_bytes(std::span(gguf_kv_.data(), gguf_kv_.size()));
-    return detail::metadata_entries(detail::parse_gguf_kv_records(records, path() + ": "));
-  }
+  std::vector<MetadataEntry> gguf_metadata_entries() const override { return detail::metadata_entries(gguf_kvs_); }
 
   void verify(std::size_t index) const override {
     const ContainerTensor& t = tensors_.at(index);
@@ -179,6 +176,7 @@ class ContainerReaderImpl final : public ContainerReader {
   std::vector<ContainerTensor> tensors_;
   std::vector<std::pair<std::string, std::string>> paddle_name_table_;
   std::string gguf_kv_;
+  detail::GgufKvs gguf_kvs_;  // views into gguf_kv_
   std::vector<std::vector<std::size_t>> part_entries_;
 };
 

@@ -346,14 +346,9 @@ WQ_AVX2_INLINE void store_q8_0_blocks8(const float* x, const float* ids, const s
 }  // namespace
 
 __attribute__((target("avx2"))) void quantize_q8_0_avx2(const float* x, ggml::BlockQ8_0* y) {
-  const Block32 b = load_block(x);
-  const float d = block_absmax(b) / 127.0f;
-  const float id = ggml::reciprocal_or_zero(d);
-  y->d = codec::f32_to_f16_bits(d);
-  const __m256 idv = _mm256_set1_ps(id);
-  for (int k = 0; k < 4; ++k) {
-    store_low_bytes(round_half_away_to_int(_mm256_mul_ps(b.v[k], idv)), reinterpret_cast<std::uint8_t*>(y->qs) + 8 * k);
-  }
+  const float d = block_absmax(load_block(x)) / 127.0f;
+  store_q8_0_block<false>(x, _mm256_set1_ps(ggml::reciprocal_or_zero(d)), codec::f32_to_f16_bits(d),
+                          reinterpret_cast<std::uint8_t*>(y));
 }
 
 // Eight blocks at a time: their largest magnitudes reduced together (largest_magnitudes()), their
