@@ -165,6 +165,12 @@ WQ_LANES_INLINE bool all_lanes(VI mask) {
   return all;
 }
 
+WQ_LANES_INLINE bool any_lane(VI mask) {
+  bool any = false;
+  for (int j = 0; j < kLanes; ++j) any = any || mask[j] != 0;
+  return any;
+}
+
 // The rounding of rounded_code(), per instruction set: the baseline adds and subtracts
 // 1.5 * 2^23; AVX2 has it in one instruction, vroundps to nearest even, which is the same
 // integer for |t| < 2^22 (both round the exact value to nearest, ties to even, since 1.5 * 2^23
@@ -531,12 +537,14 @@ WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, SubBlockGr
 // them) that one register of lanes waits on, so R registers go through each step together and
 // the core interleaves their chains.
 //
-// ggml stops a sub-block after a pass that changed nothing, or after five. A pass that changes
-// nothing would change nothing again (the state is the same), so a lane may run passes past its
-// own end, but that is wasted work: on weights most sub-blocks (84 % of the Student-t benchmark
-// input) change nothing in their first pass, while of 32 lanes some usually need three to five.
-// So every sub-block runs its first pass in place (q3_k_first_pass), and the ones that changed
-// go to a queue that refills its lanes as sub-blocks finish (q3_k_refine_queue).
+// ggml stops a sub-block after a pass that changed nothing, or after five. On weights most
+// sub-blocks (84 % of the Student-t benchmark input) change nothing in their first pass, and
+// until a pass accepts its first change the sums it compares against are the initial ones. So
+// the first pass is first asked without its chain (q3_k_first_pass): every element's step
+// evaluated against the initial sums, all sixteen independent of each other. Where no step is
+// taken that is the pass, exactly; a sub-block where one is goes, with its initial state, to a
+// queue that runs its passes one to five in order and refills its lanes as sub-blocks finish
+// (q3_k_refine_queue).
 
 // The refinement state of a chunk of Q3_K sub-blocks: codes -4..3 while refining, then 0..7 as
 // the codec's finish_q3_k() takes them; the scales once a sub-block is final.
@@ -546,46 +554,62 @@ struct Q3KChunk {
   std::int8_t L[kBlocks * ggml::kSuperBlock];
   float scales[kSubBlocks];
   float sumlx[kSubBlocks], suml2[kSubBlocks];
-  int queue[kSubBlocks];  // sub-blocks still refining after their first pass
+  int queue[kSubBlocks];  // sub-blocks that change in their first pass, with their initial state
   int queued = 0;
 };
+
+// One element's step of a refinement pass in every lane: whether the lane takes a new code, and
+// the code and sums it would take. wxl, wll: the element's current terms in the sums (w x l and
+// w l l, as the sums added them); sumlx2 = sumlx * sumlx.
+struct Q3KStep {
+  VI take, new_l;
+  V slx, sl2;
+};
+WQ_LANES_INLINE Q3KStep q3_k_step(V x, VI l, V wxl, V wll, V sumlx, V suml2, V sumlx2) {
+  constexpr int nmax = 4;
+  const V w = x * x;
+  Q3KStep s;
+  s.slx = sumlx - wxl;
+  const VI positive = s.slx > 0.0f;
+  s.sl2 = suml2 - wll;
+  s.new_l = clamp(nearest_int(x * s.sl2 / s.slx), -nmax, nmax - 1);
+  const V nl = to_float(s.new_l);
+  s.slx = s.slx + w * x * nl;
+  s.sl2 = s.sl2 + w * nl * nl;
+  s.take = positive & (s.new_l != l) & (s.sl2 > 0.0f) & (s.slx * s.slx * suml2 > sumlx2 * s.sl2);
+  return s;
+}
 
 // One refinement pass over R registers of lanes; lanes in `frozen` (all-zero or idle) never
 // change. changed[r]: the lanes that accepted a new code.
 template <int R>
 WQ_LANES_INLINE void q3_k_pass(const V (*X)[16], VI (*L)[16], V* sumlx, V* suml2, const VI* frozen, VI* changed) {
-  constexpr int n = 16, nmax = 4;
+  constexpr int n = 16;
   for (int r = 0; r < R; ++r) changed[r] = VI{};
   for (int i = 0; i < n; ++i) {
     for (int r = 0; r < R; ++r) {
       const V x = X[r][i];
       const V w = x * x;
       const V li = to_float(L[r][i]);
-      V slx = sumlx[r] - w * x * li;
-      const VI positive = slx > 0.0f;
-      V sl2 = suml2[r] - w * li * li;
-      const VI new_l = clamp(nearest_int(x * sl2 / slx), -nmax, nmax - 1);
-      const V nl = to_float(new_l);
-      slx = slx + w * x * nl;
-      sl2 = sl2 + w * nl * nl;
-      const VI take = positive & (new_l != L[r][i]) & (sl2 > 0.0f) &
-                      (slx * slx * suml2[r] > sumlx[r] * sumlx[r] * sl2) & ~frozen[r];
-      L[r][i] = take ? new_l : L[r][i];
-      sumlx[r] = take ? slx : sumlx[r];
-      suml2[r] = take ? sl2 : suml2[r];
+      const Q3KStep s = q3_k_step(x, L[r][i], w * x * li, w * li * li, sumlx[r], suml2[r], sumlx[r] * sumlx[r]);
+      const VI take = s.take & ~frozen[r];
+      L[r][i] = take ? s.new_l : L[r][i];
+      sumlx[r] = take ? s.slx : sumlx[r];
+      suml2[r] = take ? s.sl2 : suml2[r];
       changed[r] |= take;
     }
   }
 }
 
 // Sub-blocks [first, first + 8R) of the chunk (x: the chunk's elements): the initial codes and
-// sums, and the first pass. Every sub-block's codes (0..7) and scale are written as if final;
-// the ones that changed are queued with their sums, and their entries rewritten when done.
+// sums, and whether the first pass would change any code. Every sub-block's codes (0..7) and
+// scale are written as if final; the ones whose first pass changes something are queued with
+// their initial sums, and their entries rewritten when done.
 template <int R>
 WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk) {
   constexpr int n = 16, nmax = 4;
-  V X[R][n];
-  VI L[R][n], flat[R], changed[R];
+  V X[R][n], wxl[R][n], wll[R][n];
+  VI L[R][n], flat[R], changes[R];
   V sumlx[R], suml2[R];
   for (int r = 0; r < R; ++r) {
     load_sub_blocks<n>(x + n * (first + kLanes * r), n, X[r]);
@@ -599,20 +623,31 @@ WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk)
       L[r][i] = clamp(nearest_int(iscale * X[r][i]), -nmax, nmax - 1);
       const V l = to_float(L[r][i]);
       const V w = X[r][i] * X[r][i];
-      sumlx[r] = sumlx[r] + w * X[r][i] * l;
-      suml2[r] = suml2[r] + w * l * l;
+      wxl[r][i] = w * X[r][i] * l;
+      wll[r][i] = w * l * l;
+      sumlx[r] = sumlx[r] + wxl[r][i];
+      suml2[r] = suml2[r] + wll[r][i];
     }
   }
-  q3_k_pass<R>(X, L, sumlx, suml2, flat, changed);
+  // The pass's steps against the initial sums: exact up to a lane's first taken step.
+  for (int r = 0; r < R; ++r) changes[r] = VI{};
+  for (int i = 0; i < n; ++i) {
+    for (int r = 0; r < R; ++r) {
+      changes[r] |= q3_k_step(X[r][i], L[r][i], wxl[r][i], wll[r][i], sumlx[r], suml2[r], sumlx[r] * sumlx[r]).take;
+    }
+  }
   for (int r = 0; r < R; ++r) {
     const int sub = first + kLanes * r;
+    // (A flat lane never takes a step: with |x| < 1e-15 its comparison underflows to 0 > 0.)
+    const VI queued = changes[r] & ~flat[r];
     // As fit_symmetric_refined() returns: codes 0 and scale 0 for an all-zero sub-block.
     for (int i = 0; i < n; ++i) L[r][i] = flat[r] ? VI{} : L[r][i] + nmax;
     store_sub_block_codes<n>(L[r], n, chunk->L + n * sub);
     const V scale = flat[r] ? V{} : (suml2[r] > 0.0f ? sumlx[r] / suml2[r] : V{});
     std::memcpy(chunk->scales + sub, &scale, sizeof scale);
+    if (!any_lane(queued)) continue;
     for (int j = 0; j < kLanes; ++j) {
-      if (changed[r][j] == 0) continue;
+      if (queued[j] == 0) continue;
       chunk->sumlx[sub + j] = sumlx[r][j];
       chunk->suml2[sub + j] = suml2[r][j];
       chunk->queue[chunk->queued++] = sub + j;
@@ -620,7 +655,7 @@ WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk)
   }
 }
 
-// Passes two to five of the queued sub-blocks, R registers of lanes at a time: a lane whose
+// Passes one to five of the queued sub-blocks, R registers of lanes at a time: a lane whose
 // sub-block is done (a pass changed nothing, or it ran five) takes the next from the queue, so
 // the registers stay full while the queue lasts.
 template <int R>
@@ -646,7 +681,7 @@ WQ_LANES_INLINE void q3_k_refine_queue(const float* x, Q3KChunk* chunk) {
           suml2[r][j] = chunk->suml2[sub];
           idle[r][j] = 0;
           sub_of[r][j] = sub;
-          passes[r][j] = 1;
+          passes[r][j] = 0;
         }
         active = active || idle[r][j] == 0;
       }

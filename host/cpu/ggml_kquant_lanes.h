@@ -22,7 +22,7 @@ namespace wq::detail {
 
 /// How many super-blocks the functions below should be given at once where the caller can: Q3_K
 /// refines the sub-blocks of that many together (fewer cost speed, never bytes).
-constexpr int kKQuantBatchBlocks = 16;
+constexpr int kKQuantBatchBlocks = 64;
 
 /// `blocks` super-blocks of x into `out` (unaligned): codec::ggml::quantize_block() for each,
 /// bit for bit, several times faster. Uses AVX2 where use_avx2() allows, the baseline vector

@@ -174,19 +174,26 @@ const float kLongQ3KRefinements[][16] = {
 };
 
 TEST_P(GgmlBackendSuite, Q3KRefinementStopsAfterFivePassesAsGgmlDoes) {
-  // 37 super-blocks: the CPU refines the sub-blocks of up to 16 together (two full batches and
+  // 133 super-blocks: the CPU refines the sub-blocks of up to 64 together (two full batches and
   // one of five), so the long refinements sit in different lanes, registers and batches, among
   // sub-blocks that finish after one pass, or two; and one batch with nothing but them.
-  const std::uint64_t blocks = 37;
+  const std::uint64_t blocks = 133;
   std::vector<float> x = weights(blocks * 256, 2026);
   const std::size_t kinds = std::size(kLongQ3KRefinements);
   for (std::size_t sub = 0; sub < blocks * 16; sub += 7) {
     const float* hard = kLongQ3KRefinements[(sub / 7) % kinds];
     std::copy(hard, hard + 16, x.begin() + static_cast<std::ptrdiff_t>(16 * sub));
   }
-  for (std::size_t sub = 32 * 16; sub < 36 * 16; ++sub) {  // super-blocks 32 to 35: all of them
+  for (std::size_t sub = 64 * 16; sub < 128 * 16; ++sub) {  // super-blocks 64 to 127: all of them
     const float* hard = kLongQ3KRefinements[sub % kinds];
     std::copy(hard, hard + 16, x.begin() + static_cast<std::ptrdiff_t>(16 * sub));
+  }
+  // Sub-blocks just below ggml's GROUP_MAX_EPS (1e-15), which Q3_K leaves unrefined: codes 0 and
+  // scale 0.
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> tiny(0.3e-15f, 0.99e-15f);
+  for (std::size_t sub = 3; sub < blocks * 16; sub += 11) {
+    for (std::size_t i = 16 * sub; i < 16 * sub + 16; ++i) x[i] = (i % 3 == 0 ? -1.0f : 1.0f) * tiny(rng);
   }
   for (ggml::Type type : {ggml::Type::kQ3_K, ggml::Type::kQ2_K, ggml::Type::kQ6_K}) {
     SCOPED_TRACE(ggml::type_name(type));
