@@ -113,8 +113,15 @@ WQ_AVX2_F16C_INLINE void code_loop(const std::byte* g, std::uint64_t size, codec
     }
     avx2::store_codes16<Bits>(avx2::code_bytes(q0, q1, c), out + i / 8 * Bits);
     if constexpr (Signal) *signal = _mm256_fmadd_ps(x1, x1, _mm256_fmadd_ps(x0, x0, *signal));
-    e2a = _mm256_fmadd_ps(e0, e0, e2a);
-    e2b = _mm256_fmadd_ps(e1, e1, e2b);
+    if constexpr (ClipKnown) {
+      // One accumulator: with two, these loops need a seventeenth register and GCC 12 kept one
+      // accumulator on the stack, a store and a reload on the loop's chain every iteration
+      // (2-bit symmetric rows ran at 0.79x minmax, 0.91x with one; bench/RESULTS.md).
+      e2a = _mm256_fmadd_ps(e1, e1, _mm256_fmadd_ps(e0, e0, e2a));
+    } else {
+      e2a = _mm256_fmadd_ps(e0, e0, e2a);
+      e2b = _mm256_fmadd_ps(e1, e1, e2b);
+    }
     emax = _mm256_max_ps(emax, a);
   }
   *error = _mm256_fmadd_ps(_mm256_add_ps(e2a, e2b), _mm256_mul_ps(scale, scale), *error);
