@@ -116,6 +116,15 @@ __attribute__((target("avx2,fma"), always_inline)) inline void accumulate_block(
                                                                                 const __m256* min,
                                                                                 const avx2::CodeConstants& c,
                                                                                 BlockAccumulators* a) {
+  if constexpr (C == 3) {
+    // Two candidates, then the third: three at once need 18 vector registers (12 accumulators,
+    // the constants, x) and GCC 12 kept two accumulators on the stack, a store and a reload on
+    // their chains every 8 elements. Each candidate's sums are its own, so the order of their
+    // additions, and the sums, are the same (mse 4-bit g64 0.74 -> 0.77 GB/s, bench/RESULTS.md).
+    accumulate_block<2>(x, begin, end, scale, min, c, a);
+    accumulate_block<1>(x, begin, end, scale + 2, min + 2, c, a + 2);
+    return;
+  }
   for (int k = 0; k < C; ++k) a[k] = BlockAccumulators{_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   std::uint64_t i = begin;
   for (; i + 8 <= end; i += 8) {
