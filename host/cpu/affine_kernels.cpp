@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -172,6 +173,23 @@ __attribute__((target("avx2,f16c"))) bool round_through_f16_f16c(FloatLanes<4>* 
   return true;
 }
 
+// Four groups' parameters, interleaved as AffineParams, and their coverage (Coverage is one
+// byte, 1 where every element lies inside): two shuffles and byte stores, where storing lane by
+// lane spills the vectors and reads each lane back (a tenth of the symmetric kernel in groups
+// of 32).
+static_assert(sizeof(codec::AffineParams) == 2 * sizeof(float) && sizeof(codec::Coverage) == 1);
+WQ_INLINE void store_params(FloatLanes<4> scale, FloatLanes<4> min, codec::AffineParams* out) {
+  const FloatLanes<4> pairs[2] = {__builtin_shufflevector(scale, min, 0, 4, 1, 5),
+                                  __builtin_shufflevector(scale, min, 2, 6, 3, 7)};
+  std::memcpy(out, pairs, sizeof pairs);
+}
+WQ_INLINE void store_coverage(FloatLanes<4> lo, FloatLanes<4> hi, FloatLanes<4> min, FloatLanes<4> r, float max_code,
+                              codec::Coverage* out) {
+  const IntLanes<4> inside = codec::reciprocal_ends_inside(lo, hi, min, r, FloatLanes<4>{} + max_code);
+  const ByteLanes<4> bytes = low_bytes(inside & 1);
+  std::memcpy(out, &bytes, sizeof bytes);
+}
+
 }  // namespace
 
 int params_of_ranges(const float* lo, const float* hi, int count, const codec::Recipe& recipe,
@@ -193,7 +211,7 @@ int params_of_ranges(const float* lo, const float* hi, int count, const codec::R
     // codec::symmetric_params() four groups at a time, spelled lane-wise here (its scalar form
     // is one function with a branch per F16 check); the backend suites hold both to the codec.
     // The scalar loop below takes a block with a non-finite range.
-    const V zero{}, k = V{} + -static_cast<float>(1u << (bits - 1));
+    const V zero{}, k = V{} + -static_cast<float>(1u << (bits - 1)), inverse_k = V{} + 1.0f / k[0];
     for (; vector && b + 4 <= count; b += 4) {
       V l, h;
       std::memcpy(&l, lo + b, sizeof l);
@@ -202,14 +220,15 @@ int params_of_ranges(const float* lo, const float* hi, int count, const codec::R
       l = l + zero;
       h = h + zero;
       const V m = h >= -l ? h : l;
-      V scale = m / k, unused = zero;
+      // m / k as m * (1 / k): k is a power of two, so both are the same real number rounded once.
+      V scale = m * inverse_k, unused = zero;
       if (f16_params && !round_through_f16_f16c(&scale, &unused)) break;
       const V min = k * scale;
       const V magnitude = (V)((IntLanes<4>)scale & 0x7fffffff);
       const V r = ((magnitude >= smallest) & (magnitude <= largest)) ? one / scale : V{};  // reciprocal_is_exact_enough
       std::memcpy(reciprocal + b, &r, sizeof r);
-      for (int l4 = 0; l4 < 4; ++l4) params[b + l4] = codec::AffineParams{scale[l4], min[l4]};
-      if (coverage != nullptr) codec::reciprocal_coverage_lanes<V, 4>(l, h, min, r, max_code_f, coverage + b);
+      store_params(scale, min, params + b);
+      if (coverage != nullptr) store_coverage(l, h, min, r, max_code_f, coverage + b);
     }
   }
   for (; rule == codec::RangeRule::kMinMax && vector && b + 4 <= count; b += 4) {
@@ -222,8 +241,8 @@ int params_of_ranges(const float* lo, const float* hi, int count, const codec::R
     if (f16_params && !round_through_f16_f16c(&scale, &min)) break;
     const V r = ((scale >= smallest) & (scale <= largest)) ? one / scale : V{};  // reciprocal_is_exact_enough
     std::memcpy(reciprocal + b, &r, sizeof r);
-    for (int l4 = 0; l4 < 4; ++l4) params[b + l4] = codec::AffineParams{scale[l4], min[l4]};
-    if (coverage != nullptr) codec::reciprocal_coverage_lanes<V, 4>(l, h, min, r, max_code_f, coverage + b);
+    store_params(scale, min, params + b);
+    if (coverage != nullptr) store_coverage(l, h, min, r, max_code_f, coverage + b);
   }
   for (; b < count; ++b) {
     const codec::ParamsStatus status =

@@ -104,14 +104,4 @@ WQ_HD inline Coverage reciprocal_coverage(float lo, float hi, AffineParams p, fl
   return reciprocal_ends_inside(lo, hi, p.min, r, max_code) ? Coverage::kEveryElementInside : Coverage::kMayClip;
 }
 
-#if !defined(__CUDA_ARCH__)
-/// reciprocal_coverage() of L groups at once on the host, each lane a group (GCC/Clang vector
-/// extensions): the same expression, evaluated lane-wise.
-template <typename V, int L>
-inline void reciprocal_coverage_lanes(V lo, V hi, V min, V r, float max_code, Coverage* out) {
-  const auto inside = reciprocal_ends_inside(lo, hi, min, r, V{} + max_code);
-  for (int l = 0; l < L; ++l) out[l] = inside[l] ? Coverage::kEveryElementInside : Coverage::kMayClip;
-}
-#endif
-
 }  // namespace wq::codec
