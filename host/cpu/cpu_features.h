@@ -17,6 +17,17 @@ inline bool use_avx2() {
   return has;
 }
 
+/// AVX-512 F, VL, BW and DQ present too (and kept by the OS), and WQ_CPU_NO_AVX512 unset (=1
+/// keeps the AVX2 clones on such a machine, so that the tests can run them there). The kernels
+/// that use it are the AVX2 code compiled once more with these extensions: the same 256-bit
+/// operations, with 32 vector registers instead of 16 for the ones that run out.
+inline bool use_avx512vl() {
+  static const bool has = use_avx2() && std::getenv("WQ_CPU_NO_AVX512") == nullptr &&
+                          __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  return has;
+}
+
 /// F16C (vcvtph2ps) present too: the float16 loads of the AVX2 kernels. Every AVX2 CPU known
 /// has it, but it is its own CPUID bit (leaf 1, ECX bit 29). Read with cpuid itself: clang 16's
 /// __builtin_cpu_supports does not know "f16c", and the OS's AVX state is already implied by
