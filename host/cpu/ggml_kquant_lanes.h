@@ -25,8 +25,8 @@ namespace wq::detail {
 constexpr int kKQuantBatchBlocks = 64;
 
 /// `blocks` super-blocks of x into `out` (unaligned): codec::ggml::quantize_block() for each,
-/// bit for bit, several times faster. Uses AVX2 where use_avx2() allows, the baseline vector
-/// code otherwise.
+/// bit for bit, several times faster. Uses AVX2 where use_avx2() allows (Q3_K: the same code
+/// built for AVX-512VL where use_avx512vl() allows), the baseline vector code otherwise.
 /// Q4_K and Q5_K: eight make_qkx2_quants searches of 32 per super-block.
 void quantize_q4_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
 void quantize_q5_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);

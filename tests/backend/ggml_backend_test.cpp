@@ -189,10 +189,11 @@ TEST_P(GgmlBackendSuite, Q3KRefinementStopsAfterFivePassesAsGgmlDoes) {
     std::copy(hard, hard + 16, x.begin() + static_cast<std::ptrdiff_t>(16 * sub));
   }
   // Sub-blocks just below ggml's GROUP_MAX_EPS (1e-15), which Q3_K leaves unrefined: codes 0 and
-  // scale 0.
+  // scale 0 (outside the batch of long refinements, and not in their places).
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> tiny(0.3e-15f, 0.99e-15f);
   for (std::size_t sub = 3; sub < blocks * 16; sub += 11) {
+    if (sub % 7 == 0 || (sub >= 64 * 16 && sub < 128 * 16)) continue;
     for (std::size_t i = 16 * sub; i < 16 * sub + 16; ++i) x[i] = (i % 3 == 0 ? -1.0f : 1.0f) * tiny(rng);
   }
   for (ggml::Type type : {ggml::Type::kQ3_K, ggml::Type::kQ2_K, ggml::Type::kQ6_K}) {
