@@ -21,8 +21,7 @@ bool decoded_on_read(const ContainerTensor& t) {
 class ContainerCheckpoint final : public CheckpointReader {
  public:
   explicit ContainerCheckpoint(std::unique_ptr<ContainerReader> reader)
-      : reader_(std::move(reader)),
-        gguf_kvs_(parse_gguf_kv_records(std::as_bytes(std::span(reader_->gguf_metadata())), reader_->path() + ": ")) {
+      : reader_(std::move(reader)), gguf_kvs_(stored_gguf_kvs(*reader_)) {
     for (const ContainerTensor& t : reader_->tensors()) {
       DType dtype = t.dtype;
       if (t.encoding == Encoding::kCast) dtype = t.data_dtype;
@@ -86,7 +85,7 @@ class ContainerCheckpoint final : public CheckpointReader {
   }
 
   std::unique_ptr<ContainerReader> reader_;
-  GgufKvs gguf_kvs_;  // views reader_'s copy
+  const GgufKvs& gguf_kvs_;  // the reader's, parsed when it opened the container
   const std::string format_ = "wq";
   std::vector<TensorInfo> infos_;
   std::vector<std::string> stored_;

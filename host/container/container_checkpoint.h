@@ -37,4 +37,8 @@ const GgufKvs* gguf_kvs_of(const CheckpointReader& reader);
 /// (container_reader.cpp).
 std::span<const std::byte> stored_part(const ContainerReader& reader, std::size_t index, std::size_t part);
 
+/// The GGUF metadata pairs a container carries, parsed (and checked) when it was opened; empty
+/// when its source was not a GGUF (container_reader.cpp). They view the reader's copy.
+const GgufKvs& stored_gguf_kvs(const ContainerReader& reader);
+
 }  // namespace wq::detail

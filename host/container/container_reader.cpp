@@ -55,6 +55,7 @@ class ContainerReaderImpl final : public ContainerReader {
     return paddle_name_table_;
   }
   std::string_view gguf_metadata() const noexcept override { return gguf_kv_; }
+  const detail::GgufKvs& gguf_kvs() const noexcept { return gguf_kvs_; }
   std::vector<MetadataEntry> gguf_metadata_entries() const override { return detail::metadata_entries(gguf_kvs_); }
 
   void verify(std::size_t index) const override {
@@ -196,6 +197,10 @@ namespace detail {
 
 std::span<const std::byte> stored_part(const ContainerReader& reader, std::size_t index, std::size_t part) {
   return dynamic_cast<const ContainerReaderImpl&>(reader).part(index, part);
+}
+
+const GgufKvs& stored_gguf_kvs(const ContainerReader& reader) {
+  return dynamic_cast<const ContainerReaderImpl&>(reader).gguf_kvs();
 }
 
 }  // namespace detail
