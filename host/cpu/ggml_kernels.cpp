@@ -101,6 +101,24 @@ bool quantize_blocks_at_once(const float* x, std::uint64_t n, std::uint8_t* out)
   return true;
 }
 
+// The legacy types' eight blocks (one statistics chunk) and their statistics at once, on AVX2
+// with F16C (cpu/ggml_legacy_avx2.h); false where the caller must decode the written blocks.
+template <typename Block>
+constexpr bool kHasChunkWithStats =
+    std::is_same_v<Block, ggml::BlockQ8_0> || std::is_same_v<Block, ggml::BlockQ4_0> ||
+    std::is_same_v<Block, ggml::BlockQ4_1> || std::is_same_v<Block, ggml::BlockQ5_0> ||
+    std::is_same_v<Block, ggml::BlockQ5_1>;
+
+template <typename Block>
+bool quantize_chunk_with_stats(const float* x, std::uint8_t* out, ErrorStats* stats) {
+  if constexpr (std::is_same_v<Block, ggml::BlockQ8_0>) return quantize_q8_0_chunk_avx2(x, out, stats);
+  if constexpr (std::is_same_v<Block, ggml::BlockQ4_0>) return quantize_q4_0_chunk_avx2(x, out, stats);
+  if constexpr (std::is_same_v<Block, ggml::BlockQ4_1>) return quantize_q4_1_chunk_avx2(x, out, stats);
+  if constexpr (std::is_same_v<Block, ggml::BlockQ5_0>) return quantize_q5_0_chunk_avx2(x, out, stats);
+  if constexpr (std::is_same_v<Block, ggml::BlockQ5_1>) return quantize_q5_1_chunk_avx2(x, out, stats);
+  return false;
+}
+
 template <typename Block>
 void quantize_run(const float* x, std::uint64_t count, std::uint8_t* out, ThreadPool* pool) {
   const std::uint64_t blocks = count / Block::kElements;
@@ -206,6 +224,19 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
         std::memcpy(widened, job.input.data + 4 * batch_base, 4 * static_cast<std::size_t>(batch_count));
       } else {
         for (int i = 0; i < batch_count; ++i) widened[i] = load_f32<D>(job.input.data, batch_base + i);
+      }
+      // The legacy types on AVX2 with F16C: a batch is one chunk, quantized with its statistics
+      // at once (decoding the blocks again took two fifths of Q8_0's time, a third of Q4_0's).
+      // A chunk whose sums are not finite, or that the function leaves, is summed below again.
+      if constexpr (kHasChunkWithStats<Block>) {
+        static_assert(kBatchBlocks == 8 && kChunk == 256);
+        ErrorStats chunk;
+        if (!job.search && batch_blocks == kBatchBlocks && use_f16c() &&
+            quantize_chunk_with_stats<Block>(x, job.blocks + batch * sizeof(Block), &chunk) &&
+            std::isfinite(chunk.signal_energy) && std::isfinite(chunk.error_energy)) {
+          stats.merge(chunk);
+          continue;
+        }
       }
       // A NaN or infinity is found through the statistics below, before anything is returned;
       // every block code tolerates one (bounded loops, clamped codes).

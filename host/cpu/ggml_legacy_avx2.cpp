@@ -2,10 +2,12 @@
 
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 
+#include "cpu/lanes.h"
 #include "wq/codec/ggml_legacy.h"
 #include "wq/codec/half.h"
 
@@ -15,6 +17,7 @@ namespace {
 namespace ggml = codec::ggml;
 
 #define WQ_AVX2_INLINE __attribute__((target("avx2"), always_inline)) inline
+#define WQ_AVX2_F16C_INLINE __attribute__((target("avx2,f16c"), always_inline)) inline
 
 struct Block32 {
   __m256 v[4];  // elements 0-7, 8-15, 16-23, 24-31
@@ -187,20 +190,26 @@ WQ_AVX2_INLINE void block_min_max(const float* x, const Block32& b, float* min_o
 }
 
 // Each legacy type's codes from its block's 1/d (and min, for the types that store one), the
-// arithmetic of ggml_legacy.h's loops on eight elements at once; the header (d, m) is the
-// caller's. One spelling, used one block at a time and eight blocks at a time below.
+// arithmetic of ggml_legacy.h's loops on eight elements at once, stored into the block's bytes
+// at y (unaligned); the header (d, m) is the caller's. One spelling, used one block at a time
+// and eight blocks at a time below. The blocks are written where they go, not built aside and
+// copied: the copy's loads spanned the header's and the codes' stores, which the CPU cannot
+// forward (28 % of Q4_0's samples sat on them).
 struct Q4_0Codes {
   using Block = ggml::BlockQ4_0;
   static constexpr float kDivisor = -8.0f;  // d = signed absmax / -8
   static constexpr bool kMin = false;
-  WQ_AVX2_INLINE static void codes(const Block32& b, __m256 idv, __m256, Block* y) {
+  static constexpr int kOffset = 8;    // decoded: (q - 8) * d
+  static constexpr int kCodeMask = 0x0f;
+  WQ_AVX2_INLINE static void codes(const Block32& b, __m256 idv, __m256, std::uint8_t* y, __m256i* out = nullptr) {
     const __m256 offset = _mm256_set1_ps(8.5f);
     __m256i low[2], high[2];
     for (int k = 0; k < 2; ++k) {
       low[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(b.v[k], idv), offset)));
       high[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(b.v[k + 2], idv), offset)));
     }
-    store_nibbles(low, high, y->qs);
+    store_nibbles(low, high, y + offsetof(Block, qs));
+    if (out != nullptr) out[0] = low[0], out[1] = low[1], out[2] = high[0], out[3] = high[1];
   }
 };
 
@@ -208,14 +217,17 @@ struct Q4_1Codes {
   using Block = ggml::BlockQ4_1;
   static constexpr float kDivisor = 15.0f;  // d = (max - min) / 15
   static constexpr bool kMin = true;
-  WQ_AVX2_INLINE static void codes(const Block32& b, __m256 idv, __m256 minv, Block* y) {
+  static constexpr int kOffset = 0;  // decoded: q * d + m
+  static constexpr int kCodeMask = 0x0f;
+  WQ_AVX2_INLINE static void codes(const Block32& b, __m256 idv, __m256 minv, std::uint8_t* y, __m256i* out = nullptr) {
     const __m256 half = _mm256_set1_ps(0.5f);
     __m256i low[2], high[2];
     for (int k = 0; k < 2; ++k) {
       low[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k], minv), idv), half)));
       high[k] = nibble_code(truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k + 2], minv), idv), half)));
     }
-    store_nibbles(low, high, y->qs);
+    store_nibbles(low, high, y + offsetof(Block, qs));
+    if (out != nullptr) out[0] = low[0], out[1] = low[1], out[2] = high[0], out[3] = high[1];
   }
 };
 
@@ -223,11 +235,14 @@ struct Q5_0Codes {
   using Block = ggml::BlockQ5_0;
   static constexpr float kDivisor = -16.0f;
   static constexpr bool kMin = false;
-  WQ_AVX2_INLINE static void codes(const Block32& b, __m256 idv, __m256, Block* y) {
+  static constexpr int kOffset = 16;  // decoded: (q - 16) * d
+  static constexpr int kCodeMask = 0x1f;
+  WQ_AVX2_INLINE static void codes(const Block32& b, __m256 idv, __m256, std::uint8_t* y, __m256i* out = nullptr) {
     const __m256 offset = _mm256_set1_ps(16.5f);
     __m256i codes[4];
     for (int k = 0; k < 4; ++k) codes[k] = five_bit_code(truncate(_mm256_add_ps(_mm256_mul_ps(b.v[k], idv), offset)));
-    store_q5(codes, y->qs, y->qh);
+    store_q5(codes, y + offsetof(Block, qs), y + offsetof(Block, qh));
+    if (out != nullptr) std::memcpy(out, codes, sizeof codes);
   }
 };
 
@@ -235,14 +250,17 @@ struct Q5_1Codes {
   using Block = ggml::BlockQ5_1;
   static constexpr float kDivisor = 31.0f;
   static constexpr bool kMin = true;
-  WQ_AVX2_INLINE static void codes(const Block32& b, __m256 idv, __m256 minv, Block* y) {
+  static constexpr int kOffset = 0;  // decoded: q * d + m
+  static constexpr int kCodeMask = 0x1f;
+  WQ_AVX2_INLINE static void codes(const Block32& b, __m256 idv, __m256 minv, std::uint8_t* y, __m256i* out = nullptr) {
     const __m256 half = _mm256_set1_ps(0.5f);
     __m256i codes[4];
     for (int k = 0; k < 4; ++k) {  // (uint8_t) of the truncation: the low byte, no clamp at all
       const __m256i t = truncate(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b.v[k], minv), idv), half));
       codes[k] = _mm256_and_si256(t, _mm256_set1_epi32(0xff));
     }
-    store_q5(codes, y->qs, y->qh);
+    store_q5(codes, y + offsetof(Block, qs), y + offsetof(Block, qh));
+    if (out != nullptr) std::memcpy(out, codes, sizeof codes);
   }
 };
 
@@ -268,16 +286,41 @@ WQ_AVX2_INLINE void quantize_one_block(const float* x, typename T::Block* y) {
   const float d = header_numerator<T>(x, b, &min) / T::kDivisor;
   y->d = codec::f32_to_f16_bits(d);
   if constexpr (T::kMin) y->m = codec::f32_to_f16_bits(min);
-  T::codes(b, _mm256_set1_ps(ggml::reciprocal_or_zero(d)), _mm256_set1_ps(min), y);
+  T::codes(b, _mm256_set1_ps(ggml::reciprocal_or_zero(d)), _mm256_set1_ps(min), reinterpret_cast<std::uint8_t*>(y));
+}
+
+// Adds a block's statistics: each code decodes to (q - offset) * d, or q * d + m, as
+// decode_*_blocks_avx2 compute it from the stored bytes (d and m the binary16 ones widened),
+// and its error and square are summed as LaneStats::add sums them. Returns the OR of the
+// codes, for the caller's check that each lies within T::kCodeMask, where it is the stored
+// one. ggml's narrowing and clamps keep every code there for any input (a NaN, an infinity
+// and a subnormal d give code 0 or a clamped one); the check, one OR per register, keeps the
+// statistics right should a code ever spill into its neighbour's bits.
+template <typename T>
+WQ_AVX2_INLINE __m256i add_block_stats(const Block32& b, const __m256i codes[4], __m256 dv, __m256 mv,
+                                       LaneStats<8>* lanes) {
+  __m256i any = codes[0];
+  for (int k = 0; k < 4; ++k) {
+    if (k > 0) any = _mm256_or_si256(any, codes[k]);
+    __m256 decoded = _mm256_cvtepi32_ps(T::kOffset != 0 ? _mm256_sub_epi32(codes[k], _mm256_set1_epi32(T::kOffset)) : codes[k]);
+    decoded = _mm256_mul_ps(decoded, dv);
+    if constexpr (T::kMin) decoded = _mm256_add_ps(decoded, mv);
+    lanes->add_error(FloatLanes<8>(b.v[k]), FloatLanes<8>(_mm256_sub_ps(b.v[k], decoded)));
+  }
+  return any;
 }
 
 // Eight blocks at a time, as quantize_q8_0_blocks_avx2: d and 1/d by one vector division each
-// (1/0 masked to 0, as reciprocal_or_zero), d and min to binary16 by vcvtps2ph.
+// (1/0 masked to 0, as reciprocal_or_zero), d and min to binary16 by vcvtps2ph. With `lanes`, the
+// blocks' statistics are summed into it (add_block_stats()), and the result says whether every
+// code was the stored one; a batch of fewer than eight blocks is never summed (false).
 template <typename T>
-__attribute__((target("avx2,f16c"), always_inline)) inline void quantize_blocks8(const float* x, std::uint64_t blocks,
-                                                                               std::uint8_t* out) {
+__attribute__((target("avx2,f16c"), always_inline)) inline bool quantize_blocks8(const float* x, std::uint64_t blocks,
+                                                                               std::uint8_t* out,
+                                                                               LaneStats<8>* lanes = nullptr) {
   using Block = typename T::Block;
   std::uint64_t b = 0;
+  __m256i any_code = _mm256_setzero_si256();
   for (; b + 8 <= blocks; b += 8) {
     alignas(32) float numerator[8], min[8];
     for (int j = 0; j < 8; ++j) {
@@ -289,23 +332,37 @@ __attribute__((target("avx2,f16c"), always_inline)) inline void quantize_blocks8
     alignas(32) float id[8];
     _mm256_store_ps(id, _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), nonzero));
     alignas(16) std::uint16_t d_bits[8], m_bits[8];
-    _mm_store_si128(reinterpret_cast<__m128i*>(d_bits), _mm256_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT));
+    const __m128i d_half = _mm256_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT);
+    _mm_store_si128(reinterpret_cast<__m128i*>(d_bits), d_half);
+    alignas(32) float d_widened[8], m_widened[8];
     if constexpr (T::kMin) {
-      _mm_store_si128(reinterpret_cast<__m128i*>(m_bits), _mm256_cvtps_ph(_mm256_load_ps(min), _MM_FROUND_TO_NEAREST_INT));
+      const __m128i m_half = _mm256_cvtps_ph(_mm256_load_ps(min), _MM_FROUND_TO_NEAREST_INT);
+      _mm_store_si128(reinterpret_cast<__m128i*>(m_bits), m_half);
+      if (lanes != nullptr) _mm256_store_ps(m_widened, _mm256_cvtph_ps(m_half));
     }
+    if (lanes != nullptr) _mm256_store_ps(d_widened, _mm256_cvtph_ps(d_half));
     for (int j = 0; j < 8; ++j) {
-      Block block;  // built aligned, then copied: `out` need not be aligned for Block
-      block.d = d_bits[j];
-      if constexpr (T::kMin) block.m = m_bits[j];
-      T::codes(load_block(x + (b + j) * 32), _mm256_set1_ps(id[j]), _mm256_set1_ps(min[j]), &block);
-      std::memcpy(out + (b + j) * sizeof(Block), &block, sizeof(Block));
+      std::uint8_t* const y = out + (b + j) * sizeof(Block);  // not aligned for Block
+      std::memcpy(y + offsetof(Block, d), &d_bits[j], 2);
+      if constexpr (T::kMin) std::memcpy(y + offsetof(Block, m), &m_bits[j], 2);
+      const Block32 v = load_block(x + (b + j) * 32);
+      if (lanes == nullptr) {
+        T::codes(v, _mm256_set1_ps(id[j]), _mm256_set1_ps(min[j]), y);
+      } else {
+        __m256i codes[4];
+        T::codes(v, _mm256_set1_ps(id[j]), _mm256_set1_ps(min[j]), y, codes);
+        any_code = _mm256_or_si256(any_code, add_block_stats<T>(v, codes, _mm256_set1_ps(d_widened[j]),
+                                                                T::kMin ? _mm256_set1_ps(m_widened[j]) : __m256{}, lanes));
+      }
     }
   }
+  const bool summed = b == blocks && b > 0;
   for (; b < blocks; ++b) {
     Block block;
     quantize_one_block<T>(x + b * 32, &block);
     std::memcpy(out + b * sizeof(Block), &block, sizeof(Block));
   }
+  return summed && _mm256_testz_si256(any_code, _mm256_set1_epi32(~T::kCodeMask));
 }
 
 // One Q8_0 block's 32 codes, ggml's roundf(x * id) narrowed to a byte, in one write after its two
@@ -314,11 +371,23 @@ __attribute__((target("avx2,f16c"), always_inline)) inline void quantize_blocks8
 // reciprocal is infinite) a lane may hold cvttps2dq's INT32_MIN or wrap: the low byte of each
 // lane is taken first (and 0xff), as C's narrowing does, and unsigned packs that cannot saturate
 // keep it.
+// With `lanes`, kInByte's codes also go to the statistics: each decodes to (float)q * d, as
+// decode_q8_0_blocks_avx2 computes it from the stored bytes (the code is the byte, and d the
+// binary16 d widened, `dv`), and its error and square are summed as LaneStats::add sums them.
 template <bool kInByte>
-WQ_AVX2_INLINE void store_q8_0_block(const float* x, __m256 idv, std::uint16_t d_bits, std::uint8_t* y) {
+WQ_AVX2_INLINE void store_q8_0_block(const float* x, __m256 idv, std::uint16_t d_bits, std::uint8_t* y,
+                                     LaneStats<8>* lanes = nullptr, __m256 dv = __m256{}) {
   const Block32 v = load_block(x);
   __m256i q[4];
   for (int k = 0; k < 4; ++k) q[k] = round_half_away_to_int(_mm256_mul_ps(v.v[k], idv));
+  if constexpr (kInByte) {
+    if (lanes != nullptr) {
+      for (int k = 0; k < 4; ++k) {
+        const __m256 decoded = _mm256_mul_ps(_mm256_cvtepi32_ps(q[k]), dv);
+        lanes->add_error(FloatLanes<8>(v.v[k]), FloatLanes<8>(_mm256_sub_ps(v.v[k], decoded)));
+      }
+    }
+  }
   __m256i bytes;
   if constexpr (kInByte) {
     bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
@@ -334,13 +403,53 @@ WQ_AVX2_INLINE void store_q8_0_block(const float* x, __m256 idv, std::uint16_t d
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + 2), _mm256_permutevar8x32_epi32(bytes, order));
 }
 
-// Eight consecutive blocks' codes from their 1/d and binary16 d.
+// Eight consecutive blocks' codes from their 1/d and binary16 d (with `lanes`, their widened d
+// in `ds` too, for the statistics).
 template <bool kInByte>
 WQ_AVX2_INLINE void store_q8_0_blocks8(const float* x, const float* ids, const std::uint16_t* d_bits,
-                                       std::uint8_t* out) {
+                                       std::uint8_t* out, LaneStats<8>* lanes = nullptr, const float* ds = nullptr) {
   for (int j = 0; j < 8; ++j) {
-    store_q8_0_block<kInByte>(x + 32 * j, _mm256_set1_ps(ids[j]), d_bits[j], out + sizeof(ggml::BlockQ8_0) * j);
+    store_q8_0_block<kInByte>(x + 32 * j, _mm256_set1_ps(ids[j]), d_bits[j], out + sizeof(ggml::BlockQ8_0) * j, lanes,
+                              lanes != nullptr ? _mm256_set1_ps(ds[j]) : __m256{});
   }
+}
+
+// Eight blocks from x into out, as quantize_q8_0_blocks_avx2 below says; with `lanes`, their
+// statistics summed into it where every code lies within a byte (the returned value). Where one
+// does not, the codes take the masked spelling and nothing is summed.
+WQ_AVX2_F16C_INLINE bool quantize_q8_0_blocks8(const float* x, std::uint8_t* out, LaneStats<8>* lanes) {
+  const __m256 largest_finite = _mm256_set1_ps(std::numeric_limits<float>::max());
+  __m256i magnitudes[8];
+  for (int j = 0; j < 8; ++j) {
+    // 8 KiB ahead, both cache lines of a block, as the affine kernels fetch: 1.15x on a
+    // 64 MiB input here, whose reads the hardware prefetcher alone left waiting.
+    _mm_prefetch(reinterpret_cast<const char*>(x + j * 32 + 2048), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(x + j * 32 + 2048 + 16), _MM_HINT_T0);
+    magnitudes[j] = magnitude_bits_max(load_block(x + j * 32));
+  }
+  const __m256 amax = largest_magnitudes(magnitudes);
+  const __m256 d = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
+  const __m256 nonzero = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+  const __m256 id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), nonzero);
+  const bool in_byte = _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(amax, largest_finite, _CMP_LE_OQ),
+                                                        _mm256_cmp_ps(id, largest_finite, _CMP_LE_OQ))) == 0xff;
+  alignas(32) float ids[8];
+  _mm256_store_ps(ids, id);
+  const __m128i d_half = _mm256_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT);
+  alignas(16) std::uint16_t d_bits[8];
+  _mm_store_si128(reinterpret_cast<__m128i*>(d_bits), d_half);
+  if (!in_byte) {
+    store_q8_0_blocks8<false>(x, ids, d_bits, out);
+    return false;
+  }
+  if (lanes == nullptr) {
+    store_q8_0_blocks8<true>(x, ids, d_bits, out);
+  } else {
+    alignas(32) float ds[8];
+    _mm256_store_ps(ds, _mm256_cvtph_ps(d_half));
+    store_q8_0_blocks8<true>(x, ids, d_bits, out, lanes, ds);
+  }
+  return true;
 }
 
 }  // namespace
@@ -365,38 +474,21 @@ __attribute__((target("avx2,f16c"))) void quantize_q8_0_blocks_avx2(const float*
                                                                     std::uint8_t* out) {
   constexpr std::uint64_t kBytes = sizeof(ggml::BlockQ8_0);
   static_assert(kBytes == 34, "Q8_0: 2 bytes of d, 32 codes");
-  const __m256 largest_finite = _mm256_set1_ps(std::numeric_limits<float>::max());
   std::uint64_t b = 0;
-  for (; b + 8 <= blocks; b += 8) {
-    __m256i magnitudes[8];
-    for (int j = 0; j < 8; ++j) {
-      // 8 KiB ahead, both cache lines of a block, as the affine kernels fetch: 1.15x on a
-      // 64 MiB input here, whose reads the hardware prefetcher alone left waiting.
-      _mm_prefetch(reinterpret_cast<const char*>(x + (b + j) * 32 + 2048), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(x + (b + j) * 32 + 2048 + 16), _MM_HINT_T0);
-      magnitudes[j] = magnitude_bits_max(load_block(x + (b + j) * 32));
-    }
-    const __m256 amax = largest_magnitudes(magnitudes);
-    const __m256 d = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
-    const __m256 nonzero = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_UQ);
-    const __m256 id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), nonzero);
-    const bool in_byte = _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(amax, largest_finite, _CMP_LE_OQ),
-                                                          _mm256_cmp_ps(id, largest_finite, _CMP_LE_OQ))) == 0xff;
-    alignas(32) float ids[8];
-    _mm256_store_ps(ids, id);
-    alignas(16) std::uint16_t d_bits[8];
-    _mm_store_si128(reinterpret_cast<__m128i*>(d_bits), _mm256_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT));
-    if (in_byte) {
-      store_q8_0_blocks8<true>(x + b * 32, ids, d_bits, out + b * kBytes);
-    } else {
-      store_q8_0_blocks8<false>(x + b * 32, ids, d_bits, out + b * kBytes);
-    }
-  }
+  for (; b + 8 <= blocks; b += 8) quantize_q8_0_blocks8(x + b * 32, out + b * kBytes, nullptr);
   for (; b < blocks; ++b) {
     ggml::BlockQ8_0 block;
     quantize_q8_0_avx2(x + b * 32, &block);
     std::memcpy(out + b * kBytes, &block, kBytes);
   }
+}
+
+__attribute__((target("avx2,f16c"))) bool quantize_q8_0_chunk_avx2(const float* x, std::uint8_t* out,
+                                                                   ErrorStats* stats) {
+  LaneStats<8> lanes;
+  if (!quantize_q8_0_blocks8(x, out, &lanes)) return false;
+  lanes.fold_into(stats, 256);
+  return true;
 }
 
 __attribute__((target("avx2"))) void quantize_q4_0_avx2(const float* x, ggml::BlockQ4_0* y) {
@@ -429,6 +521,34 @@ __attribute__((target("avx2,f16c"))) void quantize_q5_0_blocks_avx2(const float*
 
 __attribute__((target("avx2,f16c"))) void quantize_q5_1_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out) {
   quantize_blocks8<Q5_1Codes>(x, blocks, out);
+}
+
+namespace {
+// One statistics chunk of eight blocks with a legacy type's codes (quantize_blocks8()).
+template <typename T>
+__attribute__((target("avx2,f16c"), always_inline)) inline bool quantize_chunk(const float* x, std::uint8_t* out,
+                                                                             ErrorStats* stats) {
+  LaneStats<8> lanes;
+  if (!quantize_blocks8<T>(x, 8, out, &lanes)) return false;
+  lanes.fold_into(stats, 256);
+  return true;
+}
+}  // namespace
+
+__attribute__((target("avx2,f16c"))) bool quantize_q4_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats) {
+  return quantize_chunk<Q4_0Codes>(x, out, stats);
+}
+
+__attribute__((target("avx2,f16c"))) bool quantize_q4_1_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats) {
+  return quantize_chunk<Q4_1Codes>(x, out, stats);
+}
+
+__attribute__((target("avx2,f16c"))) bool quantize_q5_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats) {
+  return quantize_chunk<Q5_0Codes>(x, out, stats);
+}
+
+__attribute__((target("avx2,f16c"))) bool quantize_q5_1_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats) {
+  return quantize_chunk<Q5_1Codes>(x, out, stats);
 }
 
 }  // namespace wq::detail

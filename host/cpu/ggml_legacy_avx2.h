@@ -14,6 +14,7 @@
 // to the codec's and to ggml's own.
 #pragma once
 
+#include "wq/backend.h"
 #include "wq/codec/ggml_blocks.h"
 
 namespace wq::detail {
@@ -25,6 +26,18 @@ void quantize_q8_0_avx2(const float* x, codec::ggml::BlockQ8_0* y);
 /// division each): the bytes of the one-block functions, non-finite blocks included. Only
 /// call when use_f16c() is true too.
 void quantize_q8_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
+/// Eight blocks (one statistics chunk of 256 elements) of x into `out`, as the function above,
+/// and their error statistics into *stats: the sums of lane_stats<8>() over the values that the
+/// written blocks decode to, bit for bit, without decoding them again. False, and *stats left
+/// alone, where a code of the eight lies outside a byte (a non-finite input, a subnormal d):
+/// the blocks are written all the same, and the caller decodes them for the statistics.
+bool quantize_q8_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats);
+/// The same for the other legacy types (false also where a code of the eight is not the one
+/// the block stores).
+bool quantize_q4_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats);
+bool quantize_q4_1_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats);
+bool quantize_q5_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats);
+bool quantize_q5_1_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats);
 void quantize_q4_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
 void quantize_q4_1_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
 void quantize_q5_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);

@@ -80,16 +80,18 @@ TEST_P(GgmlBackendSuite, EveryTypeWritesTheCodecsBlocksAndDecodesToItsValues) {
       ErrorStats stats;
       ASSERT_EQ(quantize(type, x, shape, &stats), want);
       // The statistics are those of the decoded values.
-      double signal = 0, error = 0;
+      double signal = 0, error = 0, max_error = 0;
       for (std::size_t i = 0; i < x.size(); ++i) {
         signal += static_cast<double>(x[i]) * x[i];
         const double e = static_cast<double>(x[i]) - want_decoded[i];
         error += e * e;
+        max_error = std::max(max_error, std::fabs(e));
       }
       EXPECT_EQ(stats.count, x.size());
       // Binary32 partial sums per block, folded into binary64: relative rounding ~1e-7.
       EXPECT_NEAR(stats.signal_energy, signal, signal * 1e-6);
       EXPECT_NEAR(stats.error_energy, error, error * 1e-5 + 1e-300);
+      EXPECT_NEAR(stats.max_abs_error, max_error, max_error * 1e-6);
       EXPECT_GT(stats.sqnr_db(), 5.0);
       std::vector<float> decoded(x.size(), std::numeric_limits<float>::quiet_NaN());
       backend_->decode_ggml(want.data(), type,

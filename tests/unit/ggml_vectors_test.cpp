@@ -13,6 +13,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/ggml_kernels.h"
 #include "cpu/ggml_legacy_avx2.h"
+#include "cpu/lanes.h"
 #include "cpu/thread_pool.h"
 #include "ggml_test_support.h"
 #include "test_support.h"
@@ -168,6 +169,104 @@ TEST(GgmlRounding, Q8_0EightBlocksEqualOneBlockOnNonFiniteAndSubnormalBlocks) {
       std::memcpy(one.data() + b * sizeof y, &y, sizeof y);
     }
     EXPECT_EQ(eight, one);
+  }
+}
+
+// The legacy types' chunk with its statistics (the backend's path on AVX2): the blocks of the
+// eight-block functions, and the sums that LaneStats<8> gives over the values the codec decodes
+// those blocks to, bit for bit (the backend sums other chunks that way). Normal weights of two
+// scales, a block of tiny values (a subnormal or zero d), a constant block, and non-finite
+// blocks. Where a function declines a chunk (Q8_0's codes out of a byte), it must have written
+// the blocks all the same and left the statistics alone; the others' codes of a NaN block are
+// the stored ones, and their sums then NaN, which the caller checks.
+template <typename Block>
+void expect_chunk_statistics_of_decoded_blocks(void (*blocks_avx2)(const float*, std::uint64_t, std::uint8_t*),
+                                               bool (*chunk_avx2)(const float*, std::uint8_t*, ErrorStats*)) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  struct Case {
+    float value;
+    bool must_sum;
+  };
+  const auto same = [](double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); };
+  int summed_cases = 0;
+  for (const Case c : {Case{0.5f, true}, Case{4e-37f, true}, Case{1e-41f, false}, Case{0.0f, true}, Case{inf, false},
+                       Case{nan, false}}) {
+    SCOPED_TRACE(::testing::Message() << c.value);
+    for (std::uint32_t seed = 1; seed <= 20; ++seed) {
+      std::vector<float> x = test::random_normal(8 * 32, seed, seed % 2 ? 0.02f : 3.0f);
+      const int block = static_cast<int>(seed % 8);
+      if (std::fabs(c.value) < 1e-30f) {  // a block of tiny values, or of zeros
+        for (int i = 0; i < 32; ++i) x[32 * block + i] = c.value * static_cast<float>(i % 5);
+      } else {
+        x[32 * block + static_cast<int>(seed % 32)] = c.value;
+      }
+      std::vector<std::uint8_t> want(8 * sizeof(Block)), got(want.size(), 0xa5);
+      blocks_avx2(x.data(), 8, want.data());
+      ErrorStats stats;
+      stats.count = 12345;  // must stay as it is where nothing is summed
+      const bool summed = chunk_avx2(x.data(), got.data(), &stats);
+      ASSERT_TRUE(summed || !c.must_sum);
+      ASSERT_EQ(got, want);
+      if (!summed) {
+        EXPECT_EQ(stats.count, 12345u);
+        continue;
+      }
+      detail::LaneStats<8> lanes;
+      for (int b = 0; b < 8; ++b) {
+        Block y;
+        std::memcpy(&y, want.data() + b * sizeof y, sizeof y);
+        float decoded[32];
+        ggml::decode_block(y, decoded);
+        for (int k = 0; k < 32; k += 8) {
+          detail::FloatLanes<8> xv, dv;
+          std::memcpy(&xv, x.data() + 32 * b + k, sizeof xv);
+          std::memcpy(&dv, decoded + k, sizeof dv);
+          lanes.add(xv, dv);
+        }
+      }
+      ErrorStats expected;
+      lanes.fold_into(&expected, 256);
+      ErrorStats fused;
+      ASSERT_TRUE(chunk_avx2(x.data(), got.data(), &fused));
+      EXPECT_EQ(fused.count, 256u);
+      EXPECT_PRED2(same, fused.signal_energy, expected.signal_energy);
+      EXPECT_PRED2(same, fused.error_energy, expected.error_energy);
+      EXPECT_PRED2(same, fused.max_abs_error, expected.max_abs_error);
+      if (std::isfinite(c.value)) {
+        EXPECT_GT(fused.error_energy, 0.0) << "a test that sums nothing cannot fail";
+      }
+      ++summed_cases;
+    }
+  }
+  EXPECT_GE(summed_cases, 3 * 20);  // at least the cases that must be summed
+}
+
+TEST(GgmlRounding, LegacyChunkStatisticsAreThoseOfTheirDecodedBlocks) {
+  if (!detail::use_f16c()) GTEST_SKIP() << "no AVX2/F16C on this CPU: the codec runs instead";
+  {
+    SCOPED_TRACE("Q8_0");
+    expect_chunk_statistics_of_decoded_blocks<ggml::BlockQ8_0>(detail::quantize_q8_0_blocks_avx2,
+                                                               detail::quantize_q8_0_chunk_avx2);
+  }
+  {
+    SCOPED_TRACE("Q4_0");
+    expect_chunk_statistics_of_decoded_blocks<ggml::BlockQ4_0>(detail::quantize_q4_0_blocks_avx2,
+                                                               detail::quantize_q4_0_chunk_avx2);
+  }
+  {
+    SCOPED_TRACE("Q4_1");
+    expect_chunk_statistics_of_decoded_blocks<ggml::BlockQ4_1>(detail::quantize_q4_1_blocks_avx2,
+                                                               detail::quantize_q4_1_chunk_avx2);
+  }
+  {
+    SCOPED_TRACE("Q5_0");
+    expect_chunk_statistics_of_decoded_blocks<ggml::BlockQ5_0>(detail::quantize_q5_0_blocks_avx2,
+                                                               detail::quantize_q5_0_chunk_avx2);
+  }
+  {
+    SCOPED_TRACE("Q5_1");
+    expect_chunk_statistics_of_decoded_blocks<ggml::BlockQ5_1>(detail::quantize_q5_1_blocks_avx2,
+                                                               detail::quantize_q5_1_chunk_avx2);
   }
 }
 
