@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "cpu/cpu_features.h"
+#include "cpu/ggml_kquant_lane_ops.h"
 #include "cpu/lanes.h"
 #include "wq/codec/ggml_kquants.h"
 
@@ -14,42 +15,6 @@ namespace wq::detail {
 namespace {
 
 namespace ggml = codec::ggml;
-
-// Eight lanes: sub-block j of the super-block in lane j. GCC/Clang vector extensions, compiled
-// twice below (AVX2, and the baseline target as pairs of SSE registers). No fast-math and
-// -ffp-contract=off: each operation rounds on its own, as the codec's mul_rn/add_rn do.
-typedef float V __attribute__((vector_size(32)));
-typedef std::int32_t VI __attribute__((vector_size(32)));
-
-constexpr int kSub = 32;  // elements per sub-block of Q4_K/Q5_K (16 for Q2_K and Q6_K)
-constexpr int kLanes = 8;  // sub-blocks searched at once
-
-#define WQ_LANES_INLINE inline __attribute__((always_inline))
-
-WQ_LANES_INLINE VI bits_of(V v) {
-  VI b;
-  std::memcpy(&b, &v, sizeof b);
-  return b;
-}
-
-// codec::ggml::nearest_int() in every lane: the same addition, the same bits.
-WQ_LANES_INLINE VI nearest_int(V f) { return (bits_of(f + 12582912.0f) & 0x007fffff) - 0x00400000; }
-
-// Spelled so that GCC emits vpmaxsd/vpminsd: `v < lo ? lo : v` gives a compare and a blend.
-WQ_LANES_INLINE VI clamp(VI v, int lo, int hi) {
-  const VI low = VI{} + lo, high = VI{} + hi;
-  v = v > low ? v : low;
-  return v < high ? v : high;
-}
-
-WQ_LANES_INLINE V to_float(VI v) { return __builtin_convertvector(v, V); }
-
-WQ_LANES_INLINE V abs_of(V v) {
-  const VI magnitude = bits_of(v) & 0x7fffffff;  // abs_f32: the sign bit cleared
-  V out;
-  std::memcpy(&out, &magnitude, sizeof out);
-  return out;
-}
 
 typedef std::uint8_t B8 __attribute__((vector_size(8)));
 
@@ -61,46 +26,6 @@ WQ_LANES_INLINE std::uint64_t low_bytes_of(VI code) {
   std::uint64_t out;
   std::memcpy(&out, &bytes, sizeof out);
   return out;
-}
-
-// Eight rows of eight lanes transposed in place (m[i] lane j = row j's lane i): the unpack,
-// shuffle and 128-bit permute steps of the usual AVX 8x8 transpose, spelled as shuffles that
-// GCC maps to those instructions. Only data moves, so it serves codes (as bits) too.
-WQ_LANES_INLINE void transpose8(V* m) {
-  V t[8], s[8];
-  for (int k = 0; k < 4; ++k) {
-    t[2 * k] = __builtin_shufflevector(m[2 * k], m[2 * k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-    t[2 * k + 1] = __builtin_shufflevector(m[2 * k], m[2 * k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-  }
-  for (int k = 0; k < 2; ++k) {
-    s[4 * k] = __builtin_shufflevector(t[4 * k], t[4 * k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-    s[4 * k + 1] = __builtin_shufflevector(t[4 * k], t[4 * k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-    s[4 * k + 2] = __builtin_shufflevector(t[4 * k + 1], t[4 * k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
-    s[4 * k + 3] = __builtin_shufflevector(t[4 * k + 1], t[4 * k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
-  }
-  for (int k = 0; k < 4; ++k) {
-    m[k] = __builtin_shufflevector(s[k], s[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-    m[k + 4] = __builtin_shufflevector(s[k], s[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-  }
-}
-
-// V read from any float address: the loads below as one instruction each.
-typedef float UnalignedV __attribute__((vector_size(32), aligned(4), may_alias));
-
-// Eight sub-blocks of n elements (sub-block j at x + stride * j) into n lanes registers: X[i]
-// lane j = sub-block j's element i. Eight scalar moves per register otherwise. (The rows are
-// read as UnalignedV, not by memcpy: GCC 12 copied those into a stack buffer in 16-byte halves
-// that the transpose then read whole, a failed store-to-load forward per row, a tenth of Q3_K's
-// time.)
-template <int n>
-WQ_LANES_INLINE void load_sub_blocks(const float* x, int stride, V* X) {
-  static_assert(n % kLanes == 0);
-  for (int c = 0; c < n; c += kLanes) {
-    V m[kLanes];
-    for (int j = 0; j < kLanes; ++j) m[j] = *reinterpret_cast<const UnalignedV*>(x + stride * j + c);
-    transpose8(m);
-    for (int i = 0; i < kLanes; ++i) X[c + i] = m[i];
-  }
 }
 
 // The way back for codes: lane j of L[i] (a value that fits in a byte) to
@@ -131,98 +56,6 @@ WQ_LANES_INLINE V error_term(V diff) {
   }
 }
 
-// The searches' candidate codes as floats, without the integer round trip. nearest_int(t) reads
-// the low bits of t + 1.5 * 2^23; for |t| < 2^22 that sum lies in [2^23, 2^24), where binary32
-// holds exactly the integers, so (t + 1.5 * 2^23) - 1.5 * 2^23 is the same integer, already a
-// float, and clamping it with float comparisons gives to_float(clamp(nearest_int(t))). That
-// saves the mask, the integer subtraction, the conversion and the integer clamp per element and
-// candidate. Outside that range (a step of infinity on a constant or subnormal sub-block) the
-// searches take the integer path; grid_is_small() decides per candidate, for all lanes at once,
-// from a bound that is exact: rounding is monotonic, so |iscale * (x - min)| computed for any
-// element is at most |iscale| * (the largest |x - min|) computed the same way.
-constexpr float kRoundingShift = 12582912.0f;  // 1.5 * 2^23
-constexpr float kSmallGrid = 4194304.0f;       // 2^22
-
-// The bounds of rounded_code(), made opaque to the optimiser. The clamp is spelled
-// `low > l ? low : l`, which is vmaxps's own definition (a NaN in l gives l), and GCC 12 emits
-// one vmaxps for it, and vminps for `high < l ? high : l`; but once the bounds are known
-// constants it rewrites the comparisons and emits a compare and a blend for each, which cost
-// Q6_K's candidates 2 of their 12 operations per element. The empty asm hides the constant.
-struct CodeRange {
-  V low, high;
-};
-
-WQ_LANES_INLINE float opaque(float value) {
-  asm("" : "+x"(value));
-  return value;
-}
-
-WQ_LANES_INLINE CodeRange code_range(float lo, float hi) { return {V{} + opaque(lo), V{} + opaque(hi)}; }
-
-WQ_LANES_INLINE bool all_lanes(VI mask) {
-  bool all = true;
-  for (int j = 0; j < kLanes; ++j) all = all && mask[j] != 0;
-  return all;
-}
-
-WQ_LANES_INLINE bool any_lane(VI mask) {
-  bool any = false;
-  for (int j = 0; j < kLanes; ++j) any = any || mask[j] != 0;
-  return any;
-}
-
-// The rounding of rounded_code(), per instruction set: the baseline adds and subtracts
-// 1.5 * 2^23; AVX2 has it in one instruction, vroundps to nearest even, which is the same
-// integer for |t| < 2^22 (both round the exact value to nearest, ties to even, since 1.5 * 2^23
-// is even). The one difference is the sign of a zero: vroundps(-0.3) is -0.0 where the sum
-// gives +0.0. The searches only multiply the codes and add the products to sums that start at
-// +0.0, where -0.0 and +0.0 give the same values (x * -0.0 is a zero, and s + -0.0 = s, for
-// s = +0.0 too), so the bytes are the same; the backend suites hold both paths to the codec.
-struct BaselineRounding {
-  WQ_LANES_INLINE static V nearest(V t) { return (t + kRoundingShift) - kRoundingShift; }
-};
-// Spelled as asm: the intrinsic needs the AVX target on every function it is inlined through,
-// and GCC inlines the searches into each other before it inlines them into the AVX2 clone. Only
-// quantize_avx2() instantiates this; GCC compiles the asm there. Clang checks the asm's operand
-// sizes in the generic function first and refuses it, so a Clang build (the fuzzers') rounds as
-// the baseline does: the same values, a little slower.
-struct Avx2Rounding {
-  WQ_LANES_INLINE static V nearest(V t) {
-#if defined(__clang__)
-    return BaselineRounding::nearest(t);
-#else
-    V l;
-    asm("vroundps $8, %1, %0" : "=x"(l) : "x"(t));  // to nearest even, no exceptions
-    return l;
-#endif
-  }
-};
-
-// kLow / kHigh: whether the candidate's grid can round an element past that end of the codes
-// (clamps_needed()); a clamp that cannot change a code is left out.
-template <typename Rounding, bool kLow, bool kHigh>
-WQ_LANES_INLINE V rounded_code(V t, const CodeRange& range) {
-  V l = Rounding::nearest(t);
-  if constexpr (kLow) l = range.low > l ? range.low : l;
-  if constexpr (kHigh) l = range.high < l ? range.high : l;
-  return l;
-}
-
-// Which clamps a grid needs, from bounds on its t in each lane (lanes in `ignored` aside): bit 0
-// when some t_min may round below range.low, bit 1 when some t_max may round above range.high.
-// Rounding is monotonic, so an element's t lies within bounds computed the same way from the
-// extreme elements. Both bits for NaN.
-enum : int { kClampLow = 1, kClampHigh = 2 };
-WQ_LANES_INLINE int clamps_needed(V t_min, V t_max, const CodeRange& range, VI ignored) {
-  const VI low_ok = ignored | (t_min > range.low - 0.5f);
-  const VI high_ok = ignored | (t_max < range.high + 0.5f);
-  return (all_lanes(low_ok) ? 0 : kClampLow) | (all_lanes(high_ok) ? 0 : kClampHigh);
-}
-
-// Whether every lane that is not `ignored` has bound < 2^22 (false for NaN).
-WQ_LANES_INLINE VI small_lanes(V bound, VI ignored) { return ignored | (bound < kSmallGrid); }
-
-
 // fit_scale_and_offset() (ggml's make_qkx2_quants) over N elements, lane j of round r on one
 // sub-block: X[r][i], W[r][i] hold element i and its weight of every sub-block of round r.
 // Returns each lane's scale in scale[r], -min in neg_offset[r], and the grid its codes come
@@ -238,7 +71,7 @@ WQ_LANES_INLINE VI small_lanes(V bound, VI ignored) { return ignored | (bound < 
 // (codec::ggml::offset_grid_code()), so they are the same codes.
 // A candidate grid's codes, in float: rounded_code() with the clamps it needs.
 template <typename Rounding, bool kLow, bool kHigh, int N, int R>
-WQ_LANES_INLINE void offset_codes(const V (*X)[N], const V* iscale, const V* min, const CodeRange& range,
+WQ_LANES_INLINE void offset_codes(const V (*X)[N], const V* iscale, const V* min, const CodeRange<>& range,
                                   V (*codes)[N]) {
   for (int i = 0; i < N; ++i) {
     for (int r = 0; r < R; ++r) codes[r][i] = rounded_code<Rounding, kLow, kHigh>(iscale[r] * (X[r][i] - min[r]), range);
@@ -276,7 +109,7 @@ WQ_LANES_INLINE void fit_lanes(const V (*X)[N], const V (*W)[N], int nmax, ggml:
     code_min[r] = min[r];
   }
   V candidate_f[R][N];  // the candidate's codes, as floats
-  const CodeRange range = code_range(0.0f, static_cast<float>(nmax));
+  const CodeRange<> range = code_range(0.0f, static_cast<float>(nmax));
   for (int step = 0; step <= search.steps; ++step) {
     const float shift = search.rmin + search.rdelta * static_cast<float>(step);
     V iscale[R], sum_l[R], sum_l2[R], sum_xl[R];
@@ -410,115 +243,15 @@ WQ_LANES_INLINE void search_q2_k_lanes(const float* x, float* scales, float* min
   store_offset_fits<R>(scale, neg_offset, grid, grid_min, scales, mins, grids);
 }
 
-// signed_extreme() in every lane: the element of largest magnitude with its sign (the first of
-// equal magnitudes), and that magnitude.
-WQ_LANES_INLINE V signed_extreme_lanes(const V* X, int n, V* amax_out) {
-  V amax = V{}, max = V{};
-  for (int i = 0; i < n; ++i) {
-    const V ax = abs_of(X[i]);
-    const VI larger = ax > amax;
-    amax = larger ? ax : amax;
-    max = larger ? X[i] : max;
-  }
-  *amax_out = amax;
-  return max;
-}
-
-// The sums of one candidate grid of fit_symmetric_x2_lanes(), with the clamps it may need.
-template <typename Rounding, bool kLow, bool kHigh, int R>
-WQ_LANES_INLINE void symmetric_grid_sums(const V (*X)[16], const V (*w)[16], const V (*wx)[16], const V* iscale,
-                                         const CodeRange& range, V* sumlx, V* suml2) {
-  for (int i = 0; i < 16; ++i) {
-    for (int r = 0; r < R; ++r) {
-      const V l = rounded_code<Rounding, kLow, kHigh>(iscale[r] * X[r][i], range);
-      sumlx[r] = sumlx[r] + wx[r][i] * l;
-      suml2[r] = suml2[r] + w[r][i] * l * l;
-    }
-  }
-}
-
-// Which clamps Q6_K's grid `is` can need (nmax 32: codes -32..31; is = -10 stands for the first
-// grid, c = 32), known before the data. With c = 32 + 0.1 is, |iscale| <= c / |max| (1 + u) and
-// every |t| = |iscale * x| <= c (1 + u)^2, u = 2^-24, since |x| <= |max| and each product rounds
-// once. Rounding to nearest even gives -32 or more while t >= -32.5, and 31 or less while
-// t < 31.5. So the low clamp can act only where c > 32.4 (is >= 5: c = 32.5 may reach -32.5 and
-// round past it), the high one only where c > 31.4 (is >= -5: c = 31.5 rounds to 32; and the
-// first grid). Fourteen of the twenty grids skip a clamp, four of them both: 1.13-1.2x on Q6_K.
-// Lanes that are not all `small` take the integer path, which always clamps.
-constexpr int q6_k_grid_clamps(int is) {
-  return (is >= 5 ? kClampLow : 0) | (is >= -5 || is == -10 ? kClampHigh : 0);
-}
-
-// fit_symmetric_x2() (ggml's make_qx_quants, rmse_type 1) over 16 elements with nmax 32, lane j
-// of round r on one sub-block, both rounds together (see fit_lanes): the scales to scale[r], and
-// the grid (iscale) that the codes come from to grid[r], 0 for an all-zero sub-block. The codes
-// themselves are not computed: Q6_K's finish codes nearly every sub-block again from its
-// stored step, and computes the grid's codes only for the others (LaneGridCodes).
-template <typename Rounding, int R>
-WQ_LANES_INLINE void fit_symmetric_x2_lanes(const V (*X)[16], V* grid, V* scale_out) {
-  constexpr int n = 16, nmax = 32;
-  V max[R], amax[R], scale[R] = {}, best[R] = {}, code_iscale[R] = {};
-  VI flat[R];
-  V w[R][n], wx[R][n];  // x^2 and x^3 as the sums compute them, (x * x) * x
-  V sumlx[R], suml2[R];
-  const CodeRange range = code_range(static_cast<float>(-nmax), static_cast<float>(nmax - 1));
-  for (int r = 0; r < R; ++r) {
-    max[r] = signed_extreme_lanes(X[r], n, &amax[r]);
-    flat[r] = amax[r] < ggml::kGroupMaxEps;
-    for (int i = 0; i < n; ++i) {
-      w[r][i] = X[r][i] * X[r][i];
-      wx[r][i] = w[r][i] * X[r][i];
-    }
-  }
-  for (int is = -10; is <= 9; ++is) {  // -10: the first grid, nmax itself; then the search
-    if (is == 0) continue;
-    V iscale[R];
-    VI small = VI{} - 1;
-    for (int r = 0; r < R; ++r) {
-      iscale[r] = is == -10 ? static_cast<float>(-nmax) / max[r]
-                            : -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max[r];
-      small &= small_lanes(abs_of(iscale[r]) * amax[r], flat[r]);
-      sumlx[r] = V{};
-      suml2[r] = V{};
-    }
-    if (all_lanes(small)) {
-      switch (q6_k_grid_clamps(is)) {  // the same sequence for every sub-block: predicted
-        case 0: symmetric_grid_sums<Rounding, false, false, R>(X, w, wx, iscale, range, sumlx, suml2); break;
-        case kClampHigh: symmetric_grid_sums<Rounding, false, true, R>(X, w, wx, iscale, range, sumlx, suml2); break;
-        default: symmetric_grid_sums<Rounding, true, true, R>(X, w, wx, iscale, range, sumlx, suml2); break;
-      }
-    } else {
-      for (int i = 0; i < n; ++i) {
-        for (int r = 0; r < R; ++r) {
-          const V l = to_float(clamp(nearest_int(iscale[r] * X[r][i]), -nmax, nmax - 1));
-          sumlx[r] = sumlx[r] + wx[r][i] * l;
-          suml2[r] = suml2[r] + w[r][i] * l * l;
-        }
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      if (is == -10) {
-        code_iscale[r] = iscale[r];
-        scale[r] = suml2[r] != 0.0f ? sumlx[r] / suml2[r] : V{};
-        best[r] = scale[r] * sumlx[r];
-        continue;
-      }
-      const VI take = (suml2[r] > 0.0f) & (sumlx[r] * sumlx[r] > best[r] * suml2[r]) & ~flat[r];
-      code_iscale[r] = take ? iscale[r] : code_iscale[r];
-      scale[r] = take ? sumlx[r] / suml2[r] : scale[r];
-      best[r] = take ? scale[r] * sumlx[r] : best[r];
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    grid[r] = flat[r] ? V{} : code_iscale[r];  // a grid of a sub-block that is not flat is not 0
-    scale_out[r] = flat[r] ? V{} : scale[r];
-  }
-}
-
 // search_q6_k_sub_blocks() of R rounds of eight consecutive sub-blocks, without the codes: each
 // sub-block's scale, and its grid (fit_symmetric_x2_lanes()).
 template <typename Rounding, int R>
 WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, SubBlockGrids grids) {
+  if constexpr (Rounding::kWide) {  // the AVX-512 clone: both rounds of a super-block in one register
+    static_assert(R % 2 == 0);
+    search_q6_k_avx512(x, R / 2, scales, grids.iscale);
+    return;
+  }
   constexpr int n = 16;
   V X[R][n];
   for (int r = 0; r < R; ++r) load_sub_blocks<n>(x + n * kLanes * r, n, X[r]);
@@ -880,11 +613,13 @@ WQ_LANES_INLINE void quantize_lanes(const float* x, Block* y) {
 // How many super-blocks are searched together: their rounds of lanes go through each step side by
 // side. Measured (bench/RESULTS.md, "Issue 15, fourth round" and "sixth round"): two beat one by
 // 1.1-1.2x on every type but Q6_K, whose two rounds of one super-block already fill the
-// registers (four rounds spill the sums: one is 1.06x two); four spill and halve Q3_K.
-template <typename Block>
+// registers (four rounds spill the sums: one is 1.06x two); four spill and halve Q3_K. Q6_K's
+// search in sixteen lanes (Rounding::kWide) has one register per super-block and 32 of them:
+// two at once beat one by 1.2x there (four: within the noise of two).
+template <typename Block, typename Rounding>
 constexpr int kBlocksAtOnce = 2;
-template <>
-constexpr int kBlocksAtOnce<ggml::BlockQ6_K> = 1;
+template <typename Rounding>
+constexpr int kBlocksAtOnce<ggml::BlockQ6_K, Rounding> = Rounding::kWide ? 2 : 1;
 
 // `blocks` super-blocks from x into out (unaligned), kBlocksAtOnce at a time, the rest one by one;
 // Q3_K in chunks of Q3KChunk::kBlocks, whose sub-blocks share one refinement queue.
@@ -898,7 +633,7 @@ WQ_LANES_INLINE void quantize_run(const float* x, std::uint64_t blocks, std::uin
       std::memcpy(out + b * sizeof(Block), y, static_cast<std::size_t>(n) * sizeof(Block));
     }
   } else {
-    constexpr int kAtOnce = kBlocksAtOnce<Block>;
+    constexpr int kAtOnce = kBlocksAtOnce<Block, Rounding>;
     std::uint64_t b = 0;
     for (; b + kAtOnce <= blocks; b += kAtOnce) {
       Block y[kAtOnce];  // built aligned, then copied
@@ -918,16 +653,23 @@ __attribute__((target("avx2"))) void quantize_avx2(const float* x, std::uint64_t
   quantize_run<Block, Avx2Rounding>(x, blocks, out);
 }
 
+// The AVX-512 clone's rounding: Avx2Rounding's, and Q6_K's search in sixteen lanes
+// (search_q6_k_avx512(), its own translation unit).
+struct Avx512Rounding : Avx2Rounding {
+  static constexpr bool kWide = true;
+};
+
 // Q3_K's code with 32 vector registers (AVX-512VL, 256-bit operations): its refinement passes
 // keep the sums of four registers of lanes and their temporaries in registers. Measured on Zen 5,
-// 2 MiB in cache, same bytes: 2.06 -> 2.21-2.30 GB/s; the other k-quants measured the same
-// either way, so they keep the AVX2 clone (bench/RESULTS.md). Avx2Rounding's asm keeps its "x"
-// operands in the sixteen registers that vroundps can address.
+// 2 MiB in cache, same bytes: 2.06 -> 2.21-2.30 GB/s. Q6_K's runs here too, for its search in
+// sixteen lanes (1.25-1.35x, bench/RESULTS.md); the other k-quants measured the same either way,
+// so they keep the AVX2 clone. Avx2Rounding's asm keeps its "x" operands in the sixteen
+// registers that vroundps can address.
 template <typename Block>
 __attribute__((target("avx2,avx512f,avx512vl,avx512bw,avx512dq"))) void quantize_avx512(const float* x,
                                                                                         std::uint64_t blocks,
                                                                                         std::uint8_t* out) {
-  quantize_run<Block, Avx2Rounding>(x, blocks, out);
+  quantize_run<Block, Avx512Rounding>(x, blocks, out);
 }
 
 template <typename Block>
@@ -948,7 +690,7 @@ void final_codes_baseline(const float* x, int count, float d, float dm, int lo, 
 
 template <typename Block>
 void quantize_blocks(const float* x, std::uint64_t blocks, std::uint8_t* out) {
-  if constexpr (std::is_same_v<Block, ggml::BlockQ3_K>) {
+  if constexpr (std::is_same_v<Block, ggml::BlockQ3_K> || std::is_same_v<Block, ggml::BlockQ6_K>) {
     if (use_avx512vl()) return quantize_avx512<Block>(x, blocks, out);
   }
   use_avx2() ? quantize_avx2<Block>(x, blocks, out) : quantize_baseline<Block>(x, blocks, out);

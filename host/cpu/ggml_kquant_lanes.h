@@ -25,8 +25,9 @@ namespace wq::detail {
 constexpr int kKQuantBatchBlocks = 64;
 
 /// `blocks` super-blocks of x into `out` (unaligned): codec::ggml::quantize_block() for each,
-/// bit for bit, several times faster. Uses AVX2 where use_avx2() allows (Q3_K: the same code
-/// built for AVX-512VL where use_avx512vl() allows), the baseline vector code otherwise.
+/// bit for bit, several times faster. Uses AVX2 where use_avx2() allows (Q3_K and Q6_K: the
+/// same code built for AVX-512VL where use_avx512vl() allows, Q6_K's search in sixteen lanes),
+/// the baseline vector code otherwise.
 /// Q4_K and Q5_K: eight make_qkx2_quants searches of 32 per super-block.
 void quantize_q4_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
 void quantize_q5_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
@@ -35,6 +36,12 @@ void quantize_q2_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out
 void quantize_q6_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
 /// Q3_K: sixteen make_q3_quants with their refinement passes, each lane on its own.
 void quantize_q3_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
+
+/// Q6_K's sub-block search of `blocks` consecutive super-blocks at x, sixteen lanes at a time
+/// (cpu/ggml_q6_k_search_avx512.cpp): for super-block b, sub-block j's scale to
+/// scales[16 b + j] and its grid's iscale to grid_iscale[16 b + j], as the eight-lane search
+/// computes them. Only call where use_avx512vl() is true.
+void search_q6_k_avx512(const float* x, int blocks, float* scales, float* grid_iscale);
 
 /// The final codes of one sub-block as the functions above compute them, eight at a time
 /// (`count` a multiple of 8): codec::ggml::code_with_offset(x, d, dm, hi) where `offset`, else
