@@ -1,6 +1,7 @@
 // The lane operations of the k-quant searches (cpu/ggml_kquant_lanes.cpp), shared with the
-// translation unit built for AVX-512 (cpu/ggml_q6_k_search_avx512.cpp): the lane types, the
-// transposes that load sub-blocks into lanes, the candidate codes' rounding, and Q6_K's search.
+// translation unit built for AVX-512 (cpu/ggml_kquant_search_avx512.cpp): the lane types, the
+// transposes that load sub-blocks into lanes, the candidate codes' rounding, and the searches of
+// Q2_K, Q4_K, Q5_K (fit_lanes) and Q6_K (fit_symmetric_x2_lanes).
 //
 // Everything here has internal linkage (an unnamed namespace), so that each translation unit
 // compiles its own copies for its own instruction set: a shared inline function would be one
@@ -23,9 +24,9 @@ namespace kquant_ggml = codec::ggml;
 // mul_rn/add_rn do.
 typedef float V __attribute__((vector_size(32)));
 typedef std::int32_t VI __attribute__((vector_size(32)));
-// Sixteen lanes: the two registers of eight of a Q6_K super-block side by side, in the unit
-// built for AVX-512 (cpu/ggml_q6_k_search_avx512.cpp). The helpers below that Q6_K's search
-// uses take either width.
+// Sixteen lanes: two registers of eight side by side, in the unit built for AVX-512
+// (cpu/ggml_kquant_search_avx512.cpp). The helpers below that the searches use take either
+// width.
 typedef float V16 __attribute__((vector_size(64)));
 typedef std::int32_t VI16 __attribute__((vector_size(64)));
 template <typename Vec>
@@ -222,9 +223,10 @@ WQ_LANES_INLINE Vec rounded_code(Vec t, const CodeRange<Vec>& range) {
 // Rounding is monotonic, so an element's t lies within bounds computed the same way from the
 // extreme elements. Both bits for NaN.
 enum : int { kClampLow = 1, kClampHigh = 2 };
-WQ_LANES_INLINE int clamps_needed(V t_min, V t_max, const CodeRange<>& range, VI ignored) {
-  const VI low_ok = ignored | (t_min > range.low - 0.5f);
-  const VI high_ok = ignored | (t_max < range.high + 0.5f);
+template <typename Vec>
+WQ_LANES_INLINE int clamps_needed(Vec t_min, Vec t_max, const CodeRange<Vec>& range, IntOf<Vec> ignored) {
+  const IntOf<Vec> low_ok = ignored | (t_min > range.low - 0.5f);
+  const IntOf<Vec> high_ok = ignored | (t_max < range.high + 0.5f);
   return (all_lanes(low_ok) ? 0 : kClampLow) | (all_lanes(high_ok) ? 0 : kClampHigh);
 }
 
@@ -234,6 +236,170 @@ WQ_LANES_INLINE IntOf<Vec> small_lanes(Vec bound, IntOf<Vec> ignored) {
   return ignored | (bound < kSmallGrid);
 }
 
+
+// codec::ggml::error_term(): squared or absolute.
+template <bool kAbsolute, typename Vec>
+WQ_LANES_INLINE Vec error_term(Vec diff) {
+  if constexpr (kAbsolute) {
+    return abs_of(diff);
+  } else {
+    return diff * diff;
+  }
+}
+
+// fit_scale_and_offset() (ggml's make_qkx2_quants) over N elements, lane j of round r on one
+// sub-block: X[r][i], W[r][i] hold element i and its weight of every sub-block of round r.
+// Returns each lane's scale in scale[r], -min in neg_offset[r], and the grid its codes come
+// from: iscale in grid[r] (0 for an all-zero sub-block, whose codes are 0) and the offset it was
+// computed from in grid_min[r]. The codes themselves are left to the finish, which computes
+// nearly every sub-block's again from its stored step (LaneGridCodes). Each candidate step is a
+// chain (sums in element order, a division, the error in element order, the choice) that the
+// next step's offset depends on, so with R > 1 the rounds' registers go through every step
+// together and the core interleaves their chains.
+//
+// The codes of a candidate are never kept: a lane that takes one records its grid, and the codes
+// of the grid kept last are computed from it where needed, by the same operations
+// (codec::ggml::offset_grid_code()), so they are the same codes.
+// A candidate grid's codes, in float: rounded_code() with the clamps it needs.
+template <typename Rounding, bool kLow, bool kHigh, int N, int R, typename Vec>
+WQ_LANES_INLINE void offset_codes(const Vec (*X)[N], const Vec* iscale, const Vec* min, const CodeRange<Vec>& range,
+                                  Vec (*codes)[N]) {
+  for (int i = 0; i < N; ++i) {
+    for (int r = 0; r < R; ++r) codes[r][i] = rounded_code<Rounding, kLow, kHigh>(iscale[r] * (X[r][i] - min[r]), range);
+  }
+}
+
+template <typename Rounding, int N, int R, bool kAbsolute, typename Vec>
+WQ_LANES_INLINE void fit_lanes(const Vec (*X)[N], const Vec (*W)[N], int nmax, kquant_ggml::OffsetSearch search,
+                               Vec* grid, Vec* grid_min, Vec* scale_out, Vec* neg_offset) {
+  using VecI = IntOf<Vec>;
+  Vec min[R], max[R], low[R], sum_w[R], sum_x[R], scale[R], best[R], code_iscale[R], code_min[R];
+  VecI flat[R];
+  const Vec fnmax = Vec{} + static_cast<float>(nmax);
+  for (int r = 0; r < R; ++r) {
+    low[r] = X[r][0];
+    max[r] = X[r][0];
+    sum_w[r] = W[r][0];
+    sum_x[r] = sum_w[r] * X[r][0];
+    for (int i = 1; i < N; ++i) {
+      low[r] = X[r][i] < low[r] ? X[r][i] : low[r];
+      max[r] = X[r][i] > max[r] ? X[r][i] : max[r];
+      sum_w[r] = sum_w[r] + W[r][i];
+      sum_x[r] = sum_x[r] + W[r][i] * X[r][i];
+    }
+    min[r] = low[r] > 0.0f ? Vec{} : low[r];
+    flat[r] = max[r] == min[r];  // the scalar search returns here: codes 0, scale 0
+    const Vec iscale = fnmax / (max[r] - min[r]);
+    scale[r] = 1.0f / iscale;
+    best[r] = Vec{};
+    for (int i = 0; i < N; ++i) {
+      const Vec l = to_float(clamp(nearest_int(iscale * (X[r][i] - min[r])), 0, nmax));
+      const Vec diff = scale[r] * l + min[r] - X[r][i];
+      best[r] = best[r] + W[r][i] * error_term<kAbsolute>(diff);
+    }
+    code_iscale[r] = iscale;
+    code_min[r] = min[r];
+  }
+  Vec candidate_f[R][N];  // the candidate's codes, as floats
+  const CodeRange<Vec> range = code_range<Vec>(0.0f, static_cast<float>(nmax));
+  for (int step = 0; step <= search.steps; ++step) {
+    const float shift = search.rmin + search.rdelta * static_cast<float>(step);
+    Vec iscale[R], sum_l[R], sum_l2[R], sum_xl[R];
+    VecI small = VecI{} - 1;
+    int clamps = 0;
+    for (int r = 0; r < R; ++r) {
+      // `min` is each lane's latest accepted offset, as in ggml's loop.
+      iscale[r] = (shift + fnmax) / (max[r] - min[r]);
+      const Vec above = abs_of(max[r] - min[r]), below = abs_of(low[r] - min[r]);
+      small &= small_lanes(abs_of(iscale[r]) * (above > below ? above : below), flat[r]);
+      // t = iscale * (x - min) is monotonic in x, so its extremes are at x = low and x = max.
+      const Vec t_low = iscale[r] * (low[r] - min[r]), t_max = iscale[r] * (max[r] - min[r]);
+      clamps |= clamps_needed(t_low < t_max ? t_low : t_max, t_low < t_max ? t_max : t_low, range, flat[r]);
+      sum_l[r] = Vec{};
+      sum_l2[r] = Vec{};
+      sum_xl[r] = Vec{};
+    }
+    if (all_lanes(small)) {
+      // Leaving out the clamps that cannot change a code: 1.1x on Q4_K and Q5_K (sub-blocks of
+      // 32), where many grids need neither; 0.9x on Q2_K (16), whose shorter loops pay more
+      // for the branch than they save.
+      if constexpr (N != 32) clamps = kClampLow | kClampHigh;
+      switch (clamps) {
+        case 0: offset_codes<Rounding, false, false, N, R>(X, iscale, min, range, candidate_f); break;
+        case kClampLow: offset_codes<Rounding, true, false, N, R>(X, iscale, min, range, candidate_f); break;
+        case kClampHigh: offset_codes<Rounding, false, true, N, R>(X, iscale, min, range, candidate_f); break;
+        default: offset_codes<Rounding, true, true, N, R>(X, iscale, min, range, candidate_f); break;
+      }
+    } else {
+      for (int i = 0; i < N; ++i) {
+        for (int r = 0; r < R; ++r) {
+          candidate_f[r][i] = to_float(clamp(nearest_int(iscale[r] * (X[r][i] - min[r])), 0, nmax));
+        }
+      }
+    }
+    for (int i = 0; i < N; ++i) {
+      for (int r = 0; r < R; ++r) {
+        const Vec l = candidate_f[r][i];
+        const Vec wl = W[r][i] * l;
+        sum_l[r] = sum_l[r] + wl;
+        sum_l2[r] = sum_l2[r] + wl * l;
+        sum_xl[r] = sum_xl[r] + wl * X[r][i];
+      }
+    }
+    Vec this_scale[R], this_min[R], det[R], error[R];
+    for (int r = 0; r < R; ++r) {
+      det[r] = sum_w[r] * sum_l2[r] - sum_l[r] * sum_l[r];
+      this_scale[r] = (sum_w[r] * sum_xl[r] - sum_x[r] * sum_l[r]) / det[r];
+      this_min[r] = (sum_l2[r] * sum_x[r] - sum_l[r] * sum_xl[r]) / det[r];
+      const VecI positive_min = this_min[r] > 0.0f;
+      this_min[r] = positive_min ? Vec{} : this_min[r];
+      this_scale[r] = positive_min ? sum_xl[r] / sum_l2[r] : this_scale[r];
+      error[r] = Vec{};
+    }
+    for (int i = 0; i < N; ++i) {
+      for (int r = 0; r < R; ++r) {
+        const Vec diff = this_scale[r] * candidate_f[r][i] + this_min[r] - X[r][i];
+        error[r] = error[r] + W[r][i] * error_term<kAbsolute>(diff);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      // Lanes where the scalar search would not have taken this candidate keep what they have
+      // (the values computed for them here, from a det <= 0, are discarded unread).
+      const VecI better = (det[r] > 0.0f) & (error[r] < best[r]) & ~flat[r];
+      code_iscale[r] = better ? iscale[r] : code_iscale[r];
+      code_min[r] = better ? min[r] : code_min[r];  // the offset the candidate was computed from
+      best[r] = better ? error[r] : best[r];
+      scale[r] = better ? this_scale[r] : scale[r];
+      min[r] = better ? this_min[r] : min[r];
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    grid[r] = flat[r] ? Vec{} : code_iscale[r];  // 0 * (x - min) = 0: codes 0, as ggml's flat ones
+    grid_min[r] = code_min[r];
+    neg_offset[r] = -min[r];
+    scale_out[r] = flat[r] ? Vec{} : scale[r];
+  }
+}
+
+// Q4_K's and Q5_K's eight sub-blocks of 32 of the super-block at x in lanes (X[i] lane j =
+// sub-block j's element i), and their weights as search_scale_min_sub_blocks() computes them:
+// av_x + |x| with av_x = sqrt(mean of x^2), correctly rounded (__builtin_sqrtf: sqrtss, as
+// sqrt_rn; std::sqrt would be a shared inline function).
+WQ_LANES_INLINE void load_scale_min_sub_blocks(const float* x, V* X, V* W) {
+  constexpr int n = 32;
+  load_sub_blocks<n>(x, n, X);
+  V sum_x2 = V{};
+  for (int i = 0; i < n; ++i) sum_x2 = sum_x2 + X[i] * X[i];
+  const V mean = sum_x2 / 32.0f;
+  V av_x;
+  for (int j = 0; j < kLanes; ++j) av_x[j] = __builtin_sqrtf(mean[j]);
+  for (int i = 0; i < n; ++i) W[i] = av_x + abs_of(X[i]);
+}
+
+// Two registers of eight lanes side by side in one of sixteen (a's lanes first).
+WQ_LANES_INLINE V16 join_lanes(V a, V b) {
+  return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
 
 // signed_extreme() in every lane: the element of largest magnitude with its sign (the first of
 // equal magnitudes), and that magnitude.

@@ -46,149 +46,6 @@ WQ_LANES_INLINE void store_sub_block_codes(const VI* L, int stride, Code* out) {
   }
 }
 
-// codec::ggml::error_term(): squared or absolute.
-template <bool kAbsolute>
-WQ_LANES_INLINE V error_term(V diff) {
-  if constexpr (kAbsolute) {
-    return abs_of(diff);
-  } else {
-    return diff * diff;
-  }
-}
-
-// fit_scale_and_offset() (ggml's make_qkx2_quants) over N elements, lane j of round r on one
-// sub-block: X[r][i], W[r][i] hold element i and its weight of every sub-block of round r.
-// Returns each lane's scale in scale[r], -min in neg_offset[r], and the grid its codes come
-// from: iscale in grid[r] (0 for an all-zero sub-block, whose codes are 0) and the offset it was
-// computed from in grid_min[r]. The codes themselves are left to the finish, which computes
-// nearly every sub-block's again from its stored step (LaneGridCodes). Each candidate step is a
-// chain (sums in element order, a division, the error in element order, the choice) that the
-// next step's offset depends on, so with R > 1 the rounds' registers go through every step
-// together and the core interleaves their chains.
-//
-// The codes of a candidate are never kept: a lane that takes one records its grid, and the codes
-// of the grid kept last are computed from it where needed, by the same operations
-// (codec::ggml::offset_grid_code()), so they are the same codes.
-// A candidate grid's codes, in float: rounded_code() with the clamps it needs.
-template <typename Rounding, bool kLow, bool kHigh, int N, int R>
-WQ_LANES_INLINE void offset_codes(const V (*X)[N], const V* iscale, const V* min, const CodeRange<>& range,
-                                  V (*codes)[N]) {
-  for (int i = 0; i < N; ++i) {
-    for (int r = 0; r < R; ++r) codes[r][i] = rounded_code<Rounding, kLow, kHigh>(iscale[r] * (X[r][i] - min[r]), range);
-  }
-}
-
-template <typename Rounding, int N, int R, bool kAbsolute>
-WQ_LANES_INLINE void fit_lanes(const V (*X)[N], const V (*W)[N], int nmax, ggml::OffsetSearch search, V* grid,
-                               V* grid_min, V* scale_out, V* neg_offset) {
-  V min[R], max[R], low[R], sum_w[R], sum_x[R], scale[R], best[R], code_iscale[R], code_min[R];
-  VI flat[R];
-  const V fnmax = V{} + static_cast<float>(nmax);
-  for (int r = 0; r < R; ++r) {
-    low[r] = X[r][0];
-    max[r] = X[r][0];
-    sum_w[r] = W[r][0];
-    sum_x[r] = sum_w[r] * X[r][0];
-    for (int i = 1; i < N; ++i) {
-      low[r] = X[r][i] < low[r] ? X[r][i] : low[r];
-      max[r] = X[r][i] > max[r] ? X[r][i] : max[r];
-      sum_w[r] = sum_w[r] + W[r][i];
-      sum_x[r] = sum_x[r] + W[r][i] * X[r][i];
-    }
-    min[r] = low[r] > 0.0f ? V{} : low[r];
-    flat[r] = max[r] == min[r];  // the scalar search returns here: codes 0, scale 0
-    const V iscale = fnmax / (max[r] - min[r]);
-    scale[r] = 1.0f / iscale;
-    best[r] = V{};
-    for (int i = 0; i < N; ++i) {
-      const V l = to_float(clamp(nearest_int(iscale * (X[r][i] - min[r])), 0, nmax));
-      const V diff = scale[r] * l + min[r] - X[r][i];
-      best[r] = best[r] + W[r][i] * error_term<kAbsolute>(diff);
-    }
-    code_iscale[r] = iscale;
-    code_min[r] = min[r];
-  }
-  V candidate_f[R][N];  // the candidate's codes, as floats
-  const CodeRange<> range = code_range(0.0f, static_cast<float>(nmax));
-  for (int step = 0; step <= search.steps; ++step) {
-    const float shift = search.rmin + search.rdelta * static_cast<float>(step);
-    V iscale[R], sum_l[R], sum_l2[R], sum_xl[R];
-    VI small = VI{} - 1;
-    int clamps = 0;
-    for (int r = 0; r < R; ++r) {
-      // `min` is each lane's latest accepted offset, as in ggml's loop.
-      iscale[r] = (shift + fnmax) / (max[r] - min[r]);
-      const V above = abs_of(max[r] - min[r]), below = abs_of(low[r] - min[r]);
-      small &= small_lanes(abs_of(iscale[r]) * (above > below ? above : below), flat[r]);
-      // t = iscale * (x - min) is monotonic in x, so its extremes are at x = low and x = max.
-      const V t_low = iscale[r] * (low[r] - min[r]), t_max = iscale[r] * (max[r] - min[r]);
-      clamps |= clamps_needed(t_low < t_max ? t_low : t_max, t_low < t_max ? t_max : t_low, range, flat[r]);
-      sum_l[r] = V{};
-      sum_l2[r] = V{};
-      sum_xl[r] = V{};
-    }
-    if (all_lanes(small)) {
-      // Leaving out the clamps that cannot change a code: 1.1x on Q4_K and Q5_K (sub-blocks of
-      // 32), where many grids need neither; 0.9x on Q2_K (16), whose shorter loops pay more
-      // for the branch than they save.
-      if constexpr (N != 32) clamps = kClampLow | kClampHigh;
-      switch (clamps) {
-        case 0: offset_codes<Rounding, false, false, N, R>(X, iscale, min, range, candidate_f); break;
-        case kClampLow: offset_codes<Rounding, true, false, N, R>(X, iscale, min, range, candidate_f); break;
-        case kClampHigh: offset_codes<Rounding, false, true, N, R>(X, iscale, min, range, candidate_f); break;
-        default: offset_codes<Rounding, true, true, N, R>(X, iscale, min, range, candidate_f); break;
-      }
-    } else {
-      for (int i = 0; i < N; ++i) {
-        for (int r = 0; r < R; ++r) {
-          candidate_f[r][i] = to_float(clamp(nearest_int(iscale[r] * (X[r][i] - min[r])), 0, nmax));
-        }
-      }
-    }
-    for (int i = 0; i < N; ++i) {
-      for (int r = 0; r < R; ++r) {
-        const V l = candidate_f[r][i];
-        const V wl = W[r][i] * l;
-        sum_l[r] = sum_l[r] + wl;
-        sum_l2[r] = sum_l2[r] + wl * l;
-        sum_xl[r] = sum_xl[r] + wl * X[r][i];
-      }
-    }
-    V this_scale[R], this_min[R], det[R], error[R];
-    for (int r = 0; r < R; ++r) {
-      det[r] = sum_w[r] * sum_l2[r] - sum_l[r] * sum_l[r];
-      this_scale[r] = (sum_w[r] * sum_xl[r] - sum_x[r] * sum_l[r]) / det[r];
-      this_min[r] = (sum_l2[r] * sum_x[r] - sum_l[r] * sum_xl[r]) / det[r];
-      const VI positive_min = this_min[r] > 0.0f;
-      this_min[r] = positive_min ? V{} : this_min[r];
-      this_scale[r] = positive_min ? sum_xl[r] / sum_l2[r] : this_scale[r];
-      error[r] = V{};
-    }
-    for (int i = 0; i < N; ++i) {
-      for (int r = 0; r < R; ++r) {
-        const V diff = this_scale[r] * candidate_f[r][i] + this_min[r] - X[r][i];
-        error[r] = error[r] + W[r][i] * error_term<kAbsolute>(diff);
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      // Lanes where the scalar search would not have taken this candidate keep what they have
-      // (the values computed for them here, from a det <= 0, are discarded unread).
-      const VI better = (det[r] > 0.0f) & (error[r] < best[r]) & ~flat[r];
-      code_iscale[r] = better ? iscale[r] : code_iscale[r];
-      code_min[r] = better ? min[r] : code_min[r];  // the offset the candidate was computed from
-      best[r] = better ? error[r] : best[r];
-      scale[r] = better ? this_scale[r] : scale[r];
-      min[r] = better ? this_min[r] : min[r];
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    grid[r] = flat[r] ? V{} : code_iscale[r];  // 0 * (x - min) = 0: codes 0, as ggml's flat ones
-    grid_min[r] = code_min[r];
-    neg_offset[r] = -min[r];
-    scale_out[r] = flat[r] ? V{} : scale[r];
-  }
-}
-
 // Each sub-block's grid, where the finish takes the search's codes from (fit_lanes(),
 // fit_symmetric_x2_lanes()): eight per register of lanes.
 struct SubBlockGrids {
@@ -213,16 +70,12 @@ WQ_LANES_INLINE void store_offset_fits(const V* scale, const V* neg_offset, cons
 template <typename Rounding, int R>
 WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch search, float* scales, float* mins,
                                   SubBlockGrids grids) {
-  V X[R][kSub], W[R][kSub];
-  for (int r = 0; r < R; ++r) {
-    load_sub_blocks<kSub>(x + ggml::kSuperBlock * r, kSub, X[r]);
-    V sum_x2 = V{};
-    for (int i = 0; i < kSub; ++i) sum_x2 = sum_x2 + X[r][i] * X[r][i];
-    const V mean = sum_x2 / 32.0f;
-    V av_x;
-    for (int j = 0; j < kLanes; ++j) av_x[j] = std::sqrt(mean[j]);  // correctly rounded, as sqrt_rn
-    for (int i = 0; i < kSub; ++i) W[r][i] = av_x + abs_of(X[r][i]);
+  if constexpr (Rounding::kWide && R % 4 == 0) {  // the AVX-512 clone: two super-blocks per register
+    search_scale_min_avx512(x, R, nmax, search, scales, mins, grids.iscale, grids.min);
+    return;
   }
+  V X[R][kSub], W[R][kSub];
+  for (int r = 0; r < R; ++r) load_scale_min_sub_blocks(x + ggml::kSuperBlock * r, X[r], W[r]);
   V scale[R], neg_offset[R], grid[R], grid_min[R];
   fit_lanes<Rounding, kSub, R, false>(X, W, nmax, search, grid, grid_min, scale, neg_offset);
   store_offset_fits<R>(scale, neg_offset, grid, grid_min, scales, mins, grids);
@@ -232,6 +85,10 @@ WQ_LANES_INLINE void search_lanes(const float* x, int nmax, ggml::OffsetSearch s
 // sub-blocks of 16 (round r's lane j is sub-block 8r + j), fitted together. No codes: their grids.
 template <typename Rounding, int R>
 WQ_LANES_INLINE void search_q2_k_lanes(const float* x, float* scales, float* mins, SubBlockGrids grids) {
+  if constexpr (Rounding::kWide && R % 2 == 0) {  // the AVX-512 clone: a super-block per register
+    search_q2_k_avx512(x, R / 2, ggml::q2_k_search(), scales, mins, grids.iscale, grids.min);
+    return;
+  }
   constexpr int n = 16;
   V X[R][n], W[R][n];
   for (int r = 0; r < R; ++r) {
@@ -613,13 +470,18 @@ WQ_LANES_INLINE void quantize_lanes(const float* x, Block* y) {
 // How many super-blocks are searched together: their rounds of lanes go through each step side by
 // side. Measured (bench/RESULTS.md, "Issue 15, fourth round" and "sixth round"): two beat one by
 // 1.1-1.2x on every type but Q6_K, whose two rounds of one super-block already fill the
-// registers (four rounds spill the sums: one is 1.06x two); four spill and halve Q3_K. Q6_K's
-// search in sixteen lanes (Rounding::kWide) has one register per super-block and 32 of them:
-// two at once beat one by 1.2x there (four: within the noise of two).
+// registers (four rounds spill the sums: one is 1.06x two); four spill and halve Q3_K. The
+// searches in sixteen lanes (Rounding::kWide, 32 registers) want two registers side by side too:
+// Q2_K's and Q6_K's hold a super-block each (two at once: 1.2x one; four: within the noise),
+// Q4_K's and Q5_K's two (four super-blocks at once: 1.25x two).
 template <typename Block, typename Rounding>
 constexpr int kBlocksAtOnce = 2;
 template <typename Rounding>
 constexpr int kBlocksAtOnce<ggml::BlockQ6_K, Rounding> = Rounding::kWide ? 2 : 1;
+template <typename Rounding>
+constexpr int kBlocksAtOnce<ggml::BlockQ4_K, Rounding> = Rounding::kWide ? 4 : 2;
+template <typename Rounding>
+constexpr int kBlocksAtOnce<ggml::BlockQ5_K, Rounding> = Rounding::kWide ? 4 : 2;
 
 // `blocks` super-blocks from x into out (unaligned), kBlocksAtOnce at a time, the rest one by one;
 // Q3_K in chunks of Q3KChunk::kBlocks, whose sub-blocks share one refinement queue.
@@ -653,18 +515,18 @@ __attribute__((target("avx2"))) void quantize_avx2(const float* x, std::uint64_t
   quantize_run<Block, Avx2Rounding>(x, blocks, out);
 }
 
-// The AVX-512 clone's rounding: Avx2Rounding's, and Q6_K's search in sixteen lanes
-// (search_q6_k_avx512(), its own translation unit).
+// The AVX-512 clone's rounding: Avx2Rounding's, and the searches in sixteen lanes
+// (search_*_avx512(), cpu/ggml_kquant_search_avx512.cpp).
 struct Avx512Rounding : Avx2Rounding {
   static constexpr bool kWide = true;
 };
 
-// Q3_K's code with 32 vector registers (AVX-512VL, 256-bit operations): its refinement passes
-// keep the sums of four registers of lanes and their temporaries in registers. Measured on Zen 5,
-// 2 MiB in cache, same bytes: 2.06 -> 2.21-2.30 GB/s. Q6_K's runs here too, for its search in
-// sixteen lanes (1.25-1.35x, bench/RESULTS.md); the other k-quants measured the same either way,
-// so they keep the AVX2 clone. Avx2Rounding's asm keeps its "x" operands in the sixteen
-// registers that vroundps can address.
+// The k-quants' code with 32 vector registers (AVX-512VL, 256-bit operations), and their
+// searches in sixteen lanes (512-bit, search_*_avx512()) where Rounding::kWide says so. Q3_K's
+// refinement passes keep the sums of four registers of lanes and their temporaries in registers
+// (Zen 5, 2 MiB in cache, same bytes: 2.06 -> 2.21-2.30 GB/s); the others gain from the wider
+// searches, 1.4-1.6x (bench/RESULTS.md). Avx2Rounding's asm keeps its "x" operands in the
+// sixteen registers that vroundps can address.
 template <typename Block>
 __attribute__((target("avx2,avx512f,avx512vl,avx512bw,avx512dq"))) void quantize_avx512(const float* x,
                                                                                         std::uint64_t blocks,
@@ -690,9 +552,7 @@ void final_codes_baseline(const float* x, int count, float d, float dm, int lo, 
 
 template <typename Block>
 void quantize_blocks(const float* x, std::uint64_t blocks, std::uint8_t* out) {
-  if constexpr (std::is_same_v<Block, ggml::BlockQ3_K> || std::is_same_v<Block, ggml::BlockQ6_K>) {
-    if (use_avx512vl()) return quantize_avx512<Block>(x, blocks, out);
-  }
+  if (use_avx512vl()) return quantize_avx512<Block>(x, blocks, out);
   use_avx2() ? quantize_avx2<Block>(x, blocks, out) : quantize_baseline<Block>(x, blocks, out);
 }
 

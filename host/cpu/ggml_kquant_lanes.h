@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "wq/codec/ggml_blocks.h"
+#include "wq/codec/ggml_kquant_search.h"
 
 namespace wq::detail {
 
@@ -37,10 +38,14 @@ void quantize_q6_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out
 /// Q3_K: sixteen make_q3_quants with their refinement passes, each lane on its own.
 void quantize_q3_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
 
-/// Q6_K's sub-block search of `blocks` consecutive super-blocks at x, sixteen lanes at a time
-/// (cpu/ggml_q6_k_search_avx512.cpp): for super-block b, sub-block j's scale to
-/// scales[16 b + j] and its grid's iscale to grid_iscale[16 b + j], as the eight-lane search
-/// computes them. Only call where use_avx512vl() is true.
+/// The k-quants' sub-block searches of `blocks` consecutive super-blocks at x, sixteen lanes at
+/// a time (cpu/ggml_kquant_search_avx512.cpp), with the results of the eight-lane searches, in
+/// their order: sub-block j of super-block b at index 8 b + j (Q4_K, Q5_K; `blocks` a multiple
+/// of 4) or 16 b + j (Q2_K, Q6_K). Only call where use_avx512vl() is true.
+void search_scale_min_avx512(const float* x, int blocks, int nmax, codec::ggml::OffsetSearch search, float* scales,
+                             float* mins, float* grid_iscale, float* grid_min);
+void search_q2_k_avx512(const float* x, int blocks, codec::ggml::OffsetSearch search, float* scales, float* mins,
+                        float* grid_iscale, float* grid_min);
 void search_q6_k_avx512(const float* x, int blocks, float* scales, float* grid_iscale);
 
 /// The final codes of one sub-block as the functions above compute them, eight at a time

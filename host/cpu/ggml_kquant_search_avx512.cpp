@@ -1,0 +1,134 @@
+// The k-quants' sub-block searches with sixteen lanes: two registers of eight sub-blocks side by
+// side in one 512-bit register (Q2_K and Q6_K: the two of a super-block; Q4_K and Q5_K: those
+// of two super-blocks). Every lane does the same operations in the same order as the eight-lane
+// searches of cpu/ggml_kquant_lanes.cpp (fit_lanes() and fit_symmetric_x2_lanes() of
+// cpu/ggml_kquant_lane_ops.h, the one spelling of each), so the bytes are the same. The searches
+// are bound by their multiplications, and Zen 5 runs a 512-bit one at the rate of a 256-bit one.
+//
+// This unit alone is compiled for AVX-512 F/VL/BW/DQ (host/CMakeLists.txt), and only called
+// where use_avx512vl() allows. A function attribute would not do: GCC 12 lowers the 512-bit
+// comparisons of the shared helpers, which carry no target of their own, element by element
+// before it inlines them (half the speed of the AVX2 code). Everything it includes that it
+// uses has internal linkage, so no AVX-512 copy of a shared inline function can reach the
+// linker (the test library.isa_units_share_no_symbols checks its symbols).
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "cpu/ggml_kquant_lane_ops.h"
+#include "cpu/ggml_kquant_lanes.h"
+
+namespace wq::detail {
+namespace {
+
+// vrndscaleps with scale 0 rounds to an integer, to nearest even, without exceptions: the
+// rounding of Avx2Rounding's vroundps $8, on sixteen lanes. (The masked form with every lane
+// set: GCC 12 warns that the plain intrinsic's undefined source is used uninitialised.)
+struct Avx512Rounding {
+  static V16 nearest(V16 t) {
+    const __m512 v = (__m512)t;
+    return (V16)_mm512_mask_roundscale_ps(v, 0xffff, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+};
+
+template <int R>
+void store_lanes(const V16* v, float* out) {
+  for (int r = 0; r < R; ++r) std::memcpy(out + 16 * r, &v[r], sizeof v[r]);
+}
+
+// Q4_K and Q5_K: 2R super-blocks, super-blocks 2r and 2r + 1 in register r.
+template <int R>
+void search_scale_min_blocks(const float* x, int nmax, kquant_ggml::OffsetSearch search, float* scales, float* mins,
+                             float* grid_iscale, float* grid_min) {
+  constexpr int n = 32;
+  V16 X[R][n], W[R][n];
+  for (int r = 0; r < R; ++r) {
+    V X0[n], W0[n], X1[n], W1[n];
+    load_scale_min_sub_blocks(x + kquant_ggml::kSuperBlock * 2 * r, X0, W0);
+    load_scale_min_sub_blocks(x + kquant_ggml::kSuperBlock * (2 * r + 1), X1, W1);
+    for (int i = 0; i < n; ++i) {
+      X[r][i] = join_lanes(X0[i], X1[i]);
+      W[r][i] = join_lanes(W0[i], W1[i]);
+    }
+  }
+  V16 scale[R], neg_offset[R], grid[R], min[R];
+  fit_lanes<Avx512Rounding, n, R, false>(X, W, nmax, search, grid, min, scale, neg_offset);
+  store_lanes<R>(scale, scales);
+  store_lanes<R>(neg_offset, mins);
+  store_lanes<R>(grid, grid_iscale);
+  store_lanes<R>(min, grid_min);
+}
+
+// Q2_K: R super-blocks, one per register (sub-blocks 0-7 from the first row of lanes, 8-15
+// from the second).
+template <int R>
+void search_q2_k_blocks(const float* x, kquant_ggml::OffsetSearch search, float* scales, float* mins,
+                        float* grid_iscale, float* grid_min) {
+  constexpr int n = 16;
+  V16 X[R][n], W[R][n];
+  for (int r = 0; r < R; ++r) {
+    V low[n], high[n];
+    load_sub_blocks<n>(x + kquant_ggml::kSuperBlock * r, n, low);
+    load_sub_blocks<n>(x + kquant_ggml::kSuperBlock * r + n * kLanes, n, high);
+    for (int i = 0; i < n; ++i) {
+      X[r][i] = join_lanes(low[i], high[i]);
+      W[r][i] = abs_of(X[r][i]);
+    }
+  }
+  V16 scale[R], neg_offset[R], grid[R], min[R];
+  fit_lanes<Avx512Rounding, n, R, true>(X, W, 3, search, grid, min, scale, neg_offset);
+  store_lanes<R>(scale, scales);
+  store_lanes<R>(neg_offset, mins);
+  store_lanes<R>(grid, grid_iscale);
+  store_lanes<R>(min, grid_min);
+}
+
+// Q6_K: R super-blocks, one per register, as Q2_K's.
+template <int R>
+void search_q6_k_blocks(const float* x, float* scales, float* grid_iscale) {
+  constexpr int n = 16;
+  V16 X[R][n];
+  for (int r = 0; r < R; ++r) {
+    V low[n], high[n];
+    load_sub_blocks<n>(x + kquant_ggml::kSuperBlock * r, n, low);
+    load_sub_blocks<n>(x + kquant_ggml::kSuperBlock * r + n * kLanes, n, high);
+    for (int i = 0; i < n; ++i) X[r][i] = join_lanes(low[i], high[i]);
+  }
+  V16 scale[R], grid[R];
+  fit_symmetric_x2_lanes<Avx512Rounding, R>(X, grid, scale);
+  store_lanes<R>(scale, scales);
+  store_lanes<R>(grid, grid_iscale);
+}
+
+}  // namespace
+
+void search_scale_min_avx512(const float* x, int blocks, int nmax, codec::ggml::OffsetSearch search, float* scales,
+                             float* mins, float* grid_iscale, float* grid_min) {
+  // Four at a time, two registers: one register's chains alone left the core waiting (1.25x).
+  for (int b = 0; b + 4 <= blocks; b += 4) {
+    search_scale_min_blocks<2>(x + kquant_ggml::kSuperBlock * b, nmax, search, scales + 8 * b, mins + 8 * b,
+                               grid_iscale + 8 * b, grid_min + 8 * b);
+  }
+}
+
+void search_q2_k_avx512(const float* x, int blocks, codec::ggml::OffsetSearch search, float* scales, float* mins,
+                        float* grid_iscale, float* grid_min) {
+  int b = 0;
+  for (; b + 2 <= blocks; b += 2) {
+    search_q2_k_blocks<2>(x + kquant_ggml::kSuperBlock * b, search, scales + 16 * b, mins + 16 * b, grid_iscale + 16 * b,
+                          grid_min + 16 * b);
+  }
+  if (b < blocks) {
+    search_q2_k_blocks<1>(x + kquant_ggml::kSuperBlock * b, search, scales + 16 * b, mins + 16 * b, grid_iscale + 16 * b,
+                          grid_min + 16 * b);
+  }
+}
+
+void search_q6_k_avx512(const float* x, int blocks, float* scales, float* grid_iscale) {
+  int b = 0;
+  for (; b + 2 <= blocks; b += 2) search_q6_k_blocks<2>(x + kquant_ggml::kSuperBlock * b, scales + 16 * b, grid_iscale + 16 * b);
+  if (b < blocks) search_q6_k_blocks<1>(x + kquant_ggml::kSuperBlock * b, scales + 16 * b, grid_iscale + 16 * b);
+}
+
+}  // namespace wq::detail
