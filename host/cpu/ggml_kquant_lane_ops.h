@@ -8,6 +8,7 @@
 // symbol, and the linker could keep the AVX-512 unit's copy for every caller.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -29,26 +30,24 @@ typedef std::int32_t VI __attribute__((vector_size(32)));
 // width.
 typedef float V16 __attribute__((vector_size(64)));
 typedef std::int32_t VI16 __attribute__((vector_size(64)));
-template <typename Vec>
-struct LaneTypes;
+// The float and int lane types of a width, from a vector of either: IntOf<V> is VI,
+// FloatOf<VI16> is V16.
+template <std::size_t kBytes>
+struct LaneTypesOfSize;
 template <>
-struct LaneTypes<V> {
+struct LaneTypesOfSize<32> {
   using Float = V;
   using Int = VI;
 };
 template <>
-struct LaneTypes<VI> : LaneTypes<V> {};
-template <>
-struct LaneTypes<V16> {
+struct LaneTypesOfSize<64> {
   using Float = V16;
   using Int = VI16;
 };
-template <>
-struct LaneTypes<VI16> : LaneTypes<V16> {};
 template <typename Vec>
-using IntOf = typename LaneTypes<Vec>::Int;
+using IntOf = typename LaneTypesOfSize<sizeof(Vec)>::Int;
 template <typename Vec>
-using FloatOf = typename LaneTypes<Vec>::Float;
+using FloatOf = typename LaneTypesOfSize<sizeof(Vec)>::Float;
 template <typename Vec>
 constexpr int kLanesOf = static_cast<int>(sizeof(Vec) / 4);
 

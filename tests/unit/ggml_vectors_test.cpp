@@ -243,31 +243,15 @@ void expect_chunk_statistics_of_decoded_blocks(void (*blocks_avx2)(const float*,
 
 TEST(GgmlRounding, LegacyChunkStatisticsAreThoseOfTheirDecodedBlocks) {
   if (!detail::use_f16c()) GTEST_SKIP() << "no AVX2/F16C on this CPU: the codec runs instead";
-  {
-    SCOPED_TRACE("Q8_0");
-    expect_chunk_statistics_of_decoded_blocks<ggml::BlockQ8_0>(detail::quantize_q8_0_blocks_avx2,
-                                                               detail::quantize_q8_0_chunk_avx2);
-  }
-  {
-    SCOPED_TRACE("Q4_0");
-    expect_chunk_statistics_of_decoded_blocks<ggml::BlockQ4_0>(detail::quantize_q4_0_blocks_avx2,
-                                                               detail::quantize_q4_0_chunk_avx2);
-  }
-  {
-    SCOPED_TRACE("Q4_1");
-    expect_chunk_statistics_of_decoded_blocks<ggml::BlockQ4_1>(detail::quantize_q4_1_blocks_avx2,
-                                                               detail::quantize_q4_1_chunk_avx2);
-  }
-  {
-    SCOPED_TRACE("Q5_0");
-    expect_chunk_statistics_of_decoded_blocks<ggml::BlockQ5_0>(detail::quantize_q5_0_blocks_avx2,
-                                                               detail::quantize_q5_0_chunk_avx2);
-  }
-  {
-    SCOPED_TRACE("Q5_1");
-    expect_chunk_statistics_of_decoded_blocks<ggml::BlockQ5_1>(detail::quantize_q5_1_blocks_avx2,
-                                                               detail::quantize_q5_1_chunk_avx2);
-  }
+  const auto check = [](const char* type, auto block, auto blocks_avx2, auto chunk_avx2) {
+    SCOPED_TRACE(type);
+    expect_chunk_statistics_of_decoded_blocks<decltype(block)>(blocks_avx2, chunk_avx2);
+  };
+  check("Q8_0", ggml::BlockQ8_0{}, detail::quantize_q8_0_blocks_avx2, detail::quantize_q8_0_chunk_avx2);
+  check("Q4_0", ggml::BlockQ4_0{}, detail::quantize_q4_0_blocks_avx2, detail::quantize_q4_0_chunk_avx2);
+  check("Q4_1", ggml::BlockQ4_1{}, detail::quantize_q4_1_blocks_avx2, detail::quantize_q4_1_chunk_avx2);
+  check("Q5_0", ggml::BlockQ5_0{}, detail::quantize_q5_0_blocks_avx2, detail::quantize_q5_0_chunk_avx2);
+  check("Q5_1", ggml::BlockQ5_1{}, detail::quantize_q5_1_blocks_avx2, detail::quantize_q5_1_chunk_avx2);
 }
 
 TEST(GgmlRounding, ConversionsFollowX86) {
