@@ -227,21 +227,25 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
       }
       // The legacy types on AVX2 with F16C: a batch is one chunk, quantized with its statistics
       // at once (decoding the blocks again took two fifths of Q8_0's time, a third of Q4_0's).
-      // A chunk whose sums are not finite, or that the function leaves, is summed below again.
+      // The blocks are written either way; a chunk whose sums are not finite, or that the
+      // function leaves, is decoded and summed below.
+      bool written = false;
       if constexpr (kHasChunkWithStats<Block>) {
         static_assert(kBatchBlocks == 8 && kChunk == 256);
-        ErrorStats chunk;
-        if (!job.search && batch_blocks == kBatchBlocks && use_f16c() &&
-            quantize_chunk_with_stats<Block>(x, job.blocks + batch * sizeof(Block), &chunk) &&
-            std::isfinite(chunk.signal_energy) && std::isfinite(chunk.error_energy)) {
-          stats.merge(chunk);
-          continue;
+        if (!job.search && batch_blocks == kBatchBlocks && use_f16c()) {
+          ErrorStats chunk;
+          const bool summed = quantize_chunk_with_stats<Block>(x, job.blocks + batch * sizeof(Block), &chunk);
+          written = true;
+          if (summed && std::isfinite(chunk.signal_energy) && std::isfinite(chunk.error_energy)) {
+            stats.merge(chunk);
+            continue;
+          }
         }
       }
       // A NaN or infinity is found through the statistics below, before anything is returned;
       // every block code tolerates one (bounded loops, clamped codes).
-      const bool written = !job.search && quantize_blocks_at_once<Block>(x, static_cast<std::uint64_t>(batch_blocks),
-                                                                         job.blocks + batch * sizeof(Block));
+      written = written || (!job.search && quantize_blocks_at_once<Block>(x, static_cast<std::uint64_t>(batch_blocks),
+                                                                          job.blocks + batch * sizeof(Block)));
       for (int c = 0; c < batch_blocks; c += kBlocksPerChunk) {
         const int n = std::min(kBlocksPerChunk, batch_blocks - c);
         const int count = n * Block::kElements;
