@@ -106,7 +106,7 @@ struct LaneStats {
 
   /// The same with the error e = x - decoded already computed (the quantize loops use
   /// (x - min) - scale * q: the same two roundings' worth of accuracy, one operation fewer).
-  WQ_INLINE void add_error(FloatLanes<L> x, FloatLanes<L> e) {
+  WQ_INLINE void add_error(const FloatLanes<L>& x, const FloatLanes<L>& e) {
     signal += x * x;
     error += e * e;
     // |e| by clearing the sign bit: one instruction (a compare and a blend otherwise).
