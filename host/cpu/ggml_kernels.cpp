@@ -104,10 +104,7 @@ bool quantize_blocks_at_once(const float* x, std::uint64_t n, std::uint8_t* out)
 // The legacy types' eight blocks (one statistics chunk) and their statistics at once, on AVX2
 // with F16C (cpu/ggml_legacy_avx2.h); false where the caller must decode the written blocks.
 template <typename Block>
-constexpr bool kHasChunkWithStats =
-    std::is_same_v<Block, ggml::BlockQ8_0> || std::is_same_v<Block, ggml::BlockQ4_0> ||
-    std::is_same_v<Block, ggml::BlockQ4_1> || std::is_same_v<Block, ggml::BlockQ5_0> ||
-    std::is_same_v<Block, ggml::BlockQ5_1>;
+constexpr bool kHasChunkWithStats = Block::kElements == ggml::kLegacyBlock;  // the legacy types
 
 template <typename Block>
 bool quantize_chunk_with_stats(const float* x, std::uint8_t* out, ErrorStats* stats) {

@@ -48,8 +48,6 @@ template <typename Vec>
 using IntOf = typename LaneTypesOfSize<sizeof(Vec)>::Int;
 template <typename Vec>
 using FloatOf = typename LaneTypesOfSize<sizeof(Vec)>::Float;
-template <typename Vec>
-constexpr int kLanesOf = static_cast<int>(sizeof(Vec) / 4);
 
 constexpr int kSub = 32;  // elements per sub-block of Q4_K/Q5_K (16 for Q2_K and Q6_K)
 constexpr int kLanes = 8;  // sub-blocks searched at once

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "cpu/lanes.h"
 #include "wq/codec/ggml_legacy.h"
@@ -289,25 +290,30 @@ WQ_AVX2_INLINE void quantize_one_block(const float* x, typename T::Block* y) {
   T::codes(b, _mm256_set1_ps(ggml::reciprocal_or_zero(d)), _mm256_set1_ps(min), reinterpret_cast<std::uint8_t*>(y));
 }
 
-// Adds a block's statistics: each code decodes to (q - offset) * d, or q * d + m, as
-// decode_*_blocks_avx2 compute it from the stored bytes (d and m the binary16 ones widened),
-// and its error and square are summed as LaneStats::add sums them. Returns the OR of the
-// codes, for the caller's check that each lies within T::kCodeMask, where it is the stored
-// one. ggml's narrowing and clamps keep every code there for any input (a NaN, an infinity
-// and a subnormal d give code 0 or a clamped one); the check, one OR per register, keeps the
-// statistics right should a code ever spill into its neighbour's bits.
+// Adds a block to the statistics: each code decodes to (q - kOffset) * d, plus m where kMin,
+// as decode_*_blocks_avx2 compute it from the stored bytes (d and m the binary16 ones widened),
+// and its error and square are summed as LaneStats::add sums them. Q8_0 and the four below.
+template <int kOffset, bool kMin>
+WQ_AVX2_INLINE void add_decoded_block(const Block32& b, const __m256i codes[4], __m256 dv, __m256 mv,
+                                      LaneStats<8>* lanes) {
+  for (int k = 0; k < 4; ++k) {
+    __m256 decoded = _mm256_cvtepi32_ps(kOffset != 0 ? _mm256_sub_epi32(codes[k], _mm256_set1_epi32(kOffset)) : codes[k]);
+    decoded = _mm256_mul_ps(decoded, dv);
+    if constexpr (kMin) decoded = _mm256_add_ps(decoded, mv);
+    lanes->add_error(FloatLanes<8>(b.v[k]), FloatLanes<8>(_mm256_sub_ps(b.v[k], decoded)));
+  }
+}
+
+// add_decoded_block() with a legacy type's codes, returning their OR for the caller's check
+// that each lies within T::kCodeMask, where it is the stored one. ggml's narrowing and clamps
+// keep every code there for any input (a NaN, an infinity and a subnormal d give code 0 or a
+// clamped one); the check, one OR per register, keeps the statistics right should a code ever
+// spill into its neighbour's bits.
 template <typename T>
 WQ_AVX2_INLINE __m256i add_block_stats(const Block32& b, const __m256i codes[4], __m256 dv, __m256 mv,
                                        LaneStats<8>* lanes) {
-  __m256i any = codes[0];
-  for (int k = 0; k < 4; ++k) {
-    if (k > 0) any = _mm256_or_si256(any, codes[k]);
-    __m256 decoded = _mm256_cvtepi32_ps(T::kOffset != 0 ? _mm256_sub_epi32(codes[k], _mm256_set1_epi32(T::kOffset)) : codes[k]);
-    decoded = _mm256_mul_ps(decoded, dv);
-    if constexpr (T::kMin) decoded = _mm256_add_ps(decoded, mv);
-    lanes->add_error(FloatLanes<8>(b.v[k]), FloatLanes<8>(_mm256_sub_ps(b.v[k], decoded)));
-  }
-  return any;
+  add_decoded_block<T::kOffset, T::kMin>(b, codes, dv, mv, lanes);
+  return _mm256_or_si256(_mm256_or_si256(codes[0], codes[1]), _mm256_or_si256(codes[2], codes[3]));
 }
 
 // Eight blocks at a time, as quantize_q8_0_blocks_avx2: d and 1/d by one vector division each
@@ -371,9 +377,8 @@ __attribute__((target("avx2,f16c"), always_inline)) inline bool quantize_blocks8
 // reciprocal is infinite) a lane may hold cvttps2dq's INT32_MIN or wrap: the low byte of each
 // lane is taken first (and 0xff), as C's narrowing does, and unsigned packs that cannot saturate
 // keep it.
-// With `lanes`, kInByte's codes also go to the statistics: each decodes to (float)q * d, as
-// decode_q8_0_blocks_avx2 computes it from the stored bytes (the code is the byte, and d the
-// binary16 d widened, `dv`), and its error and square are summed as LaneStats::add sums them.
+// With `lanes`, kInByte's codes also go to the statistics (add_decoded_block(): the code is the
+// byte, `dv` the binary16 d widened).
 template <bool kInByte>
 WQ_AVX2_INLINE void store_q8_0_block(const float* x, __m256 idv, std::uint16_t d_bits, std::uint8_t* y,
                                      LaneStats<8>* lanes = nullptr, __m256 dv = __m256{}) {
@@ -381,12 +386,7 @@ WQ_AVX2_INLINE void store_q8_0_block(const float* x, __m256 idv, std::uint16_t d
   __m256i q[4];
   for (int k = 0; k < 4; ++k) q[k] = round_half_away_to_int(_mm256_mul_ps(v.v[k], idv));
   if constexpr (kInByte) {
-    if (lanes != nullptr) {
-      for (int k = 0; k < 4; ++k) {
-        const __m256 decoded = _mm256_mul_ps(_mm256_cvtepi32_ps(q[k]), dv);
-        lanes->add_error(FloatLanes<8>(v.v[k]), FloatLanes<8>(_mm256_sub_ps(v.v[k], decoded)));
-      }
-    }
+    if (lanes != nullptr) add_decoded_block<0, false>(v, q, dv, __m256{}, lanes);
   }
   __m256i bytes;
   if constexpr (kInByte) {
@@ -483,14 +483,6 @@ __attribute__((target("avx2,f16c"))) void quantize_q8_0_blocks_avx2(const float*
   }
 }
 
-__attribute__((target("avx2,f16c"))) bool quantize_q8_0_chunk_avx2(const float* x, std::uint8_t* out,
-                                                                   ErrorStats* stats) {
-  LaneStats<8> lanes;
-  if (!quantize_q8_0_blocks8(x, out, &lanes)) return false;
-  lanes.fold_into(stats, 256);
-  return true;
-}
-
 __attribute__((target("avx2"))) void quantize_q4_0_avx2(const float* x, ggml::BlockQ4_0* y) {
   quantize_one_block<Q4_0Codes>(x, y);
 }
@@ -524,16 +516,25 @@ __attribute__((target("avx2,f16c"))) void quantize_q5_1_blocks_avx2(const float*
 }
 
 namespace {
-// One statistics chunk of eight blocks with a legacy type's codes (quantize_blocks8()).
+// One statistics chunk of eight blocks: Q8_0's (T = its block) or another legacy type's codes.
 template <typename T>
-__attribute__((target("avx2,f16c"), always_inline)) inline bool quantize_chunk(const float* x, std::uint8_t* out,
-                                                                             ErrorStats* stats) {
+WQ_AVX2_F16C_INLINE bool quantize_chunk(const float* x, std::uint8_t* out, ErrorStats* stats) {
   LaneStats<8> lanes;
-  if (!quantize_blocks8<T>(x, 8, out, &lanes)) return false;
+  bool summed;
+  if constexpr (std::is_same_v<T, ggml::BlockQ8_0>) {
+    summed = quantize_q8_0_blocks8(x, out, &lanes);
+  } else {
+    summed = quantize_blocks8<T>(x, 8, out, &lanes);
+  }
+  if (!summed) return false;
   lanes.fold_into(stats, 256);
   return true;
 }
 }  // namespace
+
+__attribute__((target("avx2,f16c"))) bool quantize_q8_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats) {
+  return quantize_chunk<ggml::BlockQ8_0>(x, out, stats);
+}
 
 __attribute__((target("avx2,f16c"))) bool quantize_q4_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats) {
   return quantize_chunk<Q4_0Codes>(x, out, stats);
