@@ -517,7 +517,7 @@ __attribute__((target("avx2"))) void quantize_avx2(const float* x, std::uint64_t
 
 // The AVX-512 clone's rounding: Avx2Rounding's, and the searches in sixteen lanes
 // (search_*_avx512(), cpu/ggml_kquant_search_avx512.cpp).
-struct Avx512Rounding : Avx2Rounding {
+struct Avx512CloneRounding : Avx2Rounding {
   static constexpr bool kWide = true;
 };
 
@@ -531,7 +531,7 @@ template <typename Block>
 __attribute__((target("avx2,avx512f,avx512vl,avx512bw,avx512dq"))) void quantize_avx512(const float* x,
                                                                                         std::uint64_t blocks,
                                                                                         std::uint8_t* out) {
-  quantize_run<Block, Avx512Rounding>(x, blocks, out);
+  quantize_run<Block, Avx512CloneRounding>(x, blocks, out);
 }
 
 template <typename Block>
