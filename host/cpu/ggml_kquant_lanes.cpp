@@ -8,6 +8,7 @@
 
 #include "cpu/cpu_features.h"
 #include "cpu/ggml_kquant_lane_ops.h"
+#include "cpu/ggml_q3_k_fit_lanes.h"
 #include "cpu/lanes.h"
 #include "wq/codec/ggml_kquants.h"
 
@@ -17,34 +18,6 @@ namespace {
 namespace ggml = codec::ggml;
 
 typedef std::uint8_t B8 __attribute__((vector_size(8)));
-
-// The low byte of each lane is lanes.h's low_bytes(), a byte shuffle (two vpshufb, a vpermq and
-// a vpor on AVX2): __builtin_convertvector(code, B8) says the same, but GCC 12 spells it as
-// eight extractions, shifts and ORs, which were a fifth of Q6_K's time.
-WQ_LANES_INLINE std::uint64_t low_bytes_of(VI code) {
-  const B8 bytes = low_bytes(code);
-  std::uint64_t out;
-  std::memcpy(&out, &bytes, sizeof out);
-  return out;
-}
-
-// The way back for codes: lane j of L[i] (a value that fits in a byte) to
-// out[stride * j + i], for eight sub-blocks of n codes.
-template <int n, typename Code>
-WQ_LANES_INLINE void store_sub_block_codes(const VI* L, int stride, Code* out) {
-  static_assert(n % kLanes == 0 && sizeof(Code) == 1);
-  for (int c = 0; c < n; c += kLanes) {
-    V m[kLanes];
-    std::memcpy(m, L + c, sizeof m);
-    transpose8(m);
-    for (int j = 0; j < kLanes; ++j) {
-      VI row;
-      std::memcpy(&row, &m[j], sizeof row);
-      const std::uint64_t bytes = low_bytes_of(row);
-      std::memcpy(out + stride * j + c, &bytes, sizeof bytes);
-    }
-  }
-}
 
 // Each sub-block's grid, where the finish takes the search's codes from (fit_lanes(),
 // fit_symmetric_x2_lanes()): eight per register of lanes.
@@ -117,177 +90,6 @@ WQ_LANES_INLINE void search_q6_k_lanes(const float* x, float* scales, SubBlockGr
   for (int r = 0; r < R; ++r) {
     std::memcpy(scales + kLanes * r, &scale[r], sizeof(V));
     std::memcpy(grids.iscale + kLanes * r, &grid[r], sizeof(V));
-  }
-}
-
-// fit_symmetric_refined() (ggml's make_q3_quants with its rmse refinement) over 16 elements with
-// nmax 4, lane j of register r on one sub-block of Q3_K. The refinement walks the elements in
-// order and each accepted change moves the sums the next element sees; every lane does that on
-// its own. That makes each element's step a chain of dependent operations (a division among
-// them) that one register of lanes waits on, so R registers go through each step together and
-// the core interleaves their chains.
-//
-// ggml stops a sub-block after a pass that changed nothing, or after five. On weights most
-// sub-blocks (84 % of the Student-t benchmark input) change nothing in their first pass, and
-// until a pass accepts its first change the sums it compares against are the initial ones. So
-// the first pass is first asked without its chain (q3_k_first_pass): every element's step
-// evaluated against the initial sums, all sixteen independent of each other. Where no step is
-// taken that is the pass, exactly; a sub-block where one is goes, with its initial state, to a
-// queue that runs its passes one to five in order and refills its lanes as sub-blocks finish
-// (q3_k_refine_queue).
-
-// The refinement state of a chunk of Q3_K sub-blocks: codes -4..3 while refining, then 0..7 as
-// the codec's finish_q3_k() takes them; the scales once a sub-block is final.
-struct Q3KChunk {
-  static constexpr int kBlocks = kKQuantBatchBlocks;  // super-blocks per chunk
-  static constexpr int kSubBlocks = kBlocks * 16;
-  std::int8_t L[kBlocks * ggml::kSuperBlock];
-  float scales[kSubBlocks];
-  float sumlx[kSubBlocks], suml2[kSubBlocks];
-  int queue[kSubBlocks];  // sub-blocks that change in their first pass, with their initial state
-  int queued = 0;
-};
-
-// One element's step of a refinement pass in every lane: whether the lane takes a new code, and
-// the code and sums it would take. wxl, wll: the element's current terms in the sums (w x l and
-// w l l, as the sums added them); sumlx2 = sumlx * sumlx.
-struct Q3KStep {
-  VI take, new_l;
-  V slx, sl2;
-};
-WQ_LANES_INLINE Q3KStep q3_k_step(V x, VI l, V wxl, V wll, V sumlx, V suml2, V sumlx2) {
-  constexpr int nmax = 4;
-  const V w = x * x;
-  Q3KStep s;
-  s.slx = sumlx - wxl;
-  const VI positive = s.slx > 0.0f;
-  s.sl2 = suml2 - wll;
-  s.new_l = clamp(nearest_int(x * s.sl2 / s.slx), -nmax, nmax - 1);
-  const V nl = to_float(s.new_l);
-  s.slx = s.slx + w * x * nl;
-  s.sl2 = s.sl2 + w * nl * nl;
-  s.take = positive & (s.new_l != l) & (s.sl2 > 0.0f) & (s.slx * s.slx * suml2 > sumlx2 * s.sl2);
-  return s;
-}
-
-// One refinement pass over R registers of lanes; lanes in `frozen` (all-zero or idle) never
-// change. changed[r]: the lanes that accepted a new code.
-template <int R>
-WQ_LANES_INLINE void q3_k_pass(const V (*X)[16], VI (*L)[16], V* sumlx, V* suml2, const VI* frozen, VI* changed) {
-  constexpr int n = 16;
-  for (int r = 0; r < R; ++r) changed[r] = VI{};
-  for (int i = 0; i < n; ++i) {
-    for (int r = 0; r < R; ++r) {
-      const V x = X[r][i];
-      const V w = x * x;
-      const V li = to_float(L[r][i]);
-      const Q3KStep s = q3_k_step(x, L[r][i], w * x * li, w * li * li, sumlx[r], suml2[r], sumlx[r] * sumlx[r]);
-      const VI take = s.take & ~frozen[r];
-      L[r][i] = take ? s.new_l : L[r][i];
-      sumlx[r] = take ? s.slx : sumlx[r];
-      suml2[r] = take ? s.sl2 : suml2[r];
-      changed[r] |= take;
-    }
-  }
-}
-
-// Sub-blocks [first, first + 8R) of the chunk (x: the chunk's elements): the initial codes and
-// sums, and whether the first pass would change any code. Every sub-block's codes (0..7) and
-// scale are written as if final; the ones whose first pass changes something are queued with
-// their initial sums, and their entries rewritten when done.
-template <int R>
-WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk) {
-  constexpr int n = 16, nmax = 4;
-  V X[R][n], wxl[R][n], wll[R][n];
-  VI L[R][n], flat[R], changes[R];
-  V sumlx[R], suml2[R];
-  for (int r = 0; r < R; ++r) {
-    load_sub_blocks<n>(x + n * (first + kLanes * r), n, X[r]);
-    V amax;
-    const V max = signed_extreme_lanes(X[r], n, &amax);
-    flat[r] = amax < ggml::kGroupMaxEps;
-    const V iscale = static_cast<float>(-nmax) / max;
-    sumlx[r] = V{};
-    suml2[r] = V{};
-    for (int i = 0; i < n; ++i) {
-      L[r][i] = clamp(nearest_int(iscale * X[r][i]), -nmax, nmax - 1);
-      const V l = to_float(L[r][i]);
-      const V w = X[r][i] * X[r][i];
-      wxl[r][i] = w * X[r][i] * l;
-      wll[r][i] = w * l * l;
-      sumlx[r] = sumlx[r] + wxl[r][i];
-      suml2[r] = suml2[r] + wll[r][i];
-    }
-  }
-  // The pass's steps against the initial sums: exact up to a lane's first taken step.
-  for (int r = 0; r < R; ++r) changes[r] = VI{};
-  for (int i = 0; i < n; ++i) {
-    for (int r = 0; r < R; ++r) {
-      changes[r] |= q3_k_step(X[r][i], L[r][i], wxl[r][i], wll[r][i], sumlx[r], suml2[r], sumlx[r] * sumlx[r]).take;
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    const int sub = first + kLanes * r;
-    // (A flat lane never takes a step: with |x| < 1e-15 its comparison underflows to 0 > 0.)
-    const VI queued = changes[r] & ~flat[r];
-    // As fit_symmetric_refined() returns: codes 0 and scale 0 for an all-zero sub-block.
-    for (int i = 0; i < n; ++i) L[r][i] = flat[r] ? VI{} : L[r][i] + nmax;
-    store_sub_block_codes<n>(L[r], n, chunk->L + n * sub);
-    const V scale = flat[r] ? V{} : (suml2[r] > 0.0f ? sumlx[r] / suml2[r] : V{});
-    std::memcpy(chunk->scales + sub, &scale, sizeof scale);
-    if (!any_lane(queued)) continue;
-    for (int j = 0; j < kLanes; ++j) {
-      if (queued[j] == 0) continue;
-      chunk->sumlx[sub + j] = sumlx[r][j];
-      chunk->suml2[sub + j] = suml2[r][j];
-      chunk->queue[chunk->queued++] = sub + j;
-    }
-  }
-}
-
-// Passes one to five of the queued sub-blocks, R registers of lanes at a time: a lane whose
-// sub-block is done (a pass changed nothing, or it ran five) takes the next from the queue, so
-// the registers stay full while the queue lasts.
-template <int R>
-WQ_LANES_INLINE void q3_k_refine_queue(const float* x, Q3KChunk* chunk) {
-  constexpr int n = 16, kLastPass = 5;
-  V X[R][n] = {};
-  VI L[R][n] = {}, idle[R], changed[R];
-  V sumlx[R] = {}, suml2[R] = {};
-  int sub_of[R][kLanes], passes[R][kLanes];
-  for (int r = 0; r < R; ++r) idle[r] = VI{} - 1;
-  int next = 0;
-  for (;;) {
-    bool active = false;
-    for (int r = 0; r < R; ++r) {
-      for (int j = 0; j < kLanes; ++j) {
-        if (idle[r][j] != 0 && next < chunk->queued) {
-          const int sub = chunk->queue[next++];
-          for (int i = 0; i < n; ++i) {
-            X[r][i][j] = x[n * sub + i];
-            L[r][i][j] = chunk->L[n * sub + i] - 4;  // codes -4..3 while refining
-          }
-          sumlx[r][j] = chunk->sumlx[sub];
-          suml2[r][j] = chunk->suml2[sub];
-          idle[r][j] = 0;
-          sub_of[r][j] = sub;
-          passes[r][j] = 0;
-        }
-        active = active || idle[r][j] == 0;
-      }
-    }
-    if (!active) return;
-    q3_k_pass<R>(X, L, sumlx, suml2, idle, changed);
-    for (int r = 0; r < R; ++r) {
-      for (int j = 0; j < kLanes; ++j) {
-        if (idle[r][j] != 0) continue;
-        if (changed[r][j] != 0 && ++passes[r][j] < kLastPass) continue;
-        const int sub = sub_of[r][j];
-        for (int i = 0; i < n; ++i) chunk->L[n * sub + i] = static_cast<std::int8_t>(L[r][i][j] + 4);
-        chunk->scales[sub] = suml2[r][j] > 0.0f ? sumlx[r][j] / suml2[r][j] : 0.0f;
-        idle[r][j] = VI{}[0] - 1;
-      }
-    }
   }
 }
 
@@ -402,14 +204,21 @@ struct LaneGridCodes : LaneSubBlockCodes {
 };
 
 // `blocks` (at most Q3KChunk::kBlocks) super-blocks of Q3_K into y.
+template <typename Rounding>
 WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::BlockQ3_K* y) {
-  Q3KChunk chunk;
-  int b = 0;
-  for (; b + 2 <= blocks; b += 2) q3_k_first_pass<4>(x, 16 * b, &chunk);
-  if (b < blocks) q3_k_first_pass<2>(x, 16 * b, &chunk);
-  q3_k_refine_queue<4>(x, &chunk);
-  for (b = 0; b < blocks; ++b) {
-    ggml::finish_q3_k(x + ggml::kSuperBlock * b, chunk.scales + 16 * b, chunk.L + ggml::kSuperBlock * b, y + b,
+  std::int8_t L[Q3KChunk::kBlocks * ggml::kSuperBlock];
+  float scales[Q3KChunk::kSubBlocks];
+  if constexpr (Rounding::kWide) {  // the AVX-512 clone: a super-block per register
+    fit_q3_k_avx512(x, blocks, L, scales);
+  } else {
+    Q3KChunk chunk(L, scales);
+    int b = 0;
+    for (; b + 2 <= blocks; b += 2) q3_k_first_pass<4, V>(x, 16 * b, &chunk);
+    if (b < blocks) q3_k_first_pass<2, V>(x, 16 * b, &chunk);
+    q3_k_refine_queue<4, V>(x, &chunk);
+  }
+  for (int b = 0; b < blocks; ++b) {
+    ggml::finish_q3_k(x + ggml::kSuperBlock * b, scales + 16 * b, L + ggml::kSuperBlock * b, y + b,
                       LaneSubBlockCodes{});
   }
 }
@@ -491,7 +300,7 @@ WQ_LANES_INLINE void quantize_run(const float* x, std::uint64_t blocks, std::uin
     for (std::uint64_t b = 0; b < blocks; b += Q3KChunk::kBlocks) {
       const int n = static_cast<int>(std::min<std::uint64_t>(Q3KChunk::kBlocks, blocks - b));
       ggml::BlockQ3_K y[Q3KChunk::kBlocks];  // built aligned, then copied
-      quantize_q3_k_chunk(x + b * ggml::kSuperBlock, n, y);
+      quantize_q3_k_chunk<Rounding>(x + b * ggml::kSuperBlock, n, y);
       std::memcpy(out + b * sizeof(Block), y, static_cast<std::size_t>(n) * sizeof(Block));
     }
   } else {
@@ -522,11 +331,9 @@ struct Avx512CloneRounding : Avx2Rounding {
 };
 
 // The k-quants' code with 32 vector registers (AVX-512VL, 256-bit operations), and their
-// searches in sixteen lanes (512-bit, search_*_avx512()) where Rounding::kWide says so. Q3_K's
-// refinement passes keep the sums of four registers of lanes and their temporaries in registers
-// (Zen 5, 2 MiB in cache, same bytes: 2.06 -> 2.21-2.30 GB/s); the others gain from the wider
-// searches, 1.4-1.6x (bench/RESULTS.md). Avx2Rounding's asm keeps its "x" operands in the
-// sixteen registers that vroundps can address.
+// searches in sixteen lanes (512-bit, search_*_avx512() and fit_q3_k_avx512()) where
+// Rounding::kWide says so: 1.3-1.6x (Zen 5, bench/RESULTS.md). Avx2Rounding's asm keeps its "x"
+// operands in the sixteen registers that vroundps can address.
 template <typename Block>
 __attribute__((target("avx2,avx512f,avx512vl,avx512bw,avx512dq"))) void quantize_avx512(const float* x,
                                                                                         std::uint64_t blocks,

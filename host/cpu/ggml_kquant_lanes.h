@@ -26,8 +26,8 @@ namespace wq::detail {
 constexpr int kKQuantBatchBlocks = 64;
 
 /// `blocks` super-blocks of x into `out` (unaligned): codec::ggml::quantize_block() for each,
-/// bit for bit, several times faster. Uses AVX2 where use_avx2() allows (Q3_K and Q6_K: the
-/// same code built for AVX-512VL where use_avx512vl() allows, Q6_K's search in sixteen lanes),
+/// bit for bit, several times faster. Uses AVX2 where use_avx2() allows (every type: the same
+/// code built for AVX-512VL, with its searches in sixteen lanes, where use_avx512vl() allows),
 /// the baseline vector code otherwise.
 /// Q4_K and Q5_K: eight make_qkx2_quants searches of 32 per super-block.
 void quantize_q4_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
@@ -47,6 +47,10 @@ void search_scale_min_avx512(const float* x, int blocks, int nmax, codec::ggml::
 void search_q2_k_avx512(const float* x, int blocks, codec::ggml::OffsetSearch search, float* scales, float* mins,
                         float* grid_iscale, float* grid_min);
 void search_q6_k_avx512(const float* x, int blocks, float* scales, float* grid_iscale);
+/// Q3_K's sub-block fits of `blocks` (at most kKQuantBatchBlocks) super-blocks, sixteen lanes at
+/// a time: each sub-block's codes 0..7 (16 per sub-block, in order) into L and its scale into
+/// scales, as the eight-lane fits give them.
+void fit_q3_k_avx512(const float* x, int blocks, std::int8_t* L, float* scales);
 
 /// The final codes of one sub-block as the functions above compute them, eight at a time
 /// (`count` a multiple of 8): codec::ggml::code_with_offset(x, d, dm, hi) where `offset`, else

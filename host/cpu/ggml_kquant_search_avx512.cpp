@@ -1,8 +1,9 @@
 // The k-quants' sub-block searches with sixteen lanes: two registers of eight sub-blocks side by
-// side in one 512-bit register (Q2_K and Q6_K: the two of a super-block; Q4_K and Q5_K: those
-// of two super-blocks). Every lane does the same operations in the same order as the eight-lane
-// searches of cpu/ggml_kquant_lanes.cpp (fit_lanes() and fit_symmetric_x2_lanes() of
-// cpu/ggml_kquant_lane_ops.h, the one spelling of each), so the bytes are the same. The searches
+// side in one 512-bit register (Q2_K, Q3_K and Q6_K: the two of a super-block; Q4_K and Q5_K:
+// those of two super-blocks). Every lane does the same operations in the same order as the
+// eight-lane searches of cpu/ggml_kquant_lanes.cpp (fit_lanes() and fit_symmetric_x2_lanes() of
+// cpu/ggml_kquant_lane_ops.h, Q3_K's fit of cpu/ggml_q3_k_fit_lanes.h: the one spelling of
+// each), so the bytes are the same. The searches
 // are bound by their multiplications, and Zen 5 runs a 512-bit one at the rate of a 256-bit one.
 //
 // This unit alone is compiled for AVX-512 F/VL/BW/DQ (host/CMakeLists.txt), and only called
@@ -18,6 +19,7 @@
 
 #include "cpu/ggml_kquant_lane_ops.h"
 #include "cpu/ggml_kquant_lanes.h"
+#include "cpu/ggml_q3_k_fit_lanes.h"
 
 namespace wq::detail {
 namespace {
@@ -102,6 +104,14 @@ void search_q6_k_blocks(const float* x, float* scales, float* grid_iscale) {
 }
 
 }  // namespace
+
+void fit_q3_k_avx512(const float* x, int blocks, std::int8_t* L, float* scales) {
+  Q3KChunk chunk(L, scales);
+  int b = 0;
+  for (; b + 2 <= blocks; b += 2) q3_k_first_pass<2, V16>(x, 16 * b, &chunk);
+  if (b < blocks) q3_k_first_pass<1, V16>(x, 16 * b, &chunk);
+  q3_k_refine_queue<2, V16>(x, &chunk);
+}
 
 void search_scale_min_avx512(const float* x, int blocks, int nmax, codec::ggml::OffsetSearch search, float* scales,
                              float* mins, float* grid_iscale, float* grid_min) {

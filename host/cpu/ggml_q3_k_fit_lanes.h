@@ -1,0 +1,255 @@
+// Q3_K's sub-block fits in lanes, at either width: eight lanes (cpu/ggml_kquant_lanes.cpp, for
+// AVX2 and the baseline) or sixteen (cpu/ggml_kquant_search_avx512.cpp). Lane j does exactly
+// one sub-block's operations, in the codec's order, so the width changes nothing in the bytes.
+//
+// fit_symmetric_refined() (ggml's make_q3_quants with its rmse refinement) over 16 elements with
+// nmax 4, lane j of register r on one sub-block of Q3_K. The refinement walks the elements in
+// order and each accepted change moves the sums the next element sees; every lane does that on
+// its own. That makes each element's step a chain of dependent operations (a division among
+// them) that one register of lanes waits on, so R registers go through each step together and
+// the core interleaves their chains.
+//
+// ggml stops a sub-block after a pass that changed nothing, or after five. On weights most
+// sub-blocks (84 % of the Student-t benchmark input) change nothing in their first pass, and
+// until a pass accepts its first change the sums it compares against are the initial ones. So
+// the first pass is first asked without its chain (q3_k_first_pass): every element's step
+// evaluated against the initial sums, all sixteen independent of each other. Where no step is
+// taken that is the pass, exactly; a sub-block where one is goes, with its initial state, to a
+// queue that runs its passes one to five in order and refills its lanes as sub-blocks finish
+// (q3_k_refine_queue).
+//
+// Like cpu/ggml_kquant_lane_ops.h, everything here has internal linkage, so that each unit
+// compiles its own copies for its own instruction set.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "cpu/ggml_kquant_lane_ops.h"
+#include "cpu/ggml_kquant_lanes.h"
+#include "cpu/lanes.h"
+
+namespace wq::detail {
+namespace {
+
+template <typename Vec>
+constexpr int kLanesOf = static_cast<int>(sizeof(Vec) / sizeof(float));
+
+// The low byte of each of eight lanes as one word: lanes.h's low_bytes(), a byte shuffle (two
+// vpshufb, a vpermq and a vpor on AVX2). __builtin_convertvector(code, B8) says the same, but
+// GCC 12 spells it as eight extractions, shifts and ORs, which were a fifth of Q6_K's time.
+WQ_LANES_INLINE std::uint64_t low_bytes_of(VI code) {
+  const ByteLanes<8> bytes = low_bytes(code);
+  std::uint64_t out;
+  std::memcpy(&out, &bytes, sizeof out);
+  return out;
+}
+
+// The way back for codes: lane j of L[i] (a value that fits in a byte) to
+// out[stride * j + i], for eight sub-blocks of n codes.
+template <int n, typename Code>
+WQ_LANES_INLINE void store_sub_block_codes(const VI* L, int stride, Code* out) {
+  static_assert(n % kLanes == 0 && sizeof(Code) == 1);
+  for (int c = 0; c < n; c += kLanes) {
+    V m[kLanes];
+    std::memcpy(m, L + c, sizeof m);
+    transpose8(m);
+    for (int j = 0; j < kLanes; ++j) {
+      VI row;
+      std::memcpy(&row, &m[j], sizeof row);
+      const std::uint64_t bytes = low_bytes_of(row);
+      std::memcpy(out + stride * j + c, &bytes, sizeof bytes);
+    }
+  }
+}
+
+// Q3_K's sub-blocks of 16 in lanes, consecutive from x (X[i] lane j = sub-block j's element i),
+// and their codes back (lane j of L[i] to out[16 j + i]). Sixteen lanes are two registers of
+// eight side by side.
+WQ_LANES_INLINE void load_q3_k_lanes(const float* x, V* X) { load_sub_blocks<16>(x, 16, X); }
+WQ_LANES_INLINE void load_q3_k_lanes(const float* x, V16* X) {
+  V low[16], high[16];
+  load_sub_blocks<16>(x, 16, low);
+  load_sub_blocks<16>(x + 16 * kLanes, 16, high);
+  for (int i = 0; i < 16; ++i) X[i] = join_lanes(low[i], high[i]);
+}
+WQ_LANES_INLINE void store_q3_k_codes(const VI* L, std::int8_t* out) { store_sub_block_codes<16>(L, 16, out); }
+WQ_LANES_INLINE void store_q3_k_codes(const VI16* L, std::int8_t* out) {
+  VI low[16], high[16];
+  for (int i = 0; i < 16; ++i) {
+    low[i] = __builtin_shufflevector(L[i], L[i], 0, 1, 2, 3, 4, 5, 6, 7);
+    high[i] = __builtin_shufflevector(L[i], L[i], 8, 9, 10, 11, 12, 13, 14, 15);
+  }
+  store_sub_block_codes<16>(low, 16, out);
+  store_sub_block_codes<16>(high, 16, out + 16 * kLanes);
+}
+
+WQ_LANES_INLINE bool any_lane(VI16 mask) {
+  return any_lane(VI(__builtin_shufflevector(mask, mask, 0, 1, 2, 3, 4, 5, 6, 7) |
+                     __builtin_shufflevector(mask, mask, 8, 9, 10, 11, 12, 13, 14, 15)));
+}
+
+// The refinement state of a chunk of Q3_K sub-blocks: codes -4..3 while refining, then 0..7 as
+// the codec's finish_q3_k() takes them; the scales once a sub-block is final. The codes and
+// scales are the caller's arrays.
+struct Q3KChunk {
+  static constexpr int kBlocks = kKQuantBatchBlocks;  // super-blocks per chunk
+  static constexpr int kSubBlocks = kBlocks * 16;
+  Q3KChunk(std::int8_t* codes, float* sub_block_scales) : L(codes), scales(sub_block_scales) {}
+  std::int8_t* L;  // kBlocks * 256
+  float* scales;   // kSubBlocks
+  float sumlx[kSubBlocks], suml2[kSubBlocks];
+  int queue[kSubBlocks];  // sub-blocks that change in their first pass, with their initial state
+  int queued = 0;
+};
+
+// One element's step of a refinement pass in every lane: whether the lane takes a new code, and
+// the code and sums it would take. wxl, wll: the element's current terms in the sums (w x l and
+// w l l, as the sums added them); sumlx2 = sumlx * sumlx.
+template <typename Vec>
+struct Q3KStep {
+  IntOf<Vec> take, new_l;
+  Vec slx, sl2;
+};
+template <typename Vec>
+WQ_LANES_INLINE Q3KStep<Vec> q3_k_step(Vec x, IntOf<Vec> l, Vec wxl, Vec wll, Vec sumlx, Vec suml2, Vec sumlx2) {
+  constexpr int nmax = 4;
+  const Vec w = x * x;
+  Q3KStep<Vec> s;
+  s.slx = sumlx - wxl;
+  const IntOf<Vec> positive = s.slx > 0.0f;
+  s.sl2 = suml2 - wll;
+  s.new_l = clamp(nearest_int(x * s.sl2 / s.slx), -nmax, nmax - 1);
+  const Vec nl = to_float(s.new_l);
+  s.slx = s.slx + w * x * nl;
+  s.sl2 = s.sl2 + w * nl * nl;
+  s.take = positive & (s.new_l != l) & (s.sl2 > 0.0f) & (s.slx * s.slx * suml2 > sumlx2 * s.sl2);
+  return s;
+}
+
+// One refinement pass over R registers of lanes; lanes in `frozen` (all-zero or idle) never
+// change. changed[r]: the lanes that accepted a new code.
+template <int R, typename Vec>
+WQ_LANES_INLINE void q3_k_pass(const Vec (*X)[16], IntOf<Vec> (*L)[16], Vec* sumlx, Vec* suml2,
+                               const IntOf<Vec>* frozen, IntOf<Vec>* changed) {
+  constexpr int n = 16;
+  for (int r = 0; r < R; ++r) changed[r] = IntOf<Vec>{};
+  for (int i = 0; i < n; ++i) {
+    for (int r = 0; r < R; ++r) {
+      const Vec x = X[r][i];
+      const Vec w = x * x;
+      const Vec li = to_float(L[r][i]);
+      const Q3KStep<Vec> s = q3_k_step(x, L[r][i], w * x * li, w * li * li, sumlx[r], suml2[r], sumlx[r] * sumlx[r]);
+      const IntOf<Vec> take = s.take & ~frozen[r];
+      L[r][i] = take ? s.new_l : L[r][i];
+      sumlx[r] = take ? s.slx : sumlx[r];
+      suml2[r] = take ? s.sl2 : suml2[r];
+      changed[r] |= take;
+    }
+  }
+}
+
+// Sub-blocks [first, first + R lanes) of the chunk (x: the chunk's elements): the initial codes
+// and sums, and whether the first pass would change any code. Every sub-block's codes (0..7) and
+// scale are written as if final; the ones whose first pass changes something are queued with
+// their initial sums, and their entries rewritten when done.
+template <int R, typename Vec>
+WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk) {
+  using VecI = IntOf<Vec>;
+  constexpr int n = 16, nmax = 4, lanes = kLanesOf<Vec>;
+  Vec X[R][n], wxl[R][n], wll[R][n];
+  VecI L[R][n], flat[R], changes[R];
+  Vec sumlx[R], suml2[R];
+  for (int r = 0; r < R; ++r) {
+    load_q3_k_lanes(x + n * (first + lanes * r), X[r]);
+    Vec amax;
+    const Vec max = signed_extreme_lanes(X[r], n, &amax);
+    flat[r] = amax < kquant_ggml::kGroupMaxEps;
+    const Vec iscale = static_cast<float>(-nmax) / max;
+    sumlx[r] = Vec{};
+    suml2[r] = Vec{};
+    for (int i = 0; i < n; ++i) {
+      L[r][i] = clamp(nearest_int(iscale * X[r][i]), -nmax, nmax - 1);
+      const Vec l = to_float(L[r][i]);
+      const Vec w = X[r][i] * X[r][i];
+      wxl[r][i] = w * X[r][i] * l;
+      wll[r][i] = w * l * l;
+      sumlx[r] = sumlx[r] + wxl[r][i];
+      suml2[r] = suml2[r] + wll[r][i];
+    }
+  }
+  // The pass's steps against the initial sums: exact up to a lane's first taken step.
+  for (int r = 0; r < R; ++r) changes[r] = VecI{};
+  for (int i = 0; i < n; ++i) {
+    for (int r = 0; r < R; ++r) {
+      changes[r] |= q3_k_step(X[r][i], L[r][i], wxl[r][i], wll[r][i], sumlx[r], suml2[r], sumlx[r] * sumlx[r]).take;
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const int sub = first + lanes * r;
+    // (A flat lane never takes a step: with |x| < 1e-15 its comparison underflows to 0 > 0.)
+    const VecI queued = changes[r] & ~flat[r];
+    // As fit_symmetric_refined() returns: codes 0 and scale 0 for an all-zero sub-block.
+    for (int i = 0; i < n; ++i) L[r][i] = flat[r] ? VecI{} : L[r][i] + nmax;
+    store_q3_k_codes(L[r], chunk->L + n * sub);
+    const Vec scale = flat[r] ? Vec{} : (suml2[r] > 0.0f ? sumlx[r] / suml2[r] : Vec{});
+    std::memcpy(chunk->scales + sub, &scale, sizeof scale);
+    if (!any_lane(queued)) continue;
+    for (int j = 0; j < lanes; ++j) {
+      if (queued[j] == 0) continue;
+      chunk->sumlx[sub + j] = sumlx[r][j];
+      chunk->suml2[sub + j] = suml2[r][j];
+      chunk->queue[chunk->queued++] = sub + j;
+    }
+  }
+}
+
+// Passes one to five of the queued sub-blocks, R registers of lanes at a time: a lane whose
+// sub-block is done (a pass changed nothing, or it ran five) takes the next from the queue, so
+// the registers stay full while the queue lasts.
+template <int R, typename Vec>
+WQ_LANES_INLINE void q3_k_refine_queue(const float* x, Q3KChunk* chunk) {
+  using VecI = IntOf<Vec>;
+  constexpr int n = 16, kLastPass = 5, lanes = kLanesOf<Vec>;
+  Vec X[R][n] = {};
+  VecI L[R][n] = {}, idle[R], changed[R];
+  Vec sumlx[R] = {}, suml2[R] = {};
+  int sub_of[R][lanes], passes[R][lanes];
+  for (int r = 0; r < R; ++r) idle[r] = VecI{} - 1;
+  int next = 0;
+  for (;;) {
+    bool active = false;
+    for (int r = 0; r < R; ++r) {
+      for (int j = 0; j < lanes; ++j) {
+        if (idle[r][j] != 0 && next < chunk->queued) {
+          const int sub = chunk->queue[next++];
+          for (int i = 0; i < n; ++i) {
+            X[r][i][j] = x[n * sub + i];
+            L[r][i][j] = chunk->L[n * sub + i] - 4;  // codes -4..3 while refining
+          }
+          sumlx[r][j] = chunk->sumlx[sub];
+          suml2[r][j] = chunk->suml2[sub];
+          idle[r][j] = 0;
+          sub_of[r][j] = sub;
+          passes[r][j] = 0;
+        }
+        active = active || idle[r][j] == 0;
+      }
+    }
+    if (!active) return;
+    q3_k_pass<R>(X, L, sumlx, suml2, idle, changed);
+    for (int r = 0; r < R; ++r) {
+      for (int j = 0; j < lanes; ++j) {
+        if (idle[r][j] != 0) continue;
+        if (changed[r][j] != 0 && ++passes[r][j] < kLastPass) continue;
+        const int sub = sub_of[r][j];
+        for (int i = 0; i < n; ++i) chunk->L[n * sub + i] = static_cast<std::int8_t>(L[r][i][j] + 4);
+        chunk->scales[sub] = suml2[r][j] > 0.0f ? sumlx[r][j] / suml2[r][j] : 0.0f;
+        idle[r][j] = -1;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace wq::detail
