@@ -19,6 +19,16 @@ namespace ggml = codec::ggml;
 
 typedef std::uint8_t B8 __attribute__((vector_size(8)));
 
+// The low byte of each lane is lanes.h's low_bytes(), a byte shuffle (two vpshufb, a vpermq and
+// a vpor on AVX2): __builtin_convertvector(code, B8) says the same, but GCC 12 spells it as
+// eight extractions, shifts and ORs, which were a fifth of Q6_K's time.
+WQ_LANES_INLINE std::uint64_t low_bytes_of(VI code) {
+  const B8 bytes = low_bytes(code);
+  std::uint64_t out;
+  std::memcpy(&out, &bytes, sizeof out);
+  return out;
+}
+
 // Each sub-block's grid, where the finish takes the search's codes from (fit_lanes(),
 // fit_symmetric_x2_lanes()): eight per register of lanes.
 struct SubBlockGrids {
@@ -203,23 +213,31 @@ struct LaneGridCodes : LaneSubBlockCodes {
   }
 };
 
+// Q3_K's finish after fits that kept no codes (Q3KChunk): a sub-block whose stored step is 0
+// (an all-zero one, or one far smaller than the super-block's largest) is fitted again alone,
+// by the codec, for its codes.
+struct Q3KFitCodes : LaneSubBlockCodes {
+  WQ_LANES_INLINE void unscaled(const float* x, int count, int /*j*/, std::int8_t* L) const {
+    ggml::fit_symmetric_refined(count, 4, x, L);
+  }
+};
+
 // `blocks` (at most Q3KChunk::kBlocks) super-blocks of Q3_K into y.
 template <typename Rounding>
 WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::BlockQ3_K* y) {
-  std::int8_t L[Q3KChunk::kBlocks * ggml::kSuperBlock];
   float scales[Q3KChunk::kSubBlocks];
   if constexpr (Rounding::kWide) {  // the AVX-512 clone: a super-block per register
-    fit_q3_k_avx512(x, blocks, L, scales);
+    fit_q3_k_avx512(x, blocks, scales);
   } else {
-    Q3KChunk chunk(L, scales);
+    Q3KChunk chunk(scales);
     int b = 0;
     for (; b + 2 <= blocks; b += 2) q3_k_first_pass<4, V>(x, 16 * b, &chunk);
     if (b < blocks) q3_k_first_pass<2, V>(x, 16 * b, &chunk);
     q3_k_refine_queue<4, V>(x, &chunk);
   }
   for (int b = 0; b < blocks; ++b) {
-    ggml::finish_q3_k(x + ggml::kSuperBlock * b, scales + 16 * b, L + ggml::kSuperBlock * b, y + b,
-                      LaneSubBlockCodes{});
+    std::int8_t L[ggml::kSuperBlock];
+    ggml::finish_q3_k(x + ggml::kSuperBlock * b, scales + 16 * b, L, y + b, Q3KFitCodes{});
   }
 }
 

@@ -48,9 +48,8 @@ void search_q2_k_avx512(const float* x, int blocks, codec::ggml::OffsetSearch se
                         float* grid_iscale, float* grid_min);
 void search_q6_k_avx512(const float* x, int blocks, float* scales, float* grid_iscale);
 /// Q3_K's sub-block fits of `blocks` (at most kKQuantBatchBlocks) super-blocks, sixteen lanes at
-/// a time: each sub-block's codes 0..7 (16 per sub-block, in order) into L and its scale into
-/// scales, as the eight-lane fits give them.
-void fit_q3_k_avx512(const float* x, int blocks, std::int8_t* L, float* scales);
+/// a time: each sub-block's scale (16 b + j), as the eight-lane fits give it; no codes.
+void fit_q3_k_avx512(const float* x, int blocks, float* scales);
 
 /// The final codes of one sub-block as the functions above compute them, eight at a time
 /// (`count` a multiple of 8): codec::ggml::code_with_offset(x, d, dm, hi) where `offset`, else

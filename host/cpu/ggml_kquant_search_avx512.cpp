@@ -105,8 +105,8 @@ void search_q6_k_blocks(const float* x, float* scales, float* grid_iscale) {
 
 }  // namespace
 
-void fit_q3_k_avx512(const float* x, int blocks, std::int8_t* L, float* scales) {
-  Q3KChunk chunk(L, scales);
+void fit_q3_k_avx512(const float* x, int blocks, float* scales) {
+  Q3KChunk chunk(scales);
   int b = 0;
   for (; b + 2 <= blocks; b += 2) q3_k_first_pass<2, V16>(x, 16 * b, &chunk);
   if (b < blocks) q3_k_first_pass<1, V16>(x, 16 * b, &chunk);

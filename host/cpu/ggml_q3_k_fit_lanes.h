@@ -27,7 +27,6 @@
 
 #include "cpu/ggml_kquant_lane_ops.h"
 #include "cpu/ggml_kquant_lanes.h"
-#include "cpu/lanes.h"
 
 namespace wq::detail {
 namespace {
@@ -35,37 +34,8 @@ namespace {
 template <typename Vec>
 constexpr int kLanesOf = static_cast<int>(sizeof(Vec) / sizeof(float));
 
-// The low byte of each of eight lanes as one word: lanes.h's low_bytes(), a byte shuffle (two
-// vpshufb, a vpermq and a vpor on AVX2). __builtin_convertvector(code, B8) says the same, but
-// GCC 12 spells it as eight extractions, shifts and ORs, which were a fifth of Q6_K's time.
-WQ_LANES_INLINE std::uint64_t low_bytes_of(VI code) {
-  const ByteLanes<8> bytes = low_bytes(code);
-  std::uint64_t out;
-  std::memcpy(&out, &bytes, sizeof out);
-  return out;
-}
-
-// The way back for codes: lane j of L[i] (a value that fits in a byte) to
-// out[stride * j + i], for eight sub-blocks of n codes.
-template <int n, typename Code>
-WQ_LANES_INLINE void store_sub_block_codes(const VI* L, int stride, Code* out) {
-  static_assert(n % kLanes == 0 && sizeof(Code) == 1);
-  for (int c = 0; c < n; c += kLanes) {
-    V m[kLanes];
-    std::memcpy(m, L + c, sizeof m);
-    transpose8(m);
-    for (int j = 0; j < kLanes; ++j) {
-      VI row;
-      std::memcpy(&row, &m[j], sizeof row);
-      const std::uint64_t bytes = low_bytes_of(row);
-      std::memcpy(out + stride * j + c, &bytes, sizeof bytes);
-    }
-  }
-}
-
-// Q3_K's sub-blocks of 16 in lanes, consecutive from x (X[i] lane j = sub-block j's element i),
-// and their codes back (lane j of L[i] to out[16 j + i]). Sixteen lanes are two registers of
-// eight side by side.
+// Q3_K's sub-blocks of 16 in lanes, consecutive from x (X[i] lane j = sub-block j's element i).
+// Sixteen lanes are two registers of eight side by side.
 WQ_LANES_INLINE void load_q3_k_lanes(const float* x, V* X) { load_sub_blocks<16>(x, 16, X); }
 WQ_LANES_INLINE void load_q3_k_lanes(const float* x, V16* X) {
   V low[16], high[16];
@@ -73,35 +43,34 @@ WQ_LANES_INLINE void load_q3_k_lanes(const float* x, V16* X) {
   load_sub_blocks<16>(x + 16 * kLanes, 16, high);
   for (int i = 0; i < 16; ++i) X[i] = join_lanes(low[i], high[i]);
 }
-WQ_LANES_INLINE void store_q3_k_codes(const VI* L, std::int8_t* out) { store_sub_block_codes<16>(L, 16, out); }
-WQ_LANES_INLINE void store_q3_k_codes(const VI16* L, std::int8_t* out) {
-  VI low[16], high[16];
-  for (int i = 0; i < 16; ++i) {
-    low[i] = __builtin_shufflevector(L[i], L[i], 0, 1, 2, 3, 4, 5, 6, 7);
-    high[i] = __builtin_shufflevector(L[i], L[i], 8, 9, 10, 11, 12, 13, 14, 15);
-  }
-  store_sub_block_codes<16>(low, 16, out);
-  store_sub_block_codes<16>(high, 16, out + 16 * kLanes);
-}
 
 WQ_LANES_INLINE bool any_lane(VI16 mask) {
   return any_lane(VI(__builtin_shufflevector(mask, mask, 0, 1, 2, 3, 4, 5, 6, 7) |
                      __builtin_shufflevector(mask, mask, 8, 9, 10, 11, 12, 13, 14, 15)));
 }
 
-// The refinement state of a chunk of Q3_K sub-blocks: codes -4..3 while refining, then 0..7 as
-// the codec's finish_q3_k() takes them; the scales once a sub-block is final. The codes and
-// scales are the caller's arrays.
+// The fits of a chunk of Q3_K sub-blocks: their scales (the caller's array), and the state of
+// the ones queued for refinement. No codes: the finish computes nearly every sub-block's codes
+// again from its stored step, and fits the others again on their own (the codec's
+// fit_symmetric_refined(), through Codes::unscaled()). Storing them here, transposed from the
+// lanes, was a ninth of Q3_K's time.
 struct Q3KChunk {
   static constexpr int kBlocks = kKQuantBatchBlocks;  // super-blocks per chunk
   static constexpr int kSubBlocks = kBlocks * 16;
-  Q3KChunk(std::int8_t* codes, float* sub_block_scales) : L(codes), scales(sub_block_scales) {}
-  std::int8_t* L;  // kBlocks * 256
-  float* scales;   // kSubBlocks
-  float sumlx[kSubBlocks], suml2[kSubBlocks];
-  int queue[kSubBlocks];  // sub-blocks that change in their first pass, with their initial state
+  explicit Q3KChunk(float* sub_block_scales) : scales(sub_block_scales) {}
+  float* scales;  // kSubBlocks
+  // The queued sub-blocks' initial state: the sums and the grid their first codes came from.
+  float sumlx[kSubBlocks], suml2[kSubBlocks], iscale[kSubBlocks];
+  int queue[kSubBlocks];  // sub-blocks that change in their first pass
   int queued = 0;
 };
+
+// The first codes of a fit: the grid's nearest, as ggml's make_q3_quants rounds them (-4..3).
+template <typename Vec>
+WQ_LANES_INLINE IntOf<Vec> q3_k_first_codes(Vec iscale, Vec x) {
+  constexpr int nmax = 4;
+  return clamp(nearest_int(iscale * x), -nmax, nmax - 1);
+}
 
 // One element's step of a refinement pass in every lane: whether the lane takes a new code, and
 // the code and sums it would take. wxl, wll: the element's current terms in the sums (w x l and
@@ -150,26 +119,26 @@ WQ_LANES_INLINE void q3_k_pass(const Vec (*X)[16], IntOf<Vec> (*L)[16], Vec* sum
 }
 
 // Sub-blocks [first, first + R lanes) of the chunk (x: the chunk's elements): the initial codes
-// and sums, and whether the first pass would change any code. Every sub-block's codes (0..7) and
-// scale are written as if final; the ones whose first pass changes something are queued with
-// their initial sums, and their entries rewritten when done.
+// and sums, and whether the first pass would change any code. Every sub-block's scale is written
+// as if final; the ones whose first pass changes something are queued with their initial state,
+// and their scales rewritten when done.
 template <int R, typename Vec>
 WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk) {
   using VecI = IntOf<Vec>;
   constexpr int n = 16, nmax = 4, lanes = kLanesOf<Vec>;
   Vec X[R][n], wxl[R][n], wll[R][n];
   VecI L[R][n], flat[R], changes[R];
-  Vec sumlx[R], suml2[R];
+  Vec sumlx[R], suml2[R], iscale[R];
   for (int r = 0; r < R; ++r) {
     load_q3_k_lanes(x + n * (first + lanes * r), X[r]);
     Vec amax;
     const Vec max = signed_extreme_lanes(X[r], n, &amax);
     flat[r] = amax < kquant_ggml::kGroupMaxEps;
-    const Vec iscale = static_cast<float>(-nmax) / max;
+    iscale[r] = static_cast<float>(-nmax) / max;
     sumlx[r] = Vec{};
     suml2[r] = Vec{};
     for (int i = 0; i < n; ++i) {
-      L[r][i] = clamp(nearest_int(iscale * X[r][i]), -nmax, nmax - 1);
+      L[r][i] = q3_k_first_codes(iscale[r], X[r][i]);
       const Vec l = to_float(L[r][i]);
       const Vec w = X[r][i] * X[r][i];
       wxl[r][i] = w * X[r][i] * l;
@@ -189,9 +158,7 @@ WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk)
     const int sub = first + lanes * r;
     // (A flat lane never takes a step: with |x| < 1e-15 its comparison underflows to 0 > 0.)
     const VecI queued = changes[r] & ~flat[r];
-    // As fit_symmetric_refined() returns: codes 0 and scale 0 for an all-zero sub-block.
-    for (int i = 0; i < n; ++i) L[r][i] = flat[r] ? VecI{} : L[r][i] + nmax;
-    store_q3_k_codes(L[r], chunk->L + n * sub);
+    // As fit_symmetric_refined() returns: scale 0 for an all-zero sub-block.
     const Vec scale = flat[r] ? Vec{} : (suml2[r] > 0.0f ? sumlx[r] / suml2[r] : Vec{});
     std::memcpy(chunk->scales + sub, &scale, sizeof scale);
     if (!any_lane(queued)) continue;
@@ -199,6 +166,7 @@ WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk)
       if (queued[j] == 0) continue;
       chunk->sumlx[sub + j] = sumlx[r][j];
       chunk->suml2[sub + j] = suml2[r][j];
+      chunk->iscale[sub + j] = iscale[r][j];
       chunk->queue[chunk->queued++] = sub + j;
     }
   }
@@ -211,7 +179,7 @@ template <int R, typename Vec>
 WQ_LANES_INLINE void q3_k_refine_queue(const float* x, Q3KChunk* chunk) {
   using VecI = IntOf<Vec>;
   constexpr int n = 16, kLastPass = 5, lanes = kLanesOf<Vec>;
-  Vec X[R][n] = {};
+  Vec X[R][n] = {}, iscale[R] = {};
   VecI L[R][n] = {}, idle[R], changed[R];
   Vec sumlx[R] = {}, suml2[R] = {};
   int sub_of[R][lanes], passes[R][lanes];
@@ -220,21 +188,23 @@ WQ_LANES_INLINE void q3_k_refine_queue(const float* x, Q3KChunk* chunk) {
   for (;;) {
     bool active = false;
     for (int r = 0; r < R; ++r) {
+      const VecI was_idle = idle[r];
       for (int j = 0; j < lanes; ++j) {
         if (idle[r][j] != 0 && next < chunk->queued) {
           const int sub = chunk->queue[next++];
-          for (int i = 0; i < n; ++i) {
-            X[r][i][j] = x[n * sub + i];
-            L[r][i][j] = chunk->L[n * sub + i] - 4;  // codes -4..3 while refining
-          }
+          for (int i = 0; i < n; ++i) X[r][i][j] = x[n * sub + i];
           sumlx[r][j] = chunk->sumlx[sub];
           suml2[r][j] = chunk->suml2[sub];
+          iscale[r][j] = chunk->iscale[sub];
           idle[r][j] = 0;
           sub_of[r][j] = sub;
           passes[r][j] = 0;
         }
         active = active || idle[r][j] == 0;
       }
+      const VecI refilled = was_idle & ~idle[r];
+      if (!any_lane(refilled)) continue;
+      for (int i = 0; i < n; ++i) L[r][i] = refilled ? q3_k_first_codes(iscale[r], X[r][i]) : L[r][i];
     }
     if (!active) return;
     q3_k_pass<R>(X, L, sumlx, suml2, idle, changed);
@@ -243,7 +213,6 @@ WQ_LANES_INLINE void q3_k_refine_queue(const float* x, Q3KChunk* chunk) {
         if (idle[r][j] != 0) continue;
         if (changed[r][j] != 0 && ++passes[r][j] < kLastPass) continue;
         const int sub = sub_of[r][j];
-        for (int i = 0; i < n; ++i) chunk->L[n * sub + i] = static_cast<std::int8_t>(L[r][i][j] + 4);
         chunk->scales[sub] = suml2[r][j] > 0.0f ? sumlx[r][j] / suml2[r][j] : 0.0f;
         idle[r][j] = -1;
       }

@@ -130,9 +130,9 @@ struct ScalarSubBlockCodes {
     for (int i = 0; i < count; ++i) L[i] = static_cast<std::int8_t>(symmetric_code(x[i], d, half));
   }
   /// Sub-block j (`count` elements at x) where its stored step is 0: the codes stay the
-  /// search's, already in L here. (A policy whose search kept only each sub-block's grid
-  /// computes them now, for these few sub-blocks only.) Offset codes (Q2_K, Q4_K, Q5_K) and
-  /// symmetric ones (Q6_K).
+  /// search's, already in L here. (A policy whose search kept only each sub-block's grid, or
+  /// no codes at all, computes them now, for these few sub-blocks only.) Offset codes (Q2_K,
+  /// Q4_K, Q5_K) and symmetric ones (Q3_K, Q6_K).
   WQ_HD void unscaled(const float* /*x*/, int /*count*/, int /*j*/, std::uint8_t* /*L*/) const {}
   WQ_HD void unscaled(const float* /*x*/, int /*count*/, int /*j*/, std::int8_t* /*L*/) const {}
   /// quantize_q6_k_scales(), then each sub-block's q6_k_step() to steps[16] when it returns true.
@@ -377,8 +377,11 @@ WQ_HD_INLINE void finish_q3_k(const float* x, const float* scales, std::int8_t* 
   float steps[kSuperBlock / kSub];
   codes.q3_k_scales(scales, y, steps);
   for (int j = 0; j < kSuperBlock / kSub; ++j) {
-    if (steps[j] == 0.0f) continue;
-    codes.symmetric(x + kSub * j, kSub, steps[j], 4, L + kSub * j);
+    if (steps[j] == 0.0f) {
+      codes.unscaled(x + kSub * j, kSub, j, L + kSub * j);
+    } else {
+      codes.symmetric(x + kSub * j, kSub, steps[j], 4, L + kSub * j);
+    }
   }
   pack_q3_k_codes(L, y);
 }
