@@ -236,8 +236,23 @@ WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::Block
     q3_k_refine_queue<4, V>(x, &chunk);
   }
   for (int b = 0; b < blocks; ++b) {
+    const float* xb = x + ggml::kSuperBlock * b;
     std::int8_t L[ggml::kSuperBlock];
-    ggml::finish_q3_k(x + ggml::kSuperBlock * b, scales + 16 * b, L, y + b, Q3KFitCodes{});
+    if constexpr (Rounding::kWide) {
+      // finish_q3_k()'s steps spelled for sixteen lanes: its scales, the codes of the sub-blocks
+      // whose step is 0 as its Codes::unscaled() gives them, then every other code and the
+      // packing a sub-block per 512-bit register (q3_k_codes_avx512(); the finish was a quarter
+      // of Q3_K's time, two thirds of it the codes' divisions and their conversion to bytes).
+      float steps[16];
+      const Q3KFitCodes codes;
+      codes.q3_k_scales(scales + 16 * b, y + b, steps);
+      for (int j = 0; j < 16; ++j) {
+        if (steps[j] == 0.0f) codes.unscaled(xb + 16 * j, 16, j, L + 16 * j);
+      }
+      q3_k_codes_avx512(xb, steps, L, y[b].hmask, y[b].qs);
+    } else {
+      ggml::finish_q3_k(xb, scales + 16 * b, L, y + b, Q3KFitCodes{});
+    }
   }
 }
 

@@ -50,6 +50,11 @@ void search_q6_k_avx512(const float* x, int blocks, float* scales, float* grid_i
 /// Q3_K's sub-block fits of `blocks` (at most kKQuantBatchBlocks) super-blocks, sixteen lanes at
 /// a time: each sub-block's scale (16 b + j), as the eight-lane fits give it; no codes.
 void fit_q3_k_avx512(const float* x, int blocks, float* scales);
+/// Q3_K's final codes and their packing for the super-block at x, as codec::ggml::finish_q3_k()
+/// computes them after its scales: sub-block j's codes are symmetric_code(x, steps[j], 4) where
+/// steps[j] != 0, else L[16 j..16 j + 15] (0..7, the caller's); to hmask[32] and qs[64].
+void q3_k_codes_avx512(const float* x, const float* steps, const std::int8_t* L, std::uint8_t* hmask,
+                       std::uint8_t* qs);
 
 /// The final codes of one sub-block as the functions above compute them, eight at a time
 /// (`count` a multiple of 8): codec::ggml::code_with_offset(x, d, dm, hi) where `offset`, else

@@ -103,7 +103,47 @@ void search_q6_k_blocks(const float* x, float* scales, float* grid_iscale) {
   store_lanes<R>(grid, grid_iscale);
 }
 
+// The low byte of each of sixteen lanes to out (vpmovdb), and sixteen bytes widened with their
+// sign (vpmovsxbd). As intrinsics: GCC 12 spells __builtin_convertvector() between these types
+// lane by lane. (The masked forms with every lane set, as in Avx512Rounding.)
+WQ_LANES_INLINE void store_lane_bytes(VI16 v, std::uint8_t* out) {
+  _mm512_mask_cvtepi32_storeu_epi8(out, 0xffff, (__m512i)v);
+}
+WQ_LANES_INLINE VI16 widen_bytes(const std::int8_t* bytes) {
+  return (VI16)_mm512_maskz_cvtepi8_epi32(0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)));
+}
+
 }  // namespace
+
+void q3_k_codes_avx512(const float* x, const float* steps, const std::int8_t* L, std::uint8_t* hmask,
+                       std::uint8_t* qs) {
+  constexpr int half = 4;
+  VI16 C[16];
+  for (int j = 0; j < 16; ++j) {
+    if (steps[j] == 0.0f) {  // the caller's codes (a sub-block fitted again alone: rare)
+      C[j] = widen_bytes(L + 16 * j);
+      continue;
+    }
+    V16 v;
+    std::memcpy(&v, x + 16 * j, sizeof v);
+    C[j] = clamp(nearest_int(v / steps[j]), -half, half - 1) + half;  // symmetric_code(), as vdivps rounds
+  }
+  // Element e = 32 k + 16 a + t is sub-block 2 k + a's lane t: bit 2 of its code is bit k of
+  // hmask[16 a + t]; its low two bits are bits 2 s..2 s + 1 of qs[32 h + 16 a + t] for
+  // e = 128 h + 32 s + 16 a + t (pack_q3_k_codes(), pack_two_bit_planes()).
+  for (int a = 0; a < 2; ++a) {
+    VI16 high = VI16{};
+    for (int k = 0; k < 8; ++k) high |= ((C[2 * k + a] >> 2) & 1) << k;
+    store_lane_bytes(high, hmask + 16 * a);
+  }
+  for (int h = 0; h < 2; ++h) {
+    for (int a = 0; a < 2; ++a) {
+      VI16 planes = VI16{};
+      for (int s = 0; s < 4; ++s) planes |= (C[8 * h + 2 * s + a] & 3) << (2 * s);
+      store_lane_bytes(planes, qs + 32 * h + 16 * a);
+    }
+  }
+}
 
 // Two super-blocks' first passes side by side (one or four: within the noise); four registers
 // in the queue, whose steps wait on each other (two: 0.97x, one: 0.86x; Zen 5, 2 MiB in cache).
