@@ -122,10 +122,19 @@ WQ_LANES_INLINE void q3_k_pass(const Vec (*X)[16], IntOf<Vec> (*L)[16], Vec* sum
 // and sums, and whether the first pass would change any code. Every sub-block's scale is written
 // as if final; the ones whose first pass changes something are queued with their initial state,
 // and their scales rewritten when done.
+// The first pass reads the input ahead of itself by this much: out of cache (64 MiB) it ran at
+// 0.73x its rate in cache, and 0.82x with it (Zen 5; the other k-quants, a third as fast, lose
+// little).
+constexpr int kQ3KPrefetchFloats = 2048;  // 8 KiB
+
 template <int R, typename Vec>
 WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk) {
   using VecI = IntOf<Vec>;
   constexpr int n = 16, nmax = 4, lanes = kLanesOf<Vec>;
+  // (A prefetch past the end of the input is harmless: it never faults.)
+  for (int e = 0; e < n * lanes * R; e += 64 / sizeof(float)) {
+    __builtin_prefetch(x + n * first + e + kQ3KPrefetchFloats);
+  }
   Vec X[R][n], wxl[R][n], wll[R][n];
   VecI L[R][n], flat[R], changes[R];
   Vec sumlx[R], suml2[R], iscale[R];
