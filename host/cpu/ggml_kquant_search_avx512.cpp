@@ -3,8 +3,9 @@
 // those of two super-blocks). Every lane does the same operations in the same order as the
 // eight-lane searches of cpu/ggml_kquant_lanes.cpp (fit_lanes() and fit_symmetric_x2_lanes() of
 // cpu/ggml_kquant_lane_ops.h, Q3_K's fit of cpu/ggml_q3_k_fit_lanes.h: the one spelling of
-// each), so the bytes are the same. The searches
-// are bound by their multiplications, and Zen 5 runs a 512-bit one at the rate of a 256-bit one.
+// each), so the bytes are the same. The searches are bound by their multiplications, and Zen 5
+// runs a 512-bit one at the rate of a 256-bit one. Q3_K's final codes and their packing are here
+// too (q3_k_codes_avx512()), the codec's operations a sub-block per register.
 //
 // This unit alone is compiled for AVX-512 F/VL/BW/DQ (host/CMakeLists.txt), and only called
 // where use_avx512vl() allows. A function attribute would not do: GCC 12 lowers the 512-bit
