@@ -173,6 +173,11 @@ WQ_LANES_INLINE bool any_lane(VI mask) {
   return any;
 }
 
+WQ_LANES_INLINE bool any_lane(VI16 mask) {
+  return any_lane(VI(__builtin_shufflevector(mask, mask, 0, 1, 2, 3, 4, 5, 6, 7) |
+                     __builtin_shufflevector(mask, mask, 8, 9, 10, 11, 12, 13, 14, 15)));
+}
+
 // The rounding of rounded_code(), per instruction set: the baseline adds and subtracts
 // 1.5 * 2^23; AVX2 has it in one instruction, vroundps to nearest even, which is the same
 // integer for |t| < 2^22 (both round the exact value to nearest, ties to even, since 1.5 * 2^23

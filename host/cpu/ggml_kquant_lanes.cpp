@@ -229,11 +229,7 @@ WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::Block
   if constexpr (Rounding::kWide) {  // the AVX-512 clone: a super-block per register
     fit_q3_k_avx512(x, blocks, scales);
   } else {
-    Q3KChunk chunk(scales);
-    int b = 0;
-    for (; b + 2 <= blocks; b += 2) q3_k_first_pass<4, V>(x, 16 * b, &chunk);
-    if (b < blocks) q3_k_first_pass<2, V>(x, 16 * b, &chunk);
-    q3_k_refine_queue<4, V>(x, &chunk);
+    fit_q3_k_chunk<V, 4>(x, blocks, scales);
   }
   for (int b = 0; b < blocks; ++b) {
     const float* xb = x + ggml::kSuperBlock * b;

@@ -148,13 +148,7 @@ void q3_k_codes_avx512(const float* x, const float* steps, const std::int8_t* L,
 
 // Two super-blocks' first passes side by side (one or four: within the noise); four registers
 // in the queue, whose steps wait on each other (two: 0.97x, one: 0.86x; Zen 5, 2 MiB in cache).
-void fit_q3_k_avx512(const float* x, int blocks, float* scales) {
-  Q3KChunk chunk(scales);
-  int b = 0;
-  for (; b + 2 <= blocks; b += 2) q3_k_first_pass<2, V16>(x, 16 * b, &chunk);
-  if (b < blocks) q3_k_first_pass<1, V16>(x, 16 * b, &chunk);
-  q3_k_refine_queue<4, V16>(x, &chunk);
-}
+void fit_q3_k_avx512(const float* x, int blocks, float* scales) { fit_q3_k_chunk<V16, 4>(x, blocks, scales); }
 
 void search_scale_min_avx512(const float* x, int blocks, int nmax, codec::ggml::OffsetSearch search, float* scales,
                              float* mins, float* grid_iscale, float* grid_min) {

@@ -44,11 +44,6 @@ WQ_LANES_INLINE void load_q3_k_lanes(const float* x, V16* X) {
   for (int i = 0; i < 16; ++i) X[i] = join_lanes(low[i], high[i]);
 }
 
-WQ_LANES_INLINE bool any_lane(VI16 mask) {
-  return any_lane(VI(__builtin_shufflevector(mask, mask, 0, 1, 2, 3, 4, 5, 6, 7) |
-                     __builtin_shufflevector(mask, mask, 8, 9, 10, 11, 12, 13, 14, 15)));
-}
-
 // The fits of a chunk of Q3_K sub-blocks: their scales (the caller's array), and the state of
 // the ones queued for refinement. No codes: the finish computes nearly every sub-block's codes
 // again from its stored step, and fits the others again on their own (the codec's
@@ -238,6 +233,19 @@ WQ_LANES_INLINE void q3_k_refine_queue(const float* x, Q3KChunk* chunk) {
       idle[r] |= done;
     }
   }
+}
+
+// The fits of `blocks` (at most Q3KChunk::kBlocks) super-blocks from x: each sub-block's scale.
+// The first pass takes two super-blocks at a time (R registers of lanes), the queue
+// kQueueRegisters registers.
+template <typename Vec, int kQueueRegisters>
+WQ_LANES_INLINE void fit_q3_k_chunk(const float* x, int blocks, float* scales) {
+  constexpr int kPerBlock = 16 / kLanesOf<Vec>;  // registers per super-block
+  Q3KChunk chunk(scales);
+  int b = 0;
+  for (; b + 2 <= blocks; b += 2) q3_k_first_pass<2 * kPerBlock, Vec>(x, 16 * b, &chunk);
+  if (b < blocks) q3_k_first_pass<kPerBlock, Vec>(x, 16 * b, &chunk);
+  q3_k_refine_queue<kQueueRegisters, Vec>(x, &chunk);
 }
 
 }  // namespace
