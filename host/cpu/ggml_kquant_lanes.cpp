@@ -150,32 +150,6 @@ struct LaneSubBlockCodes {
     }
     return true;
   }
-  // The codec's quantize_q3_k_scales() and q3_k_step()s, as q6_k_scales() does Q6_K's: codes
-  // -32..31 stored + 32, low nibbles in bytes 0-7 (sub-blocks 8-15 in the high half), the top
-  // two bits of sub-block j at bits 2 (j / 4) of byte 8 + j % 4.
-  WQ_LANES_INLINE void q3_k_scales(const float* scales, ggml::BlockQ3_K* y, float* steps) const {
-    V s[2];
-    std::memcpy(s, scales, sizeof s);
-    float max_abs;
-    const int first = first_largest(s, &max_abs);
-    if (first < 0 || max_abs == 0.0f) return ggml::ScalarSubBlockCodes{}.q3_k_scales(scales, y, steps);
-    const float iscale = -32.0f / scales[first];
-    VI l[2], stored[2];
-    for (int k = 0; k < 2; ++k) {
-      l[k] = clamp(nearest_int(iscale * s[k]), -32, 31);  // |t| <= 32 (1 + u)^2: no wrap in int8 first
-      stored[k] = l[k] + 32;
-    }
-    const std::uint64_t low = low_bytes_of((stored[0] & 0x0f) | ((stored[1] & 0x0f) << 4));
-    std::memcpy(y->scales, &low, sizeof low);
-    const VI high = (stored[0] >> 4) | ((stored[1] >> 4) << 4);  // lane m: sub-blocks m, m + 8
-    for (int m = 0; m < 4; ++m) y->scales[8 + m] = static_cast<std::uint8_t>(high[m] | (high[m + 4] << 2));
-    y->d = codec::f32_to_f16_bits(1.0f / iscale);
-    const float d = codec::f16_bits_to_f32(y->d);
-    for (int k = 0; k < 2; ++k) {
-      const V step = d * to_float(l[k]);
-      std::memcpy(steps + kLanes * k, &step, sizeof step);
-    }
-  }
 
  private:
   // The index of the first of 16 scales of the largest magnitude, as the codec's loops find it
@@ -222,6 +196,66 @@ struct Q3KFitCodes : LaneSubBlockCodes {
   }
 };
 
+// The codec's quantize_q3_k_scales() and q3_k_step() of kLanes super-blocks, super-block b in
+// lane b, the codec's operations lane by lane: its largest scale by signed_extreme_lanes(), its
+// sixteen 6-bit scales, their packed bytes and d. A super-block at a time (its sixteen scales
+// in two registers, the largest found by a scalar search, then a test per sub-block for a zero
+// step) they were a tenth of Q3_K's time.
+// scales: sub-block j of super-block b at 16 b + j, for kLanes super-blocks (those past
+// `blocks` too: their lanes are computed, not stored). Writes d and scales of y[0, blocks),
+// sub-block j's step of super-block b to steps[kLanes j + b], and bit j of zero_steps[b] where
+// that step is 0.
+WQ_LANES_INLINE void q3_k_scales_lanes(const float* scales, int blocks, ggml::BlockQ3_K* y, float* steps,
+                                       unsigned* zero_steps) {
+  V S[16];
+  load_sub_blocks<16>(scales, 16, S);
+  V amax;
+  const V max_scale = signed_extreme_lanes(S, 16, &amax);
+  const VI scaled = max_scale != 0.0f;
+  const V iscale = -32.0f / max_scale;  // unused in lanes without a scale
+  VI l[16];                             // 0..63: each sub-block's scale, as stored
+  for (int j = 0; j < 16; ++j) {
+    const VI code = (nearest_int(iscale * S[j]) << 24) >> 24;  // the codec's cast to int8_t
+    l[j] = scaled ? clamp(code, -32, 31) + 32 : VI{};
+  }
+  // The twelve bytes as three little-endian words: bytes 0-7 hold the low nibbles (sub-block k
+  // in byte k's low half, k + 8 in its high half), bytes 8-11 the high two bits (sub-block j's in
+  // byte 8 + j % 4 at bit 2 (j / 4)).
+  VI low = VI{}, middle = VI{}, high = VI{};
+  for (int k = 0; k < 4; ++k) {
+    low |= ((l[k] & 15) | (l[k + 8] & 15) << 4) << (8 * k);
+    middle |= ((l[k + 4] & 15) | (l[k + 12] & 15) << 4) << (8 * k);
+  }
+  for (int j = 0; j < 16; ++j) high |= (l[j] >> 4) << (8 * (j % 4) + 2 * (j / 4));
+  const V d = scaled ? 1.0f / iscale : V{};
+  V stored_d;  // d through its binary16
+  for (int b = 0; b < kLanes; ++b) {
+    const std::uint16_t bits = codec::f32_to_f16_bits(d[b]);
+    stored_d[b] = codec::f16_bits_to_f32(bits);
+    if (b >= blocks) continue;
+    const std::uint32_t words[3] = {static_cast<std::uint32_t>(low[b]), static_cast<std::uint32_t>(middle[b]),
+                                    static_cast<std::uint32_t>(high[b])};
+    static_assert(sizeof words == sizeof y[b].scales);
+    std::memcpy(y[b].scales, words, sizeof words);
+    y[b].d = bits;
+  }
+  VI zero = VI{};
+  for (int j = 0; j < 16; ++j) {
+    const V step = stored_d * to_float(l[j] - 32);
+    std::memcpy(steps + kLanes * j, &step, sizeof step);
+    zero |= (step == 0.0f) & (1 << j);
+  }
+  for (int b = 0; b < blocks; ++b) zero_steps[b] = static_cast<unsigned>(zero[b]);
+}
+
+// Q3_K's finish after q3_k_scales_lanes(): its steps, already computed, for finish_q3_k().
+struct Q3KLaneScaleCodes : Q3KFitCodes {
+  const float* steps;  // sub-block j's at steps[kLanes j]
+  WQ_LANES_INLINE void q3_k_scales(const float* /*scales*/, ggml::BlockQ3_K* /*y*/, float* out) const {
+    for (int j = 0; j < 16; ++j) out[j] = steps[kLanes * j];
+  }
+};
+
 // `blocks` (at most Q3KChunk::kBlocks) super-blocks of Q3_K into y.
 template <typename Rounding>
 WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::BlockQ3_K* y) {
@@ -231,23 +265,33 @@ WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::Block
   } else {
     fit_q3_k_chunk<V, 4>(x, blocks, scales);
   }
+  static_assert(Q3KChunk::kBlocks % kLanes == 0);
+  const int whole = (blocks + kLanes - 1) / kLanes * kLanes;  // the last lanes' scales: any finite value
+  std::fill(scales + 16 * blocks, scales + 16 * whole, 0.0f);
+  float steps[Q3KChunk::kSubBlocks];
+  unsigned zero_steps[Q3KChunk::kBlocks];
+  for (int b = 0; b < blocks; b += kLanes) {
+    q3_k_scales_lanes(scales + 16 * b, std::min(kLanes, blocks - b), y + b, steps + 16 * b, zero_steps + b);
+  }
   for (int b = 0; b < blocks; ++b) {
     const float* xb = x + ggml::kSuperBlock * b;
+    const Q3KLaneScaleCodes codes{{}, steps + 16 * (b - b % kLanes) + b % kLanes};
     std::int8_t L[ggml::kSuperBlock];
     if constexpr (Rounding::kWide) {
-      // finish_q3_k()'s steps spelled for sixteen lanes: its scales, the codes of the sub-blocks
-      // whose step is 0 as its Codes::unscaled() gives them, then every other code and the
-      // packing a sub-block per 512-bit register (q3_k_codes_avx512(); the finish was a quarter
-      // of Q3_K's time, two thirds of it the codes' divisions and their conversion to bytes).
-      float steps[16];
-      const Q3KFitCodes codes;
-      codes.q3_k_scales(scales + 16 * b, y + b, steps);
-      for (int j = 0; j < 16; ++j) {
-        if (steps[j] == 0.0f) codes.unscaled(xb + 16 * j, 16, j, L + 16 * j);
+      // finish_q3_k()'s steps spelled for sixteen lanes: the codes of the sub-blocks whose step
+      // is 0 as its Codes::unscaled() gives them, then every other code and the packing a
+      // sub-block per 512-bit register (q3_k_codes_avx512(); the finish was a quarter of Q3_K's
+      // time, two thirds of it the codes' divisions and their conversion to bytes).
+      // (Walking the zero steps by their bits: a test per sub-block mispredicted.)
+      float block_steps[16];
+      codes.q3_k_scales(nullptr, nullptr, block_steps);
+      for (unsigned zeros = zero_steps[b]; zeros != 0; zeros &= zeros - 1) {
+        const int j = __builtin_ctz(zeros);
+        codes.unscaled(xb + 16 * j, 16, j, L + 16 * j);
       }
-      q3_k_codes_avx512(xb, steps, L, y[b].hmask, y[b].qs);
+      q3_k_codes_avx512(xb, block_steps, zero_steps[b], L, y[b].hmask, y[b].qs);
     } else {
-      ggml::finish_q3_k(xb, scales + 16 * b, L, y + b, Q3KFitCodes{});
+      ggml::finish_q3_k(xb, scales + 16 * b, L, y + b, codes);
     }
   }
 }

@@ -8,8 +8,10 @@
 // the scalar search become per-lane selects; two super-blocks are searched together so that the
 // core interleaves their chains; candidate codes are rounded in float where that is exact (see
 // rounded_code()); Q3_K's refinement passes, which most sub-blocks end after one, run from a queue
-// that keeps the lanes full (q3_k_refine_queue()). The sub-block scales and the packing are the codec's own functions; the
-// final codes are computed eight at a time with the codec's operations. The backend suites,
+// that keeps the lanes full (q3_k_refine_queue()). The sub-block scales and the packing are the
+// codec's own functions, but for Q6_K's scales (two registers of a super-block's), Q3_K's (a
+// super-block per lane) and Q3_K's packing on AVX-512; the final codes are computed eight at a
+// time with the codec's operations. The backend suites,
 // tests/unit/ggml_final_codes_test.cpp and tests/reference/ggml_live_check.py hold these blocks
 // to the codec's and to ggml's.
 #pragma once
@@ -52,9 +54,10 @@ void search_q6_k_avx512(const float* x, int blocks, float* scales, float* grid_i
 void fit_q3_k_avx512(const float* x, int blocks, float* scales);
 /// Q3_K's final codes and their packing for the super-block at x, as codec::ggml::finish_q3_k()
 /// computes them after its scales: sub-block j's codes are symmetric_code(x, steps[j], 4) where
-/// steps[j] != 0, else L[16 j..16 j + 15] (0..7, the caller's); to hmask[32] and qs[64].
-void q3_k_codes_avx512(const float* x, const float* steps, const std::int8_t* L, std::uint8_t* hmask,
-                       std::uint8_t* qs);
+/// bit j of zero_steps is clear (steps[j] != 0), else L[16 j..16 j + 15] (0..7, the caller's);
+/// to hmask[32] and qs[64].
+void q3_k_codes_avx512(const float* x, const float* steps, unsigned zero_steps, const std::int8_t* L,
+                       std::uint8_t* hmask, std::uint8_t* qs);
 
 /// The final codes of one sub-block as the functions above compute them, eight at a time
 /// (`count` a multiple of 8): codec::ggml::code_with_offset(x, d, dm, hi) where `offset`, else

@@ -116,18 +116,20 @@ WQ_LANES_INLINE VI16 widen_bytes(const std::int8_t* bytes) {
 
 }  // namespace
 
-void q3_k_codes_avx512(const float* x, const float* steps, const std::int8_t* L, std::uint8_t* hmask,
-                       std::uint8_t* qs) {
+void q3_k_codes_avx512(const float* x, const float* steps, unsigned zero_steps, const std::int8_t* L,
+                       std::uint8_t* hmask, std::uint8_t* qs) {
   constexpr int half = 4;
   VI16 C[16];
   for (int j = 0; j < 16; ++j) {
-    if (steps[j] == 0.0f) {  // the caller's codes (a sub-block fitted again alone: rare)
-      C[j] = widen_bytes(L + 16 * j);
-      continue;
-    }
     V16 v;
     std::memcpy(&v, x + 16 * j, sizeof v);
     C[j] = clamp(nearest_int(v / steps[j]), -half, half - 1) + half;  // symmetric_code(), as vdivps rounds
+  }
+  // The caller's codes where the step is 0 (sub-blocks fitted again alone: rare), in place of
+  // the division's.
+  for (; zero_steps != 0; zero_steps &= zero_steps - 1) {
+    const int j = __builtin_ctz(zero_steps);
+    C[j] = widen_bytes(L + 16 * j);
   }
   // Element e = 32 k + 16 a + t is sub-block 2 k + a's lane t: bit 2 of its code is bit k of
   // hmask[16 a + t]; its low two bits are bits 2 s..2 s + 1 of qs[32 h + 16 a + t] for
