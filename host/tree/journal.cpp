@@ -131,6 +131,15 @@ void Journal::read_file(const std::string& path) {
       e.input = *input;
       e.input_id = identity_of(j.at("input_id"));
       e.settings = j.at("settings").get<std::string>();
+      bool parts_ok = true;
+      if (j.contains("parts")) {
+        for (const auto& part : j.at("parts")) {
+          const std::optional<std::string> name = path_from_json(part.at("name").get<std::string>());
+          parts_ok = parts_ok && name.has_value();
+          if (name) e.parts.push_back(PartIdentity{*name, identity_of(part)});
+        }
+      }
+      if (!parts_ok) continue;
       if (j.contains("summary")) e.summary = j.at("summary");
       entries_[e.output] = std::move(e);  // a later line describes a later write
     } catch (const nlohmann::json::exception&) {
@@ -141,18 +150,35 @@ void Journal::read_file(const std::string& path) {
 
 const JournalEntry* Journal::done(const std::string& output, const std::string& input_path,
                                   const std::string& settings, const std::string& output_path,
-                                  const std::atomic<bool>* cancel) const {
+                                  const std::atomic<bool>* cancel, const std::vector<std::string>& part_paths) const {
   const auto it = entries_.find(output);
   if (it == entries_.end()) return nullptr;
   const JournalEntry& e = it->second;
-  if (e.settings != settings) return nullptr;
+  if (e.settings != settings || e.parts.size() != part_paths.size()) return nullptr;
   const std::optional<FileIdentity> out = stat_identity(output_path);
   if (!out || out->size != e.output_id.size || out->mtime_ns != e.output_id.mtime_ns) return nullptr;
-  const std::optional<FileIdentity> in = stat_identity(input_path);
-  if (!in || in->size != e.input_id.size) return nullptr;
-  if (in->mtime_ns == e.input_id.mtime_ns) return &e;
+  for (std::size_t i = 0; i < part_paths.size(); ++i) {
+    if (fs::path(part_paths[i]).filename().string() != e.parts[i].name) return nullptr;
+  }
+  // Sizes and mtimes first, all of them: a hash only where nothing cheaper decided.
+  std::vector<std::size_t> touched;
+  const auto same_size = [&](std::size_t k, const std::string& path, const FileIdentity& recorded) {
+    const std::optional<FileIdentity> now = stat_identity(path);
+    if (!now || now->size != recorded.size) return false;
+    if (now->mtime_ns != recorded.mtime_ns) touched.push_back(k);
+    return true;
+  };
+  if (!same_size(0, input_path, e.input_id)) return nullptr;
+  for (std::size_t i = 0; i < part_paths.size(); ++i) {
+    if (!same_size(i + 1, part_paths[i], e.parts[i].id)) return nullptr;
+  }
   // Touched but perhaps not changed (a copy that kept the bytes, a checkout): the hash decides.
-  return !e.input_id.xxh3.empty() && detail::checksum_file(input_path, cancel) == e.input_id.xxh3 ? &e : nullptr;
+  for (const std::size_t k : touched) {
+    const std::string& path = k == 0 ? input_path : part_paths[k - 1];
+    const std::string& recorded = k == 0 ? e.input_id.xxh3 : e.parts[k - 1].id.xxh3;
+    if (recorded.empty() || detail::checksum_file(path, cancel) != recorded) return nullptr;
+  }
+  return &e;
 }
 
 void Journal::append(const JournalEntry& entry) {
@@ -181,6 +207,16 @@ void Journal::append(const JournalEntry& entry) {
   j["input"] = path_to_json(entry.input);
   j["input_id"] = identity_json(entry.input_id);
   j["settings"] = entry.settings;
+  if (!entry.parts.empty()) {
+    nlohmann::ordered_json parts = nlohmann::ordered_json::array();
+    for (const PartIdentity& part : entry.parts) {
+      nlohmann::ordered_json p;
+      p["name"] = path_to_json(part.name);
+      p.update(identity_json(part.id));
+      parts.push_back(std::move(p));
+    }
+    j["parts"] = std::move(parts);
+  }
   j["summary"] = entry.summary;
   write_all(fd_, detail::json_text(j) + "\n", path_);  // one write: a line is never interleaved
   if (::fsync(fd_) != 0) throw Error(ErrorCode::kOutput, path_ + ": fsync of the journal failed: " + std::strerror(errno));

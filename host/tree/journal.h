@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -28,6 +29,14 @@ struct FileIdentity {
 /// stat() of `path`, nullopt when it does not exist.
 std::optional<FileIdentity> stat_identity(const std::string& path);
 
+/// A file besides the input that an output is made of: a shard of a checkpoint that becomes one
+/// GGUF file (its index is the input). Known by its file name, so a moved folder is not a
+/// changed shard.
+struct PartIdentity {
+  std::string name;
+  FileIdentity id;  ///< with hash
+};
+
 struct JournalEntry {
   std::string output;       ///< relative to the output root: the key
   std::string kind;         ///< "container", "index" or "copy"
@@ -35,6 +44,7 @@ struct JournalEntry {
   std::string input;        ///< relative path in the mirrored tree
   FileIdentity input_id;    ///< with hash
   std::string settings;     ///< fingerprint of the settings that made it ("copy" for copies)
+  std::vector<PartIdentity> parts;  ///< in the input's order; empty for most outputs
   /// The file's line of the final report, so that a resumed run still reports every file.
   nlohmann::ordered_json summary = nlohmann::ordered_json::object();
 };
@@ -51,10 +61,12 @@ class Journal {
   const std::string& path() const noexcept { return path_; }
 
   /// The entry of `output` when the work is done and still valid: same settings, the output
-  /// exists with the recorded size and mtime, and the input is unchanged (same size and
-  /// mtime; or, when only the mtime differs, the same XXH3). nullptr otherwise.
+  /// exists with the recorded size and mtime, and the input and every part (`part_paths`, the
+  /// same file names in the same order as recorded) are unchanged: the same size and mtime, or,
+  /// where only the mtime differs, the same XXH3. nullptr otherwise.
   const JournalEntry* done(const std::string& output, const std::string& input_path, const std::string& settings,
-                           const std::string& output_path, const std::atomic<bool>* cancel) const;
+                           const std::string& output_path, const std::atomic<bool>* cancel,
+                           const std::vector<std::string>& part_paths = {}) const;
 
   /// Appends one line and fsyncs it. Throws Error(kOutput).
   void append(const JournalEntry& entry);

@@ -110,22 +110,50 @@ std::string journal_name(const std::optional<TreeShard>& shard) {
   return ".wq-journal.shard-" + std::to_string(shard->index) + "-of-" + std::to_string(shard->count) + ".jsonl";
 }
 
-// The settings a unit's output is journaled under: the run's, and for the GGUF file of a sharded
-// checkpoint its shards' sizes and mtimes too (the journal checks the index, its input, alone),
-// so that a changed shard redoes the file.
-std::string unit_settings(const std::string& settings, const std::vector<std::string>& parts) {
-  if (parts.empty()) return settings;
-  Xxh3 hash;
-  std::string text = settings;
-  for (const std::string& part : parts) {
-    const std::optional<FileIdentity> id = stat_identity(part);
-    // The shard's name, not its path: a moved folder is not a changed shard.
-    text += "\n" + fs::path(part).filename().string() +
-            (id ? " " + std::to_string(id->size) + " " + std::to_string(id->mtime_ns) : " missing");
+// The parts of a unit's output (the shards of a checkpoint that becomes one GGUF file): their
+// identities before they are read, and their XXH3s from a thread of its own while
+// quantize_file() reads them, a second read of pages that are mostly still cached, as
+// InputChecksum does for a large file. Leaving early (an error, Ctrl-C) stops the hashing.
+class PartHashes {
+ public:
+  explicit PartHashes(const std::vector<std::string>& paths) {
+    for (const std::string& path : paths) {
+      const std::optional<FileIdentity> id = stat_identity(path);
+      if (!id) throw Error(ErrorCode::kInputMissing, path + ": no such file");
+      parts_.push_back(PartIdentity{fs::path(path).filename().string(), *id});
+    }
+    if (paths.empty()) return;
+    hashes_ = std::async(std::launch::async, [this, paths] {
+      std::vector<std::string> hashes;
+      for (const std::string& path : paths) hashes.push_back(detail::checksum_file(path, &stop_));
+      return hashes;
+    });
   }
-  hash.update(text.data(), text.size());
-  return hash.hex();
-}
+  ~PartHashes() {
+    stop_ = true;
+    if (hashes_.valid()) hashes_.wait();
+  }
+  PartHashes(const PartHashes&) = delete;
+  PartHashes& operator=(const PartHashes&) = delete;
+
+  /// The parts with their hashes: waits for them, or stops them when `cancel` is set (then
+  /// throws Error(kInterrupted)).
+  std::vector<PartIdentity> finish(const std::atomic<bool>* cancel) {
+    if (hashes_.valid()) {
+      while (hashes_.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+        if (cancel != nullptr && cancel->load()) stop_ = true;
+      }
+      const std::vector<std::string> hashes = hashes_.get();
+      for (std::size_t i = 0; i < parts_.size(); ++i) parts_[i].id.xxh3 = hashes[i];
+    }
+    return std::move(parts_);
+  }
+
+ private:
+  std::vector<PartIdentity> parts_;
+  std::atomic<bool> stop_{false};
+  std::future<std::vector<std::string>> hashes_;
+};
 
 // The report row of file `f`, before its sizes and time are known.
 TreeFileReport new_row(const TreeFile& f, const char* action, const char* kind) {
@@ -158,7 +186,7 @@ class TreeRun {
     detail::check_cancel(quantize_.cancel);
     const Job job{index, &backend, deferred_commit(u) ? pending : nullptr};
     switch (u.kind) {
-      case UnitKind::kQuantize: quantize(job, u.file, unit_settings(settings_, u.parts)); break;
+      case UnitKind::kQuantize: quantize(job, u.file, settings_, u.parts); break;
       case UnitKind::kCopy: copy(job, u.file); break;
       case UnitKind::kSharded: sharded(job, u); break;
       case UnitKind::kConfig: config(job, u.file); break;
@@ -187,10 +215,10 @@ class TreeRun {
     return jobs_ > 1 && u.kind == UnitKind::kQuantize && u.bytes >= (64ull << 20);
   }
 
-  const JournalEntry* done(const TreeFile& f, const std::string& settings) {
+  const JournalEntry* done(const TreeFile& f, const std::string& settings, const std::vector<std::string>& parts = {}) {
     if (options_.force) return nullptr;
     const std::lock_guard<std::mutex> lock(mutex_);
-    return journal_.done(f.rel_output, f.input, settings, f.output, quantize_.cancel);
+    return journal_.done(f.rel_output, f.input, settings, f.output, quantize_.cancel, parts);
   }
 
   void finished(const Job& job, TreeFileReport row) {
@@ -213,20 +241,22 @@ class TreeRun {
   }
 
   void journal(const TreeFile& f, const char* kind, const FileIdentity& input, const std::string& settings,
-               const TreeFileReport& row) {
+               const TreeFileReport& row, std::vector<PartIdentity> parts = {}) {
     crash_point("output");
     {
       const std::lock_guard<std::mutex> lock(mutex_);
       journal_.append(JournalEntry{f.rel_output, kind, output_identity(f.output), f.rel_input, input, settings,
-                                   row_summary(row)});
+                                   std::move(parts), row_summary(row)});
     }
     crash_point("journal");
   }
 
   // Returns true when the container was (re)written; remembers that for the index of its
   // shard, which is written after every shard (sharded()).
-  bool quantize(const Job& job, const TreeFile& f, const std::string& settings) {
-    if (const JournalEntry* e = done(f, settings)) {
+  // `parts`: the shards of a checkpoint that becomes one GGUF file, journaled beside its index.
+  bool quantize(const Job& job, const TreeFile& f, const std::string& settings,
+                const std::vector<std::string>& parts = {}) {
+    if (const JournalEntry* e = done(f, settings, parts)) {
       finished(job, row_from_summary(e->summary, f.rel_input, f.rel_output, e->kind));
       return false;
     }
@@ -237,6 +267,7 @@ class TreeRun {
     make_folder(parent_folder(f.output));
     std::optional<FileIdentity> input = stat_identity(f.input);
     if (!input) throw Error(ErrorCode::kInputMissing, f.input + ": no such file");
+    PartHashes part_hashes(parts);
     QuantizeOptions options = quantize_;
     options.on_progress = progress_for(job, f);
     options.checksum_input = true;  // the journal's checksum, as the file is read: one pass
@@ -248,9 +279,9 @@ class TreeRun {
     input->xxh3 = report.input_xxh3;
     // Journaled only once the output is in place, as without deferral.
     auto in_place = [this, job, &f, settings, input = *input, row = row_of(report, f.rel_input, f.rel_output),
-                     commit = std::move(commit)] {
+                     commit = std::move(commit), part_ids = part_hashes.finish(quantize_.cancel)]() mutable {
       if (commit) commit();
-      journal(f, "container", input, settings, row);
+      journal(f, "container", input, settings, row, std::move(part_ids));
       finished(job, row);
     };
     if (!job.pending_commit) {
@@ -589,9 +620,10 @@ std::vector<TreePlanEntry> plan_tree(const std::vector<std::string>& inputs, con
   using namespace detail;
   Prepared p = prepare(inputs, output, options, /*keep_plans=*/true);
   std::vector<TreePlanEntry> entries;
-  const auto up_to_date = [&](const TreeFile& f, const std::string& settings) {
+  const auto up_to_date = [&](const TreeFile& f, const std::string& settings,
+                              const std::vector<std::string>& parts = {}) {
     return !options.force &&
-           p.journal->done(f.rel_output, f.input, settings, f.output, options.quantize.cancel) != nullptr;
+           p.journal->done(f.rel_output, f.input, settings, f.output, options.quantize.cancel, parts) != nullptr;
   };
   const auto entry = [&](const char* action, const TreeFile& f) {
     TreePlanEntry e;
@@ -601,8 +633,9 @@ std::vector<TreePlanEntry> plan_tree(const std::vector<std::string>& inputs, con
     return e;
   };
   // `plan`: the readability check's, where it planned this very file (not a shard's).
-  const auto quantize = [&](const TreeFile& f, const std::string& settings, QuantizeReport* plan) {
-    if (up_to_date(f, settings)) {
+  const auto quantize = [&](const TreeFile& f, const std::string& settings, QuantizeReport* plan,
+                            const std::vector<std::string>& parts = {}) {
+    if (up_to_date(f, settings, parts)) {
       entries.push_back(entry("up to date", f));
       return;
     }
@@ -613,7 +646,7 @@ std::vector<TreePlanEntry> plan_tree(const std::vector<std::string>& inputs, con
   for (std::size_t i = 0; i < p.units.size(); ++i) {
     const WorkUnit& u = p.units[i];
     switch (u.kind) {
-      case UnitKind::kQuantize: quantize(u.file, unit_settings(p.settings, u.parts), &p.plans[i]); break;
+      case UnitKind::kQuantize: quantize(u.file, p.settings, &p.plans[i], u.parts); break;
       case UnitKind::kSharded:
         for (const TreeFile& s : u.shards) quantize(s, p.settings, nullptr);
         entries.push_back(entry("index", u.file));

@@ -169,7 +169,8 @@ TEST_F(cli, TreeModeWritesGgufFilesAndResumes) {
   EXPECT_TRUE(contains(r.out, "0 written, 4 up to date")) << r;
   EXPECT_EQ(run({"verify", output}).status, kOk);
   // A sharded checkpoint in the tree: one model.gguf of its shards (the file its index gives
-  // alone), not a GGUF per shard; up to date on a rerun, redone when a shard changes.
+  // alone), not a GGUF per shard; up to date on a rerun and after a shard is touched without a
+  // change (the journal's XXH3 of each shard decides), redone when a shard's bytes change.
   const std::string sharded = dir_.path() + "/sharded";
   fs::create_directories(sharded);
   const std::string shard = weights_file(sharded + "/model-00001-of-00001.safetensors");
@@ -191,8 +192,20 @@ TEST_F(cli, TreeModeWritesGgufFilesAndResumes) {
   fs::remove(shard);
   write_file(shard, same);  // the same bytes, a new file: its mtime changed
   fs::last_write_time(shard, fs::last_write_time(shard) + std::chrono::seconds(5));
+  r = run({"quantize", sharded, "-o", folder, "--to", "gguf", "--type", "Q8_0", "--dry-run"});
+  EXPECT_TRUE(contains(r.out, "up to date")) << r;
+  EXPECT_FALSE(contains(r.out, "quantize    ")) << r;
+  r = run({"quantize", sharded, "-o", folder, "--to", "gguf", "--type", "Q8_0", "--backend", "cpu"});
+  EXPECT_TRUE(contains(r.out, "0 written, 2 up to date")) << r;
+  // Other bytes, the same size (the last weight of attn_norm), touched: redone.
+  const Bytes before = read_file(folder + "/model.gguf");
+  Bytes changed = same;
+  changed[changed.size() - 2] = static_cast<char>(changed[changed.size() - 2] ^ 0x40);
+  write_file(shard, changed);
+  fs::last_write_time(shard, fs::last_write_time(shard) + std::chrono::seconds(10));
   r = run({"quantize", sharded, "-o", folder, "--to", "gguf", "--type", "Q8_0", "--backend", "cpu"});
   EXPECT_TRUE(contains(r.out, "1 written, 1 up to date")) << r;
+  EXPECT_FALSE(read_file(folder + "/model.gguf") == before);
 }
 
 // A sharded checkpoint's index becomes one GGUF file holding every shard's tensors, in the
