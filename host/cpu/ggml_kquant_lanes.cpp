@@ -248,7 +248,8 @@ WQ_LANES_INLINE void q3_k_scales_lanes(const float* scales, int blocks, ggml::Bl
   for (int b = 0; b < blocks; ++b) zero_steps[b] = static_cast<unsigned>(zero[b]);
 }
 
-// Q3_K's finish after q3_k_scales_lanes(): its steps, already computed, for finish_q3_k().
+// Q3_K's finish after q3_k_scales_lanes(), which wrote the block's d and scale bytes: its steps,
+// for finish_q3_k(), which would otherwise compute all three.
 struct Q3KLaneScaleCodes : Q3KFitCodes {
   const float* steps;  // sub-block j's at steps[kLanes j]
   WQ_LANES_INLINE void q3_k_scales(const float* /*scales*/, ggml::BlockQ3_K* /*y*/, float* out) const {
@@ -282,7 +283,7 @@ WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::Block
       // is 0 as its Codes::unscaled() gives them, then every other code and the packing a
       // sub-block per 512-bit register (q3_k_codes_avx512(); the finish was a quarter of Q3_K's
       // time, two thirds of it the codes' divisions and their conversion to bytes).
-      // (Walking the zero steps by their bits: a test per sub-block mispredicted.)
+      // The zero steps come as a mask from q3_k_scales_lanes(), not from a test per sub-block.
       float block_steps[16];
       codes.q3_k_scales(nullptr, nullptr, block_steps);
       for (unsigned zeros = zero_steps[b]; zeros != 0; zeros &= zeros - 1) {
