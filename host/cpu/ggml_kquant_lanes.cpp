@@ -420,6 +420,15 @@ void quantize_baseline(const float* x, std::uint64_t blocks, std::uint8_t* out) 
   quantize_run<Block, BaselineRounding>(x, blocks, out);
 }
 
+__attribute__((target("avx2"))) void q3_k_scales_avx2(const float* scales, int blocks, ggml::BlockQ3_K* y,
+                                                      float* steps, unsigned* zero_steps) {
+  q3_k_scales_lanes(scales, blocks, y, steps, zero_steps);
+}
+
+void q3_k_scales_baseline(const float* scales, int blocks, ggml::BlockQ3_K* y, float* steps, unsigned* zero_steps) {
+  q3_k_scales_lanes(scales, blocks, y, steps, zero_steps);
+}
+
 template <bool kOffset>
 __attribute__((target("avx2"))) void final_codes_avx2(const float* x, int count, float d, float dm, int lo, int hi,
                                                       int bias, std::uint8_t* out) {
@@ -457,6 +466,12 @@ void quantize_q6_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out
 
 void quantize_q3_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out) {
   quantize_blocks<ggml::BlockQ3_K>(x, blocks, out);
+}
+
+void q3_k_scales_of_lanes(const float* scales, int blocks, codec::ggml::BlockQ3_K* y, float* steps,
+                          unsigned* zero_steps) {
+  use_avx2() ? q3_k_scales_avx2(scales, blocks, y, steps, zero_steps)
+             : q3_k_scales_baseline(scales, blocks, y, steps, zero_steps);
 }
 
 void kquant_final_codes(const float* x, int count, float d, float dm, bool offset, int lo, int hi, std::uint8_t* out) {

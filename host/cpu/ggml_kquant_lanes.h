@@ -65,4 +65,13 @@ void q3_k_codes_avx512(const float* x, const float* steps, unsigned zero_steps, 
 /// them to the codec on divisions that land next to a half.
 void kquant_final_codes(const float* x, int count, float d, float dm, bool offset, int lo, int hi, std::uint8_t* out);
 
+/// Q3_K's scale bytes, d and steps of eight super-blocks, one per lane, as quantize_q3_k_lanes()
+/// computes them: codec::ggml::quantize_q3_k_scales() and q3_k_step() of each. scales: sub-block
+/// j of super-block b at 16 b + j, for all eight; writes d and scales of y[0, blocks), steps[8 j
+/// + b] and, in zero_steps[b], bit j where that step is 0. For
+/// tests/unit/ggml_final_codes_test.cpp, which holds them to the codec on ties, NaN and the ends
+/// of binary16.
+void q3_k_scales_of_lanes(const float* scales, int blocks, codec::ggml::BlockQ3_K* y, float* steps,
+                          unsigned* zero_steps);
+
 }  // namespace wq::detail
