@@ -316,6 +316,10 @@ WQ_AVX2_INLINE __m256i add_block_stats(const Block32& b, const __m256i codes[4],
   return _mm256_or_si256(_mm256_or_si256(codes[0], codes[1]), _mm256_or_si256(codes[2], codes[3]));
 }
 
+// How far ahead of its reads the legacy types' loops fetch their input (8 KiB). A prefetch past
+// the end of the input is harmless: it never faults.
+constexpr int kLegacyPrefetchFloats = 2048;
+
 // Eight blocks at a time, as quantize_q8_0_blocks_avx2: d and 1/d by one vector division each
 // (1/0 masked to 0, as reciprocal_or_zero), d and min to binary16 by vcvtps2ph. With `lanes`, the
 // blocks' statistics are summed into it (add_block_stats()), and the result says whether every
@@ -331,6 +335,10 @@ __attribute__((target("avx2,f16c"), always_inline)) inline bool quantize_blocks8
     alignas(32) float numerator[8], min[8];
     for (int j = 0; j < 8; ++j) {
       const float* p = x + (b + j) * 32;
+      // 8 KiB ahead, both cache lines of a block, as Q8_0 below: on a 64 MiB input 1.3-1.75x
+      // (Xeon, Emerald Rapids), whose reads the hardware prefetcher alone left waiting.
+      _mm_prefetch(reinterpret_cast<const char*>(p + kLegacyPrefetchFloats), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(p + kLegacyPrefetchFloats + 16), _MM_HINT_T0);
       numerator[j] = header_numerator<T>(p, load_block(p), &min[j]);
     }
     const __m256 d = _mm256_div_ps(_mm256_load_ps(numerator), _mm256_set1_ps(T::kDivisor));
