@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "core/json_text.h"
@@ -160,23 +161,19 @@ const JournalEntry* Journal::done(const std::string& output, const std::string& 
   for (std::size_t i = 0; i < part_paths.size(); ++i) {
     if (fs::path(part_paths[i]).filename().string() != e.parts[i].name) return nullptr;
   }
-  // Sizes and mtimes first, all of them: a hash only where nothing cheaper decided.
-  std::vector<std::size_t> touched;
-  const auto same_size = [&](std::size_t k, const std::string& path, const FileIdentity& recorded) {
-    const std::optional<FileIdentity> now = stat_identity(path);
-    if (!now || now->size != recorded.size) return false;
-    if (now->mtime_ns != recorded.mtime_ns) touched.push_back(k);
-    return true;
-  };
-  if (!same_size(0, input_path, e.input_id)) return nullptr;
-  for (std::size_t i = 0; i < part_paths.size(); ++i) {
-    if (!same_size(i + 1, part_paths[i], e.parts[i].id)) return nullptr;
+  // The input and every part alike: sizes and mtimes first, all of them, then a hash only where
+  // nothing cheaper decided (touched but perhaps not changed: a copy that kept the bytes, a
+  // checkout).
+  std::vector<std::pair<const std::string*, const FileIdentity*>> files{{&input_path, &e.input_id}};
+  for (std::size_t i = 0; i < part_paths.size(); ++i) files.emplace_back(&part_paths[i], &e.parts[i].id);
+  std::vector<std::pair<const std::string*, const FileIdentity*>> touched;
+  for (const auto& [path, recorded] : files) {
+    const std::optional<FileIdentity> now = stat_identity(*path);
+    if (!now || now->size != recorded->size) return nullptr;
+    if (now->mtime_ns != recorded->mtime_ns) touched.emplace_back(path, recorded);
   }
-  // Touched but perhaps not changed (a copy that kept the bytes, a checkout): the hash decides.
-  for (const std::size_t k : touched) {
-    const std::string& path = k == 0 ? input_path : part_paths[k - 1];
-    const std::string& recorded = k == 0 ? e.input_id.xxh3 : e.parts[k - 1].id.xxh3;
-    if (recorded.empty() || detail::checksum_file(path, cancel) != recorded) return nullptr;
+  for (const auto& [path, recorded] : touched) {
+    if (recorded->xxh3.empty() || detail::checksum_file(*path, cancel) != recorded->xxh3) return nullptr;
   }
   return &e;
 }
