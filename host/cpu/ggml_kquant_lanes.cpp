@@ -257,9 +257,10 @@ struct Q3KLaneScaleCodes : Q3KFitCodes {
   }
 };
 
-// `blocks` (at most Q3KChunk::kBlocks) super-blocks of Q3_K into y.
+// `blocks` (at most Q3KChunk::kBlocks) super-blocks of Q3_K into y; where `values` is not null,
+// the values they decode to as well (256 per super-block).
 template <typename Rounding>
-WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::BlockQ3_K* y) {
+WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::BlockQ3_K* y, float* values) {
   float scales[Q3KChunk::kSubBlocks];
   if constexpr (Rounding::kWide) {  // the AVX-512 clone: a super-block per register
     fit_q3_k_avx512(x, blocks, scales);
@@ -290,9 +291,11 @@ WQ_LANES_INLINE void quantize_q3_k_chunk(const float* x, int blocks, ggml::Block
         const int j = __builtin_ctz(zeros);
         codes.unscaled(xb + 16 * j, 16, j, L + 16 * j);
       }
-      q3_k_codes_avx512(xb, block_steps, zero_steps[b], L, y[b].hmask, y[b].qs);
+      q3_k_codes_avx512(xb, block_steps, zero_steps[b], L, y[b].hmask, y[b].qs,
+                        values != nullptr ? values + ggml::kSuperBlock * b : nullptr);
     } else {
       ggml::finish_q3_k(xb, scales + 16 * b, L, y + b, codes);
+      if (values != nullptr) ggml::decode_block(y[b], values + ggml::kSuperBlock * b);
     }
   }
 }
@@ -367,14 +370,16 @@ template <typename Rounding>
 constexpr int kBlocksAtOnce<ggml::BlockQ5_K, Rounding> = Rounding::kWide ? 4 : 2;
 
 // `blocks` super-blocks from x into out (unaligned), kBlocksAtOnce at a time, the rest one by one;
-// Q3_K in chunks of Q3KChunk::kBlocks, whose sub-blocks share one refinement queue.
+// Q3_K in chunks of Q3KChunk::kBlocks, whose sub-blocks share one refinement queue, and with
+// the values its blocks decode to where `values` is not null (null for every other type).
 template <typename Block, typename Rounding>
-WQ_LANES_INLINE void quantize_run(const float* x, std::uint64_t blocks, std::uint8_t* out) {
+WQ_LANES_INLINE void quantize_run(const float* x, std::uint64_t blocks, std::uint8_t* out, float* values) {
   if constexpr (std::is_same_v<Block, ggml::BlockQ3_K>) {
     for (std::uint64_t b = 0; b < blocks; b += Q3KChunk::kBlocks) {
       const int n = static_cast<int>(std::min<std::uint64_t>(Q3KChunk::kBlocks, blocks - b));
       ggml::BlockQ3_K y[Q3KChunk::kBlocks];  // built aligned, then copied
-      quantize_q3_k_chunk<Rounding>(x + b * ggml::kSuperBlock, n, y);
+      quantize_q3_k_chunk<Rounding>(x + b * ggml::kSuperBlock, n, y,
+                                    values != nullptr ? values + b * ggml::kSuperBlock : nullptr);
       std::memcpy(out + b * sizeof(Block), y, static_cast<std::size_t>(n) * sizeof(Block));
     }
   } else {
@@ -394,8 +399,9 @@ WQ_LANES_INLINE void quantize_run(const float* x, std::uint64_t blocks, std::uin
 }
 
 template <typename Block>
-__attribute__((target("avx2"))) void quantize_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out) {
-  quantize_run<Block, Avx2Rounding>(x, blocks, out);
+__attribute__((target("avx2"))) void quantize_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out,
+                                                   float* values) {
+  quantize_run<Block, Avx2Rounding>(x, blocks, out, values);
 }
 
 // The AVX-512 clone's rounding: Avx2Rounding's, and the searches in sixteen lanes
@@ -411,13 +417,14 @@ struct Avx512CloneRounding : Avx2Rounding {
 template <typename Block>
 __attribute__((target("avx2,avx512f,avx512vl,avx512bw,avx512dq"))) void quantize_avx512(const float* x,
                                                                                         std::uint64_t blocks,
-                                                                                        std::uint8_t* out) {
-  quantize_run<Block, Avx512CloneRounding>(x, blocks, out);
+                                                                                        std::uint8_t* out,
+                                                                                        float* values) {
+  quantize_run<Block, Avx512CloneRounding>(x, blocks, out, values);
 }
 
 template <typename Block>
-void quantize_baseline(const float* x, std::uint64_t blocks, std::uint8_t* out) {
-  quantize_run<Block, BaselineRounding>(x, blocks, out);
+void quantize_baseline(const float* x, std::uint64_t blocks, std::uint8_t* out, float* values) {
+  quantize_run<Block, BaselineRounding>(x, blocks, out, values);
 }
 
 __attribute__((target("avx2"))) void q3_k_scales_avx2(const float* scales, int blocks, ggml::BlockQ3_K* y,
@@ -441,9 +448,9 @@ void final_codes_baseline(const float* x, int count, float d, float dm, int lo, 
 }
 
 template <typename Block>
-void quantize_blocks(const float* x, std::uint64_t blocks, std::uint8_t* out) {
-  if (use_avx512vl()) return quantize_avx512<Block>(x, blocks, out);
-  use_avx2() ? quantize_avx2<Block>(x, blocks, out) : quantize_baseline<Block>(x, blocks, out);
+void quantize_blocks(const float* x, std::uint64_t blocks, std::uint8_t* out, float* values = nullptr) {
+  if (use_avx512vl()) return quantize_avx512<Block>(x, blocks, out, values);
+  use_avx2() ? quantize_avx2<Block>(x, blocks, out, values) : quantize_baseline<Block>(x, blocks, out, values);
 }
 
 }  // namespace
@@ -464,8 +471,8 @@ void quantize_q6_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out
   quantize_blocks<ggml::BlockQ6_K>(x, blocks, out);
 }
 
-void quantize_q3_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out) {
-  quantize_blocks<ggml::BlockQ3_K>(x, blocks, out);
+void quantize_q3_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out, float* values) {
+  quantize_blocks<ggml::BlockQ3_K>(x, blocks, out, values);
 }
 
 void q3_k_scales_of_lanes(const float* scales, int blocks, codec::ggml::BlockQ3_K* y, float* steps,

@@ -37,8 +37,11 @@ void quantize_q5_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out
 /// Q2_K: sixteen make_qkx2_quants searches of 16; Q6_K: sixteen make_qx_quants.
 void quantize_q2_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
 void quantize_q6_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
-/// Q3_K: sixteen make_q3_quants with their refinement passes, each lane on its own.
-void quantize_q3_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out);
+/// Q3_K: sixteen make_q3_quants with their refinement passes, each lane on its own. Where
+/// `values` is not null, also the value each element decodes to (codec::ggml::decode_block(),
+/// bit for bit), 256 per super-block: with AVX-512 from the final codes and steps, without the
+/// blocks' unpacking (the backend's statistics decoded them again).
+void quantize_q3_k_lanes(const float* x, std::uint64_t blocks, std::uint8_t* out, float* values = nullptr);
 
 /// The k-quants' sub-block searches of `blocks` consecutive super-blocks at x, sixteen lanes at
 /// a time (cpu/ggml_kquant_search_avx512.cpp), with the results of the eight-lane searches, in
@@ -55,9 +58,10 @@ void fit_q3_k_avx512(const float* x, int blocks, float* scales);
 /// Q3_K's final codes and their packing for the super-block at x, as codec::ggml::finish_q3_k()
 /// computes them after its scales: sub-block j's codes are symmetric_code(x, steps[j], 4) where
 /// bit j of zero_steps is clear (steps[j] != 0), else L[16 j..16 j + 15] (0..7, the caller's);
-/// to hmask[32] and qs[64].
+/// to hmask[32] and qs[64]; where `values` is not null, the 256 values the block decodes to,
+/// steps[j] * (code - 4) as codec::ggml::decode_block() computes them.
 void q3_k_codes_avx512(const float* x, const float* steps, unsigned zero_steps, const std::int8_t* L,
-                       std::uint8_t* hmask, std::uint8_t* qs);
+                       std::uint8_t* hmask, std::uint8_t* qs, float* values);
 
 /// The final codes of one sub-block as the functions above compute them, eight at a time
 /// (`count` a multiple of 8): codec::ggml::code_with_offset(x, d, dm, hi) where `offset`, else

@@ -117,7 +117,7 @@ WQ_LANES_INLINE VI16 widen_bytes(const std::int8_t* bytes) {
 }  // namespace
 
 void q3_k_codes_avx512(const float* x, const float* steps, unsigned zero_steps, const std::int8_t* L,
-                       std::uint8_t* hmask, std::uint8_t* qs) {
+                       std::uint8_t* hmask, std::uint8_t* qs, float* values) {
   constexpr int half = 4;
   VI16 C[16];
   for (int j = 0; j < 16; ++j) {
@@ -130,6 +130,12 @@ void q3_k_codes_avx512(const float* x, const float* steps, unsigned zero_steps, 
   for (; zero_steps != 0; zero_steps &= zero_steps - 1) {
     const int j = __builtin_ctz(zero_steps);
     C[j] = widen_bytes(L + 16 * j);
+  }
+  if (values != nullptr) {  // decode_block()'s dl * (code - 4), dl being the step
+    for (int j = 0; j < 16; ++j) {
+      const V16 v = steps[j] * to_float(C[j] - half);
+      std::memcpy(values + 16 * j, &v, sizeof v);
+    }
   }
   // Element e = 32 k + 16 a + t is sub-block 2 k + a's lane t: bit 2 of its code is bit k of
   // hmask[16 a + t]; its low two bits are bits 2 s..2 s + 1 of qs[32 h + 16 a + t] for

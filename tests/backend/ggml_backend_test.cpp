@@ -10,6 +10,7 @@
 #include <limits>
 #include <random>
 
+#include "cpu/ggml_kquant_lanes.h"
 #include "ggml_test_support.h"
 #include "test_support.h"
 #include "wq/backend.h"
@@ -308,6 +309,35 @@ TEST_P(GgmlBackendSuite, ZerosConstantsSubnormalsAndHugeValues) {
       EXPECT_TRUE(std::isfinite(stats.signal_energy)) << stats.signal_energy;
       EXPECT_EQ(stats.count, inputs[k].size());
     }
+  }
+}
+
+// Q3_K's kernel gives the values its blocks decode to, which the backend's statistics use in
+// place of decoding the blocks again: they must be the decoder's, bit for bit, on every kind of
+// sub-block (the statistics' tolerance above would not see one value off by an ulp). A plain
+// test: the suites' runs at the baseline and without AVX-512 (tests/CMakeLists.txt) run it at
+// each dispatch.
+TEST(GgmlKernelValues, Q3KValuesAreTheDecodersBitForBit) {
+  std::vector<float> x = weights(64 * 256 + 5 * 256, 77);  // a full chunk of the kernel and more
+  std::mt19937 rng(78);
+  std::uniform_int_distribution<int> level(-4, 3);
+  for (int i = 0; i < 16; ++i) x[i] = 0.0f;                                    // an all-zero sub-block
+  for (int i = 16; i < 32; ++i) x[i] = (i % 2 != 0 ? 1e-40f : -3e-41f);        // subnormal
+  for (int i = 32; i < 48; ++i) x[i] *= 1e-18f;                                // below ggml's epsilon
+  for (int i = 256; i < 512; ++i) x[i] = 0.37f * static_cast<float>(level(rng));  // on a grid
+  for (int i = 512; i < 768; ++i) x[i] = (i % 5 == 0 ? -3.0e38f : 1e30f);     // d beyond binary16
+  for (int i = 768; i < 1024; ++i) x[i] = -1.5f;                               // constant
+  const std::uint64_t blocks = x.size() / 256;
+  std::vector<std::uint8_t> got(blocks * sizeof(ggml::BlockQ3_K));
+  std::vector<float> values(x.size(), std::numeric_limits<float>::quiet_NaN());
+  detail::quantize_q3_k_lanes(x.data(), blocks, got.data(), values.data());
+  std::vector<std::uint8_t> want;
+  std::vector<float> want_decoded;
+  test::ggml_reference(ggml::Type::kQ3_K, x, &want, &want_decoded);
+  ASSERT_EQ(got, want);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(codec::float_bits(values[i]), codec::float_bits(want_decoded[i]))
+        << "element " << i << ": " << values[i] << " against " << want_decoded[i];
   }
 }
 
