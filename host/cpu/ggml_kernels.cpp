@@ -65,9 +65,10 @@ void quantize_one(const float* x, Block* y) {
 
 // Blocks [0, n) of x into `out` several at a time where a type has such a path (the k-quants:
 // cpu/ggml_kquant_lanes.h; the legacy types on AVX2 with F16C: cpu/ggml_legacy_avx2.h); false
-// where it has none.
+// where it has none. Q3_K also writes the values its blocks decode to where `values` is not
+// null (for quantize_tensor()'s statistics); every other type ignores it.
 template <typename Block>
-bool quantize_blocks_at_once(const float* x, std::uint64_t n, std::uint8_t* out) {
+bool quantize_blocks_at_once(const float* x, std::uint64_t n, std::uint8_t* out, float* values = nullptr) {
   if constexpr (std::is_same_v<Block, ggml::BlockQ4_K>) {
     quantize_q4_k_lanes(x, n, out);
     return true;
@@ -75,7 +76,7 @@ bool quantize_blocks_at_once(const float* x, std::uint64_t n, std::uint8_t* out)
     quantize_q5_k_lanes(x, n, out);
     return true;
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ3_K>) {
-    quantize_q3_k_lanes(x, n, out);
+    quantize_q3_k_lanes(x, n, out, values);
     return true;
   } else if constexpr (std::is_same_v<Block, ggml::BlockQ2_K>) {
     quantize_q2_k_lanes(x, n, out);
@@ -245,17 +246,11 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
       }
       // A NaN or infinity is found through the statistics below, before anything is returned;
       // every block code tolerates one (bounded loops, clamped codes).
-      const float* values = nullptr;  // the values of the written blocks, where the kernel gave them
-      if constexpr (kKernelValues) {
-        if (!job.search) {
-          quantize_q3_k_lanes(x, static_cast<std::uint64_t>(batch_blocks), job.blocks + batch * sizeof(Block),
-                              kernel_values);
-          values = kernel_values;
-          written = true;
-        }
-      }
+      // The values of the written blocks, where the kernel gives them (Q3_K always writes its
+      // blocks at once, so they are there whenever it writes them).
+      float* const values = kKernelValues && !written && !job.search ? kernel_values : nullptr;
       written = written || (!job.search && quantize_blocks_at_once<Block>(x, static_cast<std::uint64_t>(batch_blocks),
-                                                                          job.blocks + batch * sizeof(Block)));
+                                                                          job.blocks + batch * sizeof(Block), values));
       for (int c = 0; c < batch_blocks; c += kBlocksPerChunk) {
         const int n = std::min(kBlocksPerChunk, batch_blocks - c);
         const int count = n * Block::kElements;

@@ -83,6 +83,7 @@ TEST(Q3KStepFilter, SaysNoOnlyWhereGgmlsStepKeepsTheCode) {
     const VI may = detail::q3_k_may_step(x, l, wxl, wll, sumlx, suml2);
     for (int j = 0; j < detail::kLanes; ++j) {
       const ReferenceStep step = reference_step(x[j], l[j], wxl[j], wll[j], sumlx[j], suml2[j]);
+      near_and_moved += step.runs && step.new_l != l[j];
       if (may[j] != 0) continue;
       ++said_no;
       ASSERT_TRUE(!step.runs || step.new_l == l[j])
@@ -93,10 +94,6 @@ TEST(Q3KStepFilter, SaysNoOnlyWhereGgmlsStepKeepsTheCode) {
       const float to_half = std::fabs(std::fabs(q - static_cast<float>(l[j])) - 0.5f);
       near_and_kept += step.runs && to_half < std::ldexp(1.0f, -12);
       far_at_ends += step.runs && std::fabs(q - static_cast<float>(l[j])) > 2.0f;
-    }
-    for (int j = 0; j < detail::kLanes; ++j) {
-      const ReferenceStep step = reference_step(x[j], l[j], wxl[j], wll[j], sumlx[j], suml2[j]);
-      near_and_moved += step.runs && step.new_l != l[j];
     }
   }
   // The inputs reach what the proof is about: quotients just inside a half that the filter still
