@@ -71,13 +71,8 @@ void search_q2_k_blocks(const float* x, kquant_ggml::OffsetSearch search, float*
   constexpr int n = 16;
   V16 X[R][n], W[R][n];
   for (int r = 0; r < R; ++r) {
-    V low[n], high[n];
-    load_sub_blocks<n>(x + kquant_ggml::kSuperBlock * r, n, low);
-    load_sub_blocks<n>(x + kquant_ggml::kSuperBlock * r + n * kLanes, n, high);
-    for (int i = 0; i < n; ++i) {
-      X[r][i] = join_lanes(low[i], high[i]);
-      W[r][i] = abs_of(X[r][i]);
-    }
+    load_sub_blocks16(x + kquant_ggml::kSuperBlock * r, X[r]);
+    for (int i = 0; i < n; ++i) W[r][i] = abs_of(X[r][i]);
   }
   V16 scale[R], neg_offset[R], grid[R], min[R];
   fit_lanes<Avx512Rounding, n, R, true>(X, W, 3, search, grid, min, scale, neg_offset);
@@ -92,12 +87,7 @@ template <int R>
 void search_q6_k_blocks(const float* x, float* scales, float* grid_iscale) {
   constexpr int n = 16;
   V16 X[R][n];
-  for (int r = 0; r < R; ++r) {
-    V low[n], high[n];
-    load_sub_blocks<n>(x + kquant_ggml::kSuperBlock * r, n, low);
-    load_sub_blocks<n>(x + kquant_ggml::kSuperBlock * r + n * kLanes, n, high);
-    for (int i = 0; i < n; ++i) X[r][i] = join_lanes(low[i], high[i]);
-  }
+  for (int r = 0; r < R; ++r) load_sub_blocks16(x + kquant_ggml::kSuperBlock * r, X[r]);
   V16 scale[R], grid[R];
   fit_symmetric_x2_lanes<Avx512Rounding, R>(X, grid, scale);
   store_lanes<R>(scale, scales);

@@ -42,12 +42,7 @@ constexpr int kLanesOf = static_cast<int>(sizeof(Vec) / sizeof(float));
 // Q3_K's sub-blocks of 16 in lanes, consecutive from x (X[i] lane j = sub-block j's element i).
 // Sixteen lanes are two registers of eight side by side.
 WQ_LANES_INLINE void load_q3_k_lanes(const float* x, V* X) { load_sub_blocks<16>(x, 16, X); }
-WQ_LANES_INLINE void load_q3_k_lanes(const float* x, V16* X) {
-  V low[16], high[16];
-  load_sub_blocks<16>(x, 16, low);
-  load_sub_blocks<16>(x + 16 * kLanes, 16, high);
-  for (int i = 0; i < 16; ++i) X[i] = join_lanes(low[i], high[i]);
-}
+WQ_LANES_INLINE void load_q3_k_lanes(const float* x, V16* X) { load_sub_blocks16(x, X); }
 
 // Bit j set where lane j of a mask is set. The AVX-512 unit reads the bits with one
 // instruction; GCC 12 builds them lane by lane from the generic loop.
