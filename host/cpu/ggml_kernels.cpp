@@ -108,7 +108,7 @@ template <typename Block>
 constexpr bool kHasChunkWithStats = Block::kElements == ggml::kLegacyBlock;  // the legacy types
 
 template <typename Block>
-bool quantize_chunk_with_stats(const float* x, std::uint8_t* out, ErrorStats* stats) {
+bool quantize_chunk_with_stats(const float* x, std::uint8_t* out, WideLaneStats* stats) {
   if constexpr (std::is_same_v<Block, ggml::BlockQ8_0>) return quantize_q8_0_chunk_avx2(x, out, stats);
   if constexpr (std::is_same_v<Block, ggml::BlockQ4_0>) return quantize_q4_0_chunk_avx2(x, out, stats);
   if constexpr (std::is_same_v<Block, ggml::BlockQ4_1>) return quantize_q4_1_chunk_avx2(x, out, stats);
@@ -205,6 +205,7 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
   std::vector<ErrorStats> parts((blocks + per_task - 1) / per_task);
   for_each_run(blocks, per_task, &pool, [&](std::size_t t, std::uint64_t first, std::uint64_t last) {
     ErrorStats stats;
+    WideLaneStats chunk_sums;  // the legacy types' chunks summed inside their kernels
     float widened[kBatchBlocks * Block::kElements];
     float decoded[kChunk];
     // Q3_K's kernel gives the values its blocks decode to, for the statistics below (decoding
@@ -235,13 +236,8 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
       if constexpr (kHasChunkWithStats<Block>) {
         static_assert(kBatchBlocks == 8 && kChunk == 256);
         if (!job.search && batch_blocks == kBatchBlocks && use_f16c()) {
-          ErrorStats chunk;
-          const bool summed = quantize_chunk_with_stats<Block>(x, job.blocks + batch * sizeof(Block), &chunk);
+          if (quantize_chunk_with_stats<Block>(x, job.blocks + batch * sizeof(Block), &chunk_sums)) continue;
           written = true;
-          if (summed && std::isfinite(chunk.signal_energy) && std::isfinite(chunk.error_energy)) {
-            stats.merge(chunk);
-            continue;
-          }
         }
       }
       // A NaN or infinity is found through the statistics below, before anything is returned;
@@ -295,6 +291,7 @@ ErrorStats quantize_tensor(const GgmlQuantizeJob& job, ThreadPool& pool) {
         stats.merge(chunk);
       }
     }
+    stats.merge(chunk_sums.folded());
     parts[t] = stats;
   });
   ErrorStats total;

@@ -526,7 +526,7 @@ __attribute__((target("avx2,f16c"))) void quantize_q5_1_blocks_avx2(const float*
 namespace {
 // One statistics chunk of eight blocks: Q8_0's (T = its block) or another legacy type's codes.
 template <typename T>
-WQ_AVX2_F16C_INLINE bool quantize_chunk(const float* x, std::uint8_t* out, ErrorStats* stats) {
+WQ_AVX2_F16C_INLINE bool quantize_chunk(const float* x, std::uint8_t* out, WideLaneStats* stats) {
   LaneStats<8> lanes;
   bool summed;
   if constexpr (std::is_same_v<T, ggml::BlockQ8_0>) {
@@ -534,29 +534,27 @@ WQ_AVX2_F16C_INLINE bool quantize_chunk(const float* x, std::uint8_t* out, Error
   } else {
     summed = quantize_blocks8<T>(x, 8, out, &lanes);
   }
-  if (!summed) return false;
-  lanes.fold_into(stats, 256);
-  return true;
+  return summed && lanes.add_finite_into(stats, 256);
 }
 }  // namespace
 
-__attribute__((target("avx2,f16c"))) bool quantize_q8_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats) {
+__attribute__((target("avx2,f16c"))) bool quantize_q8_0_chunk_avx2(const float* x, std::uint8_t* out, WideLaneStats* stats) {
   return quantize_chunk<ggml::BlockQ8_0>(x, out, stats);
 }
 
-__attribute__((target("avx2,f16c"))) bool quantize_q4_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats) {
+__attribute__((target("avx2,f16c"))) bool quantize_q4_0_chunk_avx2(const float* x, std::uint8_t* out, WideLaneStats* stats) {
   return quantize_chunk<Q4_0Codes>(x, out, stats);
 }
 
-__attribute__((target("avx2,f16c"))) bool quantize_q4_1_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats) {
+__attribute__((target("avx2,f16c"))) bool quantize_q4_1_chunk_avx2(const float* x, std::uint8_t* out, WideLaneStats* stats) {
   return quantize_chunk<Q4_1Codes>(x, out, stats);
 }
 
-__attribute__((target("avx2,f16c"))) bool quantize_q5_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats) {
+__attribute__((target("avx2,f16c"))) bool quantize_q5_0_chunk_avx2(const float* x, std::uint8_t* out, WideLaneStats* stats) {
   return quantize_chunk<Q5_0Codes>(x, out, stats);
 }
 
-__attribute__((target("avx2,f16c"))) bool quantize_q5_1_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats) {
+__attribute__((target("avx2,f16c"))) bool quantize_q5_1_chunk_avx2(const float* x, std::uint8_t* out, WideLaneStats* stats) {
   return quantize_chunk<Q5_1Codes>(x, out, stats);
 }
 

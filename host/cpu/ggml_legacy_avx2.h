@@ -19,6 +19,8 @@
 
 namespace wq::detail {
 
+struct WideLaneStats;  // cpu/lanes.h
+
 /// codec::ggml::quantize_block() for these types, bit for bit. Only call when use_avx2()
 /// (cpu/cpu_features.h) is true.
 void quantize_q8_0_avx2(const float* x, codec::ggml::BlockQ8_0* y);
@@ -27,17 +29,18 @@ void quantize_q8_0_avx2(const float* x, codec::ggml::BlockQ8_0* y);
 /// call when use_f16c() is true too.
 void quantize_q8_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
 /// Eight blocks (one statistics chunk of 256 elements) of x into `out`, as the function above,
-/// and their error statistics into *stats: the sums of lane_stats<8>() over the values that the
-/// written blocks decode to, bit for bit, without decoding them again. False, and *stats left
-/// alone, where a code of the eight lies outside a byte (a non-finite input, a subnormal d):
-/// the blocks are written all the same, and the caller decodes them for the statistics.
-bool quantize_q8_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats);
+/// and their error statistics added to *stats (WideLaneStats::add_finite_into()): the lane
+/// sums of lane_stats<8>() over the values that the written blocks decode to, bit for bit,
+/// without decoding them again. False, and *stats left alone, where a code of the eight lies
+/// outside a byte (a non-finite input, a subnormal d) or a sum is not finite: the blocks are
+/// written all the same, and the caller decodes them for the statistics.
+bool quantize_q8_0_chunk_avx2(const float* x, std::uint8_t* out, WideLaneStats* stats);
 /// The same for the other legacy types (false also where a code of the eight is not the one
 /// the block stores).
-bool quantize_q4_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats);
-bool quantize_q4_1_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats);
-bool quantize_q5_0_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats);
-bool quantize_q5_1_chunk_avx2(const float* x, std::uint8_t* out, ErrorStats* stats);
+bool quantize_q4_0_chunk_avx2(const float* x, std::uint8_t* out, WideLaneStats* stats);
+bool quantize_q4_1_chunk_avx2(const float* x, std::uint8_t* out, WideLaneStats* stats);
+bool quantize_q5_0_chunk_avx2(const float* x, std::uint8_t* out, WideLaneStats* stats);
+bool quantize_q5_1_chunk_avx2(const float* x, std::uint8_t* out, WideLaneStats* stats);
 void quantize_q4_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
 void quantize_q4_1_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
 void quantize_q5_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);

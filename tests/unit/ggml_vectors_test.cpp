@@ -176,12 +176,13 @@ TEST(GgmlRounding, Q8_0EightBlocksEqualOneBlockOnNonFiniteAndSubnormalBlocks) {
 // eight-block functions, and the sums that LaneStats<8> gives over the values the codec decodes
 // those blocks to, bit for bit (the backend sums other chunks that way). Normal weights of two
 // scales, a block of tiny values (a subnormal or zero d), a constant block, and non-finite
-// blocks. Where a function declines a chunk (Q8_0's codes out of a byte), it must have written
-// the blocks all the same and left the statistics alone; the others' codes of a NaN block are
-// the stored ones, and their sums then NaN, which the caller checks.
+// blocks. Where a function declines a chunk (Q8_0's codes out of a byte, or sums that are not
+// finite, as every non-finite block's are), it must have written the blocks all the same and
+// left the statistics alone. The sums are added lane by lane to what the accumulator holds.
 template <typename Block>
 void expect_chunk_statistics_of_decoded_blocks(void (*blocks_avx2)(const float*, std::uint64_t, std::uint8_t*),
-                                               bool (*chunk_avx2)(const float*, std::uint8_t*, ErrorStats*)) {
+                                               bool (*chunk_avx2)(const float*, std::uint8_t*,
+                                                                  detail::WideLaneStats*)) {
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
   struct Case {
     float value;
@@ -202,13 +203,22 @@ void expect_chunk_statistics_of_decoded_blocks(void (*blocks_avx2)(const float*,
       }
       std::vector<std::uint8_t> want(8 * sizeof(Block)), got(want.size(), 0xa5);
       blocks_avx2(x.data(), 8, want.data());
-      ErrorStats stats;
-      stats.count = 12345;  // must stay as it is where nothing is summed
-      const bool summed = chunk_avx2(x.data(), got.data(), &stats);
+      detail::WideLaneStats held;  // what earlier chunks left: added to, or left alone
+      held.count = 12345;
+      for (int l = 0; l < 8; ++l) {
+        held.signal[l] = l + 0.25;
+        held.error[l] = 2 * l + 0.5;
+        held.max_error[l] = l == 5 ? 1e30f : 0.0f;
+      }
+      const detail::WideLaneStats before = held;
+      const bool summed = chunk_avx2(x.data(), got.data(), &held);
       ASSERT_TRUE(summed || !c.must_sum);
+      if (!std::isfinite(c.value)) {
+        EXPECT_FALSE(summed) << "sums that are not finite are the caller's to check";
+      }
       ASSERT_EQ(got, want);
       if (!summed) {
-        EXPECT_EQ(stats.count, 12345u);
+        EXPECT_EQ(std::memcmp(&held, &before, sizeof held), 0);
         continue;
       }
       detail::LaneStats<8> lanes;
@@ -224,10 +234,17 @@ void expect_chunk_statistics_of_decoded_blocks(void (*blocks_avx2)(const float*,
           lanes.add(xv, dv);
         }
       }
+      EXPECT_EQ(held.count, 12345u + 256u);
+      for (int l = 0; l < 8; ++l) {
+        EXPECT_PRED2(same, held.signal[l], before.signal[l] + static_cast<double>(lanes.signal[l])) << l;
+        EXPECT_PRED2(same, held.error[l], before.error[l] + static_cast<double>(lanes.error[l])) << l;
+        EXPECT_PRED2(same, held.max_error[l], std::max(before.max_error[l], lanes.max_error[l])) << l;
+      }
       ErrorStats expected;
       lanes.fold_into(&expected, 256);
-      ErrorStats fused;
-      ASSERT_TRUE(chunk_avx2(x.data(), got.data(), &fused));
+      detail::WideLaneStats alone;
+      ASSERT_TRUE(chunk_avx2(x.data(), got.data(), &alone));
+      const ErrorStats fused = alone.folded();
       EXPECT_EQ(fused.count, 256u);
       EXPECT_PRED2(same, fused.signal_energy, expected.signal_energy);
       EXPECT_PRED2(same, fused.error_energy, expected.error_energy);
