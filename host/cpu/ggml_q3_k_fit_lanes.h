@@ -119,17 +119,21 @@ WQ_LANES_INLINE Q3KStep<Vec> q3_k_step(Vec x, IntOf<Vec> l, Vec wxl, Vec wll, Ve
 // On the Student-t benchmark input it lets 83 % of the sub-blocks through, against 84 % that the
 // exact first pass found unchanged; it replaced that pass, a division and 25 other operations
 // per element (Q3_K 1.06-1.07x, Xeon, in cache).
+// (The code comes as a float, as the first pass holds it; the bounds' factors are chosen before
+// they are multiplied by slx, so that no product is negated: -(c slx) is (-c) slx exactly.)
 template <typename Vec>
-WQ_LANES_INLINE IntOf<Vec> q3_k_may_step(Vec x, IntOf<Vec> l, Vec wxl, Vec wll, Vec sumlx, Vec suml2) {
-  constexpr int nmax = 4;
+WQ_LANES_INLINE IntOf<Vec> q3_k_may_step(Vec x, Vec l, Vec wxl, Vec wll, Vec sumlx, Vec suml2) {
+  constexpr float nmax = 4.0f, near = 0.5f - 0x1p-14f, far = 1024.0f;
   const Vec slx = sumlx - wxl;
   const Vec sl2 = suml2 - wll;
-  const Vec d = x * sl2 - to_float(l) * slx;
-  const Vec near = (0.5f - 0x1p-14f) * slx;
-  const Vec far = 1024.0f * slx;
-  const Vec low = l == -nmax ? -far : -near;
-  const Vec high = l == nmax - 1 ? far : near;
+  const Vec d = x * sl2 - l * slx;
+  const Vec low = (l == -nmax ? Vec{} - far : Vec{} - near) * slx;
+  const Vec high = (l == nmax - 1.0f ? Vec{} + far : Vec{} + near) * slx;
   return (slx > 0.0f) & ~((slx >= 0x1p-100f) & (slx <= 0x1p100f) & (d >= low) & (d <= high));
+}
+template <typename Vec>
+WQ_LANES_INLINE IntOf<Vec> q3_k_may_step(Vec x, IntOf<Vec> l, Vec wxl, Vec wll, Vec sumlx, Vec suml2) {
+  return q3_k_may_step(x, to_float(l), wxl, wll, sumlx, suml2);
 }
 
 // One refinement pass over R registers of lanes; lanes in `frozen` (all-zero or idle) never
@@ -171,8 +175,8 @@ WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk)
   for (int e = 0; e < n * lanes * R; e += 64 / sizeof(float)) {
     __builtin_prefetch(x + n * first + e + kQ3KPrefetchFloats);
   }
-  Vec X[R][n], wxl[R][n], wll[R][n];
-  VecI L[R][n], flat[R], changes[R];
+  Vec X[R][n], wxl[R][n], wll[R][n], codes[R][n];
+  VecI flat[R], changes[R];
   Vec sumlx[R], suml2[R], iscale[R];
   for (int r = 0; r < R; ++r) {
     load_q3_k_lanes(x + n * (first + lanes * r), X[r]);
@@ -183,8 +187,7 @@ WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk)
     sumlx[r] = Vec{};
     suml2[r] = Vec{};
     for (int i = 0; i < n; ++i) {
-      L[r][i] = q3_k_first_codes(iscale[r], X[r][i]);
-      const Vec l = to_float(L[r][i]);
+      const Vec l = codes[r][i] = to_float(q3_k_first_codes(iscale[r], X[r][i]));
       const Vec w = X[r][i] * X[r][i];
       wxl[r][i] = w * X[r][i] * l;
       wll[r][i] = w * l * l;
@@ -197,7 +200,7 @@ WQ_LANES_INLINE void q3_k_first_pass(const float* x, int first, Q3KChunk* chunk)
   for (int r = 0; r < R; ++r) changes[r] = VecI{};
   for (int i = 0; i < n; ++i) {
     for (int r = 0; r < R; ++r) {
-      changes[r] |= q3_k_may_step(X[r][i], L[r][i], wxl[r][i], wll[r][i], sumlx[r], suml2[r]);
+      changes[r] |= q3_k_may_step(X[r][i], codes[r][i], wxl[r][i], wll[r][i], sumlx[r], suml2[r]);
     }
   }
   for (int r = 0; r < R; ++r) {
