@@ -404,8 +404,9 @@ typedef float UnalignedV16 __attribute__((vector_size(64), aligned(4), may_alias
 // Sixteen rows of sixteen lanes transposed (X[i] lane j = row j's lane i), for the AVX-512
 // unit: within each 128-bit block the unpacks of the 8x8 transpose (two stages), then the
 // blocks put in place by two stages of 128-bit block shuffles (vshuff32x4), 64 shuffles in all.
-// Built from two 8x8 transposes and a join it was 112 shuffles, the largest single line of
-// Q3_K's profile (9 %, Zen 5). Only data moves.
+// Built from two 8x8 transposes and a join it was 112 shuffles (Q3_K 1.01-1.03x in cache with
+// this one, Zen 5: the loads, not the shuffles, were most of that line's samples). Only data
+// moves.
 WQ_LANES_INLINE void transpose16(const V16* m, V16* X) {
   V16 t[16], s[16];
   for (int k = 0; k < 8; ++k) {

@@ -39,8 +39,8 @@ namespace {
 template <typename Vec>
 constexpr int kLanesOf = static_cast<int>(sizeof(Vec) / sizeof(float));
 
-// Q3_K's sub-blocks of 16 in lanes, consecutive from x (X[i] lane j = sub-block j's element i).
-// Sixteen lanes are two registers of eight side by side.
+// Q3_K's sub-blocks of 16 in lanes, consecutive from x (X[i] lane j = sub-block j's element i):
+// eight lanes by an 8x8 transpose, sixteen by a 16x16 one.
 WQ_LANES_INLINE void load_q3_k_lanes(const float* x, V* X) { load_sub_blocks<16>(x, 16, X); }
 WQ_LANES_INLINE void load_q3_k_lanes(const float* x, V16* X) { load_sub_blocks16(x, X); }
 
