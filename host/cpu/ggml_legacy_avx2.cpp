@@ -534,7 +534,7 @@ WQ_AVX2_F16C_INLINE bool quantize_chunk(const float* x, std::uint8_t* out, WideL
   } else {
     summed = quantize_blocks8<T>(x, 8, out, &lanes);
   }
-  return summed && lanes.add_finite_into(stats, 256);
+  return summed && stats->add(lanes, 256);
 }
 }  // namespace
 

@@ -29,7 +29,7 @@ void quantize_q8_0_avx2(const float* x, codec::ggml::BlockQ8_0* y);
 /// call when use_f16c() is true too.
 void quantize_q8_0_blocks_avx2(const float* x, std::uint64_t blocks, std::uint8_t* out);
 /// Eight blocks (one statistics chunk of 256 elements) of x into `out`, as the function above,
-/// and their error statistics added to *stats (WideLaneStats::add_finite_into()): the lane
+/// and their error statistics added to *stats (WideLaneStats::add()): the lane
 /// sums of lane_stats<8>() over the values that the written blocks decode to, bit for bit,
 /// without decoding them again. False, and *stats left alone, where a code of the eight lies
 /// outside a byte (a non-finite input, a subnormal d) or a sum is not finite: the blocks are

@@ -131,10 +131,6 @@ WQ_LANES_INLINE IntOf<Vec> q3_k_may_step(Vec x, Vec l, Vec wxl, Vec wll, Vec sum
   const Vec high = (l == nmax - 1.0f ? Vec{} + far : Vec{} + near) * slx;
   return (slx > 0.0f) & ~((slx >= 0x1p-100f) & (slx <= 0x1p100f) & (d >= low) & (d <= high));
 }
-template <typename Vec>
-WQ_LANES_INLINE IntOf<Vec> q3_k_may_step(Vec x, IntOf<Vec> l, Vec wxl, Vec wll, Vec sumlx, Vec suml2) {
-  return q3_k_may_step(x, to_float(l), wxl, wll, sumlx, suml2);
-}
 
 // One refinement pass over R registers of lanes; lanes in `frozen` (all-zero or idle) never
 // change. changed[r]: the lanes that accepted a new code.

@@ -80,7 +80,7 @@ TEST(Q3KStepFilter, SaysNoOnlyWhereGgmlsStepKeepsTheCode) {
         default: break;
       }
     }
-    const VI may = detail::q3_k_may_step(x, l, wxl, wll, sumlx, suml2);
+    const VI may = detail::q3_k_may_step(x, detail::to_float(l), wxl, wll, sumlx, suml2);
     for (int j = 0; j < detail::kLanes; ++j) {
       const ReferenceStep step = reference_step(x[j], l[j], wxl[j], wll[j], sumlx[j], suml2[j]);
       near_and_moved += step.runs && step.new_l != l[j];
