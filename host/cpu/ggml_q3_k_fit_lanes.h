@@ -269,13 +269,14 @@ WQ_LANES_INLINE void q3_k_refine_queue(const float* x, Q3KChunk* chunk) {
 }
 
 // The fits of `blocks` (at most Q3KChunk::kBlocks) super-blocks from x: each sub-block's scale.
-// The first pass takes two super-blocks at a time (R registers of lanes), the queue
-// kQueueRegisters registers.
+// The first pass takes four super-blocks at a time (R registers of lanes), then two, then one;
+// the queue kQueueRegisters registers.
 template <typename Vec, int kQueueRegisters>
 WQ_LANES_INLINE void fit_q3_k_chunk(const float* x, int blocks, float* scales) {
   constexpr int kPerBlock = 16 / kLanesOf<Vec>;  // registers per super-block
   Q3KChunk chunk(scales);
   int b = 0;
+  for (; b + 4 <= blocks; b += 4) q3_k_first_pass<4 * kPerBlock, Vec>(x, 16 * b, &chunk);
   for (; b + 2 <= blocks; b += 2) q3_k_first_pass<2 * kPerBlock, Vec>(x, 16 * b, &chunk);
   if (b < blocks) q3_k_first_pass<kPerBlock, Vec>(x, 16 * b, &chunk);
   q3_k_refine_queue<kQueueRegisters, Vec>(x, &chunk);
