@@ -471,7 +471,8 @@ WQ_LANES_INLINE Vec signed_extreme_scan_lanes(const Vec* X, int n, Vec* amax_out
 // attains it, unless both do (+a and -a), where only the order tells which came first; a
 // register with such a lane is scanned again by the loop. The loop's answer is a chain of a
 // compare and two blends per element, and the search waits on it before it can start: for Q3_K,
-// whose sub-block fits start with it, this spelling was 1.13-1.16x (Q6_K 1.05-1.07x; Zen 5).
+// whose sub-block fits start with it, this spelling was 1.08-1.16x (Q6_K 1.03-1.06x in cache;
+// Zen 5).
 // (A lane of zeros and NaNs: high = -low = +0, and the loop's +0 is high.)
 template <typename Vec>
 WQ_LANES_INLINE Vec signed_extreme_lanes(const Vec* X, int n, Vec* amax_out) {

@@ -7,8 +7,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdint>
-#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -20,12 +18,6 @@ namespace wq {
 namespace {
 
 namespace ggml = codec::ggml;
-
-std::uint32_t bits(float f) {
-  std::uint32_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
 
 // One lane's elements: random weights, then what the case asks for.
 std::vector<float> lane_elements(int n, int kind, std::mt19937& rng) {
@@ -92,8 +84,8 @@ void expect_codec_lane_by_lane(const char* width) {
     for (int j = 0; j < kLanes; ++j) {
       float want_amax;
       const float want = ggml::signed_extreme(lane[j].data(), n, &want_amax);
-      ASSERT_EQ(bits(max[j]), bits(want)) << width << " trial " << trial << " lane " << j;
-      ASSERT_EQ(bits(amax[j]), bits(want_amax)) << width << " trial " << trial << " lane " << j;
+      ASSERT_EQ(codec::float_bits(max[j]), codec::float_bits(want)) << width << " trial " << trial << " lane " << j;
+      ASSERT_EQ(codec::float_bits(amax[j]), codec::float_bits(want_amax)) << width << " trial " << trial << " lane " << j;
       float high = 0, low = 0;
       for (float v : lane[j]) {
         high = v > high ? v : high;
